@@ -1,0 +1,15 @@
+//! The select-invoices Lambda: wiring only. Routes and logic live in the visitpay crate.
+
+use lambda_http::{run, service_fn, Error, Request};
+use visitpay::http::{handle, routes::Function};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    visitpay::telemetry::init();
+    let deps = visitpay::config::lambda_deps().await?;
+    run(service_fn(|req: Request| {
+        let deps = &deps;
+        async move { Ok::<_, std::convert::Infallible>(handle(deps, Function::SelectInvoices, req).await) }
+    }))
+    .await
+}

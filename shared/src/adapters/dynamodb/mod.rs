@@ -1,0 +1,292 @@
+//! The store on DynamoDB: single table, conditional writes, and
+//! TransactWriteItems for every multi-item invariant. Reads are keyed gets and
+//! queries (base table or `gsi1`), never scans.
+
+pub mod keys;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+
+use super::tables::TableDef;
+use crate::domain::{Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentSettings, Timestamp, VisitId};
+use crate::ports::{Expect, IdempotencyRecord, PatientLink, Store, StoreError, Write};
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get<T: DeserializeOwned>(&self, (pk, sk): (String, String)) -> Result<Option<T>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, AttributeValue::S(pk))
+            .key(keys::SK, AttributeValue::S(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        out.item.map(decode).transpose()
+    }
+
+    /// Runs a query to the end, page by page.
+    async fn query_all<T: DeserializeOwned>(
+        &self,
+        index: Option<&str>,
+        key_condition: &str,
+        values: Vec<(&str, String)>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut results = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_owned))
+                .key_condition_expression(key_condition)
+                .set_exclusive_start_key(start.take())
+                // GSIs only offer eventual consistency; the base table can do better.
+                .consistent_read(index.is_none());
+            for (name, value) in &values {
+                q = q.expression_attribute_values(*name, AttributeValue::S(value.clone()));
+            }
+            let out = q.send().await.map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                results.push(decode(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(results),
+            }
+        }
+    }
+
+    /// Creates the table from its definition if it does not exist (local
+    /// setup and tests; in AWS the SAM template owns it).
+    pub async fn ensure_table(&self, def: &TableDef) -> Result<(), StoreError> {
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("name and type set")
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder().attribute_name(name).key_type(kind).build().expect("name and type set")
+        };
+        let mut create = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key(&def.partition_key, KeyType::Hash))
+            .key_schema(key(&def.sort_key, KeyType::Range));
+        for name in def.attributes.keys() {
+            create = create.attribute_definitions(attribute(name));
+        }
+        for index in &def.global_secondary_indexes {
+            create = create.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(&index.name)
+                    .key_schema(key(&index.partition_key, KeyType::Hash))
+                    .key_schema(key(&index.sort_key, KeyType::Range))
+                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                    .build()
+                    .expect("index fields set"),
+            );
+        }
+        match create.send().await {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("ResourceInUseException") => return Ok(()),
+            Err(e) => return Err(classify(e)),
+        }
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(&def.ttl_attribute)
+                    .enabled(true)
+                    .build()
+                    .expect("ttl fields set"),
+            )
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
+fn decode<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn encode<T: Serialize>(value: &T, (pk, sk): (String, String)) -> Item {
+    let mut item: Item = to_item(value).expect("domain types serialize to DynamoDB items");
+    item.insert(keys::PK.into(), AttributeValue::S(pk));
+    item.insert(keys::SK.into(), AttributeValue::S(sk));
+    item
+}
+
+fn epoch(at: Timestamp) -> AttributeValue {
+    AttributeValue::N(at.unix_timestamp().to_string())
+}
+
+/// Maps an SDK error to the port's error, keeping the SDK's words for logs.
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
+    match e.code() {
+        Some("ConditionalCheckFailedException" | "TransactionConflictException") => StoreError::Conflict,
+        Some("ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded") => {
+            StoreError::Throttled
+        }
+        Some("TransactionCanceledException") => {
+            // "Transaction cancelled, please refer cancellation reasons for specific
+            // reasons [None, ConditionalCheckFailed]": the reasons are in the message.
+            let message = e.message().unwrap_or_default().to_owned();
+            if message.contains("ConditionalCheckFailed") || message.contains("TransactionConflict") {
+                StoreError::Conflict
+            } else if message.contains("Throttl") || message.contains("ProvisionedThroughputExceeded") {
+                StoreError::Throttled
+            } else {
+                StoreError::Unavailable(message)
+            }
+        }
+        _ => StoreError::Unavailable(DisplayErrorContext(&e).to_string()),
+    }
+}
+
+/// One write as a conditional Put.
+fn put_of(table: &str, write: Write) -> Put {
+    let (item, expect) = match write {
+        Write::Invoice { invoice, expect } => {
+            let key = keys::invoice(&invoice.clinic_id, &invoice.patient_id, &invoice.invoice_id);
+            (encode(&invoice, key), expect)
+        }
+        Write::Action { action, expect } => {
+            let mut item = encode(&action, keys::action(&action.clinic_id, &action.action_id));
+            item.insert(keys::GSI1PK.into(), AttributeValue::S(keys::visit_partition(&action.clinic_id, &action.visit_id)));
+            item.insert(keys::GSI1SK.into(), AttributeValue::S(keys::visit_sort(action.created_at, &action.action_id)));
+            (item, expect)
+        }
+        Write::Link(link) => {
+            let mut item = encode(&link, keys::link(&link.token_hash));
+            // Kept a day past expiry so a late visit gets "expired", not silence.
+            item.insert(keys::TTL.into(), epoch(link.expires_at + time::Duration::days(1)));
+            (item, Expect::Absent)
+        }
+        Write::Idempotency(record) => {
+            let mut item = encode(&record, keys::idempotency(&record.clinic_id, &record.key));
+            item.insert(keys::TTL.into(), epoch(record.expires_at));
+            (item, Expect::Absent)
+        }
+    };
+    let put = Put::builder().table_name(table).set_item(Some(item));
+    let put = match expect {
+        Expect::Absent => put.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", keys::PK),
+        Expect::Version(v) => put
+            .condition_expression("#v = :v")
+            .expression_attribute_names("#v", keys::VERSION)
+            .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+    };
+    put.build().expect("table and item set")
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn get_settings(&self, clinic: &ClinicId) -> Result<Option<PaymentSettings>, StoreError> {
+        self.get(keys::settings(clinic)).await
+    }
+
+    async fn put_settings(&self, settings: &PaymentSettings) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(encode(settings, keys::settings(&settings.clinic_id))))
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn get_invoice(&self, clinic: &ClinicId, patient: &PatientId, invoice: &InvoiceId) -> Result<Option<Invoice>, StoreError> {
+        self.get(keys::invoice(clinic, patient, invoice)).await
+    }
+
+    async fn list_invoices(&self, clinic: &ClinicId, patient: &PatientId) -> Result<Vec<Invoice>, StoreError> {
+        self.query_all(
+            None,
+            "pk = :pk AND begins_with(sk, :prefix)",
+            vec![(":pk", keys::patient_partition(clinic, patient)), (":prefix", keys::INVOICE_PREFIX.to_owned())],
+        )
+        .await
+    }
+
+    async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Action>, StoreError> {
+        self.get(keys::action(clinic, action)).await
+    }
+
+    async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, StoreError> {
+        self.query_all(Some(keys::GSI1), "gsi1pk = :v", vec![(":v", keys::visit_partition(clinic, visit))]).await
+    }
+
+    async fn find_link(&self, token_hash: &str) -> Result<Option<PatientLink>, StoreError> {
+        self.get(keys::link(token_hash)).await
+    }
+
+    async fn get_idempotency(&self, clinic: &ClinicId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.get(keys::idempotency(clinic, key)).await
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        match writes.len() {
+            0 => Ok(()),
+            1 => {
+                // One item needs no transaction: a conditional put is atomic and half the cost.
+                let put = put_of(&self.table, writes.into_iter().next().expect("one write"));
+                self.client
+                    .put_item()
+                    .table_name(put.table_name())
+                    .set_item(Some(put.item().clone()))
+                    .set_condition_expression(put.condition_expression().map(str::to_owned))
+                    .set_expression_attribute_names(put.expression_attribute_names().cloned())
+                    .set_expression_attribute_values(put.expression_attribute_values().cloned())
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                Ok(())
+            }
+            _ => {
+                let items = writes
+                    .into_iter()
+                    .map(|w| TransactWriteItem::builder().put(put_of(&self.table, w)).build())
+                    .collect();
+                self.client.transact_write_items().set_transact_items(Some(items)).send().await.map_err(classify)?;
+                Ok(())
+            }
+        }
+    }
+}

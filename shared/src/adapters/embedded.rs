@@ -1,0 +1,135 @@
+//! The embedded store for the laptop run: the same port, the same
+//! all-or-nothing conditional commits, held in memory behind one lock. It is
+//! held to the same contract suite as DynamoDB (`testkit::store_contract`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::domain::{Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentSettings, VisitId};
+use crate::ports::{Expect, IdempotencyRecord, PatientLink, Store, StoreError, Write};
+
+type InvoiceKey = (ClinicId, PatientId, InvoiceId);
+type ActionKey = (ClinicId, ActionId);
+
+#[derive(Default)]
+struct Tables {
+    settings: HashMap<ClinicId, PaymentSettings>,
+    invoices: BTreeMap<InvoiceKey, Invoice>,
+    actions: HashMap<ActionKey, Action>,
+    links: HashMap<String, PatientLink>,
+    idempotency: HashMap<(ClinicId, String), IdempotencyRecord>,
+}
+
+#[derive(Default)]
+pub struct EmbeddedStore {
+    tables: Mutex<Tables>,
+}
+
+impl EmbeddedStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        // A panic elsewhere while holding the lock must not wedge the store;
+        // commits validate everything before mutating, so the data is whole.
+        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn check(expect: Expect, current: Option<u64>) -> Result<(), StoreError> {
+    match (expect, current) {
+        (Expect::Absent, None) => Ok(()),
+        (Expect::Version(v), Some(c)) if v == c => Ok(()),
+        _ => Err(StoreError::Conflict),
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get_settings(&self, clinic: &ClinicId) -> Result<Option<PaymentSettings>, StoreError> {
+        Ok(self.lock().settings.get(clinic).cloned())
+    }
+
+    async fn put_settings(&self, settings: &PaymentSettings) -> Result<(), StoreError> {
+        self.lock().settings.insert(settings.clinic_id.clone(), settings.clone());
+        Ok(())
+    }
+
+    async fn get_invoice(&self, clinic: &ClinicId, patient: &PatientId, invoice: &InvoiceId) -> Result<Option<Invoice>, StoreError> {
+        Ok(self.lock().invoices.get(&(clinic.clone(), patient.clone(), invoice.clone())).cloned())
+    }
+
+    async fn list_invoices(&self, clinic: &ClinicId, patient: &PatientId) -> Result<Vec<Invoice>, StoreError> {
+        let tables = self.lock();
+        Ok(tables
+            .invoices
+            .iter()
+            .filter(|((c, p, _), _)| c == clinic && p == patient)
+            .map(|(_, i)| i.clone())
+            .collect())
+    }
+
+    async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Action>, StoreError> {
+        Ok(self.lock().actions.get(&(clinic.clone(), action.clone())).cloned())
+    }
+
+    async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, StoreError> {
+        let tables = self.lock();
+        let mut list: Vec<Action> = tables
+            .actions
+            .values()
+            .filter(|a| &a.clinic_id == clinic && &a.visit_id == visit)
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| (a.created_at, &a.action_id).cmp(&(b.created_at, &b.action_id)));
+        Ok(list)
+    }
+
+    async fn find_link(&self, token_hash: &str) -> Result<Option<PatientLink>, StoreError> {
+        Ok(self.lock().links.get(token_hash).cloned())
+    }
+
+    async fn get_idempotency(&self, clinic: &ClinicId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self.lock().idempotency.get(&(clinic.clone(), key.to_owned())).cloned())
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let mut t = self.lock();
+        // Validate every condition first, then apply: all or nothing.
+        for w in &writes {
+            match w {
+                Write::Invoice { invoice: i, expect } => {
+                    let key = (i.clinic_id.clone(), i.patient_id.clone(), i.invoice_id.clone());
+                    check(*expect, t.invoices.get(&key).map(|x| x.version))?
+                }
+                Write::Action { action: a, expect } => {
+                    check(*expect, t.actions.get(&(a.clinic_id.clone(), a.action_id.clone())).map(|x| x.version))?
+                }
+                Write::Link(l) => check(Expect::Absent, t.links.get(&l.token_hash).map(|_| 0))?,
+                Write::Idempotency(r) => {
+                    check(Expect::Absent, t.idempotency.get(&(r.clinic_id.clone(), r.key.clone())).map(|_| 0))?
+                }
+            }
+        }
+        for w in writes {
+            match w {
+                Write::Invoice { invoice: i, .. } => {
+                    t.invoices.insert((i.clinic_id.clone(), i.patient_id.clone(), i.invoice_id.clone()), i);
+                }
+                Write::Action { action: a, .. } => {
+                    t.actions.insert((a.clinic_id.clone(), a.action_id.clone()), a);
+                }
+                Write::Link(l) => {
+                    t.links.insert(l.token_hash.clone(), l);
+                }
+                Write::Idempotency(r) => {
+                    t.idempotency.insert((r.clinic_id.clone(), r.key.clone()), r);
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,5 @@
+//! Adapters for the ports: DynamoDB for AWS, an embedded store for the laptop.
+
+pub mod dynamodb;
+pub mod embedded;
+pub mod tables;

@@ -1,0 +1,193 @@
+//! Payment actions: assign in a visit, read, cancel; the patient's view.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use time::Duration;
+use tracing::instrument;
+
+use super::invoices::pick;
+use super::views::ActionView;
+use super::{check_invoice_ids, with_retries, AppError, Caller, Deps, NotFound};
+use crate::domain::action::NewAction;
+use crate::domain::{
+    Action, ActionEvent, ActionId, Actor, ClinicId, DomainError, Invoice, InvoiceEffect, InvoiceId, Locale, Money,
+    PatientId, Timestamp, VisitId,
+};
+use crate::ports::{hash_token, Expect, IdempotencyRecord, PatientLink, Write};
+
+/// How long a repeat of the same `Idempotency-Key` returns the first answer.
+const IDEMPOTENCY_WINDOW: Duration = Duration::hours(24);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AssignRequest {
+    pub patient_id: PatientId,
+    pub invoice_ids: Vec<InvoiceId>,
+    pub locale: Locale,
+}
+
+#[derive(Debug)]
+pub enum Assigned {
+    /// A new action; `patient_url` carries the one copy of the link token.
+    Created { action: Action, patient_url: String },
+    /// A repeat of an earlier request with the same key: its first answer.
+    Replayed { status: u16, body: String },
+}
+
+fn request_hash(visit: &VisitId, req: &AssignRequest) -> String {
+    let canonical = serde_json::to_string(&(visit, req)).expect("serializable");
+    Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Assigns a payment action for selected invoices in a visit. The amount is
+/// the sum of the stored invoices; the label comes from the clinic's settings
+/// in the visit's language. All writes land together or not at all.
+#[instrument(skip(deps, by, req, idempotency_key), fields(clinic_id = %clinic, invoices = req.invoice_ids.len()))]
+pub async fn assign(
+    deps: &Deps,
+    by: &Caller,
+    clinic: &ClinicId,
+    visit: &VisitId,
+    req: AssignRequest,
+    idempotency_key: Option<&str>,
+) -> Result<Assigned, AppError> {
+    check_invoice_ids(&req.invoice_ids)?;
+    let hash = request_hash(visit, &req);
+    with_retries(|| async {
+        if let Some(key) = idempotency_key {
+            if let Some(first) = deps.store.get_idempotency(clinic, key).await? {
+                if first.request_hash != hash {
+                    return Err(AppError::IdempotencyKeyReused);
+                }
+                return Ok(Assigned::Replayed { status: first.status, body: first.response });
+            }
+        }
+        let settings = deps.store.get_settings(clinic).await?.filter(|s| s.enabled);
+        let settings = settings.ok_or(DomainError::PaymentsDisabled)?;
+
+        let all = deps.store.list_invoices(clinic, &req.patient_id).await?;
+        let chosen = pick(&all, &req.invoice_ids)?;
+        let now = deps.clock.now();
+        let action_id = deps.ids.action_id();
+        let reserved: Vec<Invoice> = chosen.iter().map(|i| i.reserve_for(&action_id, now)).collect::<Result<_, _>>()?;
+        let total = Money::sum(chosen.iter().map(|i| i.money()).collect::<Vec<_>>().iter())?;
+        if total.currency != settings.currency {
+            return Err(DomainError::CurrencyMismatch.into());
+        }
+
+        let token = deps.ids.link_token();
+        let expires_at = now + Duration::hours(i64::from(settings.action_ttl_hours));
+        let action = Action::assign(
+            NewAction {
+                clinic_id: clinic.clone(),
+                action_id: action_id.clone(),
+                visit_id: visit.clone(),
+                patient_id: req.patient_id.clone(),
+                label: settings.label.for_locale(req.locale).to_owned(),
+                locale: req.locale,
+                invoice_ids: req.invoice_ids.clone(),
+                total,
+                token_hash: hash_token(&token),
+                expires_at,
+            },
+            now,
+            &Actor::Staff(by.sub.clone()),
+        );
+
+        let mut writes = vec![
+            Write::Action { action: action.clone(), expect: Expect::Absent },
+            Write::Link(PatientLink {
+                token_hash: action.token_hash.clone(),
+                clinic_id: clinic.clone(),
+                action_id: action_id.clone(),
+                expires_at,
+            }),
+        ];
+        for (old, new) in chosen.iter().zip(reserved) {
+            writes.push(Write::Invoice { invoice: new, expect: Expect::Version(old.version) });
+        }
+        if let Some(key) = idempotency_key {
+            writes.push(Write::Idempotency(IdempotencyRecord {
+                clinic_id: clinic.clone(),
+                key: key.to_owned(),
+                request_hash: hash.clone(),
+                action_id: action_id.clone(),
+                status: 201,
+                response: serde_json::to_string(&ActionView::new(&action, None)).expect("serializable"),
+                expires_at: now + IDEMPOTENCY_WINDOW,
+            }));
+        }
+        deps.store.commit(writes).await?;
+        tracing::info!(action_id = %action_id, amount = total.amount, "action assigned");
+        let patient_url = format!("{}/{}", deps.config.patient_link_base, token);
+        Ok(Assigned::Created { action, patient_url })
+    })
+    .await
+}
+
+pub async fn get(deps: &Deps, clinic: &ClinicId, action: &ActionId) -> Result<Action, AppError> {
+    deps.store.get_action(clinic, action).await?.ok_or(AppError::NotFound(NotFound::Action))
+}
+
+pub async fn list_for_visit(deps: &Deps, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, AppError> {
+    Ok(deps.store.list_visit_actions(clinic, visit).await?)
+}
+
+/// The invoice writes a transition implies, each conditional on the version
+/// read. Invoices no longer held by this action are left alone.
+pub(crate) fn invoice_writes(action: &Action, effect: InvoiceEffect, invoices: &[Invoice], at: Timestamp) -> Vec<Write> {
+    let mine = invoices.iter().filter(|i| action.invoice_ids.contains(&i.invoice_id));
+    mine.filter_map(|old| {
+        let new = match effect {
+            InvoiceEffect::Unchanged => None,
+            InvoiceEffect::Release => old.release_from(&action.action_id, at),
+            InvoiceEffect::MarkPaid => old.mark_paid_by(&action.action_id, at),
+            InvoiceEffect::Reopen => old.reopen_after_refund(&action.action_id, at),
+        }?;
+        Some(Write::Invoice { invoice: new, expect: Expect::Version(old.version) })
+    })
+    .collect()
+}
+
+/// Applies an event to a stored action through the state machine, with the
+/// invoice writes it implies, in one conditional commit.
+pub(crate) async fn apply_event(
+    deps: &Deps,
+    clinic: &ClinicId,
+    action_id: &ActionId,
+    event: &ActionEvent,
+    actor: &Actor,
+) -> Result<Action, AppError> {
+    with_retries(|| async {
+        let current = get(deps, clinic, action_id).await?;
+        let now = deps.clock.now();
+        let transition = current.apply(event, now, actor)?;
+        if !transition.changed {
+            return Ok(current);
+        }
+        let mut writes = vec![Write::Action { action: transition.action.clone(), expect: Expect::Version(current.version) }];
+        if transition.invoices != InvoiceEffect::Unchanged {
+            let invoices = deps.store.list_invoices(clinic, &current.patient_id).await?;
+            writes.extend(invoice_writes(&current, transition.invoices, &invoices, now));
+        }
+        deps.store.commit(writes).await?;
+        Ok(transition.action)
+    })
+    .await
+}
+
+/// Staff cancel: the action ends and its invoices go back to `selected`.
+#[instrument(skip(deps, by), fields(clinic_id = %clinic, action_id = %action_id))]
+pub async fn cancel(deps: &Deps, by: &Caller, clinic: &ClinicId, action_id: &ActionId) -> Result<Action, AppError> {
+    let action = apply_event(deps, clinic, action_id, &ActionEvent::Cancel, &Actor::Staff(by.sub.clone())).await?;
+    tracing::info!("action cancelled");
+    Ok(action)
+}
+
+/// The patient's view, reached by the link token alone.
+pub async fn for_patient(deps: &Deps, token: &str) -> Result<Action, AppError> {
+    let link = deps.store.find_link(&hash_token(token)).await?.ok_or(AppError::NotFound(NotFound::Link))?;
+    if link.expires_at <= deps.clock.now() {
+        return Err(AppError::NotFound(NotFound::Link));
+    }
+    get(deps, &link.clinic_id, &link.action_id).await
+}

@@ -1,0 +1,277 @@
+//! A private (uninsured) invoice and its state machine:
+//! `unprocessed → selected → pending(action) → paid`, `pending → selected` when
+//! the action ends without payment, `paid → unprocessed` after a full refund.
+//! An invoice belongs to at most one live action: `pending` carries it.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::{ActionId, ClinicId, Currency, DomainError, InvoiceId, Money, PatientId, Timestamp};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InvoiceStatus {
+    Unprocessed,
+    Selected,
+    Pending,
+    Paid,
+}
+
+impl InvoiceStatus {
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+    }
+}
+
+/// A calendar date, `YYYY-MM-DD`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ServiceDate(String);
+
+impl ServiceDate {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        time::Date::parse(s, format).map_err(|_| DomainError::InvalidDate)?;
+        Ok(ServiceDate(s.to_owned()))
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ServiceDate::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+const MAX_DESCRIPTION_CHARS: usize = 500;
+
+/// The body of `PUT /patients/{patient_id}/invoices/{invoice_id}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceInput {
+    pub amount: i64,
+    pub currency: String,
+    #[serde(default)]
+    pub description: String,
+    pub service_date: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoice {
+    pub clinic_id: ClinicId,
+    pub patient_id: PatientId,
+    pub invoice_id: InvoiceId,
+    pub amount: i64,
+    pub currency: Currency,
+    /// Clinical text, possibly health information: shown to staff, never
+    /// logged, never sent to Stripe unless the clinic opted in.
+    pub description: String,
+    pub service_date: ServiceDate,
+    status: InvoiceStatus,
+    /// Set exactly when `status` is `pending` or `paid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    action_id: Option<ActionId>,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub paid_at: Option<Timestamp>,
+    /// Bumped on every change; every write is conditional on the version read.
+    pub version: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+impl Invoice {
+    /// Creates or replaces an invoice from the clinic's billing system. An
+    /// invoice that is pending or paid is frozen: its amount is what a patient
+    /// is paying or paid.
+    pub fn import(
+        existing: Option<&Invoice>,
+        clinic_id: ClinicId,
+        patient_id: PatientId,
+        invoice_id: InvoiceId,
+        input: InvoiceInput,
+        at: Timestamp,
+    ) -> Result<Invoice, DomainError> {
+        let money = Money::new(input.amount, Currency::parse(&input.currency)?)?;
+        if input.description.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Err(DomainError::DescriptionTooLong);
+        }
+        let service_date = ServiceDate::parse(&input.service_date)?;
+        let (status, version) = match existing {
+            None => (InvoiceStatus::Unprocessed, 1),
+            Some(old) => match old.status {
+                InvoiceStatus::Unprocessed | InvoiceStatus::Selected => (old.status, old.version + 1),
+                InvoiceStatus::Pending | InvoiceStatus::Paid => {
+                    return Err(DomainError::InvoiceLocked(old.invoice_id.to_string()))
+                }
+            },
+        };
+        Ok(Invoice {
+            clinic_id,
+            patient_id,
+            invoice_id,
+            amount: money.amount,
+            currency: money.currency,
+            description: input.description,
+            service_date,
+            status,
+            action_id: None,
+            paid_at: None,
+            version,
+            updated_at: at,
+        })
+    }
+
+    pub fn status(&self) -> InvoiceStatus {
+        self.status
+    }
+    pub fn action_id(&self) -> Option<&ActionId> {
+        self.action_id.as_ref()
+    }
+    pub fn money(&self) -> Money {
+        Money { amount: self.amount, currency: self.currency }
+    }
+
+    fn next(&self, status: InvoiceStatus, action_id: Option<ActionId>, at: Timestamp) -> Invoice {
+        Invoice { status, action_id, version: self.version + 1, updated_at: at, ..self.clone() }
+    }
+
+    /// "Make a payment": ready to collect. Selecting a selected invoice is a
+    /// no-op (`None`), so a repeated click is harmless.
+    pub fn select(&self, at: Timestamp) -> Result<Option<Invoice>, DomainError> {
+        match self.status {
+            InvoiceStatus::Unprocessed => Ok(Some(self.next(InvoiceStatus::Selected, None, at))),
+            InvoiceStatus::Selected => Ok(None),
+            InvoiceStatus::Pending => Err(DomainError::InvoicePending(self.invoice_id.to_string())),
+            InvoiceStatus::Paid => Err(DomainError::InvoicePaid(self.invoice_id.to_string())),
+        }
+    }
+
+    /// Reserves a selected invoice for one action.
+    pub fn reserve_for(&self, action: &ActionId, at: Timestamp) -> Result<Invoice, DomainError> {
+        match self.status {
+            InvoiceStatus::Selected => Ok(self.next(InvoiceStatus::Pending, Some(action.clone()), at)),
+            InvoiceStatus::Unprocessed => Err(DomainError::InvoiceNotSelected(self.invoice_id.to_string())),
+            InvoiceStatus::Pending => Err(DomainError::InvoicePending(self.invoice_id.to_string())),
+            InvoiceStatus::Paid => Err(DomainError::InvoicePaid(self.invoice_id.to_string())),
+        }
+    }
+
+    /// The action ended unpaid: back to `selected`. Only the owning action may
+    /// release; anything else is left alone (`None`).
+    pub fn release_from(&self, action: &ActionId, at: Timestamp) -> Option<Invoice> {
+        (self.status == InvoiceStatus::Pending && self.action_id.as_ref() == Some(action))
+            .then(|| self.next(InvoiceStatus::Selected, None, at))
+    }
+
+    /// The owning action was paid.
+    pub fn mark_paid_by(&self, action: &ActionId, at: Timestamp) -> Option<Invoice> {
+        (self.status == InvoiceStatus::Pending && self.action_id.as_ref() == Some(action)).then(|| {
+            let mut paid = self.next(InvoiceStatus::Paid, Some(action.clone()), at);
+            paid.paid_at = Some(at);
+            paid
+        })
+    }
+
+    /// The owning action was fully refunded: the invoice is owed again.
+    pub fn reopen_after_refund(&self, action: &ActionId, at: Timestamp) -> Option<Invoice> {
+        (self.status == InvoiceStatus::Paid && self.action_id.as_ref() == Some(action)).then(|| {
+            let mut owed = self.next(InvoiceStatus::Unprocessed, None, at);
+            owed.paid_at = None;
+            owed
+        })
+    }
+
+    /// Storage hands back what it was given; this catches a hand-edited or
+    /// corrupted item before it can drive a decision.
+    pub fn is_consistent(&self) -> bool {
+        matches!(
+            (self.status, &self.action_id),
+            (InvoiceStatus::Unprocessed | InvoiceStatus::Selected, None)
+                | (InvoiceStatus::Pending | InvoiceStatus::Paid, Some(_))
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> Timestamp {
+        time::OffsetDateTime::UNIX_EPOCH
+    }
+
+    fn invoice() -> Invoice {
+        Invoice::import(
+            None,
+            ClinicId::parse("c").unwrap(),
+            PatientId::parse("p").unwrap(),
+            InvoiceId::parse("1042").unwrap(),
+            InvoiceInput { amount: 4500, currency: "cad".into(), description: "x".into(), service_date: "2026-11-02".into() },
+            at(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn walks_the_happy_path() {
+        let a = ActionId::parse("a1").unwrap();
+        let inv = invoice();
+        assert_eq!((inv.status(), inv.version), (InvoiceStatus::Unprocessed, 1));
+        let sel = inv.select(at()).unwrap().unwrap();
+        assert_eq!(sel.status(), InvoiceStatus::Selected);
+        assert_eq!(sel.select(at()).unwrap(), None, "selecting twice changes nothing");
+        let pending = sel.reserve_for(&a, at()).unwrap();
+        assert_eq!((pending.status(), pending.action_id()), (InvoiceStatus::Pending, Some(&a)));
+        let paid = pending.mark_paid_by(&a, at()).unwrap();
+        assert_eq!((paid.status(), paid.version), (InvoiceStatus::Paid, 4));
+        let owed = paid.reopen_after_refund(&a, at()).unwrap();
+        assert_eq!((owed.status(), owed.action_id(), owed.paid_at), (InvoiceStatus::Unprocessed, None, None));
+        assert!([&inv, &sel, &pending, &paid, &owed].iter().all(|i| i.is_consistent()));
+    }
+
+    #[test]
+    fn one_live_action_at_a_time() {
+        let (a, b) = (ActionId::parse("a").unwrap(), ActionId::parse("b").unwrap());
+        let pending = invoice().select(at()).unwrap().unwrap().reserve_for(&a, at()).unwrap();
+        assert_eq!(pending.reserve_for(&b, at()).unwrap_err().code(), "invoice_pending");
+        assert!(pending.release_from(&b, at()).is_none(), "another action cannot release it");
+        assert!(pending.mark_paid_by(&b, at()).is_none());
+        assert_eq!(pending.release_from(&a, at()).unwrap().status(), InvoiceStatus::Selected);
+    }
+
+    #[test]
+    fn refuses_what_the_state_forbids() {
+        let a = ActionId::parse("a").unwrap();
+        assert_eq!(invoice().reserve_for(&a, at()).unwrap_err().code(), "invoice_not_selected");
+        let paid = invoice().select(at()).unwrap().unwrap().reserve_for(&a, at()).unwrap().mark_paid_by(&a, at()).unwrap();
+        assert_eq!(paid.select(at()).unwrap_err().code(), "invoice_paid");
+        let reimport = Invoice::import(
+            Some(&paid),
+            paid.clinic_id.clone(),
+            paid.patient_id.clone(),
+            paid.invoice_id.clone(),
+            InvoiceInput { amount: 1, currency: "cad".into(), description: String::new(), service_date: "2026-01-01".into() },
+            at(),
+        );
+        assert_eq!(reimport.unwrap_err().code(), "invoice_locked");
+    }
+
+    #[test]
+    fn import_validates() {
+        let bad = |amount: i64, currency: &str, date: &str| {
+            Invoice::import(
+                None,
+                ClinicId::parse("c").unwrap(),
+                PatientId::parse("p").unwrap(),
+                InvoiceId::parse("i").unwrap(),
+                InvoiceInput { amount, currency: currency.into(), description: String::new(), service_date: date.into() },
+                at(),
+            )
+            .unwrap_err()
+            .code()
+        };
+        assert_eq!(bad(-5, "cad", "2026-01-01"), "invalid_amount");
+        assert_eq!(bad(100_000_000, "cad", "2026-01-01"), "invalid_amount");
+        assert_eq!(bad(5, "zzz", "2026-01-01"), "invalid_currency");
+        assert_eq!(bad(5, "cad", "2026-02-30"), "invalid_date");
+    }
+}

@@ -1,0 +1,104 @@
+//! The domain: everything that decides anything, with no SDK in sight.
+
+pub mod action;
+pub mod ids;
+pub mod invoice;
+pub mod money;
+pub mod settings;
+
+pub use action::{Action, NewAction, ActionEvent, ActionStatus, Actor, HistoryEntry, InvoiceEffect, Transition};
+pub use ids::{ActionId, ClinicId, InvoiceId, PatientId, UserId, VisitId};
+pub use invoice::{Invoice, InvoiceStatus, ServiceDate};
+pub use money::{Currency, Money, MAX_AMOUNT};
+pub use settings::{Label, LineItemText, Locale, PaymentSettings, SettingsInput, StripeAccountId};
+
+/// What the domain refuses. Each variant has one stable code (see `code`),
+/// which is what clients match on; messages are for humans.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("{what} must match [A-Za-z0-9_-]{{1,64}}")]
+    InvalidId { what: &'static str },
+    #[error("amount must be a positive integer number of minor units, at most 99999999")]
+    InvalidAmount,
+    #[error("currency is not one this service bills in")]
+    InvalidCurrency,
+    #[error("all invoices of one payment must share the clinic's currency")]
+    CurrencyMismatch,
+    #[error("the total of these invoices is larger than one payment may be")]
+    TotalTooLarge,
+    #[error("at least one invoice id is required")]
+    EmptySelection,
+    #[error("at most {max} invoices fit in one request")]
+    TooManyInvoices { max: usize },
+    #[error("invoice {0} is listed twice")]
+    DuplicateInvoice(String),
+    #[error("{0}")]
+    InvalidSettings(&'static str),
+    #[error("service_date must be a calendar date, YYYY-MM-DD")]
+    InvalidDate,
+    #[error("description is longer than 500 characters")]
+    DescriptionTooLong,
+    #[error("locale must be fr-CA or en-CA")]
+    InvalidLocale,
+    #[error("invoice {0} is pending in a payment action or paid and can no longer change")]
+    InvoiceLocked(String),
+    #[error("invoice {0} is already pending in a payment action")]
+    InvoicePending(String),
+    #[error("invoice {0} is already paid")]
+    InvoicePaid(String),
+    #[error("invoice {0} has not been selected with \"make a payment\"")]
+    InvoiceNotSelected(String),
+    #[error("private payments are not switched on for this clinic")]
+    PaymentsDisabled,
+    #[error("an action in status {0} cannot be {1}")]
+    InvalidTransition(ActionStatus, &'static str),
+}
+
+impl DomainError {
+    /// The stable, snake_case code clients match on.
+    pub fn code(&self) -> &'static str {
+        use DomainError::*;
+        match self {
+            InvalidId { .. } => "invalid_id",
+            InvalidAmount => "invalid_amount",
+            InvalidCurrency => "invalid_currency",
+            CurrencyMismatch => "currency_mismatch",
+            TotalTooLarge => "amount_too_large",
+            EmptySelection => "no_invoices",
+            TooManyInvoices { .. } => "too_many_invoices",
+            DuplicateInvoice(_) => "duplicate_invoice_id",
+            InvalidSettings(_) => "invalid_settings",
+            InvalidDate => "invalid_date",
+            DescriptionTooLong => "description_too_long",
+            InvalidLocale => "invalid_locale",
+            InvoiceLocked(_) => "invoice_locked",
+            InvoicePending(_) => "invoice_pending",
+            InvoicePaid(_) => "invoice_paid",
+            InvoiceNotSelected(_) => "invoice_not_selected",
+            PaymentsDisabled => "payments_disabled",
+            InvalidTransition(..) => "invalid_transition",
+        }
+    }
+
+    /// Conflicts with the current state (409) as opposed to bad input (400).
+    pub fn is_conflict(&self) -> bool {
+        use DomainError::*;
+        matches!(
+            self,
+            InvoiceLocked(_)
+                | InvoicePending(_)
+                | InvoicePaid(_)
+                | InvoiceNotSelected(_)
+                | PaymentsDisabled
+                | InvalidTransition(..)
+        )
+    }
+}
+
+/// Times are UTC, serialized as RFC 3339 everywhere (API and storage).
+pub type Timestamp = time::OffsetDateTime;
+
+/// Maximum invoices in one select or assign: one DynamoDB transaction holds
+/// 100 writes, and an assign also writes the action, its link and its
+/// idempotency record.
+pub const MAX_INVOICES_PER_REQUEST: usize = 50;

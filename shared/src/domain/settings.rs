@@ -1,0 +1,227 @@
+//! A clinic's private-payment settings. Only support changes them.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::{ClinicId, Currency, DomainError, Timestamp, UserId};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Label {
+    pub en: String,
+    pub fr: String,
+}
+
+/// The language of the visit, and so of the label and of Stripe's page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Locale {
+    #[serde(rename = "fr-CA")]
+    FrCa,
+    #[serde(rename = "en-CA")]
+    EnCa,
+}
+
+impl Locale {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        match s.to_ascii_lowercase().as_str() {
+            "fr" | "fr-ca" => Ok(Locale::FrCa),
+            "en" | "en-ca" => Ok(Locale::EnCa),
+            _ => Err(DomainError::InvalidLocale),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Locale {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Locale::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Label {
+    pub fn for_locale(&self, locale: Locale) -> &str {
+        match locale {
+            Locale::FrCa => &self.fr,
+            Locale::EnCa => &self.en,
+        }
+    }
+}
+
+/// What a Checkout line item says. `Generic` keeps health information away
+/// from Stripe ("Clinic services — invoice 1042"); descriptions only when the
+/// clinic opted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LineItemText {
+    #[default]
+    Generic,
+    InvoiceDescription,
+}
+
+/// A Stripe connected account id, `acct_…`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct StripeAccountId(String);
+
+impl StripeAccountId {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let rest = s.strip_prefix("acct_").unwrap_or("");
+        if !rest.is_empty() && rest.len() <= 64 && rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(DomainError::InvalidSettings("stripe_account_id must look like acct_…"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for StripeAccountId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        StripeAccountId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+pub const CHECKOUT_TTL_MINUTES: std::ops::RangeInclusive<u32> = 30..=1440;
+pub const ACTION_TTL_HOURS: std::ops::RangeInclusive<u32> = 1..=720;
+const MAX_LABEL_CHARS: usize = 80;
+
+/// The body of `PUT /clinics/{clinic_id}/payment-settings`: a full replacement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsInput {
+    pub enabled: bool,
+    pub label: Label,
+    #[serde(default)]
+    pub stripe_account_id: Option<String>,
+    pub currency: String,
+    #[serde(default = "default_checkout_ttl")]
+    pub checkout_ttl_minutes: u32,
+    #[serde(default = "default_action_ttl")]
+    pub action_ttl_hours: u32,
+    #[serde(default)]
+    pub line_item_text: LineItemText,
+}
+
+fn default_checkout_ttl() -> u32 {
+    60
+}
+fn default_action_ttl() -> u32 {
+    72
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentSettings {
+    pub clinic_id: ClinicId,
+    pub enabled: bool,
+    pub label: Label,
+    pub stripe_account_id: Option<StripeAccountId>,
+    pub currency: Currency,
+    pub checkout_ttl_minutes: u32,
+    pub action_ttl_hours: u32,
+    pub line_item_text: LineItemText,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+    pub updated_by: UserId,
+}
+
+impl PaymentSettings {
+    /// Validates a support request into settings. A clinic cannot be switched
+    /// on without a label in both languages and a Stripe account.
+    pub fn from_input(
+        clinic_id: ClinicId,
+        input: SettingsInput,
+        at: Timestamp,
+        by: UserId,
+    ) -> Result<Self, DomainError> {
+        let label = Label { en: input.label.en.trim().to_owned(), fr: input.label.fr.trim().to_owned() };
+        for text in [&label.en, &label.fr] {
+            if text.is_empty() || text.chars().count() > MAX_LABEL_CHARS || text.chars().any(char::is_control) {
+                return Err(DomainError::InvalidSettings(
+                    "label.en and label.fr must each be 1 to 80 printable characters",
+                ));
+            }
+        }
+        let stripe_account_id = input.stripe_account_id.as_deref().map(StripeAccountId::parse).transpose()?;
+        if input.enabled && stripe_account_id.is_none() {
+            return Err(DomainError::InvalidSettings("a clinic needs stripe_account_id to be enabled"));
+        }
+        if !CHECKOUT_TTL_MINUTES.contains(&input.checkout_ttl_minutes) {
+            return Err(DomainError::InvalidSettings(
+                "checkout_ttl_minutes must be between 30 and 1440 (Stripe's limits)",
+            ));
+        }
+        if !ACTION_TTL_HOURS.contains(&input.action_ttl_hours) {
+            return Err(DomainError::InvalidSettings("action_ttl_hours must be between 1 and 720"));
+        }
+        Ok(PaymentSettings {
+            clinic_id,
+            enabled: input.enabled,
+            label,
+            stripe_account_id,
+            currency: Currency::parse(&input.currency)?,
+            checkout_ttl_minutes: input.checkout_ttl_minutes,
+            action_ttl_hours: input.action_ttl_hours,
+            line_item_text: input.line_item_text,
+            updated_at: at,
+            updated_by: by,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(json: serde_json::Value) -> SettingsInput {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn build(json: serde_json::Value) -> Result<PaymentSettings, DomainError> {
+        PaymentSettings::from_input(
+            ClinicId::parse("c1").unwrap(),
+            input(json),
+            time::OffsetDateTime::UNIX_EPOCH,
+            UserId::parse("support-1").unwrap(),
+        )
+    }
+
+    #[test]
+    fn defaults_apply_and_currency_normalises() {
+        let s = build(serde_json::json!({
+            "enabled": true, "label": {"en": " Pay ", "fr": "Payer"},
+            "stripe_account_id": "acct_123", "currency": "CAD"
+        }))
+        .unwrap();
+        assert_eq!(s.label.en, "Pay");
+        assert_eq!(s.currency.code(), "cad");
+        assert_eq!((s.checkout_ttl_minutes, s.action_ttl_hours), (60, 72));
+        assert_eq!(s.line_item_text, LineItemText::Generic);
+    }
+
+    #[test]
+    fn enabling_needs_a_stripe_account() {
+        let err = build(serde_json::json!({"enabled": true, "label": {"en": "a", "fr": "b"}, "currency": "cad"}));
+        assert_eq!(err.unwrap_err().code(), "invalid_settings");
+        assert!(build(serde_json::json!({"enabled": false, "label": {"en": "a", "fr": "b"}, "currency": "cad"})).is_ok());
+    }
+
+    #[test]
+    fn ttls_respect_stripe_limits() {
+        for (ck, act) in [(29, 72), (1441, 72), (60, 0), (60, 721)] {
+            let r = build(serde_json::json!({
+                "enabled": false, "label": {"en": "a", "fr": "b"}, "currency": "cad",
+                "checkout_ttl_minutes": ck, "action_ttl_hours": act
+            }));
+            assert!(r.is_err(), "{ck} {act}");
+        }
+    }
+
+    #[test]
+    fn labels_pick_the_visit_language() {
+        let l = Label { en: "Pay".into(), fr: "Payer".into() };
+        assert_eq!(l.for_locale(Locale::parse("fr").unwrap()), "Payer");
+        assert_eq!(l.for_locale(Locale::parse("en-CA").unwrap()), "Pay");
+        assert!(Locale::parse("de").is_err());
+    }
+}

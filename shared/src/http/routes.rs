@@ -1,0 +1,140 @@
+//! The route table: one place that says which function serves which route and
+//! who may call it. API Gateway's route keys and the local runner both come
+//! from here.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Function {
+    ClinicSettings,
+    SelectInvoices,
+    AssignAction,
+    ActionStatus,
+}
+
+impl Function {
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::ClinicSettings => "clinic-settings",
+            Function::SelectInvoices => "select-invoices",
+            Function::AssignAction => "assign-action",
+            Function::ActionStatus => "action-status",
+        }
+    }
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Staff JWT; the clinic comes from the token.
+    Staff,
+    /// Support JWT.
+    Support,
+    /// Staff of the clinic in the path, or support.
+    StaffOrSupport,
+    /// The patient link token in the path; no JWT.
+    Patient,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    PutSettings,
+    GetSettings,
+    PutInvoice,
+    ListInvoices,
+    SelectInvoices,
+    AssignAction,
+    CancelAction,
+    ListVisitActions,
+    GetAction,
+    PatientGetAction,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub function: Function,
+    pub access: Access,
+    pub op: Op,
+}
+
+impl Route {
+    /// API Gateway's route key, e.g. `GET /actions/{action_id}`.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+    fn is_key(&self, key: &str) -> bool {
+        key.split_once(' ') == Some((self.method, self.path))
+    }
+}
+
+const fn route(method: &'static str, path: &'static str, function: Function, access: Access, op: Op) -> Route {
+    Route { method, path, function, access, op }
+}
+
+pub static ROUTES: &[Route] = &[
+    route("PUT", "/clinics/{clinic_id}/payment-settings", Function::ClinicSettings, Access::Support, Op::PutSettings),
+    route("GET", "/clinics/{clinic_id}/payment-settings", Function::ClinicSettings, Access::StaffOrSupport, Op::GetSettings),
+    route("PUT", "/patients/{patient_id}/invoices/{invoice_id}", Function::SelectInvoices, Access::Staff, Op::PutInvoice),
+    route("GET", "/patients/{patient_id}/invoices", Function::SelectInvoices, Access::Staff, Op::ListInvoices),
+    route("POST", "/patients/{patient_id}/invoices/select", Function::SelectInvoices, Access::Staff, Op::SelectInvoices),
+    route("POST", "/visits/{visit_id}/actions", Function::AssignAction, Access::Staff, Op::AssignAction),
+    route("POST", "/actions/{action_id}/cancel", Function::AssignAction, Access::Staff, Op::CancelAction),
+    route("GET", "/visits/{visit_id}/actions", Function::ActionStatus, Access::Staff, Op::ListVisitActions),
+    route("GET", "/actions/{action_id}", Function::ActionStatus, Access::Staff, Op::GetAction),
+    route("GET", "/patient/actions/{token}", Function::ActionStatus, Access::Patient, Op::PatientGetAction),
+];
+
+pub fn by_key(key: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|r| r.is_key(key))
+}
+
+/// Matches a concrete request path against the table, as API Gateway does,
+/// returning the route and its path parameters.
+pub fn match_path(method: &str, path: &str) -> Option<(&'static Route, Vec<(&'static str, String)>)> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    ROUTES.iter().filter(|r| r.method.eq_ignore_ascii_case(method)).find_map(|r| {
+        let pattern: Vec<&str> = r.path.split('/').collect();
+        if pattern.len() != segments.len() {
+            return None;
+        }
+        let mut params = Vec::new();
+        for (p, s) in pattern.iter().zip(&segments) {
+            match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(name) if !s.is_empty() => params.push((name, (*s).to_owned())),
+                Some(_) => return None,
+                None if p == s => {}
+                None => return None,
+            }
+        }
+        Some((r, params))
+    })
+}
+
+/// Whether any route has this path with another method (for a 405).
+pub fn path_exists(path: &str) -> bool {
+    ["GET", "PUT", "POST", "DELETE", "PATCH"].iter().any(|m| match_path(m, path).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        for r in ROUTES {
+            assert_eq!(by_key(&r.key()).map(|x| x.op), Some(r.op));
+        }
+        assert_eq!(ROUTES.iter().map(|r| r.key()).collect::<std::collections::HashSet<_>>().len(), ROUTES.len());
+    }
+
+    #[test]
+    fn matches_paths_with_parameters() {
+        let (r, p) = match_path("PUT", "/patients/p1/invoices/1042").unwrap();
+        assert_eq!(r.op, Op::PutInvoice);
+        assert_eq!(p, vec![("patient_id", "p1".to_owned()), ("invoice_id", "1042".to_owned())]);
+        assert_eq!(match_path("POST", "/patients/p1/invoices/select").unwrap().0.op, Op::SelectInvoices);
+        assert!(match_path("DELETE", "/actions/a1").is_none());
+        assert!(match_path("GET", "/actions//cancel").is_none());
+        assert!(path_exists("/actions/a1"));
+    }
+}

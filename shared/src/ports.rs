@@ -1,0 +1,160 @@
+//! Narrow ports the use cases depend on. Adapters: `adapters::dynamodb` and
+//! `adapters::embedded` for the store; `SystemClock` and `RandomIds` below.
+
+use async_trait::async_trait;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::domain::{Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentSettings, Timestamp, VisitId};
+
+/// What a conditional write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The item must not exist yet.
+    Absent,
+    /// The item must still be at this version (optimistic concurrency).
+    Version(u64),
+}
+
+/// Maps a patient link token (by hash) to its action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientLink {
+    pub token_hash: String,
+    pub clinic_id: ClinicId,
+    pub action_id: ActionId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: Timestamp,
+}
+
+/// The first answer to an `Idempotency-Key`, replayed for a repeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub clinic_id: ClinicId,
+    pub key: String,
+    /// SHA-256 of the route and body the key was first used with.
+    pub request_hash: String,
+    pub action_id: ActionId,
+    pub status: u16,
+    /// The first response body (JSON text), without the patient link token.
+    pub response: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: Timestamp,
+}
+
+/// One write of an all-or-nothing commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    Invoice { invoice: Invoice, expect: Expect },
+    Action { action: Action, expect: Expect },
+    /// Always created, never replaced.
+    Link(PatientLink),
+    /// Always created, never replaced: a second writer of the same key loses.
+    Idempotency(IdempotencyRecord),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A condition did not hold (someone else wrote first). Re-read and retry.
+    #[error("a conditional write found a newer state")]
+    Conflict,
+    /// The store is throttling us even after the SDK's own retries.
+    #[error("the store is throttling requests")]
+    Throttled,
+    /// Anything else the store said; the text is for logs, never for clients.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// An item that cannot be read back into the domain.
+    #[error("stored item is corrupt: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn get_settings(&self, clinic: &ClinicId) -> Result<Option<PaymentSettings>, StoreError>;
+    /// Settings have one writer (support) and are replaced whole.
+    async fn put_settings(&self, settings: &PaymentSettings) -> Result<(), StoreError>;
+    async fn get_invoice(
+        &self,
+        clinic: &ClinicId,
+        patient: &PatientId,
+        invoice: &InvoiceId,
+    ) -> Result<Option<Invoice>, StoreError>;
+    /// A patient's invoices, ordered by invoice id, strongly consistent.
+    async fn list_invoices(&self, clinic: &ClinicId, patient: &PatientId) -> Result<Vec<Invoice>, StoreError>;
+    async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Action>, StoreError>;
+    /// A visit's actions, oldest first.
+    async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, StoreError>;
+    async fn find_link(&self, token_hash: &str) -> Result<Option<PatientLink>, StoreError>;
+    async fn get_idempotency(&self, clinic: &ClinicId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// Applies every write or none; `Conflict` when any expectation fails.
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        // Whole milliseconds: what RFC 3339 round-trips through storage unchanged.
+        let now = time::OffsetDateTime::now_utc();
+        now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(now)
+    }
+}
+
+pub trait Ids: Send + Sync {
+    fn action_id(&self) -> ActionId;
+    /// An opaque patient link token of at least 128 random bits.
+    fn link_token(&self) -> String;
+}
+
+/// Ids from the operating system's CSPRNG.
+pub struct RandomIds;
+
+impl RandomIds {
+    fn bytes<const N: usize>() -> [u8; N] {
+        let mut buf = [0u8; N];
+        getrandom::fill(&mut buf).expect("the OS random number generator is unavailable");
+        buf
+    }
+}
+
+impl Ids for RandomIds {
+    fn action_id(&self) -> ActionId {
+        let hex: String = Self::bytes::<12>().iter().map(|b| format!("{b:02x}")).collect();
+        ActionId::parse(&format!("act_{hex}")).expect("hex ids are valid")
+    }
+    fn link_token(&self) -> String {
+        // 256 bits, URL-safe.
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Self::bytes::<32>())
+    }
+}
+
+/// The only form in which a link token is stored or looked up.
+pub fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_and_url_safe() {
+        let (a, b) = (RandomIds.link_token(), RandomIds.link_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43, "32 bytes of base64url");
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert_eq!(hash_token(&a).len(), 64);
+        assert_ne!(hash_token(&a), a);
+    }
+
+    #[test]
+    fn action_ids_are_valid_ids() {
+        let id = RandomIds.action_id();
+        assert!(id.as_str().starts_with("act_") && id.as_str().len() == 28);
+    }
+}

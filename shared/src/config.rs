@@ -32,7 +32,8 @@ pub async fn dynamo_store_from_env() -> Result<DynamoStore, ConfigError> {
 /// What a Lambda function needs: DynamoDB, the system clock, OS randomness.
 pub async fn lambda_deps() -> Result<Deps, ConfigError> {
     let store = dynamo_store_from_env().await?;
-    let base = std::env::var("VISITPAY_PATIENT_LINK_BASE").map_err(|_| ConfigError::Missing("VISITPAY_PATIENT_LINK_BASE"))?;
+    let base =
+        std::env::var("VISITPAY_PATIENT_LINK_BASE").map_err(|_| ConfigError::Missing("VISITPAY_PATIENT_LINK_BASE"))?;
     Ok(Deps {
         store: Arc::new(store),
         clock: Arc::new(SystemClock),

@@ -51,11 +51,8 @@ pub fn verify(secret: &str, token: &str, now: i64) -> Result<HashMap<String, Str
     else {
         return Err(JwtError::Malformed);
     };
-    let header: Map<String, Value> = URL_SAFE_NO_PAD
-        .decode(header)
-        .ok()
-        .and_then(|h| serde_json::from_slice(&h).ok())
-        .ok_or(JwtError::Malformed)?;
+    let header: Map<String, Value> =
+        URL_SAFE_NO_PAD.decode(header).ok().and_then(|h| serde_json::from_slice(&h).ok()).ok_or(JwtError::Malformed)?;
     if header.get("alg") != Some(&Value::String("HS256".into())) {
         return Err(JwtError::Algorithm);
     }
@@ -96,7 +93,10 @@ mod tests {
     fn round_trips_and_rejects_tampering() {
         let t = mint("s", "u1", "c1", "staff", 1000, 60);
         let claims = verify("s", &t, 1001).unwrap();
-        assert_eq!((claims["sub"].as_str(), claims["clinic_id"].as_str(), claims["role"].as_str()), ("u1", "c1", "staff"));
+        assert_eq!(
+            (claims["sub"].as_str(), claims["clinic_id"].as_str(), claims["role"].as_str()),
+            ("u1", "c1", "staff")
+        );
         assert_eq!(verify("other", &t, 1001), Err(JwtError::Signature));
         assert_eq!(verify("s", &t, 1060), Err(JwtError::Expired));
         let (hp, _) = t.rsplit_once('.').unwrap();

@@ -45,8 +45,14 @@ pub struct IdempotencyRecord {
 /// One write of an all-or-nothing commit.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
-    Invoice { invoice: Invoice, expect: Expect },
-    Action { action: Action, expect: Expect },
+    Invoice {
+        invoice: Invoice,
+        expect: Expect,
+    },
+    Action {
+        action: Action,
+        expect: Expect,
+    },
     /// Always created, never replaced.
     Link(PatientLink),
     /// Always created, never replaced: a second writer of the same key loses.

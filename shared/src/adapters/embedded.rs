@@ -58,7 +58,12 @@ impl Store for EmbeddedStore {
         Ok(())
     }
 
-    async fn get_invoice(&self, clinic: &ClinicId, patient: &PatientId, invoice: &InvoiceId) -> Result<Option<Invoice>, StoreError> {
+    async fn get_invoice(
+        &self,
+        clinic: &ClinicId,
+        patient: &PatientId,
+        invoice: &InvoiceId,
+    ) -> Result<Option<Invoice>, StoreError> {
         Ok(self.lock().invoices.get(&(clinic.clone(), patient.clone(), invoice.clone())).cloned())
     }
 
@@ -78,12 +83,8 @@ impl Store for EmbeddedStore {
 
     async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, StoreError> {
         let tables = self.lock();
-        let mut list: Vec<Action> = tables
-            .actions
-            .values()
-            .filter(|a| &a.clinic_id == clinic && &a.visit_id == visit)
-            .cloned()
-            .collect();
+        let mut list: Vec<Action> =
+            tables.actions.values().filter(|a| &a.clinic_id == clinic && &a.visit_id == visit).cloned().collect();
         list.sort_by(|a, b| (a.created_at, &a.action_id).cmp(&(b.created_at, &b.action_id)));
         Ok(list)
     }

@@ -41,7 +41,7 @@ fn request_hash(visit: &VisitId, req: &AssignRequest) -> String {
 /// Assigns a payment action for selected invoices in a visit. The amount is
 /// the sum of the stored invoices; the label comes from the clinic's settings
 /// in the visit's language. All writes land together or not at all.
-#[instrument(skip(deps, by, req, idempotency_key), fields(clinic_id = %clinic, invoices = req.invoice_ids.len()))]
+#[instrument(skip_all, fields(clinic_id = %clinic, visit_id = %visit, invoices = req.invoice_ids.len()))]
 pub async fn assign(
     deps: &Deps,
     by: &Caller,
@@ -134,7 +134,12 @@ pub async fn list_for_visit(deps: &Deps, clinic: &ClinicId, visit: &VisitId) -> 
 
 /// The invoice writes a transition implies, each conditional on the version
 /// read. Invoices no longer held by this action are left alone.
-pub(crate) fn invoice_writes(action: &Action, effect: InvoiceEffect, invoices: &[Invoice], at: Timestamp) -> Vec<Write> {
+pub(crate) fn invoice_writes(
+    action: &Action,
+    effect: InvoiceEffect,
+    invoices: &[Invoice],
+    at: Timestamp,
+) -> Vec<Write> {
     let mine = invoices.iter().filter(|i| action.invoice_ids.contains(&i.invoice_id));
     mine.filter_map(|old| {
         let new = match effect {
@@ -164,7 +169,8 @@ pub(crate) async fn apply_event(
         if !transition.changed {
             return Ok(current);
         }
-        let mut writes = vec![Write::Action { action: transition.action.clone(), expect: Expect::Version(current.version) }];
+        let mut writes =
+            vec![Write::Action { action: transition.action.clone(), expect: Expect::Version(current.version) }];
         if transition.invoices != InvoiceEffect::Unchanged {
             let invoices = deps.store.list_invoices(clinic, &current.patient_id).await?;
             writes.extend(invoice_writes(&current, transition.invoices, &invoices, now));
@@ -176,7 +182,7 @@ pub(crate) async fn apply_event(
 }
 
 /// Staff cancel: the action ends and its invoices go back to `selected`.
-#[instrument(skip(deps, by), fields(clinic_id = %clinic, action_id = %action_id))]
+#[instrument(skip_all, fields(clinic_id = %clinic, action_id = %action_id))]
 pub async fn cancel(deps: &Deps, by: &Caller, clinic: &ClinicId, action_id: &ActionId) -> Result<Action, AppError> {
     let action = apply_event(deps, clinic, action_id, &ActionEvent::Cancel, &Actor::Staff(by.sub.clone())).await?;
     tracing::info!("action cancelled");

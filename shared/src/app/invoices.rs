@@ -10,7 +10,7 @@ use crate::domain::{ClinicId, Invoice, InvoiceId, InvoiceStatus, Money, PatientI
 use crate::ports::{Expect, Write};
 
 /// Creates or replaces an invoice. Returns it and whether it was created.
-#[instrument(skip(deps, input), fields(clinic_id = %clinic))]
+#[instrument(skip_all, fields(clinic_id = %clinic, invoice_id = %invoice_id))]
 pub async fn import(
     deps: &Deps,
     clinic: &ClinicId,
@@ -58,7 +58,7 @@ pub(crate) fn pick<'a>(all: &'a [Invoice], ids: &[InvoiceId]) -> Result<Vec<&'a 
 
 /// "Make a payment": marks invoices ready to collect, all or none, and
 /// returns them with their total.
-#[instrument(skip(deps, ids), fields(clinic_id = %clinic, invoices = ids.len()))]
+#[instrument(skip_all, fields(clinic_id = %clinic, invoices = ids.len()))]
 pub async fn select(
     deps: &Deps,
     clinic: &ClinicId,

@@ -5,8 +5,13 @@ use tracing::instrument;
 use super::{AppError, Caller, Deps, NotFound};
 use crate::domain::{ClinicId, PaymentSettings, SettingsInput};
 
-#[instrument(skip(deps, input), fields(clinic_id = %clinic))]
-pub async fn put(deps: &Deps, by: &Caller, clinic: ClinicId, input: SettingsInput) -> Result<PaymentSettings, AppError> {
+#[instrument(skip_all, fields(clinic_id = %clinic))]
+pub async fn put(
+    deps: &Deps,
+    by: &Caller,
+    clinic: ClinicId,
+    input: SettingsInput,
+) -> Result<PaymentSettings, AppError> {
     let settings = PaymentSettings::from_input(clinic, input, deps.clock.now(), by.sub.clone())?;
     deps.store.put_settings(&settings).await?;
     tracing::info!(enabled = settings.enabled, "payment settings replaced");

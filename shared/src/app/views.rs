@@ -3,7 +3,8 @@
 use serde::Serialize;
 
 use crate::domain::{
-    Action, ActionStatus, Currency, HistoryEntry, Invoice, InvoiceId, InvoiceStatus, Locale, Money, PaymentSettings, Timestamp,
+    Action, ActionStatus, Currency, HistoryEntry, Invoice, InvoiceId, InvoiceStatus, Locale, Money, PaymentSettings,
+    Timestamp,
 };
 
 #[derive(Debug, Serialize)]
@@ -122,7 +123,13 @@ pub struct PatientActionView<'a> {
 
 impl<'a> From<&'a Action> for PatientActionView<'a> {
     fn from(a: &'a Action) -> Self {
-        PatientActionView { label: &a.label, amount: a.amount, currency: a.currency, status: a.status(), locale: a.locale }
+        PatientActionView {
+            label: &a.label,
+            amount: a.amount,
+            currency: a.currency,
+            status: a.status(),
+            locale: a.locale,
+        }
     }
 }
 

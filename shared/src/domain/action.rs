@@ -10,7 +10,9 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use super::{ActionId, ClinicId, Currency, DomainError, InvoiceId, Locale, Money, PatientId, Timestamp, UserId, VisitId};
+use super::{
+    ActionId, ClinicId, Currency, DomainError, InvoiceId, Locale, Money, PatientId, Timestamp, UserId, VisitId,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -86,17 +88,30 @@ pub struct HistoryEntry {
 /// What happened to an action, from staff, Stripe or the schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionEvent {
-    CheckoutOpened { session_id: String, expires_at: Timestamp },
-    CheckoutExpired { session_id: String },
+    CheckoutOpened {
+        session_id: String,
+        expires_at: Timestamp,
+    },
+    CheckoutExpired {
+        session_id: String,
+    },
     /// Checkout completed and the money is taken.
-    PaymentSucceeded { session_id: String },
+    PaymentSucceeded {
+        session_id: String,
+    },
     /// Checkout completed with a delayed method; the outcome comes later.
-    PaymentProcessing { session_id: String },
-    PaymentFailed { session_id: String },
+    PaymentProcessing {
+        session_id: String,
+    },
+    PaymentFailed {
+        session_id: String,
+    },
     Cancel,
     Expire,
     /// Stripe's cumulative refunded amount for the payment.
-    Refunded { total_refunded: i64 },
+    Refunded {
+        total_refunded: i64,
+    },
     Disputed,
 }
 
@@ -211,7 +226,9 @@ impl Action {
         let unchanged = || Ok(Transition { action: self.clone(), invoices: InvoiceEffect::Unchanged, changed: false });
         let mut next = self.clone();
         let (to, effect, reason, amount): (S, InvoiceEffect, String, Option<i64>) = match (self.status, event) {
-            (S::Assigned | S::CheckoutOpen, E::Cancel) => (S::Cancelled, InvoiceEffect::Release, "cancelled by staff".into(), None),
+            (S::Assigned | S::CheckoutOpen, E::Cancel) => {
+                (S::Cancelled, InvoiceEffect::Release, "cancelled by staff".into(), None)
+            }
             (s, E::Cancel) => return Err(DomainError::InvalidTransition(s, "cancelled")),
 
             (S::Assigned | S::CheckoutOpen, E::Expire) => {
@@ -248,17 +265,29 @@ impl Action {
                     return unchanged();
                 }
                 next.refund_needed = true;
-                (self.status, InvoiceEffect::Unchanged, "payment received after the action ended; refund needed".into(), Some(self.amount))
+                (
+                    self.status,
+                    InvoiceEffect::Unchanged,
+                    "payment received after the action ended; refund needed".into(),
+                    Some(self.amount),
+                )
             }
             (_, E::PaymentSucceeded { .. }) => return unchanged(),
 
             (S::Assigned | S::CheckoutOpen, E::PaymentProcessing { session_id }) => {
                 next.checkout_session_id = Some(session_id.clone());
-                (S::Processing, InvoiceEffect::Unchanged, "payment processing (delayed method)".into(), Some(self.amount))
+                (
+                    S::Processing,
+                    InvoiceEffect::Unchanged,
+                    "payment processing (delayed method)".into(),
+                    Some(self.amount),
+                )
             }
             (_, E::PaymentProcessing { .. }) => return unchanged(),
 
-            (S::Processing, E::PaymentFailed { .. }) => (S::Failed, InvoiceEffect::Release, "delayed payment failed".into(), None),
+            (S::Processing, E::PaymentFailed { .. }) => {
+                (S::Failed, InvoiceEffect::Release, "delayed payment failed".into(), None)
+            }
             (_, E::PaymentFailed { .. }) => return unchanged(),
 
             (S::Paid | S::PartiallyRefunded, E::Refunded { total_refunded }) => {
@@ -269,7 +298,12 @@ impl Action {
                 if next.refunded_amount >= self.amount {
                     (S::Refunded, InvoiceEffect::Reopen, "fully refunded".into(), Some(next.refunded_amount))
                 } else {
-                    (S::PartiallyRefunded, InvoiceEffect::Unchanged, "partially refunded".into(), Some(next.refunded_amount))
+                    (
+                        S::PartiallyRefunded,
+                        InvoiceEffect::Unchanged,
+                        "partially refunded".into(),
+                        Some(next.refunded_amount),
+                    )
                 }
             }
             (_, E::Refunded { .. }) => return unchanged(),
@@ -342,13 +376,18 @@ mod tests {
         assert_eq!(paid.action.paid_at, Some(t(10)));
         let h = &paid.action.history;
         assert_eq!(h.len(), 3);
-        assert_eq!((h[2].from, h[2].to, h[2].actor.as_str()), (Some(ActionStatus::CheckoutOpen), ActionStatus::Paid, "stripe:evt_1"));
+        assert_eq!(
+            (h[2].from, h[2].to, h[2].actor.as_str()),
+            (Some(ActionStatus::CheckoutOpen), ActionStatus::Paid, "stripe:evt_1")
+        );
         assert_eq!(paid.action.version, 3);
     }
 
     #[test]
     fn duplicates_and_late_events_change_nothing() {
-        let paid = step(&step(&action(), opened("cs_1")).action, ActionEvent::PaymentSucceeded { session_id: "cs_1".into() }).action;
+        let paid =
+            step(&step(&action(), opened("cs_1")).action, ActionEvent::PaymentSucceeded { session_id: "cs_1".into() })
+                .action;
         for e in [
             ActionEvent::PaymentSucceeded { session_id: "cs_1".into() },
             ActionEvent::PaymentProcessing { session_id: "cs_1".into() },
@@ -390,12 +429,17 @@ mod tests {
 
     #[test]
     fn delayed_methods_end_paid_or_failed() {
-        let proc_ = step(&step(&action(), opened("cs_1")).action, ActionEvent::PaymentProcessing { session_id: "cs_1".into() }).action;
+        let proc_ =
+            step(&step(&action(), opened("cs_1")).action, ActionEvent::PaymentProcessing { session_id: "cs_1".into() })
+                .action;
         assert_eq!(proc_.status(), ActionStatus::Processing);
         assert!(proc_.apply(&ActionEvent::Cancel, t(1), &stripe()).is_err());
         let failed = step(&proc_, ActionEvent::PaymentFailed { session_id: "cs_1".into() });
         assert_eq!((failed.action.status(), failed.invoices), (ActionStatus::Failed, InvoiceEffect::Release));
-        assert_eq!(step(&proc_, ActionEvent::PaymentSucceeded { session_id: "cs_1".into() }).action.status(), ActionStatus::Paid);
+        assert_eq!(
+            step(&proc_, ActionEvent::PaymentSucceeded { session_id: "cs_1".into() }).action.status(),
+            ActionStatus::Paid
+        );
     }
 
     #[test]
@@ -403,7 +447,10 @@ mod tests {
         let paid = step(&action(), ActionEvent::PaymentSucceeded { session_id: "cs".into() }).action;
         let part = step(&paid, ActionEvent::Refunded { total_refunded: 1000 }).action;
         assert_eq!((part.status(), part.refunded_amount), (ActionStatus::PartiallyRefunded, 1000));
-        assert!(!step(&part, ActionEvent::Refunded { total_refunded: 500 }).changed, "an older, smaller total is stale");
+        assert!(
+            !step(&part, ActionEvent::Refunded { total_refunded: 500 }).changed,
+            "an older, smaller total is stale"
+        );
         let full = step(&part, ActionEvent::Refunded { total_refunded: 4500 });
         assert_eq!((full.action.status(), full.invoices), (ActionStatus::Refunded, InvoiceEffect::Reopen));
         let disputed = step(&full.action, ActionEvent::Disputed).action;

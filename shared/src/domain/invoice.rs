@@ -205,7 +205,12 @@ mod tests {
             ClinicId::parse("c").unwrap(),
             PatientId::parse("p").unwrap(),
             InvoiceId::parse("1042").unwrap(),
-            InvoiceInput { amount: 4500, currency: "cad".into(), description: "x".into(), service_date: "2026-11-02".into() },
+            InvoiceInput {
+                amount: 4500,
+                currency: "cad".into(),
+                description: "x".into(),
+                service_date: "2026-11-02".into(),
+            },
             at(),
         )
         .unwrap()
@@ -242,14 +247,20 @@ mod tests {
     fn refuses_what_the_state_forbids() {
         let a = ActionId::parse("a").unwrap();
         assert_eq!(invoice().reserve_for(&a, at()).unwrap_err().code(), "invoice_not_selected");
-        let paid = invoice().select(at()).unwrap().unwrap().reserve_for(&a, at()).unwrap().mark_paid_by(&a, at()).unwrap();
+        let paid =
+            invoice().select(at()).unwrap().unwrap().reserve_for(&a, at()).unwrap().mark_paid_by(&a, at()).unwrap();
         assert_eq!(paid.select(at()).unwrap_err().code(), "invoice_paid");
         let reimport = Invoice::import(
             Some(&paid),
             paid.clinic_id.clone(),
             paid.patient_id.clone(),
             paid.invoice_id.clone(),
-            InvoiceInput { amount: 1, currency: "cad".into(), description: String::new(), service_date: "2026-01-01".into() },
+            InvoiceInput {
+                amount: 1,
+                currency: "cad".into(),
+                description: String::new(),
+                service_date: "2026-01-01".into(),
+            },
             at(),
         );
         assert_eq!(reimport.unwrap_err().code(), "invoice_locked");
@@ -263,7 +274,12 @@ mod tests {
                 ClinicId::parse("c").unwrap(),
                 PatientId::parse("p").unwrap(),
                 InvoiceId::parse("i").unwrap(),
-                InvoiceInput { amount, currency: currency.into(), description: String::new(), service_date: date.into() },
+                InvoiceInput {
+                    amount,
+                    currency: currency.into(),
+                    description: String::new(),
+                    service_date: date.into(),
+                },
                 at(),
             )
             .unwrap_err()

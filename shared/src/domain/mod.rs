@@ -6,7 +6,7 @@ pub mod invoice;
 pub mod money;
 pub mod settings;
 
-pub use action::{Action, NewAction, ActionEvent, ActionStatus, Actor, HistoryEntry, InvoiceEffect, Transition};
+pub use action::{Action, ActionEvent, ActionStatus, Actor, HistoryEntry, InvoiceEffect, NewAction, Transition};
 pub use ids::{ActionId, ClinicId, InvoiceId, PatientId, UserId, VisitId};
 pub use invoice::{Invoice, InvoiceStatus, ServiceDate};
 pub use money::{Currency, Money, MAX_AMOUNT};

@@ -21,11 +21,7 @@ pub struct Currency(&'static str);
 impl Currency {
     pub fn parse(s: &str) -> Result<Self, DomainError> {
         let lower = s.to_ascii_lowercase();
-        SUPPORTED
-            .iter()
-            .find(|c| **c == lower)
-            .map(|c| Currency(c))
-            .ok_or(DomainError::InvalidCurrency)
+        SUPPORTED.iter().find(|c| **c == lower).map(|c| Currency(c)).ok_or(DomainError::InvalidCurrency)
     }
     pub fn code(&self) -> &'static str {
         self.0
@@ -69,11 +65,8 @@ impl Money {
             if m.currency != acc.currency {
                 return Err(DomainError::CurrencyMismatch);
             }
-            let amount = acc
-                .amount
-                .checked_add(m.amount)
-                .filter(|a| *a <= MAX_AMOUNT)
-                .ok_or(DomainError::TotalTooLarge)?;
+            let amount =
+                acc.amount.checked_add(m.amount).filter(|a| *a <= MAX_AMOUNT).ok_or(DomainError::TotalTooLarge)?;
             Ok(Money { amount, currency: acc.currency })
         })
     }

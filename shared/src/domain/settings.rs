@@ -203,7 +203,9 @@ mod tests {
     fn enabling_needs_a_stripe_account() {
         let err = build(serde_json::json!({"enabled": true, "label": {"en": "a", "fr": "b"}, "currency": "cad"}));
         assert_eq!(err.unwrap_err().code(), "invalid_settings");
-        assert!(build(serde_json::json!({"enabled": false, "label": {"en": "a", "fr": "b"}, "currency": "cad"})).is_ok());
+        assert!(
+            build(serde_json::json!({"enabled": false, "label": {"en": "a", "fr": "b"}, "currency": "cad"})).is_ok()
+        );
     }
 
     #[test]

@@ -69,7 +69,9 @@ impl From<AppError> for ApiError {
                 };
                 ApiError::new(StatusCode::NOT_FOUND, code, format!("{what} not found"))
             }
-            AppError::IdempotencyKeyReused => ApiError::new(StatusCode::CONFLICT, "idempotency_key_reused", e.to_string()),
+            AppError::IdempotencyKeyReused => {
+                ApiError::new(StatusCode::CONFLICT, "idempotency_key_reused", e.to_string())
+            }
             AppError::Contended | AppError::Store(StoreError::Conflict) => {
                 ApiError::new(StatusCode::CONFLICT, "concurrent_update", AppError::Contended.to_string())
             }
@@ -78,7 +80,11 @@ impl From<AppError> for ApiError {
             }
             AppError::Store(err @ StoreError::Unavailable(_)) => {
                 tracing::error!(error = %err, "store unavailable");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "a dependency is unavailable; retry shortly")
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    "a dependency is unavailable; retry shortly",
+                )
             }
             AppError::Store(err @ StoreError::Corrupt(_)) => {
                 tracing::error!(error = %err, "corrupt item");

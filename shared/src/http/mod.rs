@@ -50,7 +50,7 @@ pub async fn handle(deps: &Deps, function: Function, req: Request) -> Response<B
         tracing::info!(
             clinic_id = clinic_for_log.as_ref().map(|c: &ClinicId| c.as_str()).unwrap_or("-"),
             status = response.status().as_u16(),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = started.elapsed().as_micros() as f64 / 1000.0,
             "request handled"
         );
         response
@@ -78,7 +78,9 @@ fn json_text(status: StatusCode, text: String) -> Response<Body> {
 /// checked the signature; locally the runner plays that part.
 fn caller(req: &Request) -> Result<Caller, ApiError> {
     let claims = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref()).map(|j| &j.claims),
+        Some(RequestContext::ApiGatewayV2(ctx)) => {
+            ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref()).map(|j| &j.claims)
+        }
         _ => None,
     }
     .ok_or_else(ApiError::unauthorized)?;
@@ -154,7 +156,9 @@ fn staff_clinic(caller: &Option<Caller>) -> Result<&ClinicId, ApiError> {
 }
 
 fn idempotency_key(req: &Request) -> Result<Option<String>, ApiError> {
-    let Some(value) = req.headers().get("idempotency-key") else { return Ok(None) };
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
     let key = value.to_str().unwrap_or("");
     let valid = (1..=128).contains(&key.len())
         && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.'));
@@ -294,7 +298,10 @@ async fn dispatch(
         Op::PatientGetAction => {
             let token = path_param(req, "token")?;
             // Tokens are base64url; anything else cannot be one of ours.
-            if token.is_empty() || token.len() > 128 || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            if token.is_empty()
+                || token.len() > 128
+                || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
                 return Err(app::AppError::NotFound(app::NotFound::Link).into());
             }
             let action = actions::for_patient(deps, &token).await?;

@@ -73,10 +73,28 @@ const fn route(method: &'static str, path: &'static str, function: Function, acc
 
 pub static ROUTES: &[Route] = &[
     route("PUT", "/clinics/{clinic_id}/payment-settings", Function::ClinicSettings, Access::Support, Op::PutSettings),
-    route("GET", "/clinics/{clinic_id}/payment-settings", Function::ClinicSettings, Access::StaffOrSupport, Op::GetSettings),
-    route("PUT", "/patients/{patient_id}/invoices/{invoice_id}", Function::SelectInvoices, Access::Staff, Op::PutInvoice),
+    route(
+        "GET",
+        "/clinics/{clinic_id}/payment-settings",
+        Function::ClinicSettings,
+        Access::StaffOrSupport,
+        Op::GetSettings,
+    ),
+    route(
+        "PUT",
+        "/patients/{patient_id}/invoices/{invoice_id}",
+        Function::SelectInvoices,
+        Access::Staff,
+        Op::PutInvoice,
+    ),
     route("GET", "/patients/{patient_id}/invoices", Function::SelectInvoices, Access::Staff, Op::ListInvoices),
-    route("POST", "/patients/{patient_id}/invoices/select", Function::SelectInvoices, Access::Staff, Op::SelectInvoices),
+    route(
+        "POST",
+        "/patients/{patient_id}/invoices/select",
+        Function::SelectInvoices,
+        Access::Staff,
+        Op::SelectInvoices,
+    ),
     route("POST", "/visits/{visit_id}/actions", Function::AssignAction, Access::Staff, Op::AssignAction),
     route("POST", "/actions/{action_id}/cancel", Function::AssignAction, Access::Staff, Op::CancelAction),
     route("GET", "/visits/{visit_id}/actions", Function::ActionStatus, Access::Staff, Op::ListVisitActions),

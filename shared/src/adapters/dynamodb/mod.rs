@@ -157,7 +157,9 @@ fn epoch(at: Timestamp) -> AttributeValue {
 }
 
 /// Maps an SDK error to the port's error, keeping the SDK's words for logs.
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(e: SdkError<E, R>) -> StoreError {
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+) -> StoreError {
     match e.code() {
         Some("ConditionalCheckFailedException" | "TransactionConflictException") => StoreError::Conflict,
         Some("ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded") => {
@@ -188,7 +190,10 @@ fn put_of(table: &str, write: Write) -> Put {
         }
         Write::Action { action, expect } => {
             let mut item = encode(&action, keys::action(&action.clinic_id, &action.action_id));
-            item.insert(keys::GSI1PK.into(), AttributeValue::S(keys::visit_partition(&action.clinic_id, &action.visit_id)));
+            item.insert(
+                keys::GSI1PK.into(),
+                AttributeValue::S(keys::visit_partition(&action.clinic_id, &action.visit_id)),
+            );
             item.insert(keys::GSI1SK.into(), AttributeValue::S(keys::visit_sort(action.created_at, &action.action_id)));
             (item, expect)
         }
@@ -206,7 +211,9 @@ fn put_of(table: &str, write: Write) -> Put {
     };
     let put = Put::builder().table_name(table).set_item(Some(item));
     let put = match expect {
-        Expect::Absent => put.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", keys::PK),
+        Expect::Absent => {
+            put.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", keys::PK)
+        }
         Expect::Version(v) => put
             .condition_expression("#v = :v")
             .expression_attribute_names("#v", keys::VERSION)
@@ -232,7 +239,12 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    async fn get_invoice(&self, clinic: &ClinicId, patient: &PatientId, invoice: &InvoiceId) -> Result<Option<Invoice>, StoreError> {
+    async fn get_invoice(
+        &self,
+        clinic: &ClinicId,
+        patient: &PatientId,
+        invoice: &InvoiceId,
+    ) -> Result<Option<Invoice>, StoreError> {
         self.get(keys::invoice(clinic, patient, invoice)).await
     }
 

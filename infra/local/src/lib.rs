@@ -1,0 +1,184 @@
+//! visitpay-local: every function behind one HTTP port, as API Gateway would
+//! put them. Each request is matched against the route table, passed through
+//! a stand-in for API Gateway's JWT authorizer, turned into the same API
+//! Gateway HTTP API (v2) event Lambda receives, and handed to the same handler.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body as AxumBody};
+use axum::extract::{Request as AxumRequest, State};
+use axum::http::StatusCode;
+use axum::response::Response as AxumResponse;
+use axum::Router;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+use visitpay::app::{Deps, Role};
+use visitpay::dev_jwt;
+use visitpay::http::routes::{self, Access};
+use visitpay::http::{handle, ApiError};
+
+pub mod seed;
+
+/// API Gateway HTTP APIs accept payloads up to 10 MB; the handler enforces
+/// its own, smaller limit.
+const GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct Gateway {
+    pub deps: Deps,
+    pub jwt_secret: Arc<str>,
+}
+
+pub fn router(gateway: Gateway) -> Router {
+    Router::new().fallback(serve_request).with_state(gateway)
+}
+
+fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn request_id() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Mints a dev token for `role` (`staff` or `support`).
+pub fn token(secret: &str, clinic: &str, role: Role, sub: &str) -> String {
+    let role = match role {
+        Role::Staff => "staff",
+        Role::Support => "support",
+    };
+    dev_jwt::mint(secret, sub, clinic, role, now_unix(), 12 * 3600)
+}
+
+async fn serve_request(State(gw): State<Gateway>, request: AxumRequest) -> AxumResponse {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let Some((route, path_params)) = routes::match_path(parts.method.as_str(), &path) else {
+        let error = if routes::path_exists(&path) {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        } else {
+            ApiError::route_not_found()
+        };
+        return to_axum(error.into_response());
+    };
+
+    // The JWT authorizer: only routes that have one in API Gateway.
+    let claims = if route.access == Access::Patient {
+        None
+    } else {
+        let bearer = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        match bearer.map(|t| dev_jwt::verify(&gw.jwt_secret, t.trim(), now_unix())) {
+            Some(Ok(claims)) => Some(claims),
+            _ => return to_axum(ApiError::unauthorized().into_response()),
+        }
+    };
+
+    let bytes = match to_bytes(body, GATEWAY_MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return to_axum(ApiError::too_large(GATEWAY_MAX_BODY).into_response()),
+    };
+
+    let mut headers = Map::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match headers.get_mut(name.as_str()) {
+            // API Gateway v2 joins repeated headers with commas.
+            Some(Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&value);
+            }
+            _ => {
+                headers.insert(name.as_str().to_owned(), Value::String(value));
+            }
+        }
+    }
+    let raw_query = parts.uri.query().unwrap_or("").to_owned();
+    let mut query: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in form_urlencoded::parse(raw_query.as_bytes()) {
+        query.entry(k.into_owned()).and_modify(|e| e.push_str(&format!(",{v}"))).or_insert_with(|| v.into_owned());
+    }
+    let (body, is_base64) = match std::str::from_utf8(&bytes) {
+        Ok(text) => (text.to_owned(), false),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(&bytes), true),
+    };
+    let key = route.key();
+    let now = time::OffsetDateTime::now_utc();
+    let mut context = json!({
+        "accountId": "000000000000",
+        "apiId": "visitpay-local",
+        "domainName": parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost"),
+        "http": {
+            "method": parts.method.as_str(),
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1",
+            "userAgent": parts.headers.get("user-agent").and_then(|h| h.to_str().ok()).unwrap_or(""),
+        },
+        "requestId": request_id(),
+        "routeKey": key,
+        "stage": "$default",
+        "time": now.format(&time::format_description::well_known::Rfc2822).unwrap_or_default(),
+        "timeEpoch": now.unix_timestamp() * 1000,
+    });
+    if let Some(claims) = claims {
+        context["authorizer"] = json!({ "jwt": { "claims": claims, "scopes": null } });
+    }
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": key,
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": context,
+        "isBase64Encoded": is_base64,
+    });
+    if !query.is_empty() {
+        event["queryStringParameters"] = json!(query);
+    }
+    if !path_params.is_empty() {
+        event["pathParameters"] =
+            Value::Object(path_params.into_iter().map(|(k, v)| (k.to_owned(), Value::String(v))).collect());
+    }
+    if !bytes.is_empty() {
+        event["body"] = Value::String(body);
+    }
+    let request = match lambda_http::request::from_str(&event.to_string()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "could not build an API Gateway event");
+            return to_axum(
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred")
+                    .into_response(),
+            );
+        }
+    };
+    to_axum(handle(&gw.deps, route.function, request).await)
+}
+
+fn to_axum(response: lambda_http::Response<lambda_http::Body>) -> AxumResponse {
+    let (parts, body) = response.into_parts();
+    let bytes: Vec<u8> = match body {
+        lambda_http::Body::Empty => Vec::new(),
+        lambda_http::Body::Text(t) => t.into_bytes(),
+        lambda_http::Body::Binary(b) => b,
+        _ => Vec::new(),
+    };
+    AxumResponse::from_parts(parts, AxumBody::from(bytes))
+}
+
+/// Serves on `listener` until ctrl-c.
+pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> std::io::Result<()> {
+    axum::serve(listener, router(gateway))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}

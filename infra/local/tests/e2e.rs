@@ -1,0 +1,364 @@
+//! End to end through the real `visitpay-local` binary: started as a user
+//! would start it, driven over HTTP with the tokens it prints.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+struct Local {
+    child: Child,
+    base: String,
+    staff: String,
+    support: String,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Local {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_visitpay-local"))
+        .env("VISITPAY_ADDR", "127.0.0.1:0")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("VISITPAY_PATIENT_LINK_BASE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start visitpay-local");
+    let logs = Arc::new(Mutex::new(String::new()));
+    let mut stderr = child.stderr.take().unwrap();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut base, mut staff, mut support) = (None, None, None);
+    for line in lines.by_ref() {
+        let line = line.expect("read banner");
+        if let Some(rest) = line.strip_prefix("visitpay-local listening on ") {
+            base = Some(rest.trim().to_owned());
+        } else if line.starts_with("staff token") {
+            staff = line.rsplit(' ').next().map(str::to_owned);
+        } else if line.starts_with("support token") {
+            support = line.rsplit(' ').next().map(str::to_owned);
+        } else if line == "ready" {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Local {
+        child,
+        base: base.expect("address printed"),
+        staff: staff.expect("staff token printed"),
+        support: support.expect("support token printed"),
+        logs,
+    }
+}
+
+fn mint(clinic: &str, role: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_visitpay-local"))
+        .args(["token", "--clinic", clinic, "--role", role, "--sub", "e2e-user"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+async fn call(
+    client: &Client,
+    method: &str,
+    url: String,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = client.request(method.parse().unwrap(), url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<none>")
+}
+
+fn statuses(list: &Value) -> Vec<(String, String)> {
+    list["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["invoice_id"].as_str().unwrap().to_owned(), i["status"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_staff_flow_through_the_local_run() {
+    let local = start();
+    let c = Client::new();
+    let u = &local.base;
+    let (staff, support) = (Some(local.staff.as_str()), Some(local.support.as_str()));
+
+    // Support switches the clinic on and sets its label.
+    let settings = json!({"enabled": true, "label": {"en": "Pay the clinic", "fr": "Payer la clinique"},
+        "stripe_account_id": "acct_1E2e", "currency": "cad", "action_ttl_hours": 48});
+    let (s, b) =
+        call(&c, "PUT", format!("{u}/clinics/demo-clinic/payment-settings"), support, Some(settings.clone())).await;
+    assert_eq!((s, b["enabled"].as_bool()), (StatusCode::OK, Some(true)), "{b}");
+    let (s, _) = call(&c, "PUT", format!("{u}/clinics/demo-clinic/payment-settings"), staff, Some(settings)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "staff on a support route");
+
+    // Staff import invoices and list the unprocessed ones.
+    let diagnosis = "Suivi dépression majeure — renouvellement";
+    let inv = json!({"amount": 2500, "currency": "cad", "description": diagnosis, "service_date": "2026-11-25"});
+    let (s, _) = call(&c, "PUT", format!("{u}/patients/demo-patient/invoices/2001"), staff, Some(inv)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, b) = call(&c, "GET", format!("{u}/patients/demo-patient/invoices?status=unprocessed"), staff, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let ids: Vec<String> = statuses(&b).into_iter().map(|(id, _)| id).collect();
+    assert_eq!(ids, vec!["1042", "1043", "1044", "2001"]);
+
+    // "Make a payment".
+    let (s, b) = call(
+        &c,
+        "POST",
+        format!("{u}/patients/demo-patient/invoices/select"),
+        staff,
+        Some(json!({"invoice_ids": ["1042", "2001"]})),
+    )
+    .await;
+    assert_eq!((s, &b["total"]), (StatusCode::OK, &json!({"amount": 7000, "currency": "cad"})));
+
+    // Assign in the visit.
+    let (s, action) = call(
+        &c,
+        "POST",
+        format!("{u}/visits/demo-visit/actions"),
+        staff,
+        Some(json!({"patient_id": "demo-patient", "invoice_ids": ["1042", "2001"], "locale": "en-CA"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{action}");
+    assert_eq!(
+        (action["label"].as_str(), action["amount"].as_i64(), action["status"].as_str()),
+        (Some("Pay the clinic"), Some(7000), Some("assigned"))
+    );
+    let link = action["patient_url"].as_str().unwrap().to_owned();
+    assert!(link.starts_with(&format!("{u}/patient/actions/")));
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    let action_id = action["action_id"].as_str().unwrap().to_owned();
+
+    let (s, b) = call(&c, "GET", link.clone(), None, None).await;
+    assert_eq!(
+        (s, &b),
+        (
+            StatusCode::OK,
+            &json!({"label": "Pay the clinic", "amount": 7000, "currency": "cad", "status": "assigned", "locale": "en-CA"})
+        )
+    );
+    let (s, _) = call(&c, "GET", format!("{u}/patient/actions/{}", "A".repeat(43)), None, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (_, b) = call(&c, "GET", format!("{u}/patients/demo-patient/invoices"), staff, None).await;
+    let st = statuses(&b);
+    assert!(
+        st.contains(&("1042".into(), "pending".into())) && st.contains(&("2001".into(), "pending".into())),
+        "{st:?}"
+    );
+
+    let (s, b) = call(&c, "GET", format!("{u}/visits/demo-visit/actions"), staff, None).await;
+    assert_eq!((s, b["actions"][0]["action_id"].as_str()), (StatusCode::OK, Some(action_id.as_str())));
+
+    // Clinic B sees nothing of clinic A.
+    let other = mint("other-clinic", "staff");
+    for (m, path) in [
+        ("GET", format!("/actions/{action_id}")),
+        ("POST", format!("/actions/{action_id}/cancel")),
+        ("GET", "/clinics/demo-clinic/payment-settings".into()),
+    ] {
+        let (s, b) = call(&c, m, format!("{u}{path}"), Some(&other), None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{m} {path}: {b}");
+    }
+    let (_, b) = call(&c, "GET", format!("{u}/patients/demo-patient/invoices"), Some(&other), None).await;
+    assert!(b["invoices"].as_array().unwrap().is_empty());
+
+    // Cancel puts the invoices back to selected.
+    let (s, b) = call(&c, "POST", format!("{u}/actions/{action_id}/cancel"), staff, None).await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("cancelled")));
+    let (_, b) = call(&c, "GET", format!("{u}/patients/demo-patient/invoices?status=selected"), staff, None).await;
+    assert_eq!(statuses(&b).into_iter().map(|(id, _)| id).collect::<Vec<_>>(), vec!["1042", "2001"]);
+    let (_, b) = call(&c, "GET", format!("{u}/actions/{action_id}"), staff, None).await;
+    let history: Vec<&str> = b["history"].as_array().unwrap().iter().map(|h| h["to"].as_str().unwrap()).collect();
+    assert_eq!(history, vec!["assigned", "cancelled"]);
+
+    // Support switches the clinic off: assign is refused.
+    let off = json!({"enabled": false, "label": {"en": "Pay", "fr": "Payer"}, "currency": "cad"});
+    call(&c, "PUT", format!("{u}/clinics/demo-clinic/payment-settings"), support, Some(off)).await;
+    let (s, b) = call(
+        &c,
+        "POST",
+        format!("{u}/visits/demo-visit/actions"),
+        staff,
+        Some(json!({"patient_id": "demo-patient", "invoice_ids": ["1042"]})),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "payments_disabled"));
+
+    // No token, a bad token, a token signed with another secret: 401.
+    let forged = local.staff.rsplit_once('.').unwrap().0.to_owned() + ".AAAA";
+    for t in [None, Some("not-a-jwt"), Some(forged.as_str())] {
+        let (s, b) = call(&c, "GET", format!("{u}/actions/{action_id}"), t, None).await;
+        assert_eq!((s, code(&b)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    }
+
+    // Bad input: 400/413 with a code.
+    let (s, b) = c
+        .post(format!("{u}/patients/demo-patient/invoices/select"))
+        .bearer_auth(&local.staff)
+        .body("{not json")
+        .send()
+        .await
+        .map(|r| (r.status(), r))
+        .unwrap();
+    let b: Value = b.json().await.unwrap();
+    assert_eq!((s, code(&b)), (StatusCode::BAD_REQUEST, "invalid_json"));
+    let big = json!({"invoice_ids": ["x".repeat(70_000)]});
+    let (s, b) = call(&c, "POST", format!("{u}/patients/demo-patient/invoices/select"), staff, Some(big)).await;
+    assert_eq!((s, code(&b)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+    let (s, b) = call(&c, "GET", format!("{u}/actions/bad.id"), staff, None).await;
+    assert_eq!((s, code(&b)), (StatusCode::BAD_REQUEST, "invalid_id"));
+    let (s, b) = call(
+        &c,
+        "PUT",
+        format!("{u}/patients/demo-patient/invoices/2002"),
+        staff,
+        Some(json!({"amount": -1, "currency": "cad", "service_date": "2026-01-01"})),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (StatusCode::BAD_REQUEST, "invalid_amount"));
+    let (s, b) = call(
+        &c,
+        "PUT",
+        format!("{u}/patients/demo-patient/invoices/2002"),
+        staff,
+        Some(json!({"amount": 100, "currency": "doge", "service_date": "2026-01-01"})),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (StatusCode::BAD_REQUEST, "invalid_currency"));
+    let (s, b) = call(&c, "GET", format!("{u}/no/such/route"), staff, None).await;
+    assert_eq!((s, code(&b)), (StatusCode::NOT_FOUND, "route_not_found"));
+
+    // The logs carry request ids and routes but no secrets or health data.
+    let logs = local.logs.lock().unwrap().clone();
+    assert!(logs.contains("\"route\":\"POST /visits/{visit_id}/actions\"") && logs.contains("request_id"), "{logs}");
+    for secret in [local.staff.as_str(), local.support.as_str(), token.as_str(), diagnosis, "Follow-up consultation"] {
+        assert!(!logs.contains(secret), "logs leak {secret:.12}…");
+    }
+}
+
+#[tokio::test]
+async fn twenty_concurrent_assigns_through_the_local_run() {
+    let local = start();
+    let c = Client::new();
+    let u = &local.base;
+    let staff = local.staff.clone();
+    let names: Vec<String> = (0..8).map(|n| format!("c{n}")).collect();
+    for n in &names {
+        let (s, _) = call(
+            &c,
+            "PUT",
+            format!("{u}/patients/demo-patient/invoices/{n}"),
+            Some(&staff),
+            Some(json!({"amount": 1000, "currency": "cad", "service_date": "2026-11-26"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    let (s, _) = call(
+        &c,
+        "POST",
+        format!("{u}/patients/demo-patient/invoices/select"),
+        Some(&staff),
+        Some(json!({"invoice_ids": names})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (c, u, staff) = (c.clone(), u.clone(), staff.clone());
+            let pick = vec![format!("c{}", i % 8), format!("c{}", (i + 1) % 8), format!("c{}", (i + 3) % 8)];
+            tokio::spawn(async move {
+                call(
+                    &c,
+                    "POST",
+                    format!("{u}/visits/v-{i}/actions"),
+                    Some(&staff),
+                    Some(json!({"patient_id": "demo-patient", "invoice_ids": pick})),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut held: std::collections::HashMap<String, String> = Default::default();
+    let mut created = 0;
+    for t in tasks {
+        let (s, b) = t.await.unwrap();
+        match s {
+            StatusCode::CREATED => {
+                created += 1;
+                for inv in b["invoice_ids"].as_array().unwrap() {
+                    let prev =
+                        held.insert(inv.as_str().unwrap().to_owned(), b["action_id"].as_str().unwrap().to_owned());
+                    assert!(prev.is_none(), "{inv} assigned twice");
+                }
+            }
+            StatusCode::CONFLICT => assert!(matches!(code(&b), "invoice_pending" | "concurrent_update"), "{b}"),
+            other => panic!("unexpected {other}: {b}"),
+        }
+    }
+    assert!(created >= 1);
+    let (_, b) = call(&c, "GET", format!("{u}/patients/demo-patient/invoices"), Some(&staff), None).await;
+    for i in b["invoices"].as_array().unwrap().iter().filter(|i| i["invoice_id"].as_str().unwrap().starts_with('c')) {
+        let id = i["invoice_id"].as_str().unwrap();
+        match held.get(id) {
+            Some(a) => assert_eq!((i["status"].as_str(), i["action_id"].as_str()), (Some("pending"), Some(a.as_str()))),
+            None => assert_eq!(i["status"], "selected"),
+        }
+    }
+}
+
+#[test]
+fn the_token_command_validates_its_flags() {
+    let bin = env!("CARGO_BIN_EXE_visitpay-local");
+    for args in [
+        vec!["token"],
+        vec!["token", "--clinic", "c1"],
+        vec!["token", "--clinic", "c#1", "--role", "staff"],
+        vec!["token", "--clinic", "c1", "--role", "admin"],
+    ] {
+        let out = Command::new(bin).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty());
+    }
+    let t = mint("c1", "support");
+    assert_eq!(t.split('.').count(), 3, "a bare JWT on stdout");
+}

@@ -1,0 +1,307 @@
+//! In-process handler tests driven by the API Gateway v2 events in `events/`:
+//! the exact JSON Lambda receives, through the same `handle` the functions run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Response};
+use serde_json::{json, Value};
+use visitpay::app::Deps;
+use visitpay::http::{handle, routes};
+use visitpay::testkit::deps_with;
+use visitpay_tests::*;
+
+fn events_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+fn event(name: &str) -> Value {
+    let path = events_dir().join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// Sends an event to the function API Gateway would route it to.
+async fn send(deps: &Deps, event: &Value) -> (StatusCode, Value, Response<Body>) {
+    let route_key = event["routeKey"].as_str().unwrap();
+    let function = routes::by_key(route_key).map_or(routes::Function::ActionStatus, |r| r.function);
+    let request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event");
+    let response = handle(deps, function, request).await;
+    let body: Value = match response.body() {
+        Body::Text(t) => serde_json::from_str(t).unwrap(),
+        Body::Empty => Value::Null,
+        Body::Binary(b) => serde_json::from_slice(b).unwrap(),
+        _ => Value::Null,
+    };
+    (response.status(), body, response)
+}
+
+async fn seeded() -> Deps {
+    let (deps, _clock) = deps_with(Arc::new(visitpay::testkit::embedded_store()));
+    import(&deps, "clinic-a", "patient-42", "1042", 4500, "cad").await;
+    deps
+}
+
+fn with_claims(mut e: Value, claims: Value) -> Value {
+    e["requestContext"]["authorizer"] = json!({ "jwt": { "claims": claims, "scopes": null } });
+    e
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no code>")
+}
+
+#[tokio::test]
+async fn the_staff_flow_through_every_event() {
+    let deps = seeded().await;
+
+    let (s, b, _) = send(&deps, &event("put-payment-settings")).await;
+    assert_eq!((s, b["enabled"].as_bool()), (StatusCode::OK, Some(true)), "{b}");
+    let (s, b, _) = send(&deps, &event("get-payment-settings")).await;
+    assert_eq!((s, b["label"]["fr"].as_str()), (StatusCode::OK, Some("Facturation privée (Stripe)")));
+
+    let (s, b, _) = send(&deps, &event("put-invoice")).await;
+    assert_eq!((s, b["amount"].as_i64(), b["status"].as_str()), (StatusCode::CREATED, Some(3000), Some("unprocessed")));
+    let (s, _, _) = send(&deps, &event("put-invoice")).await;
+    assert_eq!(s, StatusCode::OK, "a re-import replaces");
+
+    let (s, b, _) = send(&deps, &event("list-invoices")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["invoices"].as_array().unwrap().len(), 2);
+
+    let (s, b, _) = send(&deps, &event("select-invoices")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["total"], json!({"amount": 7500, "currency": "cad"}));
+
+    let (s, b, _) = send(&deps, &event("assign-action")).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["action_id"], "act_0001");
+    assert_eq!(b["label"], "Facturation privée (Stripe)");
+    assert_eq!(
+        (b["amount"].as_i64(), b["status"].as_str(), b["locale"].as_str()),
+        (Some(7500), Some("assigned"), Some("fr-CA"))
+    );
+    let url = b["patient_url"].as_str().unwrap();
+    assert!(url.ends_with(event("get-patient-action")["pathParameters"]["token"].as_str().unwrap()));
+
+    let (s, replay, response) = send(&deps, &event("assign-action")).await;
+    assert_eq!((s, replay["action_id"].as_str()), (StatusCode::CREATED, Some("act_0001")));
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
+    let mut other_body = event("assign-action");
+    other_body["body"] = json!(r#"{"patient_id":"patient-42","invoice_ids":["1042"]}"#).as_str().unwrap().into();
+    let (s, b, _) = send(&deps, &other_body).await;
+    assert_eq!((s, error_code(&b)), (StatusCode::CONFLICT, "idempotency_key_reused"));
+
+    let (s, b, _) = send(&deps, &event("list-invoices")).await;
+    assert_eq!((s, b["invoices"].as_array().unwrap().len()), (StatusCode::OK, 0), "no invoice is unprocessed now");
+
+    let (s, b, _) = send(&deps, &event("list-visit-actions")).await;
+    assert_eq!((s, b["actions"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+    assert!(b["actions"][0].get("patient_url").is_none(), "the link is shown once");
+
+    let (s, b, _) = send(&deps, &event("get-action")).await;
+    assert_eq!(
+        (s, b["status"].as_str(), b["history"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some("assigned"), Some(1))
+    );
+
+    let (s, b, _) = send(&deps, &event("get-patient-action")).await;
+    assert_eq!(s, StatusCode::OK);
+    let mut keys: Vec<&str> = b.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, vec!["amount", "currency", "label", "locale", "status"], "the patient sees nothing else");
+
+    let (s, b, _) = send(&deps, &event("cancel-action")).await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("cancelled")));
+    let mut selected = event("list-invoices");
+    selected["queryStringParameters"] = json!({"status": "selected"});
+    selected["rawQueryString"] = json!("status=selected");
+    let (_, b, _) = send(&deps, &selected).await;
+    let ids: Vec<&str> = b["invoices"].as_array().unwrap().iter().map(|i| i["invoice_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["1042", "1045"]);
+}
+
+#[tokio::test]
+async fn auth_is_enforced_per_route() {
+    let deps = seeded().await;
+    send(&deps, &event("put-payment-settings")).await;
+
+    let mut no_auth = event("get-action");
+    no_auth["requestContext"].as_object_mut().unwrap().remove("authorizer");
+    let (s, b, _) = send(&deps, &no_auth).await;
+    assert_eq!((s, error_code(&b)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+
+    let staff_on_support =
+        with_claims(event("put-payment-settings"), json!({"sub": "u", "clinic_id": "clinic-a", "role": "staff"}));
+    let (s, b, _) = send(&deps, &staff_on_support).await;
+    assert_eq!((s, error_code(&b)), (StatusCode::FORBIDDEN, "forbidden"));
+
+    let support_on_staff =
+        with_claims(event("list-invoices"), json!({"sub": "u", "clinic_id": "clinic-a", "role": "support"}));
+    assert_eq!(send(&deps, &support_on_staff).await.0, StatusCode::FORBIDDEN);
+
+    let unknown_role =
+        with_claims(event("list-invoices"), json!({"sub": "u", "clinic_id": "clinic-a", "role": "admin"}));
+    assert_eq!(send(&deps, &unknown_role).await.0, StatusCode::UNAUTHORIZED);
+
+    // Staff of clinic B: 404 for everything of clinic A.
+    assert_eq!(send(&deps, &event("put-invoice")).await.0, StatusCode::CREATED);
+    assert_eq!(send(&deps, &event("select-invoices")).await.0, StatusCode::OK);
+    assert_eq!(send(&deps, &event("assign-action")).await.0, StatusCode::CREATED);
+    let b_staff = json!({"sub": "u", "clinic_id": "clinic-b", "role": "staff"});
+    for name in ["get-payment-settings", "get-action", "cancel-action", "select-invoices"] {
+        let (s, b, _) = send(&deps, &with_claims(event(name), b_staff.clone())).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{name}: {b}");
+    }
+    let (s, b, _) = send(&deps, &with_claims(event("list-visit-actions"), b_staff.clone())).await;
+    assert_eq!((s, b["actions"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
+    let (_, b, _) = send(&deps, &event("get-action")).await;
+    assert_eq!(b["status"], "assigned", "clinic B changed nothing");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_stable_code_and_changes_nothing() {
+    let deps = seeded().await;
+    send(&deps, &event("put-payment-settings")).await;
+    let invoice_body = |v: Value| {
+        let mut e = event("put-invoice");
+        e["body"] = Value::String(v.to_string());
+        e
+    };
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            invoice_body(json!({"amount": -5, "currency": "cad", "service_date": "2027-01-01"})),
+            StatusCode::BAD_REQUEST,
+            "invalid_amount",
+        ),
+        (
+            invoice_body(json!({"amount": 0, "currency": "cad", "service_date": "2027-01-01"})),
+            StatusCode::BAD_REQUEST,
+            "invalid_amount",
+        ),
+        (
+            invoice_body(json!({"amount": 1_000_000_000_000i64, "currency": "cad", "service_date": "2027-01-01"})),
+            StatusCode::BAD_REQUEST,
+            "invalid_amount",
+        ),
+        (
+            invoice_body(json!({"amount": 1e30, "currency": "cad", "service_date": "2027-01-01"})),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            invoice_body(json!({"amount": 12.5, "currency": "cad", "service_date": "2027-01-01"})),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (
+            invoice_body(json!({"amount": 100, "currency": "xyz", "service_date": "2027-01-01"})),
+            StatusCode::BAD_REQUEST,
+            "invalid_currency",
+        ),
+        (
+            invoice_body(json!({"amount": 100, "currency": "cad", "service_date": "yesterday"})),
+            StatusCode::BAD_REQUEST,
+            "invalid_date",
+        ),
+        (
+            invoice_body(json!({"amount": 100, "currency": "cad", "service_date": "2027-01-01", "status": "paid"})),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+    ];
+    for (e, status, code) in cases {
+        let (s, b, _) = send(&deps, &e).await;
+        assert_eq!((s, error_code(&b)), (status, code), "{}", e["body"]);
+        assert!(b["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+
+    let mut malformed = event("select-invoices");
+    malformed["body"] = json!("{\"invoice_ids\": [");
+    let (s, b, _) = send(&deps, &malformed).await;
+    assert_eq!((s, error_code(&b)), (StatusCode::BAD_REQUEST, "invalid_json"));
+
+    let mut client_amount = event("assign-action");
+    client_amount["headers"].as_object_mut().unwrap().remove("idempotency-key");
+    client_amount["body"] = json!(r#"{"patient_id":"patient-42","invoice_ids":["1042"],"amount":1}"#);
+    let (s, b, _) = send(&deps, &client_amount).await;
+    assert_eq!((s, error_code(&b)), (StatusCode::BAD_REQUEST, "invalid_body"), "the client never sends an amount");
+
+    for bad_id in ["a#b", "x".repeat(65).as_str(), "é"] {
+        let mut e = event("put-invoice");
+        e["pathParameters"]["invoice_id"] = json!(bad_id);
+        let (s, b, _) = send(&deps, &e).await;
+        assert_eq!((s, error_code(&b)), (StatusCode::BAD_REQUEST, "invalid_id"), "{bad_id}");
+        let mut e = event("select-invoices");
+        e["body"] = Value::String(json!({"invoice_ids": [bad_id]}).to_string());
+        assert_eq!(error_code(&send(&deps, &e).await.1), "invalid_id");
+    }
+
+    let mut huge = event("select-invoices");
+    huge["body"] = Value::String(format!("{{\"invoice_ids\":[\"{}\"]}}", "a".repeat(70 * 1024)));
+    let (s, b, _) = send(&deps, &huge).await;
+    assert_eq!((s, error_code(&b)), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
+
+    let mut bad_key = event("assign-action");
+    bad_key["headers"]["idempotency-key"] = json!("has spaces in it");
+    assert_eq!(error_code(&send(&deps, &bad_key).await.1), "invalid_idempotency_key");
+
+    let mut bad_filter = event("list-invoices");
+    bad_filter["queryStringParameters"] = json!({"status": "lost"});
+    bad_filter["rawQueryString"] = json!("status=lost");
+    assert_eq!(error_code(&send(&deps, &bad_filter).await.1), "invalid_status");
+
+    // Nothing above changed any invoice.
+    let mut all = event("list-invoices");
+    all.as_object_mut().unwrap().remove("queryStringParameters");
+    all["rawQueryString"] = json!("");
+    let (_, b, _) = send(&deps, &all).await;
+    assert_eq!(b["invoices"].as_array().unwrap().len(), 1);
+    assert_eq!(b["invoices"][0]["status"], "unprocessed");
+}
+
+#[tokio::test]
+async fn a_switched_off_clinic_refuses_assign() {
+    let deps = seeded().await;
+    let mut off = event("put-payment-settings");
+    let mut body: Value = serde_json::from_str(off["body"].as_str().unwrap()).unwrap();
+    body["enabled"] = json!(false);
+    off["body"] = Value::String(body.to_string());
+    assert_eq!(send(&deps, &off).await.0, StatusCode::OK);
+    send(&deps, &event("put-invoice")).await;
+    send(&deps, &event("select-invoices")).await;
+    let (s, b, _) = send(&deps, &event("assign-action")).await;
+    assert_eq!((s, error_code(&b)), (StatusCode::CONFLICT, "payments_disabled"));
+}
+
+#[tokio::test]
+async fn base64_bodies_are_decoded_and_misrouted_events_refused() {
+    use base64::Engine as _;
+    let deps = seeded().await;
+    let mut e = event("put-payment-settings");
+    let raw = e["body"].as_str().unwrap().to_owned();
+    e["body"] = json!(base64::engine::general_purpose::STANDARD.encode(raw));
+    e["isBase64Encoded"] = json!(true);
+    assert_eq!(send(&deps, &e).await.0, StatusCode::OK);
+
+    // An event for a route this function does not serve.
+    let request = lambda_http::request::from_str(&event("get-action").to_string()).unwrap();
+    let response = handle(&deps, routes::Function::ClinicSettings, request).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn every_event_file_is_used_by_a_test() {
+    let source = include_str!("handlers.rs");
+    let mut names: Vec<String> = std::fs::read_dir(events_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty());
+    for name in names {
+        let stem = name.trim_end_matches(".json");
+        assert!(source.contains(&format!("event(\"{stem}\")")), "events/{name} is not used by any test");
+    }
+}

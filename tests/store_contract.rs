@@ -1,0 +1,192 @@
+//! The store contract: what every `Store` adapter must do. Each case runs on
+//! the embedded store and on DynamoDB (moto), so the laptop run behaves as AWS.
+
+use time::OffsetDateTime;
+use visitpay::domain::action::NewAction;
+use visitpay::domain::{Action, ActionId, Actor, Currency, Invoice, Locale, Money, PaymentSettings, UserId};
+use visitpay::ports::{Expect, IdempotencyRecord, PatientLink, StoreError, Write};
+use visitpay_tests::*;
+
+fn at(secs: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()
+}
+
+fn invoice(c: &str, p: &str, id: &str, amount: i64) -> Invoice {
+    Invoice::import(None, clinic(c), patient(p), ids(&[id]).remove(0), invoice_input(amount, "cad"), at(0)).unwrap()
+}
+
+fn action(c: &str, v: &str, id: &str, created: i64) -> Action {
+    Action::assign(
+        NewAction {
+            clinic_id: clinic(c),
+            action_id: ActionId::parse(id).unwrap(),
+            visit_id: visit(v),
+            patient_id: patient("p1"),
+            label: "Facturation privée".into(),
+            locale: Locale::FrCa,
+            invoice_ids: ids(&["1", "2"]),
+            total: Money::new(6000, Currency::parse("cad").unwrap()).unwrap(),
+            token_hash: format!("hash-{id}"),
+            expires_at: at(3600),
+        },
+        at(created),
+        &Actor::Staff(UserId::parse("u1").unwrap()),
+    )
+}
+
+async fn settings_round_trip(store: DynStore) {
+    assert_eq!(store.get_settings(&clinic("c1")).await.unwrap(), None);
+    let s = PaymentSettings::from_input(clinic("c1"), settings_input(true, "cad"), at(0), UserId::parse("s").unwrap())
+        .unwrap();
+    store.put_settings(&s).await.unwrap();
+    assert_eq!(store.get_settings(&clinic("c1")).await.unwrap(), Some(s.clone()));
+    let off = PaymentSettings { enabled: false, ..s };
+    store.put_settings(&off).await.unwrap();
+    assert_eq!(store.get_settings(&clinic("c1")).await.unwrap(), Some(off));
+    assert_eq!(store.get_settings(&clinic("c2")).await.unwrap(), None, "settings are per clinic");
+}
+
+async fn invoice_writes_are_conditional(store: DynStore) {
+    let inv = invoice("c1", "p1", "1042", 4500);
+    store.commit(vec![Write::Invoice { invoice: inv.clone(), expect: Expect::Absent }]).await.unwrap();
+    let again = store.commit(vec![Write::Invoice { invoice: inv.clone(), expect: Expect::Absent }]).await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "{again:?}");
+    let selected = inv.select(at(1)).unwrap().unwrap();
+    store.commit(vec![Write::Invoice { invoice: selected.clone(), expect: Expect::Version(1) }]).await.unwrap();
+    let stale = store.commit(vec![Write::Invoice { invoice: selected.clone(), expect: Expect::Version(1) }]).await;
+    assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
+    let missing = invoice("c1", "p1", "9999", 1);
+    let r = store.commit(vec![Write::Invoice { invoice: missing, expect: Expect::Version(1) }]).await;
+    assert!(matches!(r, Err(StoreError::Conflict)), "a version cannot match an absent item: {r:?}");
+    assert_eq!(store.get_invoice(&clinic("c1"), &patient("p1"), &ids(&["1042"])[0]).await.unwrap(), Some(selected));
+}
+
+async fn invoices_are_listed_per_patient_in_order(store: DynStore) {
+    let writes = vec![
+        invoice("c1", "p1", "b2", 200),
+        invoice("c1", "p1", "a1", 100),
+        invoice("c1", "p2", "a1", 300),
+        invoice("c2", "p1", "a1", 400),
+    ]
+    .into_iter()
+    .map(|invoice| Write::Invoice { invoice, expect: Expect::Absent })
+    .collect();
+    store.commit(writes).await.unwrap();
+    let list = store.list_invoices(&clinic("c1"), &patient("p1")).await.unwrap();
+    let seen: Vec<(&str, i64)> = list.iter().map(|i| (i.invoice_id.as_str(), i.amount)).collect();
+    assert_eq!(seen, vec![("a1", 100), ("b2", 200)]);
+    assert!(store.list_invoices(&clinic("c3"), &patient("p1")).await.unwrap().is_empty());
+}
+
+async fn commit_is_all_or_nothing(store: DynStore) {
+    let (a, b) = (invoice("c1", "p1", "1", 100), invoice("c1", "p1", "2", 200));
+    store.commit(vec![Write::Invoice { invoice: a.clone(), expect: Expect::Absent }]).await.unwrap();
+    let a2 = a.select(at(1)).unwrap().unwrap();
+    // b is fine, a2 fine, but the action expects to be absent and a stale invoice write fails.
+    let stale_a = Write::Invoice { invoice: a2.clone(), expect: Expect::Version(7) };
+    let r = store
+        .commit(vec![
+            Write::Invoice { invoice: b.clone(), expect: Expect::Absent },
+            Write::Action { action: action("c1", "v1", "act_1", 0), expect: Expect::Absent },
+            stale_a,
+        ])
+        .await;
+    assert!(matches!(r, Err(StoreError::Conflict)), "{r:?}");
+    assert_eq!(store.get_invoice(&clinic("c1"), &patient("p1"), &b.invoice_id).await.unwrap(), None);
+    assert_eq!(store.get_action(&clinic("c1"), &ActionId::parse("act_1").unwrap()).await.unwrap(), None);
+    assert_eq!(store.get_invoice(&clinic("c1"), &patient("p1"), &a.invoice_id).await.unwrap(), Some(a));
+}
+
+async fn actions_links_and_idempotency_round_trip(store: DynStore) {
+    let act = action("c1", "v1", "act_1", 0);
+    let link = PatientLink {
+        token_hash: act.token_hash.clone(),
+        clinic_id: clinic("c1"),
+        action_id: act.action_id.clone(),
+        expires_at: act.expires_at,
+    };
+    let record = IdempotencyRecord {
+        clinic_id: clinic("c1"),
+        key: "key-1".into(),
+        request_hash: "h".into(),
+        action_id: act.action_id.clone(),
+        status: 201,
+        response: r#"{"action_id":"act_1"}"#.into(),
+        expires_at: at(86400),
+    };
+    store
+        .commit(vec![
+            Write::Action { action: act.clone(), expect: Expect::Absent },
+            Write::Link(link.clone()),
+            Write::Idempotency(record.clone()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.get_action(&clinic("c1"), &act.action_id).await.unwrap(), Some(act.clone()));
+    assert_eq!(store.get_action(&clinic("c2"), &act.action_id).await.unwrap(), None, "another clinic sees nothing");
+    assert_eq!(store.find_link(&act.token_hash).await.unwrap(), Some(link.clone()));
+    assert_eq!(store.find_link("nope").await.unwrap(), None);
+    assert_eq!(store.get_idempotency(&clinic("c1"), "key-1").await.unwrap(), Some(record.clone()));
+    assert_eq!(store.get_idempotency(&clinic("c2"), "key-1").await.unwrap(), None);
+    for w in [Write::Link(link), Write::Idempotency(record)] {
+        let r = store.commit(vec![w]).await;
+        assert!(matches!(r, Err(StoreError::Conflict)), "links and idempotency records are write-once: {r:?}");
+    }
+    // A transition round-trips with its history.
+    let cancelled = act.apply(&visitpay::domain::ActionEvent::Cancel, at(5), &Actor::Reconcile).unwrap().action;
+    store.commit(vec![Write::Action { action: cancelled.clone(), expect: Expect::Version(1) }]).await.unwrap();
+    assert_eq!(store.get_action(&clinic("c1"), &act.action_id).await.unwrap(), Some(cancelled));
+}
+
+async fn visit_actions_are_scoped_and_ordered(store: DynStore) {
+    let writes = vec![
+        action("c1", "v1", "act_b", 20),
+        action("c1", "v1", "act_a", 10),
+        action("c1", "v2", "act_c", 5),
+        action("c2", "v1", "act_d", 1),
+    ]
+    .into_iter()
+    .map(|action| Write::Action { action, expect: Expect::Absent })
+    .collect();
+    store.commit(writes).await.unwrap();
+    let list = store.list_visit_actions(&clinic("c1"), &visit("v1")).await.unwrap();
+    let seen: Vec<&str> = list.iter().map(|a| a.action_id.as_str()).collect();
+    assert_eq!(seen, vec!["act_a", "act_b"]);
+}
+
+async fn racing_writers_exactly_one_wins(store: DynStore) {
+    let inv = invoice("c1", "p1", "1", 100);
+    store.commit(vec![Write::Invoice { invoice: inv.clone(), expect: Expect::Absent }]).await.unwrap();
+    let selected = inv.select(at(1)).unwrap().unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let store = store.clone();
+            let mut mine = selected.clone();
+            mine.description = format!("writer {n}");
+            tokio::spawn(async move {
+                store.commit(vec![Write::Invoice { invoice: mine, expect: Expect::Version(1) }]).await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    let stored = store.get_invoice(&clinic("c1"), &patient("p1"), &inv.invoice_id).await.unwrap().unwrap();
+    assert_eq!(stored.version, 2);
+}
+
+on_both_stores!(
+    settings_round_trip,
+    invoice_writes_are_conditional,
+    invoices_are_listed_per_patient_in_order,
+    commit_is_all_or_nothing,
+    actions_links_and_idempotency_round_trip,
+    visit_actions_are_scoped_and_ordered,
+    racing_writers_exactly_one_wins,
+);

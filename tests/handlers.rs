@@ -290,6 +290,66 @@ async fn base64_bodies_are_decoded_and_misrouted_events_refused() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
 
+/// Stripe's webhook (base64 body, as API Gateway sends it) is verified and
+/// queued; the SQS batch is applied by the consumer, whose partial-failure
+/// answer names only the record that cannot be applied.
+#[tokio::test]
+async fn webhook_and_consumer_events_pay_the_action() {
+    use visitpay::adapters::embedded_queue::EmbeddedQueue;
+    let mut deps = seeded().await;
+    let queue = Arc::new(EmbeddedQueue::new(3, std::time::Duration::from_millis(10)));
+    deps.queue = Some(queue.clone());
+    for name in ["put-payment-settings", "put-invoice", "select-invoices", "assign-action"] {
+        assert!(send(&deps, &event(name)).await.0.is_success(), "{name}");
+    }
+
+    let (s, b, _) = send(&deps, &event("stripe-webhook")).await;
+    assert_eq!((s, &b), (StatusCode::OK, &json!({"received": true})));
+    assert_eq!(queue.depth(), 1);
+    let mut tampered = event("stripe-webhook");
+    tampered["body"] = json!(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, br#"{"id":"evt_x"}"#));
+    let (s, b, _) = send(&deps, &tampered).await;
+    assert_eq!((s, error_code(&b)), (StatusCode::BAD_REQUEST, "invalid_signature"));
+    assert_eq!(queue.depth(), 1, "a refused delivery queues nothing");
+
+    let sqs: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_value(event("sqs-payment-events")).expect("a valid SQS event");
+    let response = visitpay::app::payment_events::handle_sqs(&deps, sqs.clone()).await;
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, vec!["0d6c2a6e-1f0e-4a47-9f3e-7c1d2b9f1a02"], "only the poison record fails");
+    let (_, paid, _) = send(&deps, &event("get-action")).await;
+    assert_eq!(paid["status"], "paid");
+    assert_eq!(paid["history"].as_array().unwrap().last().unwrap()["actor"], "stripe:evt_1QvisitpayExample000001");
+    let (_, listed, _) = send(&deps, &event("list-invoices")).await;
+    assert!(listed["invoices"].as_array().unwrap().is_empty(), "no invoice is unprocessed");
+    // Delivered again: nothing changes.
+    let again = visitpay::app::payment_events::handle_sqs(&deps, sqs).await;
+    assert_eq!(again.batch_item_failures.len(), 1);
+    let (_, after, _) = send(&deps, &event("get-action")).await;
+    assert_eq!(after, paid, "a duplicate delivery changes nothing");
+}
+
+/// The patient's checkout event, against the Stripe emulator through the real client.
+#[tokio::test]
+async fn create_checkout_event_opens_a_session() {
+    let stripe = stripe_emulator(None).await;
+    let (deps, _clock) = deps_for_payments(Arc::new(visitpay::testkit::embedded_store()), &stripe, None);
+    import(&deps, "clinic-a", "patient-42", "1042", 4500, "cad").await;
+    let mut settings = event("put-payment-settings");
+    settings["body"] = json!(settings["body"].as_str().unwrap().replace("acct_1ClinicA", ACCOUNT));
+    for e in [settings, event("put-invoice"), event("select-invoices"), event("assign-action")] {
+        assert!(send(&deps, &e).await.0.is_success());
+    }
+    let (s, b, _) = send(&deps, &event("create-checkout")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["checkout_url"].as_str().unwrap().starts_with(&stripe.base));
+    assert!(b["expires_at"].as_str().is_some());
+    let (s2, b2, _) = send(&deps, &event("create-checkout")).await;
+    assert_eq!((s2, &b2), (StatusCode::OK, &b), "a repeat click gives the same session");
+    let (_, patient, _) = send(&deps, &event("get-patient-action")).await;
+    assert_eq!(patient["status"], "checkout_open");
+}
+
 #[test]
 fn every_event_file_is_used_by_a_test() {
     let source = include_str!("handlers.rs");

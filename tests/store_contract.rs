@@ -3,7 +3,9 @@
 
 use time::OffsetDateTime;
 use visitpay::domain::action::NewAction;
-use visitpay::domain::{Action, ActionId, Actor, Currency, Invoice, Locale, Money, PaymentSettings, UserId};
+use visitpay::domain::{
+    Action, ActionId, Actor, Currency, Invoice, LineItemText, Locale, Money, PaymentSettings, StripeAccountId, UserId,
+};
 use visitpay::ports::{Expect, IdempotencyRecord, PatientLink, StoreError, Write};
 use visitpay_tests::*;
 
@@ -28,6 +30,9 @@ fn action(c: &str, v: &str, id: &str, created: i64) -> Action {
             total: Money::new(6000, Currency::parse("cad").unwrap()).unwrap(),
             token_hash: format!("hash-{id}"),
             expires_at: at(3600),
+            stripe_account_id: StripeAccountId::parse("acct_1Test").unwrap(),
+            checkout_ttl_minutes: 60,
+            line_item_text: LineItemText::Generic,
         },
         at(created),
         &Actor::Staff(UserId::parse("u1").unwrap()),

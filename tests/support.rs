@@ -92,3 +92,101 @@ macro_rules! on_both_stores {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// The project's Stripe emulator on a free loopback port, and a real Stripe
+/// client (async-stripe) pointed at it.
+pub struct StripeFixture {
+    pub emulator: stripe_emulator::Emulator,
+    pub base: String,
+    pub payments: std::sync::Arc<dyn visitpay::ports::Payments>,
+}
+
+pub const STRIPE_KEY: &str = "sk_test_visitpay_tests";
+pub const ACCOUNT: &str = "acct_1Test";
+
+pub async fn stripe_emulator(webhook_url: Option<String>) -> StripeFixture {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let emulator = stripe_emulator::Emulator::new(stripe_emulator::Config {
+        public_base: base.clone(),
+        webhook_url,
+        webhook_secret: visitpay::testkit::TEST_WEBHOOK_SECRET.into(),
+    });
+    let router = emulator.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let payments =
+        visitpay::adapters::stripe::StripePayments::new(STRIPE_KEY, Some(&format!("{base}/"))).expect("stripe client");
+    StripeFixture { emulator, base, payments: Arc::new(payments) }
+}
+
+impl StripeFixture {
+    /// `POST /test/checkout_sessions/{id}/pay` on the emulator.
+    pub async fn pay(&self, session_id: &str, outcome: &str) -> serde_json::Value {
+        let url = format!("{}/test/checkout_sessions/{session_id}/pay", self.base);
+        let res = reqwest::Client::new()
+            .post(url)
+            .json(&serde_json::json!({"outcome": outcome, "send_webhooks": false}))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "pay {outcome}: {}", res.status());
+        res.json().await.unwrap()
+    }
+
+    /// The account's events, oldest first (Stripe lists newest first).
+    pub async fn events(&self) -> Vec<serde_json::Value> {
+        let res = reqwest::Client::new()
+            .get(format!("{}/v1/events?limit=100", self.base))
+            .bearer_auth(STRIPE_KEY)
+            .header("Stripe-Account", ACCOUNT)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+        let body: serde_json::Value = res.json().await.unwrap();
+        let mut events = body["data"].as_array().unwrap().clone();
+        events.reverse();
+        events
+    }
+}
+
+/// Deps whose clock is the real time (Stripe checks `expires_at` against its
+/// own clock), with Stripe and the given queue.
+pub fn deps_for_payments(
+    store: DynStore,
+    stripe: &StripeFixture,
+    queue: Option<Arc<dyn visitpay::ports::EventQueue>>,
+) -> (Deps, Arc<visitpay::testkit::FixedClock>) {
+    let (mut deps, _) = visitpay::testkit::deps_with(store);
+    let clock = Arc::new(visitpay::testkit::FixedClock::at_unix(time::OffsetDateTime::now_utc().unix_timestamp()));
+    deps.clock = clock.clone();
+    deps.payments = Some(stripe.payments.clone());
+    deps.queue = queue;
+    (deps, clock)
+}
+
+/// Imports, selects and assigns invoices; returns the action and its link token.
+pub async fn assigned_action(
+    deps: &Deps,
+    clinic_id: &str,
+    invoices_: &[(&str, i64, &str)],
+) -> (visitpay::domain::Action, String) {
+    use visitpay::app::actions::{assign, AssignRequest, Assigned};
+    enable_clinic(deps, clinic_id).await;
+    for (id, amount, description) in invoices_ {
+        let mut input = invoice_input(*amount, "cad");
+        input.description = (*description).into();
+        invoices::import(deps, &clinic(clinic_id), &patient("p1"), &ids(&[id])[0], input).await.unwrap();
+    }
+    let list: Vec<&str> = invoices_.iter().map(|(id, _, _)| *id).collect();
+    invoices::select(deps, &clinic(clinic_id), &patient("p1"), &ids(&list)).await.unwrap();
+    let request =
+        AssignRequest { patient_id: patient("p1"), invoice_ids: ids(&list), locale: visitpay::domain::Locale::FrCa };
+    match assign(deps, &staff(clinic_id), &clinic(clinic_id), &visit("v1"), request, None).await.unwrap() {
+        Assigned::Created { action, patient_url } => {
+            let token = patient_url.rsplit('/').next().unwrap().to_owned();
+            (action, token)
+        }
+        other => panic!("expected a new action, got {other:?}"),
+    }
+}

@@ -3,14 +3,48 @@
 use std::sync::Arc;
 
 use crate::adapters::dynamodb::DynamoStore;
+use crate::adapters::sqs::SqsQueue;
+use crate::adapters::stripe::StripePayments;
 use crate::adapters::tables;
 use crate::app::{AppConfig, Deps};
-use crate::ports::{RandomIds, SystemClock};
+use crate::ports::{EventQueue, Payments, RandomIds, SystemClock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is required")]
     Missing(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn required(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name))
+}
+
+/// A secret: from `{name}_PARAM` (an SSM SecureString, read once per cold
+/// start — how it is deployed) or, for local and test runs, `{name}` itself.
+async fn secret(
+    sdk: &aws_config::SdkConfig,
+    name: &'static str,
+    param_var: &'static str,
+) -> Result<String, ConfigError> {
+    if let Ok(param) = std::env::var(param_var) {
+        let out =
+            aws_sdk_ssm::Client::new(sdk).get_parameter().name(&param).with_decryption(true).send().await.map_err(
+                |e| {
+                    ConfigError::Invalid(format!(
+                        "reading {param_var} from SSM: {}",
+                        aws_sdk_ssm::error::DisplayErrorContext(&e)
+                    ))
+                },
+            )?;
+        return out
+            .parameter
+            .and_then(|p| p.value)
+            .filter(|v| !v.is_empty())
+            .ok_or(ConfigError::Invalid(format!("the SSM parameter named by {param_var} is empty")));
+    }
+    required(name)
 }
 
 /// The patient link prefix: `VISITPAY_PATIENT_LINK_BASE`, else `default`.
@@ -18,26 +52,60 @@ pub fn patient_link_base(default: &str) -> String {
     std::env::var("VISITPAY_PATIENT_LINK_BASE").unwrap_or_else(|_| default.to_owned()).trim_end_matches('/').to_owned()
 }
 
+/// Webhook signing secrets: `STRIPE_WEBHOOK_SECRET`, comma-separated during
+/// a rotation (old and new both verify).
+pub fn webhook_secrets(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
 /// The DynamoDB store named by the table definition's env var (`VISITPAY_TABLE`),
 /// with the SDK configured from the environment (region, credentials,
 /// `AWS_ENDPOINT_URL` for an emulator).
-pub async fn dynamo_store_from_env() -> Result<DynamoStore, ConfigError> {
+pub async fn dynamo_store(sdk: &aws_config::SdkConfig) -> DynamoStore {
     let def = tables::main_table();
-    let table = std::env::var(&def.env).ok();
-    let table = table.unwrap_or(def.default_name);
-    let sdk = aws_config::load_from_env().await;
-    Ok(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table))
+    let table = std::env::var(&def.env).unwrap_or(def.default_name);
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table)
 }
 
-/// What a Lambda function needs: DynamoDB, the system clock, OS randomness.
-pub async fn lambda_deps() -> Result<Deps, ConfigError> {
-    let store = dynamo_store_from_env().await?;
-    let base =
-        std::env::var("VISITPAY_PATIENT_LINK_BASE").map_err(|_| ConfigError::Missing("VISITPAY_PATIENT_LINK_BASE"))?;
+/// Stripe with its secret key, at `STRIPE_API_BASE` when set (an emulator).
+pub async fn stripe_payments(sdk: &aws_config::SdkConfig) -> Result<StripePayments, ConfigError> {
+    let key = secret(sdk, "STRIPE_SECRET_KEY", "STRIPE_SECRET_KEY_PARAM").await?;
+    let base = std::env::var("STRIPE_API_BASE").ok().filter(|b| !b.is_empty());
+    StripePayments::new(&key, base.as_deref()).map_err(|e| ConfigError::Invalid(e.to_string()))
+}
+
+/// Which ports a function needs beyond the store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Needs {
+    pub payments: bool,
+    pub queue: bool,
+    pub webhook_secret: bool,
+}
+
+/// What a Lambda function needs, read once per cold start.
+pub async fn lambda_deps(needs: Needs) -> Result<Deps, ConfigError> {
+    let sdk = aws_config::load_from_env().await;
+    let store = dynamo_store(&sdk).await;
+    let payments: Option<Arc<dyn Payments>> =
+        if needs.payments { Some(Arc::new(stripe_payments(&sdk).await?)) } else { None };
+    let queue: Option<Arc<dyn EventQueue>> = if needs.queue {
+        let url = required("VISITPAY_EVENTS_QUEUE_URL")?;
+        Some(Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url)))
+    } else {
+        None
+    };
+    let webhook_secrets = if needs.webhook_secret {
+        webhook_secrets(&secret(&sdk, "STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_PARAM").await?)
+    } else {
+        Vec::new()
+    };
+    let patient_link_base = required("VISITPAY_PATIENT_LINK_BASE")?.trim_end_matches('/').to_owned();
     Ok(Deps {
         store: Arc::new(store),
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
-        config: AppConfig { patient_link_base: base.trim_end_matches('/').to_owned() },
+        payments,
+        queue,
+        config: AppConfig { patient_link_base, webhook_secrets },
     })
 }

@@ -44,6 +44,8 @@ impl Ids for SeqIds {
     }
 }
 
+pub const TEST_WEBHOOK_SECRET: &str = "whsec_test_secret";
+
 /// The environment variable the test script sets to moto's address.
 pub const DYNAMODB_ENDPOINT_ENV: &str = "VISITPAY_TEST_DYNAMODB_ENDPOINT";
 
@@ -83,7 +85,12 @@ pub fn deps_with(store: Arc<dyn Store>) -> (Deps, Arc<FixedClock>) {
         store,
         clock: clock.clone(),
         ids: Arc::new(SeqIds::default()),
-        config: AppConfig { patient_link_base: "https://pay.example.test/patient/actions".into() },
+        payments: None,
+        queue: None,
+        config: AppConfig {
+            patient_link_base: "https://pay.example.test/patient/actions".into(),
+            webhook_secrets: vec![TEST_WEBHOOK_SECRET.into()],
+        },
     };
     (deps, clock)
 }

@@ -6,7 +6,7 @@ use visitpay::http::{handle, routes::Function};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     visitpay::telemetry::init();
-    let deps = visitpay::config::lambda_deps().await?;
+    let deps = visitpay::config::lambda_deps(Default::default()).await?;
     run(service_fn(|req: Request| {
         let deps = &deps;
         async move { Ok::<_, std::convert::Infallible>(handle(deps, Function::ClinicSettings, req).await) }

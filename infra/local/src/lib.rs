@@ -31,8 +31,14 @@ pub struct Gateway {
     pub jwt_secret: Arc<str>,
 }
 
-pub fn router(gateway: Gateway) -> Router {
-    Router::new().fallback(serve_request).with_state(gateway)
+/// The gateway for every function, with the Stripe emulator under `/stripe`
+/// when there is one.
+pub fn router(gateway: Gateway, emulator: Option<&stripe_emulator::Emulator>) -> Router {
+    let router = Router::new().fallback(serve_request).with_state(gateway);
+    match emulator {
+        Some(emulator) => router.nest("/stripe", emulator.router()),
+        None => router,
+    }
 }
 
 fn now_unix() -> i64 {
@@ -66,8 +72,9 @@ async fn serve_request(State(gw): State<Gateway>, request: AxumRequest) -> AxumR
         return to_axum(error.into_response());
     };
 
-    // The JWT authorizer: only routes that have one in API Gateway.
-    let claims = if route.access == Access::Patient {
+    // The JWT authorizer: only routes that have one in API Gateway (not the
+    // patient's link, not Stripe's webhook).
+    let claims = if matches!(route.access, Access::Patient | Access::Stripe) {
         None
     } else {
         let bearer = parts
@@ -175,8 +182,12 @@ fn to_axum(response: lambda_http::Response<lambda_http::Body>) -> AxumResponse {
 }
 
 /// Serves on `listener` until ctrl-c.
-pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway) -> std::io::Result<()> {
-    axum::serve(listener, router(gateway))
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Gateway,
+    emulator: Option<stripe_emulator::Emulator>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(gateway, emulator.as_ref()))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -6,11 +6,18 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use stripe_emulator::{Config as EmulatorConfig, Emulator};
 use visitpay::adapters::embedded::EmbeddedStore;
+use visitpay::adapters::embedded_queue::EmbeddedQueue;
+use visitpay::adapters::sqs::SqsQueue;
+use visitpay::adapters::stripe::StripePayments;
 use visitpay::adapters::tables;
+use visitpay::app::payment_events::handle_sqs;
 use visitpay::app::{AppConfig, Deps, Role};
 use visitpay::dev_jwt::DEFAULT_DEV_SECRET;
-use visitpay::ports::{RandomIds, Store, SystemClock};
+use visitpay::ports::{EventQueue, RandomIds, Store, SystemClock};
 use visitpay_local::seed::{self, DEMO_CLINIC, DEMO_INVOICES, DEMO_PATIENT, DEMO_VISIT};
 use visitpay_local::{serve, token, Gateway};
 
@@ -85,42 +92,98 @@ fn token_command(args: &[String]) -> Result<String, String> {
     Ok(token(&jwt_secret(), &clinic, role, &sub))
 }
 
+/// The local Stripe: the project's emulator under `/stripe`, unless
+/// `STRIPE_SECRET_KEY` points at real Stripe (test mode).
+const EMULATOR_KEY: &str = "sk_test_visitpay_local";
+const DEFAULT_WEBHOOK_SECRET: &str = "whsec_visitpay_dev_secret";
+
 async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
     visitpay::telemetry::init_stderr();
     let addr: SocketAddr = std::env::var("VISITPAY_ADDR")
         .unwrap_or_else(|_| "127.0.0.1:3000".into())
         .parse()
         .map_err(|e| format!("VISITPAY_ADDR: {e}"))?;
-
-    let (store, store_name): (Arc<dyn Store>, String) = if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
-        let dynamo = visitpay::config::dynamo_store_from_env().await?;
-        dynamo.ensure_table(&tables::main_table()).await?;
-        let name =
-            format!("dynamodb table {} at {}", dynamo.table(), std::env::var("AWS_ENDPOINT_URL").unwrap_or_default());
-        (Arc::new(dynamo), name)
-    } else {
-        (Arc::new(EmbeddedStore::new()), "embedded (in memory)".into())
-    };
-
-    let secret = jwt_secret();
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr()?;
     let base = format!("http://{bound}");
+
+    // Store and queue: embedded, or DynamoDB and SQS at AWS_ENDPOINT_URL.
+    let embedded_queue = Arc::new(EmbeddedQueue::new(5, Duration::from_secs(1)));
+    let (store, queue, store_name, sqs): (Arc<dyn Store>, Arc<dyn EventQueue>, String, Option<SqsQueue>) =
+        if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
+            let sdk = aws_config::load_from_env().await;
+            let dynamo = visitpay::config::dynamo_store(&sdk).await;
+            dynamo.ensure_table(&tables::main_table()).await?;
+            let queue_name = std::env::var("VISITPAY_EVENTS_QUEUE").unwrap_or_else(|_| "visitpay-events".into());
+            let sqs_client = aws_sdk_sqs::Client::new(&sdk);
+            let url = visitpay::adapters::sqs::ensure_queue(&sqs_client, &queue_name, 5, 30).await?;
+            let sqs = SqsQueue::new(sqs_client, url);
+            let name = format!("dynamodb table {} and sqs queue {queue_name} at {endpoint}", dynamo.table());
+            (Arc::new(dynamo), Arc::new(sqs.clone()), name, Some(sqs))
+        } else {
+            (
+                Arc::new(EmbeddedStore::new()),
+                embedded_queue.clone(),
+                "embedded store and queue (in memory)".into(),
+                None,
+            )
+        };
+
+    // Stripe: real (test mode) when configured, else the emulator on this port.
+    let webhook_secret = std::env::var("STRIPE_WEBHOOK_SECRET").unwrap_or_else(|_| DEFAULT_WEBHOOK_SECRET.into());
+    let (payments, emulator, stripe_name) = match std::env::var("STRIPE_SECRET_KEY") {
+        Ok(key) if !key.is_empty() => {
+            let base = std::env::var("STRIPE_API_BASE").ok();
+            (StripePayments::new(&key, base.as_deref())?, None, "Stripe (STRIPE_SECRET_KEY)".to_owned())
+        }
+        _ => {
+            let emulator = Emulator::new(EmulatorConfig {
+                public_base: format!("{base}/stripe"),
+                webhook_url: Some(format!("{base}/webhooks/stripe")),
+                webhook_secret: webhook_secret.clone(),
+            });
+            let payments = StripePayments::new(EMULATOR_KEY, Some(&format!("{base}/stripe/")))?;
+            (payments, Some(emulator), format!("emulator at {base}/stripe"))
+        }
+    };
+
     let deps = Deps {
         store,
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
+        payments: Some(Arc::new(payments)),
+        queue: Some(queue),
         config: AppConfig {
             patient_link_base: visitpay::config::patient_link_base(&format!("{base}/patient/actions")),
+            webhook_secrets: visitpay::config::webhook_secrets(&webhook_secret),
         },
     };
     seed::seed(&deps).await?;
 
+    // The consumer, fed as Lambda's SQS event source would feed it.
+    let consumer = deps.clone();
+    match sqs {
+        Some(sqs) => {
+            tokio::spawn(async move {
+                visitpay::adapters::sqs::poll(&sqs, "arn:aws:sqs:local:000000000000:visitpay-events", |event| {
+                    handle_sqs(&consumer, event)
+                })
+                .await
+            });
+        }
+        None => {
+            let queue = embedded_queue.clone();
+            tokio::spawn(async move { queue.run(|event| handle_sqs(&consumer, event)).await });
+        }
+    }
+
+    let secret = jwt_secret();
     let gateway = Gateway { deps, jwt_secret: secret.clone().into() };
     {
         let invoices: Vec<&str> = DEMO_INVOICES.iter().map(|(id, _, _)| *id).collect();
         println!("visitpay-local listening on http://{bound}");
         println!("store: {store_name}");
+        println!("stripe: {stripe_name}");
         println!("staff token (clinic {DEMO_CLINIC}): {}", token(&secret, DEMO_CLINIC, Role::Staff, "demo-staff"));
         println!("support token: {}", token(&secret, DEMO_CLINIC, Role::Support, "demo-support"));
         println!("demo clinic: {DEMO_CLINIC}");
@@ -128,6 +191,6 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
         println!("demo visit: {DEMO_VISIT}");
         println!("ready");
     }
-    serve(listener, gateway).await?;
+    serve(listener, gateway, emulator).await?;
     Ok(())
 }

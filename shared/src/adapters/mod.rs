@@ -2,4 +2,7 @@
 
 pub mod dynamodb;
 pub mod embedded;
+pub mod embedded_queue;
+pub mod sqs;
+pub mod stripe;
 pub mod tables;

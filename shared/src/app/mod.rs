@@ -1,16 +1,19 @@
 //! Use cases, pure over the ports. HTTP and SQS wrappers translate in and out.
 
 pub mod actions;
+pub mod checkout;
 pub mod invoices;
+pub mod payment_events;
 pub mod settings;
 pub mod views;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{ClinicId, DomainError, InvoiceId, UserId, MAX_INVOICES_PER_REQUEST};
-use crate::ports::{Clock, Ids, Store, StoreError};
+use crate::ports::{Clock, EventQueue, Ids, Payments, Store, StoreError};
 
 /// Everything a use case needs, built once per cold start.
 #[derive(Clone)]
@@ -18,6 +21,10 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn Ids>,
+    /// Stripe; only the functions that talk to Stripe have it.
+    pub payments: Option<Arc<dyn Payments>>,
+    /// The payment-event queue; only the webhook (and reconcile) have it.
+    pub queue: Option<Arc<dyn EventQueue>>,
     pub config: AppConfig,
 }
 
@@ -25,6 +32,8 @@ pub struct Deps {
 pub struct AppConfig {
     /// Prefix of the patient link; the token is appended. No trailing slash.
     pub patient_link_base: String,
+    /// Stripe webhook signing secrets; two during a rotation.
+    pub webhook_secrets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +63,18 @@ pub enum AppError {
     Contended,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("payment provider unavailable: {0}")]
+    PaymentsUnavailable(String),
+    #[error("payment provider refused: {0}")]
+    PaymentsRejected(String),
+    #[error("event queue unavailable: {0}")]
+    QueueUnavailable(String),
+    /// A deployment mistake: this function was built without a port it needs.
+    #[error("{0} is not configured for this function")]
+    Misconfigured(&'static str),
+    /// Stored data contradicts itself; never expected, always logged.
+    #[error("inconsistent data: {0}")]
+    Inconsistent(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use crate::domain::{
-    Action, ActionStatus, Currency, HistoryEntry, Invoice, InvoiceId, InvoiceStatus, Locale, Money, PaymentSettings,
-    Timestamp,
+    Action, ActionStatus, Currency, HistoryEntry, Invoice, InvoiceId, InvoiceStatus, LatePayment, Locale, Money,
+    PaymentSettings, Timestamp,
 };
 
 #[derive(Debug, Serialize)]
@@ -70,10 +70,14 @@ pub struct ActionView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkout_session_id: Option<&'a str>,
     #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub checkout_expires_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub paid_at: Option<Timestamp>,
     pub refunded_amount: i64,
     pub disputed: bool,
     pub refund_needed: bool,
+    /// Payments that arrived after the action could take them; to refund.
+    pub late_payments: &'a [LatePayment],
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
@@ -94,11 +98,13 @@ impl<'a> ActionView<'a> {
             currency: a.currency,
             status: a.status(),
             patient_url,
-            checkout_session_id: a.checkout_session_id.as_deref(),
+            checkout_session_id: a.checkout_session_id(),
+            checkout_expires_at: a.checkout.as_ref().filter(|c| c.session_id.is_some()).map(|c| c.expires_at),
             paid_at: a.paid_at,
             refunded_amount: a.refunded_amount,
             disputed: a.disputed,
-            refund_needed: a.refund_needed,
+            refund_needed: a.refund_needed(),
+            late_payments: &a.late_payments,
             created_at: a.created_at,
             expires_at: a.expires_at,
             history: &a.history,

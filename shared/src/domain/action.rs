@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use super::{
-    ActionId, ClinicId, Currency, DomainError, InvoiceId, Locale, Money, PatientId, Timestamp, UserId, VisitId,
+    ActionId, ClinicId, Currency, DomainError, InvoiceId, LineItemText, Locale, Money, PatientId, StripeAccountId,
+    Timestamp, UserId, VisitId,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -58,7 +59,11 @@ impl fmt::Display for ActionStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
     Staff(UserId),
-    Stripe { event_id: String },
+    /// The patient, through their link.
+    Patient,
+    Stripe {
+        event_id: String,
+    },
     Reconcile,
 }
 
@@ -66,6 +71,7 @@ impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Actor::Staff(u) => write!(f, "staff:{u}"),
+            Actor::Patient => f.write_str("patient"),
             Actor::Stripe { event_id } => write!(f, "stripe:{event_id}"),
             Actor::Reconcile => f.write_str("reconcile"),
         }
@@ -88,8 +94,10 @@ pub struct HistoryEntry {
 /// What happened to an action, from staff, Stripe or the schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionEvent {
+    /// A Checkout Session was created for the reserved attempt.
     CheckoutOpened {
         session_id: String,
+        url: String,
         expires_at: Timestamp,
     },
     CheckoutExpired {
@@ -98,6 +106,7 @@ pub enum ActionEvent {
     /// Checkout completed and the money is taken.
     PaymentSucceeded {
         session_id: String,
+        payment_intent: Option<String>,
     },
     /// Checkout completed with a delayed method; the outcome comes later.
     PaymentProcessing {
@@ -146,16 +155,27 @@ pub struct Action {
     pub amount: i64,
     pub currency: Currency,
     status: ActionStatus,
+    /// The clinic's Stripe account, ttl and line-item policy when the action
+    /// was assigned: the action is a commitment, settings changes do not move it.
+    pub stripe_account_id: StripeAccountId,
+    pub checkout_ttl_minutes: u32,
+    pub line_item_text: LineItemText,
+    /// How many Checkout attempts were reserved; each has its own idempotency key.
+    pub checkout_attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkout_session_id: Option<String>,
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
-    pub checkout_expires_at: Option<Timestamp>,
+    pub checkout: Option<Checkout>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paid_session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_intent_id: Option<String>,
     #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub paid_at: Option<Timestamp>,
     pub refunded_amount: i64,
     pub disputed: bool,
-    /// A payment arrived that this action could no longer take.
-    pub refund_needed: bool,
+    /// Payments Stripe took that this action could no longer take: they are
+    /// kept here, visibly, until refunded.
+    #[serde(default)]
+    pub late_payments: Vec<LatePayment>,
     /// SHA-256 of the patient link token; the token itself is never stored.
     pub token_hash: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -165,6 +185,32 @@ pub struct Action {
     pub version: u64,
     pub history: Vec<HistoryEntry>,
 }
+
+/// One Checkout attempt: reserved first (so concurrent clicks agree on its
+/// idempotency key and parameters), then opened with Stripe's session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkout {
+    pub attempt: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub reserved_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatePayment {
+    pub session_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_intent: Option<String>,
+}
+
+/// A reserved attempt is reused only this long: long enough for concurrent
+/// clicks and quick retries, short enough that its expiry stays in Stripe's bounds.
+pub const RESERVATION_REUSE: time::Duration = time::Duration::seconds(60);
 
 /// Everything needed to create an action; amount and currency come from the
 /// stored invoices, never from the client.
@@ -179,6 +225,9 @@ pub struct NewAction {
     pub total: Money,
     pub token_hash: String,
     pub expires_at: Timestamp,
+    pub stripe_account_id: StripeAccountId,
+    pub checkout_ttl_minutes: u32,
+    pub line_item_text: LineItemText,
 }
 
 impl Action {
@@ -194,12 +243,17 @@ impl Action {
             amount: new.total.amount,
             currency: new.total.currency,
             status: ActionStatus::Assigned,
-            checkout_session_id: None,
-            checkout_expires_at: None,
+            stripe_account_id: new.stripe_account_id,
+            checkout_ttl_minutes: new.checkout_ttl_minutes,
+            line_item_text: new.line_item_text,
+            checkout_attempts: 0,
+            checkout: None,
+            paid_session_id: None,
+            payment_intent_id: None,
             paid_at: None,
             refunded_amount: 0,
             disputed: false,
-            refund_needed: false,
+            late_payments: Vec::new(),
             token_hash: new.token_hash,
             created_at: at,
             expires_at: new.expires_at,
@@ -236,57 +290,75 @@ impl Action {
             }
             (_, E::Expire) => return unchanged(),
 
-            (S::Assigned | S::CheckoutOpen, E::CheckoutOpened { session_id, expires_at }) => {
-                if self.checkout_session_id.as_deref() == Some(session_id) {
+            (S::Assigned | S::CheckoutOpen, E::CheckoutOpened { session_id, url, expires_at }) => {
+                if self.checkout_session_id() == Some(session_id.as_str()) {
                     return unchanged();
                 }
-                next.checkout_session_id = Some(session_id.clone());
-                next.checkout_expires_at = Some(*expires_at);
-                (S::CheckoutOpen, InvoiceEffect::Unchanged, "checkout session opened".into(), None)
+                let reserved =
+                    self.checkout.as_ref().ok_or(DomainError::InvalidTransition(self.status, "opened for checkout"))?;
+                next.checkout = Some(Checkout {
+                    session_id: Some(session_id.clone()),
+                    url: Some(url.clone()),
+                    expires_at: *expires_at,
+                    ..reserved.clone()
+                });
+                (S::CheckoutOpen, InvoiceEffect::Unchanged, format!("checkout session {session_id} opened"), None)
             }
             (s, E::CheckoutOpened { .. }) => return Err(DomainError::InvalidTransition(s, "opened for checkout")),
 
             (S::CheckoutOpen, E::CheckoutExpired { session_id })
-                if self.checkout_session_id.as_deref() == Some(session_id) =>
+                if self.checkout_session_id() == Some(session_id.as_str()) =>
             {
-                next.checkout_session_id = None;
-                next.checkout_expires_at = None;
-                (S::Assigned, InvoiceEffect::Unchanged, "checkout session expired; the patient may retry".into(), None)
+                next.checkout = None;
+                (
+                    S::Assigned,
+                    InvoiceEffect::Unchanged,
+                    format!("checkout session {session_id} expired; the patient may retry"),
+                    None,
+                )
             }
             (_, E::CheckoutExpired { .. }) => return unchanged(),
 
-            (S::Assigned | S::CheckoutOpen | S::Processing, E::PaymentSucceeded { session_id }) => {
-                next.checkout_session_id = Some(session_id.clone());
+            (S::Assigned | S::CheckoutOpen | S::Processing, E::PaymentSucceeded { session_id, payment_intent }) => {
+                next.paid_session_id = Some(session_id.clone());
+                next.payment_intent_id = payment_intent.clone();
                 next.paid_at = Some(at);
-                (S::Paid, InvoiceEffect::MarkPaid, "payment succeeded".into(), Some(self.amount))
+                (
+                    S::Paid,
+                    InvoiceEffect::MarkPaid,
+                    format!("payment succeeded on session {session_id}"),
+                    Some(self.amount),
+                )
             }
-            (S::Cancelled | S::Expired | S::Failed, E::PaymentSucceeded { .. }) => {
-                if self.refund_needed {
+            (_, E::PaymentSucceeded { session_id, payment_intent }) => {
+                // Paid already by this very session: a duplicate. Anything else
+                // is money this action cannot take; it is kept, and flagged.
+                let known = self.paid_session_id.as_deref() == Some(session_id.as_str())
+                    || self.late_payments.iter().any(|p| &p.session_id == session_id);
+                if known {
                     return unchanged();
                 }
-                next.refund_needed = true;
-                (
-                    self.status,
-                    InvoiceEffect::Unchanged,
-                    "payment received after the action ended; refund needed".into(),
-                    Some(self.amount),
-                )
+                next.late_payments
+                    .push(LatePayment { session_id: session_id.clone(), payment_intent: payment_intent.clone() });
+                let reason = format!(
+                    "payment on session {session_id} arrived after the action was {}; refund needed",
+                    self.status
+                );
+                (self.status, InvoiceEffect::Unchanged, reason, Some(self.amount))
             }
-            (_, E::PaymentSucceeded { .. }) => return unchanged(),
 
-            (S::Assigned | S::CheckoutOpen, E::PaymentProcessing { session_id }) => {
-                next.checkout_session_id = Some(session_id.clone());
-                (
-                    S::Processing,
-                    InvoiceEffect::Unchanged,
-                    "payment processing (delayed method)".into(),
-                    Some(self.amount),
-                )
-            }
+            (S::Assigned | S::CheckoutOpen, E::PaymentProcessing { session_id }) => (
+                S::Processing,
+                InvoiceEffect::Unchanged,
+                format!("payment on session {session_id} processing (delayed method)"),
+                Some(self.amount),
+            ),
             (_, E::PaymentProcessing { .. }) => return unchanged(),
 
-            (S::Processing, E::PaymentFailed { .. }) => {
-                (S::Failed, InvoiceEffect::Release, "delayed payment failed".into(), None)
+            // From assigned/checkout_open too: the failure may overtake the
+            // "completed, unpaid" event that would have moved us to processing.
+            (S::Assigned | S::CheckoutOpen | S::Processing, E::PaymentFailed { session_id }) => {
+                (S::Failed, InvoiceEffect::Release, format!("delayed payment on session {session_id} failed"), None)
             }
             (_, E::PaymentFailed { .. }) => return unchanged(),
 
@@ -325,6 +397,42 @@ impl Action {
     pub fn money(&self) -> Money {
         Money { amount: self.amount, currency: self.currency }
     }
+
+    pub fn checkout_session_id(&self) -> Option<&str> {
+        self.checkout.as_ref().and_then(|c| c.session_id.as_deref())
+    }
+
+    pub fn refund_needed(&self) -> bool {
+        !self.late_payments.is_empty()
+    }
+
+    /// Reserves a Checkout attempt: the next attempt number (its idempotency
+    /// key) and its expiry, fixed before Stripe is called so that concurrent
+    /// clicks and retries send Stripe the very same request.
+    pub fn reserve_checkout(&self, now: Timestamp) -> Result<Action, DomainError> {
+        if !matches!(self.status, ActionStatus::Assigned | ActionStatus::CheckoutOpen) {
+            return Err(DomainError::InvalidTransition(self.status, "opened for checkout"));
+        }
+        // Stripe accepts 30 min to 24 h from its own clock; keep two minutes
+        // of margin each side for retries and clock skew.
+        let minutes = i64::from(self.checkout_ttl_minutes).clamp(32, 24 * 60 - 2);
+        let mut next = self.clone();
+        next.checkout_attempts += 1;
+        next.checkout = Some(Checkout {
+            attempt: next.checkout_attempts,
+            reserved_at: now,
+            expires_at: now + time::Duration::minutes(minutes),
+            session_id: None,
+            url: None,
+        });
+        next.version += 1;
+        Ok(next)
+    }
+
+    /// The reserved attempt to (re)send to Stripe, if it is recent enough.
+    pub fn usable_reservation(&self, now: Timestamp) -> Option<&Checkout> {
+        self.checkout.as_ref().filter(|c| c.session_id.is_none() && now - c.reserved_at < RESERVATION_REUSE)
+    }
 }
 
 #[cfg(test)]
@@ -348,6 +456,9 @@ mod tests {
                 total: Money::new(4500, Currency::parse("cad").unwrap()).unwrap(),
                 token_hash: "h".into(),
                 expires_at: t(3600),
+                stripe_account_id: StripeAccountId::parse("acct_1").unwrap(),
+                checkout_ttl_minutes: 60,
+                line_item_text: LineItemText::Generic,
             },
             t(0),
             &Actor::Staff(UserId::parse("u").unwrap()),
@@ -363,43 +474,76 @@ mod tests {
     }
 
     fn opened(sid: &str) -> ActionEvent {
-        ActionEvent::CheckoutOpened { session_id: sid.into(), expires_at: t(1800) }
+        ActionEvent::CheckoutOpened {
+            session_id: sid.into(),
+            url: format!("https://pay.test/{sid}"),
+            expires_at: t(1800),
+        }
+    }
+
+    fn reserved(a: &Action) -> Action {
+        a.reserve_checkout(t(5)).unwrap()
+    }
+
+    fn paid(sid: &str) -> ActionEvent {
+        ActionEvent::PaymentSucceeded { session_id: sid.into(), payment_intent: Some(format!("pi_{sid}")) }
     }
 
     #[test]
     fn paid_path_records_history() {
-        let a = action();
+        let a = reserved(&action());
         let open = step(&a, opened("cs_1"));
         assert_eq!(open.action.status(), ActionStatus::CheckoutOpen);
-        let paid = step(&open.action, ActionEvent::PaymentSucceeded { session_id: "cs_1".into() });
+        assert_eq!(open.action.checkout_session_id(), Some("cs_1"));
+        let paid = step(&open.action, paid("cs_1"));
         assert_eq!((paid.action.status(), paid.invoices), (ActionStatus::Paid, InvoiceEffect::MarkPaid));
-        assert_eq!(paid.action.paid_at, Some(t(10)));
+        assert_eq!((paid.action.paid_at, paid.action.payment_intent_id.as_deref()), (Some(t(10)), Some("pi_cs_1")));
         let h = &paid.action.history;
         assert_eq!(h.len(), 3);
         assert_eq!(
             (h[2].from, h[2].to, h[2].actor.as_str()),
             (Some(ActionStatus::CheckoutOpen), ActionStatus::Paid, "stripe:evt_1")
         );
-        assert_eq!(paid.action.version, 3);
+        assert_eq!(paid.action.version, 4, "assign, reserve, open, pay");
+    }
+
+    #[test]
+    fn opening_needs_a_reservation_and_reservations_have_bounded_expiry() {
+        assert!(action().apply(&opened("cs_1"), t(1), &stripe()).is_err());
+        let mut short = action();
+        short.checkout_ttl_minutes = 30;
+        let r = short.reserve_checkout(t(0)).unwrap();
+        let c = r.checkout.as_ref().unwrap();
+        assert_eq!((c.attempt, c.expires_at), (1, t(0) + time::Duration::minutes(32)));
+        assert!(r.usable_reservation(t(59)).is_some());
+        assert!(r.usable_reservation(t(60)).is_none(), "stale reservations are not reused");
+        let opened = step(&r, opened("cs_1")).action;
+        assert!(opened.usable_reservation(t(1)).is_none(), "an opened attempt is not a reservation");
+        assert_eq!(opened.reserve_checkout(t(100)).unwrap().checkout.unwrap().attempt, 2);
+        let paid_action = step(&opened, paid("cs_1")).action;
+        assert!(paid_action.reserve_checkout(t(100)).is_err());
     }
 
     #[test]
     fn duplicates_and_late_events_change_nothing() {
-        let paid =
-            step(&step(&action(), opened("cs_1")).action, ActionEvent::PaymentSucceeded { session_id: "cs_1".into() })
-                .action;
+        let paid = step(&step(&reserved(&action()), opened("cs_1")).action, paid("cs_1")).action;
         for e in [
-            ActionEvent::PaymentSucceeded { session_id: "cs_1".into() },
+            paid_event("cs_1"),
             ActionEvent::PaymentProcessing { session_id: "cs_1".into() },
             ActionEvent::PaymentFailed { session_id: "cs_1".into() },
             ActionEvent::CheckoutExpired { session_id: "cs_1".into() },
+            opened("cs_1"),
             ActionEvent::Expire,
         ] {
-            let tr = step(&paid, e.clone());
-            assert!(!tr.changed, "{e:?}");
-            assert_eq!(tr.action, paid);
+            let tr = paid.apply(&e, t(10), &stripe());
+            let unchanged = tr.as_ref().map(|tr| !tr.changed && tr.action == paid).unwrap_or(true);
+            assert!(unchanged, "{e:?}");
         }
         assert!(paid.apply(&ActionEvent::Cancel, t(1), &stripe()).is_err());
+    }
+
+    fn paid_event(sid: &str) -> ActionEvent {
+        paid(sid)
     }
 
     #[test]
@@ -410,41 +554,54 @@ mod tests {
     }
 
     #[test]
-    fn a_payment_on_an_ended_action_is_flagged_not_lost() {
+    fn a_payment_the_action_cannot_take_is_kept_and_flagged() {
         let c = step(&action(), ActionEvent::Cancel).action;
-        let late = step(&c, ActionEvent::PaymentSucceeded { session_id: "cs_9".into() });
-        assert!(late.changed && late.action.refund_needed);
+        let late = step(&c, paid("cs_9"));
+        assert!(late.changed && late.action.refund_needed());
+        assert_eq!(late.action.late_payments[0].payment_intent.as_deref(), Some("pi_cs_9"));
         assert_eq!((late.action.status(), late.invoices), (ActionStatus::Cancelled, InvoiceEffect::Unchanged));
-        assert!(!step(&late.action, ActionEvent::PaymentSucceeded { session_id: "cs_9".into() }).changed);
+        assert!(!step(&late.action, paid("cs_9")).changed, "the same late payment is recorded once");
+
+        // A second session paid on an action already paid: a double payment, flagged.
+        let paid_once = step(&step(&reserved(&action()), opened("cs_1")).action, paid("cs_1")).action;
+        let twice = step(&paid_once, paid("cs_2"));
+        assert!(twice.changed && twice.action.refund_needed());
+        assert_eq!(twice.action.status(), ActionStatus::Paid);
     }
 
     #[test]
     fn session_expiry_returns_to_assigned_only_for_the_current_session() {
-        let open = step(&action(), opened("cs_1")).action;
+        let open = step(&reserved(&action()), opened("cs_1")).action;
         assert!(!step(&open, ActionEvent::CheckoutExpired { session_id: "cs_0".into() }).changed);
         let back = step(&open, ActionEvent::CheckoutExpired { session_id: "cs_1".into() }).action;
-        assert_eq!((back.status(), back.checkout_session_id.clone()), (ActionStatus::Assigned, None));
-        assert_eq!(step(&back, opened("cs_2")).action.status(), ActionStatus::CheckoutOpen);
+        assert_eq!((back.status(), back.checkout_session_id()), (ActionStatus::Assigned, None));
+        let again = step(&back.reserve_checkout(t(20)).unwrap(), opened("cs_2")).action;
+        assert_eq!((again.status(), again.checkout_attempts), (ActionStatus::CheckoutOpen, 2));
     }
 
     #[test]
     fn delayed_methods_end_paid_or_failed() {
-        let proc_ =
-            step(&step(&action(), opened("cs_1")).action, ActionEvent::PaymentProcessing { session_id: "cs_1".into() })
-                .action;
+        let proc_ = step(
+            &step(&reserved(&action()), opened("cs_1")).action,
+            ActionEvent::PaymentProcessing { session_id: "cs_1".into() },
+        )
+        .action;
         assert_eq!(proc_.status(), ActionStatus::Processing);
         assert!(proc_.apply(&ActionEvent::Cancel, t(1), &stripe()).is_err());
         let failed = step(&proc_, ActionEvent::PaymentFailed { session_id: "cs_1".into() });
         assert_eq!((failed.action.status(), failed.invoices), (ActionStatus::Failed, InvoiceEffect::Release));
-        assert_eq!(
-            step(&proc_, ActionEvent::PaymentSucceeded { session_id: "cs_1".into() }).action.status(),
-            ActionStatus::Paid
-        );
+        assert_eq!(step(&proc_, paid("cs_1")).action.status(), ActionStatus::Paid);
+
+        // Out of order: the failure overtakes "completed, unpaid"; the late one changes nothing.
+        let open = step(&reserved(&action()), opened("cs_1")).action;
+        let failed_first = step(&open, ActionEvent::PaymentFailed { session_id: "cs_1".into() }).action;
+        assert_eq!(failed_first.status(), ActionStatus::Failed);
+        assert!(!step(&failed_first, ActionEvent::PaymentProcessing { session_id: "cs_1".into() }).changed);
     }
 
     #[test]
     fn refunds_only_move_forward() {
-        let paid = step(&action(), ActionEvent::PaymentSucceeded { session_id: "cs".into() }).action;
+        let paid = step(&action(), paid("cs")).action;
         let part = step(&paid, ActionEvent::Refunded { total_refunded: 1000 }).action;
         assert_eq!((part.status(), part.refunded_amount), (ActionStatus::PartiallyRefunded, 1000));
         assert!(

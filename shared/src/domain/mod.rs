@@ -6,7 +6,9 @@ pub mod invoice;
 pub mod money;
 pub mod settings;
 
-pub use action::{Action, ActionEvent, ActionStatus, Actor, HistoryEntry, InvoiceEffect, NewAction, Transition};
+pub use action::{
+    Action, ActionEvent, ActionStatus, Actor, Checkout, HistoryEntry, InvoiceEffect, LatePayment, NewAction, Transition,
+};
 pub use ids::{ActionId, ClinicId, InvoiceId, PatientId, UserId, VisitId};
 pub use invoice::{Invoice, InvoiceStatus, ServiceDate};
 pub use money::{Currency, Money, MAX_AMOUNT};
@@ -52,6 +54,14 @@ pub enum DomainError {
     PaymentsDisabled,
     #[error("an action in status {0} cannot be {1}")]
     InvalidTransition(ActionStatus, &'static str),
+    #[error("this payment has already been made")]
+    AlreadyPaid,
+    #[error("a payment for this action is being processed")]
+    PaymentProcessing,
+    #[error("this payment request is {0} and can no longer be paid")]
+    ActionClosed(ActionStatus),
+    #[error("this payment request has expired")]
+    ActionExpired,
 }
 
 impl DomainError {
@@ -77,6 +87,10 @@ impl DomainError {
             InvoiceNotSelected(_) => "invoice_not_selected",
             PaymentsDisabled => "payments_disabled",
             InvalidTransition(..) => "invalid_transition",
+            AlreadyPaid => "action_already_paid",
+            PaymentProcessing => "payment_processing",
+            ActionClosed(_) => "action_closed",
+            ActionExpired => "action_expired",
         }
     }
 
@@ -91,6 +105,10 @@ impl DomainError {
                 | InvoiceNotSelected(_)
                 | PaymentsDisabled
                 | InvalidTransition(..)
+                | AlreadyPaid
+                | PaymentProcessing
+                | ActionClosed(_)
+                | ActionExpired
         )
     }
 }

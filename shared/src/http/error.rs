@@ -27,6 +27,9 @@ impl ApiError {
     pub fn forbidden() -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", "your role may not call this route")
     }
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred")
+    }
     pub fn route_not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
     }
@@ -88,7 +91,35 @@ impl From<AppError> for ApiError {
             }
             AppError::Store(err @ StoreError::Corrupt(_)) => {
                 tracing::error!(error = %err, "corrupt item");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred")
+                ApiError::internal()
+            }
+            AppError::PaymentsUnavailable(why) => {
+                tracing::error!(error = %why, "payment provider unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "payments_unavailable",
+                    "the payment provider is unavailable; retry shortly",
+                )
+            }
+            AppError::PaymentsRejected(why) => {
+                tracing::error!(error = %why, "payment provider refused a request");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "payment_provider_error",
+                    "the payment provider refused the request",
+                )
+            }
+            AppError::QueueUnavailable(why) => {
+                tracing::error!(error = %why, "event queue unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "queue_unavailable",
+                    "the event could not be queued; retry",
+                )
+            }
+            err @ (AppError::Misconfigured(_) | AppError::Inconsistent(_)) => {
+                tracing::error!(error = %err, "internal error");
+                ApiError::internal()
             }
         }
     }

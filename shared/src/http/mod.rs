@@ -14,16 +14,13 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
 use crate::app::views::{ActionList, ActionView, InvoiceList, InvoiceView, PatientActionView, SelectionView};
-use crate::app::{self, actions, invoices, settings, Caller, Deps, Role};
+use crate::app::{self, actions, checkout, invoices, settings, webhook, Caller, Deps, Role};
 use crate::domain::invoice::InvoiceInput;
 use crate::domain::{
     ActionId, ClinicId, DomainError, InvoiceId, InvoiceStatus, Locale, PatientId, SettingsInput, UserId, VisitId,
 };
 pub use error::ApiError;
 use routes::{Access, Function, Op, Route};
-
-/// Bodies larger than this are refused with 413 before parsing.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Handles one API Gateway v2 request for `function`. Never fails: every
 /// error becomes a response with a stable code.
@@ -101,14 +98,14 @@ fn caller(req: &Request) -> Result<Caller, ApiError> {
 }
 
 fn authorize(req: &Request, access: Access) -> Result<Option<Caller>, ApiError> {
-    if access == Access::Patient {
+    if matches!(access, Access::Patient | Access::Stripe) {
         return Ok(None);
     }
     let caller = caller(req)?;
     let allowed = match access {
         Access::Staff => caller.role == Role::Staff,
         Access::Support => caller.role == Role::Support,
-        Access::StaffOrSupport | Access::Patient => true,
+        Access::StaffOrSupport | Access::Patient | Access::Stripe => true,
     };
     if !allowed {
         return Err(ApiError::forbidden());
@@ -149,6 +146,25 @@ fn optional_body<T: DeserializeOwned + Default>(req: &Request) -> Result<T, ApiE
         return Ok(T::default());
     }
     body(req)
+}
+
+/// Tokens are base64url; anything else cannot be one of ours.
+fn patient_token(req: &Request) -> Result<String, ApiError> {
+    let token = path_param(req, "token")?;
+    let plausible = !token.is_empty()
+        && token.len() <= 128
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !plausible {
+        return Err(app::AppError::NotFound(app::NotFound::Link).into());
+    }
+    Ok(token)
+}
+
+#[derive(Serialize)]
+struct CheckoutView<'a> {
+    checkout_url: &'a str,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: crate::domain::Timestamp,
 }
 
 fn staff_clinic(caller: &Option<Caller>) -> Result<&ClinicId, ApiError> {
@@ -197,8 +213,8 @@ async fn dispatch(
     clinic_for_log: &mut Option<ClinicId>,
 ) -> Result<Response<Body>, ApiError> {
     let caller = authorize(req, route.access)?;
-    if req.body().len() > MAX_BODY_BYTES {
-        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    if req.body().len() > route.max_body_bytes() {
+        return Err(ApiError::too_large(route.max_body_bytes()));
     }
     if let Some(c) = caller.as_ref().and_then(|c| c.clinic_id.clone()) {
         *clinic_for_log = Some(c);
@@ -296,16 +312,36 @@ async fn dispatch(
             Ok(json(ok, &ActionView::new(&action, None)))
         }
         Op::PatientGetAction => {
-            let token = path_param(req, "token")?;
-            // Tokens are base64url; anything else cannot be one of ours.
-            if token.is_empty()
-                || token.len() > 128
-                || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(app::AppError::NotFound(app::NotFound::Link).into());
-            }
+            let token = patient_token(req)?;
             let action = actions::for_patient(deps, &token).await?;
             Ok(json(ok, &PatientActionView::from(&action)))
+        }
+        Op::PatientCheckout => {
+            let token = patient_token(req)?;
+            let CancelBody {} = optional_body(req)?;
+            let link = checkout::open(deps, &token).await?;
+            Ok(json(ok, &CheckoutView { checkout_url: &link.url, expires_at: link.expires_at }))
+        }
+        Op::StripeWebhook => {
+            let signature = req.headers().get("stripe-signature").and_then(|v| v.to_str().ok());
+            match webhook::accept(deps, req.body().as_ref(), signature).await {
+                Ok(webhook::Accepted::Queued { .. }) => Ok(json(ok, &serde_json::json!({"received": true}))),
+                Ok(webhook::Accepted::Ignored { .. }) => {
+                    Ok(json(ok, &serde_json::json!({"received": true, "ignored": true})))
+                }
+                Err(webhook::WebhookError::Signature(e)) => {
+                    let code = match e {
+                        webhook::SignatureError::Missing => "missing_signature",
+                        webhook::SignatureError::Stale => "stale_signature",
+                        webhook::SignatureError::Malformed | webhook::SignatureError::Mismatch => "invalid_signature",
+                    };
+                    Err(ApiError::bad_request(code, e.to_string()))
+                }
+                Err(webhook::WebhookError::NotAnEvent) => {
+                    Err(ApiError::bad_request("invalid_event", "the body is not a Stripe event"))
+                }
+                Err(webhook::WebhookError::App(e)) => Err(e.into()),
+            }
         }
     }
 }

@@ -8,6 +8,8 @@ pub enum Function {
     SelectInvoices,
     AssignAction,
     ActionStatus,
+    CreateCheckout,
+    StripeWebhook,
 }
 
 impl Function {
@@ -17,6 +19,8 @@ impl Function {
             Function::SelectInvoices => "select-invoices",
             Function::AssignAction => "assign-action",
             Function::ActionStatus => "action-status",
+            Function::CreateCheckout => "create-checkout",
+            Function::StripeWebhook => "stripe-webhook",
         }
     }
 }
@@ -32,6 +36,8 @@ pub enum Access {
     StaffOrSupport,
     /// The patient link token in the path; no JWT.
     Patient,
+    /// Stripe: the `Stripe-Signature` header over the raw body; no JWT.
+    Stripe,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +52,8 @@ pub enum Op {
     ListVisitActions,
     GetAction,
     PatientGetAction,
+    PatientCheckout,
+    StripeWebhook,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +66,14 @@ pub struct Route {
 }
 
 impl Route {
+    /// Stripe's events are larger than anything a person sends.
+    pub fn max_body_bytes(&self) -> usize {
+        match self.access {
+            Access::Stripe => 512 * 1024,
+            _ => 64 * 1024,
+        }
+    }
+
     /// API Gateway's route key, e.g. `GET /actions/{action_id}`.
     pub fn key(&self) -> String {
         format!("{} {}", self.method, self.path)
@@ -100,6 +116,8 @@ pub static ROUTES: &[Route] = &[
     route("GET", "/visits/{visit_id}/actions", Function::ActionStatus, Access::Staff, Op::ListVisitActions),
     route("GET", "/actions/{action_id}", Function::ActionStatus, Access::Staff, Op::GetAction),
     route("GET", "/patient/actions/{token}", Function::ActionStatus, Access::Patient, Op::PatientGetAction),
+    route("POST", "/patient/actions/{token}/checkout", Function::CreateCheckout, Access::Patient, Op::PatientCheckout),
+    route("POST", "/webhooks/stripe", Function::StripeWebhook, Access::Stripe, Op::StripeWebhook),
 ];
 
 pub fn by_key(key: &str) -> Option<&'static Route> {

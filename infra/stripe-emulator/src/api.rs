@@ -1,0 +1,599 @@
+//! The Stripe API surface (`/v1/...`): authentication, `Stripe-Account` scoping, idempotency,
+//! the request log, and the operations themselves.
+
+use axum::body::Bytes;
+use axum::extract::State as AxumState;
+use axum::http::{header, HeaderMap, HeaderValue, Method, Uri};
+use axum::response::Response;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::form::{self, as_int, string_list};
+use crate::objects;
+use crate::store::{IdempotentResponse, LineItem, Origin, PaymentIntentData, Refund, Session, SessionStatus, State};
+use crate::util::{json_response, random_id};
+use crate::Emulator;
+
+const MIN_EXPIRY: i64 = 30 * 60;
+const MAX_EXPIRY: i64 = 24 * 60 * 60;
+/// Tolerance for `expires_at` bounds: clients compute "now + 30 min" a moment before we check it.
+const EXPIRY_SLACK: i64 = 10;
+
+/// Who is asking and on whose behalf.
+struct Ctx<'a> {
+    account: Option<String>,
+    origin: Origin,
+    public_base: &'a str,
+}
+
+pub(crate) async fn handle(
+    AxumState(emulator): AxumState<Emulator>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let params =
+        if method == Method::POST { form::parse(&body) } else { form::parse(uri.query().unwrap_or("").as_bytes()) };
+    let account = header_value(&headers, "stripe-account");
+    let key = if method == Method::POST { header_value(&headers, "idempotency-key") } else { None };
+    let request_id = random_id("req_");
+    let public_base = emulator.public_base().to_owned();
+
+    let (status, body, replayed) = emulator.with_state(|state| {
+        state.log_request(method.as_str(), &path, account.as_deref(), key.as_deref(), &params);
+        if let Err(error) = authenticate(&headers) {
+            return (error.status, error.body, false);
+        }
+        // Idempotency keys are scoped per account, as on Stripe.
+        let scope = key.clone().map(|key| (account.clone(), key));
+        if let Some(previous) = scope.as_ref().and_then(|scope| state.idempotency.get(scope)) {
+            if previous.method == method.as_str() && previous.path == path && previous.params == params {
+                return (previous.status, previous.body.clone(), true);
+            }
+            let key = key.as_deref().unwrap_or_default();
+            let error = ApiError::new(
+                400,
+                "idempotency_error",
+                None,
+                format!(
+                    "Keys for idempotent requests can only be used with the same parameters they were first used with. \
+                     Try using a key other than '{key}' if you meant to execute a different request."
+                ),
+                None,
+            );
+            return (error.status, error.body, false);
+        }
+        let ctx = Ctx {
+            account: account.clone(),
+            origin: Origin { request_id: Some(request_id.clone()), idempotency_key: key.clone() },
+            public_base: &public_base,
+        };
+        let (status, body) = match dispatch(state, &ctx, &method, &path, &params) {
+            Ok(body) => (200, body),
+            Err(error) => (error.status, error.body),
+        };
+        // Only executed successes are remembered, so a request refused by validation can be fixed and retried.
+        if let (Some(scope), 200) = (scope, status) {
+            let response = IdempotentResponse {
+                method: method.as_str().to_owned(),
+                path: path.clone(),
+                params: params.clone(),
+                status,
+                body: body.clone(),
+            };
+            state.idempotency.insert(scope, response);
+        }
+        (status, body, false)
+    });
+
+    let mut response = json_response(status, &body);
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert("request-id", value);
+    }
+    headers.insert("stripe-version", HeaderValue::from_static(objects::API_VERSION));
+    if let Some(value) = key.as_deref().and_then(|k| HeaderValue::from_str(k).ok()) {
+        headers.insert("idempotency-key", value);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+/// The secret key from `Bearer <key>` or, as Stripe's curl examples send it, Basic `<key>:`.
+fn secret_key(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let key = if let Some(key) = value.strip_prefix("Bearer ") {
+        key.trim().to_owned()
+    } else {
+        let decoded = BASE64.decode(value.strip_prefix("Basic ")?.trim()).ok()?;
+        let credentials = String::from_utf8(decoded).ok()?;
+        credentials.split(':').next().unwrap_or_default().to_owned()
+    };
+    Some(key).filter(|k| !k.is_empty())
+}
+
+fn authenticate(headers: &HeaderMap) -> Result<(), ApiError> {
+    let key = secret_key(headers);
+    let Some(key) = key else {
+        return Err(ApiError::unauthorized(
+            "You did not provide an API key. You need to provide your API key in the Authorization header, \
+             using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication \
+             for details, or we can help at https://support.stripe.com/.",
+        ));
+    };
+    if !key.starts_with("sk_test_") {
+        let shown: String = key.chars().take(8).collect();
+        let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+        return Err(ApiError::unauthorized(format!("Invalid API Key provided: {shown}****{tail}")));
+    }
+    Ok(())
+}
+
+fn dispatch(state: &mut State, ctx: &Ctx, method: &Method, path: &str, params: &Value) -> Result<Value, ApiError> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method.as_str(), segments.as_slice()) {
+        ("POST", ["v1", "checkout", "sessions"]) => create_session(state, ctx, params),
+        ("GET", ["v1", "checkout", "sessions"]) => list_sessions(state, ctx, params),
+        ("GET", ["v1", "checkout", "sessions", id]) => {
+            check_session(state, ctx, id)?;
+            Ok(session_json(state, id, params))
+        }
+        ("POST", ["v1", "checkout", "sessions", id, "expire"]) => expire_session(state, ctx, id, params),
+        ("GET", ["v1", "checkout", "sessions", id, "line_items"]) => {
+            check_session(state, ctx, id)?;
+            let items = state.sessions[*id].line_items.iter().map(objects::line_item).collect();
+            paginate(items, params, &format!("/v1/checkout/sessions/{id}/line_items"))
+        }
+        ("POST", ["v1", "refunds"]) => create_refund(state, ctx, params),
+        ("GET", ["v1", "refunds", id]) => match state.refunds.get(*id) {
+            Some(refund) if refund.account == ctx.account => Ok(objects::refund(refund)),
+            _ => Err(ApiError::no_such("refund", id, "id")),
+        },
+        ("GET", ["v1", "payment_intents", id]) => match state.payment_intents.get(*id) {
+            Some(intent) if intent.account == ctx.account => Ok(objects::payment_intent(intent)),
+            _ => Err(ApiError::no_such("payment_intent", id, "intent")),
+        },
+        ("GET", ["v1", "charges", id]) => match state.charges.get(*id) {
+            Some(charge) if charge.account == ctx.account => Ok(state.charge_json(charge)),
+            _ => Err(ApiError::no_such("charge", id, "charge")),
+        },
+        ("GET", ["v1", "events"]) => list_events(state, ctx, params),
+        ("GET", ["v1", "events", id]) => match state.events.iter().find(|e| e.id == *id) {
+            Some(event) if event.account == ctx.account => Ok(objects::event(event)),
+            _ => Err(ApiError::no_such("event", id, "id")),
+        },
+        _ => Err(ApiError::new(
+            404,
+            "invalid_request_error",
+            None,
+            format!(
+                "Unrecognized request URL ({method}: {path}). The Stripe emulator implements only the part of \
+                 the API visitpay uses."
+            ),
+            None,
+        )),
+    }
+}
+
+/// Objects of another account (or of the platform, when a `Stripe-Account` is given) do not exist.
+fn check_session(state: &State, ctx: &Ctx, id: &str) -> Result<(), ApiError> {
+    match state.sessions.get(id) {
+        Some(session) if session.account == ctx.account => Ok(()),
+        _ => Err(ApiError::no_such("checkout.session", id, "id")),
+    }
+}
+
+/// The session, with `expand[]=payment_intent` / `expand[]=line_items` inlined; other expansions are ignored.
+fn session_json(state: &State, id: &str, params: &Value) -> Value {
+    let session = &state.sessions[id];
+    let mut json = objects::session(session);
+    for field in string_list(params.get("expand")) {
+        match field.as_str() {
+            "payment_intent" => {
+                if let Some(intent) = session.payment_intent.as_ref().and_then(|pi| state.payment_intents.get(pi)) {
+                    json["payment_intent"] = objects::payment_intent(intent);
+                }
+            }
+            "line_items" => {
+                let items = session.line_items.iter().map(objects::line_item).collect();
+                json["line_items"] = objects::list(items, false, &format!("/v1/checkout/sessions/{id}/line_items"));
+            }
+            _ => {}
+        }
+    }
+    json
+}
+
+fn opt_string(params: &Value, name: &str) -> Option<String> {
+    params.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+/// A metadata-like map: scalar values become strings; empty values unset the key, as on Stripe.
+fn string_map(value: Option<&Value>, param: &str) -> Result<Map<String, Value>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::String(s)) if s.is_empty() => Ok(Map::new()),
+        Some(Value::Object(map)) => Ok(map
+            .iter()
+            .filter_map(|(k, v)| match v {
+                Value::String(s) if s.is_empty() => None,
+                Value::String(s) => Some((k.clone(), Value::String(s.clone()))),
+                other => Some((k.clone(), Value::String(other.to_string()))),
+            })
+            .collect()),
+        Some(_) => Err(ApiError::invalid(format!("Invalid object: `{param}` must be a hash."), Some(param))),
+    }
+}
+
+fn int_param(value: &Value, param: &str) -> Result<i64, ApiError> {
+    as_int(value).ok_or_else(|| {
+        ApiError::invalid_code("parameter_invalid_integer", format!("Invalid integer: {}", display(value)), Some(param))
+    })
+}
+
+fn display(value: &Value) -> String {
+    value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string())
+}
+
+fn create_session(state: &mut State, ctx: &Ctx, params: &Value) -> Result<Value, ApiError> {
+    let now = state.now();
+    let mode = params.get("mode").and_then(Value::as_str).ok_or_else(|| ApiError::missing_param("mode"))?;
+    if mode != "payment" {
+        return Err(ApiError::invalid(
+            format!("Invalid mode: the Stripe emulator supports only `payment`, not `{mode}`."),
+            Some("mode"),
+        ));
+    }
+    let items = match params.get("line_items") {
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        _ => {
+            return Err(ApiError::invalid(
+                "You must provide at least one line item in `line_items` in `payment` mode.",
+                Some("line_items"),
+            ))
+        }
+    };
+    let line_items =
+        items.iter().enumerate().map(|(i, item)| line_item(i, item, now)).collect::<Result<Vec<_>, _>>()?;
+    let currency = line_items[0].currency.clone();
+    if line_items.iter().any(|li| li.currency != currency) {
+        return Err(ApiError::invalid("All line items must use the same currency.", Some("line_items")));
+    }
+    let amount_total = line_items
+        .iter()
+        .try_fold(0i64, |total, li| total.checked_add(li.amount()))
+        .ok_or_else(|| ApiError::invalid("The total amount is too large.", Some("line_items")))?;
+
+    let expires_at = match params.get("expires_at") {
+        None => now + MAX_EXPIRY,
+        Some(value) => {
+            let expires_at = int_param(value, "expires_at")?;
+            if expires_at < now + MIN_EXPIRY - EXPIRY_SLACK {
+                return Err(ApiError::invalid(
+                    "The `expires_at` timestamp must be at least 30 minutes from Checkout Session creation.",
+                    Some("expires_at"),
+                ));
+            }
+            if expires_at > now + MAX_EXPIRY + EXPIRY_SLACK {
+                return Err(ApiError::invalid(
+                    "The `expires_at` timestamp must be less than 24 hours from Checkout Session creation.",
+                    Some("expires_at"),
+                ));
+            }
+            expires_at
+        }
+    };
+
+    let intent_params = params.get("payment_intent_data");
+    let application_fee_amount = match intent_params.and_then(|p| p.get("application_fee_amount")) {
+        None => None,
+        Some(value) => match int_param(value, "payment_intent_data[application_fee_amount]")? {
+            fee if fee < 0 || fee > amount_total => {
+                return Err(ApiError::invalid(
+                    "The application fee must be between 0 and the amount of the Checkout Session.",
+                    Some("payment_intent_data[application_fee_amount]"),
+                ))
+            }
+            fee => Some(fee),
+        },
+    };
+    let payment_intent_data = PaymentIntentData {
+        metadata: string_map(intent_params.and_then(|p| p.get("metadata")), "payment_intent_data[metadata]")?,
+        description: intent_params.and_then(|p| opt_string(p, "description")),
+        application_fee_amount,
+    };
+    let mut payment_method_types = string_list(params.get("payment_method_types"));
+    if payment_method_types.is_empty() {
+        payment_method_types.push("card".into());
+    }
+
+    let id = random_id("cs_test_");
+    let session = Session {
+        url: format!("{}/checkout/{id}", ctx.public_base),
+        id: id.clone(),
+        account: ctx.account.clone(),
+        created: now,
+        expires_at,
+        status: SessionStatus::Open,
+        paid: false,
+        currency,
+        amount_total,
+        line_items,
+        success_url: opt_string(params, "success_url"),
+        cancel_url: opt_string(params, "cancel_url"),
+        client_reference_id: opt_string(params, "client_reference_id"),
+        customer_email: opt_string(params, "customer_email"),
+        metadata: string_map(params.get("metadata"), "metadata")?,
+        locale: opt_string(params, "locale"),
+        payment_method_types,
+        payment_intent_data,
+        payment_intent: None,
+    };
+    state.sessions.insert(id.clone(), session);
+    state.session_order.push(id.clone());
+    Ok(session_json(state, &id, params))
+}
+
+fn line_item(index: usize, item: &Value, now: i64) -> Result<LineItem, ApiError> {
+    let param = |name: &str| format!("line_items[{index}][{name}]");
+    if item.get("price").is_some() {
+        return Err(ApiError::invalid(
+            "The Stripe emulator supports only inline `price_data` line items, not saved prices.",
+            Some(&param("price")),
+        ));
+    }
+    let price_data = item.get("price_data").ok_or_else(|| ApiError::missing_param(&param("price_data")))?;
+    let currency = price_data
+        .get("currency")
+        .and_then(Value::as_str)
+        .filter(|c| c.len() == 3)
+        .map(str::to_ascii_lowercase)
+        .ok_or_else(|| ApiError::missing_param(&param("price_data][currency")))?;
+    let unit_amount = price_data
+        .get("unit_amount")
+        .ok_or_else(|| ApiError::missing_param(&param("price_data][unit_amount")))
+        .and_then(|v| int_param(v, &param("price_data][unit_amount")))?;
+    if unit_amount < 0 {
+        return Err(ApiError::invalid(
+            "This value must be greater than or equal to 0.",
+            Some(&param("price_data][unit_amount")),
+        ));
+    }
+    let name = price_data
+        .get("product_data")
+        .and_then(|p| p.get("name"))
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::missing_param(&param("price_data][product_data][name")))?;
+    let quantity = item
+        .get("quantity")
+        .ok_or_else(|| ApiError::missing_param(&param("quantity")))
+        .and_then(|v| int_param(v, &param("quantity")))?;
+    if quantity < 1 {
+        return Err(ApiError::invalid("This value must be greater than or equal to 1.", Some(&param("quantity"))));
+    }
+    if unit_amount.checked_mul(quantity).is_none() {
+        return Err(ApiError::invalid("The line item amount is too large.", Some(&param("quantity"))));
+    }
+    Ok(LineItem {
+        id: random_id("li_"),
+        price_id: random_id("price_"),
+        product_id: random_id("prod_"),
+        name: name.to_owned(),
+        currency,
+        unit_amount,
+        quantity,
+        created: now,
+    })
+}
+
+fn list_sessions(state: &State, ctx: &Ctx, params: &Value) -> Result<Value, ApiError> {
+    let payment_intent = opt_string(params, "payment_intent");
+    let status = opt_string(params, "status");
+    let items = state
+        .session_order
+        .iter()
+        .rev()
+        .map(|id| &state.sessions[id])
+        .filter(|s| s.account == ctx.account)
+        .filter(|s| payment_intent.is_none() || s.payment_intent == payment_intent)
+        .filter(|s| status.as_deref().is_none_or(|st| s.status.as_str() == st))
+        .map(crate::objects::session)
+        .collect();
+    paginate(items, params, "/v1/checkout/sessions")
+}
+
+fn expire_session(state: &mut State, ctx: &Ctx, id: &str, params: &Value) -> Result<Value, ApiError> {
+    check_session(state, ctx, id)?;
+    if state.sessions[id].status != SessionStatus::Open {
+        return Err(ApiError::invalid("Only Checkout Sessions with a status in [\"open\"] can be expired.", None));
+    }
+    state.expire(id, &ctx.origin, true);
+    Ok(session_json(state, id, params))
+}
+
+/// `$12.34`, as Stripe words amounts in refund errors.
+fn dollars(amount: i64) -> String {
+    format!("${}.{:02}", amount / 100, amount % 100)
+}
+
+fn create_refund(state: &mut State, ctx: &Ctx, params: &Value) -> Result<Value, ApiError> {
+    let charge_id = if let Some(pi_id) = opt_string(params, "payment_intent") {
+        let intent = state
+            .payment_intents
+            .get(&pi_id)
+            .filter(|pi| pi.account == ctx.account)
+            .ok_or_else(|| ApiError::no_such("payment_intent", &pi_id, "payment_intent"))?;
+        intent.latest_charge.clone().filter(|_| intent.status == "succeeded").ok_or_else(|| {
+            ApiError::invalid_code(
+                "charge_not_refundable",
+                format!("This PaymentIntent ({pi_id}) does not have a successful charge to refund."),
+                Some("payment_intent"),
+            )
+        })?
+    } else if let Some(charge_id) = opt_string(params, "charge") {
+        match state.charges.get(&charge_id) {
+            Some(charge) if charge.account == ctx.account => charge_id,
+            _ => return Err(ApiError::no_such("charge", &charge_id, "charge")),
+        }
+    } else {
+        return Err(ApiError::invalid("One of `charge` or `payment_intent` is required.", None));
+    };
+
+    let charge = &state.charges[&charge_id];
+    let remaining = charge.amount - charge.amount_refunded;
+    let amount = match params.get("amount") {
+        None => remaining,
+        Some(value) => {
+            let amount = int_param(value, "amount")?;
+            if amount <= 0 {
+                return Err(ApiError::invalid_code(
+                    "parameter_invalid_integer",
+                    "Invalid positive integer: the refund amount must be greater than 0.",
+                    Some("amount"),
+                ));
+            }
+            amount
+        }
+    };
+    if remaining <= 0 {
+        return Err(ApiError::invalid_code(
+            "charge_already_refunded",
+            format!("Charge {charge_id} has already been refunded."),
+            None,
+        ));
+    }
+    if amount > remaining {
+        return Err(ApiError::invalid_code(
+            "amount_too_large",
+            format!(
+                "Refund amount ({}) is greater than unrefunded amount on charge ({})",
+                dollars(amount),
+                dollars(remaining)
+            ),
+            Some("amount"),
+        ));
+    }
+    let reason = opt_string(params, "reason");
+    if let Some(reason) = &reason {
+        if !["duplicate", "fraudulent", "requested_by_customer"].contains(&reason.as_str()) {
+            return Err(ApiError::invalid(
+                format!(
+                    "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer (got {reason})."
+                ),
+                Some("reason"),
+            ));
+        }
+    }
+    let refund = Refund {
+        id: random_id("re_"),
+        account: ctx.account.clone(),
+        created: state.now(),
+        amount,
+        currency: charge.currency.clone(),
+        charge: charge_id.clone(),
+        payment_intent: charge.payment_intent.clone(),
+        payment_method: charge.payment_method.clone(),
+        method_type: charge.method_type.clone(),
+        metadata: string_map(params.get("metadata"), "metadata")?,
+        reason,
+        balance_transaction: random_id("txn_"),
+    };
+    let refund_json = objects::refund(&refund);
+    let refund_id = refund.id.clone();
+    state.refunds.insert(refund_id.clone(), refund);
+    if let Some(charge) = state.charges.get_mut(&charge_id) {
+        charge.amount_refunded += amount;
+        charge.refunds.push(refund_id);
+    }
+    let charge_json = state.charge_json(&state.charges[&charge_id]);
+    state.emit("charge.refunded", charge_json, ctx.account.clone(), &ctx.origin, true);
+    state.emit("refund.created", refund_json.clone(), ctx.account.clone(), &ctx.origin, true);
+    Ok(refund_json)
+}
+
+/// `created` filter: an exact timestamp or `created[gte]=..&created[lt]=..`.
+fn created_bounds(value: Option<&Value>) -> Result<Vec<(String, i64)>, ApiError> {
+    match value {
+        None => Ok(Vec::new()),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(op, v)| match op.as_str() {
+                "gt" | "gte" | "lt" | "lte" => Ok((op.clone(), int_param(v, &format!("created[{op}]"))?)),
+                _ => Err(ApiError::invalid(format!("Received unknown parameter: created[{op}]"), Some("created"))),
+            })
+            .collect(),
+        Some(value) => Ok(vec![("eq".into(), int_param(value, "created")?)]),
+    }
+}
+
+fn type_matches(filters: &[String], kind: &str) -> bool {
+    filters.is_empty()
+        || filters.iter().any(|f| match f.strip_suffix('*') {
+            Some(prefix) => kind.starts_with(prefix),
+            None => f == kind,
+        })
+}
+
+fn list_events(state: &State, ctx: &Ctx, params: &Value) -> Result<Value, ApiError> {
+    let mut types = string_list(params.get("types"));
+    types.extend(opt_string(params, "type"));
+    let bounds = created_bounds(params.get("created"))?;
+    let within = |created: i64| {
+        bounds.iter().all(|(op, t)| match op.as_str() {
+            "gt" => created > *t,
+            "gte" => created >= *t,
+            "lt" => created < *t,
+            "lte" => created <= *t,
+            _ => created == *t,
+        })
+    };
+    let items = state
+        .events
+        .iter()
+        .rev()
+        .filter(|e| e.account == ctx.account && type_matches(&types, &e.kind) && within(e.created))
+        .map(objects::event)
+        .collect();
+    paginate(items, params, "/v1/events")
+}
+
+/// Stripe's cursor pagination over a newest-first list: `limit` (1..=100, default 10),
+/// `starting_after` / `ending_before` object ids.
+fn paginate(items: Vec<Value>, params: &Value, url: &str) -> Result<Value, ApiError> {
+    let limit = match params.get("limit") {
+        None => 10,
+        Some(value) => match int_param(value, "limit")? {
+            limit @ 1..=100 => limit as usize,
+            _ => return Err(ApiError::invalid("Invalid limit: must be an integer between 1 and 100.", Some("limit"))),
+        },
+    };
+    let position = |param: &str| match opt_string(params, param) {
+        None => Ok(None),
+        Some(id) => items
+            .iter()
+            .position(|item| item["id"] == id.as_str())
+            .map(Some)
+            .ok_or_else(|| ApiError::no_such("object", &id, param)),
+    };
+    let (page, has_more) = if let Some(after) = position("starting_after")? {
+        let rest = &items[after + 1..];
+        (rest.iter().take(limit).cloned().collect(), rest.len() > limit)
+    } else if let Some(before) = position("ending_before")? {
+        let start = before.saturating_sub(limit);
+        (items[start..before].to_vec(), start > 0)
+    } else {
+        (items.iter().take(limit).cloned().collect(), items.len() > limit)
+    };
+    Ok(objects::list(page, has_more, url))
+}

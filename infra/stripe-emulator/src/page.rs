@@ -1,0 +1,216 @@
+//! The hosted checkout page (`GET /checkout/{id}`) where a patient "pays" with one of the
+//! test outcomes, and its form handler (`POST /checkout/{id}/pay`).
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde_json::Value;
+
+use crate::form;
+use crate::store::{Outcome, Session, SessionStatus};
+use crate::Emulator;
+
+const ZERO_DECIMAL: &[&str] =
+    &["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"];
+
+pub(crate) async fn show(
+    State(emulator): State<Emulator>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let declined = query.contains_key("declined");
+    let base = emulator.public_base().to_owned();
+    match emulator.with_state(|state| state.sessions.get(&id).map(|s| render(s, &base, declined))) {
+        Some(html) => Html(html).into_response(),
+        None => not_found(&id),
+    }
+}
+
+pub(crate) async fn pay(State(emulator): State<Emulator>, Path(id): Path<String>, body: Bytes) -> Response {
+    let params = form::parse(&body);
+    let requested = params.get("outcome").and_then(Value::as_str).unwrap_or_default();
+    // Absolute URLs: the page may be served under a prefix (`/stripe/`) the router cannot see.
+    let page_url = format!("{}/checkout/{id}", emulator.public_base());
+    if requested == "cancel" {
+        let cancel_url = emulator.with_state(|state| state.sessions.get(&id).map(|s| s.cancel_url.clone()));
+        return match cancel_url {
+            Some(url) => Redirect::to(&url.unwrap_or(page_url)).into_response(),
+            None => not_found(&id),
+        };
+    }
+    let Some(outcome) = Outcome::parse(requested) else {
+        return (StatusCode::BAD_REQUEST, Html(format!("<p>Unknown outcome “{}”.</p>", escape(requested))))
+            .into_response();
+    };
+    let result = emulator.with_state(|state| {
+        state.pay(&id, outcome, true).map(|_| state.sessions.get(&id).and_then(|s| s.success_url.clone()))
+    });
+    match result {
+        Ok(_) if outcome == Outcome::Declined => Redirect::to(&format!("{page_url}?declined=1")).into_response(),
+        Ok(Some(success_url)) => Redirect::to(&success_url.replace("{CHECKOUT_SESSION_ID}", &id)).into_response(),
+        Ok(None) => Redirect::to(&page_url).into_response(),
+        Err(error) if error.status == 404 => not_found(&id),
+        // Not open any more: the page explains why.
+        Err(_) => Redirect::to(&page_url).into_response(),
+    }
+}
+
+fn not_found(id: &str) -> Response {
+    let html = page(
+        "Checkout session not found",
+        "en",
+        &format!("<p class=\"notice\">No checkout session “{}”.</p>", escape(id)),
+    );
+    (StatusCode::NOT_FOUND, Html(html)).into_response()
+}
+
+fn render(session: &Session, base: &str, declined: bool) -> String {
+    let locale = session.locale.as_deref();
+    let money = |amount: i64| format_amount(amount, &session.currency, locale);
+    let total = money(session.amount_total);
+    let mut body = String::new();
+    body.push_str("<p class=\"badge\">Test mode · Stripe emulator</p>");
+    body.push_str(&format!(
+        "<h1 class=\"total\">{}</h1><p class=\"currency\">{}</p><ul class=\"items\">",
+        escape(&total),
+        escape(&session.currency.to_ascii_uppercase())
+    ));
+    for item in &session.line_items {
+        body.push_str(&format!(
+            "<li><span>{} × {}</span><span>{}</span></li>",
+            escape(&item.name),
+            item.quantity,
+            escape(&money(item.amount()))
+        ));
+    }
+    body.push_str("</ul>");
+    match session.status {
+        SessionStatus::Open => {
+            if declined {
+                body.push_str(
+                    "<p class=\"error\" role=\"alert\">Your card was declined. Try again or choose another way to pay.</p>",
+                );
+            }
+            let action = escape(&format!("{base}/checkout/{}/pay", session.id));
+            let buttons = [
+                ("succeeded", "Pay", "primary"),
+                ("declined", "Decline card", ""),
+                ("delayed_succeeded", "Pay by bank debit (succeeds later)", ""),
+                ("delayed_failed", "Pay by bank debit (fails later)", ""),
+                ("cancel", "Cancel", "link"),
+            ];
+            for (outcome, label, class) in buttons {
+                body.push_str(&format!(
+                    "<form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"outcome\" value=\"{outcome}\">\
+                     <button type=\"submit\" class=\"{class}\">{label}</button></form>"
+                ));
+            }
+        }
+        SessionStatus::Expired => body.push_str(
+            "<p class=\"notice\">This checkout session has expired and can no longer be paid. \
+             Ask the clinic for a new payment link.</p>",
+        ),
+        SessionStatus::Complete => body.push_str(&format!(
+            "<p class=\"notice\">This checkout session is complete (payment status: {}).</p>",
+            if session.paid { "paid" } else { "unpaid" }
+        )),
+    }
+    let lang = locale.filter(|l| *l != "auto").unwrap_or("en");
+    page(&format!("Checkout – {total}"), lang, &body)
+}
+
+fn page(title: &str, lang: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>\
+         body{{font-family:system-ui,sans-serif;background:#f6f9fc;color:#1a1f36;margin:0}}\
+         main{{max-width:28rem;margin:3rem auto;background:#fff;padding:2rem;border-radius:8px;box-shadow:0 2px 8px #0002}}\
+         .badge{{display:inline-block;background:#ffde92;color:#5c3b00;padding:.1rem .5rem;border-radius:4px;font-size:.8rem}}\
+         .total{{margin:.5rem 0 0}}.currency{{color:#697386;margin:0 0 1rem}}\
+         .items{{list-style:none;padding:0}}.items li{{display:flex;justify-content:space-between;padding:.3rem 0;border-bottom:1px solid #e3e8ee}}\
+         form{{margin:.5rem 0}}button{{width:100%;padding:.6rem;border:1px solid #c1c9d2;border-radius:6px;background:#fff;font-size:1rem;cursor:pointer}}\
+         button.primary{{background:#635bff;color:#fff;border-color:#635bff}}button.link{{border:none;color:#635bff}}\
+         .error{{color:#df1b41}}.notice{{background:#f6f9fc;padding:1rem;border-radius:6px}}\
+         </style></head><body><main>{}</main></body></html>",
+        escape(lang),
+        escape(title),
+        body
+    )
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Formats minor units the way the session's locale would: `45,00 $` (fr-CA), `$45.00` (en-CA).
+pub(crate) fn format_amount(amount: i64, currency: &str, locale: Option<&str>) -> String {
+    let currency = currency.to_ascii_lowercase();
+    let french = locale.is_some_and(|l| l.to_ascii_lowercase().starts_with("fr"));
+    let symbol = match currency.as_str() {
+        "cad" | "usd" | "aud" | "nzd" | "mxn" => "$".to_owned(),
+        "eur" => "€".to_owned(),
+        "gbp" => "£".to_owned(),
+        "jpy" => "¥".to_owned(),
+        other => other.to_ascii_uppercase(),
+    };
+    let sign = if amount < 0 { "-" } else { "" };
+    let amount = amount.unsigned_abs();
+    let (major, minor) =
+        if ZERO_DECIMAL.contains(&currency.as_str()) { (amount, None) } else { (amount / 100, Some(amount % 100)) };
+    let digits = major.to_string();
+    let separator = if french { ' ' } else { ',' };
+    let mut grouped = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(separator);
+        }
+        grouped.push(digit);
+    }
+    let number = match minor {
+        Some(minor) if french => format!("{grouped},{minor:02}"),
+        Some(minor) => format!("{grouped}.{minor:02}"),
+        None => grouped,
+    };
+    if french {
+        format!("{sign}{number} {symbol}")
+    } else if symbol.len() == 3 && symbol.is_ascii() {
+        format!("{sign}{symbol} {number}")
+    } else {
+        format!("{sign}{symbol}{number}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_follow_the_locale() {
+        assert_eq!(format_amount(4500, "cad", Some("fr-CA")), "45,00 $");
+        assert_eq!(format_amount(4500, "cad", Some("en-CA")), "$45.00");
+        assert_eq!(format_amount(123_456_789, "cad", Some("fr-CA")), "1 234 567,89 $");
+        assert_eq!(format_amount(123_456_789, "cad", None), "$1,234,567.89");
+        assert_eq!(format_amount(5, "cad", Some("auto")), "$0.05");
+        assert_eq!(format_amount(1000, "jpy", None), "¥1,000");
+        assert_eq!(format_amount(1999, "chf", None), "CHF 19.99");
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+    }
+}

@@ -1,0 +1,194 @@
+//! The payment-event queue on SQS: the webhook sends, Lambda's event source
+//! mapping (or, locally, `poll`) delivers batches to the consumer.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+};
+use aws_sdk_sqs::Client;
+use serde_json::json;
+
+use crate::ports::{EventQueue, QueueError, QueuedEvent};
+
+#[derive(Clone)]
+pub struct SqsQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        SqsQueue { client, queue_url: queue_url.into() }
+    }
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+}
+
+fn string_attribute(value: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder().data_type("String").string_value(value).build().expect("type and value set")
+}
+
+#[async_trait]
+impl EventQueue for SqsQueue {
+    async fn enqueue(&self, event: &QueuedEvent) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(&event.body)
+            .message_attributes("event_id", string_attribute(&event.event_id))
+            .message_attributes("event_type", string_attribute(&event.event_type))
+            .send()
+            .await
+            .map_err(|e| QueueError::Unavailable(DisplayErrorContext(&e).to_string()))?;
+        Ok(())
+    }
+}
+
+/// One message as Lambda's SQS event source hands it to a function.
+pub struct Delivery<'a> {
+    pub message_id: &'a str,
+    pub receipt_handle: &'a str,
+    pub body: &'a str,
+    pub receive_count: u32,
+}
+
+/// Builds the `SqsEvent` Lambda would deliver (its structs are non-exhaustive,
+/// so through JSON, exactly as Lambda does).
+pub fn sqs_event(deliveries: &[Delivery<'_>], queue_arn: &str) -> SqsEvent {
+    let records: Vec<_> = deliveries
+        .iter()
+        .map(|d| {
+            json!({
+                "messageId": d.message_id,
+                "receiptHandle": d.receipt_handle,
+                "body": d.body,
+                "attributes": {
+                    "ApproximateReceiveCount": d.receive_count.to_string(),
+                    "SentTimestamp": "0",
+                    "SenderId": "visitpay",
+                    "ApproximateFirstReceiveTimestamp": "0"
+                },
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).expect("a valid SQS event")
+}
+
+/// Creates a queue and its dead-letter queue with a redrive policy, as the
+/// SAM template does (local setup and tests). Returns the queue URL.
+pub async fn ensure_queue(
+    client: &Client,
+    name: &str,
+    max_receives: u32,
+    visibility_secs: u32,
+) -> Result<String, QueueError> {
+    let unavailable = |e: String| QueueError::Unavailable(e);
+    let dlq = client
+        .create_queue()
+        .queue_name(format!("{name}-dlq"))
+        .send()
+        .await
+        .map_err(|e| unavailable(DisplayErrorContext(&e).to_string()))?;
+    let dlq_url = dlq.queue_url().unwrap_or_default().to_owned();
+    let attrs = client
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| unavailable(DisplayErrorContext(&e).to_string()))?;
+    let dlq_arn = attrs.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).cloned().unwrap_or_default();
+    let redrive = json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives.to_string() }).to_string();
+    let queue = client
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .attributes(QueueAttributeName::VisibilityTimeout, visibility_secs.to_string())
+        .send()
+        .await
+        .map_err(|e| unavailable(format!("{}: {}", e.code().unwrap_or("error"), DisplayErrorContext(&e))))?;
+    Ok(queue.queue_url().unwrap_or_default().to_owned())
+}
+
+/// Polls the queue and invokes `handler` with batches of up to 10, deleting
+/// what it did not report as failed: what Lambda's event source mapping does
+/// with `ReportBatchItemFailures`. Used by the local runner against an SQS
+/// emulator; in AWS, Lambda does this. Returns when `handler` has no more
+/// work and `stop` resolves.
+pub async fn poll<F, Fut>(queue: &SqsQueue, queue_arn: &str, handler: F) -> !
+where
+    F: Fn(SqsEvent) -> Fut,
+    Fut: Future<Output = SqsBatchResponse>,
+{
+    loop {
+        let received = queue
+            .client
+            .receive_message()
+            .queue_url(&queue.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await;
+        let messages = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(e) => {
+                tracing::error!(error = %DisplayErrorContext(&e), "receiving from SQS failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        let deliveries: Vec<Delivery<'_>> = messages
+            .iter()
+            .map(|m| Delivery {
+                message_id: m.message_id().unwrap_or_default(),
+                receipt_handle: m.receipt_handle().unwrap_or_default(),
+                body: m.body().unwrap_or_default(),
+                receive_count: m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1),
+            })
+            .collect();
+        let response = handler(sqs_event(&deliveries, queue_arn)).await;
+        let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        let done: Vec<DeleteMessageBatchRequestEntry> = deliveries
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| !failed.contains(&d.message_id))
+            .map(|(i, d)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(d.receipt_handle)
+                    .build()
+                    .expect("id and handle set")
+            })
+            .collect();
+        if !done.is_empty() {
+            if let Err(e) =
+                queue.client.delete_message_batch().queue_url(&queue.queue_url).set_entries(Some(done)).send().await
+            {
+                // Redelivery is harmless: the consumer is idempotent.
+                tracing::warn!(error = %DisplayErrorContext(&e), "deleting processed messages failed");
+            }
+        }
+    }
+}

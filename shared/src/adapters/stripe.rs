@@ -1,0 +1,220 @@
+//! Payments on Stripe through async-stripe. The same code talks to Stripe
+//! or, with another base URL, to the project's emulator.
+//!
+//! Every POST carries a deterministic Idempotency-Key and is retried with the
+//! same key on network errors, 409, 429 and 5xx, so a retry can never create
+//! a second session or a second refund.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
+    CreateCheckoutSessionPaymentIntentData, ExpireCheckoutSession, ProductData, RetrieveCheckoutSession,
+};
+use stripe_core::refund::CreateRefund;
+use stripe_shared::{
+    AccountId, CheckoutSessionLocale, CheckoutSessionMode, CheckoutSessionPaymentStatus, CheckoutSessionStatus,
+};
+
+use crate::domain::{Locale, StripeAccountId};
+use crate::ports::{
+    CheckoutRequest, CheckoutSession, Payments, PaymentsError, Refund, RefundRequest, SessionPaymentStatus,
+    SessionStatus,
+};
+
+/// Per attempt; the whole call stays well inside a Lambda's timeout.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
+const MAX_ATTEMPTS: u32 = 3;
+
+pub struct StripePayments {
+    client: Client,
+}
+
+impl StripePayments {
+    /// `base_url` points the client at an emulator (`http://127.0.0.1:3000/stripe/`);
+    /// `None` means api.stripe.com.
+    pub fn new(secret_key: &str, base_url: Option<&str>) -> Result<Self, PaymentsError> {
+        let mut builder = ClientBuilder::new(secret_key).timeout(ATTEMPT_TIMEOUT).app_info(
+            "visitpay",
+            Some(env!("CARGO_PKG_VERSION").to_owned()),
+            None,
+        );
+        if let Some(url) = base_url {
+            builder = builder.url(url);
+        }
+        let client = builder.build().map_err(|e| PaymentsError::Unavailable(format!("stripe client: {e}")))?;
+        Ok(StripePayments { client })
+    }
+}
+
+fn retryable(e: &StripeError) -> bool {
+    match e {
+        StripeError::Stripe(_, status) => matches!(status, 409 | 429 | 500..=599),
+        StripeError::ClientError(_) | StripeError::Timeout => true,
+        StripeError::JSONDeserialize(_) | StripeError::ConfigError(_) => false,
+    }
+}
+
+fn to_error(e: StripeError) -> PaymentsError {
+    match e {
+        StripeError::Stripe(_, 404) => PaymentsError::NotFound,
+        StripeError::Stripe(err, status) if !matches!(status, 409 | 429 | 500..=599) => PaymentsError::Rejected {
+            status,
+            code: err.code.as_ref().map(|c| c.as_str().to_owned()),
+            message: err.message.clone().unwrap_or_default(),
+        },
+        other => PaymentsError::Unavailable(other.to_string()),
+    }
+}
+
+/// Runs `call` up to three times, with backoff, while the error is transient.
+async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, PaymentsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StripeError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < MAX_ATTEMPTS && retryable(&e) => {
+                tracing::warn!(attempt, error = %e, "stripe call failed; retrying with the same idempotency key");
+                tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 1))).await;
+            }
+            Err(e) => return Err(to_error(e)),
+        }
+    }
+}
+
+fn key(k: &str) -> Result<RequestStrategy, PaymentsError> {
+    let key = IdempotencyKey::new(k).map_err(|e| PaymentsError::Rejected {
+        status: 400,
+        code: None,
+        message: e.to_string(),
+    })?;
+    Ok(RequestStrategy::Idempotent(key))
+}
+
+fn account(a: &StripeAccountId) -> AccountId {
+    AccountId::from(a.as_str())
+}
+
+fn session_of(s: stripe_shared::CheckoutSession) -> CheckoutSession {
+    let status = match s.status {
+        Some(CheckoutSessionStatus::Complete) => SessionStatus::Complete,
+        Some(CheckoutSessionStatus::Expired) => SessionStatus::Expired,
+        _ => SessionStatus::Open,
+    };
+    let payment_status = match s.payment_status {
+        CheckoutSessionPaymentStatus::Paid => SessionPaymentStatus::Paid,
+        CheckoutSessionPaymentStatus::NoPaymentRequired => SessionPaymentStatus::NoPaymentRequired,
+        _ => SessionPaymentStatus::Unpaid,
+    };
+    CheckoutSession {
+        id: s.id.as_str().to_owned(),
+        url: s.url,
+        status,
+        payment_status,
+        expires_at: time::OffsetDateTime::from_unix_timestamp(s.expires_at).unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+        payment_intent: s.payment_intent.map(|p| p.id().as_str().to_owned()),
+        metadata: s.metadata.unwrap_or_default().into_iter().collect(),
+    }
+}
+
+fn stripe_locale(l: Locale) -> CheckoutSessionLocale {
+    match l {
+        Locale::FrCa => CheckoutSessionLocale::FrMinusCa,
+        // Stripe has no en-CA; plain English is the closest page language.
+        Locale::EnCa => CheckoutSessionLocale::En,
+    }
+}
+
+#[async_trait]
+impl Payments for StripePayments {
+    async fn create_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutSession, PaymentsError> {
+        let currency: stripe_types::Currency = req.currency.code().parse().map_err(|_| PaymentsError::Rejected {
+            status: 400,
+            code: None,
+            message: "unsupported currency".into(),
+        })?;
+        let lines: Vec<CreateCheckoutSessionLineItems> = req
+            .lines
+            .iter()
+            .map(|l| {
+                let mut price = CreateCheckoutSessionLineItemsPriceData::new(currency.clone());
+                price.unit_amount = Some(l.amount);
+                price.product_data = Some(ProductData::new(l.name.clone()));
+                let mut item = CreateCheckoutSessionLineItems::new();
+                item.price_data = Some(price);
+                item.quantity = Some(1);
+                item
+            })
+            .collect();
+        let metadata: HashMap<String, String> = req.metadata.iter().cloned().collect();
+        let mut intent = CreateCheckoutSessionPaymentIntentData::new();
+        intent.metadata = Some(metadata.clone());
+        let create = CreateCheckoutSession::new()
+            .mode(CheckoutSessionMode::Payment)
+            .line_items(lines)
+            .client_reference_id(req.client_reference_id.clone())
+            .metadata(metadata)
+            .payment_intent_data(intent)
+            .locale(stripe_locale(req.locale))
+            .expires_at(req.expires_at.unix_timestamp())
+            .success_url(req.success_url.clone())
+            .cancel_url(req.cancel_url.clone());
+        let strategy = key(&req.idempotency_key)?;
+        let session = with_retries(|| {
+            create.customize().account_id(account(&req.account)).request_strategy(strategy.clone()).send(&self.client)
+        })
+        .await?;
+        Ok(session_of(session))
+    }
+
+    async fn retrieve_checkout(
+        &self,
+        account_id: &StripeAccountId,
+        session_id: &str,
+    ) -> Result<CheckoutSession, PaymentsError> {
+        let retrieve = RetrieveCheckoutSession::new(session_id);
+        let session = with_retries(|| retrieve.customize().account_id(account(account_id)).send(&self.client)).await?;
+        Ok(session_of(session))
+    }
+
+    async fn expire_checkout(
+        &self,
+        account_id: &StripeAccountId,
+        session_id: &str,
+    ) -> Result<CheckoutSession, PaymentsError> {
+        let expire = ExpireCheckoutSession::new(session_id);
+        let strategy = key(&format!("visitpay-expire-{session_id}"))?;
+        let session = with_retries(|| {
+            expire.customize().account_id(account(account_id)).request_strategy(strategy.clone()).send(&self.client)
+        })
+        .await?;
+        Ok(session_of(session))
+    }
+
+    async fn refund(&self, req: &RefundRequest) -> Result<Refund, PaymentsError> {
+        let mut create = CreateRefund::new()
+            .payment_intent(req.payment_intent.clone())
+            .metadata(req.metadata.iter().cloned().collect::<HashMap<_, _>>());
+        if let Some(amount) = req.amount {
+            create = create.amount(amount);
+        }
+        let strategy = key(&req.idempotency_key)?;
+        let refund = with_retries(|| {
+            create.customize().account_id(account(&req.account)).request_strategy(strategy.clone()).send(&self.client)
+        })
+        .await?;
+        Ok(Refund {
+            id: refund.id.as_str().to_owned(),
+            amount: refund.amount,
+            status: refund.status.unwrap_or_default(),
+        })
+    }
+}

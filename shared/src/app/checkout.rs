@@ -1,0 +1,150 @@
+//! The patient pays: open (or reuse) a Stripe Checkout Session for an action.
+//!
+//! At most one open session per action, even under concurrent clicks: an
+//! attempt is first *reserved* on the action (conditional write), which fixes
+//! its idempotency key and every parameter; whoever then calls Stripe, once or
+//! many times, sends the very same request and gets the very same session.
+
+use tracing::instrument;
+
+use super::actions::for_patient;
+use super::payment_events::{META_ACTION, META_CLINIC};
+use super::{with_retries, AppError, Deps};
+use crate::domain::{
+    Action, ActionEvent, ActionStatus, Actor, Checkout, DomainError, Invoice, LineItemText, Locale, Timestamp,
+};
+use crate::ports::{CheckoutLine, CheckoutRequest, Expect, PaymentsError, SessionStatus, Write};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutLink {
+    pub url: String,
+    pub expires_at: Timestamp,
+}
+
+/// A session this close to its end is not handed out again.
+const MIN_REMAINING: time::Duration = time::Duration::seconds(60);
+
+fn refuse_unpayable(action: &Action, now: Timestamp) -> Result<(), DomainError> {
+    match action.status() {
+        ActionStatus::Assigned | ActionStatus::CheckoutOpen if action.expires_at <= now => {
+            Err(DomainError::ActionExpired)
+        }
+        ActionStatus::Assigned | ActionStatus::CheckoutOpen => Ok(()),
+        ActionStatus::Processing => Err(DomainError::PaymentProcessing),
+        ActionStatus::Paid | ActionStatus::PartiallyRefunded | ActionStatus::Refunded => Err(DomainError::AlreadyPaid),
+        s @ (ActionStatus::Failed | ActionStatus::Cancelled | ActionStatus::Expired) => {
+            Err(DomainError::ActionClosed(s))
+        }
+    }
+}
+
+/// What a line item says at Stripe: generic unless the clinic opted in.
+fn line_name(invoice: &Invoice, policy: LineItemText, locale: Locale) -> String {
+    let description = invoice.description.trim();
+    if policy == LineItemText::InvoiceDescription && !description.is_empty() {
+        return description.to_owned();
+    }
+    match locale {
+        Locale::FrCa => format!("Services cliniques — facture {}", invoice.invoice_id),
+        Locale::EnCa => format!("Clinic services — invoice {}", invoice.invoice_id),
+    }
+}
+
+async fn request_for(
+    deps: &Deps,
+    action: &Action,
+    attempt: &Checkout,
+    token: &str,
+) -> Result<CheckoutRequest, AppError> {
+    let invoices = deps.store.list_invoices(&action.clinic_id, &action.patient_id).await?;
+    let mut lines = Vec::with_capacity(action.invoice_ids.len());
+    for id in &action.invoice_ids {
+        // The action holds its invoices in `pending`: their amounts are frozen.
+        let invoice = invoices
+            .iter()
+            .find(|i| &i.invoice_id == id && i.action_id() == Some(&action.action_id))
+            .ok_or_else(|| AppError::Inconsistent(format!("action {} lost invoice {id}", action.action_id)))?;
+        lines.push(CheckoutLine {
+            name: line_name(invoice, action.line_item_text, action.locale),
+            amount: invoice.amount,
+        });
+    }
+    if lines.iter().map(|l| l.amount).sum::<i64>() != action.amount {
+        return Err(AppError::Inconsistent(format!("action {} total does not match its invoices", action.action_id)));
+    }
+    let page = format!("{}/{}", deps.config.patient_link_base, token);
+    Ok(CheckoutRequest {
+        account: action.stripe_account_id.clone(),
+        idempotency_key: format!("visitpay-checkout-{}-{}", action.action_id, attempt.attempt),
+        currency: action.currency,
+        lines,
+        client_reference_id: action.action_id.to_string(),
+        metadata: vec![
+            (META_ACTION.to_owned(), action.action_id.to_string()),
+            (META_CLINIC.to_owned(), action.clinic_id.to_string()),
+        ],
+        locale: action.locale,
+        expires_at: attempt.expires_at,
+        success_url: format!("{page}?checkout=success"),
+        cancel_url: format!("{page}?checkout=cancelled"),
+    })
+}
+
+fn payments_error(e: PaymentsError) -> AppError {
+    match e {
+        PaymentsError::Unavailable(why) => AppError::PaymentsUnavailable(why),
+        other => AppError::PaymentsRejected(other.to_string()),
+    }
+}
+
+/// `POST /patient/actions/{token}/checkout`.
+#[instrument(skip_all)]
+pub async fn open(deps: &Deps, token: &str) -> Result<CheckoutLink, AppError> {
+    let payments = deps.payments.as_ref().ok_or(AppError::Misconfigured("payments"))?;
+    with_retries(|| async {
+        let action = for_patient(deps, token).await?;
+        let now = deps.clock.now();
+        refuse_unpayable(&action, now)?;
+
+        // A repeat click: the same open session.
+        if let Some(Checkout { session_id: Some(session_id), url: Some(url), expires_at, .. }) = &action.checkout {
+            if *expires_at - now > MIN_REMAINING {
+                return Ok(CheckoutLink { url: url.clone(), expires_at: *expires_at });
+            }
+            // Its time is up; Stripe may yet know an outcome we have not heard of.
+            let session = payments.retrieve_checkout(&action.stripe_account_id, session_id).await.map_err(payments_error)?;
+            match session.status {
+                SessionStatus::Complete => return Err(DomainError::PaymentProcessing.into()),
+                SessionStatus::Open if session.expires_at - now > MIN_REMAINING => {
+                    if let Some(url) = session.url {
+                        return Ok(CheckoutLink { url, expires_at: session.expires_at });
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        // Reserve an attempt (or join the one a concurrent click just reserved).
+        let action = match action.usable_reservation(now) {
+            Some(_) => action,
+            None => {
+                let reserved = action.reserve_checkout(now)?;
+                deps.store.commit(vec![Write::Action { action: reserved.clone(), expect: Expect::Version(action.version) }]).await?;
+                reserved
+            }
+        };
+        let attempt = action.checkout.clone().expect("reserved above");
+        let request = request_for(deps, &action, &attempt, token).await?;
+        let session = payments.create_checkout(&request).await.map_err(payments_error)?;
+        let url = session.url.clone().ok_or_else(|| AppError::PaymentsRejected("session without url".into()))?;
+        tracing::info!(action_id = %action.action_id, attempt = attempt.attempt, session_id = %session.id, "checkout session ready");
+
+        let event = ActionEvent::CheckoutOpened { session_id: session.id.clone(), url: url.clone(), expires_at: session.expires_at };
+        let opened = action.apply(&event, now, &Actor::Patient)?;
+        if opened.changed {
+            deps.store.commit(vec![Write::Action { action: opened.action, expect: Expect::Version(action.version) }]).await?;
+        }
+        Ok(CheckoutLink { url, expires_at: session.expires_at })
+    })
+    .await
+}

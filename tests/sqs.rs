@@ -1,0 +1,129 @@
+//! The SQS path against moto: webhook → SqsQueue → poll (as Lambda's event
+//! source mapping) → consumer; and a poison message ending in the DLQ.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use visitpay::adapters::sqs::{ensure_queue, poll, SqsQueue};
+use visitpay::app::payment_events::handle_sqs;
+use visitpay::app::{actions, webhook};
+use visitpay::domain::ActionStatus;
+use visitpay::ports::EventQueue;
+use visitpay_tests::*;
+
+async fn sqs_client() -> aws_sdk_sqs::Client {
+    let endpoint = std::env::var(visitpay::testkit::DYNAMODB_ENDPOINT_ENV)
+        .expect("VISITPAY_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts moto");
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await;
+    aws_sdk_sqs::Client::new(&sdk)
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000_000)
+}
+
+fn signed(body: &str, now: i64) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(visitpay::testkit::TEST_WEBHOOK_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{now}.{body}").as_bytes());
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={now},v1={hex}")
+}
+
+async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webhook_travels_through_sqs_to_the_consumer() {
+    let client = sqs_client().await;
+    let url = ensure_queue(&client, &unique("events"), 3, 1).await.unwrap();
+    let queue = SqsQueue::new(client, url);
+    let store = Arc::new(visitpay::testkit::dynamodb_store("sqs-flow").await);
+    let (mut deps, _) = visitpay::testkit::deps_with(store);
+    deps.clock = Arc::new(visitpay::testkit::FixedClock::at_unix(time::OffsetDateTime::now_utc().unix_timestamp()));
+    deps.queue = Some(Arc::new(queue.clone()));
+    let (action, _token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
+
+    let body = serde_json::json!({
+        "id": "evt_sqs_1", "object": "event", "type": "checkout.session.completed", "account": ACCOUNT,
+        "data": {"object": {"id": "cs_test_sqs", "object": "checkout.session", "payment_status": "paid",
+            "payment_intent": "pi_sqs", "metadata": {"visitpay_action_id": action.action_id.as_str(), "visitpay_clinic_id": "c1"}}}
+    })
+    .to_string();
+    let now = deps.clock.now().unix_timestamp();
+    let accepted = webhook::accept(&deps, body.as_bytes(), Some(&signed(&body, now))).await.unwrap();
+    assert!(matches!(accepted, webhook::Accepted::Queued { .. }));
+    // The same event delivered twice by Stripe: both queued, applied once.
+    webhook::accept(&deps, body.as_bytes(), Some(&signed(&body, now))).await.unwrap();
+
+    let consumer = deps.clone();
+    let q = queue.clone();
+    let worker = tokio::spawn(async move {
+        poll(&q, "arn:aws:sqs:us-east-1:123456789012:events", |e| handle_sqs(&consumer, e)).await
+    });
+    wait_for("the action to be paid", || async {
+        actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap().status() == ActionStatus::Paid
+    })
+    .await;
+    wait_for("the queue to drain", || async {
+        let attrs = queue
+            .client()
+            .get_queue_attributes()
+            .queue_url(queue.queue_url())
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        attrs.attributes().unwrap().values().all(|v| v == "0")
+    })
+    .await;
+    worker.abort();
+    let paid = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
+    assert_eq!(paid.history.iter().filter(|h| h.to == ActionStatus::Paid).count(), 1, "applied exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poison_message_ends_in_the_dead_letter_queue() {
+    let client = sqs_client().await;
+    let name = unique("poison");
+    let url = ensure_queue(&client, &name, 2, 1).await.unwrap();
+    let queue = SqsQueue::new(client.clone(), url);
+    let (deps, _) = visitpay::testkit::deps_with(Arc::new(visitpay::testkit::embedded_store()));
+    queue
+        .enqueue(&visitpay::ports::QueuedEvent {
+            event_id: "evt_poison".into(),
+            event_type: "checkout.session.completed".into(),
+            body: "{not json".into(),
+        })
+        .await
+        .unwrap();
+    let consumer = deps.clone();
+    let q = queue.clone();
+    let worker = tokio::spawn(async move {
+        poll(&q, "arn:aws:sqs:us-east-1:123456789012:poison", |e| handle_sqs(&consumer, e)).await
+    });
+    let dlq =
+        client.get_queue_url().queue_name(format!("{name}-dlq")).send().await.unwrap().queue_url().unwrap().to_owned();
+    wait_for("the poison message to reach the DLQ", || async {
+        let got = client.receive_message().queue_url(&dlq).wait_time_seconds(1).send().await.unwrap();
+        got.messages().iter().any(|m| m.body() == Some("{not json"))
+    })
+    .await;
+    worker.abort();
+}

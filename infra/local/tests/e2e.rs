@@ -362,3 +362,103 @@ fn the_token_command_validates_its_flags() {
     let t = mint("c1", "support");
     assert_eq!(t.split('.').count(), 3, "a bare JWT on stdout");
 }
+
+async fn wait_for_status(c: &Client, u: &str, staff: &str, action_id: &str, want: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, b) = call(c, "GET", format!("{u}/actions/{action_id}"), Some(staff), None).await;
+        if b["status"] == want {
+            return b;
+        }
+        assert!(std::time::Instant::now() < deadline, "action never became {want}: {b}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Assigns an action for freshly imported invoices; returns (action id, patient link).
+async fn assign_fresh(c: &Client, u: &str, staff: &str, prefix: &str) -> (String, String) {
+    let ids: Vec<String> = (0..2).map(|n| format!("{prefix}{n}")).collect();
+    for id in &ids {
+        let body = json!({"amount": 1250, "currency": "cad", "description": "Consultation", "service_date": "2026-11-26"});
+        let (s, _) = call(c, "PUT", format!("{u}/patients/demo-patient/invoices/{id}"), Some(staff), Some(body)).await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    call(c, "POST", format!("{u}/patients/demo-patient/invoices/select"), Some(staff), Some(json!({"invoice_ids": ids})))
+        .await;
+    let (s, a) = call(
+        c,
+        "POST",
+        format!("{u}/visits/demo-visit/actions"),
+        Some(staff),
+        Some(json!({"patient_id": "demo-patient", "invoice_ids": ids})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    (a["action_id"].as_str().unwrap().to_owned(), a["patient_url"].as_str().unwrap().to_owned())
+}
+
+fn invoice_statuses(list: &Value, prefix: &str) -> Vec<String> {
+    list["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["invoice_id"].as_str().unwrap().starts_with(prefix))
+        .map(|i| i["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_patient_pays_through_the_local_run() {
+    let local = start();
+    let c = Client::new();
+    let u = local.base.clone();
+    let staff = local.staff.clone();
+
+    let mut links = Vec::new();
+    for (prefix, outcome, final_status, invoice_status) in [
+        ("pay", "succeeded", "paid", "paid"),
+        ("late", "delayed_succeeded", "paid", "paid"),
+        ("fail", "delayed_failed", "failed", "selected"),
+    ] {
+        let (action_id, link) = assign_fresh(&c, &u, &staff, prefix).await;
+        let (s, page) = call(&c, "GET", link.clone(), None, None).await;
+        assert_eq!((s, page["status"].as_str()), (StatusCode::OK, Some("assigned")));
+
+        // Clicking pay twice, at once: one session.
+        let (a, b) = tokio::join!(
+            call(&c, "POST", format!("{link}/checkout"), None, None),
+            call(&c, "POST", format!("{link}/checkout"), None, None)
+        );
+        assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK), "{} {}", a.1, b.1);
+        assert_eq!(a.1["checkout_url"], b.1["checkout_url"]);
+        let checkout_url = a.1["checkout_url"].as_str().unwrap().to_owned();
+        assert!(checkout_url.starts_with(&format!("{u}/stripe/checkout/cs_")), "{checkout_url}");
+        let session_id = checkout_url.rsplit('/').next().unwrap().to_owned();
+
+        // The hosted page shows the amount; the control call pays, and the
+        // emulator sends signed webhooks to this very server.
+        let html = c.get(&checkout_url).send().await.unwrap().text().await.unwrap();
+        assert!(html.contains("25,00") || html.contains("25.00"), "the page shows the total");
+        let res = c
+            .post(format!("{u}/stripe/test/checkout_sessions/{session_id}/pay"))
+            .json(&json!({"outcome": outcome, "send_webhooks": true}))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+
+        let action = wait_for_status(&c, &u, &staff, &action_id, final_status).await;
+        assert_eq!(action["checkout_session_id"], session_id.as_str());
+        let (_, list) = call(&c, "GET", format!("{u}/patients/demo-patient/invoices"), Some(&staff), None).await;
+        assert_eq!(invoice_statuses(&list, prefix), vec![invoice_status, invoice_status], "{outcome}");
+        let (_, page) = call(&c, "GET", link.clone(), None, None).await;
+        assert_eq!(page["status"], final_status);
+        links.push(link);
+    }
+    let logs = local.logs.lock().unwrap().clone();
+    assert!(logs.contains("\"event_type\":\"checkout.session.completed\""), "the consumer logs events");
+    for link in &links {
+        let token = link.rsplit('/').next().unwrap();
+        assert!(!logs.contains(token), "a patient token leaked into the logs");
+    }
+}

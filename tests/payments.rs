@@ -214,7 +214,7 @@ async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) 
                 }
                 for body in deliveries {
                     let outcome = apply_stripe_event(&deps, body).await.unwrap();
-                    assert_ne!(outcome, Outcome::Ignored("not a visitpay checkout session"));
+                    assert!(!matches!(outcome, Outcome::Ignored(_)), "{outcome:?}");
                 }
                 let end = actions::get(&deps, &clinic(clinic_id), &action.action_id).await.unwrap();
                 finals.push((

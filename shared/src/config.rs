@@ -109,3 +109,22 @@ pub async fn lambda_deps(needs: Needs) -> Result<Deps, ConfigError> {
         config: AppConfig { patient_link_base, webhook_secrets },
     })
 }
+
+/// Reconcile's settings: `VISITPAY_RECONCILE_MIN_AGE_SECS` (default 300) and
+/// `VISITPAY_RECONCILE_BATCH` (default 200).
+pub fn reconcile_config() -> Result<crate::app::reconcile::ReconcileConfig, ConfigError> {
+    let number = |name: &'static str, default: i64| -> Result<i64, ConfigError> {
+        match std::env::var(name) {
+            Ok(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or(ConfigError::Invalid(format!("{name} must be a whole number"))),
+            Err(_) => Ok(default),
+        }
+    };
+    Ok(crate::app::reconcile::ReconcileConfig {
+        min_age: time::Duration::seconds(number("VISITPAY_RECONCILE_MIN_AGE_SECS", 300)?),
+        batch: number("VISITPAY_RECONCILE_BATCH", 200)?.max(1) as usize,
+    })
+}

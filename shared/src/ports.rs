@@ -42,6 +42,15 @@ pub struct IdempotencyRecord {
     pub expires_at: Timestamp,
 }
 
+/// Maps a Stripe PaymentIntent to the action it paid (or tried to), so
+/// `charge.refunded` and disputes, which carry no metadata of ours, find it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRef {
+    pub payment_intent: String,
+    pub clinic_id: ClinicId,
+    pub action_id: ActionId,
+}
+
 /// One write of an all-or-nothing commit.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
@@ -57,6 +66,8 @@ pub enum Write {
     Link(PatientLink),
     /// Always created, never replaced: a second writer of the same key loses.
     Idempotency(IdempotencyRecord),
+    /// Written whenever a payment is recorded; rewriting the same is harmless.
+    PaymentRef(PaymentRef),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +104,17 @@ pub trait Store: Send + Sync {
     async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, StoreError>;
     async fn find_link(&self, token_hash: &str) -> Result<Option<PatientLink>, StoreError>;
     async fn get_idempotency(&self, clinic: &ClinicId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+    async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError>;
+    /// Live actions waiting on Stripe (`checkout_open`, `processing`) that
+    /// nothing has touched since `untouched_since`: an index query, never a scan.
+    async fn actions_awaiting_stripe(
+        &self,
+        untouched_since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError>;
+    /// Actions still open to payment (`assigned`, `checkout_open`) whose
+    /// lifetime ended before `now`: an index query, never a scan.
+    async fn actions_past_lifetime(&self, now: Timestamp, limit: usize) -> Result<Vec<Action>, StoreError>;
     /// Applies every write or none; `Conflict` when any expectation fails.
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
 }
@@ -217,6 +239,9 @@ pub struct CheckoutSession {
     pub payment_status: SessionPaymentStatus,
     pub expires_at: Timestamp,
     pub payment_intent: Option<String>,
+    /// The PaymentIntent's status when Stripe returned it expanded
+    /// (`requires_payment_method` after a failed delayed payment).
+    pub payment_intent_status: Option<String>,
     pub metadata: Vec<(String, String)>,
 }
 

@@ -31,11 +31,63 @@ pub struct Gateway {
     pub jwt_secret: Arc<str>,
 }
 
-/// The gateway for every function, with the Stripe emulator under `/stripe`
-/// when there is one.
-pub fn router(gateway: Gateway, emulator: Option<&stripe_emulator::Emulator>) -> Router {
-    let router = Router::new().fallback(serve_request).with_state(gateway);
-    match emulator {
+/// The laptop's clock: the system clock plus an offset that only moves
+/// forward, so a person (or a test) can reach an action's end of life
+/// without waiting hours. Exists only in the local runner.
+#[derive(Default)]
+pub struct LocalClock {
+    offset_secs: std::sync::atomic::AtomicI64,
+}
+
+impl LocalClock {
+    pub fn advance(&self, seconds: i64) {
+        self.offset_secs.fetch_add(seconds.max(0), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl visitpay::ports::Clock for LocalClock {
+    fn now(&self) -> visitpay::domain::Timestamp {
+        let offset = self.offset_secs.load(std::sync::atomic::Ordering::SeqCst);
+        visitpay::ports::SystemClock.now() + time::Duration::seconds(offset)
+    }
+}
+
+/// Local-only controls, outside the API (`/_local/...`).
+#[derive(Clone)]
+pub struct Controls {
+    pub clock: Arc<LocalClock>,
+    pub emulator: Option<stripe_emulator::Emulator>,
+}
+
+/// `POST /_local/clock/advance {"seconds": n}`: moves this server's clock and
+/// the emulator's forward together.
+async fn advance_clock(State(controls): State<Controls>, body: axum::body::Bytes) -> AxumResponse {
+    let seconds = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v["seconds"].as_i64()).filter(|s| *s >= 0);
+    let Some(seconds) = seconds else {
+        return to_axum(
+            ApiError::bad_request("invalid_body", "expected {\"seconds\": <non-negative integer>}").into_response(),
+        );
+    };
+    controls.clock.advance(seconds);
+    if let Some(emulator) = &controls.emulator {
+        emulator.advance_clock(seconds);
+    }
+    let now = visitpay::ports::Clock::now(controls.clock.as_ref());
+    let text =
+        json!({ "now": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default() }).to_string();
+    AxumResponse::builder()
+        .header("content-type", "application/json")
+        .body(AxumBody::from(text))
+        .expect("valid response")
+}
+
+/// The gateway for every function, the Stripe emulator under `/stripe` when
+/// there is one, and the local controls.
+pub fn router(gateway: Gateway, controls: Controls) -> Router {
+    let local =
+        Router::new().route("/_local/clock/advance", axum::routing::post(advance_clock)).with_state(controls.clone());
+    let router = Router::new().fallback(serve_request).with_state(gateway).merge(local);
+    match &controls.emulator {
         Some(emulator) => router.nest("/stripe", emulator.router()),
         None => router,
     }
@@ -182,12 +234,8 @@ fn to_axum(response: lambda_http::Response<lambda_http::Body>) -> AxumResponse {
 }
 
 /// Serves on `listener` until ctrl-c.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    gateway: Gateway,
-    emulator: Option<stripe_emulator::Emulator>,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(gateway, emulator.as_ref()))
+pub async fn serve(listener: tokio::net::TcpListener, gateway: Gateway, controls: Controls) -> std::io::Result<()> {
+    axum::serve(listener, router(gateway, controls))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -15,13 +15,21 @@ use visitpay::adapters::sqs::SqsQueue;
 use visitpay::adapters::stripe::StripePayments;
 use visitpay::adapters::tables;
 use visitpay::app::payment_events::handle_sqs;
+use visitpay::app::reconcile;
 use visitpay::app::{AppConfig, Deps, Role};
 use visitpay::dev_jwt::DEFAULT_DEV_SECRET;
-use visitpay::ports::{EventQueue, RandomIds, Store, SystemClock};
+use visitpay::ports::{EventQueue, RandomIds, Store};
 use visitpay_local::seed::{self, DEMO_CLINIC, DEMO_INVOICES, DEMO_PATIENT, DEMO_VISIT};
-use visitpay_local::{serve, token, Gateway};
+use visitpay_local::{serve, token, Controls, Gateway, LocalClock};
 
 const USAGE: &str = "usage: visitpay-local [token --clinic <id> --role staff|support [--sub <id>]]";
+
+fn env_secs(name: &str, default: u64) -> Result<u64, String> {
+    match std::env::var(name) {
+        Ok(v) => v.parse().map_err(|_| format!("{name} must be a whole number of seconds")),
+        Err(_) => Ok(default),
+    }
+}
 
 fn jwt_secret() -> String {
     std::env::var("VISITPAY_DEV_JWT_SECRET").unwrap_or_else(|_| DEFAULT_DEV_SECRET.to_owned())
@@ -147,9 +155,10 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
+    let clock = Arc::new(LocalClock::default());
     let deps = Deps {
         store,
-        clock: Arc::new(SystemClock),
+        clock: clock.clone(),
         ids: Arc::new(RandomIds),
         payments: Some(Arc::new(payments)),
         queue: Some(queue),
@@ -177,8 +186,24 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
+    // Reconcile, as the schedule would run it.
+    let reconcile_every = Duration::from_secs(env_secs("VISITPAY_RECONCILE_INTERVAL_SECS", 60)?.max(1));
+    let reconcile_config = visitpay::config::reconcile_config()?;
+    let reconciler = deps.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(reconcile_every);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            if let Err(e) = reconcile::run(&reconciler, reconcile_config).await {
+                tracing::error!(error = %e, "reconcile failed");
+            }
+        }
+    });
+
     let secret = jwt_secret();
     let gateway = Gateway { deps, jwt_secret: secret.clone().into() };
+    let controls = Controls { clock, emulator };
     {
         let invoices: Vec<&str> = DEMO_INVOICES.iter().map(|(id, _, _)| *id).collect();
         println!("visitpay-local listening on http://{bound}");
@@ -191,6 +216,6 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
         println!("demo visit: {DEMO_VISIT}");
         println!("ready");
     }
-    serve(listener, gateway, emulator).await?;
+    serve(listener, gateway, controls).await?;
     Ok(())
 }

@@ -379,12 +379,19 @@ async fn wait_for_status(c: &Client, u: &str, staff: &str, action_id: &str, want
 async fn assign_fresh(c: &Client, u: &str, staff: &str, prefix: &str) -> (String, String) {
     let ids: Vec<String> = (0..2).map(|n| format!("{prefix}{n}")).collect();
     for id in &ids {
-        let body = json!({"amount": 1250, "currency": "cad", "description": "Consultation", "service_date": "2026-11-26"});
+        let body =
+            json!({"amount": 1250, "currency": "cad", "description": "Consultation", "service_date": "2026-11-26"});
         let (s, _) = call(c, "PUT", format!("{u}/patients/demo-patient/invoices/{id}"), Some(staff), Some(body)).await;
         assert_eq!(s, StatusCode::CREATED);
     }
-    call(c, "POST", format!("{u}/patients/demo-patient/invoices/select"), Some(staff), Some(json!({"invoice_ids": ids})))
-        .await;
+    call(
+        c,
+        "POST",
+        format!("{u}/patients/demo-patient/invoices/select"),
+        Some(staff),
+        Some(json!({"invoice_ids": ids})),
+    )
+    .await;
     let (s, a) = call(
         c,
         "POST",

@@ -94,6 +94,16 @@ impl Emulator {
         self.inner.webhooks.set_url(url);
     }
 
+    /// Moves the emulated clock forward (what `POST /test/clock/advance` does);
+    /// sessions that expire meanwhile do so at once. Returns the new time.
+    pub fn advance_clock(&self, seconds: i64) -> i64 {
+        self.with_state(|state| {
+            let now = state.advance_clock(seconds.max(0));
+            state.expire_due();
+            now
+        })
+    }
+
     /// Every API request received, oldest first:
     /// `{"method","path","account","idempotency_key","params"}`.
     pub fn requests(&self) -> Vec<Value> {

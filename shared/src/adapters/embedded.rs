@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::domain::{Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentSettings, VisitId};
-use crate::ports::{Expect, IdempotencyRecord, PatientLink, Store, StoreError, Write};
+use crate::domain::{ActionStatus, Timestamp};
+use crate::ports::{Expect, IdempotencyRecord, PatientLink, PaymentRef, Store, StoreError, Write};
 
 type InvoiceKey = (ClinicId, PatientId, InvoiceId);
 type ActionKey = (ClinicId, ActionId);
@@ -20,6 +21,7 @@ struct Tables {
     actions: HashMap<ActionKey, Action>,
     links: HashMap<String, PatientLink>,
     idempotency: HashMap<(ClinicId, String), IdempotencyRecord>,
+    payments: HashMap<String, PaymentRef>,
 }
 
 #[derive(Default)]
@@ -97,6 +99,43 @@ impl Store for EmbeddedStore {
         Ok(self.lock().idempotency.get(&(clinic.clone(), key.to_owned())).cloned())
     }
 
+    async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError> {
+        Ok(self.lock().payments.get(payment_intent).cloned())
+    }
+
+    // In memory, a filter is the index: the same answers as DynamoDB's GSIs.
+    async fn actions_awaiting_stripe(
+        &self,
+        untouched_since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError> {
+        let t = self.lock();
+        let mut due: Vec<Action> = t
+            .actions
+            .values()
+            .filter(|a| matches!(a.status(), ActionStatus::CheckoutOpen | ActionStatus::Processing))
+            .filter(|a| a.last_touched() < untouched_since)
+            .cloned()
+            .collect();
+        due.sort_by_key(|a| a.last_touched());
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn actions_past_lifetime(&self, now: Timestamp, limit: usize) -> Result<Vec<Action>, StoreError> {
+        let t = self.lock();
+        let mut due: Vec<Action> = t
+            .actions
+            .values()
+            .filter(|a| matches!(a.status(), ActionStatus::Assigned | ActionStatus::CheckoutOpen))
+            .filter(|a| a.expires_at < now)
+            .cloned()
+            .collect();
+        due.sort_by_key(|a| a.expires_at);
+        due.truncate(limit);
+        Ok(due)
+    }
+
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         let mut t = self.lock();
         // Validate every condition first, then apply: all or nothing.
@@ -113,6 +152,7 @@ impl Store for EmbeddedStore {
                 Write::Idempotency(r) => {
                     check(Expect::Absent, t.idempotency.get(&(r.clinic_id.clone(), r.key.clone())).map(|_| 0))?
                 }
+                Write::PaymentRef(_) => {}
             }
         }
         for w in writes {
@@ -128,6 +168,9 @@ impl Store for EmbeddedStore {
                 }
                 Write::Idempotency(r) => {
                     t.idempotency.insert((r.clinic_id.clone(), r.key.clone()), r);
+                }
+                Write::PaymentRef(p) => {
+                    t.payments.insert(p.payment_intent.clone(), p);
                 }
             }
         }

@@ -120,6 +120,11 @@ fn session_of(s: stripe_shared::CheckoutSession) -> CheckoutSession {
         status,
         payment_status,
         expires_at: time::OffsetDateTime::from_unix_timestamp(s.expires_at).unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+        payment_intent_status: s
+            .payment_intent
+            .as_ref()
+            .and_then(|p| p.as_object())
+            .map(|pi| pi.status.as_str().to_owned()),
         payment_intent: s.payment_intent.map(|p| p.id().as_str().to_owned()),
         metadata: s.metadata.unwrap_or_default().into_iter().collect(),
     }
@@ -180,7 +185,8 @@ impl Payments for StripePayments {
         account_id: &StripeAccountId,
         session_id: &str,
     ) -> Result<CheckoutSession, PaymentsError> {
-        let retrieve = RetrieveCheckoutSession::new(session_id);
+        // Expanded, so a failed delayed payment shows in the intent's status.
+        let retrieve = RetrieveCheckoutSession::new(session_id).expand(vec!["payment_intent".to_owned()]);
         let session = with_retries(|| retrieve.customize().account_id(account(account_id)).send(&self.client)).await?;
         Ok(session_of(session))
     }

@@ -6,14 +6,17 @@ use time::Duration;
 use tracing::instrument;
 
 use super::invoices::pick;
+use super::payment_events::{META_ACTION, META_CLINIC};
 use super::views::ActionView;
 use super::{check_invoice_ids, with_retries, AppError, Caller, Deps, NotFound};
 use crate::domain::action::NewAction;
 use crate::domain::{
     Action, ActionEvent, ActionId, Actor, ClinicId, DomainError, Invoice, InvoiceEffect, InvoiceId, Locale, Money,
-    PatientId, Timestamp, VisitId,
+    PatientId, RefundRecord, Timestamp, VisitId,
 };
-use crate::ports::{hash_token, Expect, IdempotencyRecord, PatientLink, Write};
+use crate::ports::{
+    hash_token, Expect, IdempotencyRecord, PatientLink, PaymentRef, PaymentsError, RefundRequest, SessionStatus, Write,
+};
 
 /// How long a repeat of the same `Idempotency-Key` returns the first answer.
 const IDEMPOTENCY_WINDOW: Duration = Duration::hours(24);
@@ -174,6 +177,14 @@ pub(crate) async fn apply_event(
         }
         let mut writes =
             vec![Write::Action { action: transition.action.clone(), expect: Expect::Version(current.version) }];
+        // Every payment taken is findable by its PaymentIntent (refunds, disputes).
+        if let ActionEvent::PaymentSucceeded { payment_intent: Some(pi), .. } = event {
+            writes.push(Write::PaymentRef(PaymentRef {
+                payment_intent: pi.clone(),
+                clinic_id: clinic.clone(),
+                action_id: action_id.clone(),
+            }));
+        }
         if transition.invoices != InvoiceEffect::Unchanged {
             let invoices = deps.store.list_invoices(clinic, &current.patient_id).await?;
             writes.extend(invoice_writes(&current, transition.invoices, &invoices, now));
@@ -184,12 +195,99 @@ pub(crate) async fn apply_event(
     .await
 }
 
-/// Staff cancel: the action ends and its invoices go back to `selected`.
+/// Staff cancel: the open Checkout Session is expired at Stripe first (so
+/// it can no longer be paid), then the action ends and its invoices go back
+/// to `selected`. If Stripe says the session was just completed, the cancel is
+/// refused: the payment is on its way and will be applied.
 #[instrument(skip_all, fields(clinic_id = %clinic, action_id = %action_id))]
 pub async fn cancel(deps: &Deps, by: &Caller, clinic: &ClinicId, action_id: &ActionId) -> Result<Action, AppError> {
+    let current = get(deps, clinic, action_id).await?;
+    // Refuse early what the state machine would refuse, before calling Stripe.
+    current.apply(&ActionEvent::Cancel, deps.clock.now(), &Actor::Staff(by.sub.clone()))?;
+    if let Some(session_id) = current.checkout_session_id() {
+        expire_session(deps, &current, session_id).await?;
+    }
     let action = apply_event(deps, clinic, action_id, &ActionEvent::Cancel, &Actor::Staff(by.sub.clone())).await?;
     tracing::info!("action cancelled");
     Ok(action)
+}
+
+/// Expires a Checkout Session at Stripe. Already expired is fine; completed
+/// means a payment is landing, which must not be cancelled away.
+pub(crate) async fn expire_session(deps: &Deps, action: &Action, session_id: &str) -> Result<(), AppError> {
+    let payments = deps.payments.as_ref().ok_or(AppError::Misconfigured("payments"))?;
+    match payments.expire_checkout(&action.stripe_account_id, session_id).await {
+        Ok(_) | Err(PaymentsError::NotFound) => Ok(()),
+        Err(PaymentsError::Unavailable(why)) => Err(AppError::PaymentsUnavailable(why)),
+        Err(PaymentsError::Rejected { .. }) => {
+            let session = payments
+                .retrieve_checkout(&action.stripe_account_id, session_id)
+                .await
+                .map_err(|e| AppError::PaymentsUnavailable(e.to_string()))?;
+            match session.status {
+                SessionStatus::Expired => Ok(()),
+                SessionStatus::Complete => Err(DomainError::PaymentProcessing.into()),
+                SessionStatus::Open => {
+                    Err(AppError::PaymentsRejected(format!("session {session_id} would not expire")))
+                }
+            }
+        }
+    }
+}
+
+/// Staff refund of the action's payment: all that remains, or `amount`.
+/// Never more than was paid: checked here, before anything is sent to Stripe.
+#[instrument(skip_all, fields(clinic_id = %clinic, action_id = %action_id))]
+pub async fn refund(
+    deps: &Deps,
+    by: &Caller,
+    clinic: &ClinicId,
+    action_id: &ActionId,
+    amount: Option<i64>,
+) -> Result<Action, AppError> {
+    let payments = deps.payments.as_ref().ok_or(AppError::Misconfigured("payments"))?;
+    let action = get(deps, clinic, action_id).await?;
+    let remaining = action.refundable();
+    if remaining == 0 {
+        return Err(DomainError::NotRefundable(action.status()).into());
+    }
+    let amount = amount.unwrap_or(remaining);
+    if amount <= 0 || amount > crate::domain::MAX_AMOUNT {
+        return Err(DomainError::InvalidAmount.into());
+    }
+    if amount > remaining {
+        return Err(DomainError::RefundExceedsRemaining(remaining).into());
+    }
+    let payment_intent = action
+        .payment_intent_id
+        .clone()
+        .ok_or_else(|| AppError::Inconsistent(format!("paid action {action_id} without a payment intent")))?;
+    // The n-th refund of this action: a retry of the same request reuses the
+    // key (Stripe answers with the same refund); a different amount is refused.
+    let request = RefundRequest {
+        account: action.stripe_account_id.clone(),
+        idempotency_key: format!("visitpay-refund-{action_id}-{}", action.refunds.len() + 1),
+        payment_intent: payment_intent.clone(),
+        amount: Some(amount),
+        metadata: vec![(META_ACTION.to_owned(), action_id.to_string()), (META_CLINIC.to_owned(), clinic.to_string())],
+    };
+    let refund = payments.refund(&request).await.map_err(|e| match e {
+        PaymentsError::Unavailable(why) => AppError::PaymentsUnavailable(why),
+        PaymentsError::Rejected { code: Some(code), .. }
+            if code == "amount_too_large" || code == "charge_already_refunded" =>
+        {
+            DomainError::RefundExceedsRemaining(remaining).into()
+        }
+        PaymentsError::Rejected { code: Some(code), .. } if code == "idempotency_error" => AppError::Contended,
+        other => AppError::PaymentsRejected(other.to_string()),
+    })?;
+    tracing::info!(refund_id = %refund.id, amount = refund.amount, "refund created");
+    let event = ActionEvent::Refunded {
+        payment_intent,
+        refunds: vec![RefundRecord { refund_id: refund.id, amount: refund.amount }],
+        total_refunded: None,
+    };
+    apply_event(deps, clinic, action_id, &event, &Actor::Staff(by.sub.clone())).await
 }
 
 /// The patient's view, reached by the link token alone.

@@ -101,7 +101,10 @@ fn payments_error(e: PaymentsError) -> AppError {
 #[instrument(skip_all)]
 pub async fn open(deps: &Deps, token: &str) -> Result<CheckoutLink, AppError> {
     let payments = deps.payments.as_ref().ok_or(AppError::Misconfigured("payments"))?;
-    with_retries(|| async {
+    // A session created for an action that ended before we could record it
+    // (staff cancelled meanwhile) must not stay payable.
+    let created: std::sync::Mutex<Option<(crate::domain::StripeAccountId, String)>> = Default::default();
+    let result = with_retries(|| async {
         let action = for_patient(deps, token).await?;
         let now = deps.clock.now();
         refuse_unpayable(&action, now)?;
@@ -136,6 +139,7 @@ pub async fn open(deps: &Deps, token: &str) -> Result<CheckoutLink, AppError> {
         let attempt = action.checkout.clone().expect("reserved above");
         let request = request_for(deps, &action, &attempt, token).await?;
         let session = payments.create_checkout(&request).await.map_err(payments_error)?;
+        *created.lock().unwrap_or_else(|p| p.into_inner()) = Some((action.stripe_account_id.clone(), session.id.clone()));
         let url = session.url.clone().ok_or_else(|| AppError::PaymentsRejected("session without url".into()))?;
         tracing::info!(action_id = %action.action_id, attempt = attempt.attempt, session_id = %session.id, "checkout session ready");
 
@@ -146,5 +150,16 @@ pub async fn open(deps: &Deps, token: &str) -> Result<CheckoutLink, AppError> {
         }
         Ok(CheckoutLink { url, expires_at: session.expires_at })
     })
-    .await
+    .await;
+    if let (Err(AppError::Domain(_)), Some((account, session_id))) =
+        (&result, created.into_inner().unwrap_or_else(|p| p.into_inner()))
+    {
+        match payments.expire_checkout(&account, &session_id).await {
+            Ok(_) => tracing::info!(session_id = %session_id, "expired a session its action could no longer take"),
+            Err(e) => {
+                tracing::warn!(session_id = %session_id, error = %e, "could not expire an orphan session; reconcile flags any payment")
+            }
+        }
+    }
+    result
 }

@@ -4,6 +4,7 @@ pub mod actions;
 pub mod checkout;
 pub mod invoices;
 pub mod payment_events;
+pub mod reconcile;
 pub mod settings;
 pub mod views;
 pub mod webhook;

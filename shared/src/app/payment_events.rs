@@ -9,12 +9,21 @@ use tracing::Instrument;
 
 use super::actions::apply_event;
 use super::{AppError, Deps, NotFound};
-use crate::domain::{ActionEvent, ActionId, Actor, ClinicId};
+use crate::domain::{ActionEvent, ActionId, Actor, ClinicId, RefundRecord};
 use crate::ports::StoreError;
 
 /// Metadata keys visitpay puts on every Checkout Session and PaymentIntent.
 pub const META_ACTION: &str = "visitpay_action_id";
 pub const META_CLINIC: &str = "visitpay_clinic_id";
+
+/// Events reconcile feeds to the queue carry ids with this prefix: their
+/// transitions are recorded as caused by reconcile, not by a Stripe event.
+pub const RECONCILE_EVENT_PREFIX: &str = "reconcile:";
+
+/// An event of our own (reconcile): the action's lifetime is over.
+pub const ACTION_EXPIRED_EVENT: &str = "visitpay.action.expired";
+
+const IGNORED: &str = "not about a visitpay action";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -98,21 +107,81 @@ fn classify(e: AppError) -> ConsumeError {
     }
 }
 
-/// Applies one Stripe event (the JSON Stripe sent).
+/// Finds which action an event is about and what it means for it.
+async fn route(deps: &Deps, event: &StripeEvent) -> Result<Option<(ClinicId, ActionId, ActionEvent)>, ConsumeError> {
+    let object = &event.data.object;
+    let ids = |clinic: &str, action: &str| -> Result<(ClinicId, ActionId), ConsumeError> {
+        Ok((
+            ClinicId::parse(clinic).map_err(|e| ConsumeError::Permanent(e.to_string()))?,
+            ActionId::parse(action).map_err(|e| ConsumeError::Permanent(e.to_string()))?,
+        ))
+    };
+    // Charges and disputes carry no metadata of ours: find the payment.
+    let by_payment = |pi: Option<&str>| {
+        let pi = pi.map(str::to_owned);
+        async move {
+            let Some(pi) = pi else { return Ok(None) };
+            let found = deps.store.find_payment(&pi).await.map_err(|e| classify(e.into()))?;
+            Ok::<_, ConsumeError>(found.map(|p| (p.clinic_id, p.action_id, pi)))
+        }
+    };
+    match event.event_type.as_str() {
+        t if t.starts_with("checkout.session.") => {
+            let Some(action_event) = session_event(t, object)? else { return Ok(None) };
+            let (Some(clinic), Some(action)) = (metadata(object, META_CLINIC), metadata(object, META_ACTION)) else {
+                return Ok(None);
+            };
+            let (clinic, action) = ids(clinic, action)?;
+            Ok(Some((clinic, action, action_event)))
+        }
+        "charge.refunded" => {
+            let Some((clinic, action, pi)) = by_payment(object.get("payment_intent").and_then(Value::as_str)).await?
+            else {
+                return Ok(None);
+            };
+            let refunds = object
+                .pointer("/refunds/data")
+                .and_then(Value::as_array)
+                .map(|list| {
+                    list.iter()
+                        .filter(|r| !matches!(r.get("status").and_then(Value::as_str), Some("failed" | "canceled")))
+                        .filter_map(|r| {
+                            Some(RefundRecord {
+                                refund_id: r.get("id")?.as_str()?.to_owned(),
+                                amount: r.get("amount")?.as_i64()?,
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let total_refunded = object.get("amount_refunded").and_then(Value::as_i64);
+            Ok(Some((clinic, action, ActionEvent::Refunded { payment_intent: pi, refunds, total_refunded })))
+        }
+        "charge.dispute.created" => {
+            let Some((clinic, action, _)) = by_payment(object.get("payment_intent").and_then(Value::as_str)).await?
+            else {
+                return Ok(None);
+            };
+            Ok(Some((clinic, action, ActionEvent::Disputed)))
+        }
+        ACTION_EXPIRED_EVENT if event.id.starts_with(RECONCILE_EVENT_PREFIX) => {
+            let field = |k: &str| object.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            let (clinic, action) = ids(&field("clinic_id"), &field("action_id"))?;
+            Ok(Some((clinic, action, ActionEvent::Expire)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Applies one event: Stripe's (the JSON Stripe sent) or reconcile's.
 pub async fn apply_stripe_event(deps: &Deps, body: &str) -> Result<Outcome, ConsumeError> {
     let event: StripeEvent =
         serde_json::from_str(body).map_err(|e| ConsumeError::Permanent(format!("not a Stripe event: {e}")))?;
     let span = tracing::info_span!("event", event_id = %event.id, event_type = %event.event_type);
     async move {
-        let object = &event.data.object;
-        let Some(action_event) = session_event(&event.event_type, object)? else {
-            return Ok(Outcome::Ignored("event type not handled"));
+        let Some((clinic, action_id, action_event)) = route(deps, &event).await? else {
+            return Ok(Outcome::Ignored(IGNORED));
         };
-        let (Some(clinic), Some(action)) = (metadata(object, META_CLINIC), metadata(object, META_ACTION)) else {
-            return Ok(Outcome::Ignored("not a visitpay checkout session"));
-        };
-        let clinic = ClinicId::parse(clinic).map_err(|e| ConsumeError::Permanent(e.to_string()))?;
-        let action_id = ActionId::parse(action).map_err(|e| ConsumeError::Permanent(e.to_string()))?;
         let current = super::actions::get(deps, &clinic, &action_id).await.map_err(|e| match e {
             AppError::NotFound(NotFound::Action) => ConsumeError::Permanent(format!("unknown action {action_id}")),
             other => classify(other),
@@ -124,8 +193,12 @@ pub async fn apply_stripe_event(deps: &Deps, body: &str) -> Result<Outcome, Cons
                 return Err(ConsumeError::Permanent(format!("event account does not match action {action_id}")));
             }
         }
+        let actor = if event.id.starts_with(RECONCILE_EVENT_PREFIX) {
+            Actor::Reconcile
+        } else {
+            Actor::Stripe { event_id: event.id.clone() }
+        };
         let before = current.version;
-        let actor = Actor::Stripe { event_id: event.id.clone() };
         let after = apply_event(deps, &clinic, &action_id, &action_event, &actor).await.map_err(classify)?;
         if after.version == before {
             tracing::info!(action_id = %action_id, status = %after.status(), "event changed nothing (duplicate or late)");

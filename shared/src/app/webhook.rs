@@ -17,6 +17,8 @@ pub const HANDLED_TYPES: &[&str] = &[
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
     "checkout.session.expired",
+    "charge.refunded",
+    "charge.dispute.created",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -117,9 +117,12 @@ pub enum ActionEvent {
     },
     Cancel,
     Expire,
-    /// Stripe's cumulative refunded amount for the payment.
+    /// Refunds of a payment: the ones we know of by id (ours or made in
+    /// Stripe's dashboard) and, from `charge.refunded`, Stripe's cumulative total.
     Refunded {
-        total_refunded: i64,
+        payment_intent: String,
+        refunds: Vec<RefundRecord>,
+        total_refunded: Option<i64>,
     },
     Disputed,
 }
@@ -171,11 +174,16 @@ pub struct Action {
     #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub paid_at: Option<Timestamp>,
     pub refunded_amount: i64,
+    #[serde(default)]
+    pub refunds: Vec<RefundRecord>,
     pub disputed: bool,
     /// Payments Stripe took that this action could no longer take: they are
     /// kept here, visibly, until refunded.
     #[serde(default)]
     pub late_payments: Vec<LatePayment>,
+    /// When reconcile last asked Stripe about this action and learnt nothing new.
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<Timestamp>,
     /// SHA-256 of the patient link token; the token itself is never stored.
     pub token_hash: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -206,6 +214,16 @@ pub struct LatePayment {
     pub session_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_intent: Option<String>,
+    /// Set once Stripe reports this payment refunded.
+    #[serde(default)]
+    pub refunded: bool,
+}
+
+/// One refund of the action's payment, by Stripe's id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRecord {
+    pub refund_id: String,
+    pub amount: i64,
 }
 
 /// A reserved attempt is reused only this long: long enough for concurrent
@@ -252,8 +270,10 @@ impl Action {
             payment_intent_id: None,
             paid_at: None,
             refunded_amount: 0,
+            refunds: Vec::new(),
             disputed: false,
             late_payments: Vec::new(),
+            checked_at: None,
             token_hash: new.token_hash,
             created_at: at,
             expires_at: new.expires_at,
@@ -338,8 +358,11 @@ impl Action {
                 if known {
                     return unchanged();
                 }
-                next.late_payments
-                    .push(LatePayment { session_id: session_id.clone(), payment_intent: payment_intent.clone() });
+                next.late_payments.push(LatePayment {
+                    session_id: session_id.clone(),
+                    payment_intent: payment_intent.clone(),
+                    refunded: false,
+                });
                 let reason = format!(
                     "payment on session {session_id} arrived after the action was {}; refund needed",
                     self.status
@@ -362,19 +385,50 @@ impl Action {
             }
             (_, E::PaymentFailed { .. }) => return unchanged(),
 
-            (S::Paid | S::PartiallyRefunded, E::Refunded { total_refunded }) => {
-                if *total_refunded <= self.refunded_amount {
+            // A refund of a late payment clears its flag; the action's own payment is untouched.
+            (_, E::Refunded { payment_intent, .. })
+                if self.payment_intent_id.as_deref() != Some(payment_intent.as_str()) =>
+            {
+                let Some(late) = next
+                    .late_payments
+                    .iter_mut()
+                    .find(|p| p.payment_intent.as_deref() == Some(payment_intent.as_str()) && !p.refunded)
+                else {
+                    return unchanged();
+                };
+                late.refunded = true;
+                (
+                    self.status,
+                    InvoiceEffect::Unchanged,
+                    format!("late payment {payment_intent} refunded"),
+                    Some(self.amount),
+                )
+            }
+            (S::Paid | S::PartiallyRefunded, E::Refunded { refunds, total_refunded, .. }) => {
+                for r in refunds {
+                    if !next.refunds.iter().any(|known| known.refund_id == r.refund_id) {
+                        next.refunds.push(r.clone());
+                    }
+                }
+                let by_id: i64 = next.refunds.iter().map(|r| r.amount).sum();
+                let total = by_id.max(total_refunded.unwrap_or(0)).max(self.refunded_amount).min(self.amount);
+                if total == self.refunded_amount && next.refunds.len() == self.refunds.len() {
                     return unchanged();
                 }
-                next.refunded_amount = (*total_refunded).min(self.amount);
-                if next.refunded_amount >= self.amount {
-                    (S::Refunded, InvoiceEffect::Reopen, "fully refunded".into(), Some(next.refunded_amount))
+                next.refunded_amount = total;
+                if total >= self.amount {
+                    (
+                        S::Refunded,
+                        InvoiceEffect::Reopen,
+                        "fully refunded; the invoices are owed again".into(),
+                        Some(total),
+                    )
                 } else {
                     (
                         S::PartiallyRefunded,
                         InvoiceEffect::Unchanged,
-                        "partially refunded".into(),
-                        Some(next.refunded_amount),
+                        format!("refunded {total} of {}", self.amount),
+                        Some(total),
                     )
                 }
             }
@@ -403,7 +457,26 @@ impl Action {
     }
 
     pub fn refund_needed(&self) -> bool {
-        !self.late_payments.is_empty()
+        self.late_payments.iter().any(|p| !p.refunded)
+    }
+
+    /// What may still be refunded of the action's own payment.
+    pub fn refundable(&self) -> i64 {
+        match self.status {
+            ActionStatus::Paid | ActionStatus::PartiallyRefunded => self.amount - self.refunded_amount,
+            _ => 0,
+        }
+    }
+
+    /// When the action last changed or was last checked by reconcile.
+    pub fn last_touched(&self) -> Timestamp {
+        let changed = self.history.last().map_or(self.created_at, |h| h.at);
+        self.checked_at.map_or(changed, |c| c.max(changed))
+    }
+
+    /// Reconcile asked Stripe and learnt nothing new: not again before a while.
+    pub fn mark_checked(&self, now: Timestamp) -> Action {
+        Action { checked_at: Some(now), version: self.version + 1, ..self.clone() }
     }
 
     /// Reserves a Checkout attempt: the next attempt number (its idempotency
@@ -561,6 +634,12 @@ mod tests {
         assert_eq!(late.action.late_payments[0].payment_intent.as_deref(), Some("pi_cs_9"));
         assert_eq!((late.action.status(), late.invoices), (ActionStatus::Cancelled, InvoiceEffect::Unchanged));
         assert!(!step(&late.action, paid("cs_9")).changed, "the same late payment is recorded once");
+        let refunded = step(
+            &late.action,
+            ActionEvent::Refunded { payment_intent: "pi_cs_9".into(), refunds: vec![], total_refunded: Some(4500) },
+        );
+        assert!(refunded.changed && !refunded.action.refund_needed());
+        assert_eq!((refunded.action.status(), refunded.action.refunded_amount), (ActionStatus::Cancelled, 0));
 
         // A second session paid on an action already paid: a double payment, flagged.
         let paid_once = step(&step(&reserved(&action()), opened("cs_1")).action, paid("cs_1")).action;
@@ -601,14 +680,23 @@ mod tests {
 
     #[test]
     fn refunds_only_move_forward() {
+        let refund = |id: &str, amount: i64, total: Option<i64>| ActionEvent::Refunded {
+            payment_intent: "pi_cs".into(),
+            refunds: vec![RefundRecord { refund_id: id.into(), amount }],
+            total_refunded: total,
+        };
         let paid = step(&action(), paid("cs")).action;
-        let part = step(&paid, ActionEvent::Refunded { total_refunded: 1000 }).action;
-        assert_eq!((part.status(), part.refunded_amount), (ActionStatus::PartiallyRefunded, 1000));
-        assert!(
-            !step(&part, ActionEvent::Refunded { total_refunded: 500 }).changed,
-            "an older, smaller total is stale"
+        assert_eq!(paid.refundable(), 4500);
+        let part = step(&paid, refund("re_1", 1000, None)).action;
+        assert_eq!(
+            (part.status(), part.refunded_amount, part.refundable()),
+            (ActionStatus::PartiallyRefunded, 1000, 3500)
         );
-        let full = step(&part, ActionEvent::Refunded { total_refunded: 4500 });
+        assert!(!step(&part, refund("re_1", 1000, Some(1000))).changed, "the same refund, seen again");
+        assert!(!step(&part, refund("re_1", 1000, Some(500))).changed, "an older, smaller total is stale");
+        let dashboard = step(&part, refund("re_dash", 500, Some(1500))).action;
+        assert_eq!((dashboard.refunded_amount, dashboard.refunds.len()), (1500, 2));
+        let full = step(&dashboard, refund("re_2", 3000, None));
         assert_eq!((full.action.status(), full.invoices), (ActionStatus::Refunded, InvoiceEffect::Reopen));
         let disputed = step(&full.action, ActionEvent::Disputed).action;
         assert!(disputed.disputed);

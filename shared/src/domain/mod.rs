@@ -7,7 +7,8 @@ pub mod money;
 pub mod settings;
 
 pub use action::{
-    Action, ActionEvent, ActionStatus, Actor, Checkout, HistoryEntry, InvoiceEffect, LatePayment, NewAction, Transition,
+    Action, ActionEvent, ActionStatus, Actor, Checkout, HistoryEntry, InvoiceEffect, LatePayment, NewAction,
+    RefundRecord, Transition,
 };
 pub use ids::{ActionId, ClinicId, InvoiceId, PatientId, UserId, VisitId};
 pub use invoice::{Invoice, InvoiceStatus, ServiceDate};
@@ -62,6 +63,10 @@ pub enum DomainError {
     ActionClosed(ActionStatus),
     #[error("this payment request has expired")]
     ActionExpired,
+    #[error("an action in status {0} has no payment to refund")]
+    NotRefundable(ActionStatus),
+    #[error("the refund is larger than what remains to refund ({0})")]
+    RefundExceedsRemaining(i64),
 }
 
 impl DomainError {
@@ -91,6 +96,8 @@ impl DomainError {
             PaymentProcessing => "payment_processing",
             ActionClosed(_) => "action_closed",
             ActionExpired => "action_expired",
+            NotRefundable(_) => "not_refundable",
+            RefundExceedsRemaining(_) => "refund_exceeds_remaining",
         }
     }
 
@@ -109,6 +116,8 @@ impl DomainError {
                 | PaymentProcessing
                 | ActionClosed(_)
                 | ActionExpired
+                | NotRefundable(_)
+                | RefundExceedsRemaining(_)
         )
     }
 }

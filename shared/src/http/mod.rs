@@ -206,6 +206,13 @@ struct AssignBody {
 #[serde(deny_unknown_fields)]
 struct CancelBody {}
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    #[serde(default)]
+    amount: Option<i64>,
+}
+
 async fn dispatch(
     deps: &Deps,
     route: &Route,
@@ -297,6 +304,14 @@ async fn dispatch(
             let action_id = parse_id(ActionId::parse, &path_param(req, "action_id")?)?;
             let CancelBody {} = optional_body(req)?;
             let action = actions::cancel(deps, caller, clinic, &action_id).await?;
+            Ok(json(ok, &ActionView::new(&action, None)))
+        }
+        Op::RefundAction => {
+            let clinic = staff_clinic(&caller)?;
+            let caller = caller.as_ref().ok_or_else(ApiError::unauthorized)?;
+            let action_id = parse_id(ActionId::parse, &path_param(req, "action_id")?)?;
+            let RefundBody { amount } = optional_body(req)?;
+            let action = actions::refund(deps, caller, clinic, &action_id, amount).await?;
             Ok(json(ok, &ActionView::new(&action, None)))
         }
         Op::ListVisitActions => {

@@ -8,7 +8,17 @@ pub const SK: &str = "sk";
 pub const GSI1PK: &str = "gsi1pk";
 pub const GSI1SK: &str = "gsi1sk";
 pub const GSI1: &str = "gsi1";
+pub const GSI2PK: &str = "gsi2pk";
+pub const GSI2SK: &str = "gsi2sk";
+pub const GSI2: &str = "gsi2";
+pub const GSI3PK: &str = "gsi3pk";
+pub const GSI3SK: &str = "gsi3sk";
+pub const GSI3: &str = "gsi3";
 pub const TTL: &str = "ttl";
+
+/// The reconcile indexes are spread over this many partition keys so that
+/// no single key takes every live action's writes; reconcile queries each.
+pub const RECONCILE_SHARDS: u32 = 4;
 pub const VERSION: &str = "version";
 
 pub fn settings(clinic: &ClinicId) -> (String, String) {
@@ -33,10 +43,42 @@ pub fn visit_partition(clinic: &ClinicId, visit: &VisitId) -> String {
     format!("CLINIC#{clinic}#VISIT#{visit}")
 }
 
-/// Sorts a visit's actions by creation time (RFC 3339 in UTC sorts as text).
+/// Fixed-width milliseconds since the epoch: sorts as text exactly as in time.
+pub fn sortable_time(at: Timestamp) -> String {
+    format!("{:015}", at.unix_timestamp_nanos() / 1_000_000)
+}
+
+/// Sorts a visit's actions by creation time.
 pub fn visit_sort(created_at: Timestamp, action: &ActionId) -> String {
-    let at = created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    format!("{at}#{action}")
+    format!("{}#{action}", sortable_time(created_at))
+}
+
+fn shard(action: &ActionId) -> u32 {
+    // FNV-1a: stable across processes and releases, unlike std's hasher.
+    let hash = action.as_str().bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    hash % RECONCILE_SHARDS
+}
+
+pub fn awaiting_stripe_partition(shard: u32) -> String {
+    format!("AWAITING_STRIPE#{shard}")
+}
+
+pub fn open_to_payment_partition(shard: u32) -> String {
+    format!("OPEN_TO_PAYMENT#{shard}")
+}
+
+/// gsi2: an action waiting on Stripe, sorted by when it was last touched.
+pub fn awaiting_stripe(action: &ActionId, last_touched: Timestamp, clinic: &ClinicId) -> (String, String) {
+    (awaiting_stripe_partition(shard(action)), format!("{}#{clinic}#{action}", sortable_time(last_touched)))
+}
+
+/// gsi3: an action open to payment, sorted by the end of its lifetime.
+pub fn open_to_payment(action: &ActionId, expires_at: Timestamp, clinic: &ClinicId) -> (String, String) {
+    (open_to_payment_partition(shard(action)), format!("{}#{clinic}#{action}", sortable_time(expires_at)))
+}
+
+pub fn payment(payment_intent: &str) -> (String, String) {
+    (format!("PAYMENT#{payment_intent}"), "PAYMENT".into())
 }
 
 pub fn link(token_hash: &str) -> (String, String) {

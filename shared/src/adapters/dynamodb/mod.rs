@@ -18,8 +18,10 @@ use serde::Serialize;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
 use super::tables::TableDef;
-use crate::domain::{Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentSettings, Timestamp, VisitId};
-use crate::ports::{Expect, IdempotencyRecord, PatientLink, Store, StoreError, Write};
+use crate::domain::{
+    Action, ActionId, ActionStatus, ClinicId, Invoice, InvoiceId, PatientId, PaymentSettings, Timestamp, VisitId,
+};
+use crate::ports::{Expect, IdempotencyRecord, PatientLink, PaymentRef, Store, StoreError, Write};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -59,6 +61,17 @@ impl DynamoStore {
         key_condition: &str,
         values: Vec<(&str, String)>,
     ) -> Result<Vec<T>, StoreError> {
+        self.query_up_to(index, key_condition, values, usize::MAX).await
+    }
+
+    /// Runs a query page by page until `limit` items (or the end).
+    async fn query_up_to<T: DeserializeOwned>(
+        &self,
+        index: Option<&str>,
+        key_condition: &str,
+        values: Vec<(&str, String)>,
+        limit: usize,
+    ) -> Result<Vec<T>, StoreError> {
         let mut results = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -77,6 +90,10 @@ impl DynamoStore {
             let out = q.send().await.map_err(classify)?;
             for item in out.items.unwrap_or_default() {
                 results.push(decode(item)?);
+            }
+            if results.len() >= limit {
+                results.truncate(limit);
+                return Ok(results);
             }
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
@@ -195,6 +212,17 @@ fn put_of(table: &str, write: Write) -> Put {
                 AttributeValue::S(keys::visit_partition(&action.clinic_id, &action.visit_id)),
             );
             item.insert(keys::GSI1SK.into(), AttributeValue::S(keys::visit_sort(action.created_at, &action.action_id)));
+            // Sparse reconcile indexes: present only while the action is in their state.
+            if matches!(action.status(), ActionStatus::CheckoutOpen | ActionStatus::Processing) {
+                let (pk, sk) = keys::awaiting_stripe(&action.action_id, action.last_touched(), &action.clinic_id);
+                item.insert(keys::GSI2PK.into(), AttributeValue::S(pk));
+                item.insert(keys::GSI2SK.into(), AttributeValue::S(sk));
+            }
+            if matches!(action.status(), ActionStatus::Assigned | ActionStatus::CheckoutOpen) {
+                let (pk, sk) = keys::open_to_payment(&action.action_id, action.expires_at, &action.clinic_id);
+                item.insert(keys::GSI3PK.into(), AttributeValue::S(pk));
+                item.insert(keys::GSI3SK.into(), AttributeValue::S(sk));
+            }
             (item, expect)
         }
         Write::Link(link) => {
@@ -207,6 +235,10 @@ fn put_of(table: &str, write: Write) -> Put {
             let mut item = encode(&record, keys::idempotency(&record.clinic_id, &record.key));
             item.insert(keys::TTL.into(), epoch(record.expires_at));
             (item, Expect::Absent)
+        }
+        Write::PaymentRef(payment) => {
+            let item = encode(&payment, keys::payment(&payment.payment_intent));
+            return Put::builder().table_name(table).set_item(Some(item)).build().expect("table and item set");
         }
     };
     let put = Put::builder().table_name(table).set_item(Some(item));
@@ -271,6 +303,54 @@ impl Store for DynamoStore {
 
     async fn get_idempotency(&self, clinic: &ClinicId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.get(keys::idempotency(clinic, key)).await
+    }
+
+    async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError> {
+        self.get(keys::payment(payment_intent)).await
+    }
+
+    async fn actions_awaiting_stripe(
+        &self,
+        untouched_since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError> {
+        let before = keys::sortable_time(untouched_since);
+        let mut due = Vec::new();
+        for shard in 0..keys::RECONCILE_SHARDS {
+            let part = keys::awaiting_stripe_partition(shard);
+            let mut found: Vec<Action> = self
+                .query_up_to(
+                    Some(keys::GSI2),
+                    "gsi2pk = :p AND gsi2sk < :t",
+                    vec![(":p", part), (":t", before.clone())],
+                    limit,
+                )
+                .await?;
+            due.append(&mut found);
+        }
+        due.sort_by_key(|a| a.last_touched());
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn actions_past_lifetime(&self, now: Timestamp, limit: usize) -> Result<Vec<Action>, StoreError> {
+        let before = keys::sortable_time(now);
+        let mut due = Vec::new();
+        for shard in 0..keys::RECONCILE_SHARDS {
+            let part = keys::open_to_payment_partition(shard);
+            let mut found: Vec<Action> = self
+                .query_up_to(
+                    Some(keys::GSI3),
+                    "gsi3pk = :p AND gsi3sk < :t",
+                    vec![(":p", part), (":t", before.clone())],
+                    limit,
+                )
+                .await?;
+            due.append(&mut found);
+        }
+        due.sort_by_key(|a| a.expires_at);
+        due.truncate(limit);
+        Ok(due)
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {

@@ -1,0 +1,22 @@
+//! The scheduled reconcile Lambda (EventBridge): wiring only. It asks Stripe
+//! about actions it has not heard from and feeds what it learns to the queue.
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use visitpay::app::reconcile;
+use visitpay::config::Needs;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    visitpay::telemetry::init();
+    let deps = visitpay::config::lambda_deps(Needs { payments: true, queue: true, ..Default::default() }).await?;
+    let config = visitpay::config::reconcile_config()?;
+    run(service_fn(|_: LambdaEvent<EventBridgeEvent<serde_json::Value>>| {
+        let deps = &deps;
+        async move {
+            let report = reconcile::run(deps, config).await.map_err(|e| Error::from(e.to_string()))?;
+            Ok::<_, Error>(serde_json::to_value(report)?)
+        }
+    }))
+    .await
+}

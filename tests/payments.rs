@@ -189,8 +189,13 @@ async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) 
                         stripe.pay(&second, "succeeded").await;
                     }
                     "cancel_then_paid" => {
-                        // The patient pays while staff cancel: the payment must be kept and flagged.
-                        actions::cancel(&deps, &staff(clinic_id), &clinic(clinic_id), &action.action_id).await.unwrap();
+                        // The patient pays while staff cancel (Stripe accepted the expire
+                        // as the payment went through): the payment must be kept and flagged.
+                        let mut racing = deps.clone();
+                        racing.payments = Some(Arc::new(RacingExpire(stripe.payments.clone())));
+                        actions::cancel(&racing, &staff(clinic_id), &clinic(clinic_id), &action.action_id)
+                            .await
+                            .unwrap();
                         stripe.pay(&first, "succeeded").await;
                     }
                     outcome => {

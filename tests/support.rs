@@ -93,6 +93,9 @@ macro_rules! on_both_stores {
 
 pub type DynStore = Arc<dyn Store>;
 
+use visitpay::domain::StripeAccountId;
+use visitpay::ports::{CheckoutRequest, CheckoutSession, Payments, PaymentsError, Refund, RefundRequest};
+
 /// The project's Stripe emulator on a free loopback port, and a real Stripe
 /// client (async-stripe) pointed at it.
 pub struct StripeFixture {
@@ -188,5 +191,125 @@ pub async fn assigned_action(
             (action, token)
         }
         other => panic!("expected a new action, got {other:?}"),
+    }
+}
+
+/// What the fault proxy does to a request that matches its rule.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Answer `status` with `body` without forwarding (the upstream never sees it).
+    Refuse { status: u16, body: &'static str },
+    /// Forward, let the upstream act, then answer 500 anyway (a lost response).
+    LoseResponse,
+    /// Forward after this delay (the client may time out meanwhile).
+    Delay(std::time::Duration),
+}
+
+/// A loopback HTTP proxy that injects `fault` into the first `times`
+/// requests satisfying `matches`, and forwards everything else untouched.
+pub struct FaultProxy {
+    pub base: String,
+    pub injected: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Clone)]
+struct ProxyState {
+    upstream: String,
+    matches: Arc<dyn Fn(&str, &str, &axum::http::HeaderMap) -> bool + Send + Sync>,
+    fault: Fault,
+    times: usize,
+    injected: Arc<std::sync::atomic::AtomicUsize>,
+    client: reqwest::Client,
+}
+
+pub async fn fault_proxy(
+    upstream: &str,
+    fault: Fault,
+    times: usize,
+    matches: impl Fn(&str, &str, &axum::http::HeaderMap) -> bool + Send + Sync + 'static,
+) -> FaultProxy {
+    let injected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let state = ProxyState {
+        upstream: upstream.trim_end_matches('/').to_owned(),
+        matches: Arc::new(matches),
+        fault,
+        times,
+        injected: injected.clone(),
+        client: reqwest::Client::new(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(proxy).with_state(state);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    FaultProxy { base, injected }
+}
+
+async fn proxy(
+    axum::extract::State(s): axum::extract::State<ProxyState>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use std::sync::atomic::Ordering;
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, 16 * 1024 * 1024).await.unwrap();
+    let path = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let hit = (s.matches)(parts.method.as_str(), &path, &parts.headers)
+        && s.injected.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < s.times).then_some(n + 1)).is_ok();
+    let respond = |status: u16, body: Vec<u8>, headers: Vec<(String, String)>| {
+        let mut builder = axum::response::Response::builder().status(status);
+        for (k, v) in headers {
+            builder = builder.header(k, v);
+        }
+        builder.body(axum::body::Body::from(body)).unwrap()
+    };
+    if hit {
+        match s.fault {
+            Fault::Refuse { status, body } => {
+                return respond(
+                    status,
+                    body.as_bytes().to_vec(),
+                    vec![("content-type".into(), "application/json".into())],
+                )
+            }
+            Fault::Delay(d) => tokio::time::sleep(d).await,
+            Fault::LoseResponse => {}
+        }
+    }
+    let mut forward = s.client.request(parts.method.clone(), format!("{}{}", s.upstream, path)).body(body.to_vec());
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            forward = forward.header(name, value);
+        }
+    }
+    let upstream = forward.send().await.unwrap();
+    let status = upstream.status().as_u16();
+    let headers: Vec<(String, String)> = upstream
+        .headers()
+        .iter()
+        .filter(|(k, _)| *k != "content-length" && *k != "transfer-encoding")
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let bytes = upstream.bytes().await.unwrap().to_vec();
+    if hit && matches!(s.fault, Fault::LoseResponse) {
+        return respond(500, br#"{"error":{"type":"api_error","message":"injected"}}"#.to_vec(), vec![]);
+    }
+    respond(status, bytes, headers)
+}
+
+/// A Stripe whose expire call "succeeds" although the payment is racing in.
+pub struct RacingExpire(pub Arc<dyn Payments>);
+
+#[async_trait::async_trait]
+impl Payments for RacingExpire {
+    async fn create_checkout(&self, r: &CheckoutRequest) -> Result<CheckoutSession, PaymentsError> {
+        self.0.create_checkout(r).await
+    }
+    async fn retrieve_checkout(&self, a: &StripeAccountId, s: &str) -> Result<CheckoutSession, PaymentsError> {
+        self.0.retrieve_checkout(a, s).await
+    }
+    async fn expire_checkout(&self, a: &StripeAccountId, s: &str) -> Result<CheckoutSession, PaymentsError> {
+        self.0.retrieve_checkout(a, s).await
+    }
+    async fn refund(&self, r: &RefundRequest) -> Result<Refund, PaymentsError> {
+        self.0.refund(r).await
     }
 }

@@ -53,17 +53,30 @@ pub const DYNAMODB_ENDPOINT_ENV: &str = "VISITPAY_TEST_DYNAMODB_ENDPOINT";
 /// to the caller. Panics (fails the test) when no emulator is configured:
 /// DynamoDB tests never silently skip.
 pub async fn dynamodb_store(prefix: &str) -> DynamoStore {
-    let endpoint = std::env::var(DYNAMODB_ENDPOINT_ENV).unwrap_or_else(|_| {
+    dynamodb_store_at(&moto_endpoint(), prefix).await
+}
+
+/// moto's address, from the environment `scripts/test` sets.
+pub fn moto_endpoint() -> String {
+    std::env::var(DYNAMODB_ENDPOINT_ENV).unwrap_or_else(|_| {
         panic!("{DYNAMODB_ENDPOINT_ENV} is not set: run the tests with scripts/test, which starts moto")
-    });
+    })
+}
+
+/// A DynamoDB client for `endpoint` (moto, or a fault-injecting proxy in front of it).
+pub async fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "visitpay-tests"))
         .load()
         .await;
+    aws_sdk_dynamodb::Client::new(&sdk)
+}
+
+async fn dynamodb_store_at(endpoint: &str, prefix: &str) -> DynamoStore {
     let table = format!("{prefix}-{}", unique_suffix());
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+    let store = DynamoStore::new(dynamodb_client(endpoint).await, table);
     store.ensure_table(&tables::main_table()).await.expect("create test table on moto");
     store
 }

@@ -37,7 +37,12 @@ impl StripePayments {
     /// `base_url` points the client at an emulator (`http://127.0.0.1:3000/stripe/`);
     /// `None` means api.stripe.com.
     pub fn new(secret_key: &str, base_url: Option<&str>) -> Result<Self, PaymentsError> {
-        let mut builder = ClientBuilder::new(secret_key).timeout(ATTEMPT_TIMEOUT).app_info(
+        Self::with_timeout(secret_key, base_url, ATTEMPT_TIMEOUT)
+    }
+
+    /// As `new`, with another per-attempt timeout (tests of slow answers).
+    pub fn with_timeout(secret_key: &str, base_url: Option<&str>, timeout: Duration) -> Result<Self, PaymentsError> {
+        let mut builder = ClientBuilder::new(secret_key).timeout(timeout).app_info(
             "visitpay",
             Some(env!("CARGO_PKG_VERSION").to_owned()),
             None,

@@ -1,0 +1,285 @@
+//! Cancel, expiry, refunds, disputes and reconcile, with the real Stripe
+//! client against the emulator, on both stores; and the faults they survive.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use visitpay::adapters::embedded_queue::EmbeddedQueue;
+use visitpay::app::payment_events::{apply_stripe_event, handle_sqs};
+use visitpay::app::reconcile::{self, ReconcileConfig};
+use visitpay::app::{actions, checkout, invoices, AppError, Deps};
+use visitpay::domain::{ActionStatus, DomainError, InvoiceStatus, StripeAccountId};
+use visitpay::ports::SessionStatus;
+use visitpay_tests::*;
+
+fn account() -> StripeAccountId {
+    StripeAccountId::parse(ACCOUNT).unwrap()
+}
+
+async fn statuses(deps: &Deps, c: &str) -> Vec<InvoiceStatus> {
+    invoices::list(deps, &clinic(c), &patient("p1"), None).await.unwrap().iter().map(|i| i.status()).collect()
+}
+
+async fn deliver_all(deps: &Deps, stripe: &StripeFixture) {
+    for e in stripe.events().await {
+        apply_stripe_event(deps, &e.to_string()).await.unwrap();
+    }
+}
+
+async fn status_of(deps: &Deps, c: &str, a: &visitpay::domain::ActionId) -> visitpay::domain::Action {
+    actions::get(deps, &clinic(c), a).await.unwrap()
+}
+
+async fn pay_status(stripe: &StripeFixture, session_id: &str, outcome: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}/test/checkout_sessions/{session_id}/pay", stripe.base))
+        .json(&json!({"outcome": outcome, "send_webhooks": false}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Runs the embedded queue's consumer until `done` holds (or fails the test).
+async fn drain_until<F, Fut>(deps: &Deps, queue: Arc<EmbeddedQueue>, what: &str, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let consumer = deps.clone();
+    let worker = tokio::spawn(async move { queue.run(|e| handle_sqs(&consumer, e)).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.abort();
+}
+
+async fn cancel_expires_the_open_session(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let (deps, _clock) = deps_for_payments(store, &stripe, None);
+    let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, ""), ("2", 500, "")]).await;
+    checkout::open(&deps, &token).await.unwrap();
+    let session_id = status_of(&deps, "c1", &action.action_id).await.checkout_session_id().unwrap().to_owned();
+
+    let cancelled = actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
+    assert_eq!(cancelled.status(), ActionStatus::Cancelled);
+    assert_eq!(statuses(&deps, "c1").await, vec![InvoiceStatus::Selected; 2]);
+    let session = stripe.payments.retrieve_checkout(&account(), &session_id).await.unwrap();
+    assert_eq!(session.status, SessionStatus::Expired, "expired at Stripe before the invoices were released");
+    assert_eq!(pay_status(&stripe, &session_id, "succeeded").await, 400, "the emulator, as Stripe, refuses to take it");
+    deliver_all(&deps, &stripe).await;
+    let after = status_of(&deps, "c1", &action.action_id).await;
+    assert_eq!((after.status(), after.refund_needed()), (ActionStatus::Cancelled, false));
+}
+
+async fn a_payment_racing_a_cancel_is_kept_and_flagged(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
+    deps.payments = Some(Arc::new(RacingExpire(stripe.payments.clone())));
+    let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
+    checkout::open(&deps, &token).await.unwrap();
+    let session_id = status_of(&deps, "c1", &action.action_id).await.checkout_session_id().unwrap().to_owned();
+    actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
+    assert_eq!(pay_status(&stripe, &session_id, "succeeded").await, 200);
+    deliver_all(&deps, &stripe).await;
+    let after = status_of(&deps, "c1", &action.action_id).await;
+    assert_eq!(after.status(), ActionStatus::Cancelled);
+    assert!(after.refund_needed(), "the money is recorded and flagged");
+    assert!(after.late_payments[0].payment_intent.as_deref().is_some_and(|p| p.starts_with("pi_")));
+    assert_eq!(statuses(&deps, "c1").await, vec![InvoiceStatus::Selected], "invoices are not marked paid");
+    assert!(after.history.last().unwrap().reason.contains("refund needed"));
+
+    // Refunded from Stripe's dashboard: the flag clears.
+    let pi = after.late_payments[0].payment_intent.clone().unwrap();
+    dashboard_refund(&stripe, &pi, None).await;
+    deliver_all(&deps, &stripe).await;
+    assert!(!status_of(&deps, "c1", &action.action_id).await.refund_needed());
+}
+
+async fn dashboard_refund(stripe: &StripeFixture, payment_intent: &str, amount: Option<i64>) {
+    let mut form = vec![("payment_intent".to_owned(), payment_intent.to_owned())];
+    if let Some(a) = amount {
+        form.push(("amount".into(), a.to_string()));
+    }
+    let body: String = form.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/refunds", stripe.base))
+        .bearer_auth(STRIPE_KEY)
+        .header("Stripe-Account", ACCOUNT)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "dashboard refund: {}", res.text().await.unwrap());
+}
+
+async fn paid_action(
+    deps: &Deps,
+    stripe: &StripeFixture,
+    c: &str,
+    lines: &[(&str, i64, &str)],
+) -> visitpay::domain::Action {
+    let (action, token) = assigned_action(deps, c, lines).await;
+    checkout::open(deps, &token).await.unwrap();
+    let session = status_of(deps, c, &action.action_id).await.checkout_session_id().unwrap().to_owned();
+    stripe.pay(&session, "succeeded").await;
+    deliver_all(deps, stripe).await;
+    let paid = status_of(deps, c, &action.action_id).await;
+    assert_eq!(paid.status(), ActionStatus::Paid);
+    paid
+}
+
+fn refund_posts(stripe: &StripeFixture) -> usize {
+    stripe.emulator.requests().iter().filter(|r| r["method"] == "POST" && r["path"] == "/v1/refunds").count()
+}
+
+async fn refunds_never_exceed_what_was_paid(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let (deps, _clock) = deps_for_payments(store, &stripe, None);
+
+    // Full refund: refunded, invoices owed again.
+    let full = paid_action(&deps, &stripe, "full", &[("1", 3000, ""), ("2", 1500, "")]).await;
+    let refunded = actions::refund(&deps, &staff("full"), &clinic("full"), &full.action_id, None).await.unwrap();
+    assert_eq!((refunded.status(), refunded.refunded_amount), (ActionStatus::Refunded, 4500));
+    assert_eq!(statuses(&deps, "full").await, vec![InvoiceStatus::Unprocessed; 2]);
+    deliver_all(&deps, &stripe).await;
+    assert_eq!(status_of(&deps, "full", &full.action_id).await.refunds.len(), 1, "Stripe's event adds nothing new");
+    let e = actions::refund(&deps, &staff("full"), &clinic("full"), &full.action_id, Some(1)).await.unwrap_err();
+    assert!(matches!(e, AppError::Domain(DomainError::NotRefundable(ActionStatus::Refunded))), "{e:?}");
+
+    // Two partial refunds summing to the total; one too many is refused before Stripe.
+    let part = paid_action(&deps, &stripe, "part", &[("1", 4000, "")]).await;
+    let one = actions::refund(&deps, &staff("part"), &clinic("part"), &part.action_id, Some(1500)).await.unwrap();
+    assert_eq!((one.status(), one.refundable()), (ActionStatus::PartiallyRefunded, 2500));
+    let posts = refund_posts(&stripe);
+    let e = actions::refund(&deps, &staff("part"), &clinic("part"), &part.action_id, Some(2501)).await.unwrap_err();
+    assert!(matches!(e, AppError::Domain(DomainError::RefundExceedsRemaining(2500))), "{e:?}");
+    assert_eq!(refund_posts(&stripe), posts, "nothing was sent to Stripe");
+    let two = actions::refund(&deps, &staff("part"), &clinic("part"), &part.action_id, Some(2500)).await.unwrap();
+    assert_eq!((two.status(), two.refunded_amount), (ActionStatus::Refunded, 4000));
+    let amounts: Vec<Option<i64>> = two.history.iter().map(|h| h.amount).collect();
+    assert_eq!(amounts.last(), Some(&Some(4000)), "history carries amounts");
+
+    // A refund made in Stripe's dashboard arrives as charge.refunded.
+    let dash = paid_action(&deps, &stripe, "dash", &[("1", 2000, "")]).await;
+    dashboard_refund(&stripe, dash.payment_intent_id.as_deref().unwrap(), Some(500)).await;
+    deliver_all(&deps, &stripe).await;
+    let after = status_of(&deps, "dash", &dash.action_id).await;
+    assert_eq!(
+        (after.status(), after.refunded_amount, after.refundable()),
+        (ActionStatus::PartiallyRefunded, 500, 1500)
+    );
+    let e = actions::refund(&deps, &staff("dash"), &clinic("dash"), &dash.action_id, Some(1501)).await.unwrap_err();
+    assert!(matches!(e, AppError::Domain(DomainError::RefundExceedsRemaining(1500))));
+}
+
+async fn a_dispute_flags_the_action(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let (deps, _clock) = deps_for_payments(store, &stripe, None);
+    let paid = paid_action(&deps, &stripe, "c1", &[("1", 2000, "")]).await;
+    let dispute = json!({
+        "id": "evt_dispute_1", "object": "event", "type": "charge.dispute.created", "account": ACCOUNT,
+        "data": {"object": {"id": "dp_1", "object": "dispute", "amount": 2000, "charge": "ch_x",
+            "payment_intent": paid.payment_intent_id, "reason": "fraudulent", "status": "needs_response"}}
+    });
+    apply_stripe_event(&deps, &dispute.to_string()).await.unwrap();
+    let after = status_of(&deps, "c1", &paid.action_id).await;
+    assert!(after.disputed);
+    assert_eq!(after.status(), ActionStatus::Paid);
+    assert_eq!(after.history.last().unwrap().actor, "stripe:evt_dispute_1");
+}
+
+async fn reconcile_learns_what_webhooks_missed(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let queue = Arc::new(EmbeddedQueue::new(3, Duration::from_millis(20)));
+    let (deps, clock) = deps_for_payments(store, &stripe, Some(queue.clone()));
+    let config = ReconcileConfig { min_age: time::Duration::seconds(60), batch: 50 };
+
+    let (paid, paid_token) = assigned_action(&deps, "paid", &[("1", 1000, "")]).await;
+    let (failed, failed_token) = assigned_action(&deps, "failed", &[("1", 1000, "")]).await;
+    let (open, open_token) = assigned_action(&deps, "open", &[("1", 1000, "")]).await;
+    for token in [&paid_token, &failed_token, &open_token] {
+        checkout::open(&deps, token).await.unwrap();
+    }
+    let session = |a: &visitpay::domain::Action, c: &'static str| {
+        let deps = deps.clone();
+        let id = a.action_id.clone();
+        async move { status_of(&deps, c, &id).await.checkout_session_id().unwrap().to_owned() }
+    };
+    stripe.pay(&session(&paid, "paid").await, "succeeded").await;
+    stripe.pay(&session(&failed, "failed").await, "delayed_failed").await;
+    // No webhook was delivered. Too recent to check yet:
+    let early = reconcile::run(&deps, config).await.unwrap();
+    assert_eq!(early.checked, 0);
+
+    clock.advance(61);
+    let report = reconcile::run(&deps, config).await.unwrap();
+    assert_eq!(
+        (report.checked, report.found_paid, report.found_processing, report.still_open),
+        (3, 1, 1, 1),
+        "{report:?}"
+    );
+    drain_until(&deps, queue.clone(), "paid and processing", || async {
+        status_of(&deps, "paid", &paid.action_id).await.status() == ActionStatus::Paid
+            && status_of(&deps, "failed", &failed.action_id).await.status() == ActionStatus::Processing
+    })
+    .await;
+    let history = status_of(&deps, "paid", &paid.action_id).await.history;
+    assert_eq!(history.last().unwrap().actor, "reconcile", "the cause is recorded");
+
+    // Checked ones are left alone for min_age; then the failure is found too.
+    assert_eq!(reconcile::run(&deps, config).await.unwrap().checked, 0);
+    clock.advance(61);
+    let report = reconcile::run(&deps, config).await.unwrap();
+    assert_eq!((report.found_failed, report.still_open), (1, 1), "{report:?}");
+    drain_until(&deps, queue.clone(), "failed", || async {
+        status_of(&deps, "failed", &failed.action_id).await.status() == ActionStatus::Failed
+    })
+    .await;
+    assert_eq!(statuses(&deps, "failed").await, vec![InvoiceStatus::Selected]);
+    assert_eq!(statuses(&deps, "paid").await, vec![InvoiceStatus::Paid]);
+    assert_eq!(status_of(&deps, "open", &open.action_id).await.status(), ActionStatus::CheckoutOpen);
+}
+
+async fn reconcile_expires_actions_past_their_lifetime(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let queue = Arc::new(EmbeddedQueue::new(3, Duration::from_millis(20)));
+    let (deps, clock) = deps_for_payments(store, &stripe, Some(queue.clone()));
+    let config = ReconcileConfig { min_age: time::Duration::seconds(300), batch: 50 };
+    let (idle, _) = assigned_action(&deps, "idle", &[("1", 1000, ""), ("2", 1000, "")]).await;
+    let (open, open_token) = assigned_action(&deps, "open", &[("1", 1000, "")]).await;
+    checkout::open(&deps, &open_token).await.unwrap();
+    let session_id = status_of(&deps, "open", &open.action_id).await.checkout_session_id().unwrap().to_owned();
+
+    clock.advance(71 * 3600);
+    assert_eq!(reconcile::run(&deps, config).await.unwrap().actions_expired, 0, "not yet");
+    clock.advance(2 * 3600);
+    let report = reconcile::run(&deps, config).await.unwrap();
+    assert_eq!(report.actions_expired, 2, "{report:?}");
+    drain_until(&deps, queue.clone(), "both expired", || async {
+        status_of(&deps, "idle", &idle.action_id).await.status() == ActionStatus::Expired
+            && status_of(&deps, "open", &open.action_id).await.status() == ActionStatus::Expired
+    })
+    .await;
+    assert_eq!(statuses(&deps, "idle").await, vec![InvoiceStatus::Selected; 2]);
+    assert_eq!(statuses(&deps, "open").await, vec![InvoiceStatus::Selected]);
+    let session = stripe.payments.retrieve_checkout(&account(), &session_id).await.unwrap();
+    assert_eq!(session.status, SessionStatus::Expired, "its open session was expired at Stripe");
+    assert_eq!(reconcile::run(&deps, config).await.unwrap().actions_expired, 0, "nothing left to expire");
+    let last = status_of(&deps, "idle", &idle.action_id).await.history.last().cloned().unwrap();
+    assert_eq!((last.actor.as_str(), last.to), ("reconcile", ActionStatus::Expired));
+}
+
+on_both_stores!(
+    cancel_expires_the_open_session,
+    a_payment_racing_a_cancel_is_kept_and_flagged,
+    refunds_never_exceed_what_was_paid,
+    a_dispute_flags_the_action,
+    reconcile_learns_what_webhooks_missed,
+    reconcile_expires_actions_past_their_lifetime,
+);

@@ -24,7 +24,12 @@ impl Drop for Local {
 }
 
 fn start() -> Local {
+    start_with(&[])
+}
+
+fn start_with(envs: &[(&str, &str)]) -> Local {
     let mut child = Command::new(env!("CARGO_BIN_EXE_visitpay-local"))
+        .envs(envs.iter().copied())
         .env("VISITPAY_ADDR", "127.0.0.1:0")
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("VISITPAY_PATIENT_LINK_BASE")
@@ -468,4 +473,112 @@ async fn the_patient_pays_through_the_local_run() {
         let token = link.rsplit('/').next().unwrap();
         assert!(!logs.contains(token), "a patient token leaked into the logs");
     }
+}
+
+async fn open_checkout(c: &Client, link: &str) -> String {
+    let (s, b) = call(c, "POST", format!("{link}/checkout"), None, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["checkout_url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned()
+}
+
+async fn pay(c: &Client, u: &str, session_id: &str, outcome: &str, send_webhooks: bool) -> StatusCode {
+    c.post(format!("{u}/stripe/test/checkout_sessions/{session_id}/pay"))
+        .json(&json!({"outcome": outcome, "send_webhooks": send_webhooks}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn the_lifecycle_through_the_local_run() {
+    // Reconcile every second, for actions untouched for a second.
+    let local = start_with(&[("VISITPAY_RECONCILE_INTERVAL_SECS", "1"), ("VISITPAY_RECONCILE_MIN_AGE_SECS", "1")]);
+    let c = Client::new();
+    let u = local.base.clone();
+    let staff = local.staff.clone();
+
+    // A missed webhook: reconcile finds the payment within two intervals.
+    let (missed, link) = assign_fresh(&c, &u, &staff, "miss").await;
+    let session = open_checkout(&c, &link).await;
+    assert!(pay(&c, &u, &session, "succeeded", false).await.is_success());
+    let started = std::time::Instant::now();
+    let action = wait_for_status(&c, &u, &staff, &missed, "paid").await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(6), "took {:?}", started.elapsed());
+    assert_eq!(action["history"].as_array().unwrap().last().unwrap()["actor"], "reconcile");
+    let (_, list) = call(&c, "GET", format!("{u}/patients/demo-patient/invoices"), Some(&staff), None).await;
+    assert_eq!(invoice_statuses(&list, "miss"), vec!["paid", "paid"]);
+
+    // Cancel with an open session: expired at the emulator, invoices selected, paying refused.
+    let (cancelled, link) = assign_fresh(&c, &u, &staff, "cncl").await;
+    let session = open_checkout(&c, &link).await;
+    let (s, b) = call(&c, "POST", format!("{u}/actions/{cancelled}/cancel"), Some(&staff), None).await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("cancelled")));
+    let (_, list) = call(&c, "GET", format!("{u}/patients/demo-patient/invoices"), Some(&staff), None).await;
+    assert_eq!(invoice_statuses(&list, "cncl"), vec!["selected", "selected"]);
+    let at_stripe: Value = c
+        .get(format!("{u}/stripe/v1/checkout/sessions/{session}"))
+        .bearer_auth("sk_test_e2e")
+        .header("Stripe-Account", "acct_1DemoClinic")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(at_stripe["status"], "expired");
+    assert_eq!(pay(&c, &u, &session, "succeeded", true).await, StatusCode::BAD_REQUEST);
+    let (s, b) = call(&c, "POST", format!("{link}/checkout"), None, None).await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "action_closed"));
+
+    // Refunds: two partials summing to the total, then nothing more; over what remains: 409.
+    let (paid, link) = assign_fresh(&c, &u, &staff, "rfnd").await;
+    let session = open_checkout(&c, &link).await;
+    assert!(pay(&c, &u, &session, "succeeded", true).await.is_success());
+    wait_for_status(&c, &u, &staff, &paid, "paid").await;
+    let refund = |amount: Option<i64>| {
+        let body = amount.map(|a| json!({"amount": a}));
+        call(&c, "POST", format!("{u}/actions/{paid}/refund"), Some(&staff), body)
+    };
+    let (s, b) = refund(Some(2600)).await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "refund_exceeds_remaining"));
+    let (s, b) = refund(Some(1000)).await;
+    assert_eq!(
+        (s, b["status"].as_str(), b["refunded_amount"].as_i64()),
+        (StatusCode::OK, Some("partially_refunded"), Some(1000))
+    );
+    let (s, b) = refund(Some(1600)).await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "refund_exceeds_remaining"));
+    let (s, b) = refund(Some(1500)).await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("refunded")));
+    let (_, list) = call(&c, "GET", format!("{u}/patients/demo-patient/invoices"), Some(&staff), None).await;
+    assert_eq!(invoice_statuses(&list, "rfnd"), vec!["unprocessed", "unprocessed"], "owed again");
+    let (s, b) = refund(None).await;
+    assert_eq!((s, code(&b)), (StatusCode::CONFLICT, "not_refundable"));
+
+    // A full refund in one call.
+    let (full, link) = assign_fresh(&c, &u, &staff, "full").await;
+    let session = open_checkout(&c, &link).await;
+    assert!(pay(&c, &u, &session, "succeeded", true).await.is_success());
+    wait_for_status(&c, &u, &staff, &full, "paid").await;
+    let (s, b) = call(&c, "POST", format!("{u}/actions/{full}/refund"), Some(&staff), None).await;
+    assert_eq!(
+        (s, b["status"].as_str(), b["refunded_amount"].as_i64()),
+        (StatusCode::OK, Some("refunded"), Some(2500))
+    );
+
+    // An action older than its lifetime: expired by reconcile, invoices selected.
+    let (old, _) = assign_fresh(&c, &u, &staff, "old").await;
+    let res = c.post(format!("{u}/_local/clock/advance")).json(&json!({"seconds": 73 * 3600})).send().await.unwrap();
+    assert!(res.status().is_success());
+    let action = wait_for_status(&c, &u, &staff, &old, "expired").await;
+    assert_eq!(action["history"].as_array().unwrap().last().unwrap()["actor"], "reconcile");
+    let (_, list) = call(&c, "GET", format!("{u}/patients/demo-patient/invoices"), Some(&staff), None).await;
+    assert_eq!(invoice_statuses(&list, "old"), vec!["selected", "selected"]);
+
+    let logs = local.logs.lock().unwrap().clone();
+    assert!(
+        logs.contains("\"message\":\"reconcile finished\"") && logs.contains("\"actions_expired\":1"),
+        "reconcile reports counts"
+    );
 }

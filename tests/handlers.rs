@@ -350,6 +350,64 @@ async fn create_checkout_event_opens_a_session() {
     assert_eq!(patient["status"], "checkout_open");
 }
 
+/// Staff refund through its event, after the patient paid through the
+/// checkout and Stripe events; then the schedule's event runs reconcile.
+#[tokio::test]
+async fn refund_and_schedule_events() {
+    use visitpay::adapters::embedded_queue::EmbeddedQueue;
+    let stripe = stripe_emulator(None).await;
+    let queue = Arc::new(EmbeddedQueue::new(3, std::time::Duration::from_millis(10)));
+    let (deps, clock) = deps_for_payments(Arc::new(visitpay::testkit::embedded_store()), &stripe, Some(queue.clone()));
+    import(&deps, "clinic-a", "patient-42", "1042", 4500, "cad").await;
+    let mut settings = event("put-payment-settings");
+    settings["body"] = json!(settings["body"].as_str().unwrap().replace("acct_1ClinicA", ACCOUNT));
+    for e in
+        [settings, event("put-invoice"), event("select-invoices"), event("assign-action"), event("create-checkout")]
+    {
+        assert!(send(&deps, &e).await.0.is_success());
+    }
+    let (_, action, _) = send(&deps, &event("get-action")).await;
+    stripe.pay(action["checkout_session_id"].as_str().unwrap(), "succeeded").await;
+    for e in stripe.events().await {
+        visitpay::app::payment_events::apply_stripe_event(&deps, &e.to_string()).await.unwrap();
+    }
+    let (s, b, _) = send(&deps, &event("refund-action")).await;
+    assert_eq!(
+        (s, b["status"].as_str(), b["refunded_amount"].as_i64()),
+        (StatusCode::OK, Some("partially_refunded"), Some(2500))
+    );
+    let (s, b, _) = send(&deps, &event("refund-action")).await;
+    assert_eq!(
+        (s, b["status"].as_str()),
+        (StatusCode::OK, Some("partially_refunded")),
+        "a second 25.00 still fits: {b}"
+    );
+    let (s, b, _) = send(&deps, &event("refund-action")).await;
+    assert_eq!(
+        (s, b["status"].as_str(), b["refunded_amount"].as_i64()),
+        (StatusCode::OK, Some("refunded"), Some(7500))
+    );
+    let (s, b, _) = send(&deps, &event("refund-action")).await;
+    assert_eq!((s, error_code(&b)), (StatusCode::CONFLICT, "not_refundable"));
+
+    // The schedule's event is what the reconcile function receives; an
+    // action left unpaid past its lifetime is expired by that run.
+    let _: aws_lambda_events::event::eventbridge::EventBridgeEvent<Value> =
+        serde_json::from_value(event("reconcile-schedule")).expect("an EventBridge scheduled event");
+    import(&deps, "clinic-a", "patient-42", "2000", 100, "cad").await;
+    let mut select = event("select-invoices");
+    select["body"] = json!(r#"{"invoice_ids":["2000"]}"#);
+    let mut assign = event("assign-action");
+    assign["headers"].as_object_mut().unwrap().remove("idempotency-key");
+    assign["body"] = json!(r#"{"patient_id":"patient-42","invoice_ids":["2000"]}"#);
+    assert!(send(&deps, &select).await.0.is_success());
+    assert_eq!(send(&deps, &assign).await.0, StatusCode::CREATED);
+    clock.advance(73 * 3600);
+    let config = visitpay::app::reconcile::ReconcileConfig { min_age: time::Duration::seconds(300), batch: 10 };
+    let report = visitpay::app::reconcile::run(&deps, config).await.unwrap();
+    assert_eq!((report.actions_expired, report.errors), (1, 0), "{report:?}");
+}
+
 #[test]
 fn every_event_file_is_used_by_a_test() {
     let source = include_str!("handlers.rs");

@@ -113,3 +113,110 @@ fn every_function_crate_has_a_template_resource() {
     assert!(!crates.is_empty());
     assert_eq!(binaries, crates);
 }
+
+fn resources_of_type<'a>(t: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| s(&r["Type"]) == kind)
+        .map(|(k, r)| (k.as_str().unwrap(), r))
+        .collect()
+}
+
+fn all_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Sequence(items) => items.iter().for_each(|i| all_strings(i, out)),
+        Value::Mapping(m) => m.values().for_each(|i| all_strings(i, out)),
+        Value::Tagged(t) => all_strings(&t.value, out),
+        _ => {}
+    }
+}
+
+#[test]
+fn functions_are_arm64_rust_on_al2023_with_least_privilege() {
+    let t = template();
+    let globals = &t["Globals"]["Function"];
+    assert_eq!(s(&globals["Runtime"]), "provided.al2023");
+    assert_eq!(globals["Architectures"][0].as_str(), Some("arm64"));
+    for (name, f) in resources_of_type(&t, "AWS::Serverless::Function") {
+        assert_eq!(s(&f["Metadata"]["BuildMethod"]), "rust-cargolambda", "{name}");
+        let statements = f["Properties"]["Policies"].as_sequence().unwrap_or_else(|| panic!("{name} has no policy"));
+        for policy in statements {
+            let policy_statements = policy["Statement"].as_sequence().expect("inline statements only");
+            for st in policy_statements {
+                let mut actions = Vec::new();
+                all_strings(&st["Action"], &mut actions);
+                assert!(!actions.is_empty(), "{name}");
+                for a in &actions {
+                    assert!(!a.contains('*'), "{name}: wildcard action {a}");
+                }
+                let mut resources = Vec::new();
+                all_strings(&st["Resource"], &mut resources);
+                assert!(resources.iter().all(|r| r != "*"), "{name}: wildcard resource");
+            }
+        }
+        // Secrets come from SSM at cold start, never as plain environment values.
+        let env = &f["Properties"]["Environment"]["Variables"];
+        for secret in ["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"] {
+            assert!(env[secret].is_null(), "{name} puts {secret} in its environment");
+        }
+    }
+}
+
+#[test]
+fn the_queue_has_a_dead_letter_queue_and_the_consumer_reports_batch_failures() {
+    let t = template();
+    let queue = &t["Resources"]["EventsQueue"]["Properties"];
+    let redrive = &queue["RedrivePolicy"];
+    assert_eq!(s(&redrive["deadLetterTargetArn"]), "EventsDeadLetterQueue.Arn");
+    assert!(redrive["maxReceiveCount"].as_u64().is_some_and(|n| (1..=10).contains(&n)));
+    let consumer = &t["Resources"]["ProcessPaymentEventsFunction"]["Properties"];
+    let timeout = consumer["Timeout"].as_u64().unwrap();
+    assert!(queue["VisibilityTimeout"].as_u64().unwrap() >= 6 * timeout, "visibility ≥ 6 × consumer timeout");
+    let source = &consumer["Events"]["PaymentEvents"];
+    assert_eq!(s(&source["Type"]), "SQS");
+    assert_eq!(source["Properties"]["FunctionResponseTypes"][0].as_str(), Some("ReportBatchItemFailures"));
+    let schedule = &t["Resources"]["ReconcileFunction"]["Properties"]["Events"]["EveryMinute"];
+    assert!(s(&schedule["Type"]).starts_with("Schedule"));
+    assert!(s(&schedule["Properties"]["ScheduleExpression"]).starts_with("rate("));
+}
+
+#[test]
+fn the_api_has_the_jwt_authorizer_and_tables_are_protected() {
+    let t = template();
+    let auth = &t["Resources"]["HttpApi"]["Properties"]["Auth"];
+    assert_eq!(s(&auth["DefaultAuthorizer"]), "ClinicJwt");
+    let jwt = &auth["Authorizers"]["ClinicJwt"]["JwtConfiguration"];
+    assert_eq!(s(&jwt["issuer"]), "JwtIssuer");
+    assert_eq!(s(&jwt["audience"][0]), "JwtAudience");
+    for (name, table) in resources_of_type(&t, "AWS::DynamoDB::Table") {
+        let p = &table["Properties"];
+        assert_eq!(p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], Value::Bool(true), "{name}");
+        assert_eq!(p["SSESpecification"]["SSEEnabled"], Value::Bool(true), "{name}");
+        assert_eq!(p["TimeToLiveSpecification"]["Enabled"], Value::Bool(true), "{name}");
+    }
+}
+
+#[test]
+fn alarms_watch_the_dead_letter_queue_and_every_function() {
+    let t = template();
+    let alarms = resources_of_type(&t, "AWS::CloudWatch::Alarm");
+    let watched = |metric: &str, dimension: &str| -> BTreeSet<String> {
+        alarms
+            .iter()
+            .filter(|(_, a)| s(&a["Properties"]["MetricName"]) == metric)
+            .flat_map(|(_, a)| a["Properties"]["Dimensions"].as_sequence().unwrap().iter())
+            .filter(|d| s(&d["Name"]) == dimension)
+            .map(|d| s(&d["Value"]))
+            .collect()
+    };
+    assert!(watched("ApproximateNumberOfMessagesVisible", "QueueName").contains("EventsDeadLetterQueue.QueueName"));
+    let functions: BTreeSet<String> =
+        resources_of_type(&t, "AWS::Serverless::Function").iter().map(|(n, _)| (*n).to_owned()).collect();
+    assert_eq!(watched("Errors", "FunctionName"), functions);
+    assert_eq!(watched("Throttles", "FunctionName"), functions);
+    let outputs = t["Outputs"].as_mapping().unwrap();
+    assert!(outputs.contains_key("ApiUrl") && outputs.contains_key("StripeWebhookUrl"));
+}

@@ -203,8 +203,9 @@ async fn serve_request(State(gw): State<Gateway>, request: AxumRequest) -> AxumR
         event["queryStringParameters"] = json!(query);
     }
     if !path_params.is_empty() {
-        event["pathParameters"] =
-            Value::Object(path_params.into_iter().map(|(k, v)| (k.to_owned(), Value::String(v))).collect());
+        // API Gateway hands functions decoded path parameters.
+        let decoded = path_params.into_iter().map(|(k, v)| (k.to_owned(), Value::String(percent_decode(&v))));
+        event["pathParameters"] = Value::Object(decoded.collect());
     }
     if !bytes.is_empty() {
         event["body"] = Value::String(body);
@@ -220,6 +221,27 @@ async fn serve_request(State(gw): State<Gateway>, request: AxumRequest) -> AxumR
         }
     };
     to_axum(handle(&gw.deps, route.function, request).await)
+}
+
+/// `%2D` → `-`; an invalid escape is kept as it is.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn to_axum(response: lambda_http::Response<lambda_http::Body>) -> AxumResponse {

@@ -160,16 +160,23 @@ pub(crate) fn invoice_writes(
 }
 
 /// Applies an event to a stored action through the state machine, with the
-/// invoice writes it implies, in one conditional commit.
+/// invoice writes it implies, in one conditional commit. `known` is the action
+/// as the caller just read it (saving a read); a conflict re-reads as usual.
 pub(crate) async fn apply_event(
     deps: &Deps,
     clinic: &ClinicId,
     action_id: &ActionId,
+    known: Option<Action>,
     event: &ActionEvent,
     actor: &Actor,
 ) -> Result<Action, AppError> {
+    let known = std::sync::Mutex::new(known);
     with_retries(|| async {
-        let current = get(deps, clinic, action_id).await?;
+        let first = known.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let current = match first {
+            Some(action) => action,
+            None => get(deps, clinic, action_id).await?,
+        };
         let now = deps.clock.now();
         let transition = current.apply(event, now, actor)?;
         if !transition.changed {
@@ -207,7 +214,8 @@ pub async fn cancel(deps: &Deps, by: &Caller, clinic: &ClinicId, action_id: &Act
     if let Some(session_id) = current.checkout_session_id() {
         expire_session(deps, &current, session_id).await?;
     }
-    let action = apply_event(deps, clinic, action_id, &ActionEvent::Cancel, &Actor::Staff(by.sub.clone())).await?;
+    let actor = Actor::Staff(by.sub.clone());
+    let action = apply_event(deps, clinic, action_id, Some(current), &ActionEvent::Cancel, &actor).await?;
     tracing::info!("action cancelled");
     Ok(action)
 }
@@ -287,7 +295,7 @@ pub async fn refund(
         refunds: vec![RefundRecord { refund_id: refund.id, amount: refund.amount }],
         total_refunded: None,
     };
-    apply_event(deps, clinic, action_id, &event, &Actor::Staff(by.sub.clone())).await
+    apply_event(deps, clinic, action_id, Some(action), &event, &Actor::Staff(by.sub.clone())).await
 }
 
 /// The patient's view, reached by the link token alone.

@@ -199,7 +199,8 @@ pub async fn apply_stripe_event(deps: &Deps, body: &str) -> Result<Outcome, Cons
             Actor::Stripe { event_id: event.id.clone() }
         };
         let before = current.version;
-        let after = apply_event(deps, &clinic, &action_id, &action_event, &actor).await.map_err(classify)?;
+        let after =
+            apply_event(deps, &clinic, &action_id, Some(current), &action_event, &actor).await.map_err(classify)?;
         if after.version == before {
             tracing::info!(action_id = %action_id, status = %after.status(), "event changed nothing (duplicate or late)");
             Ok(Outcome::Unchanged)
@@ -219,20 +220,32 @@ pub async fn handle_sqs(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     for record in event.records {
         let message_id = record.message_id.clone().unwrap_or_default();
         let receive_count = record.attributes.get("ApproximateReceiveCount").cloned().unwrap_or_default();
-        let result = match record.body.as_deref() {
-            Some(body) => apply_stripe_event(deps, body).await,
-            None => Err(ConsumeError::Permanent("empty message".into())),
-        };
-        match result {
-            Ok(outcome) => tracing::debug!(message_id = %message_id, ?outcome, "message done"),
-            Err(ConsumeError::Retryable(why)) => {
-                tracing::warn!(message_id = %message_id, receive_count = %receive_count, error = %why, "message will be retried");
-                response.batch_item_failures.push(failure(message_id));
+        // Every line about this message, the event's own included, names it.
+        let span = tracing::info_span!("message", message_id = %message_id, receive_count = %receive_count);
+        let failed = async {
+            let result = match record.body.as_deref() {
+                Some(body) => apply_stripe_event(deps, body).await,
+                None => Err(ConsumeError::Permanent("empty message".into())),
+            };
+            match result {
+                Ok(outcome) => {
+                    tracing::debug!(?outcome, "message done");
+                    false
+                }
+                Err(ConsumeError::Retryable(why)) => {
+                    tracing::warn!(error = %why, "message will be retried");
+                    true
+                }
+                Err(ConsumeError::Permanent(why)) => {
+                    tracing::error!(error = %why, "message cannot be applied; it will reach the dead-letter queue");
+                    true
+                }
             }
-            Err(ConsumeError::Permanent(why)) => {
-                tracing::error!(message_id = %message_id, receive_count = %receive_count, error = %why, "message cannot be applied; it will reach the dead-letter queue");
-                response.batch_item_failures.push(failure(message_id));
-            }
+        }
+        .instrument(span)
+        .await;
+        if failed {
+            response.batch_item_failures.push(failure(message_id));
         }
     }
     response

@@ -28,9 +28,19 @@ impl InvoiceStatus {
 pub struct ServiceDate(String);
 
 impl ServiceDate {
+    /// Exactly `YYYY-MM-DD`, a real calendar day, year 1900 to 2999 (no
+    /// signs, no extended years: what `format: date` means to clients).
     pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let shape = s.len() == 10
+            && s.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        if !shape {
+            return Err(DomainError::InvalidDate);
+        }
         let format = time::macros::format_description!("[year]-[month]-[day]");
-        time::Date::parse(s, format).map_err(|_| DomainError::InvalidDate)?;
+        let date = time::Date::parse(s, format).map_err(|_| DomainError::InvalidDate)?;
+        if !(1900..=2999).contains(&date.year()) {
+            return Err(DomainError::InvalidDate);
+        }
         Ok(ServiceDate(s.to_owned()))
     }
 }
@@ -289,5 +299,8 @@ mod tests {
         assert_eq!(bad(100_000_000, "cad", "2026-01-01"), "invalid_amount");
         assert_eq!(bad(5, "zzz", "2026-01-01"), "invalid_currency");
         assert_eq!(bad(5, "cad", "2026-02-30"), "invalid_date");
+        for date in ["+2026-01-01", "0000-01-01", "2026-1-01", "2026-01-01T00:00", "20260101"] {
+            assert_eq!(bad(5, "cad", date), "invalid_date", "{date}");
+        }
     }
 }

@@ -74,40 +74,56 @@ pub async fn stripe_payments(sdk: &aws_config::SdkConfig) -> Result<StripePaymen
     StripePayments::new(&key, base.as_deref()).map_err(|e| ConfigError::Invalid(e.to_string()))
 }
 
-/// Which ports a function needs beyond the store.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Needs {
-    pub payments: bool,
-    pub queue: bool,
-    pub webhook_secret: bool,
+/// What a Lambda function needs, read once per cold start: the store, then
+/// only the ports this function uses. Adding them at compile time (not from
+/// a runtime flag) means a function links only the clients it calls: no
+/// Stripe, SQS or SSM client in `select-invoices`.
+pub struct LambdaDeps {
+    sdk: aws_config::SdkConfig,
+    deps: Deps,
 }
 
-/// What a Lambda function needs, read once per cold start.
-pub async fn lambda_deps(needs: Needs) -> Result<Deps, ConfigError> {
-    let sdk = aws_config::load_from_env().await;
-    let store = dynamo_store(&sdk).await;
-    let payments: Option<Arc<dyn Payments>> =
-        if needs.payments { Some(Arc::new(stripe_payments(&sdk).await?)) } else { None };
-    let queue: Option<Arc<dyn EventQueue>> = if needs.queue {
+impl LambdaDeps {
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let sdk = aws_config::load_from_env().await;
+        let store = dynamo_store(&sdk).await;
+        let patient_link_base = required("VISITPAY_PATIENT_LINK_BASE")?.trim_end_matches('/').to_owned();
+        let deps = Deps {
+            store: Arc::new(store),
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(RandomIds),
+            payments: None,
+            queue: None,
+            config: AppConfig { patient_link_base, webhook_secrets: Vec::new() },
+        };
+        Ok(LambdaDeps { sdk, deps })
+    }
+
+    /// Stripe, its key read from SSM (`STRIPE_SECRET_KEY_PARAM`).
+    pub async fn with_payments(mut self) -> Result<Self, ConfigError> {
+        let payments: Arc<dyn Payments> = Arc::new(stripe_payments(&self.sdk).await?);
+        self.deps.payments = Some(payments);
+        Ok(self)
+    }
+
+    /// The payment-event queue (`VISITPAY_EVENTS_QUEUE_URL`).
+    pub fn with_queue(mut self) -> Result<Self, ConfigError> {
         let url = required("VISITPAY_EVENTS_QUEUE_URL")?;
-        Some(Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url)))
-    } else {
-        None
-    };
-    let webhook_secrets = if needs.webhook_secret {
-        webhook_secrets(&secret(&sdk, "STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_PARAM").await?)
-    } else {
-        Vec::new()
-    };
-    let patient_link_base = required("VISITPAY_PATIENT_LINK_BASE")?.trim_end_matches('/').to_owned();
-    Ok(Deps {
-        store: Arc::new(store),
-        clock: Arc::new(SystemClock),
-        ids: Arc::new(RandomIds),
-        payments,
-        queue,
-        config: AppConfig { patient_link_base, webhook_secrets },
-    })
+        let queue: Arc<dyn EventQueue> = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&self.sdk), url));
+        self.deps.queue = Some(queue);
+        Ok(self)
+    }
+
+    /// The webhook signing secret(s), read from SSM (`STRIPE_WEBHOOK_SECRET_PARAM`).
+    pub async fn with_webhook_secrets(mut self) -> Result<Self, ConfigError> {
+        let value = secret(&self.sdk, "STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_PARAM").await?;
+        self.deps.config.webhook_secrets = webhook_secrets(&value);
+        Ok(self)
+    }
+
+    pub fn build(self) -> Deps {
+        self.deps
+    }
 }
 
 /// Reconcile's settings: `VISITPAY_RECONCILE_MIN_AGE_SECS` (default 300) and

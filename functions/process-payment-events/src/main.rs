@@ -8,7 +8,7 @@ use visitpay::app::payment_events::handle_sqs;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     visitpay::telemetry::init();
-    let deps = visitpay::config::lambda_deps(Default::default()).await?;
+    let deps = visitpay::config::LambdaDeps::from_env().await?.build();
     run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let deps = &deps;
         async move { Ok::<SqsBatchResponse, Error>(handle_sqs(deps, event.payload).await) }

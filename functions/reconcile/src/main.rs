@@ -4,12 +4,12 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use visitpay::app::reconcile;
-use visitpay::config::Needs;
+use visitpay::config::LambdaDeps;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     visitpay::telemetry::init();
-    let deps = visitpay::config::lambda_deps(Needs { payments: true, queue: true, ..Default::default() }).await?;
+    let deps = LambdaDeps::from_env().await?.with_payments().await?.with_queue()?.build();
     let config = visitpay::config::reconcile_config()?;
     run(service_fn(|_: LambdaEvent<EventBridgeEvent<serde_json::Value>>| {
         let deps = &deps;

@@ -12,4 +12,6 @@ pub mod domain;
 pub mod http;
 pub mod ports;
 pub mod telemetry;
+/// Test support (fixed clock, sequential ids, stores on moto); not in Lambda builds.
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -1,6 +1,6 @@
 //! The embedded store for the laptop run: the same port, the same
 //! all-or-nothing conditional commits, held in memory behind one lock. It is
-//! held to the same contract suite as DynamoDB (`testkit::store_contract`).
+//! held to the same contract suite as DynamoDB (`tests/store_contract.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::domain::{
     Action, ActionStatus, Currency, HistoryEntry, Invoice, InvoiceId, InvoiceStatus, LatePayment, Locale, Money,
-    PaymentSettings, Timestamp,
+    Timestamp,
 };
 
 #[derive(Debug, Serialize)]
@@ -138,5 +138,3 @@ impl<'a> From<&'a Action> for PatientActionView<'a> {
         }
     }
 }
-
-pub type SettingsView = PaymentSettings;

@@ -13,6 +13,8 @@ struct Local {
     base: String,
     staff: String,
     support: String,
+    /// The banner's `store:` line.
+    store: String,
     logs: Arc<Mutex<String>>,
 }
 
@@ -29,10 +31,10 @@ fn start() -> Local {
 
 fn start_with(envs: &[(&str, &str)]) -> Local {
     let mut child = Command::new(env!("CARGO_BIN_EXE_visitpay-local"))
-        .envs(envs.iter().copied())
         .env("VISITPAY_ADDR", "127.0.0.1:0")
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("VISITPAY_PATIENT_LINK_BASE")
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -50,13 +52,15 @@ fn start_with(envs: &[(&str, &str)]) -> Local {
         }
     });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut base, mut staff, mut support) = (None, None, None);
+    let (mut base, mut staff, mut support, mut store) = (None, None, None, String::new());
     for line in lines.by_ref() {
         let line = line.expect("read banner");
         if let Some(rest) = line.strip_prefix("visitpay-local listening on ") {
             base = Some(rest.trim().to_owned());
         } else if line.starts_with("staff token") {
             staff = line.rsplit(' ').next().map(str::to_owned);
+        } else if let Some(rest) = line.strip_prefix("store: ") {
+            store = rest.to_owned();
         } else if line.starts_with("support token") {
             support = line.rsplit(' ').next().map(str::to_owned);
         } else if line == "ready" {
@@ -69,6 +73,7 @@ fn start_with(envs: &[(&str, &str)]) -> Local {
         base: base.expect("address printed"),
         staff: staff.expect("staff token printed"),
         support: support.expect("support token printed"),
+        store,
         logs,
     }
 }
@@ -581,4 +586,38 @@ async fn the_lifecycle_through_the_local_run() {
         logs.contains("\"message\":\"reconcile finished\"") && logs.contains("\"actions_expired\":1"),
         "reconcile reports counts"
     );
+}
+
+/// The same binary on DynamoDB and SQS (moto, started by `scripts/test`):
+/// the table and queues are created, the demo seeded, and a payment travels
+/// webhook → SQS → poller → consumer.
+#[tokio::test]
+async fn the_local_run_on_dynamodb_and_sqs() {
+    let endpoint = std::env::var("VISITPAY_TEST_DYNAMODB_ENDPOINT")
+        .expect("VISITPAY_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts moto");
+    let suffix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
+    let table = format!("visitpay-e2e-{suffix}");
+    let queue = format!("visitpay-e2e-events-{suffix}");
+    let local = start_with(&[
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("VISITPAY_TABLE", table.as_str()),
+        ("VISITPAY_EVENTS_QUEUE", queue.as_str()),
+    ]);
+    let c = Client::new();
+    let u = local.base.clone();
+    let staff = local.staff.clone();
+    let (action_id, link) = assign_fresh(&c, &u, &staff, "ddb").await;
+    let session = open_checkout(&c, &link).await;
+    assert!(pay(&c, &u, &session, "succeeded", true).await.is_success());
+    let action = wait_for_status(&c, &u, &staff, &action_id, "paid").await;
+    assert!(action["history"].as_array().unwrap().last().unwrap()["actor"]
+        .as_str()
+        .unwrap()
+        .starts_with("stripe:evt_"));
+    let (_, list) = call(&c, "GET", format!("{u}/patients/demo-patient/invoices"), Some(&staff), None).await;
+    assert_eq!(invoice_statuses(&list, "ddb"), vec!["paid", "paid"]);
+    assert!(local.store.contains(&format!("dynamodb table {table} and sqs queue {queue}")), "{}", local.store);
 }

@@ -186,7 +186,43 @@ async fn racing_writers_exactly_one_wins(store: DynStore) {
     assert_eq!(stored.version, 2);
 }
 
+async fn assign_inputs_come_in_one_read(store: DynStore) {
+    let none = store.assign_inputs(&clinic("c1"), &patient("p1"), &ids(&["1"]), Some("k")).await.unwrap();
+    assert_eq!(none, visitpay::ports::AssignInputs::default());
+    let s = PaymentSettings::from_input(clinic("c1"), settings_input(true, "cad"), at(0), UserId::parse("s").unwrap())
+        .unwrap();
+    store.put_settings(&s).await.unwrap();
+    let act = action("c1", "v1", "act_1", 0);
+    let record = IdempotencyRecord {
+        clinic_id: clinic("c1"),
+        key: "k".into(),
+        request_hash: "h".into(),
+        action_id: act.action_id.clone(),
+        status: 201,
+        response: "{}".into(),
+        expires_at: at(86400),
+    };
+    let writes = vec![
+        Write::Invoice { invoice: invoice("c1", "p1", "1", 100), expect: Expect::Absent },
+        Write::Invoice { invoice: invoice("c1", "p1", "2", 200), expect: Expect::Absent },
+        Write::Invoice { invoice: invoice("c1", "p2", "3", 300), expect: Expect::Absent },
+        Write::Idempotency(record.clone()),
+    ];
+    store.commit(writes).await.unwrap();
+    let got = store.assign_inputs(&clinic("c1"), &patient("p1"), &ids(&["2", "1", "3", "9"]), Some("k")).await.unwrap();
+    assert_eq!(got.settings, Some(s.clone()));
+    assert_eq!(got.idempotency, Some(record));
+    let mut found: Vec<&str> = got.invoices.iter().map(|i| i.invoice_id.as_str()).collect();
+    found.sort_unstable();
+    assert_eq!(found, vec!["1", "2"], "only this patient's, only those that exist");
+    let without_key = store.assign_inputs(&clinic("c1"), &patient("p1"), &ids(&["1"]), None).await.unwrap();
+    assert_eq!((without_key.idempotency, without_key.invoices.len()), (None, 1));
+    let other_clinic = store.assign_inputs(&clinic("c2"), &patient("p1"), &ids(&["1"]), Some("k")).await.unwrap();
+    assert_eq!(other_clinic, visitpay::ports::AssignInputs::default());
+}
+
 on_both_stores!(
+    assign_inputs_come_in_one_read,
     settings_round_trip,
     invoice_writes_are_conditional,
     invoices_are_listed_per_patient_in_order,

@@ -86,6 +86,15 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Everything assign decides on, read at once (on DynamoDB, one BatchGetItem).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AssignInputs {
+    pub settings: Option<PaymentSettings>,
+    pub idempotency: Option<IdempotencyRecord>,
+    /// The requested invoices that exist for this patient, in any order.
+    pub invoices: Vec<Invoice>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     async fn get_settings(&self, clinic: &ClinicId) -> Result<Option<PaymentSettings>, StoreError>;
@@ -104,6 +113,15 @@ pub trait Store: Send + Sync {
     async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, StoreError>;
     async fn find_link(&self, token_hash: &str) -> Result<Option<PatientLink>, StoreError>;
     async fn get_idempotency(&self, clinic: &ClinicId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// The clinic's settings, the idempotency record (when a key is given) and
+    /// the named invoices, strongly consistent, in one read.
+    async fn assign_inputs(
+        &self,
+        clinic: &ClinicId,
+        patient: &PatientId,
+        invoices: &[InvoiceId],
+        idempotency_key: Option<&str>,
+    ) -> Result<AssignInputs, StoreError>;
     async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError>;
     /// Live actions waiting on Stripe (`checkout_open`, `processing`) that
     /// nothing has touched since `untouched_since`: an index query, never a scan.

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::domain::{Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentSettings, VisitId};
 use crate::domain::{ActionStatus, Timestamp};
-use crate::ports::{Expect, IdempotencyRecord, PatientLink, PaymentRef, Store, StoreError, Write};
+use crate::ports::{AssignInputs, Expect, IdempotencyRecord, PatientLink, PaymentRef, Store, StoreError, Write};
 
 type InvoiceKey = (ClinicId, PatientId, InvoiceId);
 type ActionKey = (ClinicId, ActionId);
@@ -97,6 +97,24 @@ impl Store for EmbeddedStore {
 
     async fn get_idempotency(&self, clinic: &ClinicId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         Ok(self.lock().idempotency.get(&(clinic.clone(), key.to_owned())).cloned())
+    }
+
+    async fn assign_inputs(
+        &self,
+        clinic: &ClinicId,
+        patient: &PatientId,
+        invoices: &[InvoiceId],
+        idempotency_key: Option<&str>,
+    ) -> Result<AssignInputs, StoreError> {
+        let t = self.lock();
+        Ok(AssignInputs {
+            settings: t.settings.get(clinic).cloned(),
+            idempotency: idempotency_key.and_then(|k| t.idempotency.get(&(clinic.clone(), k.to_owned())).cloned()),
+            invoices: invoices
+                .iter()
+                .filter_map(|id| t.invoices.get(&(clinic.clone(), patient.clone(), id.clone())).cloned())
+                .collect(),
+        })
     }
 
     async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError> {

@@ -56,19 +56,15 @@ pub async fn assign(
     check_invoice_ids(&req.invoice_ids)?;
     let hash = request_hash(visit, &req);
     with_retries(|| async {
-        if let Some(key) = idempotency_key {
-            if let Some(first) = deps.store.get_idempotency(clinic, key).await? {
-                if first.request_hash != hash {
-                    return Err(AppError::IdempotencyKeyReused);
-                }
-                return Ok(Assigned::Replayed { status: first.status, body: first.response });
+        let inputs = deps.store.assign_inputs(clinic, &req.patient_id, &req.invoice_ids, idempotency_key).await?;
+        if let Some(first) = inputs.idempotency {
+            if first.request_hash != hash {
+                return Err(AppError::IdempotencyKeyReused);
             }
+            return Ok(Assigned::Replayed { status: first.status, body: first.response });
         }
-        let settings = deps.store.get_settings(clinic).await?.filter(|s| s.enabled);
-        let settings = settings.ok_or(DomainError::PaymentsDisabled)?;
-
-        let all = deps.store.list_invoices(clinic, &req.patient_id).await?;
-        let chosen = pick(&all, &req.invoice_ids)?;
+        let settings = inputs.settings.filter(|s| s.enabled).ok_or(DomainError::PaymentsDisabled)?;
+        let chosen = pick(&inputs.invoices, &req.invoice_ids)?;
         let now = deps.clock.now();
         let action_id = deps.ids.action_id();
         let reserved: Vec<Invoice> = chosen.iter().map(|i| i.reserve_for(&action_id, now)).collect::<Result<_, _>>()?;

@@ -21,7 +21,7 @@ use super::tables::TableDef;
 use crate::domain::{
     Action, ActionId, ActionStatus, ClinicId, Invoice, InvoiceId, PatientId, PaymentSettings, Timestamp, VisitId,
 };
-use crate::ports::{Expect, IdempotencyRecord, PatientLink, PaymentRef, Store, StoreError, Write};
+use crate::ports::{AssignInputs, Expect, IdempotencyRecord, PatientLink, PaymentRef, Store, StoreError, Write};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -303,6 +303,55 @@ impl Store for DynamoStore {
 
     async fn get_idempotency(&self, clinic: &ClinicId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.get(keys::idempotency(clinic, key)).await
+    }
+
+    async fn assign_inputs(
+        &self,
+        clinic: &ClinicId,
+        patient: &PatientId,
+        invoices: &[InvoiceId],
+        idempotency_key: Option<&str>,
+    ) -> Result<AssignInputs, StoreError> {
+        let key = |(pk, sk): (String, String)| -> Item {
+            HashMap::from([(keys::PK.to_owned(), AttributeValue::S(pk)), (keys::SK.to_owned(), AttributeValue::S(sk))])
+        };
+        let mut wanted: Vec<Item> = vec![key(keys::settings(clinic))];
+        if let Some(k) = idempotency_key {
+            wanted.push(key(keys::idempotency(clinic, k)));
+        }
+        wanted.extend(invoices.iter().map(|i| key(keys::invoice(clinic, patient, i))));
+        let mut inputs = AssignInputs::default();
+        let mut attempt = 0u32;
+        while !wanted.is_empty() {
+            let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut wanted)))
+                .consistent_read(true)
+                .build()
+                .expect("keys set");
+            let out =
+                self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(classify)?;
+            for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                let sk = match item.get(keys::SK) {
+                    Some(AttributeValue::S(sk)) => sk.clone(),
+                    _ => return Err(StoreError::Corrupt("item without a sort key".into())),
+                };
+                match sk.as_str() {
+                    "SETTINGS" => inputs.settings = Some(decode(item)?),
+                    "IDEMPOTENCY" => inputs.idempotency = Some(decode(item)?),
+                    _ => inputs.invoices.push(decode(item)?),
+                }
+            }
+            // DynamoDB may leave keys unprocessed under load: ask again, with backoff.
+            if let Some(rest) = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                wanted = rest.keys;
+                attempt += 1;
+                if attempt > 5 {
+                    return Err(StoreError::Throttled);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+            }
+        }
+        Ok(inputs)
     }
 
     async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError> {

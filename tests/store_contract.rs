@@ -26,7 +26,11 @@ fn action(c: &str, v: &str, id: &str, created: i64) -> Action {
             patient_id: patient("p1"),
             label: "Facturation privée".into(),
             locale: Locale::FrCa,
-            invoice_ids: ids(&["1", "2"]),
+            lines: ids(&["1", "2"])
+                .into_iter()
+                .zip([4000, 2000])
+                .map(|(invoice_id, amount)| visitpay::domain::ActionLine { invoice_id, amount })
+                .collect(),
             total: Money::new(6000, Currency::parse("cad").unwrap()).unwrap(),
             token_hash: format!("hash-{id}"),
             expires_at: at(3600),

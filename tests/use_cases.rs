@@ -259,7 +259,7 @@ async fn twenty_concurrent_assigns_never_share_an_invoice(store: DynStore) {
     for a in &winners {
         let stored = actions::get(&deps, &clinic("c1"), &a.action_id).await.unwrap();
         assert!(stored.status().is_live());
-        for inv in &stored.invoice_ids {
+        for inv in stored.invoice_ids() {
             let previous = holder.insert(inv.to_string(), a.action_id.to_string());
             assert!(previous.is_none(), "{inv} is in two live actions: {previous:?} and {}", a.action_id);
         }

@@ -11,8 +11,8 @@ use super::views::ActionView;
 use super::{check_invoice_ids, with_retries, AppError, Caller, Deps, NotFound};
 use crate::domain::action::NewAction;
 use crate::domain::{
-    Action, ActionEvent, ActionId, Actor, ClinicId, DomainError, Invoice, InvoiceEffect, InvoiceId, Locale, Money,
-    PatientId, RefundRecord, Timestamp, VisitId,
+    Action, ActionEvent, ActionId, ActionLine, Actor, ClinicId, DomainError, Invoice, InvoiceEffect, InvoiceId, Locale,
+    Money, PatientId, RefundRecord, Timestamp, VisitId,
 };
 use crate::ports::{
     hash_token, Expect, IdempotencyRecord, PatientLink, PaymentRef, PaymentsError, RefundRequest, SessionStatus, Write,
@@ -83,7 +83,10 @@ pub async fn assign(
                 patient_id: req.patient_id.clone(),
                 label: settings.label.for_locale(req.locale).to_owned(),
                 locale: req.locale,
-                invoice_ids: req.invoice_ids.clone(),
+                lines: chosen
+                    .iter()
+                    .map(|i| ActionLine { invoice_id: i.invoice_id.clone(), amount: i.amount })
+                    .collect(),
                 total,
                 token_hash: hash_token(&token),
                 expires_at,
@@ -142,7 +145,7 @@ pub(crate) fn invoice_writes(
     invoices: &[Invoice],
     at: Timestamp,
 ) -> Vec<Write> {
-    let mine = invoices.iter().filter(|i| action.invoice_ids.contains(&i.invoice_id));
+    let mine = invoices.iter().filter(|i| action.invoice_ids().any(|id| id == &i.invoice_id));
     mine.filter_map(|old| {
         let new = match effect {
             InvoiceEffect::Unchanged => None,

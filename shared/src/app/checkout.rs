@@ -5,13 +5,15 @@
 //! its idempotency key and every parameter; whoever then calls Stripe, once or
 //! many times, sends the very same request and gets the very same session.
 
+use std::collections::HashMap;
+
 use tracing::instrument;
 
 use super::actions::for_patient;
 use super::payment_events::{META_ACTION, META_CLINIC};
 use super::{with_retries, AppError, Deps};
 use crate::domain::{
-    Action, ActionEvent, ActionStatus, Actor, Checkout, DomainError, Invoice, LineItemText, Locale, Timestamp,
+    Action, ActionEvent, ActionStatus, Actor, Checkout, DomainError, InvoiceId, LineItemText, Locale, Timestamp,
 };
 use crate::ports::{CheckoutLine, CheckoutRequest, Expect, PaymentsError, SessionStatus, Write};
 
@@ -38,16 +40,43 @@ fn refuse_unpayable(action: &Action, now: Timestamp) -> Result<(), DomainError> 
     }
 }
 
-/// What a line item says at Stripe: generic unless the clinic opted in.
-fn line_name(invoice: &Invoice, policy: LineItemText, locale: Locale) -> String {
-    let description = invoice.description.trim();
-    if policy == LineItemText::InvoiceDescription && !description.is_empty() {
-        return description.to_owned();
-    }
+fn generic_name(invoice: &InvoiceId, locale: Locale) -> String {
     match locale {
-        Locale::FrCa => format!("Services cliniques — facture {}", invoice.invoice_id),
-        Locale::EnCa => format!("Clinic services — invoice {}", invoice.invoice_id),
+        Locale::FrCa => format!("Services cliniques — facture {invoice}"),
+        Locale::EnCa => format!("Clinic services — invoice {invoice}"),
     }
+}
+
+/// What the line items say at Stripe: generic ("Clinic services — invoice
+/// 1042") from the action alone, or, only for a clinic that opted in, the
+/// invoices' own descriptions (the one case that reads the invoices).
+async fn checkout_lines(deps: &Deps, action: &Action) -> Result<Vec<CheckoutLine>, AppError> {
+    let descriptions: HashMap<InvoiceId, String> = match action.line_item_text {
+        LineItemText::Generic => HashMap::new(),
+        LineItemText::InvoiceDescription => deps
+            .store
+            .list_invoices(&action.clinic_id, &action.patient_id)
+            .await?
+            .into_iter()
+            .filter(|i| i.action_id() == Some(&action.action_id) && !i.description.trim().is_empty())
+            .map(|i| (i.invoice_id.clone(), i.description.trim().to_owned()))
+            .collect(),
+    };
+    let lines: Vec<CheckoutLine> = action
+        .lines
+        .iter()
+        .map(|l| CheckoutLine {
+            name: descriptions
+                .get(&l.invoice_id)
+                .cloned()
+                .unwrap_or_else(|| generic_name(&l.invoice_id, action.locale)),
+            amount: l.amount,
+        })
+        .collect();
+    if lines.iter().map(|l| l.amount).sum::<i64>() != action.amount {
+        return Err(AppError::Inconsistent(format!("action {} total does not match its lines", action.action_id)));
+    }
+    Ok(lines)
 }
 
 async fn request_for(
@@ -56,22 +85,7 @@ async fn request_for(
     attempt: &Checkout,
     token: &str,
 ) -> Result<CheckoutRequest, AppError> {
-    let invoices = deps.store.list_invoices(&action.clinic_id, &action.patient_id).await?;
-    let mut lines = Vec::with_capacity(action.invoice_ids.len());
-    for id in &action.invoice_ids {
-        // The action holds its invoices in `pending`: their amounts are frozen.
-        let invoice = invoices
-            .iter()
-            .find(|i| &i.invoice_id == id && i.action_id() == Some(&action.action_id))
-            .ok_or_else(|| AppError::Inconsistent(format!("action {} lost invoice {id}", action.action_id)))?;
-        lines.push(CheckoutLine {
-            name: line_name(invoice, action.line_item_text, action.locale),
-            amount: invoice.amount,
-        });
-    }
-    if lines.iter().map(|l| l.amount).sum::<i64>() != action.amount {
-        return Err(AppError::Inconsistent(format!("action {} total does not match its invoices", action.action_id)));
-    }
+    let lines = checkout_lines(deps, action).await?;
     let page = format!("{}/{}", deps.config.patient_link_base, token);
     Ok(CheckoutRequest {
         account: action.stripe_account_id.clone(),

@@ -154,7 +154,9 @@ pub struct Action {
     pub patient_id: PatientId,
     pub label: String,
     pub locale: Locale,
-    pub invoice_ids: Vec<InvoiceId>,
+    /// The invoices collected and their amounts when assigned (frozen: a
+    /// pending invoice cannot change), so checkout needs no invoice read.
+    pub lines: Vec<ActionLine>,
     pub amount: i64,
     pub currency: Currency,
     status: ActionStatus,
@@ -192,6 +194,12 @@ pub struct Action {
     pub expires_at: Timestamp,
     pub version: u64,
     pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionLine {
+    pub invoice_id: InvoiceId,
+    pub amount: i64,
 }
 
 /// One Checkout attempt: reserved first (so concurrent clicks agree on its
@@ -239,7 +247,7 @@ pub struct NewAction {
     pub patient_id: PatientId,
     pub label: String,
     pub locale: Locale,
-    pub invoice_ids: Vec<InvoiceId>,
+    pub lines: Vec<ActionLine>,
     pub total: Money,
     pub token_hash: String,
     pub expires_at: Timestamp,
@@ -257,7 +265,7 @@ impl Action {
             patient_id: new.patient_id,
             label: new.label,
             locale: new.locale,
-            invoice_ids: new.invoice_ids,
+            lines: new.lines,
             amount: new.total.amount,
             currency: new.total.currency,
             status: ActionStatus::Assigned,
@@ -452,6 +460,10 @@ impl Action {
         Money { amount: self.amount, currency: self.currency }
     }
 
+    pub fn invoice_ids(&self) -> impl Iterator<Item = &InvoiceId> {
+        self.lines.iter().map(|l| &l.invoice_id)
+    }
+
     pub fn checkout_session_id(&self) -> Option<&str> {
         self.checkout.as_ref().and_then(|c| c.session_id.as_deref())
     }
@@ -525,7 +537,7 @@ mod tests {
                 patient_id: PatientId::parse("p").unwrap(),
                 label: "Payer".into(),
                 locale: Locale::FrCa,
-                invoice_ids: vec![InvoiceId::parse("1").unwrap()],
+                lines: vec![ActionLine { invoice_id: InvoiceId::parse("1").unwrap(), amount: 4500 }],
                 total: Money::new(4500, Currency::parse("cad").unwrap()).unwrap(),
                 token_hash: "h".into(),
                 expires_at: t(3600),

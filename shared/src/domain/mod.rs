@@ -7,8 +7,8 @@ pub mod money;
 pub mod settings;
 
 pub use action::{
-    Action, ActionEvent, ActionStatus, Actor, Checkout, HistoryEntry, InvoiceEffect, LatePayment, NewAction,
-    RefundRecord, Transition,
+    Action, ActionEvent, ActionLine, ActionStatus, Actor, Checkout, HistoryEntry, InvoiceEffect, LatePayment,
+    NewAction, RefundRecord, Transition,
 };
 pub use ids::{ActionId, ClinicId, InvoiceId, PatientId, UserId, VisitId};
 pub use invoice::{Invoice, InvoiceStatus, ServiceDate};

@@ -21,7 +21,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use visitpay::adapters::dynamodb::DynamoStore;
-use visitpay::adapters::sqs::{ensure_queue, sqs_event, Delivery, SqsQueue};
+use visitpay::adapters::sqs::{deliveries, ensure_queue, sqs_event, SqsQueue};
 use visitpay::adapters::stripe::StripePayments;
 use visitpay::adapters::tables;
 use visitpay::app::actions::{self, AssignRequest, Assigned};
@@ -200,15 +200,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let source = sqs(&sdk, &counters["sqs-event-source"]);
     let received = source.receive_message().queue_url(&queue_url).max_number_of_messages(10).send().await?;
     let messages = received.messages.unwrap_or_default();
-    let deliveries: Vec<Delivery<'_>> = messages
-        .iter()
-        .map(|m| Delivery {
-            message_id: m.message_id().unwrap_or_default(),
-            receipt_handle: m.receipt_handle().unwrap_or_default(),
-            body: m.body().unwrap_or_default(),
-            receive_count: 1,
-        })
-        .collect();
+    let deliveries = deliveries(&messages);
     let failures = handle_sqs(&consumer, sqs_event(&deliveries, "arn:aws:sqs:us-east-1:000000000000:bench")).await;
     if !failures.batch_item_failures.is_empty() {
         return Err("the consumer reported failures".into());

@@ -61,6 +61,23 @@ pub struct Delivery<'a> {
     pub receive_count: u32,
 }
 
+/// The received messages as deliveries (the receive count when SQS sent it).
+pub fn deliveries(messages: &[aws_sdk_sqs::types::Message]) -> Vec<Delivery<'_>> {
+    messages
+        .iter()
+        .map(|m| Delivery {
+            message_id: m.message_id().unwrap_or_default(),
+            receipt_handle: m.receipt_handle().unwrap_or_default(),
+            body: m.body().unwrap_or_default(),
+            receive_count: m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1),
+        })
+        .collect()
+}
+
 /// Builds the `SqsEvent` Lambda would deliver (its structs are non-exhaustive,
 /// so through JSON, exactly as Lambda does).
 pub fn sqs_event(deliveries: &[Delivery<'_>], queue_arn: &str) -> SqsEvent {
@@ -155,19 +172,7 @@ where
         if messages.is_empty() {
             continue;
         }
-        let deliveries: Vec<Delivery<'_>> = messages
-            .iter()
-            .map(|m| Delivery {
-                message_id: m.message_id().unwrap_or_default(),
-                receipt_handle: m.receipt_handle().unwrap_or_default(),
-                body: m.body().unwrap_or_default(),
-                receive_count: m
-                    .attributes()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(1),
-            })
-            .collect();
+        let deliveries = deliveries(&messages);
         let response = handler(sqs_event(&deliveries, queue_arn)).await;
         let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
         let done: Vec<DeleteMessageBatchRequestEntry> = deliveries

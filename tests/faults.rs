@@ -91,9 +91,7 @@ async fn a_lost_refund_response_refunds_once() {
     let stripe = stripe_emulator(None).await;
     let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay::testkit::embedded_store()), &stripe, None);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
-    checkout::open(&deps, &token).await.unwrap();
-    let session =
-        actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap().checkout_session_id().unwrap().to_owned();
+    let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
     stripe.pay(&session, "succeeded").await;
     for e in stripe.events().await {
         apply_stripe_event(&deps, &e.to_string()).await.unwrap();
@@ -186,9 +184,7 @@ async fn a_consumer_dying_before_delete_changes_nothing_on_redelivery() {
     let (deps, _clock) =
         deps_for_payments(Arc::new(visitpay::testkit::dynamodb_store("crash").await), &stripe, Some(queue.clone()));
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
-    checkout::open(&deps, &token).await.unwrap();
-    let session =
-        actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap().checkout_session_id().unwrap().to_owned();
+    let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
     stripe.pay(&session, "succeeded").await;
     for e in stripe.events().await {
         queue

@@ -62,8 +62,7 @@ async fn cancel_expires_the_open_session(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let (deps, _clock) = deps_for_payments(store, &stripe, None);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, ""), ("2", 500, "")]).await;
-    checkout::open(&deps, &token).await.unwrap();
-    let session_id = status_of(&deps, "c1", &action.action_id).await.checkout_session_id().unwrap().to_owned();
+    let session_id = open_checkout(&deps, "c1", &action.action_id, &token).await;
 
     let cancelled = actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
     assert_eq!(cancelled.status(), ActionStatus::Cancelled);
@@ -81,8 +80,7 @@ async fn a_payment_racing_a_cancel_is_kept_and_flagged(store: DynStore) {
     let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
     deps.payments = Some(Arc::new(RacingExpire(stripe.payments.clone())));
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
-    checkout::open(&deps, &token).await.unwrap();
-    let session_id = status_of(&deps, "c1", &action.action_id).await.checkout_session_id().unwrap().to_owned();
+    let session_id = open_checkout(&deps, "c1", &action.action_id, &token).await;
     actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
     assert_eq!(pay_status(&stripe, &session_id, "succeeded").await, 200);
     deliver_all(&deps, &stripe).await;
@@ -125,8 +123,7 @@ async fn paid_action(
     lines: &[(&str, i64, &str)],
 ) -> visitpay::domain::Action {
     let (action, token) = assigned_action(deps, c, lines).await;
-    checkout::open(deps, &token).await.unwrap();
-    let session = status_of(deps, c, &action.action_id).await.checkout_session_id().unwrap().to_owned();
+    let session = open_checkout(deps, c, &action.action_id, &token).await;
     stripe.pay(&session, "succeeded").await;
     deliver_all(deps, stripe).await;
     let paid = status_of(deps, c, &action.action_id).await;
@@ -253,8 +250,7 @@ async fn reconcile_expires_actions_past_their_lifetime(store: DynStore) {
     let config = ReconcileConfig { min_age: time::Duration::seconds(300), batch: 50 };
     let (idle, _) = assigned_action(&deps, "idle", &[("1", 1000, ""), ("2", 1000, "")]).await;
     let (open, open_token) = assigned_action(&deps, "open", &[("1", 1000, "")]).await;
-    checkout::open(&deps, &open_token).await.unwrap();
-    let session_id = status_of(&deps, "open", &open.action_id).await.checkout_session_id().unwrap().to_owned();
+    let session_id = open_checkout(&deps, "open", &open.action_id, &open_token).await;
 
     clock.advance(71 * 3600);
     assert_eq!(reconcile::run(&deps, config).await.unwrap().actions_expired, 0, "not yet");

@@ -313,3 +313,10 @@ impl Payments for RacingExpire {
         self.0.refund(r).await
     }
 }
+
+/// The patient opens Checkout for an action; returns the session's id.
+pub async fn open_checkout(deps: &Deps, clinic_id: &str, action: &visitpay::domain::ActionId, token: &str) -> String {
+    visitpay::app::checkout::open(deps, token).await.unwrap();
+    let opened = visitpay::app::actions::get(deps, &clinic(clinic_id), action).await.unwrap();
+    opened.checkout_session_id().expect("an open session").to_owned()
+}

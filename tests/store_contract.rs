@@ -2,11 +2,11 @@
 //! the embedded store and on DynamoDB (moto), so the laptop run behaves as AWS.
 
 use time::OffsetDateTime;
-use visitpay::domain::action::NewAction;
+use visitpay::domain::action::{InvoiceEffect, NewAction};
 use visitpay::domain::{
     Action, ActionId, Actor, Currency, Invoice, LineItemText, Locale, Money, PaymentSettings, StripeAccountId, UserId,
 };
-use visitpay::ports::{Expect, IdempotencyRecord, PatientLink, StoreError, Write};
+use visitpay::ports::{Expect, IdempotencyRecord, StoreError, Write};
 use visitpay_tests::*;
 
 fn at(secs: i64) -> OffsetDateTime {
@@ -106,14 +106,8 @@ async fn commit_is_all_or_nothing(store: DynStore) {
     assert_eq!(store.get_invoice(&clinic("c1"), &patient("p1"), &a.invoice_id).await.unwrap(), Some(a));
 }
 
-async fn actions_links_and_idempotency_round_trip(store: DynStore) {
+async fn actions_and_idempotency_round_trip(store: DynStore) {
     let act = action("c1", "v1", "act_1", 0);
-    let link = PatientLink {
-        token_hash: act.token_hash.clone(),
-        clinic_id: clinic("c1"),
-        action_id: act.action_id.clone(),
-        expires_at: act.expires_at,
-    };
     let record = IdempotencyRecord {
         clinic_id: clinic("c1"),
         key: "key-1".into(),
@@ -124,23 +118,24 @@ async fn actions_links_and_idempotency_round_trip(store: DynStore) {
         expires_at: at(86400),
     };
     store
-        .commit(vec![
-            Write::Action { action: act.clone(), expect: Expect::Absent },
-            Write::Link(link.clone()),
-            Write::Idempotency(record.clone()),
-        ])
+        .commit(vec![Write::Action { action: act.clone(), expect: Expect::Absent }, Write::Idempotency(record.clone())])
         .await
         .unwrap();
     assert_eq!(store.get_action(&clinic("c1"), &act.action_id).await.unwrap(), Some(act.clone()));
     assert_eq!(store.get_action(&clinic("c2"), &act.action_id).await.unwrap(), None, "another clinic sees nothing");
-    assert_eq!(store.find_link(&act.token_hash).await.unwrap(), Some(link.clone()));
-    assert_eq!(store.find_link("nope").await.unwrap(), None);
+    assert_eq!(
+        store.find_action(&act.action_id).await.unwrap(),
+        Some(act.clone()),
+        "by id alone, for the patient link"
+    );
+    assert_eq!(store.find_action(&ActionId::parse("act_9").unwrap()).await.unwrap(), None);
+    let same_id_elsewhere = action("c2", "v1", "act_1", 0);
+    let r = store.commit(vec![Write::Action { action: same_id_elsewhere, expect: Expect::Absent }]).await;
+    assert!(matches!(r, Err(StoreError::Conflict)), "action ids are unique across clinics: {r:?}");
     assert_eq!(store.get_idempotency(&clinic("c1"), "key-1").await.unwrap(), Some(record.clone()));
     assert_eq!(store.get_idempotency(&clinic("c2"), "key-1").await.unwrap(), None);
-    for w in [Write::Link(link), Write::Idempotency(record)] {
-        let r = store.commit(vec![w]).await;
-        assert!(matches!(r, Err(StoreError::Conflict)), "links and idempotency records are write-once: {r:?}");
-    }
+    let r = store.commit(vec![Write::Idempotency(record)]).await;
+    assert!(matches!(r, Err(StoreError::Conflict)), "idempotency records are write-once: {r:?}");
     // A transition round-trips with its history.
     let cancelled = act.apply(&visitpay::domain::ActionEvent::Cancel, at(5), &Actor::Reconcile).unwrap().action;
     store.commit(vec![Write::Action { action: cancelled.clone(), expect: Expect::Version(1) }]).await.unwrap();
@@ -225,13 +220,76 @@ async fn assign_inputs_come_in_one_read(store: DynStore) {
     assert_eq!(other_clinic, visitpay::ports::AssignInputs::default());
 }
 
+/// `Write::HeldInvoice` moves an invoice exactly as `Invoice::follow` would,
+/// without a read, and only from the state it expects, held by that action.
+async fn held_invoices_follow_their_action_unread(store: DynStore) {
+    let a = ActionId::parse("act_1").unwrap();
+    let other = ActionId::parse("act_2").unwrap();
+    let pending = invoice("c1", "p1", "1", 100).select(at(1)).unwrap().unwrap().reserve_for(&a, at(2)).unwrap();
+    let selected = invoice("c1", "p1", "2", 200).select(at(1)).unwrap().unwrap();
+    for i in [&pending, &selected] {
+        store.commit(vec![Write::Invoice { invoice: i.clone(), expect: Expect::Absent }]).await.unwrap();
+    }
+    let follow = |invoice: &Invoice, action: &ActionId, effect: InvoiceEffect, secs: i64| Write::HeldInvoice {
+        clinic_id: invoice.clinic_id.clone(),
+        patient_id: invoice.patient_id.clone(),
+        invoice_id: invoice.invoice_id.clone(),
+        action_id: action.clone(),
+        effect,
+        at: at(secs),
+    };
+    let read = |i: &Invoice| {
+        let (store, i) = (store.clone(), i.clone());
+        async move { store.get_invoice(&i.clinic_id, &i.patient_id, &i.invoice_id).await.unwrap() }
+    };
+    // Refused, and nothing changes, whenever the invoice is not where the move starts.
+    let missing = invoice("c1", "p1", "9", 100);
+    for refused in [
+        vec![follow(&pending, &other, InvoiceEffect::MarkPaid, 3)],
+        vec![follow(&pending, &a, InvoiceEffect::Reopen, 3)],
+        vec![follow(&pending, &a, InvoiceEffect::Unchanged, 3)],
+        vec![follow(&missing, &a, InvoiceEffect::Release, 3)],
+        vec![follow(&pending, &a, InvoiceEffect::MarkPaid, 3), follow(&selected, &a, InvoiceEffect::MarkPaid, 3)],
+    ] {
+        let r = store.commit(refused.clone()).await;
+        assert!(matches!(r, Err(StoreError::Conflict)), "{refused:?}: {r:?}");
+        assert_eq!(read(&pending).await, Some(pending.clone()));
+        assert_eq!(read(&selected).await, Some(selected.clone()));
+    }
+    // Paid, then reopened after a refund: the same invoices `follow` gives.
+    let paid = pending.follow(&a, InvoiceEffect::MarkPaid, at(4)).unwrap();
+    let act = action("c1", "v1", "act_1", 0);
+    store
+        .commit(vec![
+            Write::Action { action: act.clone(), expect: Expect::Absent },
+            follow(&pending, &a, InvoiceEffect::MarkPaid, 4),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(read(&pending).await, Some(paid.clone()));
+    assert_eq!(store.get_action(&clinic("c1"), &a).await.unwrap(), Some(act), "in the same commit");
+    let again = store.commit(vec![follow(&pending, &a, InvoiceEffect::MarkPaid, 5)]).await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "a move happens once: {again:?}");
+    store.commit(vec![follow(&pending, &a, InvoiceEffect::Reopen, 6)]).await.unwrap();
+    assert_eq!(read(&pending).await, Some(paid.follow(&a, InvoiceEffect::Reopen, at(6)).unwrap()));
+    // A versioned write after an unread move sees the bumped version.
+    let reselected = paid.follow(&a, InvoiceEffect::Reopen, at(6)).unwrap().select(at(7)).unwrap().unwrap();
+    let stale = Expect::Version(paid.version);
+    let r = store.commit(vec![Write::Invoice { invoice: reselected.clone(), expect: stale }]).await;
+    assert!(matches!(r, Err(StoreError::Conflict)), "{r:?}");
+    let current = Expect::Version(paid.version + 1);
+    store.commit(vec![Write::Invoice { invoice: reselected.clone(), expect: current }]).await.unwrap();
+    assert_eq!(read(&pending).await, Some(reselected));
+}
+
 on_both_stores!(
     assign_inputs_come_in_one_read,
     settings_round_trip,
     invoice_writes_are_conditional,
     invoices_are_listed_per_patient_in_order,
     commit_is_all_or_nothing,
-    actions_links_and_idempotency_round_trip,
+    actions_and_idempotency_round_trip,
     visit_actions_are_scoped_and_ordered,
     racing_writers_exactly_one_wins,
+    held_invoices_follow_their_action_unread,
 );

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use visitpay::app::actions::{self, AssignRequest, Assigned};
 use visitpay::app::{invoices, settings, AppError, NotFound};
+use visitpay::domain::action::InvoiceEffect;
 use visitpay::domain::{ActionStatus, DomainError, InvoiceStatus, Locale};
 use visitpay::ports::{hash_token, Expect, Write};
 use visitpay::testkit::deps_with;
@@ -133,7 +134,7 @@ async fn assign_refusals_change_nothing(store: DynStore) {
         panic!()
     };
     let pending = store.get_invoice(&clinic("c1"), &patient("p1"), &ids(&["paid"])[0]).await.unwrap().unwrap();
-    let paid = pending.mark_paid_by(&action.action_id, deps.clock.now()).unwrap();
+    let paid = pending.follow(&action.action_id, InvoiceEffect::MarkPaid, deps.clock.now()).unwrap();
     store.commit(vec![Write::Invoice { invoice: paid, expect: Expect::Version(pending.version) }]).await.unwrap();
 
     let before = statuses(&deps, "c1", "p1").await;

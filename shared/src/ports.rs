@@ -6,6 +6,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::domain::action::InvoiceEffect;
 use crate::domain::{Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentSettings, Timestamp, VisitId};
 
 /// What a conditional write expects to find.
@@ -15,16 +16,6 @@ pub enum Expect {
     Absent,
     /// The item must still be at this version (optimistic concurrency).
     Version(u64),
-}
-
-/// Maps a patient link token (by hash) to its action.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PatientLink {
-    pub token_hash: String,
-    pub clinic_id: ClinicId,
-    pub action_id: ActionId,
-    #[serde(with = "time::serde::rfc3339")]
-    pub expires_at: Timestamp,
 }
 
 /// The first answer to an `Idempotency-Key`, replayed for a repeat.
@@ -62,8 +53,17 @@ pub enum Write {
         action: Action,
         expect: Expect,
     },
-    /// Always created, never replaced.
-    Link(PatientLink),
+    /// An invoice follows its action's transition without being read first:
+    /// applied only if it is still held by `action_id` in the move's starting
+    /// state (`Invoice::follow`); otherwise the whole commit is a `Conflict`.
+    HeldInvoice {
+        clinic_id: ClinicId,
+        patient_id: PatientId,
+        invoice_id: InvoiceId,
+        action_id: ActionId,
+        effect: InvoiceEffect,
+        at: Timestamp,
+    },
     /// Always created, never replaced: a second writer of the same key loses.
     Idempotency(IdempotencyRecord),
     /// Written whenever a payment is recorded; rewriting the same is harmless.
@@ -111,7 +111,9 @@ pub trait Store: Send + Sync {
     async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Action>, StoreError>;
     /// A visit's actions, oldest first.
     async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, StoreError>;
-    async fn find_link(&self, token_hash: &str) -> Result<Option<PatientLink>, StoreError>;
+    /// An action by its id alone, whatever its clinic: only for the patient
+    /// link, whose token names the action and proves itself by its hash.
+    async fn find_action(&self, action: &ActionId) -> Result<Option<Action>, StoreError>;
     async fn get_idempotency(&self, clinic: &ClinicId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
     /// The clinic's settings, the idempotency record (when a key is given) and
     /// the named invoices, strongly consistent, in one read.
@@ -179,9 +181,23 @@ impl Ids for RandomIds {
     }
 }
 
-/// The only form in which a link token is stored or looked up.
+/// The only form in which a link token is stored or compared.
 pub fn hash_token(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A patient link token: the action's id, a dot, then the random secret.
+/// Like Stripe's client secrets it names what it unlocks (one read, no lookup
+/// item) and is proved by its random part; only its hash is stored. Action
+/// ids are random and say nothing about the clinic or the patient.
+pub fn link_token(action: &ActionId, secret: &str) -> String {
+    format!("{action}.{secret}")
+}
+
+/// The action a link token names, if it is shaped like one.
+pub fn link_token_action(token: &str) -> Option<ActionId> {
+    let (action, secret) = token.split_once('.')?;
+    (!secret.is_empty()).then(|| ActionId::parse(action).ok()).flatten()
 }
 
 #[cfg(test)]
@@ -196,6 +212,16 @@ mod tests {
         assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_eq!(hash_token(&a).len(), 64);
         assert_ne!(hash_token(&a), a);
+    }
+
+    #[test]
+    fn a_link_token_names_its_action() {
+        let action = RandomIds.action_id();
+        let token = link_token(&action, &RandomIds.link_token());
+        assert_eq!(link_token_action(&token), Some(action.clone()));
+        for bad in ["", ".", "no-dot", &format!("{action}."), ".secret", "bad id.secret"] {
+            assert_eq!(link_token_action(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -9,17 +9,16 @@ use async_trait::async_trait;
 
 use crate::domain::{Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentSettings, VisitId};
 use crate::domain::{ActionStatus, Timestamp};
-use crate::ports::{AssignInputs, Expect, IdempotencyRecord, PatientLink, PaymentRef, Store, StoreError, Write};
+use crate::ports::{AssignInputs, Expect, IdempotencyRecord, PaymentRef, Store, StoreError, Write};
 
 type InvoiceKey = (ClinicId, PatientId, InvoiceId);
-type ActionKey = (ClinicId, ActionId);
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Tables {
     settings: HashMap<ClinicId, PaymentSettings>,
     invoices: BTreeMap<InvoiceKey, Invoice>,
-    actions: HashMap<ActionKey, Action>,
-    links: HashMap<String, PatientLink>,
+    // By id alone, as on DynamoDB: ids are unique across clinics.
+    actions: HashMap<ActionId, Action>,
     idempotency: HashMap<(ClinicId, String), IdempotencyRecord>,
     payments: HashMap<String, PaymentRef>,
 }
@@ -32,6 +31,12 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An independent copy of everything stored: the same starting point for
+    /// two runs that must end alike (the webhook-burst benchmark).
+    pub fn fork(&self) -> Self {
+        EmbeddedStore { tables: Mutex::new(self.lock().clone()) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -80,7 +85,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Action>, StoreError> {
-        Ok(self.lock().actions.get(&(clinic.clone(), action.clone())).cloned())
+        Ok(self.lock().actions.get(action).filter(|a| &a.clinic_id == clinic).cloned())
     }
 
     async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, StoreError> {
@@ -91,8 +96,8 @@ impl Store for EmbeddedStore {
         Ok(list)
     }
 
-    async fn find_link(&self, token_hash: &str) -> Result<Option<PatientLink>, StoreError> {
-        Ok(self.lock().links.get(token_hash).cloned())
+    async fn find_action(&self, action: &ActionId) -> Result<Option<Action>, StoreError> {
+        Ok(self.lock().actions.get(action).cloned())
     }
 
     async fn get_idempotency(&self, clinic: &ClinicId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -157,32 +162,39 @@ impl Store for EmbeddedStore {
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         let mut t = self.lock();
         // Validate every condition first, then apply: all or nothing.
+        let mut followed = Vec::new();
         for w in &writes {
             match w {
+                Write::HeldInvoice { clinic_id, patient_id, invoice_id, action_id, effect, at } => {
+                    let key = (clinic_id.clone(), patient_id.clone(), invoice_id.clone());
+                    let moved = t.invoices.get(&key).and_then(|i| i.follow(action_id, *effect, *at));
+                    followed.push(moved.ok_or(StoreError::Conflict)?);
+                }
                 Write::Invoice { invoice: i, expect } => {
                     let key = (i.clinic_id.clone(), i.patient_id.clone(), i.invoice_id.clone());
                     check(*expect, t.invoices.get(&key).map(|x| x.version))?
                 }
                 Write::Action { action: a, expect } => {
-                    check(*expect, t.actions.get(&(a.clinic_id.clone(), a.action_id.clone())).map(|x| x.version))?
+                    // Another clinic's action under the same id counts as present: ids never repeat.
+                    check(*expect, t.actions.get(&a.action_id).map(|x| x.version))?
                 }
-                Write::Link(l) => check(Expect::Absent, t.links.get(&l.token_hash).map(|_| 0))?,
                 Write::Idempotency(r) => {
                     check(Expect::Absent, t.idempotency.get(&(r.clinic_id.clone(), r.key.clone())).map(|_| 0))?
                 }
                 Write::PaymentRef(_) => {}
             }
         }
+        for i in followed {
+            t.invoices.insert((i.clinic_id.clone(), i.patient_id.clone(), i.invoice_id.clone()), i);
+        }
         for w in writes {
             match w {
+                Write::HeldInvoice { .. } => {}
                 Write::Invoice { invoice: i, .. } => {
                     t.invoices.insert((i.clinic_id.clone(), i.patient_id.clone(), i.invoice_id.clone()), i);
                 }
                 Write::Action { action: a, .. } => {
-                    t.actions.insert((a.clinic_id.clone(), a.action_id.clone()), a);
-                }
-                Write::Link(l) => {
-                    t.links.insert(l.token_hash.clone(), l);
+                    t.actions.insert(a.action_id.clone(), a);
                 }
                 Write::Idempotency(r) => {
                     t.idempotency.insert((r.clinic_id.clone(), r.key.clone()), r);

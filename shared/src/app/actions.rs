@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use time::Duration;
 use tracing::instrument;
 
@@ -15,7 +16,8 @@ use crate::domain::{
     Money, PatientId, RefundRecord, Timestamp, VisitId,
 };
 use crate::ports::{
-    hash_token, Expect, IdempotencyRecord, PatientLink, PaymentRef, PaymentsError, RefundRequest, SessionStatus, Write,
+    hash_token, link_token, link_token_action, Expect, IdempotencyRecord, PaymentRef, PaymentsError, RefundRequest,
+    SessionStatus, Write,
 };
 
 /// How long a repeat of the same `Idempotency-Key` returns the first answer.
@@ -73,7 +75,7 @@ pub async fn assign(
             return Err(DomainError::CurrencyMismatch.into());
         }
 
-        let token = deps.ids.link_token();
+        let token = link_token(&action_id, &deps.ids.link_token());
         let expires_at = now + Duration::hours(i64::from(settings.action_ttl_hours));
         let action = Action::assign(
             NewAction {
@@ -98,15 +100,7 @@ pub async fn assign(
             &Actor::Staff(by.sub.clone()),
         );
 
-        let mut writes = vec![
-            Write::Action { action: action.clone(), expect: Expect::Absent },
-            Write::Link(PatientLink {
-                token_hash: action.token_hash.clone(),
-                clinic_id: clinic.clone(),
-                action_id: action_id.clone(),
-                expires_at,
-            }),
-        ];
+        let mut writes = vec![Write::Action { action: action.clone(), expect: Expect::Absent }];
         for (old, new) in chosen.iter().zip(reserved) {
             writes.push(Write::Invoice { invoice: new, expect: Expect::Version(old.version) });
         }
@@ -147,12 +141,7 @@ pub(crate) fn invoice_writes(
 ) -> Vec<Write> {
     let mine = invoices.iter().filter(|i| action.invoice_ids().any(|id| id == &i.invoice_id));
     mine.filter_map(|old| {
-        let new = match effect {
-            InvoiceEffect::Unchanged => None,
-            InvoiceEffect::Release => old.release_from(&action.action_id, at),
-            InvoiceEffect::MarkPaid => old.mark_paid_by(&action.action_id, at),
-            InvoiceEffect::Reopen => old.reopen_after_refund(&action.action_id, at),
-        }?;
+        let new = old.follow(&action.action_id, effect, at)?;
         Some(Write::Invoice { invoice: new, expect: Expect::Version(old.version) })
     })
     .collect()
@@ -170,6 +159,10 @@ pub(crate) async fn apply_event(
     actor: &Actor,
 ) -> Result<Action, AppError> {
     let known = std::sync::Mutex::new(known);
+    // First try: the invoices follow as conditional updates, unread. If one
+    // is not where the action left it, the commit conflicts and the retry
+    // reads them and moves only those still held (`invoice_writes`).
+    let unread = std::sync::atomic::AtomicBool::new(true);
     with_retries(|| async {
         let first = known.lock().unwrap_or_else(|p| p.into_inner()).take();
         let current = match first {
@@ -192,8 +185,19 @@ pub(crate) async fn apply_event(
             }));
         }
         if transition.invoices != InvoiceEffect::Unchanged {
-            let invoices = deps.store.list_invoices(clinic, &current.patient_id).await?;
-            writes.extend(invoice_writes(&current, transition.invoices, &invoices, now));
+            if unread.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                writes.extend(current.invoice_ids().map(|invoice_id| Write::HeldInvoice {
+                    clinic_id: clinic.clone(),
+                    patient_id: current.patient_id.clone(),
+                    invoice_id: invoice_id.clone(),
+                    action_id: action_id.clone(),
+                    effect: transition.invoices,
+                    at: now,
+                }));
+            } else {
+                let invoices = deps.store.list_invoices(clinic, &current.patient_id).await?;
+                writes.extend(invoice_writes(&current, transition.invoices, &invoices, now));
+            }
         }
         deps.store.commit(writes).await?;
         Ok(transition.action)
@@ -297,11 +301,16 @@ pub async fn refund(
     apply_event(deps, clinic, action_id, Some(action), &event, &Actor::Staff(by.sub.clone())).await
 }
 
-/// The patient's view, reached by the link token alone.
+/// The patient's view, reached by the link token alone: one read of the
+/// action it names, then its hash must match (in constant time) and the link
+/// must not have expired. Every failure looks the same: 404 `link_not_found`.
 pub async fn for_patient(deps: &Deps, token: &str) -> Result<Action, AppError> {
-    let link = deps.store.find_link(&hash_token(token)).await?.ok_or(AppError::NotFound(NotFound::Link))?;
-    if link.expires_at <= deps.clock.now() {
-        return Err(AppError::NotFound(NotFound::Link));
+    let not_found = || AppError::NotFound(NotFound::Link);
+    let action_id = link_token_action(token).ok_or_else(not_found)?;
+    let action = deps.store.find_action(&action_id).await?.ok_or_else(not_found)?;
+    let proved: bool = hash_token(token).as_bytes().ct_eq(action.token_hash.as_bytes()).into();
+    if !proved || action.expires_at <= deps.clock.now() {
+        return Err(not_found());
     }
-    get(deps, &link.clinic_id, &link.action_id).await
+    Ok(action)
 }

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use super::{
-    ActionId, ClinicId, Currency, DomainError, InvoiceId, LineItemText, Locale, Money, PatientId, StripeAccountId,
-    Timestamp, UserId, VisitId,
+    ActionId, ClinicId, Currency, DomainError, InvoiceId, InvoiceStatus, LineItemText, Locale, Money, PatientId,
+    StripeAccountId, Timestamp, UserId, VisitId,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -136,6 +136,19 @@ pub enum InvoiceEffect {
     MarkPaid,
     /// Owed again after a full refund.
     Reopen,
+}
+
+impl InvoiceEffect {
+    /// The state an invoice held by the action must be in, and the state it
+    /// moves to: the one definition of these moves (see `Invoice::follow`).
+    pub fn invoice_move(self) -> Option<(InvoiceStatus, InvoiceStatus)> {
+        match self {
+            InvoiceEffect::Unchanged => None,
+            InvoiceEffect::Release => Some((InvoiceStatus::Pending, InvoiceStatus::Selected)),
+            InvoiceEffect::MarkPaid => Some((InvoiceStatus::Pending, InvoiceStatus::Paid)),
+            InvoiceEffect::Reopen => Some((InvoiceStatus::Paid, InvoiceStatus::Unprocessed)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::action::InvoiceEffect;
 use super::{ActionId, ClinicId, Currency, DomainError, InvoiceId, Money, PatientId, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -165,28 +166,17 @@ impl Invoice {
         }
     }
 
-    /// The action ended unpaid: back to `selected`. Only the owning action may
-    /// release; anything else is left alone (`None`).
-    pub fn release_from(&self, action: &ActionId, at: Timestamp) -> Option<Invoice> {
-        (self.status == InvoiceStatus::Pending && self.action_id.as_ref() == Some(action))
-            .then(|| self.next(InvoiceStatus::Selected, None, at))
-    }
-
-    /// The owning action was paid.
-    pub fn mark_paid_by(&self, action: &ActionId, at: Timestamp) -> Option<Invoice> {
-        (self.status == InvoiceStatus::Pending && self.action_id.as_ref() == Some(action)).then(|| {
-            let mut paid = self.next(InvoiceStatus::Paid, Some(action.clone()), at);
-            paid.paid_at = Some(at);
-            paid
-        })
-    }
-
-    /// The owning action was fully refunded: the invoice is owed again.
-    pub fn reopen_after_refund(&self, action: &ActionId, at: Timestamp) -> Option<Invoice> {
-        (self.status == InvoiceStatus::Paid && self.action_id.as_ref() == Some(action)).then(|| {
-            let mut owed = self.next(InvoiceStatus::Unprocessed, None, at);
-            owed.paid_at = None;
-            owed
+    /// The invoice follows its action's transition: only an invoice in the
+    /// move's starting state and held by `action` moves; anything else is
+    /// left alone (`None`). Held means `pending` or `paid`; `paid_at` is set
+    /// exactly while paid.
+    pub fn follow(&self, action: &ActionId, effect: InvoiceEffect, at: Timestamp) -> Option<Invoice> {
+        let (from, to) = effect.invoice_move()?;
+        (self.status == from && self.action_id.as_ref() == Some(action)).then(|| {
+            let held = matches!(to, InvoiceStatus::Pending | InvoiceStatus::Paid);
+            let mut next = self.next(to, held.then(|| action.clone()), at);
+            next.paid_at = (to == InvoiceStatus::Paid).then_some(at);
+            next
         })
     }
 
@@ -236,9 +226,9 @@ mod tests {
         assert_eq!(sel.select(at()).unwrap(), None, "selecting twice changes nothing");
         let pending = sel.reserve_for(&a, at()).unwrap();
         assert_eq!((pending.status(), pending.action_id()), (InvoiceStatus::Pending, Some(&a)));
-        let paid = pending.mark_paid_by(&a, at()).unwrap();
+        let paid = pending.follow(&a, InvoiceEffect::MarkPaid, at()).unwrap();
         assert_eq!((paid.status(), paid.version), (InvoiceStatus::Paid, 4));
-        let owed = paid.reopen_after_refund(&a, at()).unwrap();
+        let owed = paid.follow(&a, InvoiceEffect::Reopen, at()).unwrap();
         assert_eq!((owed.status(), owed.action_id(), owed.paid_at), (InvoiceStatus::Unprocessed, None, None));
         assert!([&inv, &sel, &pending, &paid, &owed].iter().all(|i| i.is_consistent()));
     }
@@ -248,17 +238,48 @@ mod tests {
         let (a, b) = (ActionId::parse("a").unwrap(), ActionId::parse("b").unwrap());
         let pending = invoice().select(at()).unwrap().unwrap().reserve_for(&a, at()).unwrap();
         assert_eq!(pending.reserve_for(&b, at()).unwrap_err().code(), "invoice_pending");
-        assert!(pending.release_from(&b, at()).is_none(), "another action cannot release it");
-        assert!(pending.mark_paid_by(&b, at()).is_none());
-        assert_eq!(pending.release_from(&a, at()).unwrap().status(), InvoiceStatus::Selected);
+        assert!(pending.follow(&b, InvoiceEffect::Release, at()).is_none(), "another action cannot release it");
+        assert!(pending.follow(&b, InvoiceEffect::MarkPaid, at()).is_none());
+        assert_eq!(pending.follow(&a, InvoiceEffect::Release, at()).unwrap().status(), InvoiceStatus::Selected);
+    }
+
+    #[test]
+    fn an_invoice_follows_only_the_action_holding_it_from_the_expected_state() {
+        let (a, b) = (ActionId::parse("a").unwrap(), ActionId::parse("b").unwrap());
+        let unprocessed = invoice();
+        let selected = unprocessed.select(at()).unwrap().unwrap();
+        let pending = selected.reserve_for(&a, at()).unwrap();
+        let paid = pending.follow(&a, InvoiceEffect::MarkPaid, at()).unwrap();
+        let effects =
+            [InvoiceEffect::Unchanged, InvoiceEffect::Release, InvoiceEffect::MarkPaid, InvoiceEffect::Reopen];
+        let mut moves = 0;
+        for effect in effects {
+            for inv in [&unprocessed, &selected, &pending, &paid] {
+                assert_eq!(inv.follow(&b, effect, at()), None, "only the holding action moves it");
+                let Some(moved) = inv.follow(&a, effect, at()) else { continue };
+                moves += 1;
+                let (from, to) = effect.invoice_move().unwrap();
+                assert_eq!((inv.status(), moved.status()), (from, to));
+                assert_eq!(moved.version, inv.version + 1);
+                assert_eq!(moved.paid_at.is_some(), to == InvoiceStatus::Paid);
+                assert!(moved.is_consistent());
+            }
+        }
+        assert_eq!(moves, 3, "release and mark paid from pending, reopen from paid; nothing else");
     }
 
     #[test]
     fn refuses_what_the_state_forbids() {
         let a = ActionId::parse("a").unwrap();
         assert_eq!(invoice().reserve_for(&a, at()).unwrap_err().code(), "invoice_not_selected");
-        let paid =
-            invoice().select(at()).unwrap().unwrap().reserve_for(&a, at()).unwrap().mark_paid_by(&a, at()).unwrap();
+        let paid = invoice()
+            .select(at())
+            .unwrap()
+            .unwrap()
+            .reserve_for(&a, at())
+            .unwrap()
+            .follow(&a, InvoiceEffect::MarkPaid, at())
+            .unwrap();
         assert_eq!(paid.select(at()).unwrap_err().code(), "invoice_paid");
         let reimport = Invoice::import(
             Some(&paid),

@@ -148,12 +148,12 @@ fn optional_body<T: DeserializeOwned + Default>(req: &Request) -> Result<T, ApiE
     body(req)
 }
 
-/// Tokens are base64url; anything else cannot be one of ours.
+/// Tokens are an action id, a dot and base64url; anything else cannot be one of ours.
 fn patient_token(req: &Request) -> Result<String, ApiError> {
     let token = path_param(req, "token")?;
     let plausible = !token.is_empty()
         && token.len() <= 128
-        && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if !plausible {
         return Err(app::AppError::NotFound(app::NotFound::Link).into());
     }

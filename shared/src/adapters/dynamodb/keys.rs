@@ -35,8 +35,10 @@ pub fn invoice(clinic: &ClinicId, patient: &PatientId, invoice: &InvoiceId) -> (
     (patient_partition(clinic, patient), format!("{INVOICE_PREFIX}{invoice}"))
 }
 
-pub fn action(clinic: &ClinicId, action: &ActionId) -> (String, String) {
-    (format!("CLINIC#{clinic}#ACTION#{action}"), "ACTION".into())
+/// By id alone (ids are random and unique across clinics), so a patient link
+/// naming the action reaches it in one read; reads by staff check the clinic.
+pub fn action(action: &ActionId) -> (String, String) {
+    (format!("ACTION#{action}"), "ACTION".into())
 }
 
 pub fn visit_partition(clinic: &ClinicId, visit: &VisitId) -> String {
@@ -79,10 +81,6 @@ pub fn open_to_payment(action: &ActionId, expires_at: Timestamp, clinic: &Clinic
 
 pub fn payment(payment_intent: &str) -> (String, String) {
     (format!("PAYMENT#{payment_intent}"), "PAYMENT".into())
-}
-
-pub fn link(token_hash: &str) -> (String, String) {
-    (format!("LINK#{token_hash}"), "LINK".into())
 }
 
 pub fn idempotency(clinic: &ClinicId, key: &str) -> (String, String) {

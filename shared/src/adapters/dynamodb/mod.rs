@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
@@ -18,10 +18,12 @@ use serde::Serialize;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
 use super::tables::TableDef;
+use crate::domain::action::InvoiceEffect;
 use crate::domain::{
-    Action, ActionId, ActionStatus, ClinicId, Invoice, InvoiceId, PatientId, PaymentSettings, Timestamp, VisitId,
+    Action, ActionId, ActionStatus, ClinicId, Invoice, InvoiceId, InvoiceStatus, PatientId, PaymentSettings, Timestamp,
+    VisitId,
 };
-use crate::ports::{AssignInputs, Expect, IdempotencyRecord, PatientLink, PaymentRef, Store, StoreError, Write};
+use crate::ports::{AssignInputs, Expect, IdempotencyRecord, PaymentRef, Store, StoreError, Write};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -198,15 +200,75 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
     }
 }
 
+/// One write as a member of a transaction.
+fn transact_item(table: &str, write: Write) -> Result<TransactWriteItem, StoreError> {
+    Ok(match write {
+        Write::HeldInvoice { clinic_id, patient_id, invoice_id, action_id, effect, at } => {
+            let key = keys::invoice(&clinic_id, &patient_id, &invoice_id);
+            TransactWriteItem::builder().update(held_invoice_update(table, key, &action_id, effect, at)?).build()
+        }
+        other => TransactWriteItem::builder().put(put_of(table, other)).build(),
+    })
+}
+
+fn attribute<T: Serialize>(value: &T) -> AttributeValue {
+    serde_dynamo::aws_sdk_dynamodb_1::to_attribute_value(value).expect("domain values serialize")
+}
+
+/// `Invoice::follow` as a conditional update, so the invoice need not be read
+/// first: the same move, the same fields (as `encode` writes them), version + 1.
+fn held_invoice_update(
+    table: &str,
+    (pk, sk): (String, String),
+    action: &ActionId,
+    effect: InvoiceEffect,
+    at: Timestamp,
+) -> Result<Update, StoreError> {
+    // No move: nothing can hold, as on the embedded store.
+    let (from, to) = effect.invoice_move().ok_or(StoreError::Conflict)?;
+    let held = matches!(to, InvoiceStatus::Pending | InvoiceStatus::Paid);
+    let mut sets = vec!["#status = :to", "#updated_at = :at"];
+    let mut removes = Vec::new();
+    if to == InvoiceStatus::Paid {
+        sets.push("#paid_at = :at");
+    } else {
+        removes.push("#paid_at");
+    }
+    if !held {
+        removes.push("#action_id");
+    }
+    let removes = if removes.is_empty() { String::new() } else { format!(" REMOVE {}", removes.join(", ")) };
+    let at = at.format(&time::format_description::well_known::Rfc3339).expect("a timestamp formats as RFC 3339");
+    Update::builder()
+        .table_name(table)
+        .key(keys::PK, AttributeValue::S(pk))
+        .key(keys::SK, AttributeValue::S(sk))
+        .update_expression(format!("SET {}{removes} ADD #v :one", sets.join(", ")))
+        .condition_expression("#action_id = :action AND #status = :from")
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_names("#updated_at", "updated_at")
+        .expression_attribute_names("#paid_at", "paid_at")
+        .expression_attribute_names("#action_id", "action_id")
+        .expression_attribute_names("#v", keys::VERSION)
+        .expression_attribute_values(":to", attribute(&to))
+        .expression_attribute_values(":from", attribute(&from))
+        .expression_attribute_values(":at", AttributeValue::S(at))
+        .expression_attribute_values(":action", attribute(action))
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .build()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
 /// One write as a conditional Put.
 fn put_of(table: &str, write: Write) -> Put {
     let (item, expect) = match write {
+        Write::HeldInvoice { .. } => unreachable!("a held invoice is written as an update (transact_item)"),
         Write::Invoice { invoice, expect } => {
             let key = keys::invoice(&invoice.clinic_id, &invoice.patient_id, &invoice.invoice_id);
             (encode(&invoice, key), expect)
         }
         Write::Action { action, expect } => {
-            let mut item = encode(&action, keys::action(&action.clinic_id, &action.action_id));
+            let mut item = encode(&action, keys::action(&action.action_id));
             item.insert(
                 keys::GSI1PK.into(),
                 AttributeValue::S(keys::visit_partition(&action.clinic_id, &action.visit_id)),
@@ -224,12 +286,6 @@ fn put_of(table: &str, write: Write) -> Put {
                 item.insert(keys::GSI3SK.into(), AttributeValue::S(sk));
             }
             (item, expect)
-        }
-        Write::Link(link) => {
-            let mut item = encode(&link, keys::link(&link.token_hash));
-            // Kept a day past expiry so a late visit gets "expired", not silence.
-            item.insert(keys::TTL.into(), epoch(link.expires_at + time::Duration::days(1)));
-            (item, Expect::Absent)
         }
         Write::Idempotency(record) => {
             let mut item = encode(&record, keys::idempotency(&record.clinic_id, &record.key));
@@ -290,15 +346,16 @@ impl Store for DynamoStore {
     }
 
     async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Action>, StoreError> {
-        self.get(keys::action(clinic, action)).await
+        let found: Option<Action> = self.get(keys::action(action)).await?;
+        Ok(found.filter(|a| &a.clinic_id == clinic))
     }
 
     async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, StoreError> {
         self.query_all(Some(keys::GSI1), "gsi1pk = :v", vec![(":v", keys::visit_partition(clinic, visit))]).await
     }
 
-    async fn find_link(&self, token_hash: &str) -> Result<Option<PatientLink>, StoreError> {
-        self.get(keys::link(token_hash)).await
+    async fn find_action(&self, action: &ActionId) -> Result<Option<Action>, StoreError> {
+        self.get(keys::action(action)).await
     }
 
     async fn get_idempotency(&self, clinic: &ClinicId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
@@ -403,9 +460,10 @@ impl Store for DynamoStore {
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let single_put = writes.len() == 1 && !matches!(writes[0], Write::HeldInvoice { .. });
         match writes.len() {
             0 => Ok(()),
-            1 => {
+            1 if single_put => {
                 // One item needs no transaction: a conditional put is atomic and half the cost.
                 let put = put_of(&self.table, writes.into_iter().next().expect("one write"));
                 self.client
@@ -421,10 +479,7 @@ impl Store for DynamoStore {
                 Ok(())
             }
             _ => {
-                let items = writes
-                    .into_iter()
-                    .map(|w| TransactWriteItem::builder().put(put_of(&self.table, w)).build())
-                    .collect();
+                let items = writes.into_iter().map(|w| transact_item(&self.table, w)).collect::<Result<Vec<_>, _>>()?;
                 self.client.transact_write_items().set_transact_items(Some(items)).send().await.map_err(classify)?;
                 Ok(())
             }

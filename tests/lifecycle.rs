@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use visitpay::adapters::embedded_queue::EmbeddedQueue;
-use visitpay::app::payment_events::{apply_stripe_event, handle_sqs};
+use visitpay::app::payment_events::{apply_stripe_event, handle_sqs, Outcome};
 use visitpay::app::reconcile::{self, ReconcileConfig};
 use visitpay::app::{actions, checkout, invoices, AppError, Deps};
 use visitpay::domain::{ActionStatus, DomainError, InvoiceStatus, StripeAccountId};
@@ -93,27 +93,9 @@ async fn a_payment_racing_a_cancel_is_kept_and_flagged(store: DynStore) {
 
     // Refunded from Stripe's dashboard: the flag clears.
     let pi = after.late_payments[0].payment_intent.clone().unwrap();
-    dashboard_refund(&stripe, &pi, None).await;
+    stripe.dashboard_refund(&pi, None).await;
     deliver_all(&deps, &stripe).await;
     assert!(!status_of(&deps, "c1", &action.action_id).await.refund_needed());
-}
-
-async fn dashboard_refund(stripe: &StripeFixture, payment_intent: &str, amount: Option<i64>) {
-    let mut form = vec![("payment_intent".to_owned(), payment_intent.to_owned())];
-    if let Some(a) = amount {
-        form.push(("amount".into(), a.to_string()));
-    }
-    let body: String = form.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
-    let res = reqwest::Client::new()
-        .post(format!("{}/v1/refunds", stripe.base))
-        .bearer_auth(STRIPE_KEY)
-        .header("Stripe-Account", ACCOUNT)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert!(res.status().is_success(), "dashboard refund: {}", res.text().await.unwrap());
 }
 
 async fn paid_action(
@@ -164,7 +146,7 @@ async fn refunds_never_exceed_what_was_paid(store: DynStore) {
 
     // A refund made in Stripe's dashboard arrives as charge.refunded.
     let dash = paid_action(&deps, &stripe, "dash", &[("1", 2000, "")]).await;
-    dashboard_refund(&stripe, dash.payment_intent_id.as_deref().unwrap(), Some(500)).await;
+    stripe.dashboard_refund(dash.payment_intent_id.as_deref().unwrap(), Some(500)).await;
     deliver_all(&deps, &stripe).await;
     let after = status_of(&deps, "dash", &dash.action_id).await;
     assert_eq!(
@@ -189,6 +171,50 @@ async fn a_dispute_flags_the_action(store: DynStore) {
     assert!(after.disputed);
     assert_eq!(after.status(), ActionStatus::Paid);
     assert_eq!(after.history.last().unwrap().actor, "stripe:evt_dispute_1");
+}
+
+/// Refunds and disputes made in Stripe's dashboard whose events arrive before
+/// the payment's own (Stripe promises no order) wait for it, then apply.
+async fn charge_events_before_the_payment_wait_for_it(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let (deps, _clock) = deps_for_payments(store, &stripe, None);
+    let (action, token) = assigned_action(&deps, "c1", &[("1", 1500, ""), ("2", 500, "")]).await;
+    let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    stripe.pay(&session, "succeeded").await;
+    let completed = stripe.events().await.into_iter().find(|e| e["type"] == "checkout.session.completed").unwrap();
+    let pi = completed["data"]["object"]["payment_intent"].as_str().unwrap().to_owned();
+    stripe.dashboard_refund(&pi, Some(300)).await;
+    stripe.dashboard_refund(&pi, Some(200)).await;
+    let refunds: Vec<String> =
+        stripe.events().await.iter().filter(|e| e["type"] == "charge.refunded").map(|e| e.to_string()).collect();
+    assert_eq!(refunds.len(), 2);
+    let dispute = json!({
+        "id": "evt_dispute_early", "object": "event", "type": "charge.dispute.created", "account": ACCOUNT,
+        "data": {"object": {"id": "dp_1", "object": "dispute", "amount": 2000, "payment_intent": pi}}
+    })
+    .to_string();
+    // Newest first, and one twice: each is kept, nothing is applied yet.
+    for body in [&refunds[1], &dispute, &refunds[0], &refunds[1]] {
+        assert_eq!(apply_stripe_event(&deps, body).await.unwrap(), Outcome::Parked);
+    }
+    assert_eq!(status_of(&deps, "c1", &action.action_id).await.status(), ActionStatus::CheckoutOpen);
+    let parked = deps.store.find_payment(&pi).await.unwrap().unwrap();
+    assert_eq!((parked.owner.is_none(), parked.parked.len()), (true, 3), "three distinct events kept");
+
+    // The payment arrives: paid, then the refunds and the dispute, in one commit.
+    assert_eq!(apply_stripe_event(&deps, &completed.to_string()).await.unwrap(), Outcome::Applied);
+    let after = status_of(&deps, "c1", &action.action_id).await;
+    assert_eq!((after.status(), after.refunded_amount, after.disputed), (ActionStatus::PartiallyRefunded, 500, true));
+    let actors: Vec<&str> = after.history.iter().map(|h| h.actor.as_str()).collect();
+    assert!(actors.contains(&"stripe:evt_dispute_early"), "{actors:?}");
+    let recorded = deps.store.find_payment(&pi).await.unwrap().unwrap();
+    assert_eq!((recorded.owner.map(|o| o.action_id), recorded.parked.len()), (Some(action.action_id.clone()), 0));
+    assert!(statuses(&deps, "c1").await.iter().all(|s| *s == InvoiceStatus::Paid));
+    // Delivered again, in any order: nothing changes.
+    for body in [&completed.to_string(), &refunds[0], &dispute, &refunds[1]] {
+        assert_eq!(apply_stripe_event(&deps, body).await.unwrap(), Outcome::Unchanged, "{body}");
+    }
+    assert_eq!(status_of(&deps, "c1", &action.action_id).await, after);
 }
 
 async fn reconcile_learns_what_webhooks_missed(store: DynStore) {
@@ -276,6 +302,7 @@ on_both_stores!(
     a_payment_racing_a_cancel_is_kept_and_flagged,
     refunds_never_exceed_what_was_paid,
     a_dispute_flags_the_action,
+    charge_events_before_the_payment_wait_for_it,
     reconcile_learns_what_webhooks_missed,
     reconcile_expires_actions_past_their_lifetime,
 );

@@ -163,7 +163,14 @@ fn outcome_of(a: &visitpay::domain::Action) -> (ActionStatus, Option<String>, us
 async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) {
     let stripe = stripe_emulator(None).await;
     let (deps, _clock) = deps_for_payments(store, &stripe, None);
-    let scenarios = ["succeeded", "delayed_succeeded", "delayed_failed", "expired_then_paid", "cancel_then_paid"];
+    let scenarios = [
+        "succeeded",
+        "delayed_succeeded",
+        "delayed_failed",
+        "expired_then_paid",
+        "cancel_then_paid",
+        "refunded_in_dashboard",
+    ];
     for scenario in scenarios {
         for seed in 1..=seeds {
             let reference_clinic = format!("ref-{scenario}-{seed}");
@@ -198,11 +205,32 @@ async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) 
                             .unwrap();
                         stripe.pay(&first, "succeeded").await;
                     }
+                    "refunded_in_dashboard" => {
+                        // Two refunds made in Stripe's dashboard: their events may come first.
+                        stripe.pay(&first, "succeeded").await;
+                        let pi = payment_intent_of(&stripe, &action.action_id).await;
+                        stripe.dashboard_refund(&pi, Some(100)).await;
+                        stripe.dashboard_refund(&pi, Some(200)).await;
+                    }
                     outcome => {
                         stripe.pay(&first, outcome).await;
                     }
                 }
-                let events = events_of(&stripe, &action.action_id).await;
+                let mut events = events_of(&stripe, &action.action_id).await;
+                if scenario == "refunded_in_dashboard" {
+                    let pi = payment_intent_of(&stripe, &action.action_id).await;
+                    let charges = stripe.events().await.into_iter().filter(|e| {
+                        e["type"] == "charge.refunded" && e["data"]["object"]["payment_intent"] == pi.as_str()
+                    });
+                    for charge in charges.map(|e| e.to_string()) {
+                        if !events.contains(&charge) {
+                            events.push(charge);
+                        }
+                    }
+                    let kinds: Vec<Value> =
+                        events.iter().map(|e| serde_json::from_str::<Value>(e).unwrap()["type"].clone()).collect();
+                    assert_eq!(kinds, ["checkout.session.completed", "charge.refunded", "charge.refunded"]);
+                }
                 let mut deliveries: Vec<&String> = Vec::new();
                 if shuffle {
                     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -226,12 +254,25 @@ async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) 
                     outcome_of(&end).0,
                     end.paid_session_id.is_some(),
                     end.late_payments.len(),
+                    end.refunded_amount,
                     invoice_states(&deps, clinic_id).await,
                 ));
             }
             assert_eq!(finals[0], finals[1], "{scenario}, seed {seed}");
         }
     }
+}
+
+async fn payment_intent_of(stripe: &StripeFixture, action: &visitpay::domain::ActionId) -> String {
+    let events = stripe.events().await;
+    let completed = events
+        .iter()
+        .find(|e| {
+            e["type"] == "checkout.session.completed"
+                && e["data"]["object"]["metadata"]["visitpay_action_id"] == action.as_str()
+        })
+        .expect("the session completed");
+    completed["data"]["object"]["payment_intent"].as_str().unwrap().to_owned()
 }
 
 async fn events_of(stripe: &StripeFixture, action: &visitpay::domain::ActionId) -> Vec<String> {

@@ -6,7 +6,7 @@ use visitpay::domain::action::{InvoiceEffect, NewAction};
 use visitpay::domain::{
     Action, ActionId, Actor, Currency, Invoice, LineItemText, Locale, Money, PaymentSettings, StripeAccountId, UserId,
 };
-use visitpay::ports::{Expect, IdempotencyRecord, StoreError, Write};
+use visitpay::ports::{Expect, IdempotencyRecord, ParkedChange, ParkedEvent, PaymentRef, StoreError, Write};
 use visitpay_tests::*;
 
 fn at(secs: i64) -> OffsetDateTime {
@@ -282,6 +282,39 @@ async fn held_invoices_follow_their_action_unread(store: DynStore) {
     assert_eq!(read(&pending).await, Some(reselected));
 }
 
+/// Payment records: written on condition of the version they replace, and
+/// read together with their action.
+async fn payment_records_are_conditional_and_read_with_their_action(store: DynStore) {
+    let act = action("c1", "v1", "act_1", 0);
+    store.commit(vec![Write::Action { action: act.clone(), expect: Expect::Absent }]).await.unwrap();
+    let event = |id: &str, change: ParkedChange, secs: i64| ParkedEvent { event_id: id.into(), change, at: at(secs) };
+    let dispute = event("evt_1", ParkedChange::Disputed, 1);
+    let parked = PaymentRef::park("pi_1", None, dispute.clone()).unwrap();
+    store.commit(vec![Write::Payment(parked.clone())]).await.unwrap();
+    let again = store.commit(vec![Write::Payment(parked.clone())]).await;
+    assert!(matches!(again, Err(StoreError::Conflict)), "a second first version: {again:?}");
+    assert_eq!(PaymentRef::park("pi_1", Some(&parked), dispute), None, "an event is parked once");
+    let refund = ParkedChange::Refunded {
+        refunds: vec![visitpay::domain::RefundRecord { refund_id: "re_1".into(), amount: 100 }],
+        total_refunded: Some(100),
+    };
+    let two = PaymentRef::park("pi_1", Some(&parked), event("evt_2", refund, 2)).unwrap();
+    store.commit(vec![Write::Payment(two.clone())]).await.unwrap();
+    assert_eq!(store.find_payment("pi_1").await.unwrap(), Some(two.clone()));
+    let stale = PaymentRef::park("pi_1", Some(&parked), event("evt_3", ParkedChange::Disputed, 3)).unwrap();
+    let r = store.commit(vec![Write::Payment(stale)]).await;
+    assert!(matches!(r, Err(StoreError::Conflict)), "built on an old version: {r:?}");
+    let owned = PaymentRef::owned("pi_1", clinic("c1"), act.action_id.clone(), Some(&two));
+    store.commit(vec![Write::Payment(owned.clone())]).await.unwrap();
+    let read = |c: &str, pi: &str| {
+        let (store, c, pi, id) = (store.clone(), clinic(c), pi.to_owned(), act.action_id.clone());
+        async move { store.action_and_payment(&c, &id, &pi).await.unwrap() }
+    };
+    assert_eq!(read("c1", "pi_1").await, (Some(act.clone()), Some(owned.clone())));
+    assert_eq!(read("c2", "pi_1").await, (None, Some(owned)), "another clinic's action is not read");
+    assert_eq!(read("c1", "pi_none").await, (Some(act), None));
+}
+
 on_both_stores!(
     assign_inputs_come_in_one_read,
     settings_round_trip,
@@ -292,4 +325,23 @@ on_both_stores!(
     visit_actions_are_scoped_and_ordered,
     racing_writers_exactly_one_wins,
     held_invoices_follow_their_action_unread,
+    payment_records_are_conditional_and_read_with_their_action,
 );
+
+/// The embedded store's fork (the webhook-burst benchmark's two worlds):
+/// equal at first, then independent.
+#[tokio::test]
+async fn an_embedded_fork_starts_equal_and_then_goes_its_own_way() {
+    use visitpay::ports::Store as _;
+    let store = visitpay::testkit::embedded_store();
+    store
+        .commit(vec![Write::Invoice { invoice: invoice("c1", "p1", "1", 100), expect: Expect::Absent }])
+        .await
+        .unwrap();
+    let fork = store.fork();
+    let (c, p) = (clinic("c1"), patient("p1"));
+    assert_eq!(fork.list_invoices(&c, &p).await.unwrap(), store.list_invoices(&c, &p).await.unwrap());
+    fork.commit(vec![Write::Invoice { invoice: invoice("c1", "p1", "2", 200), expect: Expect::Absent }]).await.unwrap();
+    assert_eq!(store.list_invoices(&c, &p).await.unwrap().len(), 1, "the original is untouched");
+    assert_eq!(fork.list_invoices(&c, &p).await.unwrap().len(), 2);
+}

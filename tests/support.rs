@@ -136,6 +136,25 @@ impl StripeFixture {
         res.json().await.unwrap()
     }
 
+    /// A refund made in Stripe's dashboard (not through visitpay).
+    pub async fn dashboard_refund(&self, payment_intent: &str, amount: Option<i64>) {
+        let mut form = vec![("payment_intent".to_owned(), payment_intent.to_owned())];
+        if let Some(a) = amount {
+            form.push(("amount".into(), a.to_string()));
+        }
+        let body: String = form.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+        let res = reqwest::Client::new()
+            .post(format!("{}/v1/refunds", self.base))
+            .bearer_auth(STRIPE_KEY)
+            .header("Stripe-Account", ACCOUNT)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "dashboard refund: {}", res.text().await.unwrap());
+    }
+
     /// The account's events, oldest first (Stripe lists newest first).
     pub async fn events(&self) -> Vec<serde_json::Value> {
         let res = reqwest::Client::new()

@@ -6,7 +6,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::domain::action::InvoiceEffect;
+use crate::domain::action::{ActionEvent, InvoiceEffect, RefundRecord};
 use crate::domain::{Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentSettings, Timestamp, VisitId};
 
 /// What a conditional write expects to find.
@@ -33,13 +33,97 @@ pub struct IdempotencyRecord {
     pub expires_at: Timestamp,
 }
 
-/// Maps a Stripe PaymentIntent to the action it paid (or tried to), so
-/// `charge.refunded` and disputes, which carry no metadata of ours, find it.
+/// What is known of a Stripe PaymentIntent, by its id: the action it paid (or
+/// tried to), so `charge.refunded` and disputes, which carry no metadata of
+/// ours, find it. Charge events that arrive before the payment is recorded
+/// (Stripe does not promise an order) wait here, `parked`, and are applied
+/// with the payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentRef {
     pub payment_intent: String,
+    /// `None` until the payment is recorded on its action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<PaymentOwner>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parked: Vec<ParkedEvent>,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentOwner {
     pub clinic_id: ClinicId,
     pub action_id: ActionId,
+}
+
+/// A charge event seen before its payment was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedEvent {
+    pub event_id: String,
+    pub change: ParkedChange,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ParkedChange {
+    Refunded { refunds: Vec<RefundRecord>, total_refunded: Option<i64> },
+    Disputed,
+}
+
+impl ParkedChange {
+    pub fn event(&self, payment_intent: &str) -> ActionEvent {
+        match self {
+            ParkedChange::Refunded { refunds, total_refunded } => ActionEvent::Refunded {
+                payment_intent: payment_intent.to_owned(),
+                refunds: refunds.clone(),
+                total_refunded: *total_refunded,
+            },
+            ParkedChange::Disputed => ActionEvent::Disputed,
+        }
+    }
+}
+
+impl PaymentRef {
+    /// The record once the payment is known: owned, nothing left parked.
+    pub fn owned(
+        payment_intent: &str,
+        clinic_id: ClinicId,
+        action_id: ActionId,
+        previous: Option<&PaymentRef>,
+    ) -> Self {
+        PaymentRef {
+            payment_intent: payment_intent.to_owned(),
+            owner: Some(PaymentOwner { clinic_id, action_id }),
+            parked: Vec::new(),
+            version: previous.map_or(1, |p| p.version + 1),
+        }
+    }
+
+    /// `previous` with one more parked event (`None`: already parked).
+    pub fn park(payment_intent: &str, previous: Option<&PaymentRef>, event: ParkedEvent) -> Option<Self> {
+        let mut next = previous.cloned().unwrap_or(PaymentRef {
+            payment_intent: payment_intent.to_owned(),
+            owner: None,
+            parked: Vec::new(),
+            version: 0,
+        });
+        if next.parked.iter().any(|p| p.event_id == event.event_id) {
+            return None;
+        }
+        next.parked.push(event);
+        next.version += 1;
+        Some(next)
+    }
+
+    /// What the write of this record expects to find: its previous version.
+    pub fn expect(&self) -> Expect {
+        if self.version <= 1 {
+            Expect::Absent
+        } else {
+            Expect::Version(self.version - 1)
+        }
+    }
 }
 
 /// One write of an all-or-nothing commit.
@@ -66,8 +150,9 @@ pub enum Write {
     },
     /// Always created, never replaced: a second writer of the same key loses.
     Idempotency(IdempotencyRecord),
-    /// Written whenever a payment is recorded; rewriting the same is harmless.
-    PaymentRef(PaymentRef),
+    /// Written when a payment is recorded or a charge event parked;
+    /// conditional on `PaymentRef::expect` (the version it replaces).
+    Payment(PaymentRef),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +210,13 @@ pub trait Store: Send + Sync {
         idempotency_key: Option<&str>,
     ) -> Result<AssignInputs, StoreError>;
     async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError>;
+    /// An action and a payment record, strongly consistent, in one read.
+    async fn action_and_payment(
+        &self,
+        clinic: &ClinicId,
+        action: &ActionId,
+        payment_intent: &str,
+    ) -> Result<(Option<Action>, Option<PaymentRef>), StoreError>;
     /// Live actions waiting on Stripe (`checkout_open`, `processing`) that
     /// nothing has touched since `untouched_since`: an index query, never a scan.
     async fn actions_awaiting_stripe(

@@ -126,6 +126,16 @@ impl Store for EmbeddedStore {
         Ok(self.lock().payments.get(payment_intent).cloned())
     }
 
+    async fn action_and_payment(
+        &self,
+        clinic: &ClinicId,
+        action: &ActionId,
+        payment_intent: &str,
+    ) -> Result<(Option<Action>, Option<PaymentRef>), StoreError> {
+        let t = self.lock();
+        Ok((t.actions.get(action).filter(|a| &a.clinic_id == clinic).cloned(), t.payments.get(payment_intent).cloned()))
+    }
+
     // In memory, a filter is the index: the same answers as DynamoDB's GSIs.
     async fn actions_awaiting_stripe(
         &self,
@@ -181,7 +191,7 @@ impl Store for EmbeddedStore {
                 Write::Idempotency(r) => {
                     check(Expect::Absent, t.idempotency.get(&(r.clinic_id.clone(), r.key.clone())).map(|_| 0))?
                 }
-                Write::PaymentRef(_) => {}
+                Write::Payment(p) => check(p.expect(), t.payments.get(&p.payment_intent).map(|x| x.version))?,
             }
         }
         for i in followed {
@@ -199,7 +209,7 @@ impl Store for EmbeddedStore {
                 Write::Idempotency(r) => {
                     t.idempotency.insert((r.clinic_id.clone(), r.key.clone()), r);
                 }
-                Write::PaymentRef(p) => {
+                Write::Payment(p) => {
                     t.payments.insert(p.payment_intent.clone(), p);
                 }
             }

@@ -131,76 +131,117 @@ pub async fn list_for_visit(deps: &Deps, clinic: &ClinicId, visit: &VisitId) -> 
     Ok(deps.store.list_visit_actions(clinic, visit).await?)
 }
 
-/// The invoice writes a transition implies, each conditional on the version
-/// read. Invoices no longer held by this action are left alone.
+/// The invoice writes that one or more transitions imply (in order), each
+/// conditional on the version read. Invoices no longer held by this action are
+/// left alone.
 pub(crate) fn invoice_writes(
     action: &Action,
-    effect: InvoiceEffect,
+    effects: &[InvoiceEffect],
     invoices: &[Invoice],
     at: Timestamp,
 ) -> Vec<Write> {
     let mine = invoices.iter().filter(|i| action.invoice_ids().any(|id| id == &i.invoice_id));
     mine.filter_map(|old| {
-        let new = old.follow(&action.action_id, effect, at)?;
-        Some(Write::Invoice { invoice: new, expect: Expect::Version(old.version) })
+        let mut new = old.clone();
+        for effect in effects {
+            if let Some(next) = new.follow(&action.action_id, *effect, at) {
+                new = next;
+            }
+        }
+        (new != *old).then(|| Write::Invoice { invoice: new, expect: Expect::Version(old.version) })
     })
     .collect()
 }
 
+/// An action as a caller just read it, with its payment record when the
+/// event records a payment (the consumer reads both in one request).
+pub(crate) struct Known {
+    pub action: Action,
+    pub payment: Option<PaymentRef>,
+}
+
 /// Applies an event to a stored action through the state machine, with the
-/// invoice writes it implies, in one conditional commit. `known` is the action
-/// as the caller just read it (saving a read); a conflict re-reads as usual.
+/// invoice writes it implies, in one conditional commit. `known` is what the
+/// caller just read (saving a read); a conflict re-reads as usual.
+///
+/// A payment is recorded by its PaymentIntent so that refunds and disputes,
+/// which name nothing else, find the action; charge events that came before
+/// it (`PaymentRef::parked`) are applied in the same commit.
 pub(crate) async fn apply_event(
     deps: &Deps,
     clinic: &ClinicId,
     action_id: &ActionId,
-    known: Option<Action>,
+    known: Option<Known>,
     event: &ActionEvent,
     actor: &Actor,
 ) -> Result<Action, AppError> {
     let known = std::sync::Mutex::new(known);
+    let payment_intent = match event {
+        ActionEvent::PaymentSucceeded { payment_intent: Some(pi), .. } => Some(pi.as_str()),
+        _ => None,
+    };
     // First try: the invoices follow as conditional updates, unread. If one
     // is not where the action left it, the commit conflicts and the retry
     // reads them and moves only those still held (`invoice_writes`).
     let unread = std::sync::atomic::AtomicBool::new(true);
     with_retries(|| async {
         let first = known.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let current = match first {
-            Some(action) => action,
-            None => get(deps, clinic, action_id).await?,
+        let Known { action: current, payment } = match (first, payment_intent) {
+            (Some(known), _) => known,
+            (None, Some(pi)) => match deps.store.action_and_payment(clinic, action_id, pi).await? {
+                (Some(action), payment) => Known { action, payment },
+                (None, _) => return Err(AppError::NotFound(NotFound::Action)),
+            },
+            (None, None) => Known { action: get(deps, clinic, action_id).await?, payment: None },
         };
         let now = deps.clock.now();
         let transition = current.apply(event, now, actor)?;
-        if !transition.changed {
+        let (mut action, mut changed, mut effects) = (transition.action, transition.changed, vec![transition.invoices]);
+        let mut writes = Vec::new();
+        if let Some(pi) = payment_intent {
+            if payment.as_ref().and_then(|p| p.owner.as_ref()).is_none() {
+                for parked in payment.iter().flat_map(|p| &p.parked) {
+                    let by = Actor::Stripe { event_id: parked.event_id.clone() };
+                    match action.apply(&parked.change.event(pi), now, &by) {
+                        Ok(t) if t.changed => {
+                            (action, changed) = (t.action, true);
+                            effects.push(t.invoices);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!(event_id = %parked.event_id, error = %e, "a parked charge event cannot apply")
+                        }
+                    }
+                }
+                writes.push(Write::Payment(PaymentRef::owned(pi, clinic.clone(), action_id.clone(), payment.as_ref())));
+            }
+        }
+        if !changed && writes.is_empty() {
             return Ok(current);
         }
-        let mut writes =
-            vec![Write::Action { action: transition.action.clone(), expect: Expect::Version(current.version) }];
-        // Every payment taken is findable by its PaymentIntent (refunds, disputes).
-        if let ActionEvent::PaymentSucceeded { payment_intent: Some(pi), .. } = event {
-            writes.push(Write::PaymentRef(PaymentRef {
-                payment_intent: pi.clone(),
-                clinic_id: clinic.clone(),
-                action_id: action_id.clone(),
-            }));
+        if changed {
+            writes.push(Write::Action { action: action.clone(), expect: Expect::Version(current.version) });
         }
-        if transition.invoices != InvoiceEffect::Unchanged {
-            if unread.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        effects.retain(|e| *e != InvoiceEffect::Unchanged);
+        match effects.as_slice() {
+            [] => {}
+            [effect] if unread.swap(false, std::sync::atomic::Ordering::SeqCst) => {
                 writes.extend(current.invoice_ids().map(|invoice_id| Write::HeldInvoice {
                     clinic_id: clinic.clone(),
                     patient_id: current.patient_id.clone(),
                     invoice_id: invoice_id.clone(),
                     action_id: action_id.clone(),
-                    effect: transition.invoices,
+                    effect: *effect,
                     at: now,
                 }));
-            } else {
+            }
+            _ => {
                 let invoices = deps.store.list_invoices(clinic, &current.patient_id).await?;
-                writes.extend(invoice_writes(&current, transition.invoices, &invoices, now));
+                writes.extend(invoice_writes(&current, &effects, &invoices, now));
             }
         }
         deps.store.commit(writes).await?;
-        Ok(transition.action)
+        Ok(action)
     })
     .await
 }
@@ -218,7 +259,8 @@ pub async fn cancel(deps: &Deps, by: &Caller, clinic: &ClinicId, action_id: &Act
         expire_session(deps, &current, session_id).await?;
     }
     let actor = Actor::Staff(by.sub.clone());
-    let action = apply_event(deps, clinic, action_id, Some(current), &ActionEvent::Cancel, &actor).await?;
+    let known = Known { action: current, payment: None };
+    let action = apply_event(deps, clinic, action_id, Some(known), &ActionEvent::Cancel, &actor).await?;
     tracing::info!("action cancelled");
     Ok(action)
 }
@@ -298,7 +340,8 @@ pub async fn refund(
         refunds: vec![RefundRecord { refund_id: refund.id, amount: refund.amount }],
         total_refunded: None,
     };
-    apply_event(deps, clinic, action_id, Some(action), &event, &Actor::Staff(by.sub.clone())).await
+    let known = Known { action, payment: None };
+    apply_event(deps, clinic, action_id, Some(known), &event, &Actor::Staff(by.sub.clone())).await
 }
 
 /// The patient's view, reached by the link token alone: one read of the

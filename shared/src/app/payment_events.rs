@@ -7,10 +7,10 @@ use serde::Deserialize;
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::actions::apply_event;
-use super::{AppError, Deps, NotFound};
+use super::actions::{apply_event, Known};
+use super::{with_retries, AppError, Deps, NotFound};
 use crate::domain::{ActionEvent, ActionId, Actor, ClinicId, RefundRecord};
-use crate::ports::StoreError;
+use crate::ports::{ParkedChange, ParkedEvent, PaymentOwner, PaymentRef, StoreError, Write};
 
 /// Metadata keys visitpay puts on every Checkout Session and PaymentIntent.
 pub const META_ACTION: &str = "visitpay_action_id";
@@ -29,8 +29,19 @@ const IGNORED: &str = "not about a visitpay action";
 pub enum Outcome {
     Applied,
     Unchanged,
+    /// A charge event for a payment not recorded yet: kept with its
+    /// PaymentIntent, and applied when the payment is.
+    Parked,
     /// Not ours or not a type we act on; acknowledged.
     Ignored(&'static str),
+}
+
+/// Where an event goes.
+enum Routed {
+    Action(ClinicId, ActionId, ActionEvent),
+    /// A charge event whose payment is not recorded (yet).
+    Park(String, ParkedChange),
+    Ignore,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +119,7 @@ fn classify(e: AppError) -> ConsumeError {
 }
 
 /// Finds which action an event is about and what it means for it.
-async fn route(deps: &Deps, event: &StripeEvent) -> Result<Option<(ClinicId, ActionId, ActionEvent)>, ConsumeError> {
+async fn route(deps: &Deps, event: &StripeEvent) -> Result<Routed, ConsumeError> {
     let object = &event.data.object;
     let ids = |clinic: &str, action: &str| -> Result<(ClinicId, ActionId), ConsumeError> {
         Ok((
@@ -116,29 +127,26 @@ async fn route(deps: &Deps, event: &StripeEvent) -> Result<Option<(ClinicId, Act
             ActionId::parse(action).map_err(|e| ConsumeError::Permanent(e.to_string()))?,
         ))
     };
-    // Charges and disputes carry no metadata of ours: find the payment.
-    let by_payment = |pi: Option<&str>| {
-        let pi = pi.map(str::to_owned);
-        async move {
-            let Some(pi) = pi else { return Ok(None) };
-            let found = deps.store.find_payment(&pi).await.map_err(|e| classify(e.into()))?;
-            Ok::<_, ConsumeError>(found.map(|p| (p.clinic_id, p.action_id, pi)))
-        }
+    // Charges and disputes carry no metadata of ours: find the payment, or
+    // park the change until the payment is recorded.
+    let by_payment = |change: ParkedChange| async move {
+        let Some(pi) = object.get("payment_intent").and_then(Value::as_str) else { return Ok(Routed::Ignore) };
+        let found = deps.store.find_payment(pi).await.map_err(|e| classify(e.into()))?;
+        Ok::<_, ConsumeError>(match found.and_then(|p| p.owner) {
+            Some(owner) => Routed::Action(owner.clinic_id, owner.action_id, change.event(pi)),
+            None => Routed::Park(pi.to_owned(), change),
+        })
     };
     match event.event_type.as_str() {
         t if t.starts_with("checkout.session.") => {
-            let Some(action_event) = session_event(t, object)? else { return Ok(None) };
+            let Some(action_event) = session_event(t, object)? else { return Ok(Routed::Ignore) };
             let (Some(clinic), Some(action)) = (metadata(object, META_CLINIC), metadata(object, META_ACTION)) else {
-                return Ok(None);
+                return Ok(Routed::Ignore);
             };
             let (clinic, action) = ids(clinic, action)?;
-            Ok(Some((clinic, action, action_event)))
+            Ok(Routed::Action(clinic, action, action_event))
         }
         "charge.refunded" => {
-            let Some((clinic, action, pi)) = by_payment(object.get("payment_intent").and_then(Value::as_str)).await?
-            else {
-                return Ok(None);
-            };
             let refunds = object
                 .pointer("/refunds/data")
                 .and_then(Value::as_array)
@@ -155,22 +163,40 @@ async fn route(deps: &Deps, event: &StripeEvent) -> Result<Option<(ClinicId, Act
                 })
                 .unwrap_or_default();
             let total_refunded = object.get("amount_refunded").and_then(Value::as_i64);
-            Ok(Some((clinic, action, ActionEvent::Refunded { payment_intent: pi, refunds, total_refunded })))
+            by_payment(ParkedChange::Refunded { refunds, total_refunded }).await
         }
-        "charge.dispute.created" => {
-            let Some((clinic, action, _)) = by_payment(object.get("payment_intent").and_then(Value::as_str)).await?
-            else {
-                return Ok(None);
-            };
-            Ok(Some((clinic, action, ActionEvent::Disputed)))
-        }
+        "charge.dispute.created" => by_payment(ParkedChange::Disputed).await,
         ACTION_EXPIRED_EVENT if event.id.starts_with(RECONCILE_EVENT_PREFIX) => {
             let field = |k: &str| object.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
             let (clinic, action) = ids(&field("clinic_id"), &field("action_id"))?;
-            Ok(Some((clinic, action, ActionEvent::Expire)))
+            Ok(Routed::Action(clinic, action, ActionEvent::Expire))
         }
-        _ => Ok(None),
+        _ => Ok(Routed::Ignore),
     }
+}
+
+/// Keeps a charge event with its PaymentIntent until the payment is recorded
+/// (then `apply_event` applies it). Returns the payment's owner instead if it
+/// was recorded meanwhile.
+async fn park(
+    deps: &Deps,
+    event_id: &str,
+    payment_intent: &str,
+    change: &ParkedChange,
+) -> Result<Option<PaymentOwner>, ConsumeError> {
+    let parked = ParkedEvent { event_id: event_id.to_owned(), change: change.clone(), at: deps.clock.now() };
+    with_retries(|| async {
+        let current = deps.store.find_payment(payment_intent).await?;
+        if let Some(owner) = current.as_ref().and_then(|p| p.owner.clone()) {
+            return Ok(Some(owner));
+        }
+        if let Some(next) = PaymentRef::park(payment_intent, current.as_ref(), parked.clone()) {
+            deps.store.commit(vec![Write::Payment(next)]).await?;
+        }
+        Ok(None)
+    })
+    .await
+    .map_err(classify)
 }
 
 /// Applies one event: Stripe's (the JSON Stripe sent) or reconcile's.
@@ -179,13 +205,32 @@ pub async fn apply_stripe_event(deps: &Deps, body: &str) -> Result<Outcome, Cons
         serde_json::from_str(body).map_err(|e| ConsumeError::Permanent(format!("not a Stripe event: {e}")))?;
     let span = tracing::info_span!("event", event_id = %event.id, event_type = %event.event_type);
     async move {
-        let Some((clinic, action_id, action_event)) = route(deps, &event).await? else {
-            return Ok(Outcome::Ignored(IGNORED));
+        let (clinic, action_id, action_event) = match route(deps, &event).await? {
+            Routed::Ignore => return Ok(Outcome::Ignored(IGNORED)),
+            Routed::Action(clinic, action, action_event) => (clinic, action, action_event),
+            Routed::Park(pi, change) => match park(deps, &event.id, &pi, &change).await? {
+                None => {
+                    tracing::info!("charge event parked until its payment is recorded");
+                    return Ok(Outcome::Parked);
+                }
+                Some(owner) => (owner.clinic_id, owner.action_id, change.event(&pi)),
+            },
         };
-        let current = super::actions::get(deps, &clinic, &action_id).await.map_err(|e| match e {
+        let not_found = |e: AppError| match e {
             AppError::NotFound(NotFound::Action) => ConsumeError::Permanent(format!("unknown action {action_id}")),
             other => classify(other),
-        })?;
+        };
+        // A payment is read with its PaymentIntent's record (one request).
+        let known = match &action_event {
+            ActionEvent::PaymentSucceeded { payment_intent: Some(pi), .. } => {
+                match deps.store.action_and_payment(&clinic, &action_id, pi).await.map_err(|e| classify(e.into()))? {
+                    (Some(action), payment) => Known { action, payment },
+                    (None, _) => return Err(not_found(AppError::NotFound(NotFound::Action))),
+                }
+            }
+            _ => Known { action: super::actions::get(deps, &clinic, &action_id).await.map_err(not_found)?, payment: None },
+        };
+        let current = &known.action;
         // Connect events name the account they happened on: it must be the
         // clinic's own, or the event is not about this action.
         if let Some(account) = &event.account {
@@ -200,7 +245,7 @@ pub async fn apply_stripe_event(deps: &Deps, body: &str) -> Result<Outcome, Cons
         };
         let before = current.version;
         let after =
-            apply_event(deps, &clinic, &action_id, Some(current), &action_event, &actor).await.map_err(classify)?;
+            apply_event(deps, &clinic, &action_id, Some(known), &action_event, &actor).await.map_err(classify)?;
         if after.version == before {
             tracing::info!(action_id = %action_id, status = %after.status(), "event changed nothing (duplicate or late)");
             Ok(Outcome::Unchanged)

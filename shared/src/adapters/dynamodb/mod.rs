@@ -158,6 +158,48 @@ impl DynamoStore {
             .map_err(classify)?;
         Ok(())
     }
+
+    /// Items by key, strongly consistent, in one BatchGetItem (again for any
+    /// keys DynamoDB leaves unprocessed under load).
+    async fn batch_get(&self, keys: Vec<(String, String)>) -> Result<Vec<Item>, StoreError> {
+        let mut wanted: Vec<Item> = keys
+            .into_iter()
+            .map(|(pk, sk)| {
+                HashMap::from([
+                    (keys::PK.to_owned(), AttributeValue::S(pk)),
+                    (keys::SK.to_owned(), AttributeValue::S(sk)),
+                ])
+            })
+            .collect();
+        let mut items = Vec::new();
+        let mut attempt = 0u32;
+        while !wanted.is_empty() {
+            let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut wanted)))
+                .consistent_read(true)
+                .build()
+                .expect("keys set");
+            let out =
+                self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(classify)?;
+            items.extend(out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default());
+            if let Some(rest) = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
+                wanted = rest.keys;
+                attempt += 1;
+                if attempt > 5 {
+                    return Err(StoreError::Throttled);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+            }
+        }
+        Ok(items)
+    }
+}
+
+fn sort_key(item: &Item) -> Result<String, StoreError> {
+    match item.get(keys::SK) {
+        Some(AttributeValue::S(sk)) => Ok(sk.clone()),
+        _ => Err(StoreError::Corrupt("item without a sort key".into())),
+    }
 }
 
 fn decode<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
@@ -259,6 +301,9 @@ fn held_invoice_update(
         .map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 
+/// How long charge events wait for a payment that is never recorded.
+const PARKED_DAYS: i64 = 30;
+
 /// One write as a conditional Put.
 fn put_of(table: &str, write: Write) -> Put {
     let (item, expect) = match write {
@@ -292,9 +337,15 @@ fn put_of(table: &str, write: Write) -> Put {
             item.insert(keys::TTL.into(), epoch(record.expires_at));
             (item, Expect::Absent)
         }
-        Write::PaymentRef(payment) => {
-            let item = encode(&payment, keys::payment(&payment.payment_intent));
-            return Put::builder().table_name(table).set_item(Some(item)).build().expect("table and item set");
+        Write::Payment(payment) => {
+            let mut item = encode(&payment, keys::payment(&payment.payment_intent));
+            // Parked events of a payment never recorded (another system's charge on the
+            // clinic's account) are not kept forever.
+            if let (None, Some(last)) = (&payment.owner, payment.parked.last()) {
+                item.insert(keys::TTL.into(), epoch(last.at + time::Duration::days(PARKED_DAYS)));
+            }
+            let expect = payment.expect();
+            (item, expect)
         }
     };
     let put = Put::builder().table_name(table).set_item(Some(item));
@@ -369,43 +420,17 @@ impl Store for DynamoStore {
         invoices: &[InvoiceId],
         idempotency_key: Option<&str>,
     ) -> Result<AssignInputs, StoreError> {
-        let key = |(pk, sk): (String, String)| -> Item {
-            HashMap::from([(keys::PK.to_owned(), AttributeValue::S(pk)), (keys::SK.to_owned(), AttributeValue::S(sk))])
-        };
-        let mut wanted: Vec<Item> = vec![key(keys::settings(clinic))];
+        let mut wanted = vec![keys::settings(clinic)];
         if let Some(k) = idempotency_key {
-            wanted.push(key(keys::idempotency(clinic, k)));
+            wanted.push(keys::idempotency(clinic, k));
         }
-        wanted.extend(invoices.iter().map(|i| key(keys::invoice(clinic, patient, i))));
+        wanted.extend(invoices.iter().map(|i| keys::invoice(clinic, patient, i)));
         let mut inputs = AssignInputs::default();
-        let mut attempt = 0u32;
-        while !wanted.is_empty() {
-            let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut wanted)))
-                .consistent_read(true)
-                .build()
-                .expect("keys set");
-            let out =
-                self.client.batch_get_item().request_items(&self.table, request).send().await.map_err(classify)?;
-            for item in out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
-                let sk = match item.get(keys::SK) {
-                    Some(AttributeValue::S(sk)) => sk.clone(),
-                    _ => return Err(StoreError::Corrupt("item without a sort key".into())),
-                };
-                match sk.as_str() {
-                    "SETTINGS" => inputs.settings = Some(decode(item)?),
-                    "IDEMPOTENCY" => inputs.idempotency = Some(decode(item)?),
-                    _ => inputs.invoices.push(decode(item)?),
-                }
-            }
-            // DynamoDB may leave keys unprocessed under load: ask again, with backoff.
-            if let Some(rest) = out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
-                wanted = rest.keys;
-                attempt += 1;
-                if attempt > 5 {
-                    return Err(StoreError::Throttled);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+        for item in self.batch_get(wanted).await? {
+            match sort_key(&item)?.as_str() {
+                "SETTINGS" => inputs.settings = Some(decode(item)?),
+                "IDEMPOTENCY" => inputs.idempotency = Some(decode(item)?),
+                _ => inputs.invoices.push(decode(item)?),
             }
         }
         Ok(inputs)
@@ -413,6 +438,22 @@ impl Store for DynamoStore {
 
     async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError> {
         self.get(keys::payment(payment_intent)).await
+    }
+
+    async fn action_and_payment(
+        &self,
+        clinic: &ClinicId,
+        action: &ActionId,
+        payment_intent: &str,
+    ) -> Result<(Option<Action>, Option<PaymentRef>), StoreError> {
+        let (mut found_action, mut found_payment) = (None, None);
+        for item in self.batch_get(vec![keys::action(action), keys::payment(payment_intent)]).await? {
+            match sort_key(&item)?.as_str() {
+                "ACTION" => found_action = Some(decode::<Action>(item)?).filter(|a| &a.clinic_id == clinic),
+                _ => found_payment = Some(decode(item)?),
+            }
+        }
+        Ok((found_action, found_payment))
     }
 
     async fn actions_awaiting_stripe(

@@ -345,3 +345,21 @@ async fn an_embedded_fork_starts_equal_and_then_goes_its_own_way() {
     assert_eq!(store.list_invoices(&c, &p).await.unwrap().len(), 1, "the original is untouched");
     assert_eq!(fork.list_invoices(&c, &p).await.unwrap().len(), 2);
 }
+
+/// The HTTPS client every Lambda uses (`config::https_client`: compiled-in
+/// roots, no OS certificate store) builds its connector and talks to DynamoDB.
+#[tokio::test]
+async fn the_lambda_https_client_reaches_dynamodb() {
+    use visitpay::ports::Store as _;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(visitpay::config::https_client().expect("a TLS context from the compiled-in roots"))
+        .endpoint_url(visitpay::testkit::moto_endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await;
+    let table = format!("https-client-{}", std::process::id());
+    let store = visitpay::adapters::dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+    store.ensure_table(&visitpay::adapters::tables::main_table()).await.unwrap();
+    assert_eq!(store.get_settings(&clinic("c1")).await.unwrap(), None);
+}

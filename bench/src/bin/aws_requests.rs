@@ -8,38 +8,182 @@
 //! event source mapping does on the consumer's behalf (ReceiveMessage,
 //! DeleteMessageBatch) is counted apart: AWS bills it, but no function sends it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use aws_sdk_dynamodb::operation::batch_get_item::{BatchGetItemInput, BatchGetItemOutput};
+use aws_sdk_dynamodb::operation::get_item::{GetItemInput, GetItemOutput};
+use aws_sdk_dynamodb::operation::put_item::{PutItemInput, PutItemOutput};
+use aws_sdk_dynamodb::operation::query::{QueryInput, QueryOutput};
+use aws_sdk_dynamodb::operation::transact_write_items::{TransactWriteItemsInput, TransactWriteItemsOutput};
+use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity, ReturnConsumedCapacity};
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextMut, BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
-use hmac::{Hmac, Mac};
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use visitpay::adapters::dynamodb::DynamoStore;
 use visitpay::adapters::sqs::{deliveries, ensure_queue, sqs_event, SqsQueue};
 use visitpay::adapters::stripe::StripePayments;
 use visitpay::adapters::tables;
 use visitpay::app::actions::{self, AssignRequest, Assigned};
 use visitpay::app::payment_events::handle_sqs;
-use visitpay::app::{checkout, invoices, settings, webhook, AppConfig, Caller, Deps, Role};
-use visitpay::domain::{
-    ActionStatus, ClinicId, InvoiceId, Label, LineItemText, Locale, PatientId, SettingsInput, UserId, VisitId,
-};
-use visitpay::ports::{EventQueue, RandomIds, SystemClock};
+use visitpay::app::{checkout, webhook, Deps};
+use visitpay::domain::{ActionStatus, Locale, VisitId};
+use visitpay::ports::{EventQueue, Payments};
+use visitpay_bench::{ACCOUNT, STRIPE_KEY, WEBHOOK_SECRET};
 
-/// Counts requests by `Service.Operation`.
+/// What one function sent: requests by `Service.Operation`, and DynamoDB
+/// capacity, both as moto reports it (ReturnConsumedCapacity=TOTAL) and
+/// estimated from the items by DynamoDB's published sizing rules.
 #[derive(Debug, Clone, Default)]
-struct Counter(Arc<Mutex<BTreeMap<String, u32>>>);
+struct Tally {
+    requests: BTreeMap<String, u32>,
+    reported_units: f64,
+    estimated_read_units: f64,
+    estimated_write_units: f64,
+}
+
+/// Counts every attempt (retries included) and asks DynamoDB for its capacity.
+#[derive(Debug, Clone)]
+struct Counter {
+    tally: Arc<Mutex<Tally>>,
+    /// Each GSI's partition key attribute: an item carrying it is written to that index too.
+    gsi_keys: Arc<Vec<String>>,
+    /// Item sizes seen (written or read) by any function, by key: an update
+    /// is priced on the item it changes, which it does not carry.
+    sizes: Sizes,
+}
+
+type Sizes = Arc<Mutex<HashMap<(String, String), usize>>>;
+
+fn key_of(item: &HashMap<String, AttributeValue>) -> Option<(String, String)> {
+    match (item.get("pk"), item.get("sk")) {
+        (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => Some((pk.clone(), sk.clone())),
+        _ => None,
+    }
+}
+
+/// A Query's read consistency, kept from its input for pricing its output.
+#[derive(Debug, Clone, Copy)]
+struct EventuallyConsistent(bool);
+impl Storable for EventuallyConsistent {
+    type Storer = StoreReplace<Self>;
+}
+
+/// DynamoDB's item size: attribute names plus values.
+fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &AttributeValue) -> usize {
+    match v {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::N(n) => {
+            let digits = n.chars().filter(char::is_ascii_digit).count();
+            digits.div_ceil(2) + 1
+        }
+        AttributeValue::B(b) => b.as_ref().len(),
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::L(l) => 3 + l.iter().map(|e| value_size(e) + 1).sum::<usize>(),
+        AttributeValue::M(m) => 3 + m.iter().map(|(k, e)| k.len() + value_size(e) + 1).sum::<usize>(),
+        AttributeValue::Ss(v) => v.iter().map(String::len).sum(),
+        AttributeValue::Ns(v) => v.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+        AttributeValue::Bs(v) => v.iter().map(|b| b.as_ref().len()).sum(),
+        _ => 0,
+    }
+}
+
+fn read_units(bytes: usize, eventually_consistent: bool) -> f64 {
+    let units = bytes.max(1).div_ceil(4096) as f64;
+    if eventually_consistent {
+        units / 2.0
+    } else {
+        units
+    }
+}
+
+impl Counter {
+    fn new(gsi_keys: Arc<Vec<String>>, sizes: Sizes) -> Self {
+        Counter { tally: Arc::default(), gsi_keys, sizes }
+    }
+
+    fn seen(&self, item: &HashMap<String, AttributeValue>) {
+        if let Some(key) = key_of(item) {
+            self.sizes.lock().unwrap().insert(key, item_size(item));
+        }
+    }
+
+    /// A full-item put: 1 unit per KB on the table and on every index the item is in. A
+    /// lower bound: moving an item's index key also deletes the old index entry.
+    fn put_units(&self, item: &HashMap<String, AttributeValue>) -> f64 {
+        self.seen(item);
+        let per_copy = item_size(item).max(1).div_ceil(1024) as f64;
+        let indexes = self.gsi_keys.iter().filter(|k| item.contains_key(k.as_str())).count() as f64;
+        per_copy * (1.0 + indexes)
+    }
+
+    /// An update of an item without index keys (invoices): 1 unit per KB of
+    /// the item as last seen; an unseen item counts as 1 KB.
+    fn update_units(&self, key: &HashMap<String, AttributeValue>) -> f64 {
+        let size = key_of(key).and_then(|k| self.sizes.lock().unwrap().get(&k).copied()).unwrap_or(1024);
+        size.max(1).div_ceil(1024) as f64
+    }
+
+    fn snapshot(&self) -> Tally {
+        self.tally.lock().unwrap().clone()
+    }
+}
+
+fn reported(c: Option<&ConsumedCapacity>) -> f64 {
+    c.and_then(|c| c.capacity_units).unwrap_or(0.0)
+}
 
 impl Intercept for Counter {
     fn name(&self) -> &'static str {
         "visitpay-request-counter"
     }
+
+    fn modify_before_serialization(
+        &self,
+        ctx: &mut BeforeSerializationInterceptorContextMut<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let total = Some(ReturnConsumedCapacity::Total);
+        let input = ctx.input_mut();
+        let mut writes = 0.0;
+        if let Some(i) = input.downcast_mut::<GetItemInput>() {
+            i.return_consumed_capacity = total;
+        } else if let Some(i) = input.downcast_mut::<BatchGetItemInput>() {
+            i.return_consumed_capacity = total;
+        } else if let Some(i) = input.downcast_mut::<QueryInput>() {
+            i.return_consumed_capacity = total;
+            cfg.interceptor_state().store_put(EventuallyConsistent(i.consistent_read != Some(true)));
+        } else if let Some(i) = input.downcast_mut::<PutItemInput>() {
+            i.return_consumed_capacity = total;
+            writes = i.item.as_ref().map_or(0.0, |item| self.put_units(item));
+        } else if let Some(i) = input.downcast_mut::<TransactWriteItemsInput>() {
+            i.return_consumed_capacity = total;
+            // Transactions cost twice: prepare and commit.
+            for t in i.transact_items.iter().flatten() {
+                if let Some(put) = t.put() {
+                    writes += 2.0 * self.put_units(put.item());
+                } else if let Some(update) = t.update() {
+                    writes += 2.0 * self.update_units(update.key());
+                } else {
+                    return Err("unpriced transaction member (only Put and Update are estimated)".into());
+                }
+            }
+        }
+        self.tally.lock().unwrap().estimated_write_units += writes;
+        Ok(())
+    }
+
     fn read_before_transmit(
         &self,
         _: &BeforeTransmitInterceptorContextRef<'_>,
@@ -47,27 +191,40 @@ impl Intercept for Counter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let op = cfg.load::<Metadata>().map_or("unknown".to_owned(), |m| format!("{}.{}", m.service(), m.name()));
-        *self.0.lock().unwrap().entry(op).or_default() += 1;
+        *self.tally.lock().unwrap().requests.entry(op).or_default() += 1;
         Ok(())
     }
-}
 
-impl Counter {
-    fn snapshot(&self) -> BTreeMap<String, u32> {
-        self.0.lock().unwrap().clone()
+    fn read_after_execution(
+        &self,
+        ctx: &FinalizerInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(Ok(output)) = ctx.output_or_error() else { return Ok(()) };
+        let mut t = self.tally.lock().unwrap();
+        if let Some(o) = output.downcast_ref::<GetItemOutput>() {
+            t.reported_units += reported(o.consumed_capacity.as_ref());
+            o.item.iter().for_each(|i| self.seen(i));
+            t.estimated_read_units += read_units(o.item.as_ref().map_or(0, item_size), false);
+        } else if let Some(o) = output.downcast_ref::<BatchGetItemOutput>() {
+            t.reported_units += o.consumed_capacity.iter().flatten().map(|c| reported(Some(c))).sum::<f64>();
+            let items = o.responses.iter().flat_map(|r| r.values()).flatten();
+            t.estimated_read_units +=
+                items.inspect(|i| self.seen(i)).map(|i| read_units(item_size(i), false)).sum::<f64>();
+        } else if let Some(o) = output.downcast_ref::<QueryOutput>() {
+            t.reported_units += reported(o.consumed_capacity.as_ref());
+            let eventual = cfg.load::<EventuallyConsistent>().is_none_or(|e| e.0);
+            // A query is priced on the sum of the items it read.
+            o.items.iter().flatten().for_each(|i| self.seen(i));
+            t.estimated_read_units += read_units(o.items.iter().flatten().map(item_size).sum(), eventual);
+        } else if let Some(o) = output.downcast_ref::<PutItemOutput>() {
+            t.reported_units += reported(o.consumed_capacity.as_ref());
+        } else if let Some(o) = output.downcast_ref::<TransactWriteItemsOutput>() {
+            t.reported_units += o.consumed_capacity.iter().flatten().map(|c| reported(Some(c))).sum::<f64>();
+        }
+        Ok(())
     }
-}
-
-const WEBHOOK_SECRET: &str = "whsec_bench";
-const ACCOUNT: &str = "acct_1Bench";
-
-async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "bench"))
-        .load()
-        .await
 }
 
 fn dynamodb(sdk: &aws_config::SdkConfig, counter: &Counter) -> aws_sdk_dynamodb::Client {
@@ -80,89 +237,68 @@ fn sqs(sdk: &aws_config::SdkConfig, counter: &Counter) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(sdk).interceptor(counter.clone()).build())
 }
 
-fn sign(body: &str, now: i64) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
-    mac.update(format!("{now}.{body}").as_bytes());
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("t={now},v1={hex}")
-}
-
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let endpoint =
-        std::env::var("VISITPAY_BENCH_AWS_ENDPOINT").map_err(|_| "set VISITPAY_BENCH_AWS_ENDPOINT (moto)")?;
+async fn main() -> Result<(), visitpay_bench::BoxError> {
+    // The functions' own JSON logs, on stderr, with RUST_LOG (default: warnings and errors).
+    if std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", "warn");
+    }
+    visitpay::telemetry::init_stderr();
+    let endpoint = visitpay_bench::moto_endpoint()?;
     let out = std::env::args().nth(1);
-    let sdk = sdk(&endpoint).await;
-    let stamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000;
-    let table = format!("bench-{stamp}");
+    let sdk = visitpay_bench::sdk(&endpoint).await;
+    let table = format!("bench-{}", visitpay_bench::run_stamp());
+    let definition = tables::main_table();
+    let gsi_keys = Arc::new(definition.global_secondary_indexes.iter().map(|i| i.partition_key.clone()).collect());
 
-    // The Stripe emulator, in process.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let stripe_base = format!("http://{}", listener.local_addr()?);
-    let emulator = stripe_emulator::Emulator::new(stripe_emulator::Config {
-        public_base: stripe_base.clone(),
-        webhook_url: None,
-        webhook_secret: WEBHOOK_SECRET.into(),
-    });
-    let router = emulator.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    let payments = Arc::new(StripePayments::new("sk_test_bench", Some(&format!("{stripe_base}/")))?);
+    let stripe_base = visitpay_bench::stripe_emulator().await?;
+    let payments: Arc<dyn Payments> = Arc::new(StripePayments::new(STRIPE_KEY, Some(&format!("{stripe_base}/")))?);
 
     // One set of counted clients per function, as each Lambda has its own.
-    let functions =
-        ["setup", "assign-action", "create-checkout", "stripe-webhook", "process-payment-events", "sqs-event-source"];
-    let counters: BTreeMap<&str, Counter> = functions.iter().map(|f| (*f, Counter::default())).collect();
-    let queue_url = ensure_queue(&sqs(&sdk, &counters["setup"]), &format!("bench-events-{stamp}"), 5, 30).await?;
+    // The patient's page view and the event source mapping are counted apart:
+    // neither is in the assign → paid path the target is about.
+    let functions = [
+        "setup",
+        "assign-action",
+        "create-checkout",
+        "stripe-webhook",
+        "process-payment-events",
+        "sqs-event-source",
+        "patient-page (action-status)",
+    ];
+    let in_path = |f: &str| !matches!(f, "sqs-event-source" | "patient-page (action-status)");
+    let sizes = Sizes::default();
+    let counters: BTreeMap<&str, Counter> =
+        functions.iter().map(|f| (*f, Counter::new(Arc::clone(&gsi_keys), Arc::clone(&sizes)))).collect();
+    let queue_url = ensure_queue(&sqs(&sdk, &counters["setup"]), &format!("{table}-events"), 5, 30).await?;
     let deps_for = |function: &str| Deps {
-        store: Arc::new(DynamoStore::new(dynamodb(&sdk, &counters[function]), table.clone())),
-        clock: Arc::new(SystemClock),
-        ids: Arc::new(RandomIds),
-        payments: Some(payments.clone()),
         queue: Some(Arc::new(SqsQueue::new(sqs(&sdk, &counters[function]), queue_url.clone())) as Arc<dyn EventQueue>),
-        config: AppConfig {
-            patient_link_base: "https://pay.example.test/patient/actions".into(),
-            webhook_secrets: vec![WEBHOOK_SECRET.into()],
-        },
+        ..visitpay_bench::deps(
+            Arc::new(DynamoStore::new(dynamodb(&sdk, &counters[function]), table.clone())),
+            Some(payments.clone()),
+        )
     };
 
     // Setup, not counted: the table, a clinic switched on, two selected invoices.
     let setup = deps_for("setup");
-    DynamoStore::new(dynamodb(&sdk, &counters["setup"]), table.clone()).ensure_table(&tables::main_table()).await?;
-    let clinic = ClinicId::parse("bench-clinic")?;
-    let patient = PatientId::parse("bench-patient")?;
-    let support = Caller { sub: UserId::parse("support")?, role: Role::Support, clinic_id: None };
-    let staff = Caller { sub: UserId::parse("staff")?, role: Role::Staff, clinic_id: Some(clinic.clone()) };
-    let input = SettingsInput {
-        enabled: true,
-        label: Label { en: "Pay".into(), fr: "Payer".into() },
-        stripe_account_id: Some(ACCOUNT.into()),
-        currency: "cad".into(),
-        checkout_ttl_minutes: 60,
-        action_ttl_hours: 72,
-        line_item_text: LineItemText::Generic,
-    };
-    settings::put(&setup, &support, clinic.clone(), input).await?;
-    let ids: Vec<InvoiceId> = vec![InvoiceId::parse("1")?, InvoiceId::parse("2")?];
-    for id in &ids {
-        let i = visitpay::domain::invoice::InvoiceInput {
-            amount: 2500,
-            currency: "cad".into(),
-            description: String::new(),
-            service_date: "2026-11-20".into(),
-        };
-        invoices::import(&setup, &clinic, &patient, id, i).await?;
-    }
-    invoices::select(&setup, &clinic, &patient, &ids).await?;
+    DynamoStore::new(dynamodb(&sdk, &counters["setup"]), table.clone()).ensure_table(&definition).await?;
+    visitpay_bench::seed_clinic(&setup).await?;
+    let ids = visitpay_bench::seed_selected_invoices(&setup, &["1", "2"]).await?;
+    let clinic = visitpay_bench::clinic();
 
     // 1. assign-action (with an Idempotency-Key, as the clinic web app sends).
-    let request = AssignRequest { patient_id: patient.clone(), invoice_ids: ids.clone(), locale: Locale::FrCa };
+    let request = AssignRequest { patient_id: visitpay_bench::patient(), invoice_ids: ids, locale: Locale::FrCa };
     let visit = VisitId::parse("bench-visit")?;
+    let staff = visitpay_bench::staff();
     let Assigned::Created { action, patient_url } =
         actions::assign(&deps_for("assign-action"), &staff, &clinic, &visit, request, Some("bench-key-1")).await?
     else {
         return Err("expected a new action".into());
     };
     let token = patient_url.rsplit('/').next().unwrap().to_owned();
+
+    // The patient opens the link (GET /patient/actions/{token}).
+    actions::for_patient(&deps_for("patient-page (action-status)"), &token).await?;
 
     // 2. create-checkout, then the patient pays at "Stripe" (no webhook sent).
     checkout::open(&deps_for("create-checkout"), &token).await?;
@@ -175,7 +311,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .error_for_status()?;
     let events: Value = http
         .get(format!("{stripe_base}/v1/events?limit=100"))
-        .bearer_auth("sk_test_bench")
+        .bearer_auth(STRIPE_KEY)
         .header("Stripe-Account", ACCOUNT)
         .send()
         .await?
@@ -187,7 +323,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut webhook_events = 0;
     for e in events["data"].as_array().ok_or("no events")?.iter().rev() {
         let body = e.to_string();
-        let signature = sign(&body, time::OffsetDateTime::now_utc().unix_timestamp());
+        let signature = visitpay_bench::sign(WEBHOOK_SECRET, &body, visitpay_bench::unix_now());
         if let webhook::Accepted::Queued { .. } =
             webhook::accept(&webhook_deps, body.as_bytes(), Some(&signature)).await?
         {
@@ -223,27 +359,50 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Report.
     let mut rows = Vec::new();
-    let mut total = 0;
+    let (mut total, mut reads, mut writes, mut reported_total) = (0, 0.0, 0.0, 0.0);
     println!("AWS requests per completed payment (card, {webhook_events} webhook event(s), 2 invoices), against moto");
-    println!("{:<24} {:>8}  operations", "function", "requests");
+    println!("{:<30} {:>8} {:>7} {:>7} {:>7}  operations", "function", "requests", "RCU", "WCU", "moto CU");
     for f in &functions[1..] {
-        let ops = counters[f].snapshot();
-        let n: u32 = ops.values().sum();
-        if *f != "sqs-event-source" {
+        let t = counters[f].snapshot();
+        let n: u32 = t.requests.values().sum();
+        if in_path(f) {
             total += n;
+            reads += t.estimated_read_units;
+            writes += t.estimated_write_units;
+            reported_total += t.reported_units;
         }
-        let list: Vec<String> = ops.iter().map(|(op, c)| format!("{op}×{c}")).collect();
-        println!("{f:<24} {n:>8}  {}", list.join(", "));
-        rows.push(json!({"function": f, "requests": n, "operations": ops}));
+        let list: Vec<String> = t.requests.iter().map(|(op, c)| format!("{op}×{c}")).collect();
+        println!(
+            "{f:<30} {n:>8} {:>7.1} {:>7.1} {:>7.1}  {}",
+            t.estimated_read_units,
+            t.estimated_write_units,
+            t.reported_units,
+            list.join(", ")
+        );
+        rows.push(json!({"function": f, "in_target_path": in_path(f), "requests": n, "operations": t.requests,
+                         "estimated_read_units": t.estimated_read_units,
+                         "estimated_write_units": t.estimated_write_units,
+                         "moto_reported_capacity_units": t.reported_units}));
     }
-    println!("{:<24} {:>8}  (target ≤ 8; plus the event source mapping's own requests)", "all functions", total);
+    println!(
+        "{:<30} {:>8} {reads:>7.1} {writes:>7.1} {reported_total:>7.1}  (target ≤ 8 requests; plus the event source \
+         mapping's own)",
+        "assign → paid", total
+    );
+    println!(
+        "RCU/WCU: estimated from the items each request carried, by DynamoDB's sizing rules (reads 4 KB, \
+         writes 1 KB, transactions ×2, every index written). moto's own ReturnConsumedCapacity is a constant per \
+         operation, shown for comparison."
+    );
     let report = json!({
         "benchmark": "aws_requests_per_payment",
-        "measured_at": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?,
+        "measured_at": visitpay_bench::now_rfc3339(),
         "webhook_events": webhook_events,
         "functions_total": total,
+        "estimated_read_units": reads,
+        "estimated_write_units": writes,
+        "moto_reported_capacity_units": reported_total,
         "by_function": rows,
-        "consumed_capacity": "not measured (moto does not report it for every operation)",
     });
     if let Some(path) = out {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;

@@ -1,0 +1,178 @@
+//! What the benchmarks share: statistics, the AWS and Stripe set-up against
+//! the emulators, Stripe's webhook signature, and a seeded clinic.
+
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use visitpay::app::actions::{self, AssignRequest, Assigned};
+use visitpay::app::{invoices, settings, AppConfig, Caller, Deps, Role};
+use visitpay::domain::{
+    ActionId, ClinicId, InvoiceId, Label, LineItemText, Locale, PatientId, SettingsInput, UserId, VisitId,
+};
+use visitpay::ports::{Payments, RandomIds, Store, SystemClock};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub const WEBHOOK_SECRET: &str = "whsec_bench";
+pub const STRIPE_KEY: &str = "sk_test_bench";
+pub const ACCOUNT: &str = "acct_1Bench";
+pub const CLINIC: &str = "bench-clinic";
+pub const PATIENT: &str = "bench-patient";
+pub const PATIENT_LINK_BASE: &str = "https://pay.example.test/patient/actions";
+
+/// Median and spread of repeated measurements.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub n: usize,
+    pub median: f64,
+    pub p25: f64,
+    pub p75: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    pub fn of(samples: &[f64]) -> Summary {
+        assert!(!samples.is_empty(), "no samples to summarise");
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            // Linear interpolation between closest ranks.
+            let pos = q * (s.len() - 1) as f64;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
+        };
+        Summary { n: s.len(), median: at(0.5), p25: at(0.25), p75: at(0.75), min: s[0], max: s[s.len() - 1] }
+    }
+
+    pub fn json(&self) -> Value {
+        let r = |x: f64| (x * 1000.0).round() / 1000.0;
+        json!({"n": self.n, "median": r(self.median), "p25": r(self.p25), "p75": r(self.p75),
+               "min": r(self.min), "max": r(self.max)})
+    }
+
+    /// `12.3 (11.9–13.0)`: the median and the interquartile range.
+    pub fn show(&self, decimals: usize) -> String {
+        format!("{:.d$} ({:.d$}–{:.d$})", self.median, self.p25, self.p75, d = decimals)
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("formattable")
+}
+
+pub fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// A `Stripe-Signature` header value, as Stripe computes it.
+pub fn sign(secret: &str, body: &str, timestamp: i64) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={timestamp},v1={hex}")
+}
+
+/// AWS SDK configuration for moto.
+pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "bench"))
+        .load()
+        .await
+}
+
+pub fn moto_endpoint() -> Result<String, BoxError> {
+    std::env::var("VISITPAY_BENCH_AWS_ENDPOINT").map_err(|_| "set VISITPAY_BENCH_AWS_ENDPOINT (moto)".into())
+}
+
+/// A unique suffix for this run's table and queue names.
+pub fn run_stamp() -> String {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000_000).to_string()
+}
+
+/// The project's Stripe emulator, served in process on a free port; returns its base URL.
+pub async fn stripe_emulator() -> Result<String, BoxError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let emulator = stripe_emulator::Emulator::new(stripe_emulator::Config {
+        public_base: base.clone(),
+        webhook_url: None,
+        webhook_secret: WEBHOOK_SECRET.into(),
+    });
+    let router = emulator.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Ok(base)
+}
+
+pub fn deps(store: Arc<dyn Store>, payments: Option<Arc<dyn Payments>>) -> Deps {
+    Deps {
+        store,
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(RandomIds),
+        payments,
+        queue: None,
+        config: AppConfig { patient_link_base: PATIENT_LINK_BASE.into(), webhook_secrets: vec![WEBHOOK_SECRET.into()] },
+    }
+}
+
+pub fn clinic() -> ClinicId {
+    ClinicId::parse(CLINIC).expect("valid")
+}
+
+pub fn patient() -> PatientId {
+    PatientId::parse(PATIENT).expect("valid")
+}
+
+pub fn staff() -> Caller {
+    Caller { sub: UserId::parse("bench-staff").expect("valid"), role: Role::Staff, clinic_id: Some(clinic()) }
+}
+
+/// Switches the bench clinic on, with the bench Stripe account.
+pub async fn seed_clinic(deps: &Deps) -> Result<(), BoxError> {
+    let support = Caller { sub: UserId::parse("bench-support")?, role: Role::Support, clinic_id: None };
+    let input = SettingsInput {
+        enabled: true,
+        label: Label { en: "Pay".into(), fr: "Payer".into() },
+        stripe_account_id: Some(ACCOUNT.into()),
+        currency: "cad".into(),
+        checkout_ttl_minutes: 60,
+        action_ttl_hours: 72,
+        line_item_text: LineItemText::Generic,
+    };
+    settings::put(deps, &support, clinic(), input).await?;
+    Ok(())
+}
+
+/// Imports and selects invoices of 25.00 CAD for the bench patient.
+pub async fn seed_selected_invoices(deps: &Deps, ids: &[&str]) -> Result<Vec<InvoiceId>, BoxError> {
+    let ids: Vec<InvoiceId> = ids.iter().map(|i| InvoiceId::parse(i)).collect::<Result<_, _>>()?;
+    for id in &ids {
+        let input = visitpay::domain::invoice::InvoiceInput {
+            amount: 2500,
+            currency: "cad".into(),
+            description: String::new(),
+            service_date: "2026-11-20".into(),
+        };
+        invoices::import(deps, &clinic(), &patient(), id, input).await?;
+    }
+    invoices::select(deps, &clinic(), &patient(), &ids).await?;
+    Ok(ids)
+}
+
+/// An action assigned to the bench patient over fresh invoices; returns its id and link token.
+pub async fn seed_action(deps: &Deps, invoice_ids: &[&str], visit: &str) -> Result<(ActionId, String), BoxError> {
+    let ids = seed_selected_invoices(deps, invoice_ids).await?;
+    let request = AssignRequest { patient_id: patient(), invoice_ids: ids, locale: Locale::FrCa };
+    let visit = VisitId::parse(visit)?;
+    match actions::assign(deps, &staff(), &clinic(), &visit, request, None).await? {
+        Assigned::Created { action, patient_url } => {
+            let token = patient_url.rsplit('/').next().ok_or("no token in the patient url")?.to_owned();
+            Ok((action.action_id, token))
+        }
+        Assigned::Replayed { .. } => Err("expected a new action".into()),
+    }
+}

@@ -78,38 +78,18 @@ pub async fn stripe_payments(sdk: &aws_config::SdkConfig) -> Result<StripePaymen
 /// only the ports this function uses. Adding them at compile time (not from
 /// a runtime flag) means a function links only the clients it calls: no
 /// The roots AWS service endpoints chain to: Amazon Trust Services (Amazon
-/// Root CA 1-4, and Starfield Services Root CA G2, which cross-signs them).
-/// AWS moved every service endpoint to these in 2021.
-const AWS_ROOT_NAMES: [&[u8]; 2] = [b"Amazon Root CA ", b"Starfield Services Root Certificate Authority - G2"];
-
-/// Those roots, from the Mozilla set compiled into the binary (PEM).
-pub fn aws_root_certificates() -> String {
-    use base64::Engine;
-    let mut pem = String::new();
-    for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-        let der = der.as_ref();
-        if !AWS_ROOT_NAMES.iter().any(|name| memchr::memmem::find(der, name).is_some()) {
-            continue;
-        }
-        let body = base64::engine::general_purpose::STANDARD.encode(der);
-        pem.push_str("-----BEGIN CERTIFICATE-----\n");
-        for line in body.as_bytes().chunks(64) {
-            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-            pem.push('\n');
-        }
-        pem.push_str("-----END CERTIFICATE-----\n");
-    }
-    pem
-}
+/// Root CA 1-4, and Starfield Services Root CA G2, which cross-signs them);
+/// AWS moved every service endpoint to these in 2021. 4 KB of PEM.
+pub const AWS_ROOTS_PEM: &str = include_str!("../certs/aws-roots.pem");
 
 /// The AWS SDK's HTTPS client (rustls with aws-lc, as by default) trusting
 /// only the roots AWS endpoints use, compiled in, instead of the OS store:
-/// reading and parsing the OS's ~150 roots (or Mozilla's, from the binary) was
-/// most of our init time beyond a hello-world's (the README's cold-start
-/// benchmark). The Stripe client has its own (Mozilla's roots, compiled in).
+/// reading and parsing the OS's ~150 roots was most of our init time beyond a
+/// hello-world's (the README's cold-start benchmark). The Stripe client has
+/// its own (Mozilla's roots, compiled in).
 pub fn https_client() -> Result<aws_sdk_dynamodb::config::SharedHttpClient, ConfigError> {
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
-    let trust = TrustStore::empty().with_native_roots(false).with_pem_certificate(aws_root_certificates());
+    let trust = TrustStore::empty().with_native_roots(false).with_pem_certificate(AWS_ROOTS_PEM);
     let context =
         TlsContext::builder().with_trust_store(trust).build().map_err(|e| ConfigError::Invalid(e.to_string()))?;
     Ok(aws_smithy_http_client::Builder::new()
@@ -188,14 +168,20 @@ pub fn reconcile_config() -> Result<crate::app::reconcile::ReconcileConfig, Conf
 
 #[cfg(test)]
 mod tests {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+
     #[test]
-    fn the_sdk_trusts_exactly_the_amazon_trust_services_roots() {
-        let pem = super::aws_root_certificates();
-        assert_eq!(
-            pem.matches("-----BEGIN CERTIFICATE-----").count(),
-            5,
-            "Amazon Root CA 1-4 and Starfield Services G2"
-        );
+    fn the_sdk_trusts_exactly_the_amazon_trust_services_roots_from_mozillas_set() {
+        let ours: Vec<CertificateDer<'_>> =
+            CertificateDer::pem_slice_iter(super::AWS_ROOTS_PEM.as_bytes()).collect::<Result<_, _>>().unwrap();
+        assert_eq!(ours.len(), 5, "Amazon Root CA 1-4 and Starfield Services G2");
+        for cert in &ours {
+            assert!(webpki_root_certs::TLS_SERVER_ROOT_CERTS.contains(cert), "every root is one of Mozilla's");
+        }
+        for name in ["Amazon Root CA 1", "Amazon Root CA 4", "Starfield Services Root Certificate Authority - G2"] {
+            assert!(ours.iter().any(|c| c.windows(name.len()).any(|w| w == name.as_bytes())), "{name}");
+        }
         assert!(super::https_client().is_ok());
     }
 }

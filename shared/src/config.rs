@@ -106,7 +106,15 @@ pub struct LambdaDeps {
 
 impl LambdaDeps {
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https_client()?).load().await;
+        // Lambda always gives the region and the function's credentials in
+        // the environment: naming those providers skips building the default
+        // chains (profile files, web identity and its STS client, IMDS).
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(https_client()?)
+            .region(aws_config::environment::EnvironmentVariableRegionProvider::new())
+            .credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new())
+            .load()
+            .await;
         let store = dynamo_store(&sdk).await;
         let patient_link_base = required("VISITPAY_PATIENT_LINK_BASE")?.trim_end_matches('/').to_owned();
         let deps = Deps {

@@ -163,6 +163,36 @@ pub async fn seed_selected_invoices(deps: &Deps, ids: &[&str]) -> Result<Vec<Inv
     Ok(ids)
 }
 
+/// Opens Checkout for the action behind `token` (what create-checkout does,
+/// and nothing more) and pays it at the emulator (no webhook sent); returns
+/// the session id, the last segment of the emulator's checkout URL.
+pub async fn open_and_pay(deps: &Deps, stripe_base: &str, token: &str) -> Result<String, BoxError> {
+    let link = visitpay::app::checkout::open(deps, token).await?;
+    let session =
+        link.url.rsplit('/').next().filter(|s| s.starts_with("cs_")).ok_or("no session in the url")?.to_owned();
+    reqwest::Client::new()
+        .post(format!("{stripe_base}/test/checkout_sessions/{session}/pay"))
+        .json(&json!({"outcome": "succeeded", "send_webhooks": false}))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(session)
+}
+
+/// The bench account's latest events at the emulator (one page, newest first).
+pub async fn stripe_events(stripe_base: &str) -> Result<Vec<Value>, BoxError> {
+    let page: Value = reqwest::Client::new()
+        .get(format!("{stripe_base}/v1/events?limit=100"))
+        .bearer_auth(STRIPE_KEY)
+        .header("Stripe-Account", ACCOUNT)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(page["data"].as_array().ok_or("no events")?.clone())
+}
+
 /// An action assigned to the bench patient over fresh invoices; returns its id and link token.
 pub async fn seed_action(deps: &Deps, invoice_ids: &[&str], visit: &str) -> Result<(ActionId, String), BoxError> {
     let ids = seed_selected_invoices(deps, invoice_ids).await?;

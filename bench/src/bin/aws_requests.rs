@@ -32,7 +32,7 @@ use visitpay::adapters::stripe::StripePayments;
 use visitpay::adapters::tables;
 use visitpay::app::actions::{self, AssignRequest, Assigned};
 use visitpay::app::payment_events::handle_sqs;
-use visitpay::app::{checkout, webhook, Deps};
+use visitpay::app::{webhook, Deps};
 use visitpay::domain::{ActionStatus, Locale, VisitId};
 use visitpay::ports::{EventQueue, Payments};
 use visitpay_bench::{ACCOUNT, STRIPE_KEY, WEBHOOK_SECRET};
@@ -301,27 +301,13 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
     actions::for_patient(&deps_for("patient-page (action-status)"), &token).await?;
 
     // 2. create-checkout, then the patient pays at "Stripe" (no webhook sent).
-    checkout::open(&deps_for("create-checkout"), &token).await?;
-    let session_id = actions::get(&setup, &clinic, &action.action_id).await?.checkout_session_id().unwrap().to_owned();
-    let http = reqwest::Client::new();
-    http.post(format!("{stripe_base}/test/checkout_sessions/{session_id}/pay"))
-        .json(&json!({"outcome": "succeeded", "send_webhooks": false}))
-        .send()
-        .await?
-        .error_for_status()?;
-    let events: Value = http
-        .get(format!("{stripe_base}/v1/events?limit=100"))
-        .bearer_auth(STRIPE_KEY)
-        .header("Stripe-Account", ACCOUNT)
-        .send()
-        .await?
-        .json()
-        .await?;
+    visitpay_bench::open_and_pay(&deps_for("create-checkout"), &stripe_base, &token).await?;
+    let events = visitpay_bench::stripe_events(&stripe_base).await?;
 
     // 3. stripe-webhook: each event Stripe sends, signed as Stripe signs.
     let webhook_deps = deps_for("stripe-webhook");
     let mut webhook_events = 0;
-    for e in events["data"].as_array().ok_or("no events")?.iter().rev() {
+    for e in events.iter().rev() {
         let body = e.to_string();
         let signature = visitpay_bench::sign(WEBHOOK_SECRET, &body, visitpay_bench::unix_now());
         if let webhook::Accepted::Queued { .. } =

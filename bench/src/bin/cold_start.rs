@@ -30,7 +30,7 @@ use visitpay::adapters::dynamodb::DynamoStore;
 use visitpay::adapters::sqs::ensure_queue;
 use visitpay::adapters::stripe::StripePayments;
 use visitpay::adapters::tables;
-use visitpay::app::{actions, checkout};
+use visitpay::app::actions;
 use visitpay::domain::ActionStatus;
 use visitpay::ports::Payments;
 use visitpay_bench::{BoxError, Summary, ACCOUNT, CLINIC, PATIENT, PATIENT_LINK_BASE, STRIPE_KEY, WEBHOOK_SECRET};
@@ -270,7 +270,6 @@ async fn main() -> Result<(), BoxError> {
     let queue_url = ensure_queue(&aws_sdk_sqs::Client::new(&sdk), &format!("bench-cold-{stamp}"), 5, 30).await?;
     let payments: Arc<dyn Payments> = Arc::new(StripePayments::new(STRIPE_KEY, Some(&format!("{stripe_base}/")))?);
     let deps = visitpay_bench::deps(Arc::new(store), Some(payments));
-    let http = reqwest::Client::new();
 
     // The Runtime API emulator.
     let api = RuntimeApi::default();
@@ -426,28 +425,9 @@ async fn main() -> Result<(), BoxError> {
         // The consumer gets Stripe's own checkout.session.completed for a paid session.
         let (action, token) =
             visitpay_bench::seed_action(&deps, &[&format!("cold-consume-{n}")], &format!("cold-pay-{n}")).await?;
-        checkout::open(&deps, &token).await?;
-        let session = actions::get(&deps, &visitpay_bench::clinic(), &action)
-            .await?
-            .checkout_session_id()
-            .ok_or("no session")?
-            .to_owned();
-        http.post(format!("{stripe_base}/test/checkout_sessions/{session}/pay"))
-            .json(&json!({"outcome": "succeeded", "send_webhooks": false}))
-            .send()
-            .await?
-            .error_for_status()?;
-        let listed: Value = http
-            .get(format!("{stripe_base}/v1/events?limit=100"))
-            .bearer_auth(STRIPE_KEY)
-            .header("Stripe-Account", ACCOUNT)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let completed = listed["data"]
-            .as_array()
-            .ok_or("no events")?
+        let session = visitpay_bench::open_and_pay(&deps, &stripe_base, &token).await?;
+        let listed = visitpay_bench::stripe_events(&stripe_base).await?;
+        let completed = listed
             .iter()
             .find(|e| e["type"] == "checkout.session.completed" && e["data"]["object"]["id"] == session.as_str())
             .ok_or("no checkout.session.completed")?

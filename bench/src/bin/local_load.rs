@@ -26,7 +26,7 @@ use visitpay::adapters::stripe::StripePayments;
 use visitpay::app::payment_events::{apply_stripe_event, handle_sqs};
 use visitpay::app::views::{ActionView, InvoiceView};
 use visitpay::app::webhook::HANDLED_TYPES;
-use visitpay::app::{actions, checkout, invoices, Deps};
+use visitpay::app::{actions, invoices, Deps};
 use visitpay::ports::{EventQueue, Payments};
 use visitpay::testkit::FixedClock;
 use visitpay_bench::{BoxError, Summary, ACCOUNT, STRIPE_KEY, WEBHOOK_SECRET};
@@ -352,17 +352,7 @@ async fn burst_world(
     for k in 0..BURST_ACTIONS {
         let (action, token) =
             visitpay_bench::seed_action(deps, &[&format!("burst-{k}")], &format!("burst-{k}")).await?;
-        checkout::open(deps, &token).await?;
-        let session = actions::get(deps, &visitpay_bench::clinic(), &action)
-            .await?
-            .checkout_session_id()
-            .ok_or("no session")?
-            .to_owned();
-        http.post(format!("{stripe_base}/test/checkout_sessions/{session}/pay"))
-            .json(&json!({"outcome": "succeeded", "send_webhooks": false}))
-            .send()
-            .await?
-            .error_for_status()?;
+        let session = visitpay_bench::open_and_pay(deps, stripe_base, &token).await?;
         let s = stripe_json(http.get(format!("{stripe_base}/v1/checkout/sessions/{session}")), None).await?;
         let intent = s["payment_intent"].as_str().ok_or("no payment intent")?.to_owned();
         for _ in 0..REFUNDS_PER_ACTION {

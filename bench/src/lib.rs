@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use visitpay::app::actions::{self, AssignRequest, Assigned};
 use visitpay::app::{invoices, settings, AppConfig, Caller, Deps, Role};
 use visitpay::domain::{
@@ -69,10 +67,7 @@ pub fn unix_now() -> i64 {
 
 /// A `Stripe-Signature` header value, as Stripe computes it.
 pub fn sign(secret: &str, body: &str, timestamp: i64) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
-    mac.update(format!("{timestamp}.{body}").as_bytes());
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("t={timestamp},v1={hex}")
+    stripe_emulator::sign(body, secret, timestamp)
 }
 
 /// AWS SDK configuration for moto.
@@ -179,17 +174,19 @@ pub async fn open_and_pay(deps: &Deps, stripe_base: &str, token: &str) -> Result
     Ok(session)
 }
 
+/// A call to the emulator's Stripe API as the bench platform on the bench
+/// account; `form` is an `application/x-www-form-urlencoded` body.
+pub async fn stripe_call(request: reqwest::RequestBuilder, form: Option<String>) -> Result<Value, BoxError> {
+    let mut r = request.bearer_auth(STRIPE_KEY).header("Stripe-Account", ACCOUNT);
+    if let Some(body) = form {
+        r = r.header("content-type", "application/x-www-form-urlencoded").body(body);
+    }
+    Ok(r.send().await?.error_for_status()?.json().await?)
+}
+
 /// The bench account's latest events at the emulator (one page, newest first).
 pub async fn stripe_events(stripe_base: &str) -> Result<Vec<Value>, BoxError> {
-    let page: Value = reqwest::Client::new()
-        .get(format!("{stripe_base}/v1/events?limit=100"))
-        .bearer_auth(STRIPE_KEY)
-        .header("Stripe-Account", ACCOUNT)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let page = stripe_call(reqwest::Client::new().get(format!("{stripe_base}/v1/events?limit=100")), None).await?;
     Ok(page["data"].as_array().ok_or("no events")?.clone())
 }
 

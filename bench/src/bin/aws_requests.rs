@@ -25,7 +25,7 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
-use serde_json::{json, Value};
+use serde_json::json;
 use visitpay::adapters::dynamodb::DynamoStore;
 use visitpay::adapters::sqs::{deliveries, ensure_queue, sqs_event, SqsQueue};
 use visitpay::adapters::stripe::StripePayments;
@@ -35,7 +35,7 @@ use visitpay::app::payment_events::handle_sqs;
 use visitpay::app::{webhook, Deps};
 use visitpay::domain::{ActionStatus, Locale, VisitId};
 use visitpay::ports::{EventQueue, Payments};
-use visitpay_bench::{ACCOUNT, STRIPE_KEY, WEBHOOK_SECRET};
+use visitpay_bench::{STRIPE_KEY, WEBHOOK_SECRET};
 
 /// What one function sent: requests by `Service.Operation`, and DynamoDB
 /// capacity, both as moto reports it (ReturnConsumedCapacity=TOTAL) and

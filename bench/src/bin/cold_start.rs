@@ -234,10 +234,9 @@ fn event(dir: &std::path::Path, name: &str) -> Result<Value, BoxError> {
     Ok(serde_json::from_str(&text.replace("clinic-a", CLINIC).replace("patient-42", PATIENT))?)
 }
 
-fn with_path_value(mut e: Value, from: &str, to: &str) -> Value {
-    let s = e.to_string().replace(from, to);
-    e = serde_json::from_str(&s).expect("still JSON");
-    e
+/// The event with every occurrence of `from` (an id or token) replaced.
+fn replaced(e: Value, from: &str, to: &str) -> Value {
+    serde_json::from_str(&e.to_string().replace(from, to)).expect("still JSON")
 }
 
 fn signed_webhook(template: &Value, n: usize) -> Value {
@@ -380,7 +379,7 @@ async fn main() -> Result<(), BoxError> {
     let mut consumer_actions = Vec::new();
     let dir = &args.events_dir;
     for n in 0..runs {
-        let get_action = with_path_value(event(dir, "get-action")?, "act_0001", status_action.as_str());
+        let get_action = replaced(event(dir, "get-action")?, "act_0001", status_action.as_str());
         events.entry("hello-world").or_default().push(get_action.clone());
         events.entry("node-hello").or_default().push(get_action.clone());
         events.entry("action-status").or_default().push(get_action.clone());
@@ -389,7 +388,7 @@ async fn main() -> Result<(), BoxError> {
 
         let invoice = format!("cold-assign-{n}");
         visitpay_bench::seed_selected_invoices(&deps, &[&invoice]).await?;
-        let mut assign = with_path_value(event(dir, "assign-action")?, "visit-7", &format!("cold-visit-{n}"));
+        let mut assign = replaced(event(dir, "assign-action")?, "visit-7", &format!("cold-visit-{n}"));
         assign["body"] = json!(json!({"patient_id": PATIENT, "invoice_ids": [invoice], "locale": "fr-CA"}).to_string());
         assign["headers"]["idempotency-key"] = json!(format!("cold-assign-{stamp}-{n}"));
         events.entry("assign-action").or_default().push(assign);
@@ -399,7 +398,7 @@ async fn main() -> Result<(), BoxError> {
         let template = event(dir, "create-checkout")?;
         let original = template["pathParameters"]["token"].as_str().ok_or("no token in create-checkout.json")?;
         let original = original.to_owned();
-        events.entry("create-checkout").or_default().push(with_path_value(template.clone(), &original, &token));
+        events.entry("create-checkout").or_default().push(replaced(template.clone(), &original, &token));
         // The Node function reads its own record for the same token.
         let node_token = format!("{token}n");
         dynamodb
@@ -414,7 +413,7 @@ async fn main() -> Result<(), BoxError> {
             .item("amount", aws_sdk_dynamodb::types::AttributeValue::N("2500".into()))
             .send()
             .await?;
-        events.entry("node-create-checkout").or_default().push(with_path_value(template, &original, &node_token));
+        events.entry("node-create-checkout").or_default().push(replaced(template, &original, &node_token));
         let get_node = json!({"rawPath": format!("/bench/{node_token}"), "pathParameters": {"token": node_token}});
         events.entry("node-dynamodb-read").or_default().push(get_node);
 

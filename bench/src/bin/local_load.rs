@@ -29,7 +29,7 @@ use visitpay::app::webhook::HANDLED_TYPES;
 use visitpay::app::{actions, invoices, Deps};
 use visitpay::ports::{EventQueue, Payments};
 use visitpay::testkit::FixedClock;
-use visitpay_bench::{BoxError, Summary, ACCOUNT, STRIPE_KEY, WEBHOOK_SECRET};
+use visitpay_bench::{BoxError, Summary, STRIPE_KEY, WEBHOOK_SECRET};
 use visitpay_local::{Controls, Gateway, LocalClock};
 
 struct Args {
@@ -332,14 +332,6 @@ fn form(pairs: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
 }
 
-async fn stripe_json(request: reqwest::RequestBuilder, body: Option<String>) -> Result<Value, BoxError> {
-    let mut r = request.bearer_auth(STRIPE_KEY).header("Stripe-Account", ACCOUNT);
-    if let Some(b) = body {
-        r = r.header("content-type", "application/x-www-form-urlencoded").body(b);
-    }
-    Ok(r.send().await?.error_for_status()?.json().await?)
-}
-
 /// Actions paid at the emulator and refunded three times from its dashboard
 /// API; returns the events Stripe would send (subscribed types), oldest first.
 async fn burst_world(
@@ -353,11 +345,12 @@ async fn burst_world(
         let (action, token) =
             visitpay_bench::seed_action(deps, &[&format!("burst-{k}")], &format!("burst-{k}")).await?;
         let session = visitpay_bench::open_and_pay(deps, stripe_base, &token).await?;
-        let s = stripe_json(http.get(format!("{stripe_base}/v1/checkout/sessions/{session}")), None).await?;
+        let s = visitpay_bench::stripe_call(http.get(format!("{stripe_base}/v1/checkout/sessions/{session}")), None)
+            .await?;
         let intent = s["payment_intent"].as_str().ok_or("no payment intent")?.to_owned();
         for _ in 0..REFUNDS_PER_ACTION {
             let body = form(&[("payment_intent", &intent), ("amount", "500")]);
-            stripe_json(http.post(format!("{stripe_base}/v1/refunds")), Some(body)).await?;
+            visitpay_bench::stripe_call(http.post(format!("{stripe_base}/v1/refunds")), Some(body)).await?;
         }
         ids.push(action);
     }
@@ -368,7 +361,7 @@ async fn burst_world(
         if let Some(a) = &after {
             url.push_str(&format!("&starting_after={a}"));
         }
-        let page = stripe_json(http.get(url), None).await?;
+        let page = visitpay_bench::stripe_call(http.get(url), None).await?;
         let data = page["data"].as_array().ok_or("no events")?;
         events.extend(data.iter().cloned());
         after = data.last().and_then(|e| e["id"].as_str()).map(str::to_owned);

@@ -148,7 +148,7 @@ pub(crate) fn invoice_writes(
                 new = next;
             }
         }
-        (new != *old).then(|| Write::Invoice { invoice: new, expect: Expect::Version(old.version) })
+        (new != *old).then_some(Write::Invoice { invoice: new, expect: Expect::Version(old.version) })
     })
     .collect()
 }

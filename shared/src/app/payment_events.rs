@@ -39,8 +39,9 @@ pub enum Outcome {
 /// Where an event goes.
 enum Routed {
     Action(ClinicId, ActionId, ActionEvent),
-    /// A charge event whose payment is not recorded (yet).
-    Park(String, ParkedChange),
+    /// A charge event whose payment is not recorded (yet), with the
+    /// PaymentIntent's record as just read (if any).
+    Park(String, ParkedChange, Option<PaymentRef>),
     Ignore,
 }
 
@@ -132,9 +133,9 @@ async fn route(deps: &Deps, event: &StripeEvent) -> Result<Routed, ConsumeError>
     let by_payment = |change: ParkedChange| async move {
         let Some(pi) = object.get("payment_intent").and_then(Value::as_str) else { return Ok(Routed::Ignore) };
         let found = deps.store.find_payment(pi).await.map_err(|e| classify(e.into()))?;
-        Ok::<_, ConsumeError>(match found.and_then(|p| p.owner) {
+        Ok::<_, ConsumeError>(match found.as_ref().and_then(|p| p.owner.clone()) {
             Some(owner) => Routed::Action(owner.clinic_id, owner.action_id, change.event(pi)),
-            None => Routed::Park(pi.to_owned(), change),
+            None => Routed::Park(pi.to_owned(), change, found),
         })
     };
     match event.event_type.as_str() {
@@ -177,16 +178,23 @@ async fn route(deps: &Deps, event: &StripeEvent) -> Result<Routed, ConsumeError>
 
 /// Keeps a charge event with its PaymentIntent until the payment is recorded
 /// (then `apply_event` applies it). Returns the payment's owner instead if it
-/// was recorded meanwhile.
+/// was recorded meanwhile. `known` is the record as `route` just read it; a
+/// conflict reads it again.
 async fn park(
     deps: &Deps,
     event_id: &str,
     payment_intent: &str,
     change: &ParkedChange,
+    known: Option<PaymentRef>,
 ) -> Result<Option<PaymentOwner>, ConsumeError> {
     let parked = ParkedEvent { event_id: event_id.to_owned(), change: change.clone(), at: deps.clock.now() };
+    let known = std::sync::Mutex::new(Some(known));
     with_retries(|| async {
-        let current = deps.store.find_payment(payment_intent).await?;
+        let first = known.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let current = match first {
+            Some(record) => record,
+            None => deps.store.find_payment(payment_intent).await?,
+        };
         if let Some(owner) = current.as_ref().and_then(|p| p.owner.clone()) {
             return Ok(Some(owner));
         }
@@ -208,7 +216,7 @@ pub async fn apply_stripe_event(deps: &Deps, body: &str) -> Result<Outcome, Cons
         let (clinic, action_id, action_event) = match route(deps, &event).await? {
             Routed::Ignore => return Ok(Outcome::Ignored(IGNORED)),
             Routed::Action(clinic, action, action_event) => (clinic, action, action_event),
-            Routed::Park(pi, change) => match park(deps, &event.id, &pi, &change).await? {
+            Routed::Park(pi, change, known) => match park(deps, &event.id, &pi, &change, known).await? {
                 None => {
                     tracing::info!("charge event parked until its payment is recorded");
                     return Ok(Outcome::Parked);

@@ -17,36 +17,6 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-fn required(name: &'static str) -> Result<String, ConfigError> {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name))
-}
-
-/// A secret: from `{name}_PARAM` (an SSM SecureString, read once per cold
-/// start — how it is deployed) or, for local and test runs, `{name}` itself.
-async fn secret(
-    sdk: &aws_config::SdkConfig,
-    name: &'static str,
-    param_var: &'static str,
-) -> Result<String, ConfigError> {
-    if let Ok(param) = std::env::var(param_var) {
-        let out =
-            aws_sdk_ssm::Client::new(sdk).get_parameter().name(&param).with_decryption(true).send().await.map_err(
-                |e| {
-                    ConfigError::Invalid(format!(
-                        "reading {param_var} from SSM: {}",
-                        aws_sdk_ssm::error::DisplayErrorContext(&e)
-                    ))
-                },
-            )?;
-        return out
-            .parameter
-            .and_then(|p| p.value)
-            .filter(|v| !v.is_empty())
-            .ok_or(ConfigError::Invalid(format!("the SSM parameter named by {param_var} is empty")));
-    }
-    required(name)
-}
-
 /// The patient link prefix: `VISITPAY_PATIENT_LINK_BASE`, else `default`.
 pub fn patient_link_base(default: &str) -> String {
     std::env::var("VISITPAY_PATIENT_LINK_BASE").unwrap_or_else(|_| default.to_owned()).trim_end_matches('/').to_owned()
@@ -59,24 +29,11 @@ pub fn webhook_secrets(value: &str) -> Vec<String> {
 }
 
 /// The DynamoDB store named by the table definition's env var (`VISITPAY_TABLE`),
-/// with the SDK configured from the environment (region, credentials,
-/// `AWS_ENDPOINT_URL` for an emulator).
+/// with the SDK configured from the environment (the local runner).
 pub async fn dynamo_store(sdk: &aws_config::SdkConfig) -> DynamoStore {
-    let def = tables::main_table();
-    let table = std::env::var(&def.env).unwrap_or(def.default_name);
-    DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table)
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), LambdaSettings::from_env().table)
 }
 
-/// Stripe with its secret key, at `STRIPE_API_BASE` when set (an emulator).
-pub async fn stripe_payments(sdk: &aws_config::SdkConfig) -> Result<StripePayments, ConfigError> {
-    let key = secret(sdk, "STRIPE_SECRET_KEY", "STRIPE_SECRET_KEY_PARAM").await?;
-    let base = std::env::var("STRIPE_API_BASE").ok().filter(|b| !b.is_empty());
-    StripePayments::new(&key, base.as_deref()).map_err(|e| ConfigError::Invalid(e.to_string()))
-}
-
-/// What a Lambda function needs, read once per cold start: the store, then
-/// only the ports this function uses. Adding them at compile time (not from
-/// a runtime flag) means a function links only the clients it calls: no
 /// The roots AWS service endpoints chain to: Amazon Trust Services (Amazon
 /// Root CA 1-4, and Starfield Services Root CA G2, which cross-signs them);
 /// AWS moved every service endpoint to these in 2021. 4 KB of PEM.
@@ -98,25 +55,125 @@ pub fn https_client() -> Result<aws_sdk_dynamodb::config::SharedHttpClient, Conf
         .build_https())
 }
 
+/// The SDK configuration of a Lambda function: Lambda always gives the
+/// region and the function's credentials in the environment, so naming those
+/// providers skips building the default chains (profile files, web identity
+/// and its STS client, IMDS).
+pub async fn lambda_sdk() -> Result<aws_config::SdkConfig, ConfigError> {
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client()?)
+        .region(aws_config::environment::EnvironmentVariableRegionProvider::new())
+        .credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new())
+        .load()
+        .await)
+}
+
+/// Where a secret comes from: an SSM SecureString named by `{NAME}_PARAM`
+/// (how it is deployed, read once per cold start) or, for local and test
+/// runs, the `{NAME}` variable itself.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Ssm { parameter: String },
+    Value(String),
+    Unset,
+}
+
+impl std::fmt::Debug for SecretSource {
+    // Never prints a secret's value, only where it comes from.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Ssm { parameter } => write!(f, "Ssm({parameter})"),
+            SecretSource::Value(_) => f.write_str("Value(<redacted>)"),
+            SecretSource::Unset => f.write_str("Unset"),
+        }
+    }
+}
+
+/// Everything a Lambda function reads from its environment, once per cold
+/// start; each function's wiring requires only what it uses.
+#[derive(Debug, Clone)]
+pub struct LambdaSettings {
+    /// `VISITPAY_TABLE` (else the table definition's default name).
+    pub table: String,
+    /// `VISITPAY_PATIENT_LINK_BASE`, without a trailing slash.
+    pub patient_link_base: Option<String>,
+    /// `VISITPAY_EVENTS_QUEUE_URL`.
+    pub events_queue_url: Option<String>,
+    /// `STRIPE_SECRET_KEY_PARAM` or `STRIPE_SECRET_KEY`.
+    pub stripe_secret_key: SecretSource,
+    /// `STRIPE_API_BASE`: another Stripe base URL (an emulator).
+    pub stripe_api_base: Option<String>,
+    /// `STRIPE_WEBHOOK_SECRET_PARAM` or `STRIPE_WEBHOOK_SECRET`.
+    pub webhook_secret: SecretSource,
+}
+
+fn optional(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn secret_source(name: &str, param_var: &str) -> SecretSource {
+    match (optional(param_var), optional(name)) {
+        (Some(parameter), _) => SecretSource::Ssm { parameter },
+        (None, Some(value)) => SecretSource::Value(value),
+        (None, None) => SecretSource::Unset,
+    }
+}
+
+impl LambdaSettings {
+    pub fn from_env() -> Self {
+        let def = tables::main_table();
+        LambdaSettings {
+            table: optional(&def.env).unwrap_or(def.default_name),
+            patient_link_base: optional("VISITPAY_PATIENT_LINK_BASE").map(|b| b.trim_end_matches('/').to_owned()),
+            events_queue_url: optional("VISITPAY_EVENTS_QUEUE_URL"),
+            stripe_secret_key: secret_source("STRIPE_SECRET_KEY", "STRIPE_SECRET_KEY_PARAM"),
+            stripe_api_base: optional("STRIPE_API_BASE"),
+            webhook_secret: secret_source("STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_PARAM"),
+        }
+    }
+}
+
+/// Reads a secret from where `source` says.
+async fn secret(sdk: &aws_config::SdkConfig, source: &SecretSource, name: &'static str) -> Result<String, ConfigError> {
+    match source {
+        SecretSource::Value(value) => Ok(value.clone()),
+        SecretSource::Unset => Err(ConfigError::Missing(name)),
+        SecretSource::Ssm { parameter } => {
+            let out = aws_sdk_ssm::Client::new(sdk)
+                .get_parameter()
+                .name(parameter)
+                .with_decryption(true)
+                .send()
+                .await
+                .map_err(|e| {
+                    ConfigError::Invalid(format!(
+                        "reading {name} from SSM: {}",
+                        aws_sdk_ssm::error::DisplayErrorContext(&e)
+                    ))
+                })?;
+            out.parameter
+                .and_then(|p| p.value)
+                .filter(|v| !v.is_empty())
+                .ok_or(ConfigError::Invalid(format!("the SSM parameter holding {name} is empty")))
+        }
+    }
+}
+
+/// Builds a function's `Deps`: the store, then only the ports this function
+/// uses. Adding them at compile time (each function's `wiring` below, not a
+/// runtime flag) means a function links only the clients it calls: no
 /// Stripe, SQS or SSM client in `select-invoices`.
-pub struct LambdaDeps {
-    sdk: aws_config::SdkConfig,
+struct LambdaDeps<'a> {
+    sdk: &'a aws_config::SdkConfig,
+    settings: &'a LambdaSettings,
     deps: Deps,
 }
 
-impl LambdaDeps {
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        // Lambda always gives the region and the function's credentials in
-        // the environment: naming those providers skips building the default
-        // chains (profile files, web identity and its STS client, IMDS).
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(https_client()?)
-            .region(aws_config::environment::EnvironmentVariableRegionProvider::new())
-            .credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new())
-            .load()
-            .await;
-        let store = dynamo_store(&sdk).await;
-        let patient_link_base = required("VISITPAY_PATIENT_LINK_BASE")?.trim_end_matches('/').to_owned();
+impl<'a> LambdaDeps<'a> {
+    fn new(sdk: &'a aws_config::SdkConfig, settings: &'a LambdaSettings) -> Result<Self, ConfigError> {
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.table.clone());
+        let patient_link_base =
+            settings.patient_link_base.clone().ok_or(ConfigError::Missing("VISITPAY_PATIENT_LINK_BASE"))?;
         let deps = Deps {
             store: Arc::new(store),
             clock: Arc::new(SystemClock),
@@ -125,33 +182,72 @@ impl LambdaDeps {
             queue: None,
             config: AppConfig { patient_link_base, webhook_secrets: Vec::new() },
         };
-        Ok(LambdaDeps { sdk, deps })
+        Ok(LambdaDeps { sdk, settings, deps })
     }
 
     /// Stripe, its key read from SSM (`STRIPE_SECRET_KEY_PARAM`).
-    pub async fn with_payments(mut self) -> Result<Self, ConfigError> {
-        let payments: Arc<dyn Payments> = Arc::new(stripe_payments(&self.sdk).await?);
+    async fn with_payments(mut self) -> Result<Self, ConfigError> {
+        let key = secret(self.sdk, &self.settings.stripe_secret_key, "STRIPE_SECRET_KEY").await?;
+        let payments = StripePayments::new(&key, self.settings.stripe_api_base.as_deref())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let payments: Arc<dyn Payments> = Arc::new(payments);
         self.deps.payments = Some(payments);
         Ok(self)
     }
 
     /// The payment-event queue (`VISITPAY_EVENTS_QUEUE_URL`).
-    pub fn with_queue(mut self) -> Result<Self, ConfigError> {
-        let url = required("VISITPAY_EVENTS_QUEUE_URL")?;
-        let queue: Arc<dyn EventQueue> = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&self.sdk), url));
+    fn with_queue(mut self) -> Result<Self, ConfigError> {
+        let url = self.settings.events_queue_url.clone().ok_or(ConfigError::Missing("VISITPAY_EVENTS_QUEUE_URL"))?;
+        let queue: Arc<dyn EventQueue> = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(self.sdk), url));
         self.deps.queue = Some(queue);
         Ok(self)
     }
 
     /// The webhook signing secret(s), read from SSM (`STRIPE_WEBHOOK_SECRET_PARAM`).
-    pub async fn with_webhook_secrets(mut self) -> Result<Self, ConfigError> {
-        let value = secret(&self.sdk, "STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_PARAM").await?;
+    async fn with_webhook_secrets(mut self) -> Result<Self, ConfigError> {
+        let value = secret(self.sdk, &self.settings.webhook_secret, "STRIPE_WEBHOOK_SECRET").await?;
         self.deps.config.webhook_secrets = webhook_secrets(&value);
         Ok(self)
     }
 
-    pub fn build(self) -> Deps {
+    fn build(self) -> Deps {
         self.deps
+    }
+}
+
+/// Each function's ports, decided here once: its `main.rs` calls its line,
+/// and the least-privilege test (`tests/least_privilege.rs`) builds each
+/// function the same way to record the AWS calls it really makes.
+pub mod wiring {
+    use super::{ConfigError, LambdaDeps, LambdaSettings};
+    use crate::app::Deps;
+    use aws_config::SdkConfig;
+
+    pub async fn clinic_settings(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
+        Ok(LambdaDeps::new(sdk, s)?.build())
+    }
+    pub async fn select_invoices(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
+        Ok(LambdaDeps::new(sdk, s)?.build())
+    }
+    /// Stripe, to expire a session on cancel and to refund.
+    pub async fn assign_action(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
+        Ok(LambdaDeps::new(sdk, s)?.with_payments().await?.build())
+    }
+    pub async fn action_status(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
+        Ok(LambdaDeps::new(sdk, s)?.build())
+    }
+    pub async fn create_checkout(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
+        Ok(LambdaDeps::new(sdk, s)?.with_payments().await?.build())
+    }
+    pub async fn stripe_webhook(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
+        Ok(LambdaDeps::new(sdk, s)?.with_queue()?.with_webhook_secrets().await?.build())
+    }
+    pub async fn process_payment_events(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
+        Ok(LambdaDeps::new(sdk, s)?.build())
+    }
+    /// Stripe to ask, the queue to feed what it learns to the consumer.
+    pub async fn reconcile(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
+        Ok(LambdaDeps::new(sdk, s)?.with_payments().await?.with_queue()?.build())
     }
 }
 

@@ -2,13 +2,13 @@
 //! logic live in the visitpay crate; Stripe is needed to expire and refund.
 
 use lambda_http::{run, service_fn, Error, Request};
-use visitpay::config::LambdaDeps;
+use visitpay::config::{lambda_sdk, wiring, LambdaSettings};
 use visitpay::http::{handle, routes::Function};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     visitpay::telemetry::init();
-    let deps = LambdaDeps::from_env().await?.with_payments().await?.build();
+    let deps = wiring::assign_action(&lambda_sdk().await?, &LambdaSettings::from_env()).await?;
     run(service_fn(|req: Request| {
         let deps = &deps;
         async move { Ok::<_, std::convert::Infallible>(handle(deps, Function::AssignAction, req).await) }

@@ -4,11 +4,12 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use visitpay::app::payment_events::handle_sqs;
+use visitpay::config::{lambda_sdk, wiring, LambdaSettings};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     visitpay::telemetry::init();
-    let deps = visitpay::config::LambdaDeps::from_env().await?.build();
+    let deps = wiring::process_payment_events(&lambda_sdk().await?, &LambdaSettings::from_env()).await?;
     run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let deps = &deps;
         async move { Ok::<SqsBatchResponse, Error>(handle_sqs(deps, event.payload).await) }

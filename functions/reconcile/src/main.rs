@@ -4,12 +4,12 @@
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use visitpay::app::reconcile;
-use visitpay::config::LambdaDeps;
+use visitpay::config::{lambda_sdk, wiring, LambdaSettings};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     visitpay::telemetry::init();
-    let deps = LambdaDeps::from_env().await?.with_payments().await?.with_queue()?.build();
+    let deps = wiring::reconcile(&lambda_sdk().await?, &LambdaSettings::from_env()).await?;
     let config = visitpay::config::reconcile_config()?;
     run(service_fn(|_: LambdaEvent<EventBridgeEvent<serde_json::Value>>| {
         let deps = &deps;

@@ -1,13 +1,13 @@
 //! The stripe-webhook Lambda: wiring only. Routes and logic live in the visitpay crate.
 
 use lambda_http::{run, service_fn, Error, Request};
-use visitpay::config::LambdaDeps;
+use visitpay::config::{lambda_sdk, wiring, LambdaSettings};
 use visitpay::http::{handle, routes::Function};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     visitpay::telemetry::init();
-    let deps = LambdaDeps::from_env().await?.with_queue()?.with_webhook_secrets().await?.build();
+    let deps = wiring::stripe_webhook(&lambda_sdk().await?, &LambdaSettings::from_env()).await?;
     run(service_fn(|req: Request| {
         let deps = &deps;
         async move { Ok::<_, std::convert::Infallible>(handle(deps, Function::StripeWebhook, req).await) }

@@ -339,3 +339,65 @@ pub async fn open_checkout(deps: &Deps, clinic_id: &str, action: &visitpay::doma
     let opened = visitpay::app::actions::get(deps, &clinic(clinic_id), action).await.unwrap();
     opened.checkout_session_id().expect("an open session").to_owned()
 }
+
+#[path = "support/aws_calls.rs"]
+pub mod aws_calls;
+
+/// An API Gateway HTTP API (v2) request for `method path`, routed by the
+/// route table as API Gateway would (route key and path parameters), with the
+/// JWT authorizer's `claims` when given: what a function receives.
+pub fn api_request(
+    method: &str,
+    path: &str,
+    claims: Option<&serde_json::Value>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> lambda_http::Request {
+    use serde_json::{json, Value};
+    let (path_only, query) = path.split_once('?').unwrap_or((path, ""));
+    let (route, params) = visitpay::http::routes::match_path(method, path_only)
+        .unwrap_or_else(|| panic!("{method} {path} matches no route"));
+    let mut header_map: serde_json::Map<String, Value> =
+        headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), Value::String((*v).to_owned()))).collect();
+    header_map.entry("content-type").or_insert_with(|| json!("application/json"));
+    let mut context = json!({
+        "accountId": "123456789012", "apiId": "api", "domainName": "api.example.test", "stage": "$default",
+        "requestId": "req-test", "routeKey": route.key(), "time": "01/Jan/2027:00:00:00 +0000", "timeEpoch": 0,
+        "http": {"method": method, "path": path_only, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "tests"}
+    });
+    if let Some(claims) = claims {
+        context["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
+    }
+    let mut event = json!({
+        "version": "2.0", "routeKey": route.key(), "rawPath": path_only, "rawQueryString": query,
+        "headers": header_map, "requestContext": context, "isBase64Encoded": false,
+    });
+    if !params.is_empty() {
+        event["pathParameters"] = params.into_iter().map(|(k, v)| (k.to_owned(), Value::String(v))).collect();
+    }
+    if !query.is_empty() {
+        let q: serde_json::Map<String, Value> = form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect();
+        event["queryStringParameters"] = Value::Object(q);
+    }
+    if let Some(body) = body {
+        event["body"] = Value::String(body.to_owned());
+    }
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event")
+}
+
+/// The claims API Gateway's JWT authorizer hands a function for a user.
+pub fn claims(sub: &str, clinic_id: &str, role: &str) -> serde_json::Value {
+    serde_json::json!({"sub": sub, "clinic_id": clinic_id, "role": role})
+}
+
+/// A response's status and JSON body (`Null` when there is none).
+pub fn status_and_json(response: &lambda_http::Response<lambda_http::Body>) -> (u16, serde_json::Value) {
+    let body = match response.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(serde_json::Value::String(t.clone())),
+        lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap_or(serde_json::Value::Null),
+        _ => serde_json::Value::Null,
+    };
+    (response.status().as_u16(), body)
+}

@@ -146,6 +146,11 @@ fn functions_are_arm64_rust_on_al2023_with_least_privilege() {
         for policy in statements {
             let policy_statements = policy["Statement"].as_sequence().expect("inline statements only");
             for st in policy_statements {
+                // A conditional statement (`!If [cond, statement, !Ref AWS::NoValue]`): its statement.
+                let st = match st {
+                    Value::Tagged(t) if t.tag == "If" => &t.value[1],
+                    other => other,
+                };
                 let mut actions = Vec::new();
                 all_strings(&st["Action"], &mut actions);
                 assert!(!actions.is_empty(), "{name}");

@@ -1,0 +1,404 @@
+//! Least privilege, proven: each of the eight functions is built exactly as
+//! its `main.rs` builds it (`visitpay::config::wiring`), with an SDK whose
+//! HTTP client records every request, and does its real work against moto
+//! and the Stripe emulator: every one of its routes or events, successes,
+//! refusals and conflict retries. Each recorded request is translated into
+//! the IAM actions and resources AWS checks for it (`aws_calls::required`),
+//! and the function's policy in `template.yaml` must grant exactly those:
+//! a missing grant would be denied in AWS, an extra one is privilege no code
+//! uses. Whoever adds an SDK call adds its grant, or this test fails.
+//!
+//! The policies are also checked with the template's `SecretsUseCustomerKey`
+//! condition on: then every function that decrypts a SecureString also needs
+//! `kms:Decrypt` on that key, and nothing else changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aws_sdk_ssm::types::ParameterType;
+use serde_json::{json, Value};
+use visitpay::adapters::dynamodb::DynamoStore;
+use visitpay::adapters::sqs::{deliveries, ensure_queue, sqs_event};
+use visitpay::adapters::tables;
+use visitpay::app::payment_events::handle_sqs;
+use visitpay::app::reconcile::{self, ReconcileConfig};
+use visitpay::app::{checkout, Deps};
+use visitpay::config::{wiring, LambdaSettings, SecretSource};
+use visitpay::domain::{Invoice, InvoiceEffect};
+use visitpay::http::routes::{Function, ROUTES};
+use visitpay::ports::{Expect, Store, Write};
+use visitpay_tests::aws_calls::{required_by, Grant, Names, Recorder, Template};
+use visitpay_tests::*;
+
+const STRIPE_KEY_VALUE: &str = "sk_test_least_privilege";
+const WEBHOOK_SECRET_VALUE: &str = "whsec_least_privilege";
+
+/// The SDK as a function builds it, pointed at moto, through `http`.
+async fn sdk(http: aws_smithy_runtime_api::client::http::SharedHttpClient) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .endpoint_url(visitpay::testkit::moto_endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await
+}
+
+/// One function under test: its template resource, its deps, what it sent.
+struct Under {
+    logical_id: &'static str,
+    function: Option<Function>,
+    recorder: Recorder,
+    deps: Deps,
+    routes_hit: BTreeSet<String>,
+}
+
+impl Under {
+    /// Sends one API request through the function's handler and checks the status.
+    async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        claims: Option<&Value>,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+        expected: u16,
+    ) -> Value {
+        let request = api_request(method, path, claims, headers, body);
+        let route = visitpay::http::routes::match_path(method, path.split('?').next().unwrap()).unwrap().0;
+        self.routes_hit.insert(route.key());
+        let function = self.function.expect("an HTTP function");
+        let response = visitpay::http::handle(&self.deps, function, request).await;
+        let (status, json) = status_and_json(&response);
+        assert_eq!(status, expected, "{} {method} {path}: {json}", self.logical_id);
+        json
+    }
+}
+
+async fn build(
+    logical_id: &'static str,
+    function: Option<Function>,
+    settings: &LambdaSettings,
+    wire: impl AsyncFn(&aws_config::SdkConfig, &LambdaSettings) -> Result<Deps, visitpay::config::ConfigError>,
+) -> Under {
+    let recorder = Recorder::default();
+    let sdk = sdk(recorder.client(visitpay::config::https_client().unwrap())).await;
+    let deps = wire(&sdk, settings).await.unwrap_or_else(|e| panic!("{logical_id}: {e}"));
+    Under { logical_id, function, recorder, deps, routes_hit: BTreeSet::new() }
+}
+
+/// Receives what is queued (as Lambda's event source mapping would, outside
+/// the function's code) and hands it to the consumer; returns the batch failures.
+async fn consume(consumer: &Under, sqs: &aws_sdk_sqs::Client, queue_url: &str) -> usize {
+    let mut failures = 0;
+    loop {
+        let out = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .unwrap();
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return failures;
+        }
+        let batch = deliveries(&messages);
+        let response = handle_sqs(&consumer.deps, sqs_event(&batch, "arn:aws:sqs:us-east-1:123456789012:q")).await;
+        let failed: Vec<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+        failures += failed.len();
+        for d in &batch {
+            // Failed ones too: this test drives each event once.
+            sqs.delete_message().queue_url(queue_url).receipt_handle(d.receipt_handle).send().await.unwrap();
+        }
+    }
+}
+
+/// Signs and delivers every event the emulator recorded since `seen`.
+async fn deliver_webhooks(webhook: &mut Under, stripe: &StripeFixture, seen: &mut BTreeSet<String>) {
+    for event in stripe.events().await {
+        let id = event["id"].as_str().unwrap().to_owned();
+        if !seen.insert(id) {
+            continue;
+        }
+        let body = event.to_string();
+        let signature =
+            stripe_emulator::sign(&body, WEBHOOK_SECRET_VALUE, time::OffsetDateTime::now_utc().unix_timestamp());
+        webhook.call("POST", "/webhooks/stripe", None, &[("stripe-signature", &signature)], Some(&body), 200).await;
+    }
+}
+
+/// The Checkout Session an action (as its JSON answer) has open.
+async fn session_of(store: &DynamoStore, clinic_id: &str, action: &Value) -> String {
+    let action_id = visitpay::domain::ActionId::parse(action["action_id"].as_str().unwrap()).unwrap();
+    let stored = store.get_action(&clinic(clinic_id), &action_id).await.unwrap().expect("the action");
+    stored.checkout_session_id().expect("an open session").to_owned()
+}
+
+fn template() -> serde_yaml::Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn describe(grants: &BTreeSet<Grant>) -> String {
+    grants.iter().map(|(a, r)| format!("{a} on {r}")).collect::<Vec<_>>().join("\n    ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
+    let stamp = format!("{:x}", time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 0xffff_ffff);
+    let table = format!("lp-{stamp}");
+    let queue_name = format!("lp-events-{stamp}");
+    let (key_param, secret_param) =
+        (format!("/lp-{stamp}/stripe/secret-key"), format!("/lp-{stamp}/stripe/webhook-secret"));
+
+    // Set up, outside any function: the table, the queue, the SecureStrings.
+    let setup_sdk = sdk(visitpay::config::https_client().unwrap()).await;
+    let setup_store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&setup_sdk), table.clone());
+    setup_store.ensure_table(&tables::main_table()).await.unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&setup_sdk);
+    let queue_url = ensure_queue(&sqs, &queue_name, 5, 30).await.unwrap();
+    let ssm = aws_sdk_ssm::Client::new(&setup_sdk);
+    for (name, value) in [(&key_param, STRIPE_KEY_VALUE), (&secret_param, WEBHOOK_SECRET_VALUE)] {
+        ssm.put_parameter().name(name).value(value).r#type(ParameterType::SecureString).send().await.unwrap();
+    }
+    let stripe = stripe_emulator(None).await;
+    let settings = LambdaSettings {
+        table: table.clone(),
+        patient_link_base: Some("https://pay.example.test/patient/actions".into()),
+        events_queue_url: Some(queue_url.clone()),
+        stripe_secret_key: SecretSource::Ssm { parameter: key_param.clone() },
+        stripe_api_base: Some(format!("{}/", stripe.base)),
+        webhook_secret: SecretSource::Ssm { parameter: secret_param.clone() },
+    };
+
+    let mut settings_fn =
+        build("ClinicSettingsFunction", Some(Function::ClinicSettings), &settings, wiring::clinic_settings).await;
+    let mut invoices_fn =
+        build("SelectInvoicesFunction", Some(Function::SelectInvoices), &settings, wiring::select_invoices).await;
+    let mut assign_fn =
+        build("AssignActionFunction", Some(Function::AssignAction), &settings, wiring::assign_action).await;
+    let mut status_fn =
+        build("ActionStatusFunction", Some(Function::ActionStatus), &settings, wiring::action_status).await;
+    let mut checkout_fn =
+        build("CreateCheckoutFunction", Some(Function::CreateCheckout), &settings, wiring::create_checkout).await;
+    let mut webhook_fn =
+        build("StripeWebhookFunction", Some(Function::StripeWebhook), &settings, wiring::stripe_webhook).await;
+    let consumer = build("ProcessPaymentEventsFunction", None, &settings, wiring::process_payment_events).await;
+    let reconcile_fn = build("ReconcileFunction", None, &settings, wiring::reconcile).await;
+
+    let support_claims = claims("support-1", "lp", "support");
+    let staff_claims = claims("staff-1", "lp", "staff");
+    let optin_staff = claims("staff-2", "lp-optin", "staff");
+    let settings_body = |line_item_text: &str| {
+        json!({"enabled": true, "label": {"en": "Pay", "fr": "Payer"}, "stripe_account_id": ACCOUNT,
+               "currency": "cad", "checkout_ttl_minutes": 60, "action_ttl_hours": 72, "line_item_text": line_item_text})
+        .to_string()
+    };
+
+    // clinic-settings: absent, refused, set, read.
+    settings_fn.call("GET", "/clinics/lp/payment-settings", Some(&support_claims), &[], None, 404).await;
+    settings_fn.call("PUT", "/clinics/lp/payment-settings", Some(&support_claims), &[], Some("{}"), 400).await;
+    settings_fn
+        .call("PUT", "/clinics/lp/payment-settings", Some(&support_claims), &[], Some(&settings_body("generic")), 200)
+        .await;
+    let body = settings_body("invoice_description");
+    settings_fn.call("PUT", "/clinics/lp-optin/payment-settings", Some(&support_claims), &[], Some(&body), 200).await;
+    settings_fn.call("GET", "/clinics/lp/payment-settings", Some(&staff_claims), &[], None, 200).await;
+    settings_fn.call("GET", "/clinics/lp-optin/payment-settings", Some(&staff_claims), &[], None, 404).await;
+
+    // select-invoices: import (create, replace, refuse), list, select (one and many, refused).
+    let invoice = |amount: i64| {
+        json!({"amount": amount, "currency": "cad", "service_date": "2027-01-14", "description": "Consultation"})
+            .to_string()
+    };
+    for id in ["1", "2", "3", "4", "5", "6", "7", "8"] {
+        invoices_fn
+            .call("PUT", &format!("/patients/p1/invoices/{id}"), Some(&staff_claims), &[], Some(&invoice(2500)), 201)
+            .await;
+    }
+    invoices_fn.call("PUT", "/patients/p1/invoices/1", Some(&staff_claims), &[], Some(&invoice(3000)), 200).await;
+    invoices_fn.call("PUT", "/patients/p1/invoices/9", Some(&staff_claims), &[], Some(r#"{"amount":-1}"#), 400).await;
+    invoices_fn.call("PUT", "/patients/p2/invoices/1", Some(&optin_staff), &[], Some(&invoice(4500)), 201).await;
+    invoices_fn.call("GET", "/patients/p1/invoices", Some(&staff_claims), &[], None, 200).await;
+    invoices_fn.call("GET", "/patients/p1/invoices?status=unprocessed", Some(&staff_claims), &[], None, 200).await;
+    let select = |ids: &[&str]| json!({"invoice_ids": ids}).to_string();
+    invoices_fn
+        .call("POST", "/patients/p1/invoices/select", Some(&staff_claims), &[], Some(&select(&["1", "2"])), 200)
+        .await;
+    for pair in [["3", "4"], ["5", "6"], ["7", "8"]] {
+        invoices_fn
+            .call("POST", "/patients/p1/invoices/select", Some(&staff_claims), &[], Some(&select(&pair)), 200)
+            .await;
+    }
+    invoices_fn.call("POST", "/patients/p2/invoices/select", Some(&optin_staff), &[], Some(&select(&["1"])), 200).await;
+    invoices_fn
+        .call("POST", "/patients/p1/invoices/select", Some(&staff_claims), &[], Some(&select(&["404"])), 404)
+        .await;
+
+    // assign-action: assign (with a key, its replay, refused), per visit.
+    let assign = |ids: &[&str]| json!({"patient_id": "p1", "invoice_ids": ids, "locale": "en-CA"}).to_string();
+    let key = [("idempotency-key", "lp-assign-1")];
+    let paid_action =
+        assign_fn.call("POST", "/visits/v1/actions", Some(&staff_claims), &key, Some(&assign(&["1", "2"])), 201).await;
+    assign_fn.call("POST", "/visits/v1/actions", Some(&staff_claims), &key, Some(&assign(&["1", "2"])), 201).await;
+    assign_fn.call("POST", "/visits/v1/actions", Some(&staff_claims), &[], Some(&assign(&["1"])), 409).await;
+    let cancelled =
+        assign_fn.call("POST", "/visits/v1/actions", Some(&staff_claims), &[], Some(&assign(&["3", "4"])), 201).await;
+    let missed =
+        assign_fn.call("POST", "/visits/v1/actions", Some(&staff_claims), &[], Some(&assign(&["5", "6"])), 201).await;
+    let optin_body = json!({"patient_id": "p2", "invoice_ids": ["1"]}).to_string();
+    let optin = assign_fn.call("POST", "/visits/v2/actions", Some(&optin_staff), &[], Some(&optin_body), 201).await;
+    let token = |a: &Value| a["patient_url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let id = |a: &Value| a["action_id"].as_str().unwrap().to_owned();
+
+    // action-status: staff reads, a visit's actions, the patient's view.
+    status_fn.call("GET", &format!("/actions/{}", id(&paid_action)), Some(&staff_claims), &[], None, 200).await;
+    status_fn.call("GET", "/actions/act_nope", Some(&staff_claims), &[], None, 404).await;
+    status_fn.call("GET", "/visits/v1/actions", Some(&staff_claims), &[], None, 200).await;
+    status_fn.call("GET", &format!("/patient/actions/{}", token(&paid_action)), None, &[], None, 200).await;
+    status_fn.call("GET", &format!("/patient/actions/{}.wrong", id(&paid_action)), None, &[], None, 404).await;
+
+    // create-checkout: open, open again (the same session), the opt-in clinic's descriptions.
+    for a in [&paid_action, &paid_action, &cancelled, &missed, &optin] {
+        checkout_fn.call("POST", &format!("/patient/actions/{}/checkout", token(a)), None, &[], None, 200).await;
+    }
+    checkout_fn.call("POST", "/patient/actions/act_nope.secret/checkout", None, &[], None, 404).await;
+
+    // The patient pays; a dashboard refund lands before the payment is
+    // recorded (the consumer parks it, then applies both: paid, then owed again
+    // through the re-read of the invoices).
+    let paid = stripe.pay(&session_of(&setup_store, "lp", &paid_action).await, "succeeded").await;
+    let payment_intent = paid["session"]["payment_intent"].as_str().unwrap().to_owned();
+    let mut seen = BTreeSet::new();
+    stripe.dashboard_refund(&payment_intent, None).await;
+    let events = stripe.events().await;
+    let (refunded, completed): (Vec<Value>, Vec<Value>) =
+        events.into_iter().partition(|e| e["type"] != "checkout.session.completed");
+    for event in refunded.iter().chain(&completed) {
+        seen.insert(event["id"].as_str().unwrap().to_owned());
+        let body = event.to_string();
+        let signature =
+            stripe_emulator::sign(&body, WEBHOOK_SECRET_VALUE, time::OffsetDateTime::now_utc().unix_timestamp());
+        webhook_fn.call("POST", "/webhooks/stripe", None, &[("stripe-signature", &signature)], Some(&body), 200).await;
+        assert_eq!(consume(&consumer, &sqs, &queue_url).await, 0);
+    }
+    webhook_fn.call("POST", "/webhooks/stripe", None, &[("stripe-signature", "t=1,v1=00")], Some("{}"), 400).await;
+
+    // Staff refund another payment in two steps; the last one owes the invoices again.
+    stripe.pay(&session_of(&setup_store, "lp-optin", &optin).await, "succeeded").await;
+    deliver_webhooks(&mut webhook_fn, &stripe, &mut seen).await;
+    assert_eq!(consume(&consumer, &sqs, &queue_url).await, 0);
+    let refund_path = format!("/actions/{}/refund", id(&optin));
+    assign_fn.call("POST", &refund_path, Some(&optin_staff), &[], Some(r#"{"amount":1000}"#), 200).await;
+    assign_fn.call("POST", &refund_path, Some(&optin_staff), &[], None, 200).await;
+    assign_fn.call("POST", &refund_path, Some(&optin_staff), &[], None, 409).await;
+    deliver_webhooks(&mut webhook_fn, &stripe, &mut seen).await;
+    assert_eq!(consume(&consumer, &sqs, &queue_url).await, 0);
+
+    // A dispute, as Stripe sends it (the emulator has none yet): straight to the queue.
+    let dispute = json!({"id": "evt_lp_dispute", "object": "event", "type": "charge.dispute.created", "account": ACCOUNT,
+        "created": 1, "data": {"object": {"id": "dp_1", "object": "dispute", "payment_intent": payment_intent}}});
+    sqs.send_message().queue_url(&queue_url).message_body(dispute.to_string()).send().await.unwrap();
+    assert_eq!(consume(&consumer, &sqs, &queue_url).await, 0);
+
+    // Cancel, while someone else released one of its invoices meanwhile: the
+    // held-invoice update conflicts and the retry re-reads the invoices.
+    let cancelled_id = visitpay::domain::ActionId::parse(&id(&cancelled)).unwrap();
+    let other: Invoice =
+        setup_store.get_invoice(&clinic("lp"), &patient("p1"), &ids(&["4"])[0]).await.unwrap().unwrap();
+    let released = other.follow(&cancelled_id, InvoiceEffect::Release, other.updated_at).unwrap();
+    setup_store
+        .commit(vec![Write::Invoice { invoice: released, expect: Expect::Version(other.version) }])
+        .await
+        .unwrap();
+    assign_fn.call("POST", &format!("/actions/{}/cancel", id(&cancelled)), Some(&staff_claims), &[], None, 200).await;
+    assign_fn.call("POST", &format!("/actions/{}/cancel", id(&cancelled)), Some(&staff_claims), &[], None, 409).await;
+
+    // A missed webhook: reconcile finds the payment; and an action past its
+    // lifetime (assigned an hour and five minutes ago) is expired.
+    stripe.pay(&session_of(&setup_store, "lp", &missed).await, "succeeded").await;
+    seen.extend(stripe.events().await.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+    let (mut past, past_clock) = visitpay::testkit::deps_with(Arc::new(setup_store.clone()) as Arc<dyn Store>);
+    past.payments = Some(stripe.payments.clone());
+    past_clock.advance(time::OffsetDateTime::now_utc().unix_timestamp() - 65 * 60 - 1_800_000_000);
+    let mut old_settings = settings_input(true, "cad");
+    old_settings.action_ttl_hours = 1;
+    old_settings.checkout_ttl_minutes = 1440;
+    visitpay::app::settings::put(&past, &support(), clinic("lp"), old_settings).await.unwrap();
+    let (_, old_token) = {
+        // Invoices 7 and 8 were selected above.
+        use visitpay::app::actions::{assign, AssignRequest, Assigned};
+        let request = AssignRequest {
+            patient_id: patient("p1"),
+            invoice_ids: ids(&["7", "8"]),
+            locale: visitpay::domain::Locale::FrCa,
+        };
+        match assign(&past, &staff("lp"), &clinic("lp"), &visit("v3"), request, None).await.unwrap() {
+            Assigned::Created { action, patient_url } => (action, patient_url.rsplit('/').next().unwrap().to_owned()),
+            other => panic!("{other:?}"),
+        }
+    };
+    checkout::open(&past, &old_token).await.unwrap();
+    let report =
+        reconcile::run(&reconcile_fn.deps, ReconcileConfig { min_age: time::Duration::ZERO, batch: 50 }).await.unwrap();
+    assert_eq!((report.found_paid, report.actions_expired, report.errors), (1, 1, 0), "{report:?}");
+    assert_eq!(consume(&consumer, &sqs, &queue_url).await, 0);
+    deliver_webhooks(&mut webhook_fn, &stripe, &mut seen).await;
+    assert_eq!(consume(&consumer, &sqs, &queue_url).await, 0);
+
+    // Every route of every HTTP function was driven.
+    for under in [&settings_fn, &invoices_fn, &assign_fn, &status_fn, &checkout_fn, &webhook_fn] {
+        let function = under.function.unwrap();
+        let all: BTreeSet<String> = ROUTES.iter().filter(|r| r.function == function).map(|r| r.key()).collect();
+        assert_eq!(under.routes_hit, all, "{} must be driven through each of its routes", under.logical_id);
+    }
+
+    // What each function sent, against what the template grants it.
+    let template = template();
+    let mut names = Names {
+        tables: BTreeMap::from([(table.clone(), "VisitpayTable".to_owned())]),
+        queues: BTreeMap::from([(queue_name.clone(), "EventsQueue".to_owned())]),
+        parameters: BTreeMap::from([
+            (key_param.clone(), "StripeSecretKeyParameter".to_owned()),
+            (secret_param.clone(), "StripeWebhookSecretParameter".to_owned()),
+        ]),
+        secrets_key: None,
+    };
+    let functions =
+        [&settings_fn, &invoices_fn, &assign_fn, &status_fn, &checkout_fn, &webhook_fn, &consumer, &reconcile_fn];
+    let mut problems = Vec::new();
+    for customer_key in [false, true] {
+        names.secrets_key = customer_key.then(|| "SecretsKmsKeyArn".to_owned());
+        let reader = Template {
+            resources: &template["Resources"],
+            true_conditions: if customer_key {
+                BTreeSet::from(["SecretsUseCustomerKey".to_owned()])
+            } else {
+                BTreeSet::new()
+            },
+        };
+        for under in functions {
+            let calls = under.recorder.calls();
+            assert!(!calls.is_empty(), "{} made no AWS call at all", under.logical_id);
+            let needed = required_by(&calls, &names).unwrap_or_else(|e| panic!("{}: {e:?}", under.logical_id));
+            let granted = reader.granted(under.logical_id).unwrap_or_else(|e| panic!("{e}"));
+            let missing: BTreeSet<Grant> = needed.difference(&granted).cloned().collect();
+            let extra: BTreeSet<Grant> = granted.difference(&needed).cloned().collect();
+            let condition = if customer_key { " (SecretsUseCustomerKey)" } else { "" };
+            if !missing.is_empty() {
+                problems.push(format!("{}{condition} is denied:\n    {}", under.logical_id, describe(&missing)));
+            }
+            if !extra.is_empty() {
+                problems.push(format!(
+                    "{}{condition} is granted, but never uses:\n    {}",
+                    under.logical_id,
+                    describe(&extra)
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "template.yaml does not grant exactly what the code calls:\n{}", problems.join("\n"));
+}

@@ -429,3 +429,19 @@ async fn webhook_signatures_match_stripes_library() {
         assert_eq!(queue.depth(), accepted, "{name}: only verified events are queued");
     }
 }
+
+/// A signature timestamp at the very end of i64 is stale (400), never an
+/// overflow: a debug build (as these tests are) would panic on `now - t`.
+#[tokio::test]
+async fn extreme_signature_timestamps_are_stale_not_a_crash() {
+    let (deps, _) = visitpay::testkit::deps_with(Arc::new(visitpay::testkit::embedded_store()));
+    for t in ["-9223372036854775808", "9223372036854775807"] {
+        let mut event: Value = serde_json::from_str(include_str!("../events/stripe-webhook.json")).unwrap();
+        event["headers"]["stripe-signature"] =
+            json!(format!("t={t},v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd"));
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let response = visitpay::http::handle(&deps, visitpay::http::routes::Function::StripeWebhook, request).await;
+        let (status, body) = visitpay_tests::status_and_json(&response);
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("stale_signature")), "t={t}");
+    }
+}

@@ -55,7 +55,8 @@ pub fn verify_signature(
     if signatures.is_empty() {
         return Err(SignatureError::Malformed);
     }
-    if (now - timestamp).abs() > TOLERANCE_SECS {
+    // `abs_diff`: a timestamp at either end of i64 cannot overflow the check.
+    if now.abs_diff(timestamp) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     for secret in secrets {
@@ -158,5 +159,9 @@ mod tests {
         assert_eq!(verify_signature(body.as_bytes(), Some(&v0), &s, 1000), Err(SignatureError::Malformed));
         assert_eq!(verify_signature(body.as_bytes(), Some("v1=abcd"), &s, 1000), Err(SignatureError::Malformed));
         assert_eq!(verify_signature(body.as_bytes(), Some("t=1000,v1=zz"), &s, 1000), Err(SignatureError::Malformed));
+        for extreme in [i64::MIN, i64::MAX] {
+            let header = format!("t={extreme},v1=00ff");
+            assert_eq!(verify_signature(body.as_bytes(), Some(&header), &s, 1000), Err(SignatureError::Stale));
+        }
     }
 }

@@ -127,3 +127,71 @@ async fn a_poison_message_ends_in_the_dead_letter_queue() {
     .await;
     worker.abort();
 }
+
+/// A signed Stripe event whose body is exactly `bytes` long.
+fn event_of_size(bytes: usize) -> String {
+    let head = r#"{"id":"evt_big","object":"event","type":"checkout.session.completed","data":{"object":{"padding":""#;
+    let tail = r#""}}}"#;
+    format!("{head}{}{tail}", "x".repeat(bytes - head.len() - tail.len()))
+}
+
+async fn deliver(deps: &visitpay::app::Deps, body: &str) -> (u16, serde_json::Value) {
+    let signature = signed(body, deps.clock.now().unix_timestamp());
+    let request = api_request("POST", "/webhooks/stripe", None, &[("stripe-signature", &signature)], Some(body));
+    let response = visitpay::http::handle(deps, visitpay::http::routes::Function::StripeWebhook, request).await;
+    status_and_json(&response)
+}
+
+/// SQS takes at most 1 MiB, "all parts of the message attribute, including
+/// Name, Type, and Value" counted with the body (SQS API reference,
+/// MessageAttributeValue); the webhook accepts what the queue can take and
+/// answers 413 for the rest, on the embedded queue and on SQS alike, never
+/// a 5xx that Stripe would retry for three days.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_larger_than_the_queue_takes_is_413_on_every_queue() {
+    use visitpay::ports::MAX_MESSAGE_BYTES;
+    let client = sqs_client().await;
+    let url = ensure_queue(&client, &unique("big"), 3, 1).await.unwrap();
+    let queues: Vec<(&str, Arc<dyn EventQueue>)> = vec![
+        ("embedded", Arc::new(visitpay::adapters::embedded_queue::EmbeddedQueue::new(3, Duration::from_millis(10)))),
+        ("sqs", Arc::new(SqsQueue::new(client.clone(), url.clone()))),
+    ];
+    for (name, queue) in queues {
+        let (mut deps, _) = visitpay::testkit::deps_with(Arc::new(visitpay::testkit::embedded_store()));
+        deps.queue = Some(queue);
+        let (status, _) = deliver(&deps, &event_of_size(MAX_MESSAGE_BYTES - 200)).await;
+        assert_eq!(status, 200, "{name}: an event that fits with its attributes is queued");
+        for (bytes, why) in [
+            (MAX_MESSAGE_BYTES - 20, "fits the route, not with its attributes"),
+            (MAX_MESSAGE_BYTES + 1, "over the route"),
+        ] {
+            let (status, body) = deliver(&deps, &event_of_size(bytes)).await;
+            assert_eq!((status, body["error"]["code"].as_str()), (413, Some("payload_too_large")), "{name}: {why}");
+        }
+    }
+    let received = client.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
+    assert_eq!(received.messages().len(), 1, "only the event that fits reached SQS");
+}
+
+/// What SQS itself answers for a message over the queue's MaximumMessageSize
+/// ("InvalidParameterValue: … Message must be shorter than N bytes") is the
+/// adapter's `TooLarge` too, should the queue be smaller than it believes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqs_refusing_a_long_message_is_too_large() {
+    let client = sqs_client().await;
+    let small = client
+        .create_queue()
+        .queue_name(unique("small"))
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::MaximumMessageSize, "1024")
+        .send()
+        .await
+        .unwrap();
+    let queue = SqsQueue::new(client, small.queue_url().unwrap());
+    let event = visitpay::ports::QueuedEvent {
+        event_id: "evt_1".into(),
+        event_type: "charge.refunded".into(),
+        body: "x".repeat(2000),
+    };
+    let r = queue.enqueue(&event).await;
+    assert!(matches!(r, Err(visitpay::ports::QueueError::TooLarge { .. })), "{r:?}");
+}

@@ -315,7 +315,57 @@ async fn payment_records_are_conditional_and_read_with_their_action(store: DynSt
     assert_eq!(read("c1", "pi_none").await, (Some(act), None));
 }
 
+/// An invoice whose item is about `bytes` long: DynamoDB's limits are on
+/// items, whatever the domain allows (descriptions stop at 500 characters).
+fn invoice_of_size(id: &str, bytes: usize) -> Invoice {
+    let mut i = invoice("c1", "p-big", id, 100);
+    i.description = "x".repeat(bytes);
+    i
+}
+
+/// DynamoDB refuses an item over 400 KB (moto near 405,000 bytes by its own
+/// measure, DynamoDB at 409,600 by its published rules), a transaction of
+/// more than 100 items or over 4 MB: "ValidationException: Item size has
+/// exceeded the maximum allowed size" (Developer Guide, quotas; API
+/// reference, TransactWriteItems). Both stores answer `TooLarge` and write
+/// nothing; an item comfortably under the limit is stored whole.
+async fn writes_over_dynamodbs_limits_are_refused_whole(store: DynStore) {
+    let (c, p) = (clinic("c1"), patient("p-big"));
+    let big = invoice_of_size("big", 395_000);
+    store.commit(vec![Write::Invoice { invoice: big.clone(), expect: Expect::Absent }]).await.unwrap();
+    assert_eq!(store.get_invoice(&c, &p, &big.invoice_id).await.unwrap(), Some(big));
+
+    let too_big = invoice_of_size("too-big", 415_000);
+    let r = store.commit(vec![Write::Invoice { invoice: too_big.clone(), expect: Expect::Absent }]).await;
+    assert!(matches!(r, Err(StoreError::TooLarge(_))), "a single put: {r:?}");
+    let small = invoice("c1", "p-big", "small", 100);
+    let r = store
+        .commit(vec![
+            Write::Invoice { invoice: small.clone(), expect: Expect::Absent },
+            Write::Invoice { invoice: too_big.clone(), expect: Expect::Absent },
+        ])
+        .await;
+    assert!(matches!(r, Err(StoreError::TooLarge(_))), "in a transaction: {r:?}");
+
+    let many: Vec<Write> = (0..101)
+        .map(|n| Write::Invoice { invoice: invoice("c1", "p-big", &format!("n{n}"), 100), expect: Expect::Absent })
+        .collect();
+    let r = store.commit(many).await;
+    assert!(matches!(r, Err(StoreError::TooLarge(_))), "101 items: {r:?}");
+
+    let heavy: Vec<Write> = (0..11)
+        .map(|n| Write::Invoice { invoice: invoice_of_size(&format!("h{n}"), 390_000), expect: Expect::Absent })
+        .collect();
+    let r = store.commit(heavy).await;
+    assert!(matches!(r, Err(StoreError::TooLarge(_))), "11 × 390 KB is over 4 MB: {r:?}");
+
+    let ids: Vec<String> =
+        store.list_invoices(&c, &p).await.unwrap().into_iter().map(|i| i.invoice_id.to_string()).collect();
+    assert_eq!(ids, vec!["big"], "nothing refused was written");
+}
+
 on_both_stores!(
+    writes_over_dynamodbs_limits_are_refused_whole,
     assign_inputs_come_in_one_read,
     settings_round_trip,
     invoice_writes_are_conditional,

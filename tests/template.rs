@@ -183,6 +183,11 @@ fn the_queue_has_a_dead_letter_queue_and_the_consumer_reports_batch_failures() {
     let source = &consumer["Events"]["PaymentEvents"];
     assert_eq!(s(&source["Type"]), "SQS");
     assert_eq!(source["Properties"]["FunctionResponseTypes"][0].as_str(), Some("ReportBatchItemFailures"));
+    // The webhook accepts exactly what the queue can take (413 beyond).
+    let max = visitpay::ports::MAX_MESSAGE_BYTES as u64;
+    assert_eq!(queue["MaximumMessageSize"].as_u64(), Some(max));
+    let webhook = ROUTES.iter().find(|r| r.access == Access::Stripe).unwrap();
+    assert_eq!(webhook.max_body_bytes() as u64, max);
     let schedule = &t["Resources"]["ReconcileFunction"]["Properties"]["Events"]["EveryMinute"];
     assert!(s(&schedule["Type"]).starts_with("Schedule"));
     assert!(s(&schedule["Properties"]["ScheduleExpression"]).starts_with("rate("));

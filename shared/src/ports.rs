@@ -169,6 +169,10 @@ pub enum StoreError {
     /// An item that cannot be read back into the domain.
     #[error("stored item is corrupt: {0}")]
     Corrupt(String),
+    /// A write over DynamoDB's limits (an item over 400 KB, a transaction
+    /// over 100 items or 4 MB): refused whole; retrying cannot help.
+    #[error("a write exceeds the store's limits: {0}")]
+    TooLarge(String),
 }
 
 /// Everything assign decides on, read at once (on DynamoDB, one BatchGetItem).
@@ -440,6 +444,29 @@ pub struct QueuedEvent {
 pub enum QueueError {
     #[error("queue unavailable: {0}")]
     Unavailable(String),
+    /// Over the queue's maximum message size (body and attributes): it can
+    /// never be queued as is.
+    #[error("a message of {bytes} bytes is over the queue's maximum of {max}")]
+    TooLarge { bytes: usize, max: usize },
+}
+
+/// SQS's largest message, and what the template's queue allows: "The maximum
+/// is 1 MiB or 1,048,576 bytes" (Amazon SQS Developer Guide, quotas; raised
+/// from 256 KiB in August 2025).
+pub const MAX_MESSAGE_BYTES: usize = 1_048_576;
+
+/// The size SQS counts for a message: "All parts of the message attribute,
+/// including Name, Type, and Value, are part of the message size
+/// restriction" (SQS API reference, MessageAttributeValue), plus the body.
+pub fn message_size(event: &QueuedEvent) -> usize {
+    const STRING: usize = "String".len();
+    event.body.len()
+        + "event_id".len()
+        + STRING
+        + event.event_id.len()
+        + "event_type".len()
+        + STRING
+        + event.event_type.len()
 }
 
 #[async_trait]

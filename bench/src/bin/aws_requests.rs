@@ -26,6 +26,7 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use serde_json::json;
+use visitpay::adapters::dynamodb::items::item_size;
 use visitpay::adapters::dynamodb::DynamoStore;
 use visitpay::adapters::sqs::{deliveries, ensure_queue, sqs_event, SqsQueue};
 use visitpay::adapters::stripe::StripePayments;
@@ -73,29 +74,6 @@ fn key_of(item: &HashMap<String, AttributeValue>) -> Option<(String, String)> {
 struct EventuallyConsistent(bool);
 impl Storable for EventuallyConsistent {
     type Storer = StoreReplace<Self>;
-}
-
-/// DynamoDB's item size: attribute names plus values.
-fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
-    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
-}
-
-fn value_size(v: &AttributeValue) -> usize {
-    match v {
-        AttributeValue::S(s) => s.len(),
-        AttributeValue::N(n) => {
-            let digits = n.chars().filter(char::is_ascii_digit).count();
-            digits.div_ceil(2) + 1
-        }
-        AttributeValue::B(b) => b.as_ref().len(),
-        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
-        AttributeValue::L(l) => 3 + l.iter().map(|e| value_size(e) + 1).sum::<usize>(),
-        AttributeValue::M(m) => 3 + m.iter().map(|(k, e)| k.len() + value_size(e) + 1).sum::<usize>(),
-        AttributeValue::Ss(v) => v.iter().map(String::len).sum(),
-        AttributeValue::Ns(v) => v.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
-        AttributeValue::Bs(v) => v.iter().map(|b| b.as_ref().len()).sum(),
-        _ => 0,
-    }
 }
 
 fn read_units(bytes: usize, eventually_consistent: bool) -> f64 {

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use super::dynamodb::items::{self, MAX_ITEM_BYTES, MAX_TRANSACTION_BYTES, MAX_TRANSACTION_ITEMS};
 use crate::domain::{Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentSettings, VisitId};
 use crate::domain::{ActionStatus, Timestamp};
 use crate::ports::{AssignInputs, Expect, IdempotencyRecord, PaymentRef, Store, StoreError, Write};
@@ -46,6 +47,32 @@ impl EmbeddedStore {
     }
 }
 
+/// DynamoDB's limits, on the items DynamoDB would store for these writes
+/// (`items`: the same mapping as the DynamoDB adapter's, sized by DynamoDB's
+/// rules): an item over 400 KB is refused, as is a transaction over 100
+/// items or 4 MB, with the DynamoDB adapter's error.
+fn check_limits(written: impl Iterator<Item = items::Item>, count: usize) -> Result<(), StoreError> {
+    if count > 1 && count > MAX_TRANSACTION_ITEMS {
+        return Err(StoreError::TooLarge(format!(
+            "Member must have length less than or equal to {MAX_TRANSACTION_ITEMS} ({count} items)"
+        )));
+    }
+    let mut total = 0;
+    for item in written {
+        let size = items::item_size(&item);
+        if size > MAX_ITEM_BYTES {
+            return Err(StoreError::TooLarge(format!(
+                "Item size has exceeded the maximum allowed size ({size} bytes)"
+            )));
+        }
+        total += size;
+    }
+    if count > 1 && total > MAX_TRANSACTION_BYTES {
+        return Err(StoreError::TooLarge(format!("Transaction request cannot exceed 4 MB ({total} bytes)")));
+    }
+    Ok(())
+}
+
 fn check(expect: Expect, current: Option<u64>) -> Result<(), StoreError> {
     match (expect, current) {
         (Expect::Absent, None) => Ok(()),
@@ -61,6 +88,7 @@ impl Store for EmbeddedStore {
     }
 
     async fn put_settings(&self, settings: &PaymentSettings) -> Result<(), StoreError> {
+        check_limits(std::iter::once(items::settings_item(settings)), 1)?;
         self.lock().settings.insert(settings.clinic_id.clone(), settings.clone());
         Ok(())
     }
@@ -194,6 +222,8 @@ impl Store for EmbeddedStore {
                 Write::Payment(p) => check(p.expect(), t.payments.get(&p.payment_intent).map(|x| x.version))?,
             }
         }
+        let moved = followed.iter().map(items::invoice_item);
+        check_limits(writes.iter().filter_map(items::put_item).map(|(item, _)| item).chain(moved), writes.len())?;
         for i in followed {
             t.invoices.insert((i.clinic_id.clone(), i.patient_id.clone(), i.invoice_id.clone()), i);
         }

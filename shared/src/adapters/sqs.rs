@@ -13,17 +13,25 @@ use aws_sdk_sqs::types::{
 use aws_sdk_sqs::Client;
 use serde_json::json;
 
-use crate::ports::{EventQueue, QueueError, QueuedEvent};
+use crate::ports::{message_size, EventQueue, QueueError, QueuedEvent, MAX_MESSAGE_BYTES};
 
 #[derive(Clone)]
 pub struct SqsQueue {
     client: Client,
     queue_url: String,
+    /// The queue's `MaximumMessageSize` (the template sets SQS's maximum).
+    max_message_bytes: usize,
 }
 
 impl SqsQueue {
     pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
-        SqsQueue { client, queue_url: queue_url.into() }
+        SqsQueue { client, queue_url: queue_url.into(), max_message_bytes: MAX_MESSAGE_BYTES }
+    }
+
+    /// As `new`, for a queue whose `MaximumMessageSize` is `max` (tests).
+    pub fn with_max_message_bytes(mut self, max: usize) -> Self {
+        self.max_message_bytes = max;
+        self
     }
     pub fn client(&self) -> &Client {
         &self.client
@@ -40,6 +48,11 @@ fn string_attribute(value: &str) -> MessageAttributeValue {
 #[async_trait]
 impl EventQueue for SqsQueue {
     async fn enqueue(&self, event: &QueuedEvent) -> Result<(), QueueError> {
+        // SQS counts the attributes too; moto counts only the body, so check here.
+        let bytes = message_size(event);
+        if bytes > self.max_message_bytes {
+            return Err(QueueError::TooLarge { bytes, max: self.max_message_bytes });
+        }
         self.client
             .send_message()
             .queue_url(&self.queue_url)
@@ -48,7 +61,16 @@ impl EventQueue for SqsQueue {
             .message_attributes("event_type", string_attribute(&event.event_type))
             .send()
             .await
-            .map_err(|e| QueueError::Unavailable(DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| {
+                // "One or more parameters are invalid. Reason: Message must be shorter than N bytes."
+                let too_long = e.code() == Some("InvalidParameterValue")
+                    && e.message().is_some_and(|m| m.contains("Message must be shorter"));
+                if too_long {
+                    QueueError::TooLarge { bytes, max: self.max_message_bytes }
+                } else {
+                    QueueError::Unavailable(DisplayErrorContext(&e).to_string())
+                }
+            })?;
         Ok(())
     }
 }
@@ -135,6 +157,7 @@ pub async fn ensure_queue(
         .queue_name(name)
         .attributes(QueueAttributeName::RedrivePolicy, redrive)
         .attributes(QueueAttributeName::VisibilityTimeout, visibility_secs.to_string())
+        .attributes(QueueAttributeName::MaximumMessageSize, MAX_MESSAGE_BYTES.to_string())
         .send()
         .await
         .map_err(|e| unavailable(format!("{}: {}", e.code().unwrap_or("error"), DisplayErrorContext(&e))))?;

@@ -68,8 +68,8 @@ pub enum AppError {
     PaymentsUnavailable(String),
     #[error("payment provider refused: {0}")]
     PaymentsRejected(String),
-    #[error("event queue unavailable: {0}")]
-    QueueUnavailable(String),
+    #[error(transparent)]
+    Queue(#[from] crate::ports::QueueError),
     /// A deployment mistake: this function was built without a port it needs.
     #[error("{0} is not configured for this function")]
     Misconfigured(&'static str),

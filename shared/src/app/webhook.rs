@@ -118,10 +118,11 @@ pub async fn accept(deps: &Deps, payload: &[u8], signature: Option<&str>) -> Res
     }
     let body = String::from_utf8(payload.to_vec()).map_err(|_| WebhookError::NotAnEvent)?;
     let queue = deps.queue.as_ref().ok_or(AppError::Misconfigured("event queue"))?;
-    queue
-        .enqueue(&QueuedEvent { event_id: head.id.clone(), event_type: head.event_type.clone(), body })
-        .await
-        .map_err(|e| AppError::QueueUnavailable(e.to_string()))?;
+    let event = QueuedEvent { event_id: head.id.clone(), event_type: head.event_type.clone(), body };
+    if let Err(e) = queue.enqueue(&event).await {
+        tracing::error!(event_id = %head.id, event_type = %head.event_type, error = %e, "webhook event not queued");
+        return Err(AppError::Queue(e).into());
+    }
     tracing::info!(event_id = %head.id, event_type = %head.event_type, "webhook event queued");
     Ok(Accepted::Queued { event_id: head.id })
 }

@@ -5,7 +5,7 @@ use lambda_http::{Body, Response};
 use serde::Serialize;
 
 use crate::app::{AppError, NotFound};
-use crate::ports::StoreError;
+use crate::ports::{QueueError, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -89,8 +89,8 @@ impl From<AppError> for ApiError {
                     "a dependency is unavailable; retry shortly",
                 )
             }
-            AppError::Store(err @ StoreError::Corrupt(_)) => {
-                tracing::error!(error = %err, "corrupt item");
+            AppError::Store(err @ (StoreError::Corrupt(_) | StoreError::TooLarge(_))) => {
+                tracing::error!(error = %err, "store refused or returned an impossible item");
                 ApiError::internal()
             }
             AppError::PaymentsUnavailable(why) => {
@@ -109,14 +109,13 @@ impl From<AppError> for ApiError {
                     "the payment provider refused the request",
                 )
             }
-            AppError::QueueUnavailable(why) => {
-                tracing::error!(error = %why, "event queue unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "queue_unavailable",
-                    "the event could not be queued; retry",
-                )
-            }
+            AppError::Queue(QueueError::Unavailable(_)) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_unavailable",
+                "the event could not be queued; retry",
+            ),
+            // Retrying cannot help: a 4xx tells Stripe so (it stops after its retries).
+            AppError::Queue(QueueError::TooLarge { max, .. }) => ApiError::too_large(max),
             err @ (AppError::Misconfigured(_) | AppError::Inconsistent(_)) => {
                 tracing::error!(error = %err, "internal error");
                 ApiError::internal()

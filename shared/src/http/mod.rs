@@ -221,6 +221,7 @@ async fn dispatch(
 ) -> Result<Response<Body>, ApiError> {
     let caller = authorize(req, route.access)?;
     if req.body().len() > route.max_body_bytes() {
+        tracing::warn!(bytes = req.body().len(), limit = route.max_body_bytes(), "request body over the route's limit");
         return Err(ApiError::too_large(route.max_body_bytes()));
     }
     if let Some(c) = caller.as_ref().and_then(|c| c.clinic_id.clone()) {

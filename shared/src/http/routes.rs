@@ -67,10 +67,11 @@ pub struct Route {
 }
 
 impl Route {
-    /// Stripe's events are larger than anything a person sends.
+    /// Stripe's events are larger than anything a person sends; an event
+    /// is accepted only if the queue can take it (`MAX_MESSAGE_BYTES`).
     pub fn max_body_bytes(&self) -> usize {
         match self.access {
-            Access::Stripe => 512 * 1024,
+            Access::Stripe => crate::ports::MAX_MESSAGE_BYTES,
             _ => 64 * 1024,
         }
     }

@@ -2,6 +2,7 @@
 //! TransactWriteItems for every multi-item invariant. Reads are keyed gets and
 //! queries (base table or `gsi1`), never scans.
 
+pub mod items;
 pub mod keys;
 
 use std::collections::HashMap;
@@ -15,17 +16,16 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
+use serde_dynamo::aws_sdk_dynamodb_1::from_item;
 
 use super::tables::TableDef;
 use crate::domain::action::InvoiceEffect;
 use crate::domain::{
-    Action, ActionId, ActionStatus, ClinicId, Invoice, InvoiceId, InvoiceStatus, PatientId, PaymentSettings, Timestamp,
-    VisitId,
+    Action, ActionId, ClinicId, Invoice, InvoiceId, InvoiceStatus, PatientId, PaymentSettings, Timestamp, VisitId,
 };
 use crate::ports::{AssignInputs, Expect, IdempotencyRecord, PaymentRef, Store, StoreError, Write};
 
-type Item = HashMap<String, AttributeValue>;
+use items::Item;
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -206,22 +206,18 @@ fn decode<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn encode<T: Serialize>(value: &T, (pk, sk): (String, String)) -> Item {
-    let mut item: Item = to_item(value).expect("domain types serialize to DynamoDB items");
-    item.insert(keys::PK.into(), AttributeValue::S(pk));
-    item.insert(keys::SK.into(), AttributeValue::S(sk));
-    item
-}
-
-fn epoch(at: Timestamp) -> AttributeValue {
-    AttributeValue::N(at.unix_timestamp().to_string())
-}
-
 /// Maps an SDK error to the port's error, keeping the SDK's words for logs.
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
     e: SdkError<E, R>,
 ) -> StoreError {
+    let message = e.message().unwrap_or_default();
+    // "Item size has exceeded the maximum allowed size", "Item size to update has
+    // exceeded …", "… Member must have length less than or equal to 100".
+    let over_a_limit = message.contains("Item size") && message.contains("exceeded")
+        || message.contains("Member must have length less than or equal to 100")
+        || message.contains("Transaction request cannot exceed");
     match e.code() {
+        Some("ValidationException") if over_a_limit => StoreError::TooLarge(message.to_owned()),
         Some("ConditionalCheckFailedException" | "TransactionConflictException") => StoreError::Conflict,
         Some("ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded") => {
             StoreError::Throttled
@@ -229,8 +225,10 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
         Some("TransactionCanceledException") => {
             // "Transaction cancelled, please refer cancellation reasons for specific
             // reasons [None, ConditionalCheckFailed]": the reasons are in the message.
-            let message = e.message().unwrap_or_default().to_owned();
-            if message.contains("ConditionalCheckFailed") || message.contains("TransactionConflict") {
+            let message = message.to_owned();
+            if message.contains("ValidationError") && over_a_limit {
+                StoreError::TooLarge(message)
+            } else if message.contains("ConditionalCheckFailed") || message.contains("TransactionConflict") {
                 StoreError::Conflict
             } else if message.contains("Throttl") || message.contains("ProvisionedThroughputExceeded") {
                 StoreError::Throttled
@@ -249,7 +247,7 @@ fn transact_item(table: &str, write: Write) -> Result<TransactWriteItem, StoreEr
             let key = keys::invoice(&clinic_id, &patient_id, &invoice_id);
             TransactWriteItem::builder().update(held_invoice_update(table, key, &action_id, effect, at)?).build()
         }
-        other => TransactWriteItem::builder().put(put_of(table, other)).build(),
+        other => TransactWriteItem::builder().put(put_of(table, &other)).build(),
     })
 }
 
@@ -287,10 +285,10 @@ fn held_invoice_update(
         .key(keys::SK, AttributeValue::S(sk))
         .update_expression(format!("SET {}{removes} ADD #v :one", sets.join(", ")))
         .condition_expression("#action_id = :action AND #status = :from")
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_names("#updated_at", "updated_at")
-        .expression_attribute_names("#paid_at", "paid_at")
-        .expression_attribute_names("#action_id", "action_id")
+        .expression_attribute_names("#status", items::invoice_fields::STATUS)
+        .expression_attribute_names("#updated_at", items::invoice_fields::UPDATED_AT)
+        .expression_attribute_names("#paid_at", items::invoice_fields::PAID_AT)
+        .expression_attribute_names("#action_id", items::invoice_fields::ACTION_ID)
         .expression_attribute_names("#v", keys::VERSION)
         .expression_attribute_values(":to", attribute(&to))
         .expression_attribute_values(":from", attribute(&from))
@@ -301,53 +299,9 @@ fn held_invoice_update(
         .map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 
-/// How long charge events wait for a payment that is never recorded.
-const PARKED_DAYS: i64 = 30;
-
 /// One write as a conditional Put.
-fn put_of(table: &str, write: Write) -> Put {
-    let (item, expect) = match write {
-        Write::HeldInvoice { .. } => unreachable!("a held invoice is written as an update (transact_item)"),
-        Write::Invoice { invoice, expect } => {
-            let key = keys::invoice(&invoice.clinic_id, &invoice.patient_id, &invoice.invoice_id);
-            (encode(&invoice, key), expect)
-        }
-        Write::Action { action, expect } => {
-            let mut item = encode(&action, keys::action(&action.action_id));
-            item.insert(
-                keys::GSI1PK.into(),
-                AttributeValue::S(keys::visit_partition(&action.clinic_id, &action.visit_id)),
-            );
-            item.insert(keys::GSI1SK.into(), AttributeValue::S(keys::visit_sort(action.created_at, &action.action_id)));
-            // Sparse reconcile indexes: present only while the action is in their state.
-            if matches!(action.status(), ActionStatus::CheckoutOpen | ActionStatus::Processing) {
-                let (pk, sk) = keys::awaiting_stripe(&action.action_id, action.last_touched(), &action.clinic_id);
-                item.insert(keys::GSI2PK.into(), AttributeValue::S(pk));
-                item.insert(keys::GSI2SK.into(), AttributeValue::S(sk));
-            }
-            if matches!(action.status(), ActionStatus::Assigned | ActionStatus::CheckoutOpen) {
-                let (pk, sk) = keys::open_to_payment(&action.action_id, action.expires_at, &action.clinic_id);
-                item.insert(keys::GSI3PK.into(), AttributeValue::S(pk));
-                item.insert(keys::GSI3SK.into(), AttributeValue::S(sk));
-            }
-            (item, expect)
-        }
-        Write::Idempotency(record) => {
-            let mut item = encode(&record, keys::idempotency(&record.clinic_id, &record.key));
-            item.insert(keys::TTL.into(), epoch(record.expires_at));
-            (item, Expect::Absent)
-        }
-        Write::Payment(payment) => {
-            let mut item = encode(&payment, keys::payment(&payment.payment_intent));
-            // Parked events of a payment never recorded (another system's charge on the
-            // clinic's account) are not kept forever.
-            if let (None, Some(last)) = (&payment.owner, payment.parked.last()) {
-                item.insert(keys::TTL.into(), epoch(last.at + time::Duration::days(PARKED_DAYS)));
-            }
-            let expect = payment.expect();
-            (item, expect)
-        }
-    };
+fn put_of(table: &str, write: &Write) -> Put {
+    let (item, expect) = items::put_item(write).expect("a held invoice is written as an update (transact_item)");
     let put = Put::builder().table_name(table).set_item(Some(item));
     let put = match expect {
         Expect::Absent => {
@@ -371,7 +325,7 @@ impl Store for DynamoStore {
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(encode(settings, keys::settings(&settings.clinic_id))))
+            .set_item(Some(items::settings_item(settings)))
             .send()
             .await
             .map_err(classify)?;
@@ -506,7 +460,7 @@ impl Store for DynamoStore {
             0 => Ok(()),
             1 if single_put => {
                 // One item needs no transaction: a conditional put is atomic and half the cost.
-                let put = put_of(&self.table, writes.into_iter().next().expect("one write"));
+                let put = put_of(&self.table, &writes[0]);
                 self.client
                     .put_item()
                     .table_name(put.table_name())
@@ -520,6 +474,15 @@ impl Store for DynamoStore {
                 Ok(())
             }
             _ => {
+                // DynamoDB refuses a transaction over 4 MB as a whole; moto does not
+                // check it, so the adapter does, with the same answer.
+                let bytes: usize =
+                    writes.iter().filter_map(items::put_item).map(|(item, _)| items::item_size(&item)).sum();
+                if bytes > items::MAX_TRANSACTION_BYTES {
+                    return Err(StoreError::TooLarge(format!(
+                        "Transaction request cannot exceed 4 MB ({bytes} bytes)"
+                    )));
+                }
                 let items = writes.into_iter().map(|w| transact_item(&self.table, w)).collect::<Result<Vec<_>, _>>()?;
                 self.client.transact_write_items().set_transact_items(Some(items)).send().await.map_err(classify)?;
                 Ok(())

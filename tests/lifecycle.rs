@@ -297,7 +297,111 @@ async fn reconcile_expires_actions_past_their_lifetime(store: DynStore) {
     assert_eq!((last.actor.as_str(), last.to), ("reconcile", ActionStatus::Expired));
 }
 
+/// The longest life an action can have stays inside DynamoDB's 400 KB item
+/// limit: assigned for the longest lifetime a clinic may set (720 h), the
+/// patient opening a new Checkout Session each time the last one expired
+/// (sessions last at least 30 minutes), then paying and being refunded in
+/// 250 steps through visitpay and 50 more from Stripe's dashboard. History
+/// keeps every money movement and the first and last sessions; the item is
+/// read and written again at the end.
+async fn an_action_lives_its_longest_life_within_the_item_limit(store: DynStore) {
+    use visitpay::adapters::dynamodb::items::{action_item, item_size, MAX_ITEM_BYTES};
+    use visitpay::domain::action::{MAX_REFUNDS, ROUTINE_HISTORY_HEAD, ROUTINE_HISTORY_TAIL};
+    use visitpay::ports::Clock as _;
+    let stripe = stripe_emulator(None).await;
+    let (deps, clock) = deps_for_payments(store.clone(), &stripe, None);
+    let mut long = settings_input(true, "cad");
+    (long.checkout_ttl_minutes, long.action_ttl_hours) = (30, 720);
+    visitpay::app::settings::put(&deps, &support(), clinic("c1"), long).await.unwrap();
+    import(&deps, "c1", "p1", "1", 1_000_000, "cad").await;
+    invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["1"])).await.unwrap();
+    let request = actions::AssignRequest {
+        patient_id: patient("p1"),
+        invoice_ids: ids(&["1"]),
+        locale: visitpay::domain::Locale::FrCa,
+    };
+    let actions::Assigned::Created { action, patient_url } =
+        actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None).await.unwrap()
+    else {
+        panic!("a new action")
+    };
+    let token = patient_url.rsplit('/').next().unwrap().to_owned();
+    let mut seen = std::collections::HashSet::new();
+    let deliver_new = |seen: &mut std::collections::HashSet<String>, events: Vec<serde_json::Value>| {
+        events.into_iter().filter(|e| seen.insert(e["id"].as_str().unwrap().to_owned())).collect::<Vec<_>>()
+    };
+
+    // A session lasts 32 minutes (30 and Stripe's margin); the patient opens
+    // a new one each time, until the action's lifetime is nearly over.
+    let step = 32 * 60;
+    let mut sessions = 0;
+    while clock.now() + time::Duration::seconds(step + 120) < action.expires_at {
+        checkout::open(&deps, &token).await.unwrap();
+        sessions += 1;
+        // One clock for both sides, as the emulator's moves with real time too.
+        clock.set_unix(stripe.emulator.advance_clock(step));
+        for e in deliver_new(&mut seen, stripe.latest_events(3).await) {
+            apply_stripe_event(&deps, &e.to_string()).await.unwrap();
+        }
+    }
+    assert!(sessions > 1300, "{sessions} sessions in 720 h");
+    let session_id = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    stripe.pay(&session_id, "succeeded").await;
+    for e in deliver_new(&mut seen, stripe.events().await) {
+        apply_stripe_event(&deps, &e.to_string()).await.unwrap();
+    }
+
+    // Refunds: the most visitpay allows, one at a time, and Stripe's own.
+    for _ in 1..MAX_REFUNDS {
+        actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, Some(100)).await.unwrap();
+    }
+    let over = actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, Some(100)).await;
+    assert!(matches!(over, Err(AppError::Domain(DomainError::TooManyRefunds(_)))), "{over:?}");
+    let pi = status_of(&deps, "c1", &action.action_id).await.payment_intent_id.unwrap();
+    for _ in 0..50 {
+        stripe.dashboard_refund(&pi, Some(100)).await;
+    }
+    let refunded_events: Vec<_> = deliver_new(&mut seen, stripe.events().await);
+    for e in refunded_events {
+        apply_stripe_event(&deps, &e.to_string()).await.unwrap();
+    }
+    let last = actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, None).await.unwrap();
+    assert_eq!((last.status(), last.refunded_amount), (ActionStatus::Refunded, 1_000_000));
+
+    let lived = status_of(&deps, "c1", &action.action_id).await;
+    let size = item_size(&action_item(&lived));
+    println!(
+        "{sessions} sessions, {} refunds, {} history entries ({} omitted): {size} bytes",
+        lived.refunds.len(),
+        lived.history.len(),
+        lived.history_omitted
+    );
+    assert!(size < MAX_ITEM_BYTES / 4, "{size} bytes: far below DynamoDB's 400 KB");
+    assert_eq!(lived.refunds.len(), MAX_REFUNDS + 50);
+    let routine = lived.history.iter().filter(|h| h.routine).count();
+    assert_eq!(routine, ROUTINE_HISTORY_HEAD + ROUTINE_HISTORY_TAIL);
+    assert_eq!(
+        routine + lived.history_omitted as usize,
+        2 * sessions + 1,
+        "each session opened and expired, the last paid"
+    );
+    let money: Vec<_> = lived
+        .history
+        .iter()
+        .filter(|h| matches!(h.to, ActionStatus::PartiallyRefunded | ActionStatus::Refunded))
+        .collect();
+    assert_eq!(money.len(), lived.refunds.len(), "every refund is in the history");
+    assert_eq!(lived.history[0].from, None, "the assignment stays first");
+    assert!(lived.history.iter().any(|h| h.to == ActionStatus::Paid));
+    // Still written and read: a dispute lands on it.
+    let dispute = json!({"id": "evt_late_dispute", "object": "event", "type": "charge.dispute.created", "account": ACCOUNT,
+        "created": 1, "data": {"object": {"id": "dp_1", "object": "dispute", "payment_intent": pi}}});
+    apply_stripe_event(&deps, &dispute.to_string()).await.unwrap();
+    assert!(status_of(&deps, "c1", &action.action_id).await.disputed);
+}
+
 on_both_stores!(
+    an_action_lives_its_longest_life_within_the_item_limit,
     cancel_expires_the_open_session,
     a_payment_racing_a_cancel_is_kept_and_flagged,
     refunds_never_exceed_what_was_paid,

@@ -157,8 +157,13 @@ impl StripeFixture {
 
     /// The account's events, oldest first (Stripe lists newest first).
     pub async fn events(&self) -> Vec<serde_json::Value> {
+        self.latest_events(100).await
+    }
+
+    /// The account's `n` newest events, oldest first.
+    pub async fn latest_events(&self, n: usize) -> Vec<serde_json::Value> {
         let res = reqwest::Client::new()
-            .get(format!("{}/v1/events?limit=100", self.base))
+            .get(format!("{}/v1/events?limit={n}", self.base))
             .bearer_auth(STRIPE_KEY)
             .header("Stripe-Account", ACCOUNT)
             .send()

@@ -21,6 +21,10 @@ impl FixedClock {
     pub fn advance(&self, secs: i64) {
         self.0.fetch_add(secs, Ordering::SeqCst);
     }
+    /// Sets the time, e.g. to another clock's (the Stripe emulator's).
+    pub fn set_unix(&self, secs: i64) {
+        self.0.store(secs, Ordering::SeqCst);
+    }
 }
 
 impl Clock for FixedClock {

@@ -151,8 +151,8 @@ fn dispatch(state: &mut State, ctx: &Ctx, method: &Method, path: &str, params: &
         ("POST", ["v1", "checkout", "sessions", id, "expire"]) => expire_session(state, ctx, id, params),
         ("GET", ["v1", "checkout", "sessions", id, "line_items"]) => {
             check_session(state, ctx, id)?;
-            let items = state.sessions[*id].line_items.iter().map(objects::line_item).collect();
-            paginate(items, params, &format!("/v1/checkout/sessions/{id}/line_items"))
+            let items = state.sessions[*id].line_items.iter().map(|li| (li.id.clone(), li)).collect();
+            paginate(items, |li| objects::line_item(li), params, &format!("/v1/checkout/sessions/{id}/line_items"))
         }
         ("POST", ["v1", "refunds"]) => create_refund(state, ctx, params),
         ("GET", ["v1", "refunds", id]) => match state.refunds.get(*id) {
@@ -408,9 +408,9 @@ fn list_sessions(state: &State, ctx: &Ctx, params: &Value) -> Result<Value, ApiE
         .filter(|s| s.account == ctx.account)
         .filter(|s| payment_intent.is_none() || s.payment_intent == payment_intent)
         .filter(|s| status.as_deref().is_none_or(|st| s.status.as_str() == st))
-        .map(crate::objects::session)
+        .map(|s| (s.id.clone(), s))
         .collect();
-    paginate(items, params, "/v1/checkout/sessions")
+    paginate(items, |s| objects::session(s), params, "/v1/checkout/sessions")
 }
 
 fn expire_session(state: &mut State, ctx: &Ctx, id: &str, params: &Value) -> Result<Value, ApiError> {
@@ -563,14 +563,20 @@ fn list_events(state: &State, ctx: &Ctx, params: &Value) -> Result<Value, ApiErr
         .iter()
         .rev()
         .filter(|e| e.account == ctx.account && type_matches(&types, &e.kind) && within(e.created))
-        .map(objects::event)
+        .map(|e| (e.id.clone(), e))
         .collect();
-    paginate(items, params, "/v1/events")
+    paginate(items, |e| objects::event(e), params, "/v1/events")
 }
 
 /// Stripe's cursor pagination over a newest-first list: `limit` (1..=100, default 10),
-/// `starting_after` / `ending_before` object ids.
-fn paginate(items: Vec<Value>, params: &Value, url: &str) -> Result<Value, ApiError> {
+/// `starting_after` / `ending_before` object ids. Items are `(id, object)` pairs; only the
+/// page returned is rendered, so long lists (a long run's events) stay cheap to page.
+fn paginate<T>(
+    items: Vec<(String, T)>,
+    render: impl Fn(&T) -> Value,
+    params: &Value,
+    url: &str,
+) -> Result<Value, ApiError> {
     let limit = match params.get("limit") {
         None => 10,
         Some(value) => match int_param(value, "limit")? {
@@ -582,18 +588,18 @@ fn paginate(items: Vec<Value>, params: &Value, url: &str) -> Result<Value, ApiEr
         None => Ok(None),
         Some(id) => items
             .iter()
-            .position(|item| item["id"] == id.as_str())
+            .position(|(item, _)| *item == id)
             .map(Some)
             .ok_or_else(|| ApiError::no_such("object", &id, param)),
     };
     let (page, has_more) = if let Some(after) = position("starting_after")? {
         let rest = &items[after + 1..];
-        (rest.iter().take(limit).cloned().collect(), rest.len() > limit)
+        (&rest[..rest.len().min(limit)], rest.len() > limit)
     } else if let Some(before) = position("ending_before")? {
         let start = before.saturating_sub(limit);
-        (items[start..before].to_vec(), start > 0)
+        (&items[start..before], start > 0)
     } else {
-        (items.iter().take(limit).cloned().collect(), items.len() > limit)
+        (&items[..items.len().min(limit)], items.len() > limit)
     };
-    Ok(objects::list(page, has_more, url))
+    Ok(objects::list(page.iter().map(|(_, item)| render(item)).collect(), has_more, url))
 }

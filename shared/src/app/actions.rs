@@ -311,6 +311,11 @@ pub async fn refund(
     if amount > remaining {
         return Err(DomainError::RefundExceedsRemaining(remaining).into());
     }
+    // Bounded so the action's item stays small however it is refunded; the
+    // last one may always take all that remains.
+    if action.refunds.len() + 1 >= crate::domain::action::MAX_REFUNDS && amount < remaining {
+        return Err(DomainError::TooManyRefunds(action.refunds.len()).into());
+    }
     let payment_intent = action
         .payment_intent_id
         .clone()

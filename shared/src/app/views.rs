@@ -83,6 +83,8 @@ pub struct ActionView<'a> {
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: Timestamp,
     pub history: &'a [HistoryEntry],
+    /// Routine entries (sessions opened and expired) left out of the middle of `history`.
+    pub history_omitted: u32,
 }
 
 impl<'a> ActionView<'a> {
@@ -108,6 +110,7 @@ impl<'a> ActionView<'a> {
             created_at: a.created_at,
             expires_at: a.expires_at,
             history: &a.history,
+            history_omitted: a.history_omitted,
         }
     }
 }

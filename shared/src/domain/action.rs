@@ -89,6 +89,10 @@ pub struct HistoryEntry {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<i64>,
+    /// A Checkout Session opened or expired: the patient coming back to pay.
+    /// Such entries are kept only at the start and the end of a long history.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub routine: bool,
 }
 
 /// What happened to an action, from staff, Stripe or the schedule.
@@ -206,8 +210,29 @@ pub struct Action {
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: Timestamp,
     pub version: u64,
+    /// Every transition, but for routine checkout churn beyond the first and
+    /// last few (`compact_history`): bounded, so the item stays under
+    /// DynamoDB's 400 KB over the longest life an action can have.
     pub history: Vec<HistoryEntry>,
+    /// Routine entries dropped from the middle of `history`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub history_omitted: u32,
 }
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Routine history (a Checkout Session opened, or expired back to
+/// `assigned`) kept at the start and at the end; between them, only counted.
+/// Every other transition (money moved, the action ended, a dispute, a late
+/// payment) is always kept.
+pub const ROUTINE_HISTORY_HEAD: usize = 2;
+pub const ROUTINE_HISTORY_TAIL: usize = 20;
+
+/// At most this many refunds of one payment through visitpay; with Stripe's
+/// own (dashboard) refunds, the action's item stays far below 400 KB.
+pub const MAX_REFUNDS: usize = 250;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionLine {
@@ -306,7 +331,23 @@ impl Action {
                 to: ActionStatus::Assigned,
                 reason: "assigned in visit".into(),
                 amount: Some(new.total.amount),
+                routine: false,
             }],
+            history_omitted: 0,
+        }
+    }
+
+    /// Appends a transition, then drops the oldest routine entry past the
+    /// head while more than head + tail routine entries are kept.
+    fn record(&mut self, entry: HistoryEntry) {
+        self.history.push(entry);
+        let routine = self.history.iter().filter(|h| h.routine).count();
+        if routine > ROUTINE_HISTORY_HEAD + ROUTINE_HISTORY_TAIL {
+            let drop = self.history.iter().enumerate().filter(|(_, h)| h.routine).nth(ROUTINE_HISTORY_HEAD);
+            if let Some((index, _)) = drop {
+                self.history.remove(index);
+                self.history_omitted += 1;
+            }
         }
     }
 
@@ -463,7 +504,16 @@ impl Action {
                 (self.status, InvoiceEffect::Unchanged, "payment disputed".into(), None)
             }
         };
-        next.history.push(HistoryEntry { at, actor: actor.to_string(), from: Some(self.status), to, reason, amount });
+        let routine = matches!(event, E::CheckoutOpened { .. } | E::CheckoutExpired { .. });
+        next.record(HistoryEntry {
+            at,
+            actor: actor.to_string(),
+            from: Some(self.status),
+            to,
+            reason,
+            amount,
+            routine,
+        });
         next.status = to;
         next.version += 1;
         Ok(Transition { action: next, invoices: effect, changed: true })
@@ -701,6 +751,29 @@ mod tests {
         let failed_first = step(&open, ActionEvent::PaymentFailed { session_id: "cs_1".into() }).action;
         assert_eq!(failed_first.status(), ActionStatus::Failed);
         assert!(!step(&failed_first, ActionEvent::PaymentProcessing { session_id: "cs_1".into() }).changed);
+    }
+
+    #[test]
+    fn history_keeps_every_money_movement_and_only_the_first_and_last_routine_entries() {
+        let mut a = reserved(&action());
+        for n in 0..100 {
+            let open = step(&a, opened(&format!("cs_{n}"))).action;
+            let back = step(&open, ActionEvent::CheckoutExpired { session_id: format!("cs_{n}") }).action;
+            a = back.reserve_checkout(t(5)).unwrap();
+        }
+        let paid = step(&step(&a, opened("cs_last")).action, paid("cs_last")).action;
+        let routine: Vec<&HistoryEntry> = paid.history.iter().filter(|h| h.routine).collect();
+        assert_eq!(routine.len(), ROUTINE_HISTORY_HEAD + ROUTINE_HISTORY_TAIL);
+        assert_eq!(
+            paid.history_omitted as usize,
+            201 - routine.len(),
+            "100 sessions opened and expired, one more opened"
+        );
+        assert!(routine[0].reason.contains("cs_0 opened"), "the first session stays");
+        assert!(routine.last().unwrap().reason.contains("cs_last opened"), "the last session stays");
+        assert_eq!(paid.history[0].to, ActionStatus::Assigned, "the assignment stays first");
+        assert_eq!(paid.history.last().unwrap().to, ActionStatus::Paid, "money is never left out");
+        assert_eq!(paid.history.len(), 1 + routine.len() + 1);
     }
 
     #[test]

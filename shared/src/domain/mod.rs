@@ -67,6 +67,8 @@ pub enum DomainError {
     NotRefundable(ActionStatus),
     #[error("the refund is larger than what remains to refund ({0})")]
     RefundExceedsRemaining(i64),
+    #[error("this payment has been refunded {0} times already; refund the rest in one go")]
+    TooManyRefunds(usize),
 }
 
 impl DomainError {
@@ -98,6 +100,7 @@ impl DomainError {
             ActionExpired => "action_expired",
             NotRefundable(_) => "not_refundable",
             RefundExceedsRemaining(_) => "refund_exceeds_remaining",
+            TooManyRefunds(_) => "too_many_refunds",
         }
     }
 
@@ -118,6 +121,7 @@ impl DomainError {
                 | ActionExpired
                 | NotRefundable(_)
                 | RefundExceedsRemaining(_)
+                | TooManyRefunds(_)
         )
     }
 }

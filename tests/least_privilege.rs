@@ -172,6 +172,7 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
         stripe_secret_key: SecretSource::Ssm { parameter: key_param.clone() },
         stripe_api_base: Some(format!("{}/", stripe.base)),
         webhook_secret: SecretSource::Ssm { parameter: secret_param.clone() },
+        metrics_namespace: "visitpay/test".into(),
     };
 
     let mut settings_fn =

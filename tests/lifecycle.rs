@@ -400,7 +400,91 @@ async fn an_action_lives_its_longest_life_within_the_item_limit(store: DynStore)
     assert!(status_of(&deps, "c1", &action.action_id).await.disputed);
 }
 
+/// A Stripe that refuses every refund and every session lookup.
+struct Refusing(Arc<dyn visitpay::ports::Payments>);
+
+fn refused() -> visitpay::ports::PaymentsError {
+    visitpay::ports::PaymentsError::Rejected { status: 400, code: Some("charge_disputed".into()), message: "no".into() }
+}
+
+#[async_trait::async_trait]
+impl visitpay::ports::Payments for Refusing {
+    async fn create_checkout(
+        &self,
+        r: &visitpay::ports::CheckoutRequest,
+    ) -> Result<visitpay::ports::CheckoutSession, visitpay::ports::PaymentsError> {
+        self.0.create_checkout(r).await
+    }
+    async fn retrieve_checkout(
+        &self,
+        _: &StripeAccountId,
+        _: &str,
+    ) -> Result<visitpay::ports::CheckoutSession, visitpay::ports::PaymentsError> {
+        Err(visitpay::ports::PaymentsError::Unavailable("injected".into()))
+    }
+    async fn expire_checkout(
+        &self,
+        a: &StripeAccountId,
+        s: &str,
+    ) -> Result<visitpay::ports::CheckoutSession, visitpay::ports::PaymentsError> {
+        self.0.expire_checkout(a, s).await
+    }
+    async fn refund(
+        &self,
+        _: &visitpay::ports::RefundRequest,
+    ) -> Result<visitpay::ports::Refund, visitpay::ports::PaymentsError> {
+        Err(refused())
+    }
+}
+
+/// Each money event a person must act on reaches the metrics the alarms
+/// watch, once: a payment kept for refund, a dispute, a refund Stripe
+/// refused, reconcile's errors (0 too, so the metric always exists).
+async fn money_signals_reach_the_metrics(store: DynStore) {
+    use visitpay::ports::MoneySignal;
+    let stripe = stripe_emulator(None).await;
+    let queue = Arc::new(EmbeddedQueue::new(3, Duration::from_millis(10)));
+    let (mut deps, _clock) = deps_for_payments(store, &stripe, Some(queue));
+    let metrics = visitpay::testkit::record_metrics(&mut deps);
+    deps.payments = Some(Arc::new(RacingExpire(stripe.payments.clone())));
+    let (late, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
+    let session_id = open_checkout(&deps, "c1", &late.action_id, &token).await;
+    actions::cancel(&deps, &staff("c1"), &clinic("c1"), &late.action_id).await.unwrap();
+    stripe.pay(&session_id, "succeeded").await;
+    deliver_all(&deps, &stripe).await;
+    deliver_all(&deps, &stripe).await;
+
+    deps.payments = Some(stripe.payments.clone());
+    let paid = paid_action(&deps, &stripe, "c1", &[("2", 2000, "")]).await;
+    let dispute = json!({"id": "evt_dispute_m", "object": "event", "type": "charge.dispute.created", "account": ACCOUNT,
+        "data": {"object": {"id": "dp_m", "object": "dispute", "payment_intent": paid.payment_intent_id}}});
+    for _ in 0..2 {
+        apply_stripe_event(&deps, &dispute.to_string()).await.unwrap();
+    }
+    deps.payments = Some(Arc::new(Refusing(stripe.payments.clone())));
+    let refund = actions::refund(&deps, &staff("c1"), &clinic("c1"), &paid.action_id, None).await;
+    assert!(matches!(refund, Err(AppError::PaymentsRejected(_))), "{refund:?}");
+    let (_, open_token) = assigned_action(&deps, "c2", &[("3", 500, "")]).await;
+    checkout::open(&deps, &open_token).await.unwrap();
+    let config = ReconcileConfig { min_age: time::Duration::seconds(-60), batch: 10 };
+    let report = reconcile::run(&deps, config).await.unwrap();
+    assert_eq!(report.errors, 1, "{report:?}");
+
+    let signals: Vec<(MoneySignal, Option<String>)> = metrics.signals();
+    let (late_id, paid_id) = (Some(late.action_id.to_string()), Some(paid.action_id.to_string()));
+    assert_eq!(
+        signals,
+        vec![
+            (MoneySignal::RefundNeeded, late_id),
+            (MoneySignal::DisputeOpened, paid_id.clone()),
+            (MoneySignal::RefundFailed, paid_id),
+            (MoneySignal::ReconcileErrors(1), None),
+        ]
+    );
+}
+
 on_both_stores!(
+    money_signals_reach_the_metrics,
     an_action_lives_its_longest_life_within_the_item_limit,
     cancel_expires_the_open_session,
     a_payment_racing_a_cancel_is_kept_and_flagged,

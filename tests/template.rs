@@ -230,3 +230,93 @@ fn alarms_watch_the_dead_letter_queue_and_every_function() {
     let outputs = t["Outputs"].as_mapping().unwrap();
     assert!(outputs.contains_key("ApiUrl") && outputs.contains_key("StripeWebhookUrl"));
 }
+
+/// The HTTP API takes browser calls from the EMR's origins only (a template
+/// parameter, never "*"), with exactly the headers the API reads and sets
+/// (`http::cors`, which the local runner answers preflights from too).
+#[test]
+fn cors_allows_the_emr_origins_and_the_headers_the_api_uses() {
+    use visitpay::http::cors;
+    let t = template();
+    let c = &t["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"];
+    assert_eq!(s(&c["AllowOrigins"]), "EmrOrigins");
+    let origins = &t["Parameters"]["EmrOrigins"];
+    assert_eq!(s(&origins["Type"]), "CommaDelimitedList");
+    assert!(origins["Default"].is_null(), "the origins are the deployer's to give");
+    let list = |v: &Value| -> Vec<String> { v.as_sequence().unwrap().iter().map(s).collect() };
+    assert_eq!(list(&c["AllowMethods"]), cors::ALLOW_METHODS);
+    assert_eq!(list(&c["AllowHeaders"]), cors::ALLOW_HEADERS);
+    assert_eq!(list(&c["ExposeHeaders"]), cors::EXPOSE_HEADERS);
+    assert_eq!(c["MaxAge"].as_u64(), Some(u64::from(cors::MAX_AGE_SECS)));
+    assert_eq!(c["AllowCredentials"], Value::Bool(false), "bearer tokens, no cookies");
+    let methods: BTreeSet<&str> = ROUTES.iter().map(|r| r.method).collect();
+    assert_eq!(methods, cors::ALLOW_METHODS.iter().copied().collect(), "every method a route uses");
+}
+
+/// Patient routes (no authentication) cannot starve payment events: they
+/// are throttled tighter than staff routes, and the webhook and the consumer
+/// have concurrency of their own; reconcile runs one at a time.
+#[test]
+fn floods_are_throttled_and_payment_events_keep_their_concurrency() {
+    let t = template();
+    let api = &t["Resources"]["HttpApi"]["Properties"];
+    let default_rate = &api["DefaultRouteSettings"]["ThrottlingRateLimit"];
+    assert_eq!(s(default_rate), "StaffRateLimit");
+    let staff_rate = t["Parameters"]["StaffRateLimit"]["Default"].as_u64().unwrap();
+    let patient_rate = t["Parameters"]["PatientRateLimit"]["Default"].as_u64().unwrap();
+    assert!(patient_rate * 4 <= staff_rate, "patient routes much tighter: {patient_rate} vs {staff_rate}");
+    let default_burst = api["DefaultRouteSettings"]["ThrottlingBurstLimit"].as_u64().unwrap();
+    for route in ROUTES.iter().filter(|r| r.access == Access::Patient) {
+        let settings = &api["RouteSettings"][route.key().as_str()];
+        assert_eq!(s(&settings["ThrottlingRateLimit"]), "PatientRateLimit", "{}", route.key());
+        assert!(settings["ThrottlingBurstLimit"].as_u64().unwrap() < default_burst, "{}", route.key());
+    }
+    let webhook = ROUTES.iter().find(|r| r.access == Access::Stripe).unwrap();
+    let stripe = &api["RouteSettings"][webhook.key().as_str()];
+    assert!(
+        stripe["ThrottlingRateLimit"].as_u64().unwrap() > staff_rate,
+        "Stripe's retries after an outage come in bursts"
+    );
+    let keys: BTreeSet<String> = api["RouteSettings"].as_mapping().unwrap().keys().map(s).collect();
+    let routes: BTreeSet<String> = ROUTES.iter().map(|r| r.key()).collect();
+    assert!(keys.is_subset(&routes), "route settings name real routes: {keys:?}");
+
+    let reserved = |f: &str| t["Resources"][f]["Properties"]["ReservedConcurrentExecutions"].as_u64();
+    assert!(reserved("StripeWebhookFunction").is_some_and(|n| n >= 10));
+    let consumer = reserved("ProcessPaymentEventsFunction").unwrap();
+    let max = t["Resources"]["ProcessPaymentEventsFunction"]["Properties"]["Events"]["PaymentEvents"]["Properties"]
+        ["ScalingConfig"]["MaximumConcurrency"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (2..=consumer).contains(&max),
+        "the event source's maximum concurrency (>= 2) fits the reserved {consumer}"
+    );
+    assert_eq!(reserved("ReconcileFunction"), Some(1));
+}
+
+/// Each money signal the code emits (`ports::MoneySignal`, as embedded
+/// metrics in the namespace the functions are given) has an alarm.
+#[test]
+fn every_money_signal_has_an_alarm() {
+    use visitpay::ports::MoneySignal;
+    let t = template();
+    let namespace = s(&t["Globals"]["Function"]["Environment"]["Variables"]["VISITPAY_METRICS_NAMESPACE"]);
+    let alarms = resources_of_type(&t, "AWS::CloudWatch::Alarm");
+    for signal in [
+        MoneySignal::RefundNeeded,
+        MoneySignal::RefundFailed,
+        MoneySignal::DisputeOpened,
+        MoneySignal::ReconcileErrors(0),
+    ] {
+        let alarm = alarms
+            .iter()
+            .find(|(_, a)| s(&a["Properties"]["MetricName"]) == signal.name())
+            .unwrap_or_else(|| panic!("no alarm on {}", signal.name()));
+        let p = &alarm.1["Properties"];
+        assert_eq!(s(&p["Namespace"]), namespace, "{}", signal.name());
+        assert!(p["Dimensions"].is_null(), "the metrics have no dimensions");
+        assert_eq!((s(&p["Statistic"]), p["Threshold"].as_u64()), ("Sum".to_owned(), Some(0)));
+        assert_eq!(s(&p["AlarmActions"][0]), "AlarmTopic");
+    }
+}

@@ -110,6 +110,7 @@ pub fn deps(store: Arc<dyn Store>, payments: Option<Arc<dyn Payments>>) -> Deps 
         ids: Arc::new(RandomIds),
         payments,
         queue: None,
+        metrics: Arc::new(visitpay::testkit::RecordedMetrics::default()),
         config: AppConfig { patient_link_base: PATIENT_LINK_BASE.into(), webhook_secrets: vec![WEBHOOK_SECRET.into()] },
     }
 }

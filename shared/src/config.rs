@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::adapters::dynamodb::DynamoStore;
+use crate::adapters::emf::{EmfMetrics, Sink};
 use crate::adapters::sqs::SqsQueue;
 use crate::adapters::stripe::StripePayments;
 use crate::adapters::tables;
@@ -105,6 +106,8 @@ pub struct LambdaSettings {
     pub stripe_api_base: Option<String>,
     /// `STRIPE_WEBHOOK_SECRET_PARAM` or `STRIPE_WEBHOOK_SECRET`.
     pub webhook_secret: SecretSource,
+    /// `VISITPAY_METRICS_NAMESPACE` (default `visitpay`): the money signals' CloudWatch namespace.
+    pub metrics_namespace: String,
 }
 
 fn optional(name: &str) -> Option<String> {
@@ -129,6 +132,7 @@ impl LambdaSettings {
             stripe_secret_key: secret_source("STRIPE_SECRET_KEY", "STRIPE_SECRET_KEY_PARAM"),
             stripe_api_base: optional("STRIPE_API_BASE"),
             webhook_secret: secret_source("STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_PARAM"),
+            metrics_namespace: optional("VISITPAY_METRICS_NAMESPACE").unwrap_or_else(|| "visitpay".into()),
         }
     }
 }
@@ -180,6 +184,7 @@ impl<'a> LambdaDeps<'a> {
             ids: Arc::new(RandomIds),
             payments: None,
             queue: None,
+            metrics: Arc::new(EmfMetrics::new(settings.metrics_namespace.clone(), Sink::Stdout)),
             config: AppConfig { patient_link_base, webhook_secrets: Vec::new() },
         };
         Ok(LambdaDeps { sdk, settings, deps })

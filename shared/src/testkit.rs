@@ -9,7 +9,7 @@ use crate::adapters::embedded::EmbeddedStore;
 use crate::adapters::tables;
 use crate::app::{AppConfig, Deps};
 use crate::domain::{ActionId, Timestamp};
-use crate::ports::{Clock, Ids, Store};
+use crate::ports::{Clock, Ids, Metrics, MoneySignal, Store};
 
 /// A clock that only moves when told to.
 pub struct FixedClock(AtomicI64);
@@ -95,6 +95,30 @@ pub fn embedded_store() -> EmbeddedStore {
     EmbeddedStore::new()
 }
 
+/// Money signals kept for a test to read.
+#[derive(Default)]
+pub struct RecordedMetrics(std::sync::Mutex<Vec<(MoneySignal, Option<String>)>>);
+
+impl RecordedMetrics {
+    /// Each signal with the action it was about.
+    pub fn signals(&self) -> Vec<(MoneySignal, Option<String>)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// Gives `deps` a fresh recorder of money signals and returns it.
+pub fn record_metrics(deps: &mut Deps) -> Arc<RecordedMetrics> {
+    let recorder = Arc::new(RecordedMetrics::default());
+    deps.metrics = recorder.clone();
+    recorder
+}
+
+impl Metrics for RecordedMetrics {
+    fn signal(&self, signal: MoneySignal, about: Option<(&crate::domain::ClinicId, &ActionId)>) {
+        self.0.lock().unwrap().push((signal, about.map(|(_, a)| a.to_string())));
+    }
+}
+
 /// Deps over `store` with a fixed clock (2027-01-15T12:00:00Z) and sequential ids.
 pub fn deps_with(store: Arc<dyn Store>) -> (Deps, Arc<FixedClock>) {
     let clock = Arc::new(FixedClock::at_unix(1_800_000_000));
@@ -104,6 +128,7 @@ pub fn deps_with(store: Arc<dyn Store>) -> (Deps, Arc<FixedClock>) {
         ids: Arc::new(SeqIds::default()),
         payments: None,
         queue: None,
+        metrics: Arc::new(RecordedMetrics::default()),
         config: AppConfig {
             patient_link_base: "https://pay.example.test/patient/actions".into(),
             webhook_secrets: vec![TEST_WEBHOOK_SECRET.into()],

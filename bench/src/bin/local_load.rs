@@ -427,7 +427,7 @@ async fn burst_once(round: usize) -> Result<BurstRun, BoxError> {
         let queue = queue.clone();
         tokio::spawn(async move { queue.run(|event| handle_sqs(&consumer, event)).await })
     };
-    let gateway = Gateway { deps: burst.clone(), jwt_secret: "bench-unused".into() };
+    let gateway = Gateway { deps: burst.clone(), jwt_secret: "bench-unused".into(), cors: Default::default() };
     let router = visitpay_local::router(gateway, Controls { clock: Arc::new(LocalClock::default()), emulator: None });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/webhooks/stripe", listener.local_addr()?);

@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 
 use visitpay::app::{Deps, Role};
 use visitpay::dev_jwt;
+use visitpay::http::cors::Cors;
 use visitpay::http::routes::{self, Access};
 use visitpay::http::{handle, ApiError};
 
@@ -29,6 +30,9 @@ const GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
 pub struct Gateway {
     pub deps: Deps,
     pub jwt_secret: Arc<str>,
+    /// Origins allowed to call from a browser (`VISITPAY_CORS_ORIGINS`), as
+    /// the template's `CorsConfiguration` allows `EmrOrigins`.
+    pub cors: Cors,
 }
 
 /// The laptop's clock: the system clock plus an offset that only moves
@@ -113,6 +117,29 @@ pub fn token(secret: &str, clinic: &str, role: Role, sub: &str) -> String {
 }
 
 async fn serve_request(State(gw): State<Gateway>, request: AxumRequest) -> AxumResponse {
+    let origin = request.headers().get("origin").and_then(|o| o.to_str().ok()).map(str::to_owned);
+    // A preflight is API Gateway's to answer (CORS configured), never a route's.
+    let preflight = request.method() == axum::http::Method::OPTIONS
+        && request.headers().contains_key("access-control-request-method");
+    if let (true, Some(origin)) = (preflight, &origin) {
+        let mut response = AxumResponse::builder().status(StatusCode::NO_CONTENT);
+        for (name, value) in gw.cors.preflight(origin) {
+            response = response.header(name, value);
+        }
+        return response.body(AxumBody::empty()).expect("valid response");
+    }
+    let mut response = route_request(&gw, request).await;
+    if let Some(origin) = origin {
+        for (name, value) in gw.cors.response(&origin) {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    response
+}
+
+async fn route_request(gw: &Gateway, request: AxumRequest) -> AxumResponse {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
     let Some((route, path_params)) = routes::match_path(parts.method.as_str(), &path) else {

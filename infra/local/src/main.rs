@@ -11,6 +11,7 @@ use std::time::Duration;
 use stripe_emulator::{Config as EmulatorConfig, Emulator};
 use visitpay::adapters::embedded::EmbeddedStore;
 use visitpay::adapters::embedded_queue::EmbeddedQueue;
+use visitpay::adapters::emf::{EmfMetrics, Sink};
 use visitpay::adapters::sqs::SqsQueue;
 use visitpay::adapters::stripe::StripePayments;
 use visitpay::adapters::tables;
@@ -162,6 +163,10 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
         ids: Arc::new(RandomIds),
         payments: Some(Arc::new(payments)),
         queue: Some(queue),
+        metrics: Arc::new(EmfMetrics::new(
+            std::env::var("VISITPAY_METRICS_NAMESPACE").unwrap_or_else(|_| "visitpay/local".into()),
+            Sink::Stderr,
+        )),
         config: AppConfig {
             patient_link_base: visitpay::config::patient_link_base(&format!("{base}/patient/actions")),
             webhook_secrets: visitpay::config::webhook_secrets(&webhook_secret),
@@ -202,7 +207,9 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     let secret = jwt_secret();
-    let gateway = Gateway { deps, jwt_secret: secret.clone().into() };
+    let cors = visitpay::http::cors::Cors::from_list(&std::env::var("VISITPAY_CORS_ORIGINS").unwrap_or_default())
+        .map_err(|e| format!("VISITPAY_CORS_ORIGINS: {e}"))?;
+    let gateway = Gateway { deps, jwt_secret: secret.clone().into(), cors };
     let controls = Controls { clock, emulator };
     {
         let invoices: Vec<&str> = DEMO_INVOICES.iter().map(|(id, _, _)| *id).collect();

@@ -621,3 +621,45 @@ async fn the_local_run_on_dynamodb_and_sqs() {
     assert_eq!(invoice_statuses(&list, "ddb"), vec!["paid", "paid"]);
     assert!(local.store.contains(&format!("dynamodb table {table} and sqs queue {queue}")), "{}", local.store);
 }
+
+/// The clinic web app on its own origin: a preflight from a configured
+/// origin gets the methods and headers API Gateway's CorsConfiguration
+/// allows (the same lists, `http::cors`), and the answers carry the origin
+/// and the headers a client reads; another origin gets no CORS header at all.
+#[tokio::test]
+async fn browsers_on_a_configured_origin_may_call_the_api() {
+    let emr = "https://emr.example.test";
+    let local = start_with(&[("VISITPAY_CORS_ORIGINS", emr)]);
+    let client = Client::new();
+    let url = format!("{}/visits/demo-visit/actions", local.base);
+    let preflight = |origin: &str| {
+        client
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization,content-type,idempotency-key")
+            .send()
+    };
+    let allowed = preflight(emr).await.unwrap();
+    assert_eq!(allowed.status(), StatusCode::NO_CONTENT);
+    let header = |r: &reqwest::Response, name: &str| r.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(header(&allowed, "access-control-allow-origin").as_deref(), Some(emr));
+    assert_eq!(header(&allowed, "access-control-allow-methods").as_deref(), Some("GET,POST,PUT"));
+    let headers = header(&allowed, "access-control-allow-headers").unwrap();
+    for needed in ["authorization", "content-type", "idempotency-key", "if-none-match"] {
+        assert!(headers.split(',').any(|h| h == needed), "{needed} in {headers}");
+    }
+    let other = preflight("https://elsewhere.example.test").await.unwrap();
+    assert!(
+        other.headers().keys().all(|k| !k.as_str().starts_with("access-control-")),
+        "another origin gets no CORS header: {:?}",
+        other.headers()
+    );
+
+    let answer = client.get(&url).bearer_auth(&local.staff).header("origin", emr).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(header(&answer, "access-control-allow-origin").as_deref(), Some(emr));
+    assert!(header(&answer, "access-control-expose-headers").unwrap().contains("idempotent-replayed"));
+    let elsewhere = client.get(&url).bearer_auth(&local.staff).header("origin", "https://x.test").send().await.unwrap();
+    assert!(header(&elsewhere, "access-control-allow-origin").is_none());
+}

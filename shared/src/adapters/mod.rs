@@ -3,6 +3,7 @@
 pub mod dynamodb;
 pub mod embedded;
 pub mod embedded_queue;
+pub mod emf;
 pub mod sqs;
 pub mod stripe;
 pub mod tables;

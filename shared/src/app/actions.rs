@@ -16,8 +16,8 @@ use crate::domain::{
     Money, PatientId, RefundRecord, Timestamp, VisitId,
 };
 use crate::ports::{
-    hash_token, link_token, link_token_action, Expect, IdempotencyRecord, PaymentRef, PaymentsError, RefundRequest,
-    SessionStatus, Write,
+    hash_token, link_token, link_token_action, Expect, IdempotencyRecord, MoneySignal, PaymentRef, PaymentsError,
+    RefundRequest, SessionStatus, Write,
 };
 
 /// How long a repeat of the same `Idempotency-Key` returns the first answer.
@@ -241,9 +241,22 @@ pub(crate) async fn apply_event(
             }
         }
         deps.store.commit(writes).await?;
+        signal_money(deps, &current, &action);
         Ok(action)
     })
     .await
+}
+
+/// What a committed transition means for the money alarms: a payment kept
+/// for refund, a dispute opened.
+fn signal_money(deps: &Deps, before: &Action, after: &Action) {
+    let about = Some((&after.clinic_id, &after.action_id));
+    if after.late_payments.len() > before.late_payments.len() {
+        deps.metrics.signal(MoneySignal::RefundNeeded, about);
+    }
+    if after.disputed && !before.disputed {
+        deps.metrics.signal(MoneySignal::DisputeOpened, about);
+    }
 }
 
 /// Staff cancel: the open Checkout Session is expired at Stripe first (so
@@ -329,7 +342,12 @@ pub async fn refund(
         amount: Some(amount),
         metadata: vec![(META_ACTION.to_owned(), action_id.to_string()), (META_CLINIC.to_owned(), clinic.to_string())],
     };
-    let refund = payments.refund(&request).await.map_err(|e| match e {
+    let refund = payments.refund(&request).await.inspect_err(|e| {
+        if matches!(e, PaymentsError::Rejected { .. }) {
+            deps.metrics.signal(MoneySignal::RefundFailed, Some((clinic, action_id)));
+        }
+    });
+    let refund = refund.map_err(|e| match e {
         PaymentsError::Unavailable(why) => AppError::PaymentsUnavailable(why),
         PaymentsError::Rejected { code: Some(code), .. }
             if code == "amount_too_large" || code == "charge_already_refunded" =>

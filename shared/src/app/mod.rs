@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{ClinicId, DomainError, InvoiceId, UserId, MAX_INVOICES_PER_REQUEST};
-use crate::ports::{Clock, EventQueue, Ids, Payments, Store, StoreError};
+use crate::ports::{Clock, EventQueue, Ids, Metrics, Payments, Store, StoreError};
 
 /// Everything a use case needs, built once per cold start.
 #[derive(Clone)]
@@ -26,6 +26,8 @@ pub struct Deps {
     pub payments: Option<Arc<dyn Payments>>,
     /// The payment-event queue; only the webhook (and reconcile) have it.
     pub queue: Option<Arc<dyn EventQueue>>,
+    /// Money signals for the alarms (embedded metrics in Lambda).
+    pub metrics: Arc<dyn Metrics>,
     pub config: AppConfig,
 }
 

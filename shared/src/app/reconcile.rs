@@ -11,7 +11,7 @@ use super::actions::expire_session;
 use super::payment_events::{ACTION_EXPIRED_EVENT, META_ACTION, META_CLINIC, RECONCILE_EVENT_PREFIX};
 use super::{AppError, Deps};
 use crate::domain::{Action, ActionStatus, DomainError};
-use crate::ports::{CheckoutSession, Expect, QueuedEvent, SessionPaymentStatus, SessionStatus, Write};
+use crate::ports::{CheckoutSession, Expect, MoneySignal, QueuedEvent, SessionPaymentStatus, SessionStatus, Write};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ReconcileConfig {
@@ -166,6 +166,7 @@ pub async fn run(deps: &Deps, config: ReconcileConfig) -> Result<Report, AppErro
         }
     }
 
+    deps.metrics.signal(MoneySignal::ReconcileErrors(report.errors), None);
     tracing::info!(
         checked = report.checked,
         still_open = report.still_open,

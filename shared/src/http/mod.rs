@@ -1,6 +1,7 @@
 //! API Gateway HTTP API (v2) request → use case → response. The same code runs
 //! in Lambda and behind the local runner, which builds identical events.
 
+pub mod cors;
 pub mod error;
 pub mod routes;
 

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use visitpay::adapters::embedded_queue::EmbeddedQueue;
 use visitpay::adapters::stripe::StripePayments;
-use visitpay::app::payment_events::{apply_stripe_event, handle_sqs};
-use visitpay::app::{actions, checkout, invoices, AppError, Deps};
+use visitpay::app::{actions, checkout, invoices, AppError};
 use visitpay::domain::{ActionStatus, InvoiceStatus};
-use visitpay::ports::{EventQueue, Payments, QueuedEvent};
+use visitpay::lambda::consumer;
+use visitpay::ports::{EventQueue, Payments};
 use visitpay_tests::*;
 
 fn post_to(path: &'static str) -> impl Fn(&str, &str, &axum::http::HeaderMap) -> bool + Send + Sync {
@@ -39,8 +39,8 @@ async fn sessions_at_stripe(stripe: &StripeFixture) -> usize {
 async fn a_lost_stripe_response_is_retried_into_the_same_session() {
     let stripe = stripe_emulator(None).await;
     let proxy = fault_proxy(&stripe.base, Fault::LoseResponse, 1, post_to("/v1/checkout/sessions")).await;
-    let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay::testkit::embedded_store()), &stripe, None);
-    deps.payments = Some(through(&proxy, Duration::from_secs(5)));
+    let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
+    deps.payments = through(&proxy, Duration::from_secs(5));
     let (_, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     let link = checkout::open(&deps, &token).await.unwrap();
     assert_eq!(proxy.injected.load(Ordering::SeqCst), 1);
@@ -53,8 +53,8 @@ async fn a_slow_stripe_times_out_and_the_retry_finds_the_same_session() {
     let stripe = stripe_emulator(None).await;
     let proxy =
         fault_proxy(&stripe.base, Fault::Delay(Duration::from_millis(1500)), 1, post_to("/v1/checkout/sessions")).await;
-    let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay::testkit::embedded_store()), &stripe, None);
-    deps.payments = Some(through(&proxy, Duration::from_millis(500)));
+    let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
+    deps.payments = through(&proxy, Duration::from_millis(500));
     let (_, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     checkout::open(&deps, &token).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await; // let the slow first attempt land too
@@ -66,11 +66,11 @@ async fn stripe_down_answers_503_and_a_later_click_reuses_the_attempt() {
     let stripe = stripe_emulator(None).await;
     let refuse = Fault::Refuse { status: 500, body: r#"{"error":{"type":"api_error","message":"injected"}}"# };
     let proxy = fault_proxy(&stripe.base, refuse, 3, post_to("/v1/checkout/sessions")).await;
-    let (mut deps, clock) = deps_for_payments(Arc::new(visitpay::testkit::embedded_store()), &stripe, None);
-    deps.payments = Some(through(&proxy, Duration::from_secs(5)));
+    let (mut deps, clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
+    deps.payments = through(&proxy, Duration::from_secs(5));
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     let e = checkout::open(&deps, &token).await.unwrap_err();
-    assert!(matches!(e, AppError::PaymentsUnavailable(_)), "{e:?}");
+    assert!(matches!(e, AppError::Payments(visitpay::ports::PaymentsError::Unavailable(_))), "{e:?}");
     let stored = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
     assert_eq!((stored.status(), stored.checkout_attempts), (ActionStatus::Assigned, 1));
     clock.advance(5);
@@ -89,7 +89,7 @@ async fn stripe_down_answers_503_and_a_later_click_reuses_the_attempt() {
 #[tokio::test]
 async fn a_lost_refund_response_refunds_once() {
     let stripe = stripe_emulator(None).await;
-    let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay::testkit::embedded_store()), &stripe, None);
+    let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
     stripe.pay(&session, "succeeded").await;
@@ -97,26 +97,26 @@ async fn a_lost_refund_response_refunds_once() {
         apply_stripe_event(&deps, &e.to_string()).await.unwrap();
     }
     let proxy = fault_proxy(&stripe.base, Fault::LoseResponse, 1, post_to("/v1/refunds")).await;
-    deps.payments = Some(through(&proxy, Duration::from_secs(5)));
+    deps.payments = through(&proxy, Duration::from_secs(5));
     let refunded = actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, None).await.unwrap();
     assert_eq!((refunded.status(), refunded.refunds.len()), (ActionStatus::Refunded, 1));
     let refund_events = stripe.events().await.iter().filter(|e| e["type"] == "refund.created").count();
     assert_eq!(refund_events, 1, "one refund at Stripe for two attempts");
 }
 
-/// Deps on a prepared DynamoDB table (clinic on, two selected invoices),
+/// TestDeps on a prepared DynamoDB table (clinic on, two selected invoices),
 /// whose store then goes through a proxy injecting `body` into the first
 /// `times` requests of operation `target`.
-async fn faulty_dynamodb(times: usize, target: &'static str, body: &'static str) -> (Deps, FaultProxy) {
-    let direct = visitpay::testkit::dynamodb_store("faults").await;
+async fn faulty_dynamodb(times: usize, target: &'static str, body: &'static str) -> (TestDeps, FaultProxy) {
+    let direct = visitpay_tests::kit::dynamodb_store("faults").await;
     let table = direct.table().to_owned();
     let mut deps = prepared(direct).await;
     let matches = move |_: &str, _: &str, headers: &axum::http::HeaderMap| {
         headers.get("x-amz-target").and_then(|v| v.to_str().ok()).is_some_and(|t| t.ends_with(target))
     };
     let proxy =
-        fault_proxy(&visitpay::testkit::moto_endpoint(), Fault::Refuse { status: 400, body }, times, matches).await;
-    let client = visitpay::testkit::dynamodb_client(&proxy.base).await;
+        fault_proxy(&visitpay_tests::kit::moto_endpoint(), Fault::Refuse { status: 400, body }, times, matches).await;
+    let client = visitpay_tests::kit::dynamodb_client(&proxy.base).await;
     deps.store = Arc::new(visitpay::adapters::dynamodb::DynamoStore::new(client, table));
     (deps, proxy)
 }
@@ -124,7 +124,7 @@ async fn faulty_dynamodb(times: usize, target: &'static str, body: &'static str)
 const THROTTLED: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
 const CONFLICT: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","message":"Transaction cancelled, please refer cancellation reasons for specific reasons [None, TransactionConflict]","CancellationReasons":[{"Code":"None"},{"Code":"TransactionConflict"}]}"#;
 
-async fn assign_one(deps: &Deps) -> Result<actions::Assigned, AppError> {
+async fn assign_one(deps: &TestDeps) -> Result<actions::Assigned, AppError> {
     let request = actions::AssignRequest {
         patient_id: patient("p1"),
         invoice_ids: ids(&["1", "2"]),
@@ -133,8 +133,8 @@ async fn assign_one(deps: &Deps) -> Result<actions::Assigned, AppError> {
     actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None).await
 }
 
-async fn prepared(store: visitpay::adapters::dynamodb::DynamoStore) -> Deps {
-    let (deps, _) = visitpay::testkit::deps_with(Arc::new(store));
+async fn prepared(store: visitpay::adapters::dynamodb::DynamoStore) -> TestDeps {
+    let (deps, _) = visitpay_tests::kit::deps_with(Arc::new(store));
     enable_clinic(&deps, "c1").await;
     import(&deps, "c1", "p1", "1", 1000, "cad").await;
     import(&deps, "c1", "p1", "2", 500, "cad").await;
@@ -182,17 +182,13 @@ async fn a_consumer_dying_before_delete_changes_nothing_on_redelivery() {
     let stripe = stripe_emulator(None).await;
     let queue = Arc::new(EmbeddedQueue::new(5, Duration::from_millis(20)));
     let (deps, _clock) =
-        deps_for_payments(Arc::new(visitpay::testkit::dynamodb_store("crash").await), &stripe, Some(queue.clone()));
+        deps_for_payments(Arc::new(visitpay_tests::kit::dynamodb_store("crash").await), &stripe, Some(queue.clone()));
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
     stripe.pay(&session, "succeeded").await;
     for e in stripe.events().await {
         queue
-            .enqueue(&QueuedEvent {
-                event_id: e["id"].as_str().unwrap().into(),
-                event_type: e["type"].as_str().unwrap().into(),
-                body: e.to_string(),
-            })
+            .enqueue(&queued_stripe_event(e["id"].as_str().unwrap(), e["type"].as_str().unwrap(), e.to_string()))
             .await
             .unwrap();
     }
@@ -207,7 +203,7 @@ async fn a_consumer_dying_before_delete_changes_nothing_on_redelivery() {
             let seen = seen.clone();
             async move {
                 let ids: Vec<String> = event.records.iter().map(|r| r.message_id.clone().unwrap_or_default()).collect();
-                let response = handle_sqs(&consumer, event).await;
+                let response = consumer::handle(&consumer, event).await;
                 if seen.fetch_add(1, Ordering::SeqCst) == 0 {
                     let mut crashed = aws_lambda_events::event::sqs::SqsBatchResponse::default();
                     for id in ids {
@@ -241,18 +237,11 @@ async fn a_consumer_dying_before_delete_changes_nothing_on_redelivery() {
 #[tokio::test]
 async fn a_poison_message_reaches_the_embedded_dead_letter_list() {
     let queue = Arc::new(EmbeddedQueue::new(3, Duration::from_millis(10)));
-    let (deps, _) = visitpay::testkit::deps_with(Arc::new(visitpay::testkit::embedded_store()));
-    queue
-        .enqueue(&QueuedEvent {
-            event_id: "evt_bad".into(),
-            event_type: "checkout.session.completed".into(),
-            body: "{broken".into(),
-        })
-        .await
-        .unwrap();
+    let (deps, _) = visitpay_tests::kit::deps_with(Arc::new(visitpay_tests::kit::embedded_store()));
+    queue.enqueue(&queued_stripe_event("evt_bad", "checkout.session.completed", "{broken".into())).await.unwrap();
     let q = queue.clone();
     let consumer = deps.clone();
-    let worker = tokio::spawn(async move { q.run(|e| handle_sqs(&consumer, e)).await });
+    let worker = tokio::spawn(async move { q.run(|e| consumer::handle(&consumer, e)).await });
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while queue.dead_letters().is_empty() {
         assert!(std::time::Instant::now() < deadline, "never dead-lettered");

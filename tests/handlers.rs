@@ -7,9 +7,8 @@ use std::sync::Arc;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use serde_json::{json, Value};
-use visitpay::app::Deps;
 use visitpay::http::{handle, routes};
-use visitpay::testkit::deps_with;
+use visitpay_tests::kit::deps_with;
 use visitpay_tests::*;
 
 fn events_dir() -> PathBuf {
@@ -22,7 +21,7 @@ fn event(name: &str) -> Value {
 }
 
 /// Sends an event to the function API Gateway would route it to.
-async fn send(deps: &Deps, event: &Value) -> (StatusCode, Value, Response<Body>) {
+async fn send(deps: &TestDeps, event: &Value) -> (StatusCode, Value, Response<Body>) {
     let route_key = event["routeKey"].as_str().unwrap();
     let function = routes::by_key(route_key).map_or(routes::Function::ActionStatus, |r| r.function);
     let request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event");
@@ -36,8 +35,8 @@ async fn send(deps: &Deps, event: &Value) -> (StatusCode, Value, Response<Body>)
     (response.status(), body, response)
 }
 
-async fn seeded() -> Deps {
-    let (deps, _clock) = deps_with(Arc::new(visitpay::testkit::embedded_store()));
+async fn seeded() -> TestDeps {
+    let (deps, _clock) = deps_with(Arc::new(visitpay_tests::kit::embedded_store()));
     import(&deps, "clinic-a", "patient-42", "1042", 4500, "cad").await;
     deps
 }
@@ -298,7 +297,7 @@ async fn webhook_and_consumer_events_pay_the_action() {
     use visitpay::adapters::embedded_queue::EmbeddedQueue;
     let mut deps = seeded().await;
     let queue = Arc::new(EmbeddedQueue::new(3, std::time::Duration::from_millis(10)));
-    deps.queue = Some(queue.clone());
+    deps.queue = queue.clone();
     for name in ["put-payment-settings", "put-invoice", "select-invoices", "assign-action"] {
         assert!(send(&deps, &event(name)).await.0.is_success(), "{name}");
     }
@@ -314,7 +313,7 @@ async fn webhook_and_consumer_events_pay_the_action() {
 
     let sqs: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_value(event("sqs-payment-events")).expect("a valid SQS event");
-    let response = visitpay::app::payment_events::handle_sqs(&deps, sqs.clone()).await;
+    let response = visitpay::lambda::consumer::handle(&deps, sqs.clone()).await;
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, vec!["0d6c2a6e-1f0e-4a47-9f3e-7c1d2b9f1a02"], "only the poison record fails");
     let (_, paid, _) = send(&deps, &event("get-action")).await;
@@ -323,7 +322,7 @@ async fn webhook_and_consumer_events_pay_the_action() {
     let (_, listed, _) = send(&deps, &event("list-invoices")).await;
     assert!(listed["invoices"].as_array().unwrap().is_empty(), "no invoice is unprocessed");
     // Delivered again: nothing changes.
-    let again = visitpay::app::payment_events::handle_sqs(&deps, sqs).await;
+    let again = visitpay::lambda::consumer::handle(&deps, sqs).await;
     assert_eq!(again.batch_item_failures.len(), 1);
     let (_, after, _) = send(&deps, &event("get-action")).await;
     assert_eq!(after, paid, "a duplicate delivery changes nothing");
@@ -333,7 +332,7 @@ async fn webhook_and_consumer_events_pay_the_action() {
 #[tokio::test]
 async fn create_checkout_event_opens_a_session() {
     let stripe = stripe_emulator(None).await;
-    let (deps, _clock) = deps_for_payments(Arc::new(visitpay::testkit::embedded_store()), &stripe, None);
+    let (deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
     import(&deps, "clinic-a", "patient-42", "1042", 4500, "cad").await;
     let mut settings = event("put-payment-settings");
     settings["body"] = json!(settings["body"].as_str().unwrap().replace("acct_1ClinicA", ACCOUNT));
@@ -357,7 +356,8 @@ async fn refund_and_schedule_events() {
     use visitpay::adapters::embedded_queue::EmbeddedQueue;
     let stripe = stripe_emulator(None).await;
     let queue = Arc::new(EmbeddedQueue::new(3, std::time::Duration::from_millis(10)));
-    let (deps, clock) = deps_for_payments(Arc::new(visitpay::testkit::embedded_store()), &stripe, Some(queue.clone()));
+    let (deps, clock) =
+        deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, Some(queue.clone()));
     import(&deps, "clinic-a", "patient-42", "1042", 4500, "cad").await;
     let mut settings = event("put-payment-settings");
     settings["body"] = json!(settings["body"].as_str().unwrap().replace("acct_1ClinicA", ACCOUNT));
@@ -369,7 +369,7 @@ async fn refund_and_schedule_events() {
     let (_, action, _) = send(&deps, &event("get-action")).await;
     stripe.pay(action["checkout_session_id"].as_str().unwrap(), "succeeded").await;
     for e in stripe.events().await {
-        visitpay::app::payment_events::apply_stripe_event(&deps, &e.to_string()).await.unwrap();
+        apply_stripe_event(&deps, &e.to_string()).await.unwrap();
     }
     let (s, b, _) = send(&deps, &event("refund-action")).await;
     assert_eq!(

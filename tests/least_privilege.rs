@@ -18,16 +18,21 @@ use std::sync::Arc;
 
 use aws_sdk_ssm::types::ParameterType;
 use serde_json::{json, Value};
+use std::future::Future;
+use std::pin::Pin;
 use visitpay::adapters::dynamodb::DynamoStore;
 use visitpay::adapters::sqs::{deliveries, ensure_queue, sqs_event};
 use visitpay::adapters::tables;
-use visitpay::app::payment_events::handle_sqs;
 use visitpay::app::reconcile::{self, ReconcileConfig};
-use visitpay::app::{checkout, Deps};
+use visitpay::lambda::consumer;
+
+use lambda_http::{Body, Response};
+use visitpay::app::{checkout, HasClock, HasMetrics, HasStore};
 use visitpay::config::{wiring, LambdaSettings, SecretSource};
 use visitpay::domain::{Invoice, InvoiceEffect};
+use visitpay::http::functions;
 use visitpay::http::routes::{Function, ROUTES};
-use visitpay::ports::{Expect, Store, Write};
+use visitpay::ports::{ActionStore, Commit, Expect, InvoiceStore, Store, Write};
 use visitpay_tests::aws_calls::{required_by, Grant, Names, Recorder, Template};
 use visitpay_tests::*;
 
@@ -38,23 +43,43 @@ const WEBHOOK_SECRET_VALUE: &str = "whsec_least_privilege";
 async fn sdk(http: aws_smithy_runtime_api::client::http::SharedHttpClient) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http)
-        .endpoint_url(visitpay::testkit::moto_endpoint())
+        .endpoint_url(visitpay_tests::kit::moto_endpoint())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
         .load()
         .await
 }
 
+/// An HTTP function's entry point over its own deps (`http::functions`).
+type Serve<D> = for<'a> fn(&'a D, lambda_http::Request) -> Pin<Box<dyn Future<Output = Response<Body>> + 'a>>;
+
 /// One function under test: its template resource, its deps, what it sent.
-struct Under {
+struct Under<D> {
     logical_id: &'static str,
-    function: Option<Function>,
+    function: Option<(Function, Serve<D>)>,
     recorder: Recorder,
-    deps: Deps,
+    deps: D,
     routes_hit: BTreeSet<String>,
 }
 
-impl Under {
+/// What a function under test did, whatever its deps.
+struct Summary {
+    logical_id: &'static str,
+    function: Option<Function>,
+    calls: Vec<visitpay_tests::aws_calls::AwsCall>,
+    routes_hit: BTreeSet<String>,
+}
+
+impl<D> Under<D> {
+    fn summary(&self) -> Summary {
+        Summary {
+            logical_id: self.logical_id,
+            function: self.function.map(|(f, _)| f),
+            calls: self.recorder.calls(),
+            routes_hit: self.routes_hit.clone(),
+        }
+    }
+
     /// Sends one API request through the function's handler and checks the status.
     async fn call(
         &mut self,
@@ -68,20 +93,20 @@ impl Under {
         let request = api_request(method, path, claims, headers, body);
         let route = visitpay::http::routes::match_path(method, path.split('?').next().unwrap()).unwrap().0;
         self.routes_hit.insert(route.key());
-        let function = self.function.expect("an HTTP function");
-        let response = visitpay::http::handle(&self.deps, function, request).await;
+        let (_, serve) = self.function.expect("an HTTP function");
+        let response = serve(&self.deps, request).await;
         let (status, json) = status_and_json(&response);
         assert_eq!(status, expected, "{} {method} {path}: {json}", self.logical_id);
         json
     }
 }
 
-async fn build(
+async fn build<D>(
     logical_id: &'static str,
-    function: Option<Function>,
+    function: Option<(Function, Serve<D>)>,
     settings: &LambdaSettings,
-    wire: impl AsyncFn(&aws_config::SdkConfig, &LambdaSettings) -> Result<Deps, visitpay::config::ConfigError>,
-) -> Under {
+    wire: impl AsyncFn(&aws_config::SdkConfig, &LambdaSettings) -> Result<D, visitpay::config::ConfigError>,
+) -> Under<D> {
     let recorder = Recorder::default();
     let sdk = sdk(recorder.client(visitpay::config::https_client().unwrap())).await;
     let deps = wire(&sdk, settings).await.unwrap_or_else(|e| panic!("{logical_id}: {e}"));
@@ -90,7 +115,11 @@ async fn build(
 
 /// Receives what is queued (as Lambda's event source mapping would, outside
 /// the function's code) and hands it to the consumer; returns the batch failures.
-async fn consume(consumer: &Under, sqs: &aws_sdk_sqs::Client, queue_url: &str) -> usize {
+async fn consume<D: HasStore + HasClock + HasMetrics>(
+    consumer: &Under<D>,
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> usize {
     let mut failures = 0;
     loop {
         let out = sqs
@@ -106,7 +135,8 @@ async fn consume(consumer: &Under, sqs: &aws_sdk_sqs::Client, queue_url: &str) -
             return failures;
         }
         let batch = deliveries(&messages);
-        let response = handle_sqs(&consumer.deps, sqs_event(&batch, "arn:aws:sqs:us-east-1:123456789012:q")).await;
+        let response =
+            consumer::handle(&consumer.deps, sqs_event(&batch, "arn:aws:sqs:us-east-1:123456789012:q")).await;
         let failed: Vec<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
         failures += failed.len();
         for d in &batch {
@@ -117,7 +147,7 @@ async fn consume(consumer: &Under, sqs: &aws_sdk_sqs::Client, queue_url: &str) -
 }
 
 /// Signs and delivers every event the emulator recorded since `seen`.
-async fn deliver_webhooks(webhook: &mut Under, stripe: &StripeFixture, seen: &mut BTreeSet<String>) {
+async fn deliver_webhooks<D>(webhook: &mut Under<D>, stripe: &StripeFixture, seen: &mut BTreeSet<String>) {
     for event in stripe.events().await {
         let id = event["id"].as_str().unwrap().to_owned();
         if !seen.insert(id) {
@@ -175,18 +205,48 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
         metrics_namespace: "visitpay/test".into(),
     };
 
-    let mut settings_fn =
-        build("ClinicSettingsFunction", Some(Function::ClinicSettings), &settings, wiring::clinic_settings).await;
-    let mut invoices_fn =
-        build("SelectInvoicesFunction", Some(Function::SelectInvoices), &settings, wiring::select_invoices).await;
-    let mut assign_fn =
-        build("AssignActionFunction", Some(Function::AssignAction), &settings, wiring::assign_action).await;
-    let mut status_fn =
-        build("ActionStatusFunction", Some(Function::ActionStatus), &settings, wiring::action_status).await;
-    let mut checkout_fn =
-        build("CreateCheckoutFunction", Some(Function::CreateCheckout), &settings, wiring::create_checkout).await;
-    let mut webhook_fn =
-        build("StripeWebhookFunction", Some(Function::StripeWebhook), &settings, wiring::stripe_webhook).await;
+    let mut settings_fn = build(
+        "ClinicSettingsFunction",
+        Some((Function::ClinicSettings, |d, r| Box::pin(functions::clinic_settings(d, r)))),
+        &settings,
+        wiring::clinic_settings,
+    )
+    .await;
+    let mut invoices_fn = build(
+        "SelectInvoicesFunction",
+        Some((Function::SelectInvoices, |d, r| Box::pin(functions::select_invoices(d, r)))),
+        &settings,
+        wiring::select_invoices,
+    )
+    .await;
+    let mut assign_fn = build(
+        "AssignActionFunction",
+        Some((Function::AssignAction, |d, r| Box::pin(functions::assign_action(d, r)))),
+        &settings,
+        wiring::assign_action,
+    )
+    .await;
+    let mut status_fn = build(
+        "ActionStatusFunction",
+        Some((Function::ActionStatus, |d, r| Box::pin(functions::action_status(d, r)))),
+        &settings,
+        wiring::action_status,
+    )
+    .await;
+    let mut checkout_fn = build(
+        "CreateCheckoutFunction",
+        Some((Function::CreateCheckout, |d, r| Box::pin(functions::create_checkout(d, r)))),
+        &settings,
+        wiring::create_checkout,
+    )
+    .await;
+    let mut webhook_fn = build(
+        "StripeWebhookFunction",
+        Some((Function::StripeWebhook, |d, r| Box::pin(functions::stripe_webhook(d, r)))),
+        &settings,
+        wiring::stripe_webhook,
+    )
+    .await;
     let consumer = build("ProcessPaymentEventsFunction", None, &settings, wiring::process_payment_events).await;
     let reconcile_fn = build("ReconcileFunction", None, &settings, wiring::reconcile).await;
 
@@ -322,8 +382,8 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     // lifetime (assigned an hour and five minutes ago) is expired.
     stripe.pay(&session_of(&setup_store, "lp", &missed).await, "succeeded").await;
     seen.extend(stripe.events().await.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
-    let (mut past, past_clock) = visitpay::testkit::deps_with(Arc::new(setup_store.clone()) as Arc<dyn Store>);
-    past.payments = Some(stripe.payments.clone());
+    let (mut past, past_clock) = visitpay_tests::kit::deps_with(Arc::new(setup_store.clone()) as Arc<dyn Store>);
+    past.payments = stripe.payments.clone();
     past_clock.advance(time::OffsetDateTime::now_utc().unix_timestamp() - 65 * 60 - 1_800_000_000);
     let mut old_settings = settings_input(true, "cad");
     old_settings.action_ttl_hours = 1;
@@ -351,7 +411,15 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     assert_eq!(consume(&consumer, &sqs, &queue_url).await, 0);
 
     // Every route of every HTTP function was driven.
-    for under in [&settings_fn, &invoices_fn, &assign_fn, &status_fn, &checkout_fn, &webhook_fn] {
+    let http = [
+        settings_fn.summary(),
+        invoices_fn.summary(),
+        assign_fn.summary(),
+        status_fn.summary(),
+        checkout_fn.summary(),
+        webhook_fn.summary(),
+    ];
+    for under in &http {
         let function = under.function.unwrap();
         let all: BTreeSet<String> = ROUTES.iter().filter(|r| r.function == function).map(|r| r.key()).collect();
         assert_eq!(under.routes_hit, all, "{} must be driven through each of its routes", under.logical_id);
@@ -368,8 +436,7 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
         ]),
         secrets_key: None,
     };
-    let functions =
-        [&settings_fn, &invoices_fn, &assign_fn, &status_fn, &checkout_fn, &webhook_fn, &consumer, &reconcile_fn];
+    let functions = http.into_iter().chain([consumer.summary(), reconcile_fn.summary()]).collect::<Vec<_>>();
     let mut problems = Vec::new();
     for customer_key in [false, true] {
         names.secrets_key = customer_key.then(|| "SecretsKmsKeyArn".to_owned());
@@ -381,10 +448,10 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
                 BTreeSet::new()
             },
         };
-        for under in functions {
-            let calls = under.recorder.calls();
+        for under in &functions {
+            let calls = &under.calls;
             assert!(!calls.is_empty(), "{} made no AWS call at all", under.logical_id);
-            let needed = required_by(&calls, &names).unwrap_or_else(|e| panic!("{}: {e:?}", under.logical_id));
+            let needed = required_by(calls, &names).unwrap_or_else(|e| panic!("{}: {e:?}", under.logical_id));
             let granted = reader.granted(under.logical_id).unwrap_or_else(|e| panic!("{e}"));
             let missing: BTreeSet<Grant> = needed.difference(&granted).cloned().collect();
             let extra: BTreeSet<Grant> = granted.difference(&needed).cloned().collect();

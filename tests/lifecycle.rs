@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde_json::json;
 use visitpay::adapters::embedded_queue::EmbeddedQueue;
-use visitpay::app::payment_events::{apply_stripe_event, handle_sqs, Outcome};
 use visitpay::app::reconcile::{self, ReconcileConfig};
-use visitpay::app::{actions, checkout, invoices, AppError, Deps};
+use visitpay::app::{actions, checkout, invoices, AppError};
 use visitpay::domain::{ActionStatus, DomainError, InvoiceStatus, StripeAccountId};
+use visitpay::lambda::consumer::{self, Outcome};
 use visitpay::ports::SessionStatus;
 use visitpay_tests::*;
 
@@ -17,39 +17,14 @@ fn account() -> StripeAccountId {
     StripeAccountId::parse(ACCOUNT).unwrap()
 }
 
-async fn statuses(deps: &Deps, c: &str) -> Vec<InvoiceStatus> {
-    invoices::list(deps, &clinic(c), &patient("p1"), None).await.unwrap().iter().map(|i| i.status()).collect()
-}
-
-async fn deliver_all(deps: &Deps, stripe: &StripeFixture) {
-    for e in stripe.events().await {
-        apply_stripe_event(deps, &e.to_string()).await.unwrap();
-    }
-}
-
-async fn status_of(deps: &Deps, c: &str, a: &visitpay::domain::ActionId) -> visitpay::domain::Action {
-    actions::get(deps, &clinic(c), a).await.unwrap()
-}
-
-async fn pay_status(stripe: &StripeFixture, session_id: &str, outcome: &str) -> u16 {
-    reqwest::Client::new()
-        .post(format!("{}/test/checkout_sessions/{session_id}/pay", stripe.base))
-        .json(&json!({"outcome": outcome, "send_webhooks": false}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 /// Runs the embedded queue's consumer until `done` holds (or fails the test).
-async fn drain_until<F, Fut>(deps: &Deps, queue: Arc<EmbeddedQueue>, what: &str, done: F)
+async fn drain_until<F, Fut>(deps: &TestDeps, queue: Arc<EmbeddedQueue>, what: &str, done: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let consumer = deps.clone();
-    let worker = tokio::spawn(async move { queue.run(|e| handle_sqs(&consumer, e)).await });
+    let worker = tokio::spawn(async move { queue.run(|e| consumer::handle(&consumer, e)).await });
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while !done().await {
         assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
@@ -66,40 +41,47 @@ async fn cancel_expires_the_open_session(store: DynStore) {
 
     let cancelled = actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
     assert_eq!(cancelled.status(), ActionStatus::Cancelled);
-    assert_eq!(statuses(&deps, "c1").await, vec![InvoiceStatus::Selected; 2]);
+    assert_eq!(
+        invoice_states(&deps, "c1", "p1").await.into_values().collect::<Vec<_>>(),
+        vec![InvoiceStatus::Selected; 2]
+    );
     let session = stripe.payments.retrieve_checkout(&account(), &session_id).await.unwrap();
     assert_eq!(session.status, SessionStatus::Expired, "expired at Stripe before the invoices were released");
-    assert_eq!(pay_status(&stripe, &session_id, "succeeded").await, 400, "the emulator, as Stripe, refuses to take it");
+    assert_eq!(stripe.pay_status(&session_id, "succeeded").await, 400, "the emulator, as Stripe, refuses to take it");
     deliver_all(&deps, &stripe).await;
-    let after = status_of(&deps, "c1", &action.action_id).await;
+    let after = action_of(&deps, "c1", &action.action_id).await;
     assert_eq!((after.status(), after.refund_needed()), (ActionStatus::Cancelled, false));
 }
 
 async fn a_payment_racing_a_cancel_is_kept_and_flagged(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
-    deps.payments = Some(Arc::new(RacingExpire(stripe.payments.clone())));
+    deps.payments = Arc::new(RacingExpire(stripe.payments.clone()));
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     let session_id = open_checkout(&deps, "c1", &action.action_id, &token).await;
     actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
-    assert_eq!(pay_status(&stripe, &session_id, "succeeded").await, 200);
+    assert_eq!(stripe.pay_status(&session_id, "succeeded").await, 200);
     deliver_all(&deps, &stripe).await;
-    let after = status_of(&deps, "c1", &action.action_id).await;
+    let after = action_of(&deps, "c1", &action.action_id).await;
     assert_eq!(after.status(), ActionStatus::Cancelled);
     assert!(after.refund_needed(), "the money is recorded and flagged");
     assert!(after.late_payments[0].payment_intent.as_deref().is_some_and(|p| p.starts_with("pi_")));
-    assert_eq!(statuses(&deps, "c1").await, vec![InvoiceStatus::Selected], "invoices are not marked paid");
+    assert_eq!(
+        invoice_states(&deps, "c1", "p1").await.into_values().collect::<Vec<_>>(),
+        vec![InvoiceStatus::Selected],
+        "invoices are not marked paid"
+    );
     assert!(after.history.last().unwrap().reason.contains("refund needed"));
 
     // Refunded from Stripe's dashboard: the flag clears.
     let pi = after.late_payments[0].payment_intent.clone().unwrap();
     stripe.dashboard_refund(&pi, None).await;
     deliver_all(&deps, &stripe).await;
-    assert!(!status_of(&deps, "c1", &action.action_id).await.refund_needed());
+    assert!(!action_of(&deps, "c1", &action.action_id).await.refund_needed());
 }
 
 async fn paid_action(
-    deps: &Deps,
+    deps: &TestDeps,
     stripe: &StripeFixture,
     c: &str,
     lines: &[(&str, i64, &str)],
@@ -108,7 +90,7 @@ async fn paid_action(
     let session = open_checkout(deps, c, &action.action_id, &token).await;
     stripe.pay(&session, "succeeded").await;
     deliver_all(deps, stripe).await;
-    let paid = status_of(deps, c, &action.action_id).await;
+    let paid = action_of(deps, c, &action.action_id).await;
     assert_eq!(paid.status(), ActionStatus::Paid);
     paid
 }
@@ -125,9 +107,12 @@ async fn refunds_never_exceed_what_was_paid(store: DynStore) {
     let full = paid_action(&deps, &stripe, "full", &[("1", 3000, ""), ("2", 1500, "")]).await;
     let refunded = actions::refund(&deps, &staff("full"), &clinic("full"), &full.action_id, None).await.unwrap();
     assert_eq!((refunded.status(), refunded.refunded_amount), (ActionStatus::Refunded, 4500));
-    assert_eq!(statuses(&deps, "full").await, vec![InvoiceStatus::Unprocessed; 2]);
+    assert_eq!(
+        invoice_states(&deps, "full", "p1").await.into_values().collect::<Vec<_>>(),
+        vec![InvoiceStatus::Unprocessed; 2]
+    );
     deliver_all(&deps, &stripe).await;
-    assert_eq!(status_of(&deps, "full", &full.action_id).await.refunds.len(), 1, "Stripe's event adds nothing new");
+    assert_eq!(action_of(&deps, "full", &full.action_id).await.refunds.len(), 1, "Stripe's event adds nothing new");
     let e = actions::refund(&deps, &staff("full"), &clinic("full"), &full.action_id, Some(1)).await.unwrap_err();
     assert!(matches!(e, AppError::Domain(DomainError::NotRefundable(ActionStatus::Refunded))), "{e:?}");
 
@@ -148,7 +133,7 @@ async fn refunds_never_exceed_what_was_paid(store: DynStore) {
     let dash = paid_action(&deps, &stripe, "dash", &[("1", 2000, "")]).await;
     stripe.dashboard_refund(dash.payment_intent_id.as_deref().unwrap(), Some(500)).await;
     deliver_all(&deps, &stripe).await;
-    let after = status_of(&deps, "dash", &dash.action_id).await;
+    let after = action_of(&deps, "dash", &dash.action_id).await;
     assert_eq!(
         (after.status(), after.refunded_amount, after.refundable()),
         (ActionStatus::PartiallyRefunded, 500, 1500)
@@ -167,7 +152,7 @@ async fn a_dispute_flags_the_action(store: DynStore) {
             "payment_intent": paid.payment_intent_id, "reason": "fraudulent", "status": "needs_response"}}
     });
     apply_stripe_event(&deps, &dispute.to_string()).await.unwrap();
-    let after = status_of(&deps, "c1", &paid.action_id).await;
+    let after = action_of(&deps, "c1", &paid.action_id).await;
     assert!(after.disputed);
     assert_eq!(after.status(), ActionStatus::Paid);
     assert_eq!(after.history.last().unwrap().actor, "stripe:evt_dispute_1");
@@ -197,24 +182,29 @@ async fn charge_events_before_the_payment_wait_for_it(store: DynStore) {
     for body in [&refunds[1], &dispute, &refunds[0], &refunds[1]] {
         assert_eq!(apply_stripe_event(&deps, body).await.unwrap(), Outcome::Parked);
     }
-    assert_eq!(status_of(&deps, "c1", &action.action_id).await.status(), ActionStatus::CheckoutOpen);
+    assert_eq!(action_of(&deps, "c1", &action.action_id).await.status(), ActionStatus::CheckoutOpen);
     let parked = deps.store.find_payment(&pi).await.unwrap().unwrap();
     assert_eq!((parked.owner.is_none(), parked.parked.len()), (true, 3), "three distinct events kept");
 
     // The payment arrives: paid, then the refunds and the dispute, in one commit.
     assert_eq!(apply_stripe_event(&deps, &completed.to_string()).await.unwrap(), Outcome::Applied);
-    let after = status_of(&deps, "c1", &action.action_id).await;
+    let after = action_of(&deps, "c1", &action.action_id).await;
     assert_eq!((after.status(), after.refunded_amount, after.disputed), (ActionStatus::PartiallyRefunded, 500, true));
     let actors: Vec<&str> = after.history.iter().map(|h| h.actor.as_str()).collect();
     assert!(actors.contains(&"stripe:evt_dispute_early"), "{actors:?}");
     let recorded = deps.store.find_payment(&pi).await.unwrap().unwrap();
     assert_eq!((recorded.owner.map(|o| o.action_id), recorded.parked.len()), (Some(action.action_id.clone()), 0));
-    assert!(statuses(&deps, "c1").await.iter().all(|s| *s == InvoiceStatus::Paid));
+    assert!(invoice_states(&deps, "c1", "p1")
+        .await
+        .into_values()
+        .collect::<Vec<_>>()
+        .iter()
+        .all(|s| *s == InvoiceStatus::Paid));
     // Delivered again, in any order: nothing changes.
     for body in [&completed.to_string(), &refunds[0], &dispute, &refunds[1]] {
         assert_eq!(apply_stripe_event(&deps, body).await.unwrap(), Outcome::Unchanged, "{body}");
     }
-    assert_eq!(status_of(&deps, "c1", &action.action_id).await, after);
+    assert_eq!(action_of(&deps, "c1", &action.action_id).await, after);
 }
 
 async fn reconcile_learns_what_webhooks_missed(store: DynStore) {
@@ -232,7 +222,7 @@ async fn reconcile_learns_what_webhooks_missed(store: DynStore) {
     let session = |a: &visitpay::domain::Action, c: &'static str| {
         let deps = deps.clone();
         let id = a.action_id.clone();
-        async move { status_of(&deps, c, &id).await.checkout_session_id().unwrap().to_owned() }
+        async move { action_of(&deps, c, &id).await.checkout_session_id().unwrap().to_owned() }
     };
     stripe.pay(&session(&paid, "paid").await, "succeeded").await;
     stripe.pay(&session(&failed, "failed").await, "delayed_failed").await;
@@ -248,11 +238,11 @@ async fn reconcile_learns_what_webhooks_missed(store: DynStore) {
         "{report:?}"
     );
     drain_until(&deps, queue.clone(), "paid and processing", || async {
-        status_of(&deps, "paid", &paid.action_id).await.status() == ActionStatus::Paid
-            && status_of(&deps, "failed", &failed.action_id).await.status() == ActionStatus::Processing
+        action_of(&deps, "paid", &paid.action_id).await.status() == ActionStatus::Paid
+            && action_of(&deps, "failed", &failed.action_id).await.status() == ActionStatus::Processing
     })
     .await;
-    let history = status_of(&deps, "paid", &paid.action_id).await.history;
+    let history = action_of(&deps, "paid", &paid.action_id).await.history;
     assert_eq!(history.last().unwrap().actor, "reconcile", "the cause is recorded");
 
     // Checked ones are left alone for min_age; then the failure is found too.
@@ -261,12 +251,15 @@ async fn reconcile_learns_what_webhooks_missed(store: DynStore) {
     let report = reconcile::run(&deps, config).await.unwrap();
     assert_eq!((report.found_failed, report.still_open), (1, 1), "{report:?}");
     drain_until(&deps, queue.clone(), "failed", || async {
-        status_of(&deps, "failed", &failed.action_id).await.status() == ActionStatus::Failed
+        action_of(&deps, "failed", &failed.action_id).await.status() == ActionStatus::Failed
     })
     .await;
-    assert_eq!(statuses(&deps, "failed").await, vec![InvoiceStatus::Selected]);
-    assert_eq!(statuses(&deps, "paid").await, vec![InvoiceStatus::Paid]);
-    assert_eq!(status_of(&deps, "open", &open.action_id).await.status(), ActionStatus::CheckoutOpen);
+    assert_eq!(
+        invoice_states(&deps, "failed", "p1").await.into_values().collect::<Vec<_>>(),
+        vec![InvoiceStatus::Selected]
+    );
+    assert_eq!(invoice_states(&deps, "paid", "p1").await.into_values().collect::<Vec<_>>(), vec![InvoiceStatus::Paid]);
+    assert_eq!(action_of(&deps, "open", &open.action_id).await.status(), ActionStatus::CheckoutOpen);
 }
 
 async fn reconcile_expires_actions_past_their_lifetime(store: DynStore) {
@@ -284,16 +277,22 @@ async fn reconcile_expires_actions_past_their_lifetime(store: DynStore) {
     let report = reconcile::run(&deps, config).await.unwrap();
     assert_eq!(report.actions_expired, 2, "{report:?}");
     drain_until(&deps, queue.clone(), "both expired", || async {
-        status_of(&deps, "idle", &idle.action_id).await.status() == ActionStatus::Expired
-            && status_of(&deps, "open", &open.action_id).await.status() == ActionStatus::Expired
+        action_of(&deps, "idle", &idle.action_id).await.status() == ActionStatus::Expired
+            && action_of(&deps, "open", &open.action_id).await.status() == ActionStatus::Expired
     })
     .await;
-    assert_eq!(statuses(&deps, "idle").await, vec![InvoiceStatus::Selected; 2]);
-    assert_eq!(statuses(&deps, "open").await, vec![InvoiceStatus::Selected]);
+    assert_eq!(
+        invoice_states(&deps, "idle", "p1").await.into_values().collect::<Vec<_>>(),
+        vec![InvoiceStatus::Selected; 2]
+    );
+    assert_eq!(
+        invoice_states(&deps, "open", "p1").await.into_values().collect::<Vec<_>>(),
+        vec![InvoiceStatus::Selected]
+    );
     let session = stripe.payments.retrieve_checkout(&account(), &session_id).await.unwrap();
     assert_eq!(session.status, SessionStatus::Expired, "its open session was expired at Stripe");
     assert_eq!(reconcile::run(&deps, config).await.unwrap().actions_expired, 0, "nothing left to expire");
-    let last = status_of(&deps, "idle", &idle.action_id).await.history.last().cloned().unwrap();
+    let last = action_of(&deps, "idle", &idle.action_id).await.history.last().cloned().unwrap();
     assert_eq!((last.actor.as_str(), last.to), ("reconcile", ActionStatus::Expired));
 }
 
@@ -357,7 +356,7 @@ async fn an_action_lives_its_longest_life_within_the_item_limit(store: DynStore)
     }
     let over = actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, Some(100)).await;
     assert!(matches!(over, Err(AppError::Domain(DomainError::TooManyRefunds(_)))), "{over:?}");
-    let pi = status_of(&deps, "c1", &action.action_id).await.payment_intent_id.unwrap();
+    let pi = action_of(&deps, "c1", &action.action_id).await.payment_intent_id.unwrap();
     for _ in 0..50 {
         stripe.dashboard_refund(&pi, Some(100)).await;
     }
@@ -368,7 +367,7 @@ async fn an_action_lives_its_longest_life_within_the_item_limit(store: DynStore)
     let last = actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, None).await.unwrap();
     assert_eq!((last.status(), last.refunded_amount), (ActionStatus::Refunded, 1_000_000));
 
-    let lived = status_of(&deps, "c1", &action.action_id).await;
+    let lived = action_of(&deps, "c1", &action.action_id).await;
     let size = item_size(&action_item(&lived));
     println!(
         "{sessions} sessions, {} refunds, {} history entries ({} omitted): {size} bytes",
@@ -397,7 +396,7 @@ async fn an_action_lives_its_longest_life_within_the_item_limit(store: DynStore)
     let dispute = json!({"id": "evt_late_dispute", "object": "event", "type": "charge.dispute.created", "account": ACCOUNT,
         "created": 1, "data": {"object": {"id": "dp_1", "object": "dispute", "payment_intent": pi}}});
     apply_stripe_event(&deps, &dispute.to_string()).await.unwrap();
-    assert!(status_of(&deps, "c1", &action.action_id).await.disputed);
+    assert!(action_of(&deps, "c1", &action.action_id).await.disputed);
 }
 
 /// A Stripe that refuses every refund and every session lookup.
@@ -445,8 +444,8 @@ async fn money_signals_reach_the_metrics(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let queue = Arc::new(EmbeddedQueue::new(3, Duration::from_millis(10)));
     let (mut deps, _clock) = deps_for_payments(store, &stripe, Some(queue));
-    let metrics = visitpay::testkit::record_metrics(&mut deps);
-    deps.payments = Some(Arc::new(RacingExpire(stripe.payments.clone())));
+    let metrics = visitpay_tests::kit::record_metrics(&mut deps);
+    deps.payments = Arc::new(RacingExpire(stripe.payments.clone()));
     let (late, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     let session_id = open_checkout(&deps, "c1", &late.action_id, &token).await;
     actions::cancel(&deps, &staff("c1"), &clinic("c1"), &late.action_id).await.unwrap();
@@ -454,16 +453,16 @@ async fn money_signals_reach_the_metrics(store: DynStore) {
     deliver_all(&deps, &stripe).await;
     deliver_all(&deps, &stripe).await;
 
-    deps.payments = Some(stripe.payments.clone());
+    deps.payments = stripe.payments.clone();
     let paid = paid_action(&deps, &stripe, "c1", &[("2", 2000, "")]).await;
     let dispute = json!({"id": "evt_dispute_m", "object": "event", "type": "charge.dispute.created", "account": ACCOUNT,
         "data": {"object": {"id": "dp_m", "object": "dispute", "payment_intent": paid.payment_intent_id}}});
     for _ in 0..2 {
         apply_stripe_event(&deps, &dispute.to_string()).await.unwrap();
     }
-    deps.payments = Some(Arc::new(Refusing(stripe.payments.clone())));
+    deps.payments = Arc::new(Refusing(stripe.payments.clone()));
     let refund = actions::refund(&deps, &staff("c1"), &clinic("c1"), &paid.action_id, None).await;
-    assert!(matches!(refund, Err(AppError::PaymentsRejected(_))), "{refund:?}");
+    assert!(matches!(refund, Err(AppError::Payments(visitpay::ports::PaymentsError::Rejected { .. }))), "{refund:?}");
     let (_, open_token) = assigned_action(&deps, "c2", &[("3", 500, "")]).await;
     checkout::open(&deps, &open_token).await.unwrap();
     let config = ReconcileConfig { min_age: time::Duration::seconds(-60), batch: 10 };

@@ -6,26 +6,12 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use visitpay::adapters::embedded_queue::EmbeddedQueue;
-use visitpay::app::payment_events::{apply_stripe_event, Outcome};
 use visitpay::app::{actions, checkout, invoices, AppError};
 use visitpay::domain::{ActionStatus, DomainError, InvoiceStatus};
+use visitpay::lambda::consumer::Outcome;
 use visitpay_tests::*;
 
-async fn invoice_states(deps: &visitpay::app::Deps, c: &str) -> Vec<(String, InvoiceStatus)> {
-    invoices::list(deps, &clinic(c), &patient("p1"), None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| (i.invoice_id.to_string(), i.status()))
-        .collect()
-}
-
 /// Feeds every event Stripe recorded so far through the consumer.
-async fn deliver_all(deps: &visitpay::app::Deps, stripe: &StripeFixture) {
-    for e in stripe.events().await {
-        apply_stripe_event(deps, &e.to_string()).await.unwrap();
-    }
-}
 
 async fn checkout_then_pay(store: DynStore) {
     let stripe = stripe_emulator(None).await;
@@ -49,7 +35,7 @@ async fn checkout_then_pay(store: DynStore) {
     let done = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
     assert_eq!(done.status(), ActionStatus::Paid);
     assert!(done.payment_intent_id.as_deref().is_some_and(|p| p.starts_with("pi_")));
-    assert!(invoice_states(&deps, "c1").await.iter().all(|(_, s)| *s == InvoiceStatus::Paid));
+    assert!(invoice_states(&deps, "c1", "p1").await.iter().all(|(_, s)| *s == InvoiceStatus::Paid));
 
     // Re-delivering every event changes nothing.
     deliver_all(&deps, &stripe).await;
@@ -135,7 +121,7 @@ async fn delayed_methods_succeed_or_fail(store: DynStore) {
         apply_stripe_event(&deps, &mine[1].to_string()).await.unwrap();
         let end = actions::get(&deps, &clinic(clinic_id), &action.action_id).await.unwrap();
         assert_eq!(end.status(), final_status, "{outcome}");
-        assert!(invoice_states(&deps, clinic_id).await.iter().all(|(_, s)| *s == invoice_status), "{outcome}");
+        assert!(invoice_states(&deps, clinic_id, "p1").await.iter().all(|(_, s)| *s == invoice_status), "{outcome}");
     }
 }
 
@@ -178,7 +164,7 @@ async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) 
             let mut finals = Vec::new();
             for (clinic_id, shuffle) in [(&reference_clinic, false), (&shuffled_clinic, true)] {
                 let (action, token) = assigned_action(&deps, clinic_id, &[("1", 700, ""), ("2", 300, "")]).await;
-                let session = |deps: visitpay::app::Deps, id: visitpay::domain::ActionId, c: String| async move {
+                let session = |deps: TestDeps, id: visitpay::domain::ActionId, c: String| async move {
                     actions::get(&deps, &clinic(&c), &id).await.unwrap().checkout_session_id().unwrap().to_owned()
                 };
                 checkout::open(&deps, &token).await.unwrap();
@@ -199,7 +185,7 @@ async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) 
                         // The patient pays while staff cancel (Stripe accepted the expire
                         // as the payment went through): the payment must be kept and flagged.
                         let mut racing = deps.clone();
-                        racing.payments = Some(Arc::new(RacingExpire(stripe.payments.clone())));
+                        racing.payments = Arc::new(RacingExpire(stripe.payments.clone()));
                         actions::cancel(&racing, &staff(clinic_id), &clinic(clinic_id), &action.action_id)
                             .await
                             .unwrap();
@@ -255,7 +241,7 @@ async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) 
                     end.paid_session_id.is_some(),
                     end.late_payments.len(),
                     end.refunded_amount,
-                    invoice_states(&deps, clinic_id).await,
+                    invoice_states(&deps, clinic_id, "p1").await,
                 ));
             }
             assert_eq!(finals[0], finals[1], "{scenario}, seed {seed}");
@@ -340,12 +326,12 @@ on_both_stores!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn property_on_the_embedded_store() {
-    any_order_any_repetition_same_final_state(Arc::new(visitpay::testkit::embedded_store()), 12).await;
+    any_order_any_repetition_same_final_state(Arc::new(visitpay_tests::kit::embedded_store()), 12).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn property_on_dynamodb() {
-    let store = visitpay::testkit::dynamodb_store("property").await;
+    let store = visitpay_tests::kit::dynamodb_store("property").await;
     any_order_any_repetition_same_final_state(Arc::new(store), 2).await;
 }
 
@@ -360,7 +346,7 @@ async fn stripes_fixture_session_is_applied() {
     };
     let fixtures: Value = serde_json::from_str(&text).unwrap();
     let stripe = stripe_emulator(None).await;
-    let (deps, _clock) = deps_for_payments(Arc::new(visitpay::testkit::embedded_store()), &stripe, None);
+    let (deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     checkout::open(&deps, &token).await.unwrap();
 
@@ -392,11 +378,11 @@ async fn webhook_signatures_match_stripes_library() {
     let path = std::env::var("VISITPAY_STRIPE_SIGNATURES")
         .expect("VISITPAY_STRIPE_SIGNATURES is not set: run the tests with scripts/test");
     let cases: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let (mut deps, _) = visitpay::testkit::deps_with(Arc::new(visitpay::testkit::embedded_store()));
-    deps.clock = Arc::new(visitpay::testkit::FixedClock::at_unix(cases["now"].as_i64().unwrap()));
-    deps.config.webhook_secrets = vec![cases["secret"].as_str().unwrap().to_owned()];
+    let (mut deps, _) = visitpay_tests::kit::deps_with(Arc::new(visitpay_tests::kit::embedded_store()));
+    deps.clock = Arc::new(visitpay_tests::kit::FixedClock::at_unix(cases["now"].as_i64().unwrap()));
+    deps.config.webhook_secrets = vec![cases["secret"].as_str().unwrap().to_owned().into()];
     let queue = Arc::new(EmbeddedQueue::new(3, std::time::Duration::from_millis(10)));
-    deps.queue = Some(queue.clone());
+    deps.queue = queue.clone();
 
     let expected = [
         ("valid", 200),
@@ -434,7 +420,7 @@ async fn webhook_signatures_match_stripes_library() {
 /// overflow: a debug build (as these tests are) would panic on `now - t`.
 #[tokio::test]
 async fn extreme_signature_timestamps_are_stale_not_a_crash() {
-    let (deps, _) = visitpay::testkit::deps_with(Arc::new(visitpay::testkit::embedded_store()));
+    let (deps, _) = visitpay_tests::kit::deps_with(Arc::new(visitpay_tests::kit::embedded_store()));
     for t in ["-9223372036854775808", "9223372036854775807"] {
         let mut event: Value = serde_json::from_str(include_str!("../events/stripe-webhook.json")).unwrap();
         event["headers"]["stripe-signature"] =

@@ -4,17 +4,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use visitpay::adapters::sqs::{ensure_queue, poll, SqsQueue};
-use visitpay::app::payment_events::handle_sqs;
-use visitpay::app::{actions, webhook};
+use visitpay::app::actions;
 use visitpay::domain::ActionStatus;
+use visitpay::lambda::consumer;
 use visitpay::ports::EventQueue;
 use visitpay_tests::*;
 
 async fn sqs_client() -> aws_sdk_sqs::Client {
-    let endpoint = std::env::var(visitpay::testkit::DYNAMODB_ENDPOINT_ENV)
+    let endpoint = std::env::var(visitpay_tests::kit::DYNAMODB_ENDPOINT_ENV)
         .expect("VISITPAY_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts moto");
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -27,13 +25,6 @@ async fn sqs_client() -> aws_sdk_sqs::Client {
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000_000)
-}
-
-fn signed(body: &str, now: i64) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(visitpay::testkit::TEST_WEBHOOK_SECRET.as_bytes()).unwrap();
-    mac.update(format!("{now}.{body}").as_bytes());
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("t={now},v1={hex}")
 }
 
 async fn wait_for<F, Fut>(what: &str, mut check: F)
@@ -53,10 +44,10 @@ async fn a_webhook_travels_through_sqs_to_the_consumer() {
     let client = sqs_client().await;
     let url = ensure_queue(&client, &unique("events"), 3, 1).await.unwrap();
     let queue = SqsQueue::new(client, url);
-    let store = Arc::new(visitpay::testkit::dynamodb_store("sqs-flow").await);
-    let (mut deps, _) = visitpay::testkit::deps_with(store);
-    deps.clock = Arc::new(visitpay::testkit::FixedClock::at_unix(time::OffsetDateTime::now_utc().unix_timestamp()));
-    deps.queue = Some(Arc::new(queue.clone()));
+    let store = Arc::new(visitpay_tests::kit::dynamodb_store("sqs-flow").await);
+    let (mut deps, _) = visitpay_tests::kit::deps_with(store);
+    deps.clock = Arc::new(visitpay_tests::kit::FixedClock::at_unix(time::OffsetDateTime::now_utc().unix_timestamp()));
+    deps.queue = Arc::new(queue.clone());
     let (action, _token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
 
     let body = serde_json::json!({
@@ -66,15 +57,15 @@ async fn a_webhook_travels_through_sqs_to_the_consumer() {
     })
     .to_string();
     let now = deps.clock.now().unix_timestamp();
-    let accepted = webhook::accept(&deps, body.as_bytes(), Some(&signed(&body, now))).await.unwrap();
-    assert!(matches!(accepted, webhook::Accepted::Queued { .. }));
+    let (status, answer) = deliver_webhook(&deps, &body, Some(&signed(&body, now))).await;
+    assert_eq!((status, answer), (200, serde_json::json!({"received": true})), "queued");
     // The same event delivered twice by Stripe: both queued, applied once.
-    webhook::accept(&deps, body.as_bytes(), Some(&signed(&body, now))).await.unwrap();
+    assert_eq!(deliver_webhook(&deps, &body, Some(&signed(&body, now))).await.0, 200);
 
     let consumer = deps.clone();
     let q = queue.clone();
     let worker = tokio::spawn(async move {
-        poll(&q, "arn:aws:sqs:us-east-1:123456789012:events", |e| handle_sqs(&consumer, e)).await
+        poll(&q, "arn:aws:sqs:us-east-1:123456789012:events", |e| consumer::handle(&consumer, e)).await
     });
     wait_for("the action to be paid", || async {
         actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap().status() == ActionStatus::Paid
@@ -104,19 +95,12 @@ async fn a_poison_message_ends_in_the_dead_letter_queue() {
     let name = unique("poison");
     let url = ensure_queue(&client, &name, 2, 1).await.unwrap();
     let queue = SqsQueue::new(client.clone(), url);
-    let (deps, _) = visitpay::testkit::deps_with(Arc::new(visitpay::testkit::embedded_store()));
-    queue
-        .enqueue(&visitpay::ports::QueuedEvent {
-            event_id: "evt_poison".into(),
-            event_type: "checkout.session.completed".into(),
-            body: "{not json".into(),
-        })
-        .await
-        .unwrap();
+    let (deps, _) = visitpay_tests::kit::deps_with(Arc::new(visitpay_tests::kit::embedded_store()));
+    queue.enqueue(&queued_stripe_event("evt_poison", "checkout.session.completed", "{not json".into())).await.unwrap();
     let consumer = deps.clone();
     let q = queue.clone();
     let worker = tokio::spawn(async move {
-        poll(&q, "arn:aws:sqs:us-east-1:123456789012:poison", |e| handle_sqs(&consumer, e)).await
+        poll(&q, "arn:aws:sqs:us-east-1:123456789012:poison", |e| consumer::handle(&consumer, e)).await
     });
     let dlq =
         client.get_queue_url().queue_name(format!("{name}-dlq")).send().await.unwrap().queue_url().unwrap().to_owned();
@@ -135,11 +119,8 @@ fn event_of_size(bytes: usize) -> String {
     format!("{head}{}{tail}", "x".repeat(bytes - head.len() - tail.len()))
 }
 
-async fn deliver(deps: &visitpay::app::Deps, body: &str) -> (u16, serde_json::Value) {
-    let signature = signed(body, deps.clock.now().unix_timestamp());
-    let request = api_request("POST", "/webhooks/stripe", None, &[("stripe-signature", &signature)], Some(body));
-    let response = visitpay::http::handle(deps, visitpay::http::routes::Function::StripeWebhook, request).await;
-    status_and_json(&response)
+async fn deliver(deps: &TestDeps, body: &str) -> (u16, serde_json::Value) {
+    deliver_webhook(deps, body, Some(&signed(body, deps.clock.now().unix_timestamp()))).await
 }
 
 /// SQS takes at most 1 MiB, "all parts of the message attribute, including
@@ -157,8 +138,8 @@ async fn an_event_larger_than_the_queue_takes_is_413_on_every_queue() {
         ("sqs", Arc::new(SqsQueue::new(client.clone(), url.clone()))),
     ];
     for (name, queue) in queues {
-        let (mut deps, _) = visitpay::testkit::deps_with(Arc::new(visitpay::testkit::embedded_store()));
-        deps.queue = Some(queue);
+        let (mut deps, _) = visitpay_tests::kit::deps_with(Arc::new(visitpay_tests::kit::embedded_store()));
+        deps.queue = queue;
         let (status, _) = deliver(&deps, &event_of_size(MAX_MESSAGE_BYTES - 200)).await;
         assert_eq!(status, 200, "{name}: an event that fits with its attributes is queued");
         for (bytes, why) in [
@@ -187,11 +168,7 @@ async fn sqs_refusing_a_long_message_is_too_large() {
         .await
         .unwrap();
     let queue = SqsQueue::new(client, small.queue_url().unwrap());
-    let event = visitpay::ports::QueuedEvent {
-        event_id: "evt_1".into(),
-        event_type: "charge.refunded".into(),
-        body: "x".repeat(2000),
-    };
+    let event = queued_stripe_event("evt_1", "charge.refunded", "x".repeat(2000));
     let r = queue.enqueue(&event).await;
     assert!(matches!(r, Err(visitpay::ports::QueueError::TooLarge { .. })), "{r:?}");
 }

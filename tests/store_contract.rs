@@ -6,7 +6,8 @@ use visitpay::domain::action::{InvoiceEffect, NewAction};
 use visitpay::domain::{
     Action, ActionId, Actor, Currency, Invoice, LineItemText, Locale, Money, PaymentSettings, StripeAccountId, UserId,
 };
-use visitpay::ports::{Expect, IdempotencyRecord, ParkedChange, ParkedEvent, PaymentRef, StoreError, Write};
+use visitpay::domain::{ChargeChange, ParkedEvent, PaymentRef};
+use visitpay::ports::{Expect, IdempotencyRecord, StoreError, Write};
 use visitpay_tests::*;
 
 fn at(secs: i64) -> OffsetDateTime {
@@ -287,21 +288,21 @@ async fn held_invoices_follow_their_action_unread(store: DynStore) {
 async fn payment_records_are_conditional_and_read_with_their_action(store: DynStore) {
     let act = action("c1", "v1", "act_1", 0);
     store.commit(vec![Write::Action { action: act.clone(), expect: Expect::Absent }]).await.unwrap();
-    let event = |id: &str, change: ParkedChange, secs: i64| ParkedEvent { event_id: id.into(), change, at: at(secs) };
-    let dispute = event("evt_1", ParkedChange::Disputed, 1);
+    let event = |id: &str, change: ChargeChange, secs: i64| ParkedEvent { event_id: id.into(), change, at: at(secs) };
+    let dispute = event("evt_1", ChargeChange::Disputed, 1);
     let parked = PaymentRef::park("pi_1", None, dispute.clone()).unwrap();
     store.commit(vec![Write::Payment(parked.clone())]).await.unwrap();
     let again = store.commit(vec![Write::Payment(parked.clone())]).await;
     assert!(matches!(again, Err(StoreError::Conflict)), "a second first version: {again:?}");
     assert_eq!(PaymentRef::park("pi_1", Some(&parked), dispute), None, "an event is parked once");
-    let refund = ParkedChange::Refunded {
+    let refund = ChargeChange::Refunded {
         refunds: vec![visitpay::domain::RefundRecord { refund_id: "re_1".into(), amount: 100 }],
         total_refunded: Some(100),
     };
     let two = PaymentRef::park("pi_1", Some(&parked), event("evt_2", refund, 2)).unwrap();
     store.commit(vec![Write::Payment(two.clone())]).await.unwrap();
     assert_eq!(store.find_payment("pi_1").await.unwrap(), Some(two.clone()));
-    let stale = PaymentRef::park("pi_1", Some(&parked), event("evt_3", ParkedChange::Disputed, 3)).unwrap();
+    let stale = PaymentRef::park("pi_1", Some(&parked), event("evt_3", ChargeChange::Disputed, 3)).unwrap();
     let r = store.commit(vec![Write::Payment(stale)]).await;
     assert!(matches!(r, Err(StoreError::Conflict)), "built on an old version: {r:?}");
     let owned = PaymentRef::owned("pi_1", clinic("c1"), act.action_id.clone(), Some(&two));
@@ -382,8 +383,8 @@ on_both_stores!(
 /// equal at first, then independent.
 #[tokio::test]
 async fn an_embedded_fork_starts_equal_and_then_goes_its_own_way() {
-    use visitpay::ports::Store as _;
-    let store = visitpay::testkit::embedded_store();
+    use visitpay::ports::{Commit, InvoiceStore};
+    let store = visitpay_tests::kit::embedded_store();
     store
         .commit(vec![Write::Invoice { invoice: invoice("c1", "p1", "1", 100), expect: Expect::Absent }])
         .await
@@ -400,10 +401,10 @@ async fn an_embedded_fork_starts_equal_and_then_goes_its_own_way() {
 /// roots, no OS certificate store) builds its connector and talks to DynamoDB.
 #[tokio::test]
 async fn the_lambda_https_client_reaches_dynamodb() {
-    use visitpay::ports::Store as _;
+    use visitpay::ports::SettingsStore;
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(visitpay::config::https_client().expect("a TLS context from the compiled-in roots"))
-        .endpoint_url(visitpay::testkit::moto_endpoint())
+        .endpoint_url(visitpay_tests::kit::moto_endpoint())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
         .load()

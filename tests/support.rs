@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use visitpay::app::{invoices, settings, Caller, Deps, Role};
+pub use kit::TestDeps;
+use visitpay::app::{invoices, settings, Caller, Role};
 use visitpay::domain::invoice::InvoiceInput;
 use visitpay::domain::{ClinicId, InvoiceId, Label, LineItemText, PatientId, SettingsInput, UserId, VisitId};
 use visitpay::ports::Store;
@@ -41,7 +42,7 @@ pub fn settings_input(enabled: bool, currency: &str) -> SettingsInput {
     }
 }
 
-pub async fn enable_clinic(deps: &Deps, clinic_id: &str) {
+pub async fn enable_clinic(deps: &TestDeps, clinic_id: &str) {
     settings::put(deps, &support(), clinic(clinic_id), settings_input(true, "cad")).await.unwrap();
 }
 
@@ -54,7 +55,7 @@ pub fn invoice_input(amount: i64, currency: &str) -> InvoiceInput {
     }
 }
 
-pub async fn import(deps: &Deps, clinic_id: &str, patient_id: &str, invoice: &str, amount: i64, currency: &str) {
+pub async fn import(deps: &TestDeps, clinic_id: &str, patient_id: &str, invoice: &str, amount: i64, currency: &str) {
     invoices::import(
         deps,
         &clinic(clinic_id),
@@ -75,7 +76,7 @@ macro_rules! on_both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name(std::sync::Arc::new(visitpay::testkit::embedded_store())).await
+                    super::$name(std::sync::Arc::new($crate::kit::embedded_store())).await
                 }
             )*
         }
@@ -83,7 +84,7 @@ macro_rules! on_both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    let store = visitpay::testkit::dynamodb_store(stringify!($name)).await;
+                    let store = $crate::kit::dynamodb_store(stringify!($name)).await;
                     super::$name(std::sync::Arc::new(store)).await
                 }
             )*
@@ -113,7 +114,7 @@ pub async fn stripe_emulator(webhook_url: Option<String>) -> StripeFixture {
     let emulator = stripe_emulator::Emulator::new(stripe_emulator::Config {
         public_base: base.clone(),
         webhook_url,
-        webhook_secret: visitpay::testkit::TEST_WEBHOOK_SECRET.into(),
+        webhook_secret: crate::kit::TEST_WEBHOOK_SECRET.into(),
     });
     let router = emulator.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -123,17 +124,26 @@ pub async fn stripe_emulator(webhook_url: Option<String>) -> StripeFixture {
 }
 
 impl StripeFixture {
-    /// `POST /test/checkout_sessions/{id}/pay` on the emulator.
-    pub async fn pay(&self, session_id: &str, outcome: &str) -> serde_json::Value {
-        let url = format!("{}/test/checkout_sessions/{session_id}/pay", self.base);
-        let res = reqwest::Client::new()
-            .post(url)
+    /// `POST /test/checkout_sessions/{id}/pay` on the emulator (no webhook).
+    async fn try_pay(&self, session_id: &str, outcome: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/test/checkout_sessions/{session_id}/pay", self.base))
             .json(&serde_json::json!({"outcome": outcome, "send_webhooks": false}))
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The patient pays (or tries to); the session after it.
+    pub async fn pay(&self, session_id: &str, outcome: &str) -> serde_json::Value {
+        let res = self.try_pay(session_id, outcome).await;
         assert!(res.status().is_success(), "pay {outcome}: {}", res.status());
         res.json().await.unwrap()
+    }
+
+    /// The status the emulator answers an attempt to pay with.
+    pub async fn pay_status(&self, session_id: &str, outcome: &str) -> u16 {
+        self.try_pay(session_id, outcome).await.status().as_u16()
     }
 
     /// A refund made in Stripe's dashboard (not through visitpay).
@@ -178,23 +188,25 @@ impl StripeFixture {
 }
 
 /// Deps whose clock is the real time (Stripe checks `expires_at` against its
-/// own clock), with Stripe and the given queue.
+/// own clock), with Stripe and the given queue (else one nobody consumes).
 pub fn deps_for_payments(
     store: DynStore,
     stripe: &StripeFixture,
     queue: Option<Arc<dyn visitpay::ports::EventQueue>>,
-) -> (Deps, Arc<visitpay::testkit::FixedClock>) {
-    let (mut deps, _) = visitpay::testkit::deps_with(store);
-    let clock = Arc::new(visitpay::testkit::FixedClock::at_unix(time::OffsetDateTime::now_utc().unix_timestamp()));
+) -> (TestDeps, Arc<crate::kit::FixedClock>) {
+    let (mut deps, _) = crate::kit::deps_with(store);
+    let clock = Arc::new(crate::kit::FixedClock::at_unix(time::OffsetDateTime::now_utc().unix_timestamp()));
     deps.clock = clock.clone();
-    deps.payments = Some(stripe.payments.clone());
-    deps.queue = queue;
+    deps.payments = stripe.payments.clone();
+    if let Some(queue) = queue {
+        deps.queue = queue;
+    }
     (deps, clock)
 }
 
 /// Imports, selects and assigns invoices; returns the action and its link token.
 pub async fn assigned_action(
-    deps: &Deps,
+    deps: &TestDeps,
     clinic_id: &str,
     invoices_: &[(&str, i64, &str)],
 ) -> (visitpay::domain::Action, String) {
@@ -339,7 +351,12 @@ impl Payments for RacingExpire {
 }
 
 /// The patient opens Checkout for an action; returns the session's id.
-pub async fn open_checkout(deps: &Deps, clinic_id: &str, action: &visitpay::domain::ActionId, token: &str) -> String {
+pub async fn open_checkout(
+    deps: &TestDeps,
+    clinic_id: &str,
+    action: &visitpay::domain::ActionId,
+    token: &str,
+) -> String {
     visitpay::app::checkout::open(deps, token).await.unwrap();
     let opened = visitpay::app::actions::get(deps, &clinic(clinic_id), action).await.unwrap();
     opened.checkout_session_id().expect("an open session").to_owned()
@@ -347,6 +364,8 @@ pub async fn open_checkout(deps: &Deps, clinic_id: &str, action: &visitpay::doma
 
 #[path = "support/aws_calls.rs"]
 pub mod aws_calls;
+#[path = "support/kit.rs"]
+pub mod kit;
 
 /// An API Gateway HTTP API (v2) request for `method path`, routed by the
 /// route table as API Gateway would (route key and path parameters), with the
@@ -405,4 +424,65 @@ pub fn status_and_json(response: &lambda_http::Response<lambda_http::Body>) -> (
         _ => serde_json::Value::Null,
     };
     (response.status().as_u16(), body)
+}
+
+/// One Stripe event (its JSON as Stripe sent it) as the consumer gets it
+/// from the queue: decoded at the edge, then applied.
+pub async fn apply_stripe_event(
+    deps: &TestDeps,
+    body: &str,
+) -> Result<visitpay::lambda::consumer::Outcome, visitpay::lambda::consumer::MessageError> {
+    visitpay::lambda::consumer::apply_message(deps, Some(body)).await
+}
+
+/// A Stripe event as the webhook queues it, for a test to put on a queue itself.
+pub fn queued_stripe_event(event_id: &str, event_type: &str, body: String) -> visitpay::ports::QueueMessage {
+    visitpay::ports::QueueMessage::Stripe(visitpay::ports::StripeDelivery {
+        event_id: event_id.into(),
+        event_type: event_type.into(),
+        body,
+    })
+}
+
+/// `Stripe-Signature` for `body` signed with the tests' webhook secret at `t`.
+pub fn signed(body: &str, t: i64) -> String {
+    stripe_emulator::sign(body, crate::kit::TEST_WEBHOOK_SECRET, t)
+}
+
+/// Delivers a webhook to the stripe-webhook function, as API Gateway would.
+pub async fn deliver_webhook(deps: &TestDeps, body: &str, signature: Option<&str>) -> (u16, serde_json::Value) {
+    let headers: Vec<(&str, &str)> = signature.map(|s| ("stripe-signature", s)).into_iter().collect();
+    let request = api_request("POST", "/webhooks/stripe", None, &headers, Some(body));
+    status_and_json(&visitpay::http::functions::stripe_webhook(deps, request).await)
+}
+
+/// A patient's invoices and their states, by invoice id.
+pub async fn invoice_states(
+    deps: &TestDeps,
+    clinic_id: &str,
+    patient_id: &str,
+) -> std::collections::BTreeMap<String, visitpay::domain::InvoiceStatus> {
+    invoices::list(deps, &clinic(clinic_id), &patient(patient_id), None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.invoice_id.to_string(), i.status()))
+        .collect()
+}
+
+/// An action as staff of its clinic read it.
+pub async fn action_of(
+    deps: &TestDeps,
+    clinic_id: &str,
+    action: &visitpay::domain::ActionId,
+) -> visitpay::domain::Action {
+    visitpay::app::actions::get(deps, &clinic(clinic_id), action).await.unwrap()
+}
+
+/// Applies every event the emulator has recorded (the newest 100), oldest
+/// first, as the consumer would; repeats are no-ops.
+pub async fn deliver_all(deps: &TestDeps, stripe: &StripeFixture) {
+    for e in stripe.events().await {
+        apply_stripe_event(deps, &e.to_string()).await.unwrap();
+    }
 }

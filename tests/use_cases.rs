@@ -6,27 +6,20 @@ use std::collections::HashMap;
 use visitpay::app::actions::{self, AssignRequest, Assigned};
 use visitpay::app::{invoices, settings, AppError, NotFound};
 use visitpay::domain::action::InvoiceEffect;
+use visitpay::domain::hash_token;
 use visitpay::domain::{ActionStatus, DomainError, InvoiceStatus, Locale};
-use visitpay::ports::{hash_token, Expect, Write};
-use visitpay::testkit::deps_with;
+use visitpay::ports::{Expect, Write};
+use visitpay_tests::kit::deps_with;
 use visitpay_tests::*;
 
 fn assign_req(p: &str, list: &[&str]) -> AssignRequest {
     AssignRequest { patient_id: patient(p), invoice_ids: ids(list), locale: Locale::FrCa }
 }
 
-async fn statuses(deps: &visitpay::app::Deps, c: &str, p: &str) -> HashMap<String, InvoiceStatus> {
-    invoices::list(deps, &clinic(c), &patient(p), None)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|i| (i.invoice_id.to_string(), i.status()))
-        .collect()
-}
-
 fn code(e: AppError) -> String {
     match e {
-        AppError::Domain(d) => d.code().to_owned(),
+        // The code a client would see for it (`http::error` decides codes).
+        AppError::Domain(d) => visitpay::http::ApiError::from(d).code.to_owned(),
         AppError::NotFound(n) => format!("not_found:{n}"),
         other => format!("{other:?}"),
     }
@@ -63,7 +56,7 @@ async fn staff_flow_end_to_end(store: DynStore) {
     assert!(!serde_json::to_string(&action).unwrap().contains(token));
     assert_eq!(actions::for_patient(&deps, token).await.unwrap().action_id, action.action_id);
 
-    let s = statuses(&deps, "c1", "p1").await;
+    let s = invoice_states(&deps, "c1", "p1").await;
     assert_eq!(
         (s["1042"], s["1043"], s["1044"]),
         (InvoiceStatus::Pending, InvoiceStatus::Pending, InvoiceStatus::Unprocessed)
@@ -74,7 +67,7 @@ async fn staff_flow_end_to_end(store: DynStore) {
     let cancelled = actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
     assert_eq!(cancelled.status(), ActionStatus::Cancelled);
     assert_eq!(cancelled.history.last().unwrap().actor, "staff:staff-1");
-    let s = statuses(&deps, "c1", "p1").await;
+    let s = invoice_states(&deps, "c1", "p1").await;
     assert_eq!((s["1042"], s["1043"]), (InvoiceStatus::Selected, InvoiceStatus::Selected));
     let again = actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap_err();
     assert_eq!(code(again), "invalid_transition");
@@ -93,7 +86,7 @@ async fn select_refusals_change_nothing(store: DynStore) {
     import(&deps, "c1", "p2", "theirs", 400, "cad").await;
     invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["held"])).await.unwrap();
     actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), assign_req("p1", &["held"]), None).await.unwrap();
-    let before = statuses(&deps, "c1", "p1").await;
+    let before = invoice_states(&deps, "c1", "p1").await;
 
     let cases: &[(&[&str], &str)] = &[
         (&["fresh", "held"], "invoice_pending"),
@@ -106,7 +99,7 @@ async fn select_refusals_change_nothing(store: DynStore) {
     for (list, expected) in cases {
         let e = invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(list)).await.unwrap_err();
         assert_eq!(code(e), *expected, "{list:?}");
-        assert_eq!(statuses(&deps, "c1", "p1").await, before, "{list:?} changed something");
+        assert_eq!(invoice_states(&deps, "c1", "p1").await, before, "{list:?} changed something");
     }
     let too_many: Vec<String> = (0..51).map(|n| format!("i{n}")).collect();
     let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
@@ -137,7 +130,7 @@ async fn assign_refusals_change_nothing(store: DynStore) {
     let paid = pending.follow(&action.action_id, InvoiceEffect::MarkPaid, deps.clock.now()).unwrap();
     store.commit(vec![Write::Invoice { invoice: paid, expect: Expect::Version(pending.version) }]).await.unwrap();
 
-    let before = statuses(&deps, "c1", "p1").await;
+    let before = invoice_states(&deps, "c1", "p1").await;
     let visit_before = actions::list_for_visit(&deps, &clinic("c1"), &visit("v1")).await.unwrap().len();
     let cases: &[(&[&str], &str)] = &[
         (&["ok", "raw"], "invoice_not_selected"),
@@ -153,7 +146,7 @@ async fn assign_refusals_change_nothing(store: DynStore) {
             .await
             .unwrap_err();
         assert_eq!(code(e), *expected, "{list:?}");
-        assert_eq!(statuses(&deps, "c1", "p1").await, before, "{list:?} changed an invoice");
+        assert_eq!(invoice_states(&deps, "c1", "p1").await, before, "{list:?} changed an invoice");
     }
     assert_eq!(actions::list_for_visit(&deps, &clinic("c1"), &visit("v1")).await.unwrap().len(), visit_before);
 
@@ -163,7 +156,7 @@ async fn assign_refusals_change_nothing(store: DynStore) {
     assert_eq!(code(e.unwrap_err()), "payments_disabled");
     let e = actions::assign(&deps, &staff("c9"), &clinic("c9"), &visit("v1"), assign_req("p1", &["ok"]), None).await;
     assert_eq!(code(e.unwrap_err()), "payments_disabled");
-    assert_eq!(statuses(&deps, "c1", "p1").await, before);
+    assert_eq!(invoice_states(&deps, "c1", "p1").await, before);
 }
 
 async fn assign_honours_idempotency_keys(store: DynStore) {
@@ -188,7 +181,11 @@ async fn assign_honours_idempotency_keys(store: DynStore) {
     let other =
         actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), assign_req("p1", &["2"]), Some("k-1")).await;
     assert!(matches!(other, Err(AppError::IdempotencyKeyReused)), "{other:?}");
-    assert_eq!(statuses(&deps, "c1", "p1").await["2"], InvoiceStatus::Selected, "the refused repeat wrote nothing");
+    assert_eq!(
+        invoice_states(&deps, "c1", "p1").await["2"],
+        InvoiceStatus::Selected,
+        "the refused repeat wrote nothing"
+    );
     assert_eq!(actions::list_for_visit(&deps, &clinic("c1"), &visit("v1")).await.unwrap().len(), 1);
     // Keys are per clinic.
     enable_clinic(&deps, "c2").await;

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use visitpay::adapters::system::{RandomIds, SystemClock};
 use visitpay::app::actions::{self, AssignRequest, Assigned};
-use visitpay::app::{invoices, settings, AppConfig, Caller, Deps, Role};
+use visitpay::app::{invoices, settings, AppConfig, Caller, Deps, Queue, Role, Stripe};
 use visitpay::domain::{
     ActionId, ClinicId, InvoiceId, Label, LineItemText, Locale, PatientId, SettingsInput, UserId, VisitId,
 };
-use visitpay::ports::{Payments, RandomIds, Store, SystemClock};
+use visitpay::ports::Store;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -103,16 +104,21 @@ pub async fn stripe_emulator() -> Result<String, BoxError> {
     Ok(base)
 }
 
-pub fn deps(store: Arc<dyn Store>, payments: Option<Arc<dyn Payments>>) -> Deps {
-    Deps {
-        store,
-        clock: Arc::new(SystemClock),
-        ids: Arc::new(RandomIds),
-        payments,
-        queue: None,
-        metrics: Arc::new(visitpay::testkit::RecordedMetrics::default()),
-        config: AppConfig { patient_link_base: PATIENT_LINK_BASE.into(), webhook_secrets: vec![WEBHOOK_SECRET.into()] },
-    }
+/// Deps as the benchmarks use them: every port wired.
+pub type BenchDeps = Deps<Stripe, Queue>;
+
+pub fn deps(store: Arc<dyn Store>, payments: Stripe, queue: Queue) -> BenchDeps {
+    let config =
+        AppConfig { patient_link_base: PATIENT_LINK_BASE.into(), webhook_secrets: vec![WEBHOOK_SECRET.into()] };
+    let metrics = Arc::new(visitpay_tests::kit::RecordedMetrics::default());
+    Deps::new(store, Arc::new(SystemClock), Arc::new(RandomIds), metrics, config)
+        .with_payments(payments)
+        .with_queue(queue)
+}
+
+/// A queue nobody reads, for benchmarks that do not follow events.
+pub fn unread_queue() -> Queue {
+    Arc::new(visitpay::adapters::embedded_queue::EmbeddedQueue::new(5, std::time::Duration::from_secs(1)))
 }
 
 pub fn clinic() -> ClinicId {
@@ -128,7 +134,7 @@ pub fn staff() -> Caller {
 }
 
 /// Switches the bench clinic on, with the bench Stripe account.
-pub async fn seed_clinic(deps: &Deps) -> Result<(), BoxError> {
+pub async fn seed_clinic(deps: &BenchDeps) -> Result<(), BoxError> {
     let support = Caller { sub: UserId::parse("bench-support")?, role: Role::Support, clinic_id: None };
     let input = SettingsInput {
         enabled: true,
@@ -144,7 +150,7 @@ pub async fn seed_clinic(deps: &Deps) -> Result<(), BoxError> {
 }
 
 /// Imports and selects invoices of 25.00 CAD for the bench patient.
-pub async fn seed_selected_invoices(deps: &Deps, ids: &[&str]) -> Result<Vec<InvoiceId>, BoxError> {
+pub async fn seed_selected_invoices(deps: &BenchDeps, ids: &[&str]) -> Result<Vec<InvoiceId>, BoxError> {
     let ids: Vec<InvoiceId> = ids.iter().map(|i| InvoiceId::parse(i)).collect::<Result<_, _>>()?;
     for id in &ids {
         let input = visitpay::domain::invoice::InvoiceInput {
@@ -162,7 +168,7 @@ pub async fn seed_selected_invoices(deps: &Deps, ids: &[&str]) -> Result<Vec<Inv
 /// Opens Checkout for the action behind `token` (what create-checkout does,
 /// and nothing more) and pays it at the emulator (no webhook sent); returns
 /// the session id, the last segment of the emulator's checkout URL.
-pub async fn open_and_pay(deps: &Deps, stripe_base: &str, token: &str) -> Result<String, BoxError> {
+pub async fn open_and_pay(deps: &BenchDeps, stripe_base: &str, token: &str) -> Result<String, BoxError> {
     let link = visitpay::app::checkout::open(deps, token).await?;
     let session =
         link.url.rsplit('/').next().filter(|s| s.starts_with("cs_")).ok_or("no session in the url")?.to_owned();
@@ -192,7 +198,7 @@ pub async fn stripe_events(stripe_base: &str) -> Result<Vec<Value>, BoxError> {
 }
 
 /// An action assigned to the bench patient over fresh invoices; returns its id and link token.
-pub async fn seed_action(deps: &Deps, invoice_ids: &[&str], visit: &str) -> Result<(ActionId, String), BoxError> {
+pub async fn seed_action(deps: &BenchDeps, invoice_ids: &[&str], visit: &str) -> Result<(ActionId, String), BoxError> {
     let ids = seed_selected_invoices(deps, invoice_ids).await?;
     let request = AssignRequest { patient_id: patient(), invoice_ids: ids, locale: Locale::FrCa };
     let visit = VisitId::parse(visit)?;

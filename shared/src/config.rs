@@ -6,14 +6,28 @@ use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::emf::{EmfMetrics, Sink};
 use crate::adapters::sqs::SqsQueue;
 use crate::adapters::stripe::StripePayments;
+use crate::adapters::system::{RandomIds, SystemClock};
 use crate::adapters::tables;
-use crate::app::{AppConfig, Deps};
-use crate::ports::{EventQueue, Payments, RandomIds, SystemClock};
+use crate::app::{AppConfig, Deps, Queue, Stripe};
+use crate::ports::{BoxError, ErrorChain};
+use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is required")]
     Missing(&'static str),
+    #[error("reading {name} from SSM: {}", ErrorChain(&**source))]
+    Ssm {
+        name: &'static str,
+        #[source]
+        source: BoxError,
+    },
+    #[error("the SSM parameter holding {0} is empty")]
+    EmptySecret(&'static str),
+    #[error("building the Stripe client")]
+    Stripe(#[source] crate::ports::PaymentsError),
+    #[error("building the HTTPS client")]
+    Tls(#[source] BoxError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -25,8 +39,8 @@ pub fn patient_link_base(default: &str) -> String {
 
 /// Webhook signing secrets: `STRIPE_WEBHOOK_SECRET`, comma-separated during
 /// a rotation (old and new both verify).
-pub fn webhook_secrets(value: &str) -> Vec<String> {
-    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+pub fn webhook_secrets(value: &SecretString) -> Vec<SecretString> {
+    value.expose_secret().split(',').map(str::trim).filter(|s| !s.is_empty()).map(SecretString::from).collect()
 }
 
 /// The DynamoDB store named by the table definition's env var (`VISITPAY_TABLE`),
@@ -48,8 +62,7 @@ pub const AWS_ROOTS_PEM: &str = include_str!("../certs/aws-roots.pem");
 pub fn https_client() -> Result<aws_sdk_dynamodb::config::SharedHttpClient, ConfigError> {
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode, TlsContext, TrustStore};
     let trust = TrustStore::empty().with_native_roots(false).with_pem_certificate(AWS_ROOTS_PEM);
-    let context =
-        TlsContext::builder().with_trust_store(trust).build().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let context = TlsContext::builder().with_trust_store(trust).build().map_err(|e| ConfigError::Tls(Box::new(e)))?;
     Ok(aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
         .tls_context(context)
@@ -71,23 +84,12 @@ pub async fn lambda_sdk() -> Result<aws_config::SdkConfig, ConfigError> {
 
 /// Where a secret comes from: an SSM SecureString named by `{NAME}_PARAM`
 /// (how it is deployed, read once per cold start) or, for local and test
-/// runs, the `{NAME}` variable itself.
-#[derive(Clone, PartialEq, Eq)]
+/// runs, the `{NAME}` variable itself. A value never prints.
+#[derive(Clone, Debug)]
 pub enum SecretSource {
     Ssm { parameter: String },
-    Value(String),
+    Value(SecretString),
     Unset,
-}
-
-impl std::fmt::Debug for SecretSource {
-    // Never prints a secret's value, only where it comes from.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SecretSource::Ssm { parameter } => write!(f, "Ssm({parameter})"),
-            SecretSource::Value(_) => f.write_str("Value(<redacted>)"),
-            SecretSource::Unset => f.write_str("Unset"),
-        }
-    }
 }
 
 /// Everything a Lambda function reads from its environment, once per cold
@@ -117,7 +119,7 @@ fn optional(name: &str) -> Option<String> {
 fn secret_source(name: &str, param_var: &str) -> SecretSource {
     match (optional(param_var), optional(name)) {
         (Some(parameter), _) => SecretSource::Ssm { parameter },
-        (None, Some(value)) => SecretSource::Value(value),
+        (None, Some(value)) => SecretSource::Value(value.into()),
         (None, None) => SecretSource::Unset,
     }
 }
@@ -138,7 +140,11 @@ impl LambdaSettings {
 }
 
 /// Reads a secret from where `source` says.
-async fn secret(sdk: &aws_config::SdkConfig, source: &SecretSource, name: &'static str) -> Result<String, ConfigError> {
+async fn secret(
+    sdk: &aws_config::SdkConfig,
+    source: &SecretSource,
+    name: &'static str,
+) -> Result<SecretString, ConfigError> {
     match source {
         SecretSource::Value(value) => Ok(value.clone()),
         SecretSource::Unset => Err(ConfigError::Missing(name)),
@@ -149,110 +155,86 @@ async fn secret(sdk: &aws_config::SdkConfig, source: &SecretSource, name: &'stat
                 .with_decryption(true)
                 .send()
                 .await
-                .map_err(|e| {
-                    ConfigError::Invalid(format!(
-                        "reading {name} from SSM: {}",
-                        aws_sdk_ssm::error::DisplayErrorContext(&e)
-                    ))
-                })?;
+                .map_err(|e| ConfigError::Ssm { name, source: Box::new(e) })?;
             out.parameter
                 .and_then(|p| p.value)
                 .filter(|v| !v.is_empty())
-                .ok_or(ConfigError::Invalid(format!("the SSM parameter holding {name} is empty")))
+                .map(SecretString::from)
+                .ok_or(ConfigError::EmptySecret(name))
         }
     }
 }
 
-/// Builds a function's `Deps`: the store, then only the ports this function
-/// uses. Adding them at compile time (each function's `wiring` below, not a
-/// runtime flag) means a function links only the clients it calls: no
-/// Stripe, SQS or SSM client in `select-invoices`.
-struct LambdaDeps<'a> {
-    sdk: &'a aws_config::SdkConfig,
-    settings: &'a LambdaSettings,
-    deps: Deps,
+/// The deps every function starts from: the store named by the settings, the
+/// system clock and randomness, metrics as embedded-metric log lines.
+fn base(sdk: &aws_config::SdkConfig, settings: &LambdaSettings) -> Result<Deps, ConfigError> {
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.table.clone());
+    let patient_link_base =
+        settings.patient_link_base.clone().ok_or(ConfigError::Missing("VISITPAY_PATIENT_LINK_BASE"))?;
+    Ok(Deps::new(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        Arc::new(RandomIds),
+        Arc::new(EmfMetrics::new(settings.metrics_namespace.clone(), Sink::Stdout)),
+        AppConfig { patient_link_base, webhook_secrets: Vec::new() },
+    ))
 }
 
-impl<'a> LambdaDeps<'a> {
-    fn new(sdk: &'a aws_config::SdkConfig, settings: &'a LambdaSettings) -> Result<Self, ConfigError> {
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.table.clone());
-        let patient_link_base =
-            settings.patient_link_base.clone().ok_or(ConfigError::Missing("VISITPAY_PATIENT_LINK_BASE"))?;
-        let deps = Deps {
-            store: Arc::new(store),
-            clock: Arc::new(SystemClock),
-            ids: Arc::new(RandomIds),
-            payments: None,
-            queue: None,
-            metrics: Arc::new(EmfMetrics::new(settings.metrics_namespace.clone(), Sink::Stdout)),
-            config: AppConfig { patient_link_base, webhook_secrets: Vec::new() },
-        };
-        Ok(LambdaDeps { sdk, settings, deps })
-    }
-
-    /// Stripe, its key read from SSM (`STRIPE_SECRET_KEY_PARAM`).
-    async fn with_payments(mut self) -> Result<Self, ConfigError> {
-        let key = secret(self.sdk, &self.settings.stripe_secret_key, "STRIPE_SECRET_KEY").await?;
-        let payments = StripePayments::new(&key, self.settings.stripe_api_base.as_deref())
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        let payments: Arc<dyn Payments> = Arc::new(payments);
-        self.deps.payments = Some(payments);
-        Ok(self)
-    }
-
-    /// The payment-event queue (`VISITPAY_EVENTS_QUEUE_URL`).
-    fn with_queue(mut self) -> Result<Self, ConfigError> {
-        let url = self.settings.events_queue_url.clone().ok_or(ConfigError::Missing("VISITPAY_EVENTS_QUEUE_URL"))?;
-        let queue: Arc<dyn EventQueue> = Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(self.sdk), url));
-        self.deps.queue = Some(queue);
-        Ok(self)
-    }
-
-    /// The webhook signing secret(s), read from SSM (`STRIPE_WEBHOOK_SECRET_PARAM`).
-    async fn with_webhook_secrets(mut self) -> Result<Self, ConfigError> {
-        let value = secret(self.sdk, &self.settings.webhook_secret, "STRIPE_WEBHOOK_SECRET").await?;
-        self.deps.config.webhook_secrets = webhook_secrets(&value);
-        Ok(self)
-    }
-
-    fn build(self) -> Deps {
-        self.deps
-    }
+/// Stripe, its key read from SSM (`STRIPE_SECRET_KEY_PARAM`).
+async fn payments(sdk: &aws_config::SdkConfig, settings: &LambdaSettings) -> Result<Stripe, ConfigError> {
+    let key = secret(sdk, &settings.stripe_secret_key, "STRIPE_SECRET_KEY").await?;
+    let payments =
+        StripePayments::new(key.expose_secret(), settings.stripe_api_base.as_deref()).map_err(ConfigError::Stripe)?;
+    Ok(Arc::new(payments))
 }
 
-/// Each function's ports, decided here once: its `main.rs` calls its line,
-/// and the least-privilege test (`tests/least_privilege.rs`) builds each
-/// function the same way to record the AWS calls it really makes.
+/// The payment-event queue (`VISITPAY_EVENTS_QUEUE_URL`).
+fn queue(sdk: &aws_config::SdkConfig, settings: &LambdaSettings) -> Result<Queue, ConfigError> {
+    let url = settings.events_queue_url.clone().ok_or(ConfigError::Missing("VISITPAY_EVENTS_QUEUE_URL"))?;
+    Ok(Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url)))
+}
+
+/// Each function's ports, decided here once and at compile time (a function
+/// links only the clients it calls: no Stripe, SQS or SSM client in
+/// `select-invoices`): its `main.rs` calls its line, and the least-privilege
+/// test (`tests/least_privilege.rs`) builds each function the same way to
+/// record the AWS calls it really makes.
 pub mod wiring {
-    use super::{ConfigError, LambdaDeps, LambdaSettings};
-    use crate::app::Deps;
+    use super::{base, payments, queue, secret, webhook_secrets, ConfigError, LambdaSettings};
+    use crate::app::{Deps, Queue, Stripe};
     use aws_config::SdkConfig;
 
     pub async fn clinic_settings(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
-        Ok(LambdaDeps::new(sdk, s)?.build())
+        base(sdk, s)
     }
     pub async fn select_invoices(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
-        Ok(LambdaDeps::new(sdk, s)?.build())
+        base(sdk, s)
     }
     /// Stripe, to expire a session on cancel and to refund.
-    pub async fn assign_action(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
-        Ok(LambdaDeps::new(sdk, s)?.with_payments().await?.build())
+    pub async fn assign_action(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps<Stripe>, ConfigError> {
+        Ok(base(sdk, s)?.with_payments(payments(sdk, s).await?))
     }
     pub async fn action_status(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
-        Ok(LambdaDeps::new(sdk, s)?.build())
+        base(sdk, s)
     }
-    pub async fn create_checkout(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
-        Ok(LambdaDeps::new(sdk, s)?.with_payments().await?.build())
+    pub async fn create_checkout(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps<Stripe>, ConfigError> {
+        Ok(base(sdk, s)?.with_payments(payments(sdk, s).await?))
     }
-    pub async fn stripe_webhook(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
-        Ok(LambdaDeps::new(sdk, s)?.with_queue()?.with_webhook_secrets().await?.build())
+    /// The queue, and the webhook signing secret(s) from SSM (`STRIPE_WEBHOOK_SECRET_PARAM`).
+    pub async fn stripe_webhook(
+        sdk: &SdkConfig,
+        s: &LambdaSettings,
+    ) -> Result<Deps<crate::app::Unwired, Queue>, ConfigError> {
+        let mut deps = base(sdk, s)?.with_queue(queue(sdk, s)?);
+        deps.config.webhook_secrets = webhook_secrets(&secret(sdk, &s.webhook_secret, "STRIPE_WEBHOOK_SECRET").await?);
+        Ok(deps)
     }
     pub async fn process_payment_events(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
-        Ok(LambdaDeps::new(sdk, s)?.build())
+        base(sdk, s)
     }
     /// Stripe to ask, the queue to feed what it learns to the consumer.
-    pub async fn reconcile(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
-        Ok(LambdaDeps::new(sdk, s)?.with_payments().await?.with_queue()?.build())
+    pub async fn reconcile(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps<Stripe, Queue>, ConfigError> {
+        Ok(base(sdk, s)?.with_payments(payments(sdk, s).await?).with_queue(queue(sdk, s)?))
     }
 }
 

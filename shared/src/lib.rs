@@ -7,11 +7,8 @@
 pub mod adapters;
 pub mod app;
 pub mod config;
-pub mod dev_jwt;
 pub mod domain;
 pub mod http;
+pub mod lambda;
 pub mod ports;
 pub mod telemetry;
-/// Test support (fixed clock, sequential ids, stores on moto); not in Lambda builds.
-#[cfg(any(test, feature = "testkit"))]
-pub mod testkit;

@@ -29,13 +29,14 @@ use serde_json::json;
 use visitpay::adapters::dynamodb::items::item_size;
 use visitpay::adapters::dynamodb::DynamoStore;
 use visitpay::adapters::sqs::{deliveries, ensure_queue, sqs_event, SqsQueue};
+use visitpay::adapters::stripe::webhook::{verify, Verified};
 use visitpay::adapters::stripe::StripePayments;
 use visitpay::adapters::tables;
 use visitpay::app::actions::{self, AssignRequest, Assigned};
-use visitpay::app::payment_events::handle_sqs;
-use visitpay::app::{webhook, Deps};
+use visitpay::app::webhook;
 use visitpay::domain::{ActionStatus, Locale, VisitId};
-use visitpay::ports::{EventQueue, Payments};
+use visitpay::lambda::consumer;
+use visitpay::ports::Payments;
 use visitpay_bench::{STRIPE_KEY, WEBHOOK_SECRET};
 
 /// What one function sent: requests by `Service.Operation`, and DynamoDB
@@ -249,11 +250,11 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
     let counters: BTreeMap<&str, Counter> =
         functions.iter().map(|f| (*f, Counter::new(Arc::clone(&gsi_keys), Arc::clone(&sizes)))).collect();
     let queue_url = ensure_queue(&sqs(&sdk, &counters["setup"]), &format!("{table}-events"), 5, 30).await?;
-    let deps_for = |function: &str| Deps {
-        queue: Some(Arc::new(SqsQueue::new(sqs(&sdk, &counters[function]), queue_url.clone())) as Arc<dyn EventQueue>),
-        ..visitpay_bench::deps(
+    let deps_for = |function: &str| {
+        visitpay_bench::deps(
             Arc::new(DynamoStore::new(dynamodb(&sdk, &counters[function]), table.clone())),
-            Some(payments.clone()),
+            payments.clone(),
+            Arc::new(SqsQueue::new(sqs(&sdk, &counters[function]), queue_url.clone())),
         )
     };
 
@@ -288,9 +289,11 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
     for e in events.iter().rev() {
         let body = e.to_string();
         let signature = visitpay_bench::sign(WEBHOOK_SECRET, &body, visitpay_bench::unix_now());
-        if let webhook::Accepted::Queued { .. } =
-            webhook::accept(&webhook_deps, body.as_bytes(), Some(&signature)).await?
+        let secrets = &webhook_deps.config.webhook_secrets;
+        if let Verified::Queue(delivery) =
+            verify(body.as_bytes(), Some(&signature), secrets, visitpay_bench::unix_now())?
         {
+            webhook::accept(&webhook_deps, delivery).await?;
             webhook_events += 1;
         }
     }
@@ -301,7 +304,8 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
     let received = source.receive_message().queue_url(&queue_url).max_number_of_messages(10).send().await?;
     let messages = received.messages.unwrap_or_default();
     let deliveries = deliveries(&messages);
-    let failures = handle_sqs(&consumer, sqs_event(&deliveries, "arn:aws:sqs:us-east-1:000000000000:bench")).await;
+    let failures =
+        consumer::handle(&consumer, sqs_event(&deliveries, "arn:aws:sqs:us-east-1:000000000000:bench")).await;
     if !failures.batch_item_failures.is_empty() {
         return Err("the consumer reported failures".into());
     }

@@ -268,7 +268,7 @@ async fn main() -> Result<(), BoxError> {
     store.ensure_table(&tables::main_table()).await?;
     let queue_url = ensure_queue(&aws_sdk_sqs::Client::new(&sdk), &format!("bench-cold-{stamp}"), 5, 30).await?;
     let payments: Arc<dyn Payments> = Arc::new(StripePayments::new(STRIPE_KEY, Some(&format!("{stripe_base}/")))?);
-    let deps = visitpay_bench::deps(Arc::new(store), Some(payments));
+    let deps = visitpay_bench::deps(Arc::new(store), payments, visitpay_bench::unread_queue());
 
     // The Runtime API emulator.
     let api = RuntimeApi::default();

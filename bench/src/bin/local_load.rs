@@ -22,15 +22,16 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use visitpay::adapters::embedded::EmbeddedStore;
 use visitpay::adapters::embedded_queue::EmbeddedQueue;
+use visitpay::adapters::stripe::events::HANDLED_TYPES;
 use visitpay::adapters::stripe::StripePayments;
-use visitpay::app::payment_events::{apply_stripe_event, handle_sqs};
 use visitpay::app::views::{ActionView, InvoiceView};
-use visitpay::app::webhook::HANDLED_TYPES;
 use visitpay::app::{actions, invoices, Deps};
+use visitpay::lambda::consumer::{self, apply_message};
 use visitpay::ports::{EventQueue, Payments};
-use visitpay::testkit::FixedClock;
+use visitpay_bench::BenchDeps;
 use visitpay_bench::{BoxError, Summary, STRIPE_KEY, WEBHOOK_SECRET};
 use visitpay_local::{Controls, Gateway, LocalClock};
+use visitpay_tests::kit::FixedClock;
 
 struct Args {
     bin_dir: PathBuf,
@@ -335,7 +336,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
 /// Actions paid at the emulator and refunded three times from its dashboard
 /// API; returns the events Stripe would send (subscribed types), oldest first.
 async fn burst_world(
-    deps: &Deps,
+    deps: &BenchDeps,
     stripe_base: &str,
 ) -> Result<(Vec<visitpay::domain::ActionId>, Vec<String>), BoxError> {
     let http = reqwest::Client::new();
@@ -381,7 +382,7 @@ async fn burst_world(
 /// What the staff see of every action and invoice. An action's `history` is
 /// kept apart: it is the audit trail of what arrived when, so it follows the
 /// delivery order (three cumulative refund events in reverse are one step).
-async fn state_of(deps: &Deps, ids: &[visitpay::domain::ActionId]) -> Result<(Value, Vec<Value>), BoxError> {
+async fn state_of(deps: &BenchDeps, ids: &[visitpay::domain::ActionId]) -> Result<(Value, Vec<Value>), BoxError> {
     let clinic = visitpay_bench::clinic();
     let (mut out, mut histories) = (Vec::new(), Vec::new());
     for id in ids {
@@ -408,7 +409,7 @@ async fn burst_once(round: usize) -> Result<BurstRun, BoxError> {
     // One fixed clock for both worlds, so "equal" includes every timestamp we write.
     let clock = Arc::new(FixedClock::at_unix(visitpay_bench::unix_now()));
     let store = Arc::new(EmbeddedStore::new());
-    let mut deps = visitpay_bench::deps(store.clone(), Some(payments));
+    let mut deps = visitpay_bench::deps(store.clone(), payments, visitpay_bench::unread_queue());
     deps.clock = clock.clone();
     let (ids, unique) = burst_world(&deps, &stripe_base).await?;
     let expected_unique = BURST_ACTIONS * (1 + REFUNDS_PER_ACTION);
@@ -421,11 +422,11 @@ async fn burst_once(round: usize) -> Result<BurstRun, BoxError> {
 
     // The burst: through the local runner's router, into its embedded queue.
     let queue = Arc::new(EmbeddedQueue::new(5, Duration::from_secs(1)));
-    let burst = Deps { queue: Some(queue.clone() as Arc<dyn EventQueue>), ..deps.clone() };
+    let burst = Deps { queue: queue.clone() as Arc<dyn EventQueue>, ..deps.clone() };
     let consumer = burst.clone();
     let worker = {
         let queue = queue.clone();
-        tokio::spawn(async move { queue.run(|event| handle_sqs(&consumer, event)).await })
+        tokio::spawn(async move { queue.run(|event| consumer::handle(&consumer, event)).await })
     };
     let gateway = Gateway { deps: burst.clone(), jwt_secret: "bench-unused".into(), cors: Default::default() };
     let router = visitpay_local::router(gateway, Controls { clock: Arc::new(LocalClock::default()), emulator: None });
@@ -488,7 +489,7 @@ async fn burst_once(round: usize) -> Result<BurstRun, BoxError> {
 
     // The same 800 events, once each, in the order Stripe created them.
     for body in &unique {
-        apply_stripe_event(&clean, body).await.map_err(|e| format!("in-order delivery failed: {e}"))?;
+        apply_message(&clean, Some(body)).await.map_err(|e| format!("in-order delivery failed: {e}"))?;
     }
     let ((after_burst, burst_histories), (after_clean, clean_histories)) =
         (state_of(&burst, &ids).await?, state_of(&clean, &ids).await?);

@@ -2,7 +2,7 @@
 
 use lambda_http::{run, service_fn, Error, Request};
 use visitpay::config::{lambda_sdk, wiring, LambdaSettings};
-use visitpay::http::{handle, routes::Function};
+use visitpay::http::functions;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     let deps = wiring::create_checkout(&lambda_sdk().await?, &LambdaSettings::from_env()).await?;
     run(service_fn(|req: Request| {
         let deps = &deps;
-        async move { Ok::<_, std::convert::Infallible>(handle(deps, Function::CreateCheckout, req).await) }
+        async move { Ok::<_, std::convert::Infallible>(functions::create_checkout(deps, req).await) }
     }))
     .await
 }

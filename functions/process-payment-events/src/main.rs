@@ -3,8 +3,8 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use visitpay::app::payment_events::handle_sqs;
 use visitpay::config::{lambda_sdk, wiring, LambdaSettings};
+use visitpay::lambda::consumer;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     let deps = wiring::process_payment_events(&lambda_sdk().await?, &LambdaSettings::from_env()).await?;
     run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let deps = &deps;
-        async move { Ok::<SqsBatchResponse, Error>(handle_sqs(deps, event.payload).await) }
+        async move { Ok::<SqsBatchResponse, Error>(consumer::handle(deps, event.payload).await) }
     }))
     .await
 }

@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     run(service_fn(|_: LambdaEvent<EventBridgeEvent<serde_json::Value>>| {
         let deps = &deps;
         async move {
-            let report = reconcile::run(deps, config).await.map_err(|e| Error::from(e.to_string()))?;
+            let report = reconcile::run(deps, config).await?;
             Ok::<_, Error>(serde_json::to_value(report)?)
         }
     }))

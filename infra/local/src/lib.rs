@@ -14,21 +14,24 @@ use axum::Router;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use visitpay::app::{Deps, Role};
-use visitpay::dev_jwt;
+use visitpay::app::{Deps, Queue, Role, Stripe};
 use visitpay::http::cors::Cors;
 use visitpay::http::routes::{self, Access};
 use visitpay::http::{handle, ApiError};
 
+pub mod dev_jwt;
 pub mod seed;
 
 /// API Gateway HTTP APIs accept payloads up to 10 MB; the handler enforces
 /// its own, smaller limit.
 const GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
 
+/// Every function's ports: the local run serves them all behind one port.
+pub type LocalDeps = Deps<Stripe, Queue>;
+
 #[derive(Clone)]
 pub struct Gateway {
-    pub deps: Deps,
+    pub deps: LocalDeps,
     pub jwt_secret: Arc<str>,
     /// Origins allowed to call from a browser (`VISITPAY_CORS_ORIGINS`), as
     /// the template's `CorsConfiguration` allows `EmrOrigins`.
@@ -52,7 +55,7 @@ impl LocalClock {
 impl visitpay::ports::Clock for LocalClock {
     fn now(&self) -> visitpay::domain::Timestamp {
         let offset = self.offset_secs.load(std::sync::atomic::Ordering::SeqCst);
-        visitpay::ports::SystemClock.now() + time::Duration::seconds(offset)
+        visitpay::adapters::system::SystemClock.now() + time::Duration::seconds(offset)
     }
 }
 

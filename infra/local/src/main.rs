@@ -14,12 +14,13 @@ use visitpay::adapters::embedded_queue::EmbeddedQueue;
 use visitpay::adapters::emf::{EmfMetrics, Sink};
 use visitpay::adapters::sqs::SqsQueue;
 use visitpay::adapters::stripe::StripePayments;
+use visitpay::adapters::system::RandomIds;
 use visitpay::adapters::tables;
-use visitpay::app::payment_events::handle_sqs;
 use visitpay::app::reconcile;
 use visitpay::app::{AppConfig, Deps, Role};
-use visitpay::dev_jwt::DEFAULT_DEV_SECRET;
-use visitpay::ports::{EventQueue, RandomIds, Store};
+use visitpay::lambda::consumer;
+use visitpay::ports::{EventQueue, Store};
+use visitpay_local::dev_jwt::DEFAULT_DEV_SECRET;
 use visitpay_local::seed::{self, DEMO_CLINIC, DEMO_INVOICES, DEMO_PATIENT, DEMO_VISIT};
 use visitpay_local::{serve, token, Controls, Gateway, LocalClock};
 
@@ -157,37 +158,33 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let clock = Arc::new(LocalClock::default());
-    let deps = Deps {
-        store,
-        clock: clock.clone(),
-        ids: Arc::new(RandomIds),
-        payments: Some(Arc::new(payments)),
-        queue: Some(queue),
-        metrics: Arc::new(EmfMetrics::new(
-            std::env::var("VISITPAY_METRICS_NAMESPACE").unwrap_or_else(|_| "visitpay/local".into()),
-            Sink::Stderr,
-        )),
-        config: AppConfig {
-            patient_link_base: visitpay::config::patient_link_base(&format!("{base}/patient/actions")),
-            webhook_secrets: visitpay::config::webhook_secrets(&webhook_secret),
-        },
+    let metrics = EmfMetrics::new(
+        std::env::var("VISITPAY_METRICS_NAMESPACE").unwrap_or_else(|_| "visitpay/local".into()),
+        Sink::Stderr,
+    );
+    let config = AppConfig {
+        patient_link_base: visitpay::config::patient_link_base(&format!("{base}/patient/actions")),
+        webhook_secrets: visitpay::config::webhook_secrets(&webhook_secret.clone().into()),
     };
+    let deps = Deps::new(store, clock.clone(), Arc::new(RandomIds), Arc::new(metrics), config)
+        .with_payments(Arc::new(payments))
+        .with_queue(queue);
     seed::seed(&deps).await?;
 
     // The consumer, fed as Lambda's SQS event source would feed it.
-    let consumer = deps.clone();
+    let consumer_deps = deps.clone();
     match sqs {
         Some(sqs) => {
             tokio::spawn(async move {
                 visitpay::adapters::sqs::poll(&sqs, "arn:aws:sqs:local:000000000000:visitpay-events", |event| {
-                    handle_sqs(&consumer, event)
+                    consumer::handle(&consumer_deps, event)
                 })
                 .await
             });
         }
         None => {
             let queue = embedded_queue.clone();
-            tokio::spawn(async move { queue.run(|event| handle_sqs(&consumer, event)).await });
+            tokio::spawn(async move { queue.run(|event| consumer::handle(&consumer_deps, event)).await });
         }
     }
 

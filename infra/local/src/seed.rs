@@ -1,7 +1,7 @@
 //! The demo data a fresh local run starts with. Seeded through the same use
 //! cases the API calls, so it obeys every rule.
 
-use visitpay::app::{invoices, settings, AppError, Caller, Deps, Role};
+use visitpay::app::{invoices, settings, AppError, Caller, HasClock, HasStore, Role};
 use visitpay::domain::invoice::InvoiceInput;
 use visitpay::domain::{ClinicId, DomainError, InvoiceId, Label, LineItemText, PatientId, SettingsInput, UserId};
 
@@ -15,7 +15,7 @@ pub const DEMO_INVOICES: &[(&str, i64, &str)] = &[
     ("1044", 12000, "Annual physical (private)"),
 ];
 
-pub async fn seed(deps: &Deps) -> Result<(), AppError> {
+pub async fn seed(deps: &(impl HasStore + HasClock)) -> Result<(), AppError> {
     let clinic = ClinicId::parse(DEMO_CLINIC)?;
     let support = Caller { sub: UserId::parse("demo-support")?, role: Role::Support, clinic_id: None };
     settings::put(

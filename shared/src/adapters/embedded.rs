@@ -8,9 +8,12 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::dynamodb::items::{self, MAX_ITEM_BYTES, MAX_TRANSACTION_BYTES, MAX_TRANSACTION_ITEMS};
-use crate::domain::{Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentSettings, VisitId};
+use crate::domain::{Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentRef, PaymentSettings, VisitId};
 use crate::domain::{ActionStatus, Timestamp};
-use crate::ports::{AssignInputs, Expect, IdempotencyRecord, PaymentRef, Store, StoreError, Write};
+use crate::ports::{
+    ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore, PaymentStore,
+    ReconcileStore, SettingsStore, StoreError, Write,
+};
 
 type InvoiceKey = (ClinicId, PatientId, InvoiceId);
 
@@ -52,7 +55,7 @@ impl EmbeddedStore {
 /// rules): an item over 400 KB is refused, as is a transaction over 100
 /// items or 4 MB, with the DynamoDB adapter's error.
 fn check_limits(written: impl Iterator<Item = items::Item>, count: usize) -> Result<(), StoreError> {
-    if count > 1 && count > MAX_TRANSACTION_ITEMS {
+    if count > MAX_TRANSACTION_ITEMS {
         return Err(StoreError::TooLarge(format!(
             "Member must have length less than or equal to {MAX_TRANSACTION_ITEMS} ({count} items)"
         )));
@@ -82,7 +85,7 @@ fn check(expect: Expect, current: Option<u64>) -> Result<(), StoreError> {
 }
 
 #[async_trait]
-impl Store for EmbeddedStore {
+impl SettingsStore for EmbeddedStore {
     async fn get_settings(&self, clinic: &ClinicId) -> Result<Option<PaymentSettings>, StoreError> {
         Ok(self.lock().settings.get(clinic).cloned())
     }
@@ -92,7 +95,10 @@ impl Store for EmbeddedStore {
         self.lock().settings.insert(settings.clinic_id.clone(), settings.clone());
         Ok(())
     }
+}
 
+#[async_trait]
+impl InvoiceStore for EmbeddedStore {
     async fn get_invoice(
         &self,
         clinic: &ClinicId,
@@ -111,7 +117,10 @@ impl Store for EmbeddedStore {
             .map(|(_, i)| i.clone())
             .collect())
     }
+}
 
+#[async_trait]
+impl ActionStore for EmbeddedStore {
     async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Action>, StoreError> {
         Ok(self.lock().actions.get(action).filter(|a| &a.clinic_id == clinic).cloned())
     }
@@ -127,7 +136,10 @@ impl Store for EmbeddedStore {
     async fn find_action(&self, action: &ActionId) -> Result<Option<Action>, StoreError> {
         Ok(self.lock().actions.get(action).cloned())
     }
+}
 
+#[async_trait]
+impl AssignStore for EmbeddedStore {
     async fn get_idempotency(&self, clinic: &ClinicId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         Ok(self.lock().idempotency.get(&(clinic.clone(), key.to_owned())).cloned())
     }
@@ -149,7 +161,10 @@ impl Store for EmbeddedStore {
                 .collect(),
         })
     }
+}
 
+#[async_trait]
+impl PaymentStore for EmbeddedStore {
     async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError> {
         Ok(self.lock().payments.get(payment_intent).cloned())
     }
@@ -163,7 +178,10 @@ impl Store for EmbeddedStore {
         let t = self.lock();
         Ok((t.actions.get(action).filter(|a| &a.clinic_id == clinic).cloned(), t.payments.get(payment_intent).cloned()))
     }
+}
 
+#[async_trait]
+impl ReconcileStore for EmbeddedStore {
     // In memory, a filter is the index: the same answers as DynamoDB's GSIs.
     async fn actions_awaiting_stripe(
         &self,
@@ -196,7 +214,10 @@ impl Store for EmbeddedStore {
         due.truncate(limit);
         Ok(due)
     }
+}
 
+#[async_trait]
+impl Commit for EmbeddedStore {
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         let mut t = self.lock();
         // Validate every condition first, then apply: all or nothing.

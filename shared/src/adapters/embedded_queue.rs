@@ -12,7 +12,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use tokio::sync::Notify;
 
 use super::sqs::{sqs_event, Delivery};
-use crate::ports::{message_size, EventQueue, QueueError, QueuedEvent, MAX_MESSAGE_BYTES};
+use crate::ports::{message_size, EventQueue, QueueError, QueueMessage, MAX_MESSAGE_BYTES};
 
 #[derive(Debug, Clone)]
 struct Message {
@@ -132,16 +132,16 @@ impl EmbeddedQueue {
 
 #[async_trait]
 impl EventQueue for EmbeddedQueue {
-    async fn enqueue(&self, event: &QueuedEvent) -> Result<(), QueueError> {
+    async fn enqueue(&self, message: &QueueMessage) -> Result<(), QueueError> {
         // The template's queue takes SQS's maximum, body and attributes counted.
-        let bytes = message_size(event);
+        let bytes = message_size(message);
         if bytes > MAX_MESSAGE_BYTES {
             return Err(QueueError::TooLarge { bytes, max: MAX_MESSAGE_BYTES });
         }
         let n = self.next_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.messages.lock().unwrap_or_else(|p| p.into_inner()).push_back(Message {
             id: format!("msg-{n}"),
-            body: event.body.clone(),
+            body: message.body(),
             receives: 0,
             visible_at: Instant::now(),
         });

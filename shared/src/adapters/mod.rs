@@ -1,4 +1,6 @@
-//! Adapters for the ports: DynamoDB for AWS, an embedded store for the laptop.
+//! Adapters for the ports: DynamoDB for AWS, an embedded store for the
+//! laptop; SQS and an embedded queue; Stripe; embedded metrics; the system
+//! clock and randomness.
 
 pub mod dynamodb;
 pub mod embedded;
@@ -6,4 +8,5 @@ pub mod embedded_queue;
 pub mod emf;
 pub mod sqs;
 pub mod stripe;
+pub mod system;
 pub mod tables;

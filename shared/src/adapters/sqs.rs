@@ -13,7 +13,7 @@ use aws_sdk_sqs::types::{
 use aws_sdk_sqs::Client;
 use serde_json::json;
 
-use crate::ports::{message_size, EventQueue, QueueError, QueuedEvent, MAX_MESSAGE_BYTES};
+use crate::ports::{message_size, EventQueue, QueueError, QueueMessage, MAX_MESSAGE_BYTES};
 
 #[derive(Clone)]
 pub struct SqsQueue {
@@ -47,30 +47,26 @@ fn string_attribute(value: &str) -> MessageAttributeValue {
 
 #[async_trait]
 impl EventQueue for SqsQueue {
-    async fn enqueue(&self, event: &QueuedEvent) -> Result<(), QueueError> {
+    async fn enqueue(&self, message: &QueueMessage) -> Result<(), QueueError> {
         // SQS counts the attributes too; moto counts only the body, so check here.
-        let bytes = message_size(event);
+        let bytes = message_size(message);
         if bytes > self.max_message_bytes {
             return Err(QueueError::TooLarge { bytes, max: self.max_message_bytes });
         }
-        self.client
-            .send_message()
-            .queue_url(&self.queue_url)
-            .message_body(&event.body)
-            .message_attributes("event_id", string_attribute(&event.event_id))
-            .message_attributes("event_type", string_attribute(&event.event_type))
-            .send()
-            .await
-            .map_err(|e| {
-                // "One or more parameters are invalid. Reason: Message must be shorter than N bytes."
-                let too_long = e.code() == Some("InvalidParameterValue")
-                    && e.message().is_some_and(|m| m.contains("Message must be shorter"));
-                if too_long {
-                    QueueError::TooLarge { bytes, max: self.max_message_bytes }
-                } else {
-                    QueueError::Unavailable(DisplayErrorContext(&e).to_string())
-                }
-            })?;
+        let mut send = self.client.send_message().queue_url(&self.queue_url).message_body(message.body());
+        for (name, value) in message.attributes() {
+            send = send.message_attributes(name, string_attribute(&value));
+        }
+        send.send().await.map_err(|e| {
+            // "One or more parameters are invalid. Reason: Message must be shorter than N bytes."
+            let too_long = e.code() == Some("InvalidParameterValue")
+                && e.message().is_some_and(|m| m.contains("Message must be shorter"));
+            if too_long {
+                QueueError::TooLarge { bytes, max: self.max_message_bytes }
+            } else {
+                QueueError::Unavailable(Box::new(e))
+            }
+        })?;
         Ok(())
     }
 }
@@ -135,7 +131,7 @@ pub async fn ensure_queue(
     max_receives: u32,
     visibility_secs: u32,
 ) -> Result<String, QueueError> {
-    let unavailable = |e: String| QueueError::Unavailable(e);
+    let unavailable = |e: String| QueueError::Unavailable(e.into());
     let dlq = client
         .create_queue()
         .queue_name(format!("{name}-dlq"))

@@ -7,17 +7,20 @@ use time::Duration;
 use tracing::instrument;
 
 use super::invoices::pick;
-use super::payment_events::{META_ACTION, META_CLINIC};
+use super::transitions::{apply_event, Known};
 use super::views::ActionView;
-use super::{check_invoice_ids, with_retries, AppError, Caller, Deps, NotFound};
+use super::{
+    check_invoice_ids, with_retries, AppError, Caller, HasClock, HasConfig, HasIds, HasMetrics, HasPayments, HasStore,
+    NotFound,
+};
 use crate::domain::action::NewAction;
 use crate::domain::{
-    Action, ActionEvent, ActionId, ActionLine, Actor, ClinicId, DomainError, Invoice, InvoiceEffect, InvoiceId, Locale,
-    Money, PatientId, RefundRecord, Timestamp, VisitId,
+    hash_token, link_token, link_token_action, Action, ActionEvent, ActionId, ActionLine, Actor, ClinicId, DomainError,
+    Invoice, InvoiceId, Locale, Money, PatientId, RefundRecord, VisitId,
 };
 use crate::ports::{
-    hash_token, link_token, link_token_action, Expect, IdempotencyRecord, MoneySignal, PaymentRef, PaymentsError,
-    RefundRequest, SessionStatus, Write,
+    Expect, IdempotencyRecord, MoneySignal, PaymentsError, RefundRequest, SessionStatus, Write, META_ACTION,
+    META_CLINIC,
 };
 
 /// How long a repeat of the same `Idempotency-Key` returns the first answer.
@@ -48,7 +51,7 @@ fn request_hash(visit: &VisitId, req: &AssignRequest) -> String {
 /// in the visit's language. All writes land together or not at all.
 #[instrument(skip_all, fields(clinic_id = %clinic, visit_id = %visit, invoices = req.invoice_ids.len()))]
 pub async fn assign(
-    deps: &Deps,
+    deps: &(impl HasStore + HasClock + HasIds + HasConfig),
     by: &Caller,
     clinic: &ClinicId,
     visit: &VisitId,
@@ -57,8 +60,8 @@ pub async fn assign(
 ) -> Result<Assigned, AppError> {
     check_invoice_ids(&req.invoice_ids)?;
     let hash = request_hash(visit, &req);
-    with_retries(|| async {
-        let inputs = deps.store.assign_inputs(clinic, &req.patient_id, &req.invoice_ids, idempotency_key).await?;
+    with_retries!({
+        let inputs = deps.store().assign_inputs(clinic, &req.patient_id, &req.invoice_ids, idempotency_key).await?;
         if let Some(first) = inputs.idempotency {
             if first.request_hash != hash {
                 return Err(AppError::IdempotencyKeyReused);
@@ -67,15 +70,15 @@ pub async fn assign(
         }
         let settings = inputs.settings.filter(|s| s.enabled).ok_or(DomainError::PaymentsDisabled)?;
         let chosen = pick(&inputs.invoices, &req.invoice_ids)?;
-        let now = deps.clock.now();
-        let action_id = deps.ids.action_id();
+        let now = deps.clock().now();
+        let action_id = deps.ids().action_id();
         let reserved: Vec<Invoice> = chosen.iter().map(|i| i.reserve_for(&action_id, now)).collect::<Result<_, _>>()?;
         let total = Money::sum(chosen.iter().map(|i| i.money()).collect::<Vec<_>>().iter())?;
         if total.currency != settings.currency {
             return Err(DomainError::CurrencyMismatch.into());
         }
 
-        let token = link_token(&action_id, &deps.ids.link_token());
+        let token = link_token(&action_id, &deps.ids().link_token());
         let expires_at = now + Duration::hours(i64::from(settings.action_ttl_hours));
         let action = Action::assign(
             NewAction {
@@ -115,148 +118,19 @@ pub async fn assign(
                 expires_at: now + IDEMPOTENCY_WINDOW,
             }));
         }
-        deps.store.commit(writes).await?;
+        deps.store().commit(writes).await?;
         tracing::info!(action_id = %action_id, amount = total.amount, "action assigned");
-        let patient_url = format!("{}/{}", deps.config.patient_link_base, token);
+        let patient_url = format!("{}/{}", deps.config().patient_link_base, token);
         Ok(Assigned::Created { action, patient_url })
     })
-    .await
 }
 
-pub async fn get(deps: &Deps, clinic: &ClinicId, action: &ActionId) -> Result<Action, AppError> {
-    deps.store.get_action(clinic, action).await?.ok_or(AppError::NotFound(NotFound::Action))
+pub async fn get(deps: &impl HasStore, clinic: &ClinicId, action: &ActionId) -> Result<Action, AppError> {
+    deps.store().get_action(clinic, action).await?.ok_or(AppError::NotFound(NotFound::Action))
 }
 
-pub async fn list_for_visit(deps: &Deps, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, AppError> {
-    Ok(deps.store.list_visit_actions(clinic, visit).await?)
-}
-
-/// The invoice writes that one or more transitions imply (in order), each
-/// conditional on the version read. Invoices no longer held by this action are
-/// left alone.
-pub(crate) fn invoice_writes(
-    action: &Action,
-    effects: &[InvoiceEffect],
-    invoices: &[Invoice],
-    at: Timestamp,
-) -> Vec<Write> {
-    let mine = invoices.iter().filter(|i| action.invoice_ids().any(|id| id == &i.invoice_id));
-    mine.filter_map(|old| {
-        let mut new = old.clone();
-        for effect in effects {
-            if let Some(next) = new.follow(&action.action_id, *effect, at) {
-                new = next;
-            }
-        }
-        (new != *old).then_some(Write::Invoice { invoice: new, expect: Expect::Version(old.version) })
-    })
-    .collect()
-}
-
-/// An action as a caller just read it, with its payment record when the
-/// event records a payment (the consumer reads both in one request).
-pub(crate) struct Known {
-    pub action: Action,
-    pub payment: Option<PaymentRef>,
-}
-
-/// Applies an event to a stored action through the state machine, with the
-/// invoice writes it implies, in one conditional commit. `known` is what the
-/// caller just read (saving a read); a conflict re-reads as usual.
-///
-/// A payment is recorded by its PaymentIntent so that refunds and disputes,
-/// which name nothing else, find the action; charge events that came before
-/// it (`PaymentRef::parked`) are applied in the same commit.
-pub(crate) async fn apply_event(
-    deps: &Deps,
-    clinic: &ClinicId,
-    action_id: &ActionId,
-    known: Option<Known>,
-    event: &ActionEvent,
-    actor: &Actor,
-) -> Result<Action, AppError> {
-    let known = std::sync::Mutex::new(known);
-    let payment_intent = match event {
-        ActionEvent::PaymentSucceeded { payment_intent: Some(pi), .. } => Some(pi.as_str()),
-        _ => None,
-    };
-    // First try: the invoices follow as conditional updates, unread. If one
-    // is not where the action left it, the commit conflicts and the retry
-    // reads them and moves only those still held (`invoice_writes`).
-    let unread = std::sync::atomic::AtomicBool::new(true);
-    with_retries(|| async {
-        let first = known.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let Known { action: current, payment } = match (first, payment_intent) {
-            (Some(known), _) => known,
-            (None, Some(pi)) => match deps.store.action_and_payment(clinic, action_id, pi).await? {
-                (Some(action), payment) => Known { action, payment },
-                (None, _) => return Err(AppError::NotFound(NotFound::Action)),
-            },
-            (None, None) => Known { action: get(deps, clinic, action_id).await?, payment: None },
-        };
-        let now = deps.clock.now();
-        let transition = current.apply(event, now, actor)?;
-        let (mut action, mut changed, mut effects) = (transition.action, transition.changed, vec![transition.invoices]);
-        let mut writes = Vec::new();
-        if let Some(pi) = payment_intent {
-            if payment.as_ref().and_then(|p| p.owner.as_ref()).is_none() {
-                for parked in payment.iter().flat_map(|p| &p.parked) {
-                    let by = Actor::Stripe { event_id: parked.event_id.clone() };
-                    match action.apply(&parked.change.event(pi), now, &by) {
-                        Ok(t) if t.changed => {
-                            (action, changed) = (t.action, true);
-                            effects.push(t.invoices);
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::error!(event_id = %parked.event_id, error = %e, "a parked charge event cannot apply")
-                        }
-                    }
-                }
-                writes.push(Write::Payment(PaymentRef::owned(pi, clinic.clone(), action_id.clone(), payment.as_ref())));
-            }
-        }
-        if !changed && writes.is_empty() {
-            return Ok(current);
-        }
-        if changed {
-            writes.push(Write::Action { action: action.clone(), expect: Expect::Version(current.version) });
-        }
-        effects.retain(|e| *e != InvoiceEffect::Unchanged);
-        match effects.as_slice() {
-            [] => {}
-            [effect] if unread.swap(false, std::sync::atomic::Ordering::SeqCst) => {
-                writes.extend(current.invoice_ids().map(|invoice_id| Write::HeldInvoice {
-                    clinic_id: clinic.clone(),
-                    patient_id: current.patient_id.clone(),
-                    invoice_id: invoice_id.clone(),
-                    action_id: action_id.clone(),
-                    effect: *effect,
-                    at: now,
-                }));
-            }
-            _ => {
-                let invoices = deps.store.list_invoices(clinic, &current.patient_id).await?;
-                writes.extend(invoice_writes(&current, &effects, &invoices, now));
-            }
-        }
-        deps.store.commit(writes).await?;
-        signal_money(deps, &current, &action);
-        Ok(action)
-    })
-    .await
-}
-
-/// What a committed transition means for the money alarms: a payment kept
-/// for refund, a dispute opened.
-fn signal_money(deps: &Deps, before: &Action, after: &Action) {
-    let about = Some((&after.clinic_id, &after.action_id));
-    if after.late_payments.len() > before.late_payments.len() {
-        deps.metrics.signal(MoneySignal::RefundNeeded, about);
-    }
-    if after.disputed && !before.disputed {
-        deps.metrics.signal(MoneySignal::DisputeOpened, about);
-    }
+pub async fn list_for_visit(deps: &impl HasStore, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, AppError> {
+    Ok(deps.store().list_visit_actions(clinic, visit).await?)
 }
 
 /// Staff cancel: the open Checkout Session is expired at Stripe first (so
@@ -264,10 +138,15 @@ fn signal_money(deps: &Deps, before: &Action, after: &Action) {
 /// to `selected`. If Stripe says the session was just completed, the cancel is
 /// refused: the payment is on its way and will be applied.
 #[instrument(skip_all, fields(clinic_id = %clinic, action_id = %action_id))]
-pub async fn cancel(deps: &Deps, by: &Caller, clinic: &ClinicId, action_id: &ActionId) -> Result<Action, AppError> {
+pub async fn cancel(
+    deps: &(impl HasStore + HasClock + HasMetrics + HasPayments),
+    by: &Caller,
+    clinic: &ClinicId,
+    action_id: &ActionId,
+) -> Result<Action, AppError> {
     let current = get(deps, clinic, action_id).await?;
     // Refuse early what the state machine would refuse, before calling Stripe.
-    current.apply(&ActionEvent::Cancel, deps.clock.now(), &Actor::Staff(by.sub.clone()))?;
+    current.apply(&ActionEvent::Cancel, deps.clock().now(), &Actor::Staff(by.sub.clone()))?;
     if let Some(session_id) = current.checkout_session_id() {
         expire_session(deps, &current, session_id).await?;
     }
@@ -280,21 +159,18 @@ pub async fn cancel(deps: &Deps, by: &Caller, clinic: &ClinicId, action_id: &Act
 
 /// Expires a Checkout Session at Stripe. Already expired is fine; completed
 /// means a payment is landing, which must not be cancelled away.
-pub(crate) async fn expire_session(deps: &Deps, action: &Action, session_id: &str) -> Result<(), AppError> {
-    let payments = deps.payments.as_ref().ok_or(AppError::Misconfigured("payments"))?;
+pub(crate) async fn expire_session(deps: &impl HasPayments, action: &Action, session_id: &str) -> Result<(), AppError> {
+    let payments = deps.payments();
     match payments.expire_checkout(&action.stripe_account_id, session_id).await {
         Ok(_) | Err(PaymentsError::NotFound) => Ok(()),
-        Err(PaymentsError::Unavailable(why)) => Err(AppError::PaymentsUnavailable(why)),
+        Err(e @ (PaymentsError::Unavailable(_) | PaymentsError::Unexpected(_))) => Err(e.into()),
         Err(PaymentsError::Rejected { .. }) => {
-            let session = payments
-                .retrieve_checkout(&action.stripe_account_id, session_id)
-                .await
-                .map_err(|e| AppError::PaymentsUnavailable(e.to_string()))?;
+            let session = payments.retrieve_checkout(&action.stripe_account_id, session_id).await?;
             match session.status {
                 SessionStatus::Expired => Ok(()),
                 SessionStatus::Complete => Err(DomainError::PaymentProcessing.into()),
                 SessionStatus::Open => {
-                    Err(AppError::PaymentsRejected(format!("session {session_id} would not expire")))
+                    Err(PaymentsError::Unexpected(format!("session {session_id} would not expire")).into())
                 }
             }
         }
@@ -305,13 +181,12 @@ pub(crate) async fn expire_session(deps: &Deps, action: &Action, session_id: &st
 /// Never more than was paid: checked here, before anything is sent to Stripe.
 #[instrument(skip_all, fields(clinic_id = %clinic, action_id = %action_id))]
 pub async fn refund(
-    deps: &Deps,
+    deps: &(impl HasStore + HasClock + HasMetrics + HasPayments),
     by: &Caller,
     clinic: &ClinicId,
     action_id: &ActionId,
     amount: Option<i64>,
 ) -> Result<Action, AppError> {
-    let payments = deps.payments.as_ref().ok_or(AppError::Misconfigured("payments"))?;
     let action = get(deps, clinic, action_id).await?;
     let remaining = action.refundable();
     if remaining == 0 {
@@ -342,20 +217,19 @@ pub async fn refund(
         amount: Some(amount),
         metadata: vec![(META_ACTION.to_owned(), action_id.to_string()), (META_CLINIC.to_owned(), clinic.to_string())],
     };
-    let refund = payments.refund(&request).await.inspect_err(|e| {
+    let refund = deps.payments().refund(&request).await.inspect_err(|e| {
         if matches!(e, PaymentsError::Rejected { .. }) {
-            deps.metrics.signal(MoneySignal::RefundFailed, Some((clinic, action_id)));
+            deps.metrics().signal(MoneySignal::RefundFailed, Some((clinic, action_id)));
         }
     });
     let refund = refund.map_err(|e| match e {
-        PaymentsError::Unavailable(why) => AppError::PaymentsUnavailable(why),
         PaymentsError::Rejected { code: Some(code), .. }
             if code == "amount_too_large" || code == "charge_already_refunded" =>
         {
             DomainError::RefundExceedsRemaining(remaining).into()
         }
         PaymentsError::Rejected { code: Some(code), .. } if code == "idempotency_error" => AppError::Contended,
-        other => AppError::PaymentsRejected(other.to_string()),
+        other => other.into(),
     })?;
     tracing::info!(refund_id = %refund.id, amount = refund.amount, "refund created");
     let event = ActionEvent::Refunded {
@@ -370,12 +244,12 @@ pub async fn refund(
 /// The patient's view, reached by the link token alone: one read of the
 /// action it names, then its hash must match (in constant time) and the link
 /// must not have expired. Every failure looks the same: 404 `link_not_found`.
-pub async fn for_patient(deps: &Deps, token: &str) -> Result<Action, AppError> {
+pub async fn for_patient(deps: &(impl HasStore + HasClock), token: &str) -> Result<Action, AppError> {
     let not_found = || AppError::NotFound(NotFound::Link);
     let action_id = link_token_action(token).ok_or_else(not_found)?;
-    let action = deps.store.find_action(&action_id).await?.ok_or_else(not_found)?;
+    let action = deps.store().find_action(&action_id).await?.ok_or_else(not_found)?;
     let proved: bool = hash_token(token).as_bytes().ct_eq(action.token_hash.as_bytes()).into();
-    if !proved || action.expires_at <= deps.clock.now() {
+    if !proved || action.expires_at <= deps.clock().now() {
         return Err(not_found());
     }
     Ok(action)

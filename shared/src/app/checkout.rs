@@ -10,12 +10,14 @@ use std::collections::HashMap;
 use tracing::instrument;
 
 use super::actions::for_patient;
-use super::payment_events::{META_ACTION, META_CLINIC};
-use super::{with_retries, AppError, Deps};
+use super::{with_retries, AppError, HasClock, HasConfig, HasPayments, HasStore};
 use crate::domain::{
-    Action, ActionEvent, ActionStatus, Actor, Checkout, DomainError, InvoiceId, LineItemText, Locale, Timestamp,
+    Action, ActionEvent, ActionStatus, Actor, Checkout, DomainError, InvoiceId, LineItemText, Locale, StripeAccountId,
+    Timestamp,
 };
-use crate::ports::{CheckoutLine, CheckoutRequest, Expect, PaymentsError, SessionStatus, Write};
+use crate::ports::{
+    CheckoutLine, CheckoutRequest, Expect, PaymentsError, SessionStatus, Write, META_ACTION, META_CLINIC,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckoutLink {
@@ -50,11 +52,11 @@ fn generic_name(invoice: &InvoiceId, locale: Locale) -> String {
 /// What the line items say at Stripe: generic ("Clinic services — invoice
 /// 1042") from the action alone, or, only for a clinic that opted in, the
 /// invoices' own descriptions (the one case that reads the invoices).
-async fn checkout_lines(deps: &Deps, action: &Action) -> Result<Vec<CheckoutLine>, AppError> {
+async fn checkout_lines(deps: &impl HasStore, action: &Action) -> Result<Vec<CheckoutLine>, AppError> {
     let descriptions: HashMap<InvoiceId, String> = match action.line_item_text {
         LineItemText::Generic => HashMap::new(),
         LineItemText::InvoiceDescription => deps
-            .store
+            .store()
             .list_invoices(&action.clinic_id, &action.patient_id)
             .await?
             .into_iter()
@@ -80,13 +82,13 @@ async fn checkout_lines(deps: &Deps, action: &Action) -> Result<Vec<CheckoutLine
 }
 
 async fn request_for(
-    deps: &Deps,
+    deps: &(impl HasStore + HasConfig),
     action: &Action,
     attempt: &Checkout,
     token: &str,
 ) -> Result<CheckoutRequest, AppError> {
     let lines = checkout_lines(deps, action).await?;
-    let page = format!("{}/{}", deps.config.patient_link_base, token);
+    let page = format!("{}/{}", deps.config().patient_link_base, token);
     Ok(CheckoutRequest {
         account: action.stripe_account_id.clone(),
         idempotency_key: format!("visitpay-checkout-{}-{}", action.action_id, attempt.attempt),
@@ -104,23 +106,19 @@ async fn request_for(
     })
 }
 
-fn payments_error(e: PaymentsError) -> AppError {
-    match e {
-        PaymentsError::Unavailable(why) => AppError::PaymentsUnavailable(why),
-        other => AppError::PaymentsRejected(other.to_string()),
-    }
-}
-
 /// `POST /patient/actions/{token}/checkout`.
 #[instrument(skip_all)]
-pub async fn open(deps: &Deps, token: &str) -> Result<CheckoutLink, AppError> {
-    let payments = deps.payments.as_ref().ok_or(AppError::Misconfigured("payments"))?;
+pub async fn open(
+    deps: &(impl HasStore + HasClock + HasConfig + HasPayments),
+    token: &str,
+) -> Result<CheckoutLink, AppError> {
+    let payments = deps.payments();
     // A session created for an action that ended before we could record it
     // (staff cancelled meanwhile) must not stay payable.
-    let created: std::sync::Mutex<Option<(crate::domain::StripeAccountId, String)>> = Default::default();
-    let result = with_retries(|| async {
+    let mut created: Option<(StripeAccountId, String)> = None;
+    let result = with_retries!({
         let action = for_patient(deps, token).await?;
-        let now = deps.clock.now();
+        let now = deps.clock().now();
         refuse_unpayable(&action, now)?;
 
         // A repeat click: the same open session.
@@ -129,7 +127,7 @@ pub async fn open(deps: &Deps, token: &str) -> Result<CheckoutLink, AppError> {
                 return Ok(CheckoutLink { url: url.clone(), expires_at: *expires_at });
             }
             // Its time is up; Stripe may yet know an outcome we have not heard of.
-            let session = payments.retrieve_checkout(&action.stripe_account_id, session_id).await.map_err(payments_error)?;
+            let session = payments.retrieve_checkout(&action.stripe_account_id, session_id).await?;
             match session.status {
                 SessionStatus::Complete => return Err(DomainError::PaymentProcessing.into()),
                 SessionStatus::Open if session.expires_at - now > MIN_REMAINING => {
@@ -146,28 +144,33 @@ pub async fn open(deps: &Deps, token: &str) -> Result<CheckoutLink, AppError> {
             Some(_) => action,
             None => {
                 let reserved = action.reserve_checkout(now)?;
-                deps.store.commit(vec![Write::Action { action: reserved.clone(), expect: Expect::Version(action.version) }]).await?;
+                deps.store()
+                    .commit(vec![Write::Action { action: reserved.clone(), expect: Expect::Version(action.version) }])
+                    .await?;
                 reserved
             }
         };
         let attempt = action.checkout.clone().expect("reserved above");
         let request = request_for(deps, &action, &attempt, token).await?;
-        let session = payments.create_checkout(&request).await.map_err(payments_error)?;
-        *created.lock().unwrap_or_else(|p| p.into_inner()) = Some((action.stripe_account_id.clone(), session.id.clone()));
-        let url = session.url.clone().ok_or_else(|| AppError::PaymentsRejected("session without url".into()))?;
+        let session = payments.create_checkout(&request).await?;
+        created = Some((action.stripe_account_id.clone(), session.id.clone()));
+        let url = session.url.clone().ok_or_else(|| PaymentsError::Unexpected("a session without url".into()))?;
         tracing::info!(action_id = %action.action_id, attempt = attempt.attempt, session_id = %session.id, "checkout session ready");
 
-        let event = ActionEvent::CheckoutOpened { session_id: session.id.clone(), url: url.clone(), expires_at: session.expires_at };
+        let event = ActionEvent::CheckoutOpened {
+            session_id: session.id.clone(),
+            url: url.clone(),
+            expires_at: session.expires_at,
+        };
         let opened = action.apply(&event, now, &Actor::Patient)?;
         if opened.changed {
-            deps.store.commit(vec![Write::Action { action: opened.action, expect: Expect::Version(action.version) }]).await?;
+            deps.store()
+                .commit(vec![Write::Action { action: opened.action, expect: Expect::Version(action.version) }])
+                .await?;
         }
         Ok(CheckoutLink { url, expires_at: session.expires_at })
-    })
-    .await;
-    if let (Err(AppError::Domain(_)), Some((account, session_id))) =
-        (&result, created.into_inner().unwrap_or_else(|p| p.into_inner()))
-    {
+    });
+    if let (Err(AppError::Domain(_)), Some((account, session_id))) = (&result, created) {
         match payments.expire_checkout(&account, &session_id).await {
             Ok(_) => tracing::info!(session_id = %session_id, "expired a session its action could no longer take"),
             Err(e) => {

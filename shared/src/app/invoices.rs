@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use tracing::instrument;
 
-use super::{check_invoice_ids, with_retries, AppError, Deps, NotFound};
+use super::{check_invoice_ids, with_retries, AppError, HasClock, HasStore, NotFound};
 use crate::domain::invoice::InvoiceInput;
 use crate::domain::{ClinicId, Invoice, InvoiceId, InvoiceStatus, Money, PatientId};
 use crate::ports::{Expect, Write};
@@ -12,36 +12,35 @@ use crate::ports::{Expect, Write};
 /// Creates or replaces an invoice. Returns it and whether it was created.
 #[instrument(skip_all, fields(clinic_id = %clinic, invoice_id = %invoice_id))]
 pub async fn import(
-    deps: &Deps,
+    deps: &(impl HasStore + HasClock),
     clinic: &ClinicId,
     patient: &PatientId,
     invoice_id: &InvoiceId,
     input: InvoiceInput,
 ) -> Result<(Invoice, bool), AppError> {
-    with_retries(|| async {
-        let existing = deps.store.get_invoice(clinic, patient, invoice_id).await?;
+    with_retries!({
+        let existing = deps.store().get_invoice(clinic, patient, invoice_id).await?;
         let invoice = Invoice::import(
             existing.as_ref(),
             clinic.clone(),
             patient.clone(),
             invoice_id.clone(),
             input.clone(),
-            deps.clock.now(),
+            deps.clock().now(),
         )?;
         let expect = existing.as_ref().map_or(Expect::Absent, |old| Expect::Version(old.version));
-        deps.store.commit(vec![Write::Invoice { invoice: invoice.clone(), expect }]).await?;
+        deps.store().commit(vec![Write::Invoice { invoice: invoice.clone(), expect }]).await?;
         Ok((invoice, existing.is_none()))
     })
-    .await
 }
 
 pub async fn list(
-    deps: &Deps,
+    deps: &impl HasStore,
     clinic: &ClinicId,
     patient: &PatientId,
     status: Option<InvoiceStatus>,
 ) -> Result<Vec<Invoice>, AppError> {
-    let mut invoices = deps.store.list_invoices(clinic, patient).await?;
+    let mut invoices = deps.store().list_invoices(clinic, patient).await?;
     if let Some(status) = status {
         invoices.retain(|i| i.status() == status);
     }
@@ -60,16 +59,16 @@ pub(crate) fn pick<'a>(all: &'a [Invoice], ids: &[InvoiceId]) -> Result<Vec<&'a 
 /// returns them with their total.
 #[instrument(skip_all, fields(clinic_id = %clinic, invoices = ids.len()))]
 pub async fn select(
-    deps: &Deps,
+    deps: &(impl HasStore + HasClock),
     clinic: &ClinicId,
     patient: &PatientId,
     ids: &[InvoiceId],
 ) -> Result<(Vec<Invoice>, Money), AppError> {
     check_invoice_ids(ids)?;
-    with_retries(|| async {
-        let all = deps.store.list_invoices(clinic, patient).await?;
+    with_retries!({
+        let all = deps.store().list_invoices(clinic, patient).await?;
         let chosen = pick(&all, ids)?;
-        let now = deps.clock.now();
+        let now = deps.clock().now();
         let mut writes = Vec::new();
         let mut result = Vec::with_capacity(chosen.len());
         for old in &chosen {
@@ -83,9 +82,8 @@ pub async fn select(
         }
         let total = Money::sum(result.iter().map(|i| i.money()).collect::<Vec<_>>().iter())?;
         if !writes.is_empty() {
-            deps.store.commit(writes).await?;
+            deps.store().commit(writes).await?;
         }
         Ok((result, total))
     })
-    .await
 }

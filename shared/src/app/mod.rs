@@ -1,4 +1,12 @@
-//! Use cases, pure over the ports. HTTP and SQS wrappers translate in and out.
+//! Use cases, pure over the ports. The HTTP layer (`http`) and the Lambda
+//! event entry points (`lambda`) translate in and out; nothing here knows
+//! Lambda, an AWS SDK or Stripe's client.
+//!
+//! A use case names the ports it uses as bounds on its `deps`
+//! (`impl HasStore + HasPayments + …`). `Deps` has the store, clock, ids and
+//! metrics always, and payments and the queue only when a function is wired
+//! with them: a use case that needs Stripe does not compile against a
+//! function built without it.
 
 pub mod actions;
 pub mod checkout;
@@ -6,37 +14,147 @@ pub mod invoices;
 pub mod payment_events;
 pub mod reconcile;
 pub mod settings;
+mod transitions;
 pub mod views;
 pub mod webhook;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::{ClinicId, DomainError, InvoiceId, UserId, MAX_INVOICES_PER_REQUEST};
-use crate::ports::{Clock, EventQueue, Ids, Metrics, Payments, Store, StoreError};
+use secrecy::SecretString;
 
-/// Everything a use case needs, built once per cold start.
+use crate::domain::{ClinicId, DomainError, InvoiceId, UserId, MAX_INVOICES_PER_REQUEST};
+use crate::ports::{Clock, EventQueue, Ids, Metrics, Payments, PaymentsError, QueueError, Store, StoreError};
+
+/// A port a function was not wired with: no use case can reach it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unwired;
+
+/// Stripe, as a function wired with it holds it.
+pub type Stripe = Arc<dyn Payments>;
+/// The payment-event queue, as a function wired with it holds it.
+pub type Queue = Arc<dyn EventQueue>;
+
+/// Everything a function's use cases need, built once per cold start by the
+/// one builder (`Deps::new` and its `with_*` methods): the Lambda wiring
+/// (`config::wiring`), the local runner and the tests use it alike.
 #[derive(Clone)]
-pub struct Deps {
+pub struct Deps<P = Unwired, Q = Unwired> {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn Ids>,
-    /// Stripe; only the functions that talk to Stripe have it.
-    pub payments: Option<Arc<dyn Payments>>,
-    /// The payment-event queue; only the webhook (and reconcile) have it.
-    pub queue: Option<Arc<dyn EventQueue>>,
     /// Money signals for the alarms (embedded metrics in Lambda).
     pub metrics: Arc<dyn Metrics>,
     pub config: AppConfig,
+    /// `Stripe` when the function talks to Stripe, else `Unwired`.
+    pub payments: P,
+    /// `Queue` when the function feeds the consumer, else `Unwired`.
+    pub queue: Q,
 }
 
-#[derive(Debug, Clone)]
+impl Deps {
+    /// A function's deps with neither Stripe nor the queue.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn Ids>,
+        metrics: Arc<dyn Metrics>,
+        config: AppConfig,
+    ) -> Self {
+        Deps { store, clock, ids, metrics, config, payments: Unwired, queue: Unwired }
+    }
+}
+
+impl<P, Q> Deps<P, Q> {
+    pub fn with_payments(self, payments: Stripe) -> Deps<Stripe, Q> {
+        let Deps { store, clock, ids, metrics, config, queue, .. } = self;
+        Deps { store, clock, ids, metrics, config, payments, queue }
+    }
+
+    pub fn with_queue(self, queue: Queue) -> Deps<P, Queue> {
+        let Deps { store, clock, ids, metrics, config, payments, .. } = self;
+        Deps { store, clock, ids, metrics, config, payments, queue }
+    }
+}
+
+/// The ports, each as a capability a use case may ask for.
+pub trait HasStore: Send + Sync {
+    fn store(&self) -> &dyn Store;
+}
+pub trait HasClock: Send + Sync {
+    fn clock(&self) -> &dyn Clock;
+}
+pub trait HasIds: Send + Sync {
+    fn ids(&self) -> &dyn Ids;
+}
+pub trait HasMetrics: Send + Sync {
+    fn metrics(&self) -> &dyn Metrics;
+}
+pub trait HasConfig: Send + Sync {
+    fn config(&self) -> &AppConfig;
+}
+pub trait HasPayments: Send + Sync {
+    fn payments(&self) -> &dyn Payments;
+}
+pub trait HasQueue: Send + Sync {
+    fn queue(&self) -> &dyn EventQueue;
+}
+
+impl<P: Send + Sync, Q: Send + Sync> HasStore for Deps<P, Q> {
+    fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+}
+impl<P: Send + Sync, Q: Send + Sync> HasClock for Deps<P, Q> {
+    fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+}
+impl<P: Send + Sync, Q: Send + Sync> HasIds for Deps<P, Q> {
+    fn ids(&self) -> &dyn Ids {
+        self.ids.as_ref()
+    }
+}
+impl<P: Send + Sync, Q: Send + Sync> HasMetrics for Deps<P, Q> {
+    fn metrics(&self) -> &dyn Metrics {
+        self.metrics.as_ref()
+    }
+}
+impl<P: Send + Sync, Q: Send + Sync> HasConfig for Deps<P, Q> {
+    fn config(&self) -> &AppConfig {
+        &self.config
+    }
+}
+impl<Q: Send + Sync> HasPayments for Deps<Stripe, Q> {
+    fn payments(&self) -> &dyn Payments {
+        self.payments.as_ref()
+    }
+}
+impl<P: Send + Sync> HasQueue for Deps<P, Queue> {
+    fn queue(&self) -> &dyn EventQueue {
+        self.queue.as_ref()
+    }
+}
+
+/// The ports every function has.
+pub trait Core: HasStore + HasClock + HasIds + HasMetrics + HasConfig {}
+impl<T: HasStore + HasClock + HasIds + HasMetrics + HasConfig> Core for T {}
+
+#[derive(Clone)]
 pub struct AppConfig {
     /// Prefix of the patient link; the token is appended. No trailing slash.
     pub patient_link_base: String,
-    /// Stripe webhook signing secrets; two during a rotation.
-    pub webhook_secrets: Vec<String>,
+    /// Stripe webhook signing secrets; two during a rotation. Never printed.
+    pub webhook_secrets: Vec<SecretString>,
+}
+
+impl std::fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("patient_link_base", &self.patient_link_base)
+            .field("webhook_secrets", &format_args!("[{} redacted]", self.webhook_secrets.len()))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +171,8 @@ pub struct Caller {
     pub clinic_id: Option<ClinicId>,
 }
 
-/// What a use case can refuse, beyond the domain's own rules.
+/// What a use case can refuse, beyond the domain's own rules. Sources are
+/// kept; `http::error` turns each into a status and a code.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
@@ -66,15 +185,10 @@ pub enum AppError {
     Contended,
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("payment provider unavailable: {0}")]
-    PaymentsUnavailable(String),
-    #[error("payment provider refused: {0}")]
-    PaymentsRejected(String),
     #[error(transparent)]
-    Queue(#[from] crate::ports::QueueError),
-    /// A deployment mistake: this function was built without a port it needs.
-    #[error("{0} is not configured for this function")]
-    Misconfigured(&'static str),
+    Payments(#[from] PaymentsError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
     /// Stored data contradicts itself; never expected, always logged.
     #[error("inconsistent data: {0}")]
     Inconsistent(String),
@@ -104,21 +218,43 @@ const MAX_ATTEMPTS: u32 = 6;
 /// Optimistic concurrency: every attempt re-reads, decides and commits with
 /// conditions; a `Conflict` means someone else wrote first, so we decide again
 /// on fresh state (which usually turns into a proper domain error).
-pub(crate) async fn with_retries<T, F, Fut>(mut attempt: F) -> Result<T, AppError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, AppError>>,
-{
-    for n in 0..MAX_ATTEMPTS {
-        match attempt().await {
-            Err(AppError::Store(StoreError::Conflict)) => {
-                tracing::debug!(attempt = n + 1, "write conflict, retrying");
-                tokio::time::sleep(backoff(n)).await;
+///
+/// `with_retries!({ … })` runs the block until it settles. The block is an
+/// `async` block in a loop, not a closure: state that crosses attempts is the
+/// caller's own locals, mutated in place, with no lock (and the future stays
+/// `Send`, which async closures do not yet prove).
+macro_rules! with_retries {
+    ($body:block) => {{
+        let mut attempts = $crate::app::Attempts::default();
+        loop {
+            let outcome: Result<_, $crate::app::AppError> = async $body.await;
+            if let Some(settled) = attempts.settle(outcome).await {
+                break settled;
             }
-            other => return other,
+        }
+    }};
+}
+pub(crate) use with_retries;
+
+/// How many times an attempt met a conflict.
+#[derive(Default)]
+pub(crate) struct Attempts(u32);
+
+impl Attempts {
+    /// The attempt's outcome, or `None` after a conflict to try again (after
+    /// a short, jittered backoff); `Contended` once the attempts run out.
+    pub(crate) async fn settle<T>(&mut self, outcome: Result<T, AppError>) -> Option<Result<T, AppError>> {
+        match outcome {
+            Err(AppError::Store(StoreError::Conflict)) if self.0 + 1 < MAX_ATTEMPTS => {
+                tracing::debug!(attempt = self.0 + 1, "write conflict, retrying");
+                tokio::time::sleep(backoff(self.0)).await;
+                self.0 += 1;
+                None
+            }
+            Err(AppError::Store(StoreError::Conflict)) => Some(Err(AppError::Contended)),
+            other => Some(other),
         }
     }
-    Err(AppError::Contended)
 }
 
 fn backoff(attempt: u32) -> Duration {

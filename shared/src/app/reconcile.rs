@@ -4,14 +4,14 @@
 //! code path for every transition. Reads are index queries, never scans.
 
 use serde::Serialize;
-use serde_json::json;
 use tracing::instrument;
 
 use super::actions::expire_session;
-use super::payment_events::{ACTION_EXPIRED_EVENT, META_ACTION, META_CLINIC, RECONCILE_EVENT_PREFIX};
-use super::{AppError, Deps};
-use crate::domain::{Action, ActionStatus, DomainError};
-use crate::ports::{CheckoutSession, Expect, MoneySignal, QueuedEvent, SessionPaymentStatus, SessionStatus, Write};
+use super::{AppError, HasClock, HasMetrics, HasPayments, HasQueue, HasStore};
+use crate::domain::{Action, ActionEvent, ActionStatus, Actor, DomainError, PaymentSignal, SignalKind};
+use crate::ports::{
+    CheckoutSession, Expect, MoneySignal, QueueMessage, SessionPaymentStatus, SessionStatus, StoreError, Write,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ReconcileConfig {
@@ -35,76 +35,51 @@ pub struct Report {
     pub errors: u32,
 }
 
-/// A Stripe-shaped event describing what Stripe told us about a session.
-fn session_event(kind: &str, action: &Action, session: &CheckoutSession, now: i64) -> QueuedEvent {
-    let payment_status = match session.payment_status {
-        SessionPaymentStatus::Paid => "paid",
-        SessionPaymentStatus::Unpaid => "unpaid",
-        SessionPaymentStatus::NoPaymentRequired => "no_payment_required",
-    };
-    let event_id = format!("{RECONCILE_EVENT_PREFIX}{}:{kind}:{payment_status}", session.id);
-    let body = json!({
-        "id": event_id,
-        "object": "event",
-        "type": kind,
-        "account": action.stripe_account_id.as_str(),
-        "created": now,
-        "data": {"object": {
-            "id": session.id,
-            "object": "checkout.session",
-            "payment_status": payment_status,
-            "payment_intent": session.payment_intent,
-            "metadata": {META_ACTION: action.action_id.as_str(), META_CLINIC: action.clinic_id.as_str()}
-        }}
-    });
-    QueuedEvent { event_id, event_type: kind.to_owned(), body: body.to_string() }
-}
-
-fn expiry_event(action: &Action, now: i64) -> QueuedEvent {
-    let event_id = format!("{RECONCILE_EVENT_PREFIX}expire:{}", action.action_id);
-    let body = json!({
-        "id": event_id,
-        "object": "event",
-        "type": ACTION_EXPIRED_EVENT,
-        "created": now,
-        "data": {"object": {"clinic_id": action.clinic_id.as_str(), "action_id": action.action_id.as_str()}}
-    });
-    QueuedEvent { event_id, event_type: ACTION_EXPIRED_EVENT.to_owned(), body: body.to_string() }
+/// What reconcile learnt about an action, as the consumer applies it.
+fn signal(action: &Action, event: ActionEvent) -> QueueMessage {
+    QueueMessage::Signal(PaymentSignal {
+        actor: Actor::Reconcile,
+        account: Some(action.stripe_account_id.as_str().to_owned()),
+        kind: SignalKind::Action { clinic_id: action.clinic_id.clone(), action_id: action.action_id.clone(), event },
+    })
 }
 
 /// What a session's state means for an action that has not heard of it.
-fn learnt(action: &Action, session: &CheckoutSession) -> Option<&'static str> {
+fn learnt(action: &Action, session: &CheckoutSession) -> Option<ActionEvent> {
     let failed_intent =
         matches!(session.payment_intent_status.as_deref(), Some("requires_payment_method" | "canceled"));
+    let session_id = session.id.clone();
+    let succeeded = || ActionEvent::PaymentSucceeded {
+        session_id: session.id.clone(),
+        payment_intent: session.payment_intent.clone(),
+    };
     match (action.status(), session.status, session.payment_status) {
-        (ActionStatus::Processing, SessionStatus::Complete, SessionPaymentStatus::Paid) => {
-            Some("checkout.session.async_payment_succeeded")
-        }
         (_, SessionStatus::Complete, SessionPaymentStatus::Paid | SessionPaymentStatus::NoPaymentRequired) => {
-            Some("checkout.session.completed")
+            Some(succeeded())
         }
         (ActionStatus::Processing, SessionStatus::Complete, SessionPaymentStatus::Unpaid) if failed_intent => {
-            Some("checkout.session.async_payment_failed")
+            Some(ActionEvent::PaymentFailed { session_id })
         }
         (ActionStatus::CheckoutOpen, SessionStatus::Complete, SessionPaymentStatus::Unpaid) => {
-            Some("checkout.session.completed")
+            Some(ActionEvent::PaymentProcessing { session_id })
         }
-        (ActionStatus::CheckoutOpen, SessionStatus::Expired, _) => Some("checkout.session.expired"),
+        (ActionStatus::CheckoutOpen, SessionStatus::Expired, _) => Some(ActionEvent::CheckoutExpired { session_id }),
         _ => None,
     }
 }
 
 #[instrument(skip_all)]
-pub async fn run(deps: &Deps, config: ReconcileConfig) -> Result<Report, AppError> {
-    let payments = deps.payments.as_ref().ok_or(AppError::Misconfigured("payments"))?;
-    let queue = deps.queue.as_ref().ok_or(AppError::Misconfigured("event queue"))?;
-    let now = deps.clock.now();
+pub async fn run(
+    deps: &(impl HasStore + HasClock + HasMetrics + HasPayments + HasQueue),
+    config: ReconcileConfig,
+) -> Result<Report, AppError> {
+    let now = deps.clock().now();
     let mut report = Report::default();
 
-    for action in deps.store.actions_awaiting_stripe(now - config.min_age, config.batch).await? {
+    for action in deps.store().actions_awaiting_stripe(now - config.min_age, config.batch).await? {
         report.checked += 1;
         let Some(session_id) = action.checkout_session_id() else { continue };
-        let session = match payments.retrieve_checkout(&action.stripe_account_id, session_id).await {
+        let session = match deps.payments().retrieve_checkout(&action.stripe_account_id, session_id).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(action_id = %action.action_id, error = %e, "could not retrieve a session");
@@ -113,14 +88,14 @@ pub async fn run(deps: &Deps, config: ReconcileConfig) -> Result<Report, AppErro
             }
         };
         match learnt(&action, &session) {
-            Some(kind) => {
-                match kind {
-                    "checkout.session.expired" => report.found_expired_sessions += 1,
-                    "checkout.session.async_payment_failed" => report.found_failed += 1,
-                    _ if session.payment_status == SessionPaymentStatus::Unpaid => report.found_processing += 1,
+            Some(event) => {
+                match &event {
+                    ActionEvent::CheckoutExpired { .. } => report.found_expired_sessions += 1,
+                    ActionEvent::PaymentFailed { .. } => report.found_failed += 1,
+                    ActionEvent::PaymentProcessing { .. } => report.found_processing += 1,
                     _ => report.found_paid += 1,
                 }
-                if let Err(e) = queue.enqueue(&session_event(kind, &action, &session, now.unix_timestamp())).await {
+                if let Err(e) = deps.queue().enqueue(&signal(&action, event)).await {
                     tracing::error!(action_id = %action.action_id, error = %e, "could not queue what reconcile learnt");
                     report.errors += 1;
                     continue;
@@ -130,9 +105,12 @@ pub async fn run(deps: &Deps, config: ReconcileConfig) -> Result<Report, AppErro
         }
         // Not again before `min_age`; losing this race to the consumer is fine.
         let checked = action.mark_checked(now);
-        match deps.store.commit(vec![Write::Action { action: checked, expect: Expect::Version(action.version) }]).await
+        match deps
+            .store()
+            .commit(vec![Write::Action { action: checked, expect: Expect::Version(action.version) }])
+            .await
         {
-            Ok(()) | Err(crate::ports::StoreError::Conflict) => {}
+            Ok(()) | Err(StoreError::Conflict) => {}
             Err(e) => {
                 tracing::warn!(action_id = %action.action_id, error = %e, "could not mark an action checked");
                 report.errors += 1;
@@ -140,7 +118,7 @@ pub async fn run(deps: &Deps, config: ReconcileConfig) -> Result<Report, AppErro
         }
     }
 
-    for action in deps.store.actions_past_lifetime(now, config.batch).await? {
+    for action in deps.store().actions_past_lifetime(now, config.batch).await? {
         if let Some(session_id) = action.checkout_session_id() {
             match expire_session(deps, &action, session_id).await {
                 Ok(()) => {}
@@ -157,7 +135,16 @@ pub async fn run(deps: &Deps, config: ReconcileConfig) -> Result<Report, AppErro
                 }
             }
         }
-        match queue.enqueue(&expiry_event(&action, now.unix_timestamp())).await {
+        let expiry = QueueMessage::Signal(PaymentSignal {
+            actor: Actor::Reconcile,
+            account: None,
+            kind: SignalKind::Action {
+                clinic_id: action.clinic_id.clone(),
+                action_id: action.action_id.clone(),
+                event: ActionEvent::Expire,
+            },
+        });
+        match deps.queue().enqueue(&expiry).await {
             Ok(()) => report.actions_expired += 1,
             Err(e) => {
                 tracing::error!(action_id = %action.action_id, error = %e, "could not queue an expiry");
@@ -166,7 +153,7 @@ pub async fn run(deps: &Deps, config: ReconcileConfig) -> Result<Report, AppErro
         }
     }
 
-    deps.metrics.signal(MoneySignal::ReconcileErrors(report.errors), None);
+    deps.metrics().signal(MoneySignal::ReconcileErrors(report.errors), None);
     tracing::info!(
         checked = report.checked,
         still_open = report.still_open,

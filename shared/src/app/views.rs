@@ -1,4 +1,5 @@
-//! What clients see. Storage shapes stay private to the store adapters.
+//! What clients see: the JSON views of invoices and actions (the stored
+//! shapes are the store adapters' business, `adapters::dynamodb::items`).
 
 use serde::Serialize;
 

@@ -56,7 +56,8 @@ impl fmt::Display for ActionStatus {
 }
 
 /// Who or what caused a transition, as recorded in history.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", content = "id", rename_all = "snake_case")]
 pub enum Actor {
     Staff(UserId),
     /// The patient, through their link.
@@ -96,12 +97,14 @@ pub struct HistoryEntry {
 }
 
 /// What happened to an action, from staff, Stripe or the schedule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum ActionEvent {
     /// A Checkout Session was created for the reserved attempt.
     CheckoutOpened {
         session_id: String,
         url: String,
+        #[serde(with = "time::serde::rfc3339")]
         expires_at: Timestamp,
     },
     CheckoutExpired {
@@ -129,6 +132,23 @@ pub enum ActionEvent {
         total_refunded: Option<i64>,
     },
     Disputed,
+}
+
+impl ActionEvent {
+    /// A short name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ActionEvent::CheckoutOpened { .. } => "checkout_opened",
+            ActionEvent::CheckoutExpired { .. } => "checkout_expired",
+            ActionEvent::PaymentSucceeded { .. } => "payment_succeeded",
+            ActionEvent::PaymentProcessing { .. } => "payment_processing",
+            ActionEvent::PaymentFailed { .. } => "payment_failed",
+            ActionEvent::Cancel => "cancel",
+            ActionEvent::Expire => "expire",
+            ActionEvent::Refunded { .. } => "refunded",
+            ActionEvent::Disputed => "disputed",
+        }
+    }
 }
 
 /// What a transition implies for the action's invoices.
@@ -698,7 +718,10 @@ mod tests {
     fn cancel_releases_and_cannot_repeat() {
         let c = step(&action(), ActionEvent::Cancel);
         assert_eq!((c.action.status(), c.invoices), (ActionStatus::Cancelled, InvoiceEffect::Release));
-        assert_eq!(c.action.apply(&ActionEvent::Cancel, t(1), &stripe()).unwrap_err().code(), "invalid_transition");
+        assert!(matches!(
+            c.action.apply(&ActionEvent::Cancel, t(1), &stripe()),
+            Err(DomainError::InvalidTransition(ActionStatus::Cancelled, "cancelled"))
+        ));
     }
 
     #[test]

@@ -237,7 +237,7 @@ mod tests {
     fn one_live_action_at_a_time() {
         let (a, b) = (ActionId::parse("a").unwrap(), ActionId::parse("b").unwrap());
         let pending = invoice().select(at()).unwrap().unwrap().reserve_for(&a, at()).unwrap();
-        assert_eq!(pending.reserve_for(&b, at()).unwrap_err().code(), "invoice_pending");
+        assert_eq!(pending.reserve_for(&b, at()), Err(DomainError::InvoicePending("1042".into())));
         assert!(pending.follow(&b, InvoiceEffect::Release, at()).is_none(), "another action cannot release it");
         assert!(pending.follow(&b, InvoiceEffect::MarkPaid, at()).is_none());
         assert_eq!(pending.follow(&a, InvoiceEffect::Release, at()).unwrap().status(), InvoiceStatus::Selected);
@@ -271,7 +271,7 @@ mod tests {
     #[test]
     fn refuses_what_the_state_forbids() {
         let a = ActionId::parse("a").unwrap();
-        assert_eq!(invoice().reserve_for(&a, at()).unwrap_err().code(), "invoice_not_selected");
+        assert_eq!(invoice().reserve_for(&a, at()), Err(DomainError::InvoiceNotSelected("1042".into())));
         let paid = invoice()
             .select(at())
             .unwrap()
@@ -280,7 +280,7 @@ mod tests {
             .unwrap()
             .follow(&a, InvoiceEffect::MarkPaid, at())
             .unwrap();
-        assert_eq!(paid.select(at()).unwrap_err().code(), "invoice_paid");
+        assert_eq!(paid.select(at()), Err(DomainError::InvoicePaid("1042".into())));
         let reimport = Invoice::import(
             Some(&paid),
             paid.clinic_id.clone(),
@@ -294,7 +294,7 @@ mod tests {
             },
             at(),
         );
-        assert_eq!(reimport.unwrap_err().code(), "invoice_locked");
+        assert_eq!(reimport, Err(DomainError::InvoiceLocked("1042".into())));
     }
 
     #[test]
@@ -314,14 +314,13 @@ mod tests {
                 at(),
             )
             .unwrap_err()
-            .code()
         };
-        assert_eq!(bad(-5, "cad", "2026-01-01"), "invalid_amount");
-        assert_eq!(bad(100_000_000, "cad", "2026-01-01"), "invalid_amount");
-        assert_eq!(bad(5, "zzz", "2026-01-01"), "invalid_currency");
-        assert_eq!(bad(5, "cad", "2026-02-30"), "invalid_date");
+        assert_eq!(bad(-5, "cad", "2026-01-01"), DomainError::InvalidAmount);
+        assert_eq!(bad(100_000_000, "cad", "2026-01-01"), DomainError::InvalidAmount);
+        assert_eq!(bad(5, "zzz", "2026-01-01"), DomainError::InvalidCurrency);
+        assert_eq!(bad(5, "cad", "2026-02-30"), DomainError::InvalidDate);
         for date in ["+2026-01-01", "0000-01-01", "2026-1-01", "2026-01-01T00:00", "20260101"] {
-            assert_eq!(bad(5, "cad", date), "invalid_date", "{date}");
+            assert_eq!(bad(5, "cad", date), DomainError::InvalidDate, "{date}");
         }
     }
 }

@@ -3,8 +3,11 @@
 pub mod action;
 pub mod ids;
 pub mod invoice;
+pub mod link;
 pub mod money;
+pub mod payment;
 pub mod settings;
+pub mod signal;
 
 pub use action::{
     Action, ActionEvent, ActionLine, ActionStatus, Actor, Checkout, HistoryEntry, InvoiceEffect, LatePayment,
@@ -12,11 +15,14 @@ pub use action::{
 };
 pub use ids::{ActionId, ClinicId, InvoiceId, PatientId, UserId, VisitId};
 pub use invoice::{Invoice, InvoiceStatus, ServiceDate};
+pub use link::{hash_token, link_token, link_token_action};
 pub use money::{Currency, Money, MAX_AMOUNT};
+pub use payment::{ChargeChange, ParkedEvent, PaymentOwner, PaymentRef};
 pub use settings::{Label, LineItemText, Locale, PaymentSettings, SettingsInput, StripeAccountId};
+pub use signal::{PaymentSignal, SignalKind};
 
-/// What the domain refuses. Each variant has one stable code (see `code`),
-/// which is what clients match on; messages are for humans.
+/// What the domain refuses. `http::error` gives each variant its status and
+/// the stable code clients match on; messages are for humans.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
     #[error("{what} must match [A-Za-z0-9_-]{{1,64}}")]
@@ -69,61 +75,6 @@ pub enum DomainError {
     RefundExceedsRemaining(i64),
     #[error("this payment has been refunded {0} times already; refund the rest in one go")]
     TooManyRefunds(usize),
-}
-
-impl DomainError {
-    /// The stable, snake_case code clients match on.
-    pub fn code(&self) -> &'static str {
-        use DomainError::*;
-        match self {
-            InvalidId { .. } => "invalid_id",
-            InvalidAmount => "invalid_amount",
-            InvalidCurrency => "invalid_currency",
-            CurrencyMismatch => "currency_mismatch",
-            TotalTooLarge => "amount_too_large",
-            EmptySelection => "no_invoices",
-            TooManyInvoices { .. } => "too_many_invoices",
-            DuplicateInvoice(_) => "duplicate_invoice_id",
-            InvalidSettings(_) => "invalid_settings",
-            InvalidDate => "invalid_date",
-            DescriptionTooLong => "description_too_long",
-            InvalidLocale => "invalid_locale",
-            InvoiceLocked(_) => "invoice_locked",
-            InvoicePending(_) => "invoice_pending",
-            InvoicePaid(_) => "invoice_paid",
-            InvoiceNotSelected(_) => "invoice_not_selected",
-            PaymentsDisabled => "payments_disabled",
-            InvalidTransition(..) => "invalid_transition",
-            AlreadyPaid => "action_already_paid",
-            PaymentProcessing => "payment_processing",
-            ActionClosed(_) => "action_closed",
-            ActionExpired => "action_expired",
-            NotRefundable(_) => "not_refundable",
-            RefundExceedsRemaining(_) => "refund_exceeds_remaining",
-            TooManyRefunds(_) => "too_many_refunds",
-        }
-    }
-
-    /// Conflicts with the current state (409) as opposed to bad input (400).
-    pub fn is_conflict(&self) -> bool {
-        use DomainError::*;
-        matches!(
-            self,
-            InvoiceLocked(_)
-                | InvoicePending(_)
-                | InvoicePaid(_)
-                | InvoiceNotSelected(_)
-                | PaymentsDisabled
-                | InvalidTransition(..)
-                | AlreadyPaid
-                | PaymentProcessing
-                | ActionClosed(_)
-                | ActionExpired
-                | NotRefundable(_)
-                | RefundExceedsRemaining(_)
-                | TooManyRefunds(_)
-        )
-    }
 }
 
 /// Times are UTC, serialized as RFC 3339 everywhere (API and storage).

@@ -1,11 +1,16 @@
-//! The one place errors become an HTTP status and a stable code.
+//! The one place errors become an HTTP status and a stable code: the
+//! request's own faults, the domain's refusals, the use cases' failures and
+//! the webhook's. Internal text is logged, never answered.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
+use super::request::RequestError;
+use crate::adapters::stripe::webhook::{SignatureError, WebhookError};
 use crate::app::{AppError, NotFound};
-use crate::ports::{QueueError, StoreError};
+use crate::domain::DomainError;
+use crate::ports::{ErrorChain, PaymentsError, QueueError, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -18,23 +23,23 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError { status, code, message: message.into() }
     }
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-    pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required")
-    }
-    pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "your role may not call this route")
-    }
-    pub fn internal() -> Self {
+    fn internal() -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred")
     }
     pub fn route_not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "route_not_found", "no such route")
+        RequestError::RouteNotFound.into()
+    }
+    pub fn method_not_allowed() -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+    }
+    pub fn unauthorized() -> Self {
+        RequestError::Unauthorized.into()
     }
     pub fn too_large(limit: usize) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body may be at most {limit} bytes"))
+        RequestError::TooLarge(limit).into()
+    }
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     pub fn into_response(self) -> Response<Body> {
@@ -56,13 +61,68 @@ impl ApiError {
     }
 }
 
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> Self {
+        use RequestError as R;
+        let (status, code) = match &e {
+            R::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            R::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            R::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
+            R::LinkNotFound => return AppError::NotFound(NotFound::Link).into(),
+            R::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            R::MissingBody | R::InvalidJson => (StatusCode::BAD_REQUEST, "invalid_json"),
+            R::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            R::InvalidIdempotencyKey => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            R::InvalidStatus => (StatusCode::BAD_REQUEST, "invalid_status"),
+            R::Invalid(d) => return d.clone().into(),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        use DomainError::*;
+        let bad = StatusCode::BAD_REQUEST;
+        // A conflict with the current state is 409; bad input is 400.
+        let conflict = StatusCode::CONFLICT;
+        let (status, code) = match &e {
+            InvalidId { .. } => (bad, "invalid_id"),
+            InvalidAmount => (bad, "invalid_amount"),
+            InvalidCurrency => (bad, "invalid_currency"),
+            CurrencyMismatch => (bad, "currency_mismatch"),
+            TotalTooLarge => (bad, "amount_too_large"),
+            EmptySelection => (bad, "no_invoices"),
+            TooManyInvoices { .. } => (bad, "too_many_invoices"),
+            DuplicateInvoice(_) => (bad, "duplicate_invoice_id"),
+            InvalidSettings(_) => (bad, "invalid_settings"),
+            InvalidDate => (bad, "invalid_date"),
+            DescriptionTooLong => (bad, "description_too_long"),
+            InvalidLocale => (bad, "invalid_locale"),
+            InvoiceLocked(_) => (conflict, "invoice_locked"),
+            InvoicePending(_) => (conflict, "invoice_pending"),
+            InvoicePaid(_) => (conflict, "invoice_paid"),
+            InvoiceNotSelected(_) => (conflict, "invoice_not_selected"),
+            PaymentsDisabled => (conflict, "payments_disabled"),
+            InvalidTransition(..) => (conflict, "invalid_transition"),
+            AlreadyPaid => (conflict, "action_already_paid"),
+            PaymentProcessing => (conflict, "payment_processing"),
+            ActionClosed(_) => (conflict, "action_closed"),
+            ActionExpired => (conflict, "action_expired"),
+            NotRefundable(_) => (conflict, "not_refundable"),
+            RefundExceedsRemaining(_) => (conflict, "refund_exceeds_remaining"),
+            TooManyRefunds(_) => (conflict, "too_many_refunds"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
+        let unavailable =
+            |code: &'static str, message: &str| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
         match e {
-            AppError::Domain(d) => {
-                let status = if d.is_conflict() { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
-                ApiError::new(status, d.code(), d.to_string())
-            }
+            AppError::Domain(d) => d.into(),
             AppError::NotFound(what) => {
                 let code = match what {
                     NotFound::Settings => "settings_not_found",
@@ -78,45 +138,33 @@ impl From<AppError> for ApiError {
             AppError::Contended | AppError::Store(StoreError::Conflict) => {
                 ApiError::new(StatusCode::CONFLICT, "concurrent_update", AppError::Contended.to_string())
             }
-            AppError::Store(StoreError::Throttled) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "throttled", "the service is busy; retry shortly")
+            AppError::Store(StoreError::Throttled) => unavailable("throttled", "the service is busy; retry shortly"),
+            AppError::Store(ref err @ StoreError::Unavailable(_)) => {
+                tracing::error!(error = %ErrorChain(err), "store unavailable");
+                unavailable("service_unavailable", "a dependency is unavailable; retry shortly")
             }
-            AppError::Store(err @ StoreError::Unavailable(_)) => {
-                tracing::error!(error = %err, "store unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable",
-                    "a dependency is unavailable; retry shortly",
-                )
-            }
-            AppError::Store(err @ (StoreError::Corrupt(_) | StoreError::TooLarge(_))) => {
-                tracing::error!(error = %err, "store refused or returned an impossible item");
+            AppError::Store(ref err @ (StoreError::Corrupt(_) | StoreError::TooLarge(_))) => {
+                tracing::error!(error = %ErrorChain(err), "store refused or returned an impossible item");
                 ApiError::internal()
             }
-            AppError::PaymentsUnavailable(why) => {
-                tracing::error!(error = %why, "payment provider unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "payments_unavailable",
-                    "the payment provider is unavailable; retry shortly",
-                )
+            AppError::Payments(ref err @ PaymentsError::Unavailable(_)) => {
+                tracing::error!(error = %ErrorChain(err), "payment provider unavailable");
+                unavailable("payments_unavailable", "the payment provider is unavailable; retry shortly")
             }
-            AppError::PaymentsRejected(why) => {
-                tracing::error!(error = %why, "payment provider refused a request");
+            AppError::Payments(ref err) => {
+                tracing::error!(error = %ErrorChain(err), "payment provider refused a request");
                 ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "payment_provider_error",
                     "the payment provider refused the request",
                 )
             }
-            AppError::Queue(QueueError::Unavailable(_)) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "queue_unavailable",
-                "the event could not be queued; retry",
-            ),
+            AppError::Queue(QueueError::Unavailable(_)) => {
+                unavailable("queue_unavailable", "the event could not be queued; retry")
+            }
             // Retrying cannot help: a 4xx tells Stripe so (it stops after its retries).
             AppError::Queue(QueueError::TooLarge { max, .. }) => ApiError::too_large(max),
-            err @ (AppError::Misconfigured(_) | AppError::Inconsistent(_)) => {
+            err @ AppError::Inconsistent(_) => {
                 tracing::error!(error = %err, "internal error");
                 ApiError::internal()
             }
@@ -124,10 +172,21 @@ impl From<AppError> for ApiError {
     }
 }
 
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        let code = match e {
+            WebhookError::Signature(SignatureError::Missing) => "missing_signature",
+            WebhookError::Signature(SignatureError::Stale) => "stale_signature",
+            WebhookError::Signature(SignatureError::Malformed | SignatureError::Mismatch) => "invalid_signature",
+            WebhookError::NotAnEvent => "invalid_event",
+        };
+        ApiError::bad_request(code, e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::DomainError;
 
     #[test]
     fn conflicts_are_409_and_bad_input_400() {

@@ -11,8 +11,9 @@ use serde::Serialize;
 use serde_dynamo::aws_sdk_dynamodb_1::to_item;
 
 use super::keys;
+use crate::domain::PaymentRef;
 use crate::domain::{Action, ActionStatus, Invoice, PaymentSettings, Timestamp};
-use crate::ports::{Expect, IdempotencyRecord, PaymentRef, Write};
+use crate::ports::{Expect, IdempotencyRecord, Write};
 
 pub type Item = HashMap<String, AttributeValue>;
 

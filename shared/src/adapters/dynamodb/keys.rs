@@ -21,8 +21,15 @@ pub const TTL: &str = "ttl";
 pub const RECONCILE_SHARDS: u32 = 4;
 pub const VERSION: &str = "version";
 
+/// The sort keys of single-item partitions, which also tell apart the items a
+/// BatchGetItem returns.
+pub const SETTINGS_SK: &str = "SETTINGS";
+pub const ACTION_SK: &str = "ACTION";
+pub const PAYMENT_SK: &str = "PAYMENT";
+pub const IDEMPOTENCY_SK: &str = "IDEMPOTENCY";
+
 pub fn settings(clinic: &ClinicId) -> (String, String) {
-    (format!("CLINIC#{clinic}"), "SETTINGS".into())
+    (format!("CLINIC#{clinic}"), SETTINGS_SK.into())
 }
 
 pub fn patient_partition(clinic: &ClinicId, patient: &PatientId) -> String {
@@ -38,7 +45,7 @@ pub fn invoice(clinic: &ClinicId, patient: &PatientId, invoice: &InvoiceId) -> (
 /// By id alone (ids are random and unique across clinics), so a patient link
 /// naming the action reaches it in one read; reads by staff check the clinic.
 pub fn action(action: &ActionId) -> (String, String) {
-    (format!("ACTION#{action}"), "ACTION".into())
+    (format!("ACTION#{action}"), ACTION_SK.into())
 }
 
 pub fn visit_partition(clinic: &ClinicId, visit: &VisitId) -> String {
@@ -80,10 +87,10 @@ pub fn open_to_payment(action: &ActionId, expires_at: Timestamp, clinic: &Clinic
 }
 
 pub fn payment(payment_intent: &str) -> (String, String) {
-    (format!("PAYMENT#{payment_intent}"), "PAYMENT".into())
+    (format!("PAYMENT#{payment_intent}"), PAYMENT_SK.into())
 }
 
 pub fn idempotency(clinic: &ClinicId, key: &str) -> (String, String) {
     // The key is validated to [A-Za-z0-9_.:-], so no '#'.
-    (format!("CLINIC#{clinic}#IDEMPOTENCY#{key}"), "IDEMPOTENCY".into())
+    (format!("CLINIC#{clinic}#IDEMPOTENCY#{key}"), IDEMPOTENCY_SK.into())
 }

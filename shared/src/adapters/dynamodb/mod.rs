@@ -8,7 +8,7 @@ pub mod keys;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
@@ -20,10 +20,14 @@ use serde_dynamo::aws_sdk_dynamodb_1::from_item;
 
 use super::tables::TableDef;
 use crate::domain::action::InvoiceEffect;
+use crate::domain::PaymentRef;
 use crate::domain::{
     Action, ActionId, ClinicId, Invoice, InvoiceId, InvoiceStatus, PatientId, PaymentSettings, Timestamp, VisitId,
 };
-use crate::ports::{AssignInputs, Expect, IdempotencyRecord, PaymentRef, Store, StoreError, Write};
+use crate::ports::{
+    ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore, PaymentStore,
+    ReconcileStore, SettingsStore, StoreError, Write,
+};
 
 use items::Item;
 
@@ -203,13 +207,28 @@ fn sort_key(item: &Item) -> Result<String, StoreError> {
 }
 
 fn decode<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
-    from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+    from_item(item).map_err(|e| StoreError::Corrupt(Box::new(e)))
+}
+
+/// An invoice read back, refused if it contradicts itself (pending or paid
+/// without its action, or the reverse): a hand-edited or corrupt item must not
+/// drive a decision.
+fn consistent(invoice: Invoice) -> Result<Invoice, StoreError> {
+    if !invoice.is_consistent() {
+        return Err(StoreError::Corrupt(
+            format!("invoice {} is {:?} with action {:?}", invoice.invoice_id, invoice.status(), invoice.action_id())
+                .into(),
+        ));
+    }
+    Ok(invoice)
 }
 
 /// Maps an SDK error to the port's error, keeping the SDK's words for logs.
-fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    e: SdkError<E, R>,
-) -> StoreError {
+fn classify<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
     let message = e.message().unwrap_or_default();
     // "Item size has exceeded the maximum allowed size", "Item size to update has
     // exceeded …", "… Member must have length less than or equal to 100".
@@ -233,10 +252,10 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
             } else if message.contains("Throttl") || message.contains("ProvisionedThroughputExceeded") {
                 StoreError::Throttled
             } else {
-                StoreError::Unavailable(message)
+                StoreError::Unavailable(Box::new(e))
             }
         }
-        _ => StoreError::Unavailable(DisplayErrorContext(&e).to_string()),
+        _ => StoreError::Unavailable(Box::new(e)),
     }
 }
 
@@ -296,7 +315,7 @@ fn held_invoice_update(
         .expression_attribute_values(":action", attribute(action))
         .expression_attribute_values(":one", AttributeValue::N("1".into()))
         .build()
-        .map_err(|e| StoreError::Unavailable(e.to_string()))
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))
 }
 
 /// One write as a conditional Put.
@@ -316,7 +335,7 @@ fn put_of(table: &str, write: &Write) -> Put {
 }
 
 #[async_trait]
-impl Store for DynamoStore {
+impl SettingsStore for DynamoStore {
     async fn get_settings(&self, clinic: &ClinicId) -> Result<Option<PaymentSettings>, StoreError> {
         self.get(keys::settings(clinic)).await
     }
@@ -331,25 +350,34 @@ impl Store for DynamoStore {
             .map_err(classify)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl InvoiceStore for DynamoStore {
     async fn get_invoice(
         &self,
         clinic: &ClinicId,
         patient: &PatientId,
         invoice: &InvoiceId,
     ) -> Result<Option<Invoice>, StoreError> {
-        self.get(keys::invoice(clinic, patient, invoice)).await
+        let found: Option<Invoice> = self.get(keys::invoice(clinic, patient, invoice)).await?;
+        found.map(consistent).transpose()
     }
 
     async fn list_invoices(&self, clinic: &ClinicId, patient: &PatientId) -> Result<Vec<Invoice>, StoreError> {
-        self.query_all(
-            None,
-            "pk = :pk AND begins_with(sk, :prefix)",
-            vec![(":pk", keys::patient_partition(clinic, patient)), (":prefix", keys::INVOICE_PREFIX.to_owned())],
-        )
-        .await
+        let found: Vec<Invoice> = self
+            .query_all(
+                None,
+                "pk = :pk AND begins_with(sk, :prefix)",
+                vec![(":pk", keys::patient_partition(clinic, patient)), (":prefix", keys::INVOICE_PREFIX.to_owned())],
+            )
+            .await?;
+        found.into_iter().map(consistent).collect()
     }
+}
 
+#[async_trait]
+impl ActionStore for DynamoStore {
     async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Action>, StoreError> {
         let found: Option<Action> = self.get(keys::action(action)).await?;
         Ok(found.filter(|a| &a.clinic_id == clinic))
@@ -362,7 +390,10 @@ impl Store for DynamoStore {
     async fn find_action(&self, action: &ActionId) -> Result<Option<Action>, StoreError> {
         self.get(keys::action(action)).await
     }
+}
 
+#[async_trait]
+impl AssignStore for DynamoStore {
     async fn get_idempotency(&self, clinic: &ClinicId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.get(keys::idempotency(clinic, key)).await
     }
@@ -382,14 +413,17 @@ impl Store for DynamoStore {
         let mut inputs = AssignInputs::default();
         for item in self.batch_get(wanted).await? {
             match sort_key(&item)?.as_str() {
-                "SETTINGS" => inputs.settings = Some(decode(item)?),
-                "IDEMPOTENCY" => inputs.idempotency = Some(decode(item)?),
-                _ => inputs.invoices.push(decode(item)?),
+                keys::SETTINGS_SK => inputs.settings = Some(decode(item)?),
+                keys::IDEMPOTENCY_SK => inputs.idempotency = Some(decode(item)?),
+                _ => inputs.invoices.push(consistent(decode(item)?)?),
             }
         }
         Ok(inputs)
     }
+}
 
+#[async_trait]
+impl PaymentStore for DynamoStore {
     async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError> {
         self.get(keys::payment(payment_intent)).await
     }
@@ -403,13 +437,16 @@ impl Store for DynamoStore {
         let (mut found_action, mut found_payment) = (None, None);
         for item in self.batch_get(vec![keys::action(action), keys::payment(payment_intent)]).await? {
             match sort_key(&item)?.as_str() {
-                "ACTION" => found_action = Some(decode::<Action>(item)?).filter(|a| &a.clinic_id == clinic),
+                keys::ACTION_SK => found_action = Some(decode::<Action>(item)?).filter(|a| &a.clinic_id == clinic),
                 _ => found_payment = Some(decode(item)?),
             }
         }
         Ok((found_action, found_payment))
     }
+}
 
+#[async_trait]
+impl ReconcileStore for DynamoStore {
     async fn actions_awaiting_stripe(
         &self,
         untouched_since: Timestamp,
@@ -453,7 +490,10 @@ impl Store for DynamoStore {
         due.truncate(limit);
         Ok(due)
     }
+}
 
+#[async_trait]
+impl Commit for DynamoStore {
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         let single_put = writes.len() == 1 && !matches!(writes[0], Write::HeldInvoice { .. });
         match writes.len() {

@@ -1,15 +1,21 @@
-//! Test support shared by the unit, contract, handler and end-to-end tests:
-//! injectable time and ids, and stores on each backend.
+//! Test support shared by the contract, use-case, handler and end-to-end
+//! tests and the benchmarks: injectable time and ids, stores on each backend,
+//! recorded money signals. Not part of any Lambda build.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::adapters::dynamodb::DynamoStore;
-use crate::adapters::embedded::EmbeddedStore;
-use crate::adapters::tables;
-use crate::app::{AppConfig, Deps};
-use crate::domain::{ActionId, Timestamp};
-use crate::ports::{Clock, Ids, Metrics, MoneySignal, Store};
+use visitpay::adapters::dynamodb::DynamoStore;
+use visitpay::adapters::embedded::EmbeddedStore;
+use visitpay::adapters::embedded_queue::EmbeddedQueue;
+use visitpay::adapters::tables;
+use visitpay::app::{AppConfig, Deps, Queue, Stripe};
+use visitpay::domain::StripeAccountId;
+use visitpay::domain::{ActionId, Timestamp};
+use visitpay::ports::{
+    CheckoutRequest, CheckoutSession, Clock, Ids, Metrics, MoneySignal, Payments, PaymentsError, Refund, RefundRequest,
+    Store,
+};
 
 /// A clock that only moves when told to.
 pub struct FixedClock(AtomicI64);
@@ -107,32 +113,57 @@ impl RecordedMetrics {
 }
 
 /// Gives `deps` a fresh recorder of money signals and returns it.
-pub fn record_metrics(deps: &mut Deps) -> Arc<RecordedMetrics> {
+pub fn record_metrics<P, Q>(deps: &mut Deps<P, Q>) -> Arc<RecordedMetrics> {
     let recorder = Arc::new(RecordedMetrics::default());
     deps.metrics = recorder.clone();
     recorder
 }
 
 impl Metrics for RecordedMetrics {
-    fn signal(&self, signal: MoneySignal, about: Option<(&crate::domain::ClinicId, &ActionId)>) {
+    fn signal(&self, signal: MoneySignal, about: Option<(&visitpay::domain::ClinicId, &ActionId)>) {
         self.0.lock().unwrap().push((signal, about.map(|(_, a)| a.to_string())));
     }
 }
 
-/// Deps over `store` with a fixed clock (2027-01-15T12:00:00Z) and sequential ids.
-pub fn deps_with(store: Arc<dyn Store>) -> (Deps, Arc<FixedClock>) {
+/// A Stripe no test reaches: any call is answered `Unavailable`, which a
+/// test that did not mean to call Stripe sees as a 503, never as success.
+pub struct NoStripe;
+
+fn no_stripe() -> PaymentsError {
+    PaymentsError::Unavailable("this test has no Stripe".into())
+}
+
+#[async_trait::async_trait]
+impl Payments for NoStripe {
+    async fn create_checkout(&self, _: &CheckoutRequest) -> Result<CheckoutSession, PaymentsError> {
+        Err(no_stripe())
+    }
+    async fn retrieve_checkout(&self, _: &StripeAccountId, _: &str) -> Result<CheckoutSession, PaymentsError> {
+        Err(no_stripe())
+    }
+    async fn expire_checkout(&self, _: &StripeAccountId, _: &str) -> Result<CheckoutSession, PaymentsError> {
+        Err(no_stripe())
+    }
+    async fn refund(&self, _: &RefundRequest) -> Result<Refund, PaymentsError> {
+        Err(no_stripe())
+    }
+}
+
+/// Deps as the tests use them: every port wired, as in the local runner.
+pub type TestDeps = Deps<Stripe, Queue>;
+
+/// Deps over `store` with a fixed clock (2027-01-15T12:00:00Z), sequential
+/// ids, recorded metrics, no Stripe (`NoStripe`) and an embedded queue nobody
+/// consumes; tests give them the Stripe and queue they drive.
+pub fn deps_with(store: Arc<dyn Store>) -> (TestDeps, Arc<FixedClock>) {
     let clock = Arc::new(FixedClock::at_unix(1_800_000_000));
-    let deps = Deps {
-        store,
-        clock: clock.clone(),
-        ids: Arc::new(SeqIds::default()),
-        payments: None,
-        queue: None,
-        metrics: Arc::new(RecordedMetrics::default()),
-        config: AppConfig {
-            patient_link_base: "https://pay.example.test/patient/actions".into(),
-            webhook_secrets: vec![TEST_WEBHOOK_SECRET.into()],
-        },
+    let config = AppConfig {
+        patient_link_base: "https://pay.example.test/patient/actions".into(),
+        webhook_secrets: vec![TEST_WEBHOOK_SECRET.into()],
     };
+    let deps =
+        Deps::new(store, clock.clone(), Arc::new(SeqIds::default()), Arc::new(RecordedMetrics::default()), config)
+            .with_payments(Arc::new(NoStripe))
+            .with_queue(Arc::new(EmbeddedQueue::new(3, std::time::Duration::from_millis(10))));
     (deps, clock)
 }

@@ -50,7 +50,7 @@ impl StripePayments {
         if let Some(url) = base_url {
             builder = builder.url(url);
         }
-        let client = builder.build().map_err(|e| PaymentsError::Unavailable(format!("stripe client: {e}")))?;
+        let client = builder.build().map_err(|e| PaymentsError::Unavailable(Box::new(e)))?;
         Ok(StripePayments { client })
     }
 }
@@ -71,7 +71,7 @@ fn to_error(e: StripeError) -> PaymentsError {
             code: err.code.as_ref().map(|c| c.as_str().to_owned()),
             message: err.message.clone().unwrap_or_default(),
         },
-        other => PaymentsError::Unavailable(other.to_string()),
+        other => PaymentsError::Unavailable(Box::new(other)),
     }
 }
 

@@ -1,0 +1,95 @@
+//! What is known of a Stripe PaymentIntent, by its id: the action it paid (or
+//! tried to), so `charge.refunded` and disputes, which carry no metadata of
+//! ours, find it. Charge events that arrive before the payment is recorded
+//! (Stripe does not promise an order) wait here, `parked`, and are applied
+//! with the payment.
+
+use serde::{Deserialize, Serialize};
+
+use super::action::{ActionEvent, RefundRecord};
+use super::{ActionId, ClinicId, Timestamp};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRef {
+    pub payment_intent: String,
+    /// `None` until the payment is recorded on its action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<PaymentOwner>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parked: Vec<ParkedEvent>,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentOwner {
+    pub clinic_id: ClinicId,
+    pub action_id: ActionId,
+}
+
+/// A charge event seen before its payment was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedEvent {
+    pub event_id: String,
+    pub change: ChargeChange,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+}
+
+/// What a charge event says of a payment: refunds, or a dispute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChargeChange {
+    /// The refunds by id (ours or the dashboard's) and, from `charge.refunded`,
+    /// Stripe's cumulative total.
+    Refunded {
+        refunds: Vec<RefundRecord>,
+        total_refunded: Option<i64>,
+    },
+    Disputed,
+}
+
+impl ChargeChange {
+    pub fn event(&self, payment_intent: &str) -> ActionEvent {
+        match self {
+            ChargeChange::Refunded { refunds, total_refunded } => ActionEvent::Refunded {
+                payment_intent: payment_intent.to_owned(),
+                refunds: refunds.clone(),
+                total_refunded: *total_refunded,
+            },
+            ChargeChange::Disputed => ActionEvent::Disputed,
+        }
+    }
+}
+
+impl PaymentRef {
+    /// The record once the payment is known: owned, nothing left parked.
+    pub fn owned(
+        payment_intent: &str,
+        clinic_id: ClinicId,
+        action_id: ActionId,
+        previous: Option<&PaymentRef>,
+    ) -> Self {
+        PaymentRef {
+            payment_intent: payment_intent.to_owned(),
+            owner: Some(PaymentOwner { clinic_id, action_id }),
+            parked: Vec::new(),
+            version: previous.map_or(1, |p| p.version + 1),
+        }
+    }
+
+    /// `previous` with one more parked event (`None`: already parked).
+    pub fn park(payment_intent: &str, previous: Option<&PaymentRef>, event: ParkedEvent) -> Option<Self> {
+        let mut next = previous.cloned().unwrap_or(PaymentRef {
+            payment_intent: payment_intent.to_owned(),
+            owner: None,
+            parked: Vec::new(),
+            version: 0,
+        });
+        if next.parked.iter().any(|p| p.event_id == event.event_id) {
+            return None;
+        }
+        next.parked.push(event);
+        next.version += 1;
+        Some(next)
+    }
+}

@@ -1,0 +1,40 @@
+//! A payment signal: what Stripe (through a webhook) or reconcile (by asking
+//! Stripe) says happened, typed. Stripe's JSON is decoded into signals in one
+//! adapter (`adapters::stripe::events`); reconcile makes them directly. The
+//! consumer applies them, and the actor travels with them into the history.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ActionEvent, ActionId, Actor, ChargeChange, ClinicId};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentSignal {
+    /// Stripe (with its event id) or reconcile.
+    pub actor: Actor,
+    /// The connected account the event happened on, when Stripe said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    pub kind: SignalKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "about", rename_all = "snake_case")]
+pub enum SignalKind {
+    /// About one action, named by visitpay's metadata (a Checkout Session's
+    /// outcome) or by reconcile.
+    Action { clinic_id: ClinicId, action_id: ActionId, event: ActionEvent },
+    /// About a payment, named only by its PaymentIntent (a charge's refunds,
+    /// a dispute): the payment's record says whose it is.
+    Payment { payment_intent: String, change: ChargeChange },
+}
+
+impl SignalKind {
+    /// A short name, for logs and queue attributes.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SignalKind::Action { event, .. } => event.name(),
+            SignalKind::Payment { change: ChargeChange::Refunded { .. }, .. } => "charge_refunded",
+            SignalKind::Payment { change: ChargeChange::Disputed, .. } => "charge_disputed",
+        }
+    }
+}

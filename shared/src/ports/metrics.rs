@@ -1,0 +1,40 @@
+//! Money signals for the alarms.
+
+use crate::domain::{ActionId, ClinicId};
+
+/// Events about money that a person must act on, counted as metrics
+/// (CloudWatch alarms watch them; the runbook says what to do for each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoneySignal {
+    /// A payment arrived that its action could no longer take: refund it.
+    RefundNeeded,
+    /// Stripe refused or failed a refund: the patient was not refunded.
+    RefundFailed,
+    /// A patient disputed a payment.
+    DisputeOpened,
+    /// A reconcile run met this many errors (0 included, so the metric exists).
+    ReconcileErrors(u32),
+}
+
+impl MoneySignal {
+    pub fn name(self) -> &'static str {
+        match self {
+            MoneySignal::RefundNeeded => "RefundNeeded",
+            MoneySignal::RefundFailed => "RefundFailed",
+            MoneySignal::DisputeOpened => "DisputeOpened",
+            MoneySignal::ReconcileErrors(_) => "ReconcileErrors",
+        }
+    }
+    pub fn value(self) -> u32 {
+        match self {
+            MoneySignal::ReconcileErrors(n) => n,
+            _ => 1,
+        }
+    }
+}
+
+/// Where money signals go: in Lambda, embedded-metric log lines.
+pub trait Metrics: Send + Sync {
+    /// `about` names the clinic and action concerned, when there is one.
+    fn signal(&self, signal: MoneySignal, about: Option<(&ClinicId, &ActionId)>);
+}

@@ -115,7 +115,7 @@ async fn build<D>(
 
 /// Receives what is queued (as Lambda's event source mapping would, outside
 /// the function's code) and hands it to the consumer; returns the batch failures.
-async fn consume<D: HasStore + HasClock + HasMetrics>(
+async fn consume<D: HasStore + HasClock + HasMetrics + visitpay::app::HasPayments>(
     consumer: &Under<D>,
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
@@ -359,10 +359,9 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     deliver_webhooks(&mut webhook_fn, &stripe, &mut seen).await;
     assert_eq!(consume(&consumer, &sqs, &queue_url).await, 0);
 
-    // A dispute, as Stripe sends it (the emulator has none yet): straight to the queue.
-    let dispute = json!({"id": "evt_lp_dispute", "object": "event", "type": "charge.dispute.created", "account": ACCOUNT,
-        "created": 1, "data": {"object": {"id": "dp_1", "object": "dispute", "payment_intent": payment_intent}}});
-    sqs.send_message().queue_url(&queue_url).message_body(dispute.to_string()).send().await.unwrap();
+    // A dispute opened at Stripe reaches the consumer through the webhook.
+    stripe.dispute(&payment_intent).await;
+    deliver_webhooks(&mut webhook_fn, &stripe, &mut seen).await;
     assert_eq!(consume(&consumer, &sqs, &queue_url).await, 0);
 
     // Cancel, while someone else released one of its invoices meanwhile: the
@@ -382,9 +381,9 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     // lifetime (assigned an hour and five minutes ago) is expired.
     stripe.pay(&session_of(&setup_store, "lp", &missed).await, "succeeded").await;
     seen.extend(stripe.events().await.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
-    let (mut past, past_clock) = visitpay_tests::kit::deps_with(Arc::new(setup_store.clone()) as Arc<dyn Store>);
+    let (mut past, _) = visitpay_tests::kit::deps_with(Arc::new(setup_store.clone()) as Arc<dyn Store>);
     past.payments = stripe.payments.clone();
-    past_clock.advance(time::OffsetDateTime::now_utc().unix_timestamp() - 65 * 60 - 1_800_000_000);
+    past.clock = Arc::new(visitpay_tests::kit::FixedClock::at_unix(stripe.emulator.clock().now() - 65 * 60));
     let mut old_settings = settings_input(true, "cad");
     old_settings.action_ttl_hours = 1;
     old_settings.checkout_ttl_minutes = 1440;

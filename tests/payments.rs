@@ -355,6 +355,8 @@ async fn stripes_fixture_session_is_applied() {
     session["client_reference_id"] = json!(action.action_id.as_str());
     session["status"] = json!("complete");
     session["payment_status"] = json!("paid");
+    // What Stripe would say it charged for this action.
+    (session["amount_total"], session["currency"], session["mode"]) = (json!(1000), json!("cad"), json!("payment"));
     let mut event = fixtures["resources"]["event"].clone();
     event["type"] = json!("checkout.session.completed");
     event["account"] = json!(ACCOUNT);
@@ -364,9 +366,19 @@ async fn stripes_fixture_session_is_applied() {
     assert_eq!(paid.status(), ActionStatus::Paid);
     assert_eq!(paid.history.last().unwrap().actor, format!("stripe:{}", event["id"].as_str().unwrap()));
 
-    // The same event from another connected account is not about this action.
+    // The same session completed on another connected account is not this
+    // action's payment: kept on it and flagged, and nothing else changes.
     event["account"] = json!("acct_1SomeoneElse");
     event["id"] = json!("evt_other_account");
+    session["id"] = json!("cs_test_other_account");
+    event["data"] = json!({ "object": session });
+    assert_eq!(apply_stripe_event(&deps, &event.to_string()).await.unwrap(), Outcome::Applied);
+    let flagged = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
+    assert_eq!((flagged.status(), flagged.refund_needed()), (ActionStatus::Paid, true));
+    assert!(flagged.late_payments[0].reason.contains("acct_1SomeoneElse"), "{:?}", flagged.late_payments);
+    // An expiry from that account is not about this action at all.
+    event["type"] = json!("checkout.session.expired");
+    event["id"] = json!("evt_other_account_expired");
     assert!(apply_stripe_event(&deps, &event.to_string()).await.is_err());
 }
 

@@ -53,6 +53,7 @@ async fn a_webhook_travels_through_sqs_to_the_consumer() {
     let body = serde_json::json!({
         "id": "evt_sqs_1", "object": "event", "type": "checkout.session.completed", "account": ACCOUNT,
         "data": {"object": {"id": "cs_test_sqs", "object": "checkout.session", "payment_status": "paid",
+            "mode": "payment", "amount_total": 1000, "currency": "cad",
             "payment_intent": "pi_sqs", "metadata": {"visitpay_action_id": action.action_id.as_str(), "visitpay_clinic_id": "c1"}}}
     })
     .to_string();

@@ -138,7 +138,10 @@ async fn actions_and_idempotency_round_trip(store: DynStore) {
     let r = store.commit(vec![Write::Idempotency(record)]).await;
     assert!(matches!(r, Err(StoreError::Conflict)), "idempotency records are write-once: {r:?}");
     // A transition round-trips with its history.
-    let cancelled = act.apply(&visitpay::domain::ActionEvent::Cancel, at(5), &Actor::Reconcile).unwrap().action;
+    let cancelled = act
+        .apply(&visitpay::domain::ActionEvent::Cancel { closed: Default::default() }, at(5), &Actor::Reconcile)
+        .unwrap()
+        .action;
     store.commit(vec![Write::Action { action: cancelled.clone(), expect: Expect::Version(1) }]).await.unwrap();
     assert_eq!(store.get_action(&clinic("c1"), &act.action_id).await.unwrap(), Some(cancelled));
 }
@@ -296,8 +299,7 @@ async fn payment_records_are_conditional_and_read_with_their_action(store: DynSt
     assert!(matches!(again, Err(StoreError::Conflict)), "a second first version: {again:?}");
     assert_eq!(PaymentRef::park("pi_1", Some(&parked), dispute), None, "an event is parked once");
     let refund = ChargeChange::Refunded {
-        refunds: vec![visitpay::domain::RefundRecord { refund_id: "re_1".into(), amount: 100 }],
-        total_refunded: Some(100),
+        refunds: vec![visitpay::domain::RefundRecord::new("re_1", 100, visitpay::domain::RefundState::Succeeded)],
     };
     let two = PaymentRef::park("pi_1", Some(&parked), event("evt_2", refund, 2)).unwrap();
     store.commit(vec![Write::Payment(two.clone())]).await.unwrap();

@@ -111,11 +111,11 @@ pub const ACCOUNT: &str = "acct_1Test";
 pub async fn stripe_emulator(webhook_url: Option<String>) -> StripeFixture {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let emulator = stripe_emulator::Emulator::new(stripe_emulator::Config {
-        public_base: base.clone(),
-        webhook_url,
-        webhook_secret: crate::kit::TEST_WEBHOOK_SECRET.into(),
-    });
+    // Frozen at the real now: tests move it, and every side reads it.
+    let mut config =
+        stripe_emulator::Config::new(base.clone(), webhook_url, crate::kit::TEST_WEBHOOK_SECRET, &[ACCOUNT]);
+    config.clock = Arc::new(stripe_emulator::Clock::fixed(time::OffsetDateTime::now_utc().unix_timestamp()));
+    let emulator = stripe_emulator::Emulator::new(config);
     let router = emulator.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
     let payments =
@@ -165,6 +165,27 @@ impl StripeFixture {
         assert!(res.status().is_success(), "dashboard refund: {}", res.text().await.unwrap());
     }
 
+    /// One of the emulator's test controls (`POST /test/...`, JSON), as a
+    /// test drives Stripe's side: a dispute, a refund's bank answer, a fault.
+    pub async fn control(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let res = reqwest::Client::new().post(format!("{}{path}", self.base)).json(&body).send().await.unwrap();
+        let status = res.status();
+        let answer: serde_json::Value = res.json().await.unwrap_or_default();
+        assert!(status.is_success(), "{path}: {status} {answer}");
+        answer
+    }
+
+    /// The patient disputes the payment with their bank; Stripe's dispute.
+    pub async fn dispute(&self, payment_intent: &str) -> serde_json::Value {
+        self.control(&format!("/test/payment_intents/{payment_intent}/dispute"), serde_json::json!({})).await
+    }
+
+    /// The newest event of `event_type`.
+    pub async fn last_event(&self, event_type: &str) -> serde_json::Value {
+        let events = self.events().await;
+        events.into_iter().rev().find(|e| e["type"] == event_type).unwrap_or_else(|| panic!("no {event_type} event"))
+    }
+
     /// The account's events, oldest first (Stripe lists newest first).
     pub async fn events(&self) -> Vec<serde_json::Value> {
         self.latest_events(100).await
@@ -187,15 +208,16 @@ impl StripeFixture {
     }
 }
 
-/// Deps whose clock is the real time (Stripe checks `expires_at` against its
-/// own clock), with Stripe and the given queue (else one nobody consumes).
+/// Deps on the emulator's clock (one clock: Stripe checks `expires_at` and
+/// signs webhooks with it), with Stripe and the given queue (else one nobody
+/// consumes). Advancing the returned clock moves Stripe's too.
 pub fn deps_for_payments(
     store: DynStore,
     stripe: &StripeFixture,
     queue: Option<Arc<dyn visitpay::ports::EventQueue>>,
 ) -> (TestDeps, Arc<crate::kit::FixedClock>) {
     let (mut deps, _) = crate::kit::deps_with(store);
-    let clock = Arc::new(crate::kit::FixedClock::at_unix(time::OffsetDateTime::now_utc().unix_timestamp()));
+    let clock = Arc::new(crate::kit::FixedClock::sharing(stripe.emulator.clock()));
     deps.clock = clock.clone();
     deps.payments = stripe.payments.clone();
     if let Some(queue) = queue {
@@ -347,6 +369,19 @@ impl Payments for RacingExpire {
     }
     async fn refund(&self, r: &RefundRequest) -> Result<Refund, PaymentsError> {
         self.0.refund(r).await
+    }
+    async fn list_open_checkouts(
+        &self,
+        a: &StripeAccountId,
+        since: visitpay::domain::Timestamp,
+    ) -> Result<Vec<CheckoutSession>, PaymentsError> {
+        self.0.list_open_checkouts(a, since).await
+    }
+    async fn list_refunds(&self, a: &StripeAccountId, pi: &str) -> Result<Vec<Refund>, PaymentsError> {
+        self.0.list_refunds(a, pi).await
+    }
+    fn livemode(&self) -> bool {
+        self.0.livemode()
     }
 }
 

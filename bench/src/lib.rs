@@ -94,11 +94,8 @@ pub fn run_stamp() -> String {
 pub async fn stripe_emulator() -> Result<String, BoxError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let emulator = stripe_emulator::Emulator::new(stripe_emulator::Config {
-        public_base: base.clone(),
-        webhook_url: None,
-        webhook_secret: WEBHOOK_SECRET.into(),
-    });
+    let emulator =
+        stripe_emulator::Emulator::new(stripe_emulator::Config::new(base.clone(), None, WEBHOOK_SECRET, &[ACCOUNT]));
     let router = emulator.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
     Ok(base)

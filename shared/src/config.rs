@@ -229,8 +229,9 @@ pub mod wiring {
         deps.config.webhook_secrets = webhook_secrets(&secret(sdk, &s.webhook_secret, "STRIPE_WEBHOOK_SECRET").await?);
         Ok(deps)
     }
-    pub async fn process_payment_events(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
-        base(sdk, s)
+    /// Stripe, to read a charge's refunds and to expire a paid action's other sessions.
+    pub async fn process_payment_events(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps<Stripe>, ConfigError> {
+        Ok(base(sdk, s)?.with_payments(payments(sdk, s).await?))
     }
     /// Stripe to ask, the queue to feed what it learns to the consumer.
     pub async fn reconcile(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps<Stripe, Queue>, ConfigError> {

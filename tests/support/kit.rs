@@ -2,7 +2,7 @@
 //! tests and the benchmarks: injectable time and ids, stores on each backend,
 //! recorded money signals. Not part of any Lambda build.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use visitpay::adapters::dynamodb::DynamoStore;
@@ -17,25 +17,26 @@ use visitpay::ports::{
     Store,
 };
 
-/// A clock that only moves when told to.
-pub struct FixedClock(AtomicI64);
+/// A clock that only moves when told to (forward). It can be the Stripe
+/// emulator's own (`sharing`), so both sides of a webhook agree on "now".
+pub struct FixedClock(Arc<stripe_emulator::Clock>);
 
 impl FixedClock {
     pub fn at_unix(secs: i64) -> Self {
-        FixedClock(AtomicI64::new(secs))
+        FixedClock(Arc::new(stripe_emulator::Clock::fixed(secs)))
+    }
+    /// The emulator's clock, read as visitpay's.
+    pub fn sharing(clock: Arc<stripe_emulator::Clock>) -> Self {
+        FixedClock(clock)
     }
     pub fn advance(&self, secs: i64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
-    }
-    /// Sets the time, e.g. to another clock's (the Stripe emulator's).
-    pub fn set_unix(&self, secs: i64) {
-        self.0.store(secs, Ordering::SeqCst);
+        self.0.advance(secs);
     }
 }
 
 impl Clock for FixedClock {
     fn now(&self) -> Timestamp {
-        time::OffsetDateTime::from_unix_timestamp(self.0.load(Ordering::SeqCst)).expect("valid time")
+        time::OffsetDateTime::from_unix_timestamp(self.0.now()).expect("valid time")
     }
 }
 
@@ -146,6 +147,19 @@ impl Payments for NoStripe {
     }
     async fn refund(&self, _: &RefundRequest) -> Result<Refund, PaymentsError> {
         Err(no_stripe())
+    }
+    async fn list_open_checkouts(
+        &self,
+        _: &StripeAccountId,
+        _: Timestamp,
+    ) -> Result<Vec<CheckoutSession>, PaymentsError> {
+        Err(no_stripe())
+    }
+    async fn list_refunds(&self, _: &StripeAccountId, _: &str) -> Result<Vec<Refund>, PaymentsError> {
+        Err(no_stripe())
+    }
+    fn livemode(&self) -> bool {
+        false
     }
 }
 

@@ -38,24 +38,32 @@ pub struct Gateway {
     pub cors: Cors,
 }
 
-/// The laptop's clock: the system clock plus an offset that only moves
-/// forward, so a person (or a test) can reach an action's end of life
-/// without waiting hours. Exists only in the local runner.
-#[derive(Default)]
-pub struct LocalClock {
-    offset_secs: std::sync::atomic::AtomicI64,
+/// The laptop's clock: wall time plus an offset that only moves forward, so
+/// a person (or a test) can reach an action's end of life without waiting
+/// hours. It is the Stripe emulator's own clock, so the emulator dates and
+/// signs its webhooks with the time the webhook checks them against.
+pub struct LocalClock(Arc<stripe_emulator::Clock>);
+
+impl Default for LocalClock {
+    fn default() -> Self {
+        LocalClock(Arc::new(stripe_emulator::Clock::system()))
+    }
 }
 
 impl LocalClock {
+    pub fn sharing(clock: Arc<stripe_emulator::Clock>) -> Self {
+        LocalClock(clock)
+    }
     pub fn advance(&self, seconds: i64) {
-        self.offset_secs.fetch_add(seconds.max(0), std::sync::atomic::Ordering::SeqCst);
+        self.0.advance(seconds);
     }
 }
 
 impl visitpay::ports::Clock for LocalClock {
     fn now(&self) -> visitpay::domain::Timestamp {
-        let offset = self.offset_secs.load(std::sync::atomic::Ordering::SeqCst);
-        visitpay::adapters::system::SystemClock.now() + time::Duration::seconds(offset)
+        // Whole milliseconds, as the system clock gives them.
+        let millis = i128::from(self.0.now_millis());
+        time::OffsetDateTime::from_unix_timestamp_nanos(millis * 1_000_000).expect("a representable time")
     }
 }
 
@@ -75,9 +83,12 @@ async fn advance_clock(State(controls): State<Controls>, body: axum::body::Bytes
             ApiError::bad_request("invalid_body", "expected {\"seconds\": <non-negative integer>}").into_response(),
         );
     };
-    controls.clock.advance(seconds);
-    if let Some(emulator) = &controls.emulator {
-        emulator.advance_clock(seconds);
+    // One clock: the emulator's advance moves ours (and expires what is due at Stripe).
+    match &controls.emulator {
+        Some(emulator) => {
+            emulator.advance_clock(seconds);
+        }
+        None => controls.clock.advance(seconds),
     }
     let now = visitpay::ports::Clock::now(controls.clock.as_ref());
     let text =

@@ -147,17 +147,24 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
             (StripePayments::new(&key, base.as_deref())?, None, "Stripe (STRIPE_SECRET_KEY)".to_owned())
         }
         _ => {
-            let emulator = Emulator::new(EmulatorConfig {
-                public_base: format!("{base}/stripe"),
-                webhook_url: Some(format!("{base}/webhooks/stripe")),
-                webhook_secret: webhook_secret.clone(),
-            });
+            // The demo clinic's account is connected; support can name others in settings,
+            // which must be connected first (`POST /stripe/test/accounts`), as on Stripe.
+            let emulator = Emulator::new(EmulatorConfig::new(
+                format!("{base}/stripe"),
+                Some(format!("{base}/webhooks/stripe")),
+                webhook_secret.clone(),
+                &[seed::DEMO_STRIPE_ACCOUNT],
+            ));
             let payments = StripePayments::new(EMULATOR_KEY, Some(&format!("{base}/stripe/")))?;
             (payments, Some(emulator), format!("emulator at {base}/stripe"))
         }
     };
 
-    let clock = Arc::new(LocalClock::default());
+    // One clock for the whole run: the emulator's, when there is one.
+    let clock = Arc::new(match &emulator {
+        Some(emulator) => LocalClock::sharing(emulator.clock()),
+        None => LocalClock::default(),
+    });
     let metrics = EmfMetrics::new(
         std::env::var("VISITPAY_METRICS_NAMESPACE").unwrap_or_else(|_| "visitpay/local".into()),
         Sink::Stderr,

@@ -472,6 +472,18 @@ async fn the_patient_pays_through_the_local_run() {
         assert_eq!(page["status"], final_status);
         links.push(link);
     }
+    // One clock for the whole run: after the clock moves two hours, the
+    // emulator signs its webhooks with the time the webhook checks them
+    // against (Stripe's tolerance is five minutes), so they still land.
+    let res = c.post(format!("{u}/_local/clock/advance")).json(&json!({"seconds": 2 * 3600})).send().await.unwrap();
+    assert!(res.status().is_success());
+    let (action_id, link) = assign_fresh(&c, &u, &staff, "later").await;
+    let session_id = open_checkout(&c, &link).await;
+    assert!(pay(&c, &u, &session_id, "succeeded", true).await.is_success());
+    let action = wait_for_status(&c, &u, &staff, &action_id, "paid").await;
+    let by = action["history"].as_array().unwrap().last().unwrap()["actor"].as_str().unwrap().to_owned();
+    assert!(by.starts_with("stripe:evt_"), "applied from the webhook, not found later by reconcile: {by}");
+
     let logs = local.logs.lock().unwrap().clone();
     assert!(logs.contains("\"event_type\":\"checkout.session.completed\""), "the consumer logs events");
     for link in &links {

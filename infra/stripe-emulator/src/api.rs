@@ -12,7 +12,10 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 use crate::form::{self, as_int, string_list};
 use crate::objects;
-use crate::store::{IdempotentResponse, LineItem, Origin, PaymentIntentData, Refund, Session, SessionStatus, State};
+use crate::store::{
+    IdempotentResponse, LineItem, Origin, PaymentIntentData, Refund, RefundStart, RefundStatus, Session, SessionStatus,
+    State,
+};
 use crate::util::{json_response, random_id};
 use crate::Emulator;
 
@@ -42,53 +45,98 @@ pub(crate) async fn handle(
     let key = if method == Method::POST { header_value(&headers, "idempotency-key") } else { None };
     let request_id = random_id("req_");
     let public_base = emulator.public_base().to_owned();
+    // Idempotency keys are scoped per account, as on Stripe.
+    let scope = key.clone().map(|key| (account.clone(), key));
 
-    let (status, body, replayed) = emulator.with_state(|state| {
+    // Before executing: the key, the account, a replay or a conflict.
+    let admitted = emulator.with_state(|state| {
         state.log_request(method.as_str(), &path, account.as_deref(), key.as_deref(), &params);
-        if let Err(error) = authenticate(&headers) {
-            return (error.status, error.body, false);
-        }
-        // Idempotency keys are scoped per account, as on Stripe.
-        let scope = key.clone().map(|key| (account.clone(), key));
-        if let Some(previous) = scope.as_ref().and_then(|scope| state.idempotency.get(scope)) {
-            if previous.method == method.as_str() && previous.path == path && previous.params == params {
-                return (previous.status, previous.body.clone(), true);
+        let secret = authenticate(&headers)?;
+        if let Some(account) = &account {
+            if !state.accounts.get(account).is_some_and(|a| a.connected) {
+                return Err(ApiError::account_invalid(&secret, account));
             }
-            let key = key.as_deref().unwrap_or_default();
-            let error = ApiError::new(
-                400,
-                "idempotency_error",
-                None,
-                format!(
-                    "Keys for idempotent requests can only be used with the same parameters they were first used with. \
-                     Try using a key other than '{key}' if you meant to execute a different request."
-                ),
-                None,
-            );
-            return (error.status, error.body, false);
         }
-        let ctx = Ctx {
-            account: account.clone(),
-            origin: Origin { request_id: Some(request_id.clone()), idempotency_key: key.clone() },
-            public_base: &public_base,
-        };
-        let (status, body) = match dispatch(state, &ctx, &method, &path, &params) {
-            Ok(body) => (200, body),
-            Err(error) => (error.status, error.body),
-        };
-        // Only executed successes are remembered, so a request refused by validation can be fixed and retried.
-        if let (Some(scope), 200) = (scope, status) {
-            let response = IdempotentResponse {
-                method: method.as_str().to_owned(),
-                path: path.clone(),
-                params: params.clone(),
-                status,
-                body: body.clone(),
-            };
-            state.idempotency.insert(scope, response);
+        state.prune_idempotency();
+        if let Some(scope) = &scope {
+            if let Some(previous) = state.idempotency.get(scope) {
+                if previous.method == method.as_str() && previous.path == path && previous.params == params {
+                    return Ok(Some((previous.status, previous.body.clone())));
+                }
+                let key = key.as_deref().unwrap_or_default();
+                return Err(ApiError::new(
+                    400,
+                    "idempotency_error",
+                    None,
+                    format!(
+                        "Keys for idempotent requests can only be used with the same parameters they were first used \
+                         with. Try using a key other than '{key}' if you meant to execute a different request."
+                    ),
+                    None,
+                ));
+            }
+            // "The idempotency key provided is currently being used in another request" (Stripe error codes).
+            if !state.in_flight.insert(scope.clone()) {
+                return Err(ApiError::new(
+                    409,
+                    "idempotency_error",
+                    Some("idempotency_key_in_use"),
+                    "The idempotency key provided is currently being used in another request. This occurs if your \
+                     integration is making duplicate requests simultaneously.",
+                    None,
+                ));
+            }
         }
-        (status, body, false)
+        Ok(None)
     });
+    let (status, body, replayed) = match admitted {
+        Err(error) => (error.status, error.body, false),
+        Ok(Some((status, body))) => (status, body, true),
+        Ok(None) => {
+            let latency = emulator.with_state(|state| state.latency_ms);
+            if latency > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+            }
+            emulator.with_state(|state| {
+                let ctx = Ctx {
+                    account: account.clone(),
+                    origin: Origin { request_id: Some(request_id.clone()), idempotency_key: key.clone() },
+                    public_base: &public_base,
+                };
+                let fault = state.take_fault(method.as_str(), &path);
+                let outcome = match &fault {
+                    Some(f) if !f.effect => Err(ApiError::server_error()),
+                    _ => dispatch(state, &ctx, &method, &path, &params),
+                };
+                let (status, body, executed) = match (outcome, fault) {
+                    (_, Some(_)) => {
+                        let error = ApiError::server_error();
+                        (error.status, error.body, true)
+                    }
+                    (Ok(body), None) => (200, body, true),
+                    (Err(error), None) => (error.status, error.body, !error.validation),
+                };
+                if let Some(scope) = scope {
+                    state.in_flight.remove(&scope);
+                    // "Stripe saves the status code and body of the first request made with a given
+                    // idempotency key after endpoint execution begins … including 500 errors."
+                    if executed {
+                        let created = state.now();
+                        let response = IdempotentResponse {
+                            method: method.as_str().to_owned(),
+                            path: path.clone(),
+                            params: params.clone(),
+                            status,
+                            body: body.clone(),
+                            created,
+                        };
+                        state.idempotency.insert(scope, response);
+                    }
+                }
+                (status, body, false)
+            })
+        }
+    };
 
     let mut response = json_response(status, &body);
     let headers = response.headers_mut();
@@ -122,7 +170,7 @@ fn secret_key(headers: &HeaderMap) -> Option<String> {
     Some(key).filter(|k| !k.is_empty())
 }
 
-fn authenticate(headers: &HeaderMap) -> Result<(), ApiError> {
+fn authenticate(headers: &HeaderMap) -> Result<String, ApiError> {
     let key = secret_key(headers);
     let Some(key) = key else {
         return Err(ApiError::unauthorized(
@@ -136,11 +184,17 @@ fn authenticate(headers: &HeaderMap) -> Result<(), ApiError> {
         let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
         return Err(ApiError::unauthorized(format!("Invalid API Key provided: {shown}****{tail}")));
     }
-    Ok(())
+    Ok(key)
 }
 
 fn dispatch(state: &mut State, ctx: &Ctx, method: &Method, path: &str, params: &Value) -> Result<Value, ApiError> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let Some(spec) = spec_of(method.as_str(), &segments) {
+        if let Some(unknown) = unknown_param(params, spec, "") {
+            return Err(ApiError::unknown_param(&unknown));
+        }
+    }
+    let live = state.livemode;
     match (method.as_str(), segments.as_slice()) {
         ("POST", ["v1", "checkout", "sessions"]) => create_session(state, ctx, params),
         ("GET", ["v1", "checkout", "sessions"]) => list_sessions(state, ctx, params),
@@ -156,16 +210,35 @@ fn dispatch(state: &mut State, ctx: &Ctx, method: &Method, path: &str, params: &
         }
         ("POST", ["v1", "refunds"]) => create_refund(state, ctx, params),
         ("GET", ["v1", "refunds", id]) => match state.refunds.get(*id) {
-            Some(refund) if refund.account == ctx.account => Ok(objects::refund(refund)),
+            Some(refund) if refund.account == ctx.account => Ok(objects::refund(refund, live)),
             _ => Err(ApiError::no_such("refund", id, "id")),
         },
+        ("GET", ["v1", "refunds"]) => {
+            let payment_intent = opt_string(params, "payment_intent");
+            let mut items: Vec<&crate::store::Refund> = state
+                .refunds
+                .values()
+                .filter(|r| r.account == ctx.account)
+                .filter(|r| payment_intent.as_deref().is_none_or(|pi| r.payment_intent == pi))
+                .collect();
+            items.sort_by(|a, b| (b.created, &b.id).cmp(&(a.created, &a.id)));
+            let items = items.into_iter().map(|r| (r.id.clone(), r)).collect();
+            paginate(items, |r| objects::refund(r, live), params, "/v1/refunds")
+        }
         ("GET", ["v1", "payment_intents", id]) => match state.payment_intents.get(*id) {
-            Some(intent) if intent.account == ctx.account => Ok(objects::payment_intent(intent)),
+            Some(intent) if intent.account == ctx.account => Ok(objects::payment_intent(intent, live)),
             _ => Err(ApiError::no_such("payment_intent", id, "intent")),
         },
         ("GET", ["v1", "charges", id]) => match state.charges.get(*id) {
-            Some(charge) if charge.account == ctx.account => Ok(state.charge_json(charge)),
+            Some(charge) if charge.account == ctx.account => {
+                let expand = string_list(params.get("expand")).iter().any(|e| e == "refunds");
+                Ok(state.charge_json(charge, expand))
+            }
             _ => Err(ApiError::no_such("charge", id, "charge")),
+        },
+        ("GET", ["v1", "disputes", id]) => match state.disputes.get(*id) {
+            Some(dispute) if dispute.account == ctx.account => Ok(objects::dispute(dispute, live)),
+            _ => Err(ApiError::no_such("dispute", id, "dispute")),
         },
         ("GET", ["v1", "events"]) => list_events(state, ctx, params),
         ("GET", ["v1", "events", id]) => match state.events.iter().find(|e| e.id == *id) {
@@ -196,12 +269,12 @@ fn check_session(state: &State, ctx: &Ctx, id: &str) -> Result<(), ApiError> {
 /// The session, with `expand[]=payment_intent` / `expand[]=line_items` inlined; other expansions are ignored.
 fn session_json(state: &State, id: &str, params: &Value) -> Value {
     let session = &state.sessions[id];
-    let mut json = objects::session(session);
+    let mut json = objects::session(session, state.livemode);
     for field in string_list(params.get("expand")) {
         match field.as_str() {
             "payment_intent" => {
                 if let Some(intent) = session.payment_intent.as_ref().and_then(|pi| state.payment_intents.get(pi)) {
-                    json["payment_intent"] = objects::payment_intent(intent);
+                    json["payment_intent"] = objects::payment_intent(intent, state.livemode);
                 }
             }
             "line_items" => {
@@ -219,7 +292,38 @@ fn opt_string(params: &Value, name: &str) -> Option<String> {
 }
 
 /// A metadata-like map: scalar values become strings; empty values unset the key, as on Stripe.
+/// "You can specify up to 50 keys, with key names up to 40 characters long and values up to 500
+/// characters long" (Stripe API reference, Metadata).
 fn string_map(value: Option<&Value>, param: &str) -> Result<Map<String, Value>, ApiError> {
+    let map = string_map_unchecked(value, param)?;
+    if map.len() > 50 {
+        return Err(ApiError::invalid(
+            format!("Metadata can have up to 50 keys, but you've set {}", map.len()),
+            Some(param),
+        ));
+    }
+    for (key, value) in &map {
+        if key.chars().count() > 40 {
+            return Err(ApiError::invalid(
+                format!(
+                    "Metadata keys can have up to 40 characters, but you passed in a key that is {} characters. Invalid key: {key}",
+                    key.chars().count()
+                ),
+                Some(param),
+            ));
+        }
+        let len = value.as_str().map_or(0, |v| v.chars().count());
+        if len > 500 {
+            return Err(ApiError::invalid(
+                format!("Metadata values can have up to 500 characters, but you passed in a value that is {len} characters."),
+                Some(param),
+            ));
+        }
+    }
+    Ok(map)
+}
+
+fn string_map_unchecked(value: Option<&Value>, param: &str) -> Result<Map<String, Value>, ApiError> {
     match value {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::String(s)) if s.is_empty() => Ok(Map::new()),
@@ -243,6 +347,108 @@ fn int_param(value: &Value, param: &str) -> Result<i64, ApiError> {
 
 fn display(value: &Value) -> String {
     value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string())
+}
+
+/// The smallest charge per currency, in minor units ("Minimum and maximum charge amounts",
+/// Stripe docs, Supported currencies): 0.50 in most, 0.30 in GBP, ¥50.
+pub(crate) fn minimum_amount(currency: &str) -> Option<i64> {
+    Some(match currency {
+        "usd" | "cad" | "eur" | "chf" | "aud" | "nzd" | "sgd" | "brl" | "inr" => 50,
+        "gbp" => 30,
+        "jpy" => 50,
+        "dkk" => 250,
+        "nok" | "sek" => 300,
+        "hkd" => 400,
+        "mxn" => 1_000,
+        _ => return None,
+    })
+}
+
+/// The parameters an endpoint takes; anything else is refused ("Received unknown parameter").
+#[derive(Clone, Copy)]
+enum Spec {
+    /// A value (or a list of values: `expand[]`).
+    Value,
+    /// Free-form keys (`metadata`).
+    Free,
+    Object(&'static [(&'static str, Spec)]),
+    /// A list whose items are `Spec` (`line_items[0][...]`).
+    List(&'static Spec),
+}
+
+const PRODUCT_DATA: Spec = Spec::Object(&[("name", Spec::Value), ("description", Spec::Value)]);
+const PRICE_DATA: Spec =
+    Spec::Object(&[("currency", Spec::Value), ("unit_amount", Spec::Value), ("product_data", PRODUCT_DATA)]);
+const LINE_ITEM: Spec = Spec::Object(&[("price_data", PRICE_DATA), ("price", Spec::Value), ("quantity", Spec::Value)]);
+const CREATE_SESSION: Spec = Spec::Object(&[
+    ("mode", Spec::Value),
+    ("line_items", Spec::List(&LINE_ITEM)),
+    ("client_reference_id", Spec::Value),
+    ("customer_email", Spec::Value),
+    ("metadata", Spec::Free),
+    (
+        "payment_intent_data",
+        Spec::Object(&[
+            ("metadata", Spec::Free),
+            ("description", Spec::Value),
+            ("application_fee_amount", Spec::Value),
+        ]),
+    ),
+    ("locale", Spec::Value),
+    ("expires_at", Spec::Value),
+    ("success_url", Spec::Value),
+    ("cancel_url", Spec::Value),
+    ("payment_method_types", Spec::Value),
+    ("expand", Spec::Value),
+]);
+const CREATE_REFUND: Spec = Spec::Object(&[
+    ("payment_intent", Spec::Value),
+    ("charge", Spec::Value),
+    ("amount", Spec::Value),
+    ("metadata", Spec::Free),
+    ("reason", Spec::Value),
+    ("expand", Spec::Value),
+]);
+const EXPAND_ONLY: Spec = Spec::Object(&[("expand", Spec::Value)]);
+const LIST: Spec = Spec::Object(&[
+    ("limit", Spec::Value),
+    ("starting_after", Spec::Value),
+    ("ending_before", Spec::Value),
+    ("created", Spec::Free),
+    ("type", Spec::Value),
+    ("types", Spec::Value),
+    ("payment_intent", Spec::Value),
+    ("status", Spec::Value),
+    ("expand", Spec::Value),
+]);
+
+fn spec_of(method: &str, segments: &[&str]) -> Option<&'static Spec> {
+    Some(match (method, segments) {
+        ("POST", ["v1", "checkout", "sessions"]) => &CREATE_SESSION,
+        ("POST", ["v1", "refunds"]) => &CREATE_REFUND,
+        ("POST", ["v1", "checkout", "sessions", _, "expire"]) => &EXPAND_ONLY,
+        ("GET", ["v1", "checkout", "sessions"] | ["v1", "events"] | ["v1", "refunds"]) => &LIST,
+        ("GET", ["v1", "checkout", "sessions", _, "line_items"]) => &LIST,
+        ("GET", [_, _, _]) | ("GET", ["v1", "checkout", "sessions", _]) => &EXPAND_ONLY,
+        _ => return None,
+    })
+}
+
+/// The first parameter `spec` does not take, in Stripe's bracket notation.
+fn unknown_param(value: &Value, spec: &Spec, at: &str) -> Option<String> {
+    let name = |key: &str| if at.is_empty() { key.to_owned() } else { format!("{at}[{key}]") };
+    match (spec, value) {
+        (Spec::Object(fields), Value::Object(map)) => {
+            map.iter().find_map(|(key, v)| match fields.iter().find(|(f, _)| f == key) {
+                None => Some(name(key)),
+                Some((_, inner)) => unknown_param(v, inner, &name(key)),
+            })
+        }
+        (Spec::List(item), Value::Array(items)) => {
+            items.iter().enumerate().find_map(|(i, v)| unknown_param(v, item, &format!("{at}[{i}]")))
+        }
+        _ => None,
+    }
 }
 
 fn create_session(state: &mut State, ctx: &Ctx, params: &Value) -> Result<Value, ApiError> {
@@ -273,6 +479,26 @@ fn create_session(state: &mut State, ctx: &Ctx, params: &Value) -> Result<Value,
         .iter()
         .try_fold(0i64, |total, li| total.checked_add(li.amount()))
         .ok_or_else(|| ApiError::invalid("The total amount is too large.", Some("line_items")))?;
+    if let Some(minimum) = minimum_amount(&currency) {
+        if amount_total < minimum {
+            return Err(ApiError::invalid_code(
+                "amount_too_small",
+                format!(
+                    "The Checkout Session's total amount due must add up to at least {} {currency}",
+                    crate::page::format_amount(minimum, &currency, None)
+                ),
+                None,
+            ));
+        }
+    }
+    if let Some(reference) = opt_string(params, "client_reference_id") {
+        if reference.chars().count() > 200 {
+            return Err(ApiError::invalid(
+                format!("Invalid string: {reference}...; must be at most 200 characters"),
+                Some("client_reference_id"),
+            ));
+        }
+    }
 
     let expires_at = match params.get("expires_at") {
         None => now + MAX_EXPIRY,
@@ -400,23 +626,34 @@ fn line_item(index: usize, item: &Value, now: i64) -> Result<LineItem, ApiError>
 fn list_sessions(state: &State, ctx: &Ctx, params: &Value) -> Result<Value, ApiError> {
     let payment_intent = opt_string(params, "payment_intent");
     let status = opt_string(params, "status");
+    let bounds = created_bounds(params.get("created"))?;
     let items = state
         .session_order
         .iter()
         .rev()
         .map(|id| &state.sessions[id])
-        .filter(|s| s.account == ctx.account)
+        .filter(|s| s.account == ctx.account && within(&bounds, s.created))
         .filter(|s| payment_intent.is_none() || s.payment_intent == payment_intent)
         .filter(|s| status.as_deref().is_none_or(|st| s.status.as_str() == st))
         .map(|s| (s.id.clone(), s))
         .collect();
-    paginate(items, |s| objects::session(s), params, "/v1/checkout/sessions")
+    let live = state.livemode;
+    paginate(items, |s| objects::session(s, live), params, "/v1/checkout/sessions")
 }
 
 fn expire_session(state: &mut State, ctx: &Ctx, id: &str, params: &Value) -> Result<Value, ApiError> {
     check_session(state, ctx, id)?;
-    if state.sessions[id].status != SessionStatus::Open {
-        return Err(ApiError::invalid("Only Checkout Sessions with a status in [\"open\"] can be expired.", None));
+    let status = state.sessions[id].status;
+    if status != SessionStatus::Open {
+        return Err(ApiError::refused(
+            None,
+            format!(
+                "Only Checkout Sessions with a status in [\"open\"] can be expired. This Checkout Session has a \
+                 status of `{}`.",
+                status.as_str()
+            ),
+            None,
+        ));
     }
     state.expire(id, &ctx.origin, true);
     Ok(session_json(state, id, params))
@@ -435,8 +672,8 @@ fn create_refund(state: &mut State, ctx: &Ctx, params: &Value) -> Result<Value, 
             .filter(|pi| pi.account == ctx.account)
             .ok_or_else(|| ApiError::no_such("payment_intent", &pi_id, "payment_intent"))?;
         intent.latest_charge.clone().filter(|_| intent.status == "succeeded").ok_or_else(|| {
-            ApiError::invalid_code(
-                "charge_not_refundable",
+            ApiError::refused(
+                Some("charge_not_refundable"),
                 format!("This PaymentIntent ({pi_id}) does not have a successful charge to refund."),
                 Some("payment_intent"),
             )
@@ -451,7 +688,7 @@ fn create_refund(state: &mut State, ctx: &Ctx, params: &Value) -> Result<Value, 
     };
 
     let charge = &state.charges[&charge_id];
-    let remaining = charge.amount - charge.amount_refunded;
+    let remaining = charge.amount - state.amount_refunded(charge);
     let amount = match params.get("amount") {
         None => remaining,
         Some(value) => {
@@ -467,15 +704,15 @@ fn create_refund(state: &mut State, ctx: &Ctx, params: &Value) -> Result<Value, 
         }
     };
     if remaining <= 0 {
-        return Err(ApiError::invalid_code(
-            "charge_already_refunded",
+        return Err(ApiError::refused(
+            Some("charge_already_refunded"),
             format!("Charge {charge_id} has already been refunded."),
             None,
         ));
     }
     if amount > remaining {
-        return Err(ApiError::invalid_code(
-            "amount_too_large",
+        return Err(ApiError::refused(
+            Some("amount_too_large"),
             format!(
                 "Refund amount ({}) is greater than unrefunded amount on charge ({})",
                 dollars(amount),
@@ -508,15 +745,22 @@ fn create_refund(state: &mut State, ctx: &Ctx, params: &Value) -> Result<Value, 
         metadata: string_map(params.get("metadata"), "metadata")?,
         reason,
         balance_transaction: random_id("txn_"),
+        // Card refunds usually succeed at once; a bank debit's is pending until the bank answers.
+        status: match (charge.method_type.as_str(), state.refund_start) {
+            ("card", RefundStart::Succeeded) => RefundStatus::Succeeded,
+            ("card", RefundStart::RequiresAction) => RefundStatus::RequiresAction,
+            _ => RefundStatus::Pending,
+        },
+        failure_reason: None,
     };
-    let refund_json = objects::refund(&refund);
+    let refund_json = objects::refund(&refund, state.livemode);
     let refund_id = refund.id.clone();
     state.refunds.insert(refund_id.clone(), refund);
     if let Some(charge) = state.charges.get_mut(&charge_id) {
-        charge.amount_refunded += amount;
         charge.refunds.push(refund_id);
     }
-    let charge_json = state.charge_json(&state.charges[&charge_id]);
+    // Webhook payloads are never expanded: the charge carries `amount_refunded`, not its refunds.
+    let charge_json = state.charge_json(&state.charges[&charge_id], false);
     state.emit("charge.refunded", charge_json, ctx.account.clone(), &ctx.origin, true);
     state.emit("refund.created", refund_json.clone(), ctx.account.clone(), &ctx.origin, true);
     Ok(refund_json)
@@ -537,6 +781,17 @@ fn created_bounds(value: Option<&Value>) -> Result<Vec<(String, i64)>, ApiError>
     }
 }
 
+/// Whether `created` is within the bounds of a `created` filter.
+fn within(bounds: &[(String, i64)], created: i64) -> bool {
+    bounds.iter().all(|(op, t)| match op.as_str() {
+        "gt" => created > *t,
+        "gte" => created >= *t,
+        "lt" => created < *t,
+        "lte" => created <= *t,
+        _ => created == *t,
+    })
+}
+
 fn type_matches(filters: &[String], kind: &str) -> bool {
     filters.is_empty()
         || filters.iter().any(|f| match f.strip_suffix('*') {
@@ -549,20 +804,11 @@ fn list_events(state: &State, ctx: &Ctx, params: &Value) -> Result<Value, ApiErr
     let mut types = string_list(params.get("types"));
     types.extend(opt_string(params, "type"));
     let bounds = created_bounds(params.get("created"))?;
-    let within = |created: i64| {
-        bounds.iter().all(|(op, t)| match op.as_str() {
-            "gt" => created > *t,
-            "gte" => created >= *t,
-            "lt" => created < *t,
-            "lte" => created <= *t,
-            _ => created == *t,
-        })
-    };
     let items = state
         .events
         .iter()
         .rev()
-        .filter(|e| e.account == ctx.account && type_matches(&types, &e.kind) && within(e.created))
+        .filter(|e| e.account == ctx.account && type_matches(&types, &e.kind) && within(&bounds, e.created))
         .map(|e| (e.id.clone(), e))
         .collect();
     paginate(items, |e| objects::event(e), params, "/v1/events")

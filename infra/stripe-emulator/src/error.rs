@@ -6,6 +6,10 @@ use serde_json::{json, Map, Value};
 pub(crate) struct ApiError {
     pub status: u16,
     pub body: Value,
+    /// A refusal of the request's parameters, before anything executed: "If
+    /// incoming parameters fail validation … no idempotent result is saved"
+    /// (Stripe docs, Idempotent requests). Every other answer is saved.
+    pub validation: bool,
 }
 
 impl ApiError {
@@ -25,17 +29,27 @@ impl ApiError {
         if let Some(param) = param {
             error.insert("param".into(), json!(param));
         }
-        Self { status, body: json!({ "error": error }) }
+        Self { status, body: json!({ "error": error }), validation: false }
     }
 
-    /// 400 `invalid_request_error` about one parameter.
+    fn validating(mut self) -> Self {
+        self.validation = true;
+        self
+    }
+
+    /// 400 `invalid_request_error` about one parameter (validation: not saved under a key).
     pub(crate) fn invalid(message: impl Into<String>, param: Option<&str>) -> Self {
-        Self::new(400, "invalid_request_error", None, message, param)
+        Self::new(400, "invalid_request_error", None, message, param).validating()
     }
 
-    /// 400 `invalid_request_error` with an error code.
+    /// 400 `invalid_request_error` with an error code (validation: not saved under a key).
     pub(crate) fn invalid_code(code: &str, message: impl Into<String>, param: Option<&str>) -> Self {
-        Self::new(400, "invalid_request_error", Some(code), message, param)
+        Self::new(400, "invalid_request_error", Some(code), message, param).validating()
+    }
+
+    /// 400 about the state of the objects, found while executing (saved under a key).
+    pub(crate) fn refused(code: Option<&str>, message: impl Into<String>, param: Option<&str>) -> Self {
+        Self::new(400, "invalid_request_error", code, message, param)
     }
 
     pub(crate) fn missing_param(param: &str) -> Self {
@@ -46,6 +60,41 @@ impl ApiError {
             format!("Missing required param: {param}."),
             Some(param),
         )
+        .validating()
+    }
+
+    /// "Received unknown parameter: X" (`parameter_unknown`), as Stripe answers any parameter it does not take.
+    pub(crate) fn unknown_param(param: &str) -> Self {
+        Self::new(
+            400,
+            "invalid_request_error",
+            Some("parameter_unknown"),
+            format!("Received unknown parameter: {param}"),
+            Some(param),
+        )
+        .validating()
+    }
+
+    /// A `Stripe-Account` that is not (or no longer) connected to the platform.
+    pub(crate) fn account_invalid(key: &str, account: &str) -> Self {
+        let shown: String = key.chars().take(8).collect();
+        let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+        Self::new(
+            403,
+            "invalid_request_error",
+            Some("account_invalid"),
+            format!(
+                "The provided key '{shown}***{tail}' does not have access to account '{account}' (or that account \
+                 does not exist). Application access may have been revoked."
+            ),
+            None,
+        )
+        .validating()
+    }
+
+    /// Stripe's 500: "Something went wrong on Stripe's end."
+    pub(crate) fn server_error() -> Self {
+        Self::new(500, "api_error", None, "An unknown error occurred", None)
     }
 
     /// 404 `resource_missing`, also what an object of another account looks like.

@@ -17,6 +17,7 @@
 #![recursion_limit = "256"]
 
 mod api;
+mod clock;
 mod error;
 mod form;
 mod objects;
@@ -29,14 +30,12 @@ mod webhooks;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use serde_json::Value;
-use tokio::sync::mpsc::{self, UnboundedReceiver};
-
-pub use webhooks::sign;
+pub use clock::Clock;
+pub use webhooks::{sign, DeliveryMode, Pass};
 
 use store::State;
 use util::lock;
-use webhooks::WebhookTarget;
+use webhooks::Deliveries;
 
 pub struct Config {
     /// Public base URL under which the emulator is reachable, without trailing slash,
@@ -47,6 +46,29 @@ pub struct Config {
     pub webhook_url: Option<String>,
     /// The webhook signing secret (whsec_...).
     pub webhook_secret: String,
+    /// The connected accounts that exist: a request naming another in `Stripe-Account` is
+    /// refused, as Stripe refuses an account not connected to the platform.
+    pub accounts: Vec<String>,
+    /// The clock everything is dated and signed with; share it to agree on "now".
+    pub clock: Arc<Clock>,
+}
+
+impl Config {
+    /// A config with the wall clock and these connected accounts.
+    pub fn new(
+        public_base: impl Into<String>,
+        webhook_url: Option<String>,
+        webhook_secret: impl Into<String>,
+        accounts: &[&str],
+    ) -> Self {
+        Config {
+            public_base: public_base.into(),
+            webhook_url,
+            webhook_secret: webhook_secret.into(),
+            accounts: accounts.iter().map(|a| (*a).to_owned()).collect(),
+            clock: Arc::new(Clock::system()),
+        }
+    }
 }
 
 /// A running emulator; clones share the same state.
@@ -58,9 +80,9 @@ pub struct Emulator {
 struct Inner {
     public_base: String,
     state: Mutex<State>,
-    webhooks: Arc<WebhookTarget>,
-    /// The delivery queue's receiving end until the background tasks start (they need a tokio runtime).
-    unstarted: Mutex<Option<UnboundedReceiver<String>>>,
+    deliveries: Arc<Deliveries>,
+    clock: Arc<Clock>,
+    started: Mutex<bool>,
 }
 
 impl Emulator {
@@ -68,14 +90,14 @@ impl Emulator {
     /// called inside a tokio runtime, otherwise on first use inside one; events emitted
     /// before then are queued, not lost.
     pub fn new(config: Config) -> Self {
-        let (outbox, queue) = mpsc::unbounded_channel();
-        let webhooks = Arc::new(WebhookTarget::new(config.webhook_url, config.webhook_secret));
+        let deliveries = Arc::new(Deliveries::new(config.webhook_url, config.webhook_secret, config.clock.clone()));
         let emulator = Self {
             inner: Arc::new(Inner {
                 public_base: config.public_base.trim_end_matches('/').to_owned(),
-                state: Mutex::new(State::new(webhooks.clone(), outbox)),
-                webhooks,
-                unstarted: Mutex::new(Some(queue)),
+                state: Mutex::new(State::new(config.clock.clone(), deliveries.clone(), &config.accounts)),
+                deliveries,
+                clock: config.clock,
+                started: Mutex::new(false),
             }),
         };
         emulator.start_background_tasks();
@@ -89,24 +111,59 @@ impl Emulator {
         routes::router(self.clone())
     }
 
+    /// The emulated clock (share it: the local runner and tests date things with it).
+    pub fn clock(&self) -> Arc<Clock> {
+        self.inner.clock.clone()
+    }
+
     /// Changes where webhooks go (None: keep recording events, deliver nothing).
     pub fn set_webhook_url(&self, url: Option<String>) {
-        self.inner.webhooks.set_url(url);
+        self.inner.deliveries.set_url(url);
+    }
+
+    /// How webhooks are delivered: in order once (the default), or shuffled, duplicated, delayed, held.
+    pub fn set_delivery_mode(&self, mode: DeliveryMode) {
+        self.inner.deliveries.set_mode(mode);
+    }
+
+    /// Delivers every pending event now (held, delayed and retrying ones too), once each.
+    pub async fn flush_webhooks(&self) -> Pass {
+        let Some(client) = webhooks::client() else { return Pass::default() };
+        self.inner.deliveries.pass(&client, true).await
+    }
+
+    pub fn pending_webhooks(&self) -> usize {
+        self.inner.deliveries.pending()
+    }
+
+    pub fn delivery_mode(&self) -> DeliveryMode {
+        self.inner.deliveries.mode()
+    }
+
+    /// Events Stripe would have given up on (failed past its last retry).
+    pub fn undelivered(&self) -> Vec<String> {
+        self.inner.deliveries.given_up()
     }
 
     /// Moves the emulated clock forward (what `POST /test/clock/advance` does);
-    /// sessions that expire meanwhile do so at once. Returns the new time.
+    /// sessions that expire meanwhile do so at once, retries that come due go out.
+    /// Returns the new time.
     pub fn advance_clock(&self, seconds: i64) -> i64 {
+        let now = self.inner.clock.advance(seconds);
+        self.with_state(|state| state.expire_due());
+        now
+    }
+
+    /// Adds a connected account (as a clinic connecting its Stripe account).
+    pub fn connect_account(&self, account: &str) {
         self.with_state(|state| {
-            let now = state.advance_clock(seconds.max(0));
-            state.expire_due();
-            now
-        })
+            state.accounts.insert(account.to_owned(), store::Account { connected: true });
+        });
     }
 
     /// Every API request received, oldest first:
     /// `{"method","path","account","idempotency_key","params"}`.
-    pub fn requests(&self) -> Vec<Value> {
+    pub fn requests(&self) -> Vec<serde_json::Value> {
         lock(&self.inner.state).requests.clone()
     }
 
@@ -124,8 +181,12 @@ impl Emulator {
 
     fn start_background_tasks(&self) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let Some(queue) = lock(&self.inner.unstarted).take() else { return };
-        runtime.spawn(webhooks::run(queue, self.inner.webhooks.clone()));
+        let mut started = lock(&self.inner.started);
+        if *started {
+            return;
+        }
+        *started = true;
+        runtime.spawn(webhooks::run(Arc::downgrade(&self.inner.deliveries)));
         runtime.spawn(sweep_expired(Arc::downgrade(&self.inner)));
     }
 }

@@ -1,7 +1,8 @@
 //! Serves the Stripe emulator standalone.
 //!
 //! `STRIPE_EMULATOR_ADDR` (default 127.0.0.1:12111), `STRIPE_EMULATOR_WEBHOOK_URL` (optional),
-//! `STRIPE_WEBHOOK_SECRET` (default `whsec_visitpay_dev_secret`).
+//! `STRIPE_WEBHOOK_SECRET` (default `whsec_visitpay_dev_secret`), `STRIPE_EMULATOR_ACCOUNTS`
+//! (connected accounts, comma-separated; default `acct_1DemoClinic`).
 
 use stripe_emulator::{Config, Emulator};
 
@@ -17,11 +18,11 @@ async fn main() -> std::io::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let bound = listener.local_addr()?;
-    let emulator = Emulator::new(Config {
-        public_base: format!("http://{bound}"),
-        webhook_url: webhook_url.clone(),
-        webhook_secret,
-    });
+    // Connected accounts: STRIPE_EMULATOR_ACCOUNTS (comma-separated); more with POST /test/accounts.
+    let accounts = std::env::var("STRIPE_EMULATOR_ACCOUNTS").unwrap_or_else(|_| "acct_1DemoClinic".into());
+    let accounts: Vec<&str> = accounts.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+    let emulator =
+        Emulator::new(Config::new(format!("http://{bound}"), webhook_url.clone(), webhook_secret, &accounts));
     println!("stripe-emulator listening on http://{bound}");
     match webhook_url {
         Some(url) => println!("delivering webhooks to {url}"),

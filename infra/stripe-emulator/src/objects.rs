@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use crate::store::{Charge, Event, LineItem, PaymentIntent, Refund, Session, SessionStatus};
+use crate::store::{Charge, Dispute, Event, LineItem, PaymentIntent, Refund, Session, SessionStatus};
 
 pub(crate) const API_VERSION: &str = "2026-09-30.endive";
 
@@ -14,7 +14,7 @@ fn null_address(country: Option<&str>) -> Value {
     json!({"city": null, "country": country, "line1": null, "line2": null, "postal_code": null, "state": null})
 }
 
-pub(crate) fn session(s: &Session) -> Value {
+pub(crate) fn session(s: &Session, livemode: bool) -> Value {
     let open = s.status == SessionStatus::Open;
     let complete = s.status == SessionStatus::Complete;
     let customer_details = complete.then(|| {
@@ -68,7 +68,7 @@ pub(crate) fn session(s: &Session) -> Value {
                 "issuer": null, "metadata": {}, "rendering_options": null
             }
         },
-        "livemode": false,
+        "livemode": livemode,
         "locale": s.locale,
         "managed_payments": null,
         "metadata": s.metadata,
@@ -148,7 +148,7 @@ pub(crate) fn line_item(li: &LineItem) -> Value {
     })
 }
 
-pub(crate) fn payment_intent(pi: &PaymentIntent) -> Value {
+pub(crate) fn payment_intent(pi: &PaymentIntent, livemode: bool) -> Value {
     let succeeded = pi.status == "succeeded";
     let last_payment_error = pi.failure_message.as_ref().map(|message| {
         json!({
@@ -180,7 +180,7 @@ pub(crate) fn payment_intent(pi: &PaymentIntent) -> Value {
         "excluded_payment_method_types": null,
         "last_payment_error": last_payment_error,
         "latest_charge": pi.latest_charge,
-        "livemode": false,
+        "livemode": livemode,
         "managed_payments": null,
         "metadata": pi.metadata,
         "next_action": null,
@@ -227,13 +227,14 @@ fn payment_method_details(method_type: &str) -> Value {
     }
 }
 
-pub(crate) fn charge(ch: &Charge, refunds: Vec<Value>) -> Value {
-    json!({
+/// A charge; `refunds` only when expanded (`expand[]=refunds`).
+pub(crate) fn charge(ch: &Charge, amount_refunded: i64, refunds: Option<Vec<Value>>, livemode: bool) -> Value {
+    let mut json = json!({
         "id": ch.id,
         "object": "charge",
         "amount": ch.amount,
         "amount_captured": ch.amount,
-        "amount_refunded": ch.amount_refunded,
+        "amount_refunded": amount_refunded,
         "application": null,
         "application_fee": null,
         "application_fee_amount": ch.application_fee_amount,
@@ -251,12 +252,12 @@ pub(crate) fn charge(ch: &Charge, refunds: Vec<Value>) -> Value {
         "currency": ch.currency,
         "customer": null,
         "description": ch.description,
-        "disputed": false,
+        "disputed": ch.dispute.is_some(),
         "failure_balance_transaction": null,
         "failure_code": null,
         "failure_message": null,
         "fraud_details": {},
-        "livemode": false,
+        "livemode": livemode,
         "metadata": ch.metadata,
         "on_behalf_of": null,
         "outcome": {
@@ -271,8 +272,7 @@ pub(crate) fn charge(ch: &Charge, refunds: Vec<Value>) -> Value {
         "receipt_email": null,
         "receipt_number": null,
         "receipt_url": null,
-        "refunded": ch.amount_refunded >= ch.amount,
-        "refunds": list(refunds, false, &format!("/v1/charges/{}/refunds", ch.id)),
+        "refunded": amount_refunded >= ch.amount,
         "review": null,
         "shipping": null,
         "source": null,
@@ -282,16 +282,20 @@ pub(crate) fn charge(ch: &Charge, refunds: Vec<Value>) -> Value {
         "status": "succeeded",
         "transfer_data": null,
         "transfer_group": null,
-    })
+    });
+    if let Some(refunds) = refunds {
+        json["refunds"] = list(refunds, false, &format!("/v1/charges/{}/refunds", ch.id));
+    }
+    json
 }
 
-pub(crate) fn refund(r: &Refund) -> Value {
+pub(crate) fn refund(r: &Refund, _livemode: bool) -> Value {
     let destination_details = if r.method_type == "card" {
         json!({"type": "card", "card": {"reference": null, "reference_status": "pending", "reference_type": null, "type": "refund"}})
     } else {
         json!({"type": r.method_type, r.method_type.as_str(): {}})
     };
-    json!({
+    let mut json = json!({
         "id": r.id,
         "object": "refund",
         "amount": r.amount,
@@ -308,9 +312,52 @@ pub(crate) fn refund(r: &Refund) -> Value {
         "reason": r.reason,
         "receipt_number": null,
         "source_transfer_reversal": null,
-        "status": "succeeded",
+        "status": r.status.as_str(),
         "transfer_reversal": null,
+    });
+    if let Some(reason) = &r.failure_reason {
+        // "the attributes failure_reason and failure_balance_transaction are included" on failure.
+        json["failure_reason"] = json!(reason);
+        json["failure_balance_transaction"] = json!(format!("txn_fail_{}", r.id.trim_start_matches("re_")));
+    }
+    json
+}
+
+pub(crate) fn dispute(d: &Dispute, livemode: bool) -> Value {
+    let transactions: Vec<Value> = d
+        .balance_transactions
+        .iter()
+        .map(|(id, amount)| {
+            json!({"id": id, "object": "balance_transaction", "amount": amount, "currency": d.currency,
+                   "type": "adjustment", "reporting_category": "dispute"})
+        })
+        .collect();
+    json!({
+        "id": d.id,
+        "object": "dispute",
+        "amount": d.amount,
+        "balance_transactions": transactions,
+        "charge": d.charge,
+        "created": d.created,
+        "currency": d.currency,
+        "enhanced_eligibility_types": [],
+        "evidence": {},
+        "evidence_details": {"due_by": d.created + 7 * 86_400, "enhanced_eligibility": {}, "has_evidence": false,
+                             "past_due": false, "submission_count": 0},
+        "is_charge_refundable": false,
+        "livemode": livemode,
+        "metadata": {},
+        "payment_intent": d.payment_intent,
+        "payment_method_details": {"type": "card", "card": {"brand": "visa", "case_type": "chargeback",
+                                   "network_reason_code": null}},
+        "reason": d.reason,
+        "status": d.status,
     })
+}
+
+/// The platform's Connect application, as `account.application.deauthorized` carries it.
+pub(crate) fn application() -> Value {
+    json!({"id": "ca_visitpayEmulator", "object": "application", "name": "visitpay"})
 }
 
 pub(crate) fn event(e: &Event) -> Value {
@@ -320,7 +367,7 @@ pub(crate) fn event(e: &Event) -> Value {
         "api_version": API_VERSION,
         "created": e.created,
         "data": {"object": e.object},
-        "livemode": false,
+        "livemode": e.livemode,
         "pending_webhooks": e.pending_webhooks,
         "request": {"id": e.origin.request_id, "idempotency_key": e.origin.idempotency_key},
         "type": e.kind,

@@ -1,16 +1,16 @@
 //! The emulator's in-memory state: records, events, idempotency cache, request log, and the
 //! state transitions shared by the API, the control routes and the hosted page.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc::UnboundedSender;
 
+use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::objects;
-use crate::util::{random_id, system_now};
-use crate::webhooks::WebhookTarget;
+use crate::util::random_id;
+use crate::webhooks::Deliveries;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum SessionStatus {
@@ -103,13 +103,13 @@ pub(crate) struct Charge {
     pub payment_intent: String,
     pub payment_method: String,
     pub method_type: String,
-    pub amount_refunded: i64,
     pub refunds: Vec<String>,
     pub metadata: Map<String, Value>,
     pub description: Option<String>,
     pub application_fee_amount: Option<i64>,
     pub billing_email: Option<String>,
     pub balance_transaction: String,
+    pub dispute: Option<String>,
 }
 
 pub(crate) struct Refund {
@@ -125,6 +125,62 @@ pub(crate) struct Refund {
     pub metadata: Map<String, Value>,
     pub reason: Option<String>,
     pub balance_transaction: String,
+    pub status: RefundStatus,
+    pub failure_reason: Option<String>,
+}
+
+/// "Status of the refund. This can be `pending`, `requires_action`,
+/// `succeeded`, `failed`, or `canceled`" (Stripe API reference, Refund).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum RefundStatus {
+    Pending,
+    RequiresAction,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl RefundStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::RequiresAction => "requires_action",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Canceled => "canceled",
+        }
+    }
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "requires_action" => Self::RequiresAction,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "canceled" => Self::Canceled,
+            _ => return None,
+        })
+    }
+    /// Money on its way back to the patient, or already there.
+    pub(crate) fn counts(self) -> bool {
+        matches!(self, Self::Pending | Self::RequiresAction | Self::Succeeded)
+    }
+}
+
+/// A dispute of a charge ("Possible values include: warning_needs_response,
+/// warning_under_review, warning_closed, needs_response, under_review, won,
+/// lost, or prevented", Stripe API reference, Dispute).
+pub(crate) struct Dispute {
+    pub id: String,
+    pub account: Option<String>,
+    pub created: i64,
+    pub amount: i64,
+    pub currency: String,
+    pub charge: String,
+    pub payment_intent: String,
+    pub reason: String,
+    pub status: String,
+    /// Withdrawals (negative) and reinstatements (positive) of the disputed funds.
+    pub balance_transactions: Vec<(String, i64)>,
 }
 
 /// Which API request (if any) caused an event: Stripe's `event.request`.
@@ -143,6 +199,7 @@ pub(crate) struct Event {
     pub object: Value,
     pub origin: Origin,
     pub pending_webhooks: i64,
+    pub livemode: bool,
 }
 
 /// The first response to an idempotent request, replayed for identical retries.
@@ -152,6 +209,7 @@ pub(crate) struct IdempotentResponse {
     pub params: Value,
     pub status: u16,
     pub body: Value,
+    pub created: i64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -174,6 +232,52 @@ impl Outcome {
     }
 }
 
+/// What refunds of card payments start as (`POST /test/refunds/behaviour`):
+/// card refunds usually succeed at once; bank debits' refunds are `pending`
+/// whatever this says.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum RefundStart {
+    Succeeded,
+    Pending,
+    RequiresAction,
+}
+
+/// A connected account and whether it is still connected to the platform.
+pub(crate) struct Account {
+    pub connected: bool,
+}
+
+/// A 500 Stripe answers a matching request with, once execution began (so
+/// Stripe keeps it under the request's idempotency key): with `effect`, what
+/// the request does still happens ("the result of the request is unknown").
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Fault {
+    pub method: String,
+    pub path: String,
+    #[serde(default = "one")]
+    pub times: u32,
+    #[serde(default)]
+    pub effect: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl State {
+    /// The fault a request meets, if any (counting it).
+    pub(crate) fn take_fault(&mut self, method: &str, path: &str) -> Option<Fault> {
+        let index = self.faults.iter().position(|f| f.method == method && path.starts_with(&f.path))?;
+        let fault = self.faults[index].clone();
+        if self.faults[index].times <= 1 {
+            self.faults.remove(index);
+        } else {
+            self.faults[index].times -= 1;
+        }
+        Some(fault)
+    }
+}
+
 pub(crate) struct State {
     pub sessions: HashMap<String, Session>,
     /// Creation order, for newest-first listings.
@@ -181,41 +285,59 @@ pub(crate) struct State {
     pub payment_intents: HashMap<String, PaymentIntent>,
     pub charges: HashMap<String, Charge>,
     pub refunds: HashMap<String, Refund>,
+    pub disputes: HashMap<String, Dispute>,
     /// Emission order.
     pub events: Vec<Event>,
     pub idempotency: HashMap<(Option<String>, String), IdempotentResponse>,
+    /// Keys of requests executing right now (`idempotency_key_in_use` for a repeat).
+    pub in_flight: std::collections::HashSet<(Option<String>, String)>,
     pub requests: Vec<Value>,
-    /// Seconds added to the wall clock (`POST /test/clock/advance`), to reach expiry without waiting.
-    clock_offset: i64,
-    webhooks: Arc<WebhookTarget>,
-    outbox: UnboundedSender<String>,
+    /// The connected accounts that exist; a `Stripe-Account` naming any other is refused.
+    pub accounts: BTreeMap<String, Account>,
+    /// Objects and events are live mode (`POST /test/livemode`), else test mode.
+    pub livemode: bool,
+    pub refund_start: RefundStart,
+    /// Emulated time each request takes (`POST /test/latency`), to make concurrent repeats observable.
+    pub latency_ms: u64,
+    /// Injected failures, consumed in order by matching requests.
+    pub faults: Vec<Fault>,
+    clock: Arc<Clock>,
+    deliveries: Arc<Deliveries>,
 }
 
 impl State {
-    pub(crate) fn new(webhooks: Arc<WebhookTarget>, outbox: UnboundedSender<String>) -> Self {
+    pub(crate) fn new(clock: Arc<Clock>, deliveries: Arc<Deliveries>, accounts: &[String]) -> Self {
         Self {
             sessions: HashMap::new(),
             session_order: Vec::new(),
             payment_intents: HashMap::new(),
             charges: HashMap::new(),
             refunds: HashMap::new(),
+            disputes: HashMap::new(),
             events: Vec::new(),
             idempotency: HashMap::new(),
+            in_flight: Default::default(),
             requests: Vec::new(),
-            clock_offset: 0,
-            webhooks,
-            outbox,
+            accounts: accounts.iter().map(|a| (a.clone(), Account { connected: true })).collect(),
+            livemode: false,
+            refund_start: RefundStart::Succeeded,
+            latency_ms: 0,
+            faults: Vec::new(),
+            clock,
+            deliveries,
         }
     }
 
     /// The emulated "now" in unix seconds.
     pub(crate) fn now(&self) -> i64 {
-        system_now() + self.clock_offset
+        self.clock.now()
     }
 
-    pub(crate) fn advance_clock(&mut self, seconds: i64) -> i64 {
-        self.clock_offset += seconds;
-        self.now()
+    /// Idempotency keys "can be removed … after they're at least 24 hours old"
+    /// (Stripe docs, Idempotent requests): the emulator removes them then.
+    pub(crate) fn prune_idempotency(&mut self) {
+        let horizon = self.now() - 24 * 3600;
+        self.idempotency.retain(|_, r| r.created > horizon);
     }
 
     /// Records an event and queues it for delivery; returns its id.
@@ -227,7 +349,7 @@ impl State {
         origin: &Origin,
         deliver: bool,
     ) -> String {
-        let deliver = deliver && self.webhooks.url().is_some();
+        let deliver = deliver && self.deliveries.url().is_some();
         let event = Event {
             id: random_id("evt_"),
             account,
@@ -236,10 +358,10 @@ impl State {
             object,
             origin: origin.clone(),
             pending_webhooks: i64::from(deliver),
+            livemode: self.livemode,
         };
         if deliver {
-            // The receiver lives as long as the delivery task; a send error only means shutdown.
-            let _ = self.outbox.send(objects::event(&event).to_string());
+            self.deliveries.schedule(&event.id, objects::event(&event).to_string());
         }
         let id = event.id.clone();
         self.events.push(event);
@@ -248,7 +370,7 @@ impl State {
 
     fn emit_session_event(&mut self, kind: &str, session_id: &str, origin: &Origin, deliver: bool) -> String {
         let session = &self.sessions[session_id];
-        let (object, account) = (objects::session(session), session.account.clone());
+        let (object, account) = (objects::session(session, self.livemode), session.account.clone());
         self.emit(kind, object, account, origin, deliver)
     }
 
@@ -322,7 +444,7 @@ impl State {
                 events.push(self.emit_session_event("checkout.session.async_payment_failed", id, &origin, deliver));
             }
         }
-        Ok((objects::session(&self.sessions[id]), events))
+        Ok((objects::session(&self.sessions[id], self.livemode), events))
     }
 
     /// A `processing` PaymentIntent for the session's total, as Checkout creates on confirmation.
@@ -365,13 +487,13 @@ impl State {
             payment_intent: intent.id.clone(),
             payment_method: intent.payment_method.clone(),
             method_type: intent.method_type.to_owned(),
-            amount_refunded: 0,
             refunds: Vec::new(),
             metadata: intent.metadata.clone(),
             description: intent.description.clone(),
             application_fee_amount: intent.application_fee_amount,
             billing_email: intent.receipt_email.clone(),
             balance_transaction: random_id("txn_"),
+            dispute: None,
         };
         intent.status = "succeeded";
         intent.latest_charge = Some(charge.id.clone());
@@ -386,10 +508,176 @@ impl State {
         }
     }
 
-    /// The charge JSON, with its refunds inlined (newest first, as Stripe lists them).
-    pub(crate) fn charge_json(&self, charge: &Charge) -> Value {
-        let refunds = charge.refunds.iter().rev().filter_map(|id| self.refunds.get(id)).map(objects::refund).collect();
-        objects::charge(charge, refunds)
+    /// What a charge has refunded: its refunds that are on their way back or
+    /// there (pending, requires_action, succeeded); a failed or canceled one
+    /// gives its amount back to the charge.
+    pub(crate) fn amount_refunded(&self, charge: &Charge) -> i64 {
+        charge
+            .refunds
+            .iter()
+            .filter_map(|id| self.refunds.get(id))
+            .filter(|r| r.status.counts())
+            .map(|r| r.amount)
+            .sum()
+    }
+
+    /// The charge JSON. "The Charge object no longer auto-expands refunds"
+    /// (Stripe changelog, 2022-11-15): the `refunds` list is there only when
+    /// asked for (`expand[]=refunds`), newest first; webhook payloads are never expanded.
+    pub(crate) fn charge_json(&self, charge: &Charge, expand_refunds: bool) -> Value {
+        let refunds = expand_refunds.then(|| {
+            charge
+                .refunds
+                .iter()
+                .rev()
+                .filter_map(|id| self.refunds.get(id))
+                .map(|r| objects::refund(r, self.livemode))
+                .collect()
+        });
+        objects::charge(charge, self.amount_refunded(charge), refunds, self.livemode)
+    }
+
+    /// A refund's status changes (a test control, or a bank's answer), with
+    /// Stripe's events: `refund.updated` always, `refund.failed` for a
+    /// failure, and the charge's `amount_refunded` gives back what failed.
+    pub(crate) fn set_refund_status(
+        &mut self,
+        id: &str,
+        to: RefundStatus,
+        failure_reason: Option<String>,
+    ) -> Result<Value, ApiError> {
+        let refund = self.refunds.get(id).ok_or_else(|| ApiError::no_such("refund", id, "id"))?;
+        let allowed = match (refund.status, to) {
+            (RefundStatus::Pending, RefundStatus::Succeeded | RefundStatus::Failed | RefundStatus::Canceled) => true,
+            // "Cancels a refund with a status of requires_action" (API reference, Cancel a refund).
+            (RefundStatus::RequiresAction, RefundStatus::Succeeded | RefundStatus::Failed | RefundStatus::Canceled) => {
+                true
+            }
+            // A bank can return a refund it first took: it fails after succeeding.
+            (RefundStatus::Succeeded, RefundStatus::Failed) => true,
+            _ => false,
+        };
+        if !allowed {
+            return Err(ApiError::invalid(
+                format!("A refund in status {} cannot become {}.", refund.status.as_str(), to.as_str()),
+                Some("status"),
+            ));
+        }
+        let failing = matches!(to, RefundStatus::Failed | RefundStatus::Canceled);
+        let (account, charge_id) = {
+            let refund = self.refunds.get_mut(id).expect("checked above");
+            refund.status = to;
+            if failing {
+                refund.failure_reason = Some(failure_reason.unwrap_or_else(|| {
+                    if to == RefundStatus::Canceled { "merchant_request" } else { "declined" }.to_owned()
+                }));
+            }
+            (refund.account.clone(), refund.charge.clone())
+        };
+        let json = objects::refund(&self.refunds[id], self.livemode);
+        self.emit("refund.updated", json.clone(), account.clone(), &Origin::default(), true);
+        if to == RefundStatus::Failed {
+            self.emit("refund.failed", json.clone(), account.clone(), &Origin::default(), true);
+        }
+        let _ = charge_id;
+        Ok(json)
+    }
+
+    /// Opens a dispute on a PaymentIntent's charge: `charge.dispute.created`.
+    pub(crate) fn open_dispute(
+        &mut self,
+        payment_intent: &str,
+        reason: &str,
+        amount: Option<i64>,
+    ) -> Result<Value, ApiError> {
+        let intent = self
+            .payment_intents
+            .get(payment_intent)
+            .ok_or_else(|| ApiError::no_such("payment_intent", payment_intent, "payment_intent"))?;
+        let charge_id =
+            intent.latest_charge.clone().filter(|_| intent.status == "succeeded").ok_or_else(|| {
+                ApiError::invalid("Only a succeeded payment can be disputed.", Some("payment_intent"))
+            })?;
+        let charge = &self.charges[&charge_id];
+        if charge.dispute.is_some() {
+            return Err(ApiError::invalid("This charge is already disputed.", Some("payment_intent")));
+        }
+        let dispute = Dispute {
+            id: random_id("dp_"),
+            account: charge.account.clone(),
+            created: self.now(),
+            amount: amount.unwrap_or(charge.amount).min(charge.amount),
+            currency: charge.currency.clone(),
+            charge: charge_id.clone(),
+            payment_intent: payment_intent.to_owned(),
+            reason: reason.to_owned(),
+            status: "needs_response".into(),
+            balance_transactions: Vec::new(),
+        };
+        let (id, account) = (dispute.id.clone(), dispute.account.clone());
+        self.disputes.insert(id.clone(), dispute);
+        if let Some(charge) = self.charges.get_mut(&charge_id) {
+            charge.dispute = Some(id.clone());
+        }
+        let json = objects::dispute(&self.disputes[&id], self.livemode);
+        self.emit("charge.dispute.created", json.clone(), account, &Origin::default(), true);
+        Ok(json)
+    }
+
+    /// A dispute's next step, with Stripe's event: `update` (a new status),
+    /// `funds_withdrawn`, `funds_reinstated`, `close` (won or lost; a won
+    /// dispute whose funds were withdrawn reinstates them).
+    pub(crate) fn dispute_step(&mut self, id: &str, step: &str, status: Option<&str>) -> Result<Value, ApiError> {
+        let dispute = self.disputes.get(id).ok_or_else(|| ApiError::no_such("dispute", id, "id"))?;
+        let closed = matches!(dispute.status.as_str(), "won" | "lost" | "warning_closed" | "prevented");
+        if closed {
+            return Err(ApiError::invalid(format!("This dispute is closed ({}).", dispute.status), None));
+        }
+        let withdrawn: i64 = dispute.balance_transactions.iter().map(|(_, a)| *a).sum();
+        let mut events: Vec<&'static str> = Vec::new();
+        let d = self.disputes.get_mut(id).expect("checked above");
+        match (step, status) {
+            (
+                "update",
+                Some(s @ ("needs_response" | "under_review" | "warning_needs_response" | "warning_under_review")),
+            ) => {
+                d.status = s.to_owned();
+                events.push("charge.dispute.updated");
+            }
+            ("funds_withdrawn", _) if withdrawn == 0 => {
+                d.balance_transactions.push((random_id("txn_"), -d.amount));
+                events.push("charge.dispute.funds_withdrawn");
+            }
+            ("funds_reinstated", _) if withdrawn < 0 => {
+                d.balance_transactions.push((random_id("txn_"), -withdrawn));
+                events.push("charge.dispute.funds_reinstated");
+            }
+            ("close", Some(outcome @ ("won" | "lost"))) => {
+                d.status = outcome.to_owned();
+                events.push("charge.dispute.closed");
+                if outcome == "won" && withdrawn < 0 {
+                    d.balance_transactions.push((random_id("txn_"), -withdrawn));
+                    events.push("charge.dispute.funds_reinstated");
+                }
+                if outcome == "lost" && withdrawn == 0 {
+                    // A lost dispute takes the funds, if they were not taken yet.
+                    d.balance_transactions.push((random_id("txn_"), -d.amount));
+                    events.insert(0, "charge.dispute.funds_withdrawn");
+                }
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    format!("Cannot {step} this dispute (status {}, {} withdrawn).", d.status, -withdrawn),
+                    Some("step"),
+                ))
+            }
+        }
+        let account = d.account.clone();
+        let json = objects::dispute(&self.disputes[id], self.livemode);
+        for kind in events {
+            self.emit(kind, json.clone(), account.clone(), &Origin::default(), true);
+        }
+        Ok(json)
     }
 
     /// A JSON line for `requests()`.

@@ -20,9 +20,13 @@ pub(crate) fn random_id(prefix: &str) -> String {
     id
 }
 
-/// Wall-clock unix seconds (webhook signatures must use real time whatever the emulated clock says).
+/// Wall-clock unix seconds (the emulated clock's base; see `clock`).
 pub(crate) fn system_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
+}
+
+pub(crate) fn system_now_millis() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
 /// A panicking handler must not wedge the whole emulator, so poisoned locks are recovered.

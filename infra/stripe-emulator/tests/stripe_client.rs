@@ -160,7 +160,11 @@ async fn checkout_sessions_through_async_stripe() {
             .unwrap_err(),
     );
     assert_eq!(status, 400);
-    assert_eq!(message, "Only Checkout Sessions with a status in [\"open\"] can be expired.");
+    assert_eq!(
+        message,
+        "Only Checkout Sessions with a status in [\"open\"] can be expired. This Checkout Session has a status of \
+         `expired`."
+    );
 }
 
 #[tokio::test]
@@ -247,6 +251,11 @@ async fn refunds_payment_intents_charges_and_events_deserialize() {
     request.path = format!("/charges/{charge_id}");
     let charge: stripe_shared::Charge = request.customize().account_id(account.clone()).send(&client).await.unwrap();
     assert_eq!((charge.amount, charge.amount_refunded, charge.refunded), (4500, 4500, true));
+    assert!(charge.refunds.is_none(), "not expanded unless asked (since API version 2022-11-15)");
+    let mut request = RetrieveCheckoutSession::new(session.id.clone()).build();
+    request.path = format!("/charges/{charge_id}");
+    request.query = Some("expand[]=refunds".into());
+    let charge: stripe_shared::Charge = request.customize().account_id(account.clone()).send(&client).await.unwrap();
     assert_eq!(charge.refunds.as_ref().unwrap().data.len(), 2);
 
     let mut request = RetrieveCheckoutSession::new(session.id.clone()).build();
@@ -334,9 +343,20 @@ async fn objects_have_the_keys_of_stripe_fixtures() {
         Some(ACCOUNT),
     )
     .await;
-    let (_, charge) =
-        api_get(&running, &format!("charges/{}", intent["latest_charge"].as_str().unwrap()), Some(ACCOUNT)).await;
+    // The fixture's Charge lists its refunds: the API does so only when asked (since 2022-11-15).
+    let (_, charge) = api_get(
+        &running,
+        &format!("charges/{}?expand[]=refunds", intent["latest_charge"].as_str().unwrap()),
+        Some(ACCOUNT),
+    )
+    .await;
     let (_, items) = api_get(&running, &format!("checkout/sessions/{id}/line_items"), Some(ACCOUNT)).await;
+    let (_, dispute) = control(
+        &running,
+        &format!("payment_intents/{}/dispute", intent["id"].as_str().unwrap()),
+        serde_json::json!({"reason": "fraudulent"}),
+    )
+    .await;
     let (_, events) = api_get(&running, "events", Some(ACCOUNT)).await;
 
     let cases = [
@@ -344,15 +364,35 @@ async fn objects_have_the_keys_of_stripe_fixtures() {
         ("payment_intent", &intent),
         ("charge", &charge),
         ("refund", &refund),
+        ("dispute", &dispute),
         ("item", &items["data"][0]),
         ("price", &items["data"][0]["price"]),
         ("event", &events["data"][0]),
     ];
+    // A JSON value's type, as the fixtures show it (null: a field that may be absent of value).
+    let kind = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
     for (name, object) in cases {
         let expected = resources[name].as_object().unwrap_or_else(|| panic!("no fixture {name}"));
         let actual = object.as_object().unwrap_or_else(|| panic!("{name} is not an object: {object}"));
         let missing: Vec<&String> = expected.keys().filter(|k| !actual.contains_key(*k)).collect();
         assert!(missing.is_empty(), "{name} lacks {missing:?}");
         assert_eq!(actual["object"], expected["object"], "{name}");
+        // Same type wherever both have a value (a string id for an expandable object is the
+        // unexpanded form of the same field).
+        for (key, theirs) in expected {
+            let ours = &actual[key.as_str()];
+            let expandable =
+                matches!((ours, theirs), (Value::String(_), Value::Object(_)) | (Value::Object(_), Value::String(_)));
+            if !ours.is_null() && !theirs.is_null() && !expandable {
+                assert_eq!(kind(ours), kind(theirs), "{name}.{key}: ours {ours}, Stripe's {theirs}");
+            }
+        }
     }
 }

@@ -15,8 +15,8 @@ fn kinds(deliveries: &[Delivery]) -> Vec<String> {
     deliveries.iter().map(|d| d.event()["type"].as_str().unwrap().to_owned()).collect()
 }
 
-/// Verifies the signature independently of the crate's `sign`.
-fn assert_signed(delivery: &Delivery) {
+/// Verifies the signature independently of the crate's `sign`, dated on the emulated clock.
+fn assert_signed(delivery: &Delivery, running: &Running) {
     assert!(verify_signature(delivery), "bad signature {}", delivery.signature);
     let (t, v1) = delivery.signature.split_once(",v1=").unwrap();
     let t: i64 = t.strip_prefix("t=").unwrap().parse().unwrap();
@@ -24,7 +24,7 @@ fn assert_signed(delivery: &Delivery) {
     mac.update(format!("{t}.{}", delivery.body).as_bytes());
     let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(v1, expected);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = running.emulator.clock().now();
     assert!((now - t).abs() < 60, "stale timestamp {t}");
     assert_eq!(delivery.content_type, "application/json; charset=utf-8");
     assert_eq!(delivery.user_agent, "Stripe/1.0 (+https://stripe.com/docs/webhooks)");
@@ -45,7 +45,7 @@ async fn succeeded_payment_is_delivered_signed() {
 
     let deliveries = receiver.wait_for(1, WAIT).await;
     assert_eq!(kinds(&deliveries), ["checkout.session.completed"]);
-    assert_signed(&deliveries[0]);
+    assert_signed(&deliveries[0], &running);
     let event = deliveries[0].event();
     assert_eq!(event["id"], answer["events"][0]);
     assert_eq!(event["account"], ACCOUNT);
@@ -73,7 +73,7 @@ async fn delayed_outcomes_emit_completed_then_async_result() {
     assert_eq!(completed["data"]["object"]["status"], "complete");
     assert_eq!(completed["data"]["object"]["payment_status"], "unpaid");
     assert_eq!(succeeded["data"]["object"]["payment_status"], "paid");
-    deliveries.iter().for_each(assert_signed);
+    deliveries.iter().for_each(|d| assert_signed(d, &running));
 
     let bad = create_session(&running, None).await;
     let bad_id = bad["id"].as_str().unwrap();
@@ -146,10 +146,15 @@ async fn failed_deliveries_are_retried() {
     receiver.fail_next(2);
     let session = create_session(&running, None).await;
     pay(&running, session["id"].as_str().unwrap(), "succeeded", true).await;
+    // Retries come on Stripe's backoff, on the emulated clock: a minute, then five.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        running.emulator.advance_clock(600);
+    }
     let deliveries = receiver.wait_for(1, WAIT).await;
     assert_eq!(receiver.attempts(), 3);
     assert_eq!(kinds(&deliveries), ["checkout.session.completed"]);
-    assert_signed(&deliveries[0]);
+    assert_signed(&deliveries[0], &running);
 }
 
 #[tokio::test]

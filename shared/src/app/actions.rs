@@ -7,20 +7,21 @@ use time::Duration;
 use tracing::instrument;
 
 use super::invoices::pick;
+use super::sessions::close_open_sessions;
 use super::transitions::{apply_event, Known};
 use super::views::ActionView;
 use super::{
     check_invoice_ids, with_retries, AppError, Caller, HasClock, HasConfig, HasIds, HasMetrics, HasPayments, HasStore,
     NotFound,
 };
-use crate::domain::action::NewAction;
+use crate::domain::action::{NewAction, REFUND_ATTEMPT_IN_FLIGHT};
 use crate::domain::{
     hash_token, link_token, link_token_action, Action, ActionEvent, ActionId, ActionLine, Actor, ClinicId, DomainError,
-    Invoice, InvoiceId, Locale, Money, PatientId, RefundRecord, VisitId,
+    Invoice, InvoiceId, Locale, Money, PatientId, RefundAttempt, RefundRecord, SessionsClosed, VisitId,
 };
 use crate::ports::{
-    Expect, IdempotencyRecord, MoneySignal, PaymentsError, RefundRequest, SessionStatus, Write, META_ACTION,
-    META_CLINIC,
+    Expect, IdempotencyRecord, MoneySignal, PaymentsError, RefundRequest, Write, META_ACTION, META_CLINIC,
+    META_REFUND_ATTEMPT,
 };
 
 /// How long a repeat of the same `Idempotency-Key` returns the first answer.
@@ -76,6 +77,14 @@ pub async fn assign(
         let total = Money::sum(chosen.iter().map(|i| i.money()).collect::<Vec<_>>().iter())?;
         if total.currency != settings.currency {
             return Err(DomainError::CurrencyMismatch.into());
+        }
+        // Stripe would refuse the Checkout Session: refuse the action instead.
+        if total.amount < total.currency.stripe_minimum() {
+            return Err(DomainError::AmountBelowMinimum {
+                minimum: total.currency.stripe_minimum(),
+                currency: total.currency,
+            }
+            .into());
         }
 
         let token = link_token(&action_id, &deps.ids().link_token());
@@ -133,10 +142,11 @@ pub async fn list_for_visit(deps: &impl HasStore, clinic: &ClinicId, visit: &Vis
     Ok(deps.store().list_visit_actions(clinic, visit).await?)
 }
 
-/// Staff cancel: the open Checkout Session is expired at Stripe first (so
-/// it can no longer be paid), then the action ends and its invoices go back
-/// to `selected`. If Stripe says the session was just completed, the cancel is
-/// refused: the payment is on its way and will be applied.
+/// Staff cancel: the action's sessions are expired at Stripe first (so none
+/// can still be paid), then the action ends and its invoices go back to
+/// `selected`. If Stripe says a session was just completed, the cancel is
+/// refused: the payment is on its way and will be applied. If a session
+/// opened meanwhile, the state machine refuses the cancel and it starts over.
 #[instrument(skip_all, fields(clinic_id = %clinic, action_id = %action_id))]
 pub async fn cancel(
     deps: &(impl HasStore + HasClock + HasMetrics + HasPayments),
@@ -144,41 +154,47 @@ pub async fn cancel(
     clinic: &ClinicId,
     action_id: &ActionId,
 ) -> Result<Action, AppError> {
-    let current = get(deps, clinic, action_id).await?;
-    // Refuse early what the state machine would refuse, before calling Stripe.
-    current.apply(&ActionEvent::Cancel, deps.clock().now(), &Actor::Staff(by.sub.clone()))?;
-    if let Some(session_id) = current.checkout_session_id() {
-        expire_session(deps, &current, session_id).await?;
-    }
     let actor = Actor::Staff(by.sub.clone());
-    let known = Known { action: current, payment: None };
-    let action = apply_event(deps, clinic, action_id, Some(known), &ActionEvent::Cancel, &actor).await?;
-    tracing::info!("action cancelled");
-    Ok(action)
-}
-
-/// Expires a Checkout Session at Stripe. Already expired is fine; completed
-/// means a payment is landing, which must not be cancelled away.
-pub(crate) async fn expire_session(deps: &impl HasPayments, action: &Action, session_id: &str) -> Result<(), AppError> {
-    let payments = deps.payments();
-    match payments.expire_checkout(&action.stripe_account_id, session_id).await {
-        Ok(_) | Err(PaymentsError::NotFound) => Ok(()),
-        Err(e @ (PaymentsError::Unavailable(_) | PaymentsError::Unexpected(_))) => Err(e.into()),
-        Err(PaymentsError::Rejected { .. }) => {
-            let session = payments.retrieve_checkout(&action.stripe_account_id, session_id).await?;
-            match session.status {
-                SessionStatus::Expired => Ok(()),
-                SessionStatus::Complete => Err(DomainError::PaymentProcessing.into()),
-                SessionStatus::Open => {
-                    Err(PaymentsError::Unexpected(format!("session {session_id} would not expire")).into())
-                }
+    for _ in 0..MAX_CLOSE_ROUNDS {
+        let current = get(deps, clinic, action_id).await?;
+        // Refuse early what the state machine would refuse, before calling Stripe.
+        let closed_anyway = ActionEvent::Cancel { closed: SessionsClosed::disconnected() };
+        current.apply(&closed_anyway, deps.clock().now(), &actor)?;
+        let closed = match close_open_sessions(deps, &current, None).await {
+            Ok(expired) => SessionsClosed::expired(expired),
+            // Nothing on the account can be done (or paid through visitpay) any more.
+            Err(AppError::Payments(PaymentsError::AccountDisconnected)) => SessionsClosed::disconnected(),
+            Err(e) => return Err(e),
+        };
+        let known = Known { action: current, payment: None };
+        match apply_event(deps, clinic, action_id, Some(known), &ActionEvent::Cancel { closed }, &actor).await {
+            Err(AppError::Domain(DomainError::CheckoutChanged)) => {
+                tracing::info!("a session opened while cancelling; closing it too");
             }
+            Ok(action) => {
+                tracing::info!("action cancelled");
+                return Ok(action);
+            }
+            Err(e) => return Err(e),
         }
     }
+    Err(AppError::Contended)
 }
+
+/// Rounds of "close the sessions, then end the action" before giving up to
+/// a patient who keeps opening new ones.
+const MAX_CLOSE_ROUNDS: usize = 4;
 
 /// Staff refund of the action's payment: all that remains, or `amount`.
 /// Never more than was paid: checked here, before anything is sent to Stripe.
+///
+/// Each refund is an attempt reserved on the action first; its number is the
+/// idempotency key. A quick retry of the same refund (after a timeout, a
+/// double click) sends the same key, so Stripe makes it once. An attempt
+/// Stripe refused is dropped (Stripe would replay that answer for the key);
+/// an unanswered one, once it can no longer be in flight, is looked up in
+/// Stripe's list of the payment's refunds (each carries its attempt number)
+/// before any other refund: recorded if it happened, dropped if not.
 #[instrument(skip_all, fields(clinic_id = %clinic, action_id = %action_id))]
 pub async fn refund(
     deps: &(impl HasStore + HasClock + HasMetrics + HasPayments),
@@ -187,58 +203,142 @@ pub async fn refund(
     action_id: &ActionId,
     amount: Option<i64>,
 ) -> Result<Action, AppError> {
-    let action = get(deps, clinic, action_id).await?;
-    let remaining = action.refundable();
-    if remaining == 0 {
-        return Err(DomainError::NotRefundable(action.status()).into());
+    let actor = Actor::Staff(by.sub.clone());
+    /// What one look at the action decides.
+    enum Next {
+        /// Send this attempt to Stripe.
+        Send(Action, u32, i64),
+        /// Another refund is unanswered: learn from Stripe whether it happened.
+        Settle(Action, RefundAttempt),
     }
-    let amount = amount.unwrap_or(remaining);
-    if amount <= 0 || amount > crate::domain::MAX_AMOUNT {
-        return Err(DomainError::InvalidAmount.into());
-    }
-    if amount > remaining {
-        return Err(DomainError::RefundExceedsRemaining(remaining).into());
-    }
-    // Bounded so the action's item stays small however it is refunded; the
-    // last one may always take all that remains.
-    if action.refunds.len() + 1 >= crate::domain::action::MAX_REFUNDS && amount < remaining {
-        return Err(DomainError::TooManyRefunds(action.refunds.len()).into());
-    }
+    let mut rounds = 0;
+    let (action, attempt, amount) = loop {
+        let next = with_retries!({
+            let action = get(deps, clinic, action_id).await?;
+            let remaining = action.refundable();
+            if remaining == 0 {
+                return Err(DomainError::NotRefundable(action.status()).into());
+            }
+            let amount = amount.unwrap_or(remaining);
+            if amount <= 0 || amount > crate::domain::MAX_AMOUNT {
+                return Err(DomainError::InvalidAmount.into());
+            }
+            let now = deps.clock().now();
+            if let Some(same) = action.usable_refund_attempt(amount, now) {
+                let attempt = same.attempt;
+                return Ok(Next::Send(action, attempt, amount));
+            }
+            if let Some(unanswered) = action.refund_attempt.clone() {
+                return Ok(Next::Settle(action, unanswered));
+            }
+            if amount > remaining {
+                return Err(DomainError::RefundExceedsRemaining(remaining).into());
+            }
+            // Bounded so the action's item stays small however it is refunded; the
+            // last one may always take all that remains.
+            if action.refunds.len() + 1 >= crate::domain::action::MAX_REFUNDS && amount < remaining {
+                return Err(DomainError::TooManyRefunds(action.refunds.len()).into());
+            }
+            let reserved = action.reserve_refund(amount, now);
+            let write = Write::Action { action: reserved.clone(), expect: Expect::Version(action.version) };
+            deps.store().commit(vec![write]).await?;
+            let attempt = reserved.refund_attempt.as_ref().expect("reserved").attempt;
+            Ok(Next::Send(reserved, attempt, amount))
+        })?;
+        match next {
+            Next::Send(action, attempt, amount) => break (action, attempt, amount),
+            Next::Settle(_, _) if rounds >= MAX_CLOSE_ROUNDS => return Err(AppError::Contended),
+            Next::Settle(action, unanswered) => settle_unanswered(deps, &action, &unanswered, &actor).await?,
+        }
+        rounds += 1;
+    };
     let payment_intent = action
         .payment_intent_id
         .clone()
         .ok_or_else(|| AppError::Inconsistent(format!("paid action {action_id} without a payment intent")))?;
-    // The n-th refund of this action: a retry of the same request reuses the
-    // key (Stripe answers with the same refund); a different amount is refused.
     let request = RefundRequest {
         account: action.stripe_account_id.clone(),
-        idempotency_key: format!("visitpay-refund-{action_id}-{}", action.refunds.len() + 1),
+        idempotency_key: format!("visitpay-refund-{action_id}-{attempt}"),
         payment_intent: payment_intent.clone(),
         amount: Some(amount),
-        metadata: vec![(META_ACTION.to_owned(), action_id.to_string()), (META_CLINIC.to_owned(), clinic.to_string())],
+        metadata: vec![
+            (META_ACTION.to_owned(), action_id.to_string()),
+            (META_CLINIC.to_owned(), clinic.to_string()),
+            (META_REFUND_ATTEMPT.to_owned(), attempt.to_string()),
+        ],
     };
-    let refund = deps.payments().refund(&request).await.inspect_err(|e| {
-        if matches!(e, PaymentsError::Rejected { .. }) {
-            deps.metrics().signal(MoneySignal::RefundFailed, Some((clinic, action_id)));
+    let refund = match deps.payments().refund(&request).await {
+        Ok(refund) => refund,
+        Err(e) => {
+            // Refused: Stripe keeps that answer under the key, so the next
+            // refund must be a new attempt. Unanswered (a timeout, a 5xx):
+            // the attempt stays, and a retry sends the same key.
+            if matches!(e, PaymentsError::Rejected { .. } | PaymentsError::AccountDisconnected) {
+                deps.metrics().signal(MoneySignal::RefundFailed, Some((clinic, action_id)));
+                drop_refund_attempt(deps, clinic, action_id, attempt).await?;
+            }
+            return Err(match e {
+                PaymentsError::Rejected { code: Some(code), .. }
+                    if code == "amount_too_large" || code == "charge_already_refunded" =>
+                {
+                    DomainError::RefundExceedsRemaining(action.refundable()).into()
+                }
+                other => other.into(),
+            });
         }
-    });
-    let refund = refund.map_err(|e| match e {
-        PaymentsError::Rejected { code: Some(code), .. }
-            if code == "amount_too_large" || code == "charge_already_refunded" =>
-        {
-            DomainError::RefundExceedsRemaining(remaining).into()
-        }
-        PaymentsError::Rejected { code: Some(code), .. } if code == "idempotency_error" => AppError::Contended,
-        other => other.into(),
-    })?;
-    tracing::info!(refund_id = %refund.id, amount = refund.amount, "refund created");
+    };
+    tracing::info!(refund_id = %refund.id, amount = refund.amount, status = refund.status.as_str(), "refund created");
     let event = ActionEvent::Refunded {
         payment_intent,
-        refunds: vec![RefundRecord { refund_id: refund.id, amount: refund.amount }],
-        total_refunded: None,
+        refunds: vec![RefundRecord::new(refund.id, refund.amount, refund.status)],
+        attempt: Some(attempt),
     };
     let known = Known { action, payment: None };
-    apply_event(deps, clinic, action_id, Some(known), &event, &Actor::Staff(by.sub.clone())).await
+    apply_event(deps, clinic, action_id, Some(known), &event, &actor).await
+}
+
+/// An earlier refund attempt that was never answered: Stripe's list of the
+/// payment's refunds says whether it happened (it carries its attempt
+/// number). If it did, it is recorded; if not, and it can no longer be in
+/// flight, it is dropped; otherwise the caller must wait.
+async fn settle_unanswered(
+    deps: &(impl HasStore + HasClock + HasMetrics + HasPayments),
+    action: &Action,
+    unanswered: &RefundAttempt,
+    actor: &Actor,
+) -> Result<(), AppError> {
+    let payment_intent = action.payment_intent_id.clone().unwrap_or_default();
+    let listed = deps.payments().list_refunds(&action.stripe_account_id, &payment_intent).await?;
+    let happened = listed.iter().any(|r| r.attempt == Some(unanswered.attempt));
+    if happened {
+        let refunds = listed.into_iter().map(|r| RefundRecord::new(r.id, r.amount, r.status)).collect();
+        let event = ActionEvent::Refunded { payment_intent, refunds, attempt: Some(unanswered.attempt) };
+        let known = Known { action: action.clone(), payment: None };
+        apply_event(deps, &action.clinic_id, &action.action_id, Some(known), &event, actor).await?;
+        return Ok(());
+    }
+    if deps.clock().now() - unanswered.reserved_at < REFUND_ATTEMPT_IN_FLIGHT {
+        return Err(DomainError::RefundInProgress.into());
+    }
+    drop_refund_attempt(deps, &action.clinic_id, &action.action_id, unanswered.attempt).await
+}
+
+/// Forgets a refund attempt (conditional on the action as read again).
+async fn drop_refund_attempt(
+    deps: &impl HasStore,
+    clinic: &ClinicId,
+    action_id: &ActionId,
+    attempt: u32,
+) -> Result<(), AppError> {
+    with_retries!({
+        let action = get(deps, clinic, action_id).await?;
+        if let Some(dropped) = action.drop_refund_attempt(attempt) {
+            deps.store()
+                .commit(vec![Write::Action { action: dropped, expect: Expect::Version(action.version) }])
+                .await?;
+        }
+        Ok(())
+    })
 }
 
 /// The patient's view, reached by the link token alone: one read of the

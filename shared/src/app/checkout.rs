@@ -4,12 +4,14 @@
 //! attempt is first *reserved* on the action (conditional write), which fixes
 //! its idempotency key and every parameter; whoever then calls Stripe, once or
 //! many times, sends the very same request and gets the very same session.
+//! A session near its end is expired at Stripe before another replaces it.
 
 use std::collections::HashMap;
 
 use tracing::instrument;
 
 use super::actions::for_patient;
+use super::sessions::expire_session;
 use super::{with_retries, AppError, HasClock, HasConfig, HasPayments, HasStore};
 use crate::domain::{
     Action, ActionEvent, ActionStatus, Actor, Checkout, DomainError, InvoiceId, LineItemText, Locale, StripeAccountId,
@@ -21,6 +23,7 @@ use crate::ports::{
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckoutLink {
+    pub session_id: String,
     pub url: String,
     pub expires_at: Timestamp,
 }
@@ -113,9 +116,8 @@ pub async fn open(
     token: &str,
 ) -> Result<CheckoutLink, AppError> {
     let payments = deps.payments();
-    // A session created for an action that ended before we could record it
-    // (staff cancelled meanwhile) must not stay payable.
-    let mut created: Option<(StripeAccountId, String)> = None;
+    // Sessions created on the way, in case the action ends before one is recorded.
+    let mut created: Vec<(StripeAccountId, String)> = Vec::new();
     let result = with_retries!({
         let action = for_patient(deps, token).await?;
         let now = deps.clock().now();
@@ -124,7 +126,7 @@ pub async fn open(
         // A repeat click: the same open session.
         if let Some(Checkout { session_id: Some(session_id), url: Some(url), expires_at, .. }) = &action.checkout {
             if *expires_at - now > MIN_REMAINING {
-                return Ok(CheckoutLink { url: url.clone(), expires_at: *expires_at });
+                return Ok(CheckoutLink { session_id: session_id.clone(), url: url.clone(), expires_at: *expires_at });
             }
             // Its time is up; Stripe may yet know an outcome we have not heard of.
             let session = payments.retrieve_checkout(&action.stripe_account_id, session_id).await?;
@@ -132,10 +134,12 @@ pub async fn open(
                 SessionStatus::Complete => return Err(DomainError::PaymentProcessing.into()),
                 SessionStatus::Open if session.expires_at - now > MIN_REMAINING => {
                     if let Some(url) = session.url {
-                        return Ok(CheckoutLink { url, expires_at: session.expires_at });
+                        return Ok(CheckoutLink { session_id: session.id, url, expires_at: session.expires_at });
                     }
                 }
-                _ => {}
+                // Closed before it is replaced: never two payable at once.
+                SessionStatus::Open => expire_session(deps, &action, session_id).await?,
+                SessionStatus::Expired => {}
             }
         }
 
@@ -152,8 +156,24 @@ pub async fn open(
         };
         let attempt = action.checkout.clone().expect("reserved above");
         let request = request_for(deps, &action, &attempt, token).await?;
-        let session = payments.create_checkout(&request).await?;
-        created = Some((action.stripe_account_id.clone(), session.id.clone()));
+        let session = match payments.create_checkout(&request).await {
+            Ok(session) => session,
+            // Stripe keeps a refusal under the attempt's key: the next click
+            // must reserve a new attempt, not replay this answer.
+            Err(e @ PaymentsError::Rejected { .. }) => {
+                if let Some(dropped) = action.drop_reservation(attempt.attempt) {
+                    let write = Write::Action { action: dropped, expect: Expect::Version(action.version) };
+                    if let Err(store) = deps.store().commit(vec![write]).await {
+                        tracing::warn!(error = %store, "could not drop a refused checkout attempt; it lapses in a minute");
+                    }
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !created.iter().any(|(_, id)| *id == session.id) {
+            created.push((action.stripe_account_id.clone(), session.id.clone()));
+        }
         let url = session.url.clone().ok_or_else(|| PaymentsError::Unexpected("a session without url".into()))?;
         tracing::info!(action_id = %action.action_id, attempt = attempt.attempt, session_id = %session.id, "checkout session ready");
 
@@ -168,13 +188,18 @@ pub async fn open(
                 .commit(vec![Write::Action { action: opened.action, expect: Expect::Version(action.version) }])
                 .await?;
         }
-        Ok(CheckoutLink { url, expires_at: session.expires_at })
+        Ok(CheckoutLink { session_id: session.id, url, expires_at: session.expires_at })
     });
-    if let (Err(AppError::Domain(_)), Some((account, session_id))) = (&result, created) {
-        match payments.expire_checkout(&account, &session_id).await {
-            Ok(_) => tracing::info!(session_id = %session_id, "expired a session its action could no longer take"),
-            Err(e) => {
-                tracing::warn!(session_id = %session_id, error = %e, "could not expire an orphan session; reconcile flags any payment")
+    // A session the action can no longer take (it ended meanwhile) must not
+    // stay payable. One left unrecorded by another failure is the live
+    // action's own: whatever ends or pays the action lists and expires it.
+    if let Err(AppError::Domain(_)) = &result {
+        for (account, session_id) in created {
+            match payments.expire_checkout(&account, &session_id).await {
+                Ok(_) => tracing::info!(session_id = %session_id, "expired a session its action could no longer take"),
+                Err(e) => {
+                    tracing::warn!(session_id = %session_id, error = %e, "could not expire an orphan session; a payment on it is flagged")
+                }
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod checkout;
 pub mod invoices;
 pub mod payment_events;
 pub mod reconcile;
+mod sessions;
 pub mod settings;
 mod transitions;
 pub mod views;

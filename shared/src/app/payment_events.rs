@@ -2,16 +2,21 @@
 //! edge, and reconcile's findings) to actions through the state machine, one
 //! conditional transaction per signal. Duplicate, late and out-of-order
 //! signals are no-ops by construction (states only move forward).
+//!
+//! It also asks Stripe what an event leaves out: a charge's refunds (the
+//! charge no longer lists them), and, once an action is paid or has ended,
+//! which of its sessions are still open, to expire them.
 
 use tracing::Instrument;
 
+use super::sessions::close_open_sessions;
 use super::transitions::{apply_event, Known};
-use super::{with_retries, AppError, HasClock, HasMetrics, HasStore, NotFound};
+use super::{with_retries, AppError, HasClock, HasMetrics, HasPayments, HasStore, NotFound};
 use crate::domain::{
-    ActionEvent, ActionId, Actor, ChargeChange, ClinicId, ParkedEvent, PaymentOwner, PaymentRef, PaymentSignal,
-    SignalKind,
+    Action, ActionEvent, ActionId, Actor, ChargeChange, ClinicId, DomainError, ParkedEvent, PaymentOwner, PaymentRef,
+    PaymentSignal, RefundRecord, SignalKind, StripeAccountId,
 };
-use crate::ports::{StoreError, Write};
+use crate::ports::{MoneySignal, PaymentsError, StoreError, Write};
 
 /// What applying a signal did.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,11 +26,13 @@ pub enum Applied {
     /// A charge event for a payment not recorded yet: kept with its
     /// PaymentIntent, and applied when the payment is.
     Parked,
+    /// Not this deployment's: an event of Stripe's other mode (live or test).
+    Ignored(&'static str),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
-    /// Try again later (throttling, an unavailable store, contention).
+    /// Try again later (throttling, an unavailable store or Stripe, contention).
     #[error("retryable: {0}")]
     Retryable(#[source] AppError),
     /// Will never succeed as is. Left to fail until the queue moves it to the
@@ -49,6 +56,7 @@ impl From<AppError> for ConsumeError {
     fn from(e: AppError) -> Self {
         match e {
             AppError::Store(StoreError::Throttled | StoreError::Unavailable(_) | StoreError::Conflict)
+            | AppError::Payments(PaymentsError::Unavailable(_))
             | AppError::Contended => ConsumeError::Retryable(e),
             other => ConsumeError::Permanent(other),
         }
@@ -97,36 +105,97 @@ async fn park(
     })?)
 }
 
+/// Stripe's list of a payment's refunds, for `charge.refunded` (which no
+/// longer carries it); other changes are as the event said.
+async fn looked_up(
+    deps: &impl HasPayments,
+    account: Option<&StripeAccountId>,
+    payment_intent: &str,
+    change: &ChargeChange,
+) -> Result<ChargeChange, AppError> {
+    match (change, account) {
+        (ChargeChange::RefundsChanged, Some(account)) => {
+            let refunds = deps.payments().list_refunds(account, payment_intent).await?;
+            let refunds = refunds.into_iter().map(|r| RefundRecord::new(r.id, r.amount, r.status)).collect();
+            Ok(ChargeChange::Refunded { refunds })
+        }
+        _ => Ok(change.clone()),
+    }
+}
+
+/// The account a charge event must come from: the action's own, or that of
+/// the late payment it is about.
+fn payment_account<'a>(action: &'a Action, payment_intent: &str) -> Option<&'a str> {
+    if action.payment_intent_id.as_deref() == Some(payment_intent) {
+        return Some(action.stripe_account_id.as_str());
+    }
+    action
+        .late_payments
+        .iter()
+        .find(|p| p.payment_intent.as_deref() == Some(payment_intent))
+        .and_then(|p| p.account.as_deref())
+        .or(Some(action.stripe_account_id.as_str()))
+}
+
 /// Applies one signal.
 pub async fn apply(
-    deps: &(impl HasStore + HasClock + HasMetrics),
+    deps: &(impl HasStore + HasClock + HasMetrics + HasPayments),
     signal: &PaymentSignal,
 ) -> Result<Applied, ConsumeError> {
     let span = tracing::info_span!("signal", by = %signal.actor, kind = signal.kind.name());
     async move {
-        let (clinic, action_id, event) = match &signal.kind {
-            SignalKind::Action { clinic_id, action_id, event } => (clinic_id.clone(), action_id.clone(), event.clone()),
+        if signal.livemode != deps.payments().livemode() {
+            tracing::warn!(livemode = signal.livemode, "an event of Stripe's other mode; not this deployment's");
+            return Ok(Applied::Ignored("an event of Stripe's other mode"));
+        }
+        let (clinic, action_id, event, payment_intent) = match &signal.kind {
+            SignalKind::Action { clinic_id, action_id, event } => {
+                (clinic_id.clone(), action_id.clone(), event.clone(), None)
+            }
+            SignalKind::AccountDisconnected { account } => {
+                tracing::error!(account = %account, "a clinic's Stripe account disconnected visitpay; reconcile expires its open actions");
+                deps.metrics().signal(MoneySignal::AccountDisconnected, None);
+                return Ok(Applied::Unchanged);
+            }
             // Charges and disputes carry no metadata of ours: find the payment,
             // or park the change until the payment is recorded.
             SignalKind::Payment { payment_intent, change } => {
                 let found = deps.store().find_payment(payment_intent).await?;
                 let owner = match found.as_ref().and_then(|p| p.owner.clone()) {
                     Some(owner) => owner,
-                    None => match park(deps, &event_id(&signal.actor), payment_intent, change, found).await? {
-                        None => {
-                            tracing::info!("charge event parked until its payment is recorded");
-                            return Ok(Applied::Parked);
+                    None => {
+                        let account = signal.account.as_deref().and_then(|a| StripeAccountId::parse(a).ok());
+                        let change = looked_up(deps, account.as_ref(), payment_intent, change).await?;
+                        match park(deps, &event_id(&signal.actor), payment_intent, &change, found).await? {
+                            None => {
+                                tracing::info!("charge event parked until its payment is recorded");
+                                return Ok(Applied::Parked);
+                            }
+                            Some(owner) => owner,
                         }
-                        Some(owner) => owner,
-                    },
+                    }
                 };
-                (owner.clinic_id, owner.action_id, change.event(payment_intent))
+                let action = deps
+                    .store()
+                    .get_action(&owner.clinic_id, &owner.action_id)
+                    .await?
+                    .ok_or_else(|| ConsumeError::UnknownAction(owner.action_id.clone(), owner.clinic_id.clone()))?;
+                if let (Some(account), Some(expected)) = (&signal.account, payment_account(&action, payment_intent)) {
+                    if account != expected {
+                        return Err(ConsumeError::WrongAccount(owner.action_id));
+                    }
+                }
+                let account = StripeAccountId::parse(payment_account(&action, payment_intent).unwrap_or_default()).ok();
+                let change = looked_up(deps, account.as_ref(), payment_intent, change).await?;
+                let Some(event) = change.event(payment_intent) else { return Ok(Applied::Unchanged) };
+                (owner.clinic_id, owner.action_id, event, Some(action))
             }
         };
         let unknown = || ConsumeError::UnknownAction(action_id.clone(), clinic.clone());
         // A payment is read with its PaymentIntent's record (one request).
-        let known = match &event {
-            ActionEvent::PaymentSucceeded { payment_intent: Some(pi), .. } => {
+        let known = match (&event, payment_intent) {
+            (_, Some(action)) => Known { action, payment: None },
+            (ActionEvent::PaymentSucceeded { payment_intent: Some(pi), .. }, None) => {
                 match deps.store().action_and_payment(&clinic, &action_id, pi).await? {
                     (Some(action), payment) => Known { action, payment },
                     (None, _) => return Err(unknown()),
@@ -134,20 +203,43 @@ pub async fn apply(
             }
             _ => Known { action: deps.store().get_action(&clinic, &action_id).await?.ok_or_else(unknown)?, payment: None },
         };
-        // Connect events name the account they happened on: it must be the
-        // clinic's own, or the event is not about this action.
-        if let Some(account) = &signal.account {
-            if account != known.action.stripe_account_id.as_str() {
+        // Connect events name the account they happened on. A session's
+        // outcome on another account is not about this action (a payment
+        // there is kept and flagged by the state machine, from `charged`).
+        if let (Some(account), false) = (&signal.account, matches!(event, ActionEvent::PaymentSucceeded { .. })) {
+            if matches!(signal.kind, SignalKind::Action { .. }) && account != known.action.stripe_account_id.as_str() {
                 return Err(ConsumeError::WrongAccount(action_id));
             }
         }
         let before = known.action.version;
-        let after = apply_event(deps, &clinic, &action_id, Some(known), &event, &signal.actor).await.map_err(|e| {
-            match e {
-                AppError::NotFound(NotFound::Action) => unknown(),
-                other => other.into(),
+        let applied = apply_event(deps, &clinic, &action_id, Some(known), &event, &signal.actor).await;
+        let after = match applied {
+            Ok(after) => after,
+            // Reconcile expired the sessions it knew of, and one opened since:
+            // its next run closes that one too.
+            Err(AppError::Domain(DomainError::CheckoutChanged)) => {
+                tracing::info!(action_id = %action_id, "a session opened since reconcile closed them; expiry waits a run");
+                return Ok(Applied::Unchanged);
             }
-        })?;
+            Err(AppError::NotFound(NotFound::Action)) => return Err(unknown()),
+            Err(other) => return Err(other.into()),
+        };
+        // Paid, or ended: no other session of the action may stay payable.
+        if let ActionEvent::PaymentSucceeded { session_id, .. } = &event {
+            if !after.status().is_live() {
+                match close_open_sessions(deps, &after, Some(session_id)).await {
+                    Ok(expired) if !expired.is_empty() => {
+                        tracing::info!(action_id = %action_id, sessions = expired.len(), "expired the action's other open sessions");
+                    }
+                    Ok(_) => {}
+                    // Another session was paid too: its own event records it, flagged.
+                    Err(AppError::Domain(DomainError::PaymentProcessing)) => {
+                        tracing::warn!(action_id = %action_id, "another session of the action was completed as well");
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         if after.version == before {
             tracing::info!(action_id = %action_id, status = %after.status(), "event changed nothing (duplicate or late)");
             Ok(Applied::Unchanged)

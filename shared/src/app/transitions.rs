@@ -4,7 +4,9 @@
 //! goes through here.
 
 use super::{with_retries, AppError, HasClock, HasMetrics, HasStore, NotFound};
-use crate::domain::{Action, ActionEvent, ActionId, Actor, ClinicId, Invoice, InvoiceEffect, PaymentRef, Timestamp};
+use crate::domain::{
+    Action, ActionEvent, ActionId, Actor, ClinicId, Invoice, InvoiceEffect, InvoiceId, PaymentRef, Timestamp,
+};
 use crate::ports::{Expect, MoneySignal, Write};
 
 /// The invoice writes that one or more transitions imply (in order), each
@@ -78,7 +80,11 @@ pub(crate) async fn apply_event(
             if payment.as_ref().and_then(|p| p.owner.as_ref()).is_none() {
                 for parked in payment.iter().flat_map(|p| &p.parked) {
                     let by = Actor::Stripe { event_id: parked.event_id.clone() };
-                    match action.apply(&parked.change.event(pi), now, &by) {
+                    let Some(event) = parked.change.event(pi) else {
+                        tracing::warn!(event_id = %parked.event_id, "a parked refund change was never looked up; reconcile of refunds is manual");
+                        continue;
+                    };
+                    match action.apply(&event, now, &by) {
                         Ok(t) if t.changed => {
                             (action, changed) = (t.action, true);
                             effects.push(t.invoices);
@@ -95,15 +101,16 @@ pub(crate) async fn apply_event(
         if !changed && writes.is_empty() {
             return Ok(current);
         }
-        if changed {
-            writes.push(Write::Action { action: action.clone(), expect: Expect::Version(current.version) });
-        }
         effects.retain(|e| *e != InvoiceEffect::Unchanged);
+        // Repaying reads the invoices: only those still free follow, and the
+        // others were collected again, which the action must record.
+        let repay = effects.contains(&InvoiceEffect::Repay);
+        let mut invoice_moves = Vec::new();
         match effects.as_slice() {
             [] => {}
-            [effect] if unread => {
+            [effect] if unread && !repay => {
                 unread = false;
-                writes.extend(current.invoice_ids().map(|invoice_id| Write::HeldInvoice {
+                invoice_moves.extend(current.invoice_ids().map(|invoice_id| Write::HeldInvoice {
                     clinic_id: clinic.clone(),
                     patient_id: current.patient_id.clone(),
                     invoice_id: invoice_id.clone(),
@@ -114,9 +121,31 @@ pub(crate) async fn apply_event(
             }
             _ => {
                 let invoices = deps.store().list_invoices(clinic, &current.patient_id).await?;
-                writes.extend(invoice_writes(&current, &effects, &invoices, now));
+                invoice_moves = invoice_writes(&current, &effects, &invoices, now);
+                if repay {
+                    let moved: Vec<&InvoiceId> = invoice_moves
+                        .iter()
+                        .filter_map(|w| match w {
+                            Write::Invoice { invoice, .. } => Some(&invoice.invoice_id),
+                            _ => None,
+                        })
+                        .collect();
+                    let elsewhere: Vec<InvoiceId> =
+                        current.invoice_ids().filter(|id| !moved.contains(id)).cloned().collect();
+                    if !elsewhere.is_empty() {
+                        tracing::error!(
+                            invoices = elsewhere.len(),
+                            "a failed refund's invoices were collected again: the payment must be refunded"
+                        );
+                        action = action.collected_elsewhere(elsewhere);
+                    }
+                }
             }
         }
+        if changed {
+            writes.push(Write::Action { action: action.clone(), expect: Expect::Version(current.version) });
+        }
+        writes.extend(invoice_moves);
         deps.store().commit(writes).await?;
         signal_money(deps, &current, &action);
         Ok(action)
@@ -124,13 +153,25 @@ pub(crate) async fn apply_event(
 }
 
 /// What a committed transition means for the money alarms: a payment kept
-/// for refund, a dispute opened.
+/// for refund, a refund that failed, a dispute opened or lost.
 fn signal_money(deps: &impl HasMetrics, before: &Action, after: &Action) {
     let about = Some((&after.clinic_id, &after.action_id));
-    if after.late_payments.len() > before.late_payments.len() {
+    let newly_needed = after.refund_needed() && !before.refund_needed();
+    if after.late_payments.len() > before.late_payments.len() || newly_needed {
         deps.metrics().signal(MoneySignal::RefundNeeded, about);
     }
-    if after.disputed && !before.disputed {
+    let failed = |a: &Action| {
+        let late = a.late_payments.iter().flat_map(|p| &p.refunds);
+        a.refunds.iter().chain(late).filter(|r| r.status.is_final_failure()).count()
+    };
+    if failed(after) > failed(before) {
+        deps.metrics().signal(MoneySignal::RefundFailed, about);
+    }
+    if after.disputes.len() > before.disputes.len() || (after.disputed && !before.disputed) {
         deps.metrics().signal(MoneySignal::DisputeOpened, about);
+    }
+    let lost = |a: &Action| a.disputes.iter().filter(|d| d.outcome() == Some("lost")).count();
+    if lost(after) > lost(before) {
+        deps.metrics().signal(MoneySignal::DisputeLost, about);
     }
 }

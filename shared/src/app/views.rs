@@ -4,8 +4,8 @@
 use serde::Serialize;
 
 use crate::domain::{
-    Action, ActionStatus, Currency, HistoryEntry, Invoice, InvoiceId, InvoiceStatus, LatePayment, Locale, Money,
-    Timestamp,
+    Action, ActionStatus, Currency, DisputeRecord, HistoryEntry, Invoice, InvoiceId, InvoiceStatus, LatePayment,
+    Locale, Money, RefundRecord, RefundState, Timestamp,
 };
 
 #[derive(Debug, Serialize)]
@@ -74,11 +74,26 @@ pub struct ActionView<'a> {
     pub checkout_expires_at: Option<Timestamp>,
     #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub paid_at: Option<Timestamp>,
+    /// Refunds that moved money, pending ones included.
     pub refunded_amount: i64,
+    /// The part of `refunded_amount` still pending at Stripe.
+    pub refund_pending_amount: i64,
+    /// Every refund of the action's payment, with Stripe's status.
+    pub refunds: &'a [RefundRecord],
+    /// Some dispute of the payment is open.
     pub disputed: bool,
+    pub disputes: Vec<DisputeView<'a>>,
+    /// What the clinic keeps of the payment: paid, less refunds and lost disputes.
+    pub kept_amount: i64,
     pub refund_needed: bool,
-    /// Payments that arrived after the action could take them; to refund.
+    /// Payments that arrived after the action could take them, or that were
+    /// not its own (another amount, currency or account); to refund.
     pub late_payments: &'a [LatePayment],
+    /// Invoices collected again while a refund of this payment, since failed, was under way.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub collected_elsewhere: Vec<&'a str>,
+    /// The clinic's Stripe account no longer lets visitpay in.
+    pub account_disconnected: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: Timestamp,
     #[serde(with = "time::serde::rfc3339")]
@@ -105,13 +120,53 @@ impl<'a> ActionView<'a> {
             checkout_expires_at: a.checkout.as_ref().filter(|c| c.session_id.is_some()).map(|c| c.expires_at),
             paid_at: a.paid_at,
             refunded_amount: a.refunded_amount,
+            refund_pending_amount: a
+                .refunds
+                .iter()
+                .filter(|r| matches!(r.status, RefundState::Pending | RefundState::RequiresAction))
+                .map(|r| r.amount)
+                .sum(),
+            refunds: &a.refunds,
             disputed: a.disputed,
+            disputes: a.disputes.iter().map(DisputeView::from).collect(),
+            kept_amount: a.kept_amount(),
             refund_needed: a.refund_needed(),
             late_payments: &a.late_payments,
+            collected_elsewhere: a.collected_elsewhere.iter().map(InvoiceId::as_str).collect(),
+            account_disconnected: a.account_disconnected,
             created_at: a.created_at,
             expires_at: a.expires_at,
             history: &a.history,
             history_omitted: a.history_omitted,
+        }
+    }
+}
+
+/// A dispute as staff see it: Stripe's status, the amount, and once closed
+/// the outcome (`won`, `lost`) and what it took.
+#[derive(Debug, Serialize)]
+pub struct DisputeView<'a> {
+    pub dispute_id: &'a str,
+    pub payment_intent: &'a str,
+    pub amount: i64,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+    pub funds_withdrawn: bool,
+    /// What the dispute took from the clinic and kept.
+    pub withdrawn_amount: i64,
+}
+
+impl<'a> From<&'a DisputeRecord> for DisputeView<'a> {
+    fn from(d: &'a DisputeRecord) -> Self {
+        DisputeView {
+            dispute_id: &d.dispute_id,
+            payment_intent: &d.payment_intent,
+            amount: d.amount,
+            status: d.status.as_str(),
+            outcome: d.outcome(),
+            funds_withdrawn: d.funds_withdrawn,
+            withdrawn_amount: d.withdrawn(),
         }
     }
 }

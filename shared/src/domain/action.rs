@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+use super::charge::{merge_dispute, merge_refunds, refunded_total, Charged, DisputeRecord, RefundRecord};
 use super::{
     ActionId, ClinicId, Currency, DomainError, InvoiceId, InvoiceStatus, LineItemText, Locale, Money, PatientId,
     StripeAccountId, Timestamp, UserId, VisitId,
@@ -110,10 +111,13 @@ pub enum ActionEvent {
     CheckoutExpired {
         session_id: String,
     },
-    /// Checkout completed and the money is taken.
+    /// Checkout completed and the money is taken. It is the action's payment
+    /// only if what Stripe says it charged (`charged`) is the action's.
     PaymentSucceeded {
         session_id: String,
         payment_intent: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        charged: Option<Charged>,
     },
     /// Checkout completed with a delayed method; the outcome comes later.
     PaymentProcessing {
@@ -122,16 +126,55 @@ pub enum ActionEvent {
     PaymentFailed {
         session_id: String,
     },
-    Cancel,
-    Expire,
-    /// Refunds of a payment: the ones we know of by id (ours or made in
-    /// Stripe's dashboard) and, from `charge.refunded`, Stripe's cumulative total.
+    /// Staff cancel, after closing the action's sessions at Stripe.
+    Cancel {
+        #[serde(default)]
+        closed: SessionsClosed,
+    },
+    /// The action's lifetime ended (or its clinic's account is gone), after
+    /// closing its sessions at Stripe.
+    Expire {
+        #[serde(default)]
+        closed: SessionsClosed,
+    },
+    /// Refunds of a payment as Stripe reported them (ours or made in
+    /// Stripe's dashboard), each with its status. `attempt`: the staff
+    /// refund attempt this answers, whose reservation it settles.
     Refunded {
         payment_intent: String,
         refunds: Vec<RefundRecord>,
-        total_refunded: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attempt: Option<u32>,
     },
+    /// A dispute of a payment, as Stripe last reported it.
+    Dispute {
+        payment_intent: String,
+        dispute: DisputeRecord,
+    },
+    /// A dispute opened, from signals queued before disputes were followed.
     Disputed,
+}
+
+/// What was done at Stripe before an action ended: the Checkout Sessions
+/// expired (its current one among them), so none can still be paid. The state
+/// machine refuses to end an action whose current session is not among them:
+/// one opened meanwhile must be closed first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsClosed {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expired: Vec<String>,
+    /// The clinic's Stripe account no longer lets us in: nothing could be expired.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub account_disconnected: bool,
+}
+
+impl SessionsClosed {
+    pub fn expired(sessions: Vec<String>) -> Self {
+        SessionsClosed { expired: sessions, account_disconnected: false }
+    }
+    pub fn disconnected() -> Self {
+        SessionsClosed { expired: Vec::new(), account_disconnected: true }
+    }
 }
 
 impl ActionEvent {
@@ -143,10 +186,10 @@ impl ActionEvent {
             ActionEvent::PaymentSucceeded { .. } => "payment_succeeded",
             ActionEvent::PaymentProcessing { .. } => "payment_processing",
             ActionEvent::PaymentFailed { .. } => "payment_failed",
-            ActionEvent::Cancel => "cancel",
-            ActionEvent::Expire => "expire",
+            ActionEvent::Cancel { .. } => "cancel",
+            ActionEvent::Expire { .. } => "expire",
             ActionEvent::Refunded { .. } => "refunded",
-            ActionEvent::Disputed => "disputed",
+            ActionEvent::Dispute { .. } | ActionEvent::Disputed => "disputed",
         }
     }
 }
@@ -160,6 +203,9 @@ pub enum InvoiceEffect {
     MarkPaid,
     /// Owed again after a full refund.
     Reopen,
+    /// Paid again: a refund that had reopened them failed. Only invoices
+    /// still free and last paid by this action follow (`Invoice::follow`).
+    Repay,
 }
 
 impl InvoiceEffect {
@@ -171,6 +217,8 @@ impl InvoiceEffect {
             InvoiceEffect::Release => Some((InvoiceStatus::Pending, InvoiceStatus::Selected)),
             InvoiceEffect::MarkPaid => Some((InvoiceStatus::Pending, InvoiceStatus::Paid)),
             InvoiceEffect::Reopen => Some((InvoiceStatus::Paid, InvoiceStatus::Unprocessed)),
+            // From unprocessed or selected: see `Invoice::follow`.
+            InvoiceEffect::Repay => None,
         }
     }
 }
@@ -212,17 +260,43 @@ pub struct Action {
     pub payment_intent_id: Option<String>,
     #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub paid_at: Option<Timestamp>,
+    /// What the refunds of the action's payment that moved money (pending
+    /// included) add up to.
     pub refunded_amount: i64,
     #[serde(default)]
     pub refunds: Vec<RefundRecord>,
+    /// A staff refund sent (or about to be sent) to Stripe and not yet
+    /// answered: its number is its idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_attempt: Option<RefundAttempt>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refund_attempts: u32,
+    /// Some dispute of its payment is open.
     pub disputed: bool,
-    /// Payments Stripe took that this action could no longer take: they are
-    /// kept here, visibly, until refunded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disputes: Vec<DisputeRecord>,
+    /// Payments Stripe took that this action could no longer take (or that
+    /// were not its own: another amount, currency or account): kept here,
+    /// visibly, until Stripe has refunded all of each.
     #[serde(default)]
     pub late_payments: Vec<LatePayment>,
+    /// Invoices this action's payment was for that were collected again
+    /// while a refund of it was under way, before that refund failed: the
+    /// patient paid twice, and the action's payment must be refunded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collected_elsewhere: Vec<InvoiceId>,
+    /// The clinic's Stripe account no longer lets visitpay in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub account_disconnected: bool,
     /// When reconcile last asked Stripe about this action and learnt nothing new.
     #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub checked_at: Option<Timestamp>,
+    /// Reconcile's checks of this action that failed in a row, and when it
+    /// may try again: a failing action waits its turn behind healthy ones.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed_checks: u32,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<Timestamp>,
     /// SHA-256 of the patient link token; the token itself is never stored.
     pub token_hash: String,
     #[serde(with = "time::serde::rfc3339")]
@@ -280,17 +354,52 @@ pub struct LatePayment {
     pub session_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_intent: Option<String>,
-    /// Set once Stripe reports this payment refunded.
+    /// What Stripe said it charged (absent on records older than amounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// Why it is not the action's payment.
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refunds: Vec<RefundRecord>,
+    /// Stripe has refunded all of it.
     #[serde(default)]
     pub refunded: bool,
 }
 
-/// One refund of the action's payment, by Stripe's id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefundRecord {
-    pub refund_id: String,
-    pub amount: i64,
+impl LatePayment {
+    /// All of it refunded at Stripe (pending refunds included). A record
+    /// without an amount (older than amounts) counts any refund, as it did.
+    fn settled(&self) -> bool {
+        let back = refunded_total(&self.refunds);
+        match self.amount {
+            Some(amount) => back >= amount,
+            None => back > 0 || (self.refunded && self.refunds.is_empty()),
+        }
+    }
 }
+
+/// A staff refund reserved on the action before Stripe is called, so that a
+/// retry of the same refund sends the same idempotency key, and a different
+/// refund a new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundAttempt {
+    pub attempt: u32,
+    pub amount: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub reserved_at: Timestamp,
+}
+
+/// How long an unanswered refund attempt may still be in flight (our Stripe
+/// calls give up within half a minute). Within it, a repeat of the same
+/// refund sends the same key; after it, Stripe's list of refunds says whether
+/// the attempt happened, and a new refund gets a new key (Stripe replays a
+/// key's first answer, a 500 included, for at least 24 hours).
+pub const REFUND_ATTEMPT_IN_FLIGHT: time::Duration = time::Duration::seconds(60);
 
 /// A reserved attempt is reused only this long: long enough for concurrent
 /// clicks and quick retries, short enough that its expiry stays in Stripe's bounds.
@@ -337,9 +446,16 @@ impl Action {
             paid_at: None,
             refunded_amount: 0,
             refunds: Vec::new(),
+            refund_attempt: None,
+            refund_attempts: 0,
             disputed: false,
+            disputes: Vec::new(),
             late_payments: Vec::new(),
+            collected_elsewhere: Vec::new(),
+            account_disconnected: false,
             checked_at: None,
+            failed_checks: 0,
+            retry_after: None,
             token_hash: new.token_hash,
             created_at: at,
             expires_at: new.expires_at,
@@ -382,15 +498,23 @@ impl Action {
         let unchanged = || Ok(Transition { action: self.clone(), invoices: InvoiceEffect::Unchanged, changed: false });
         let mut next = self.clone();
         let (to, effect, reason, amount): (S, InvoiceEffect, String, Option<i64>) = match (self.status, event) {
-            (S::Assigned | S::CheckoutOpen, E::Cancel) => {
-                (S::Cancelled, InvoiceEffect::Release, "cancelled by staff".into(), None)
+            (S::Assigned | S::CheckoutOpen, E::Cancel { closed }) => {
+                self.check_closed(closed)?;
+                (S::Cancelled, InvoiceEffect::Release, format!("cancelled by staff{}", closed_note(closed)), None)
             }
-            (s, E::Cancel) => return Err(DomainError::InvalidTransition(s, "cancelled")),
+            (s, E::Cancel { .. }) => return Err(DomainError::InvalidTransition(s, "cancelled")),
 
-            (S::Assigned | S::CheckoutOpen, E::Expire) => {
-                (S::Expired, InvoiceEffect::Release, "action lifetime elapsed".into(), None)
+            (S::Assigned | S::CheckoutOpen, E::Expire { closed }) => {
+                self.check_closed(closed)?;
+                let reason = if closed.account_disconnected {
+                    next.account_disconnected = true;
+                    "the clinic's Stripe account is disconnected; the action can no longer be paid".to_owned()
+                } else {
+                    format!("action lifetime elapsed{}", closed_note(closed))
+                };
+                (S::Expired, InvoiceEffect::Release, reason, None)
             }
-            (_, E::Expire) => return unchanged(),
+            (_, E::Expire { .. }) => return unchanged(),
 
             (S::Assigned | S::CheckoutOpen, E::CheckoutOpened { session_id, url, expires_at }) => {
                 if self.checkout_session_id() == Some(session_id.as_str()) {
@@ -421,7 +545,10 @@ impl Action {
             }
             (_, E::CheckoutExpired { .. }) => return unchanged(),
 
-            (S::Assigned | S::CheckoutOpen | S::Processing, E::PaymentSucceeded { session_id, payment_intent }) => {
+            (
+                S::Assigned | S::CheckoutOpen | S::Processing,
+                E::PaymentSucceeded { session_id, payment_intent, charged },
+            ) if self.not_its_payment(charged.as_ref()).is_none() => {
                 next.paid_session_id = Some(session_id.clone());
                 next.payment_intent_id = payment_intent.clone();
                 next.paid_at = Some(at);
@@ -432,90 +559,137 @@ impl Action {
                     Some(self.amount),
                 )
             }
-            (_, E::PaymentSucceeded { session_id, payment_intent }) => {
+            (_, E::PaymentSucceeded { session_id, payment_intent, charged }) => {
                 // Paid already by this very session: a duplicate. Anything else
-                // is money this action cannot take; it is kept, and flagged.
+                // is money this action cannot take (or not its own): kept, and flagged.
                 let known = self.paid_session_id.as_deref() == Some(session_id.as_str())
                     || self.late_payments.iter().any(|p| &p.session_id == session_id);
                 if known {
                     return unchanged();
                 }
+                let why = match self.not_its_payment(charged.as_ref()) {
+                    Some(mismatch) => format!("not this action's payment: {mismatch}"),
+                    None => format!("it arrived after the action was {}", self.status),
+                };
+                let charged = charged.clone().unwrap_or_default();
                 next.late_payments.push(LatePayment {
                     session_id: session_id.clone(),
                     payment_intent: payment_intent.clone(),
+                    amount: charged.amount,
+                    currency: charged.currency,
+                    account: charged.account,
+                    reason: why.clone(),
+                    refunds: Vec::new(),
                     refunded: false,
                 });
-                let reason = format!(
-                    "payment on session {session_id} arrived after the action was {}; refund needed",
-                    self.status
-                );
-                (self.status, InvoiceEffect::Unchanged, reason, Some(self.amount))
+                let reason = format!("payment on session {session_id} kept, refund needed: {why}");
+                (self.status, InvoiceEffect::Unchanged, reason, charged.amount)
             }
 
-            (S::Assigned | S::CheckoutOpen, E::PaymentProcessing { session_id }) => (
-                S::Processing,
-                InvoiceEffect::Unchanged,
-                format!("payment on session {session_id} processing (delayed method)"),
-                Some(self.amount),
-            ),
+            // Only the action's current session moves it without money: a
+            // session that is not its own cannot hold up or fail the action.
+            (S::Assigned | S::CheckoutOpen, E::PaymentProcessing { session_id })
+                if self.checkout_session_id() == Some(session_id.as_str()) =>
+            {
+                (
+                    S::Processing,
+                    InvoiceEffect::Unchanged,
+                    format!("payment on session {session_id} processing (delayed method)"),
+                    Some(self.amount),
+                )
+            }
             (_, E::PaymentProcessing { .. }) => return unchanged(),
 
             // From assigned/checkout_open too: the failure may overtake the
             // "completed, unpaid" event that would have moved us to processing.
-            (S::Assigned | S::CheckoutOpen | S::Processing, E::PaymentFailed { session_id }) => {
+            (S::Assigned | S::CheckoutOpen | S::Processing, E::PaymentFailed { session_id })
+                if self.checkout_session_id() == Some(session_id.as_str()) =>
+            {
                 (S::Failed, InvoiceEffect::Release, format!("delayed payment on session {session_id} failed"), None)
             }
             (_, E::PaymentFailed { .. }) => return unchanged(),
 
-            // A refund of a late payment clears its flag; the action's own payment is untouched.
-            (_, E::Refunded { payment_intent, .. })
+            // Refunds of a late payment: it stays flagged until all of it is refunded.
+            (_, E::Refunded { payment_intent, refunds, .. })
                 if self.payment_intent_id.as_deref() != Some(payment_intent.as_str()) =>
             {
                 let Some(late) = next
                     .late_payments
                     .iter_mut()
-                    .find(|p| p.payment_intent.as_deref() == Some(payment_intent.as_str()) && !p.refunded)
+                    .find(|p| p.payment_intent.as_deref() == Some(payment_intent.as_str()))
                 else {
                     return unchanged();
                 };
-                late.refunded = true;
-                (
-                    self.status,
-                    InvoiceEffect::Unchanged,
-                    format!("late payment {payment_intent} refunded"),
-                    Some(self.amount),
-                )
-            }
-            (S::Paid | S::PartiallyRefunded, E::Refunded { refunds, total_refunded, .. }) => {
-                for r in refunds {
-                    if !next.refunds.iter().any(|known| known.refund_id == r.refund_id) {
-                        next.refunds.push(r.clone());
-                    }
-                }
-                let by_id: i64 = next.refunds.iter().map(|r| r.amount).sum();
-                let total = by_id.max(total_refunded.unwrap_or(0)).max(self.refunded_amount).min(self.amount);
-                if total == self.refunded_amount && next.refunds.len() == self.refunds.len() {
+                let merged = merge_refunds(&mut late.refunds, refunds);
+                let settled = late.settled();
+                if merged.is_empty() && late.refunded == settled {
                     return unchanged();
                 }
-                next.refunded_amount = total;
-                if total >= self.amount {
-                    (
-                        S::Refunded,
-                        InvoiceEffect::Reopen,
-                        "fully refunded; the invoices are owed again".into(),
-                        Some(total),
-                    )
-                } else {
-                    (
-                        S::PartiallyRefunded,
-                        InvoiceEffect::Unchanged,
-                        format!("refunded {total} of {}", self.amount),
-                        Some(total),
-                    )
+                late.refunded = settled;
+                let back = refunded_total(&late.refunds);
+                let reason = match (settled, merged.failures().next()) {
+                    (_, Some(failed)) => {
+                        format!(
+                            "refund {} of late payment {payment_intent} {}",
+                            failed.refund_id,
+                            failed.status.as_str()
+                        )
+                    }
+                    (true, None) => format!("late payment {payment_intent} refunded"),
+                    (false, None) => format!("late payment {payment_intent}: {back} refunded so far"),
+                };
+                (self.status, InvoiceEffect::Unchanged, reason, Some(back))
+            }
+            (S::Paid | S::PartiallyRefunded | S::Refunded, E::Refunded { refunds, attempt, .. }) => {
+                let merged = merge_refunds(&mut next.refunds, refunds);
+                let settles = attempt.is_some() && self.refund_attempt.as_ref().map(|a| a.attempt) == *attempt;
+                if settles {
+                    next.refund_attempt = None;
                 }
+                if merged.is_empty() {
+                    if !settles {
+                        return unchanged();
+                    }
+                    // Nothing new at Stripe, but the attempt is answered: no history.
+                    next.version += 1;
+                    return Ok(Transition { action: next, invoices: InvoiceEffect::Unchanged, changed: true });
+                }
+                let total = refunded_total(&next.refunds).min(self.amount);
+                next.refunded_amount = total;
+                let to = match total {
+                    0 => S::Paid,
+                    t if t >= self.amount => S::Refunded,
+                    _ => S::PartiallyRefunded,
+                };
+                let effect = match (self.status == S::Refunded, to == S::Refunded) {
+                    (false, true) => InvoiceEffect::Reopen,
+                    (true, false) => InvoiceEffect::Repay,
+                    _ => InvoiceEffect::Unchanged,
+                };
+                (to, effect, refunds_reason(&merged, total, self.amount), Some(total))
             }
             (_, E::Refunded { .. }) => return unchanged(),
 
+            (_, E::Dispute { payment_intent, dispute }) => {
+                let mut seen = dispute.clone();
+                if seen.payment_intent.is_empty() {
+                    seen.payment_intent = payment_intent.clone();
+                }
+                if !merge_dispute(&mut next.disputes, &seen) {
+                    return unchanged();
+                }
+                next.disputed = next.disputes.iter().any(|d| !d.status.is_closed());
+                let d = next.disputes.iter().find(|d| d.dispute_id == seen.dispute_id).expect("merged");
+                let reason = match d.outcome() {
+                    Some("lost") => format!("dispute {} lost: {} withdrawn", d.dispute_id, d.withdrawn()),
+                    Some(_) => format!("dispute {} closed in the clinic's favour", d.dispute_id),
+                    None if d.funds_withdrawn => {
+                        format!("dispute {}: {} withdrawn pending the outcome", d.dispute_id, d.amount)
+                    }
+                    None => format!("payment disputed ({}): {}", d.dispute_id, d.status.as_str()),
+                };
+                (self.status, InvoiceEffect::Unchanged, reason, Some(d.amount))
+            }
             (_, E::Disputed) => {
                 if self.disputed {
                     return unchanged();
@@ -539,6 +713,24 @@ impl Action {
         Ok(Transition { action: next, invoices: effect, changed: true })
     }
 
+    /// Why a payment is not this action's, from what Stripe said it charged.
+    fn not_its_payment(&self, charged: Option<&Charged>) -> Option<String> {
+        match charged {
+            Some(c) => c.mismatch(self.amount, self.currency, &self.stripe_account_id),
+            None => Some("Stripe did not say what it charged".into()),
+        }
+    }
+
+    /// An action ends only once its current session is closed at Stripe.
+    fn check_closed(&self, closed: &SessionsClosed) -> Result<(), DomainError> {
+        match self.checkout_session_id() {
+            Some(current) if !closed.account_disconnected && !closed.expired.iter().any(|s| s == current) => {
+                Err(DomainError::CheckoutChanged)
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn money(&self) -> Money {
         Money { amount: self.amount, currency: self.currency }
     }
@@ -551,8 +743,12 @@ impl Action {
         self.checkout.as_ref().and_then(|c| c.session_id.as_deref())
     }
 
+    /// Money Stripe holds that must go back: a payment that was not the
+    /// action's to take, or the action's own once its invoices were
+    /// collected again elsewhere.
     pub fn refund_needed(&self) -> bool {
         self.late_payments.iter().any(|p| !p.refunded)
+            || (!self.collected_elsewhere.is_empty() && self.refundable() > 0)
     }
 
     /// What may still be refunded of the action's own payment.
@@ -563,15 +759,88 @@ impl Action {
         }
     }
 
-    /// When the action last changed or was last checked by reconcile.
+    /// What the clinic keeps of the action's own payment: paid, less what was
+    /// refunded (or is on its way back) and what a lost dispute took.
+    pub fn kept_amount(&self) -> i64 {
+        if self.payment_intent_id.is_none()
+            || !matches!(self.status, ActionStatus::Paid | ActionStatus::PartiallyRefunded | ActionStatus::Refunded)
+        {
+            return 0;
+        }
+        let own = self.payment_intent_id.as_deref().unwrap_or_default();
+        let withdrawn: i64 = self.disputes.iter().filter(|d| d.payment_intent == own).map(|d| d.withdrawn()).sum();
+        self.amount - self.refunded_amount - withdrawn
+    }
+
+    /// When the action last changed or was last checked by reconcile, or,
+    /// after failed checks, when it may be checked again: the order reconcile
+    /// takes actions waiting on Stripe in.
     pub fn last_touched(&self) -> Timestamp {
         let changed = self.history.last().map_or(self.created_at, |h| h.at);
-        self.checked_at.map_or(changed, |c| c.max(changed))
+        [self.checked_at, self.retry_after].into_iter().flatten().fold(changed, Timestamp::max)
+    }
+
+    /// When reconcile should expire the action: the end of its lifetime, or
+    /// later while failed checks back it off.
+    pub fn lifetime_due(&self) -> Timestamp {
+        self.retry_after.map_or(self.expires_at, |r| r.max(self.expires_at))
     }
 
     /// Reconcile asked Stripe and learnt nothing new: not again before a while.
     pub fn mark_checked(&self, now: Timestamp) -> Action {
-        Action { checked_at: Some(now), version: self.version + 1, ..self.clone() }
+        Action { checked_at: Some(now), failed_checks: 0, retry_after: None, version: self.version + 1, ..self.clone() }
+    }
+
+    /// Reconcile could not ask Stripe about this action: it tries again
+    /// after a backoff that doubles with each failure in a row (from `base`,
+    /// at most six hours), behind the actions that are due.
+    pub fn check_failed(&self, now: Timestamp, base: time::Duration) -> Action {
+        let failed = self.failed_checks.saturating_add(1);
+        let backoff = (base * 2i32.pow(failed.min(10) - 1)).min(time::Duration::hours(6));
+        Action {
+            checked_at: Some(now),
+            failed_checks: failed,
+            retry_after: Some(now + backoff),
+            version: self.version + 1,
+            ..self.clone()
+        }
+    }
+
+    /// Invoices of this action collected again elsewhere while a refund of it
+    /// was under way: its payment must now go back in full.
+    pub fn collected_elsewhere(&self, invoices: Vec<InvoiceId>) -> Action {
+        let mut next = self.clone();
+        for id in invoices {
+            if !next.collected_elsewhere.contains(&id) {
+                next.collected_elsewhere.push(id);
+            }
+        }
+        next
+    }
+
+    /// The staff refund attempt to send again with its key: the same amount,
+    /// possibly still in flight.
+    pub fn usable_refund_attempt(&self, amount: i64, now: Timestamp) -> Option<&RefundAttempt> {
+        self.refund_attempt.as_ref().filter(|a| a.amount == amount && now - a.reserved_at < REFUND_ATTEMPT_IN_FLIGHT)
+    }
+
+    /// Reserves the next staff refund attempt for `amount`.
+    pub fn reserve_refund(&self, amount: i64, now: Timestamp) -> Action {
+        let mut next = self.clone();
+        next.refund_attempts += 1;
+        next.refund_attempt = Some(RefundAttempt { attempt: next.refund_attempts, amount, reserved_at: now });
+        next.version += 1;
+        next
+    }
+
+    /// Forgets an attempt Stripe answered with an error (its key is spent:
+    /// Stripe would replay that error) or that never reached Stripe.
+    pub fn drop_refund_attempt(&self, attempt: u32) -> Option<Action> {
+        (self.refund_attempt.as_ref().map(|a| a.attempt) == Some(attempt)).then(|| Action {
+            refund_attempt: None,
+            version: self.version + 1,
+            ..self.clone()
+        })
     }
 
     /// Reserves a Checkout attempt: the next attempt number (its idempotency
@@ -601,11 +870,43 @@ impl Action {
     pub fn usable_reservation(&self, now: Timestamp) -> Option<&Checkout> {
         self.checkout.as_ref().filter(|c| c.session_id.is_none() && now - c.reserved_at < RESERVATION_REUSE)
     }
+
+    /// Forgets a reserved Checkout attempt Stripe refused: Stripe keeps that
+    /// answer under its key, so the next click must reserve a new attempt.
+    pub fn drop_reservation(&self, attempt: u32) -> Option<Action> {
+        let reserved = self.checkout.as_ref().is_some_and(|c| c.attempt == attempt && c.session_id.is_none());
+        reserved.then(|| Action { checkout: None, version: self.version + 1, ..self.clone() })
+    }
+}
+
+/// What a cancel or expiry's history says of the sessions it closed.
+fn closed_note(closed: &SessionsClosed) -> String {
+    match closed.expired.as_slice() {
+        [] => String::new(),
+        sessions => format!("; checkout session {} expired at Stripe", sessions.join(", ")),
+    }
+}
+
+/// What a history entry says of refunds that moved.
+fn refunds_reason(merged: &super::charge::RefundsMerged, total: i64, amount: i64) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for r in merged.added.iter().chain(&merged.moved) {
+        parts.push(format!("refund {} of {} {}", r.refund_id, r.amount, r.status.as_str()));
+    }
+    let state = if total >= amount {
+        "fully refunded; the invoices are owed again".to_owned()
+    } else if total == 0 {
+        "nothing refunded; the invoices are paid".to_owned()
+    } else {
+        format!("refunded {total} of {amount}")
+    };
+    format!("{}; {state}", parts.join("; "))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{DisputeStatus, RefundState};
 
     fn t(s: i64) -> Timestamp {
         time::OffsetDateTime::from_unix_timestamp(1_800_000_000 + s).unwrap()
@@ -653,8 +954,34 @@ mod tests {
         a.reserve_checkout(t(5)).unwrap()
     }
 
+    /// What Stripe says a session of the action's own charged.
+    fn charged(amount: i64) -> Option<Charged> {
+        Some(Charged {
+            amount: Some(amount),
+            currency: Some("cad".into()),
+            mode: Some("payment".into()),
+            account: Some("acct_1".into()),
+        })
+    }
+
     fn paid(sid: &str) -> ActionEvent {
-        ActionEvent::PaymentSucceeded { session_id: sid.into(), payment_intent: Some(format!("pi_{sid}")) }
+        ActionEvent::PaymentSucceeded {
+            session_id: sid.into(),
+            payment_intent: Some(format!("pi_{sid}")),
+            charged: charged(4500),
+        }
+    }
+
+    fn cancel() -> ActionEvent {
+        ActionEvent::Cancel { closed: SessionsClosed::default() }
+    }
+
+    fn refunded(pi: &str, refunds: &[(&str, i64, RefundState)]) -> ActionEvent {
+        ActionEvent::Refunded {
+            payment_intent: pi.into(),
+            refunds: refunds.iter().map(|(id, amount, status)| RefundRecord::new(*id, *amount, *status)).collect(),
+            attempt: None,
+        }
     }
 
     #[test]
@@ -701,13 +1028,13 @@ mod tests {
             ActionEvent::PaymentFailed { session_id: "cs_1".into() },
             ActionEvent::CheckoutExpired { session_id: "cs_1".into() },
             opened("cs_1"),
-            ActionEvent::Expire,
+            ActionEvent::Expire { closed: SessionsClosed::default() },
         ] {
             let tr = paid.apply(&e, t(10), &stripe());
             let unchanged = tr.as_ref().map(|tr| !tr.changed && tr.action == paid).unwrap_or(true);
             assert!(unchanged, "{e:?}");
         }
-        assert!(paid.apply(&ActionEvent::Cancel, t(1), &stripe()).is_err());
+        assert!(paid.apply(&cancel(), t(1), &stripe()).is_err());
     }
 
     fn paid_event(sid: &str) -> ActionEvent {
@@ -716,26 +1043,23 @@ mod tests {
 
     #[test]
     fn cancel_releases_and_cannot_repeat() {
-        let c = step(&action(), ActionEvent::Cancel);
+        let c = step(&action(), cancel());
         assert_eq!((c.action.status(), c.invoices), (ActionStatus::Cancelled, InvoiceEffect::Release));
         assert!(matches!(
-            c.action.apply(&ActionEvent::Cancel, t(1), &stripe()),
+            c.action.apply(&cancel(), t(1), &stripe()),
             Err(DomainError::InvalidTransition(ActionStatus::Cancelled, "cancelled"))
         ));
     }
 
     #[test]
     fn a_payment_the_action_cannot_take_is_kept_and_flagged() {
-        let c = step(&action(), ActionEvent::Cancel).action;
+        let c = step(&action(), cancel()).action;
         let late = step(&c, paid("cs_9"));
         assert!(late.changed && late.action.refund_needed());
         assert_eq!(late.action.late_payments[0].payment_intent.as_deref(), Some("pi_cs_9"));
         assert_eq!((late.action.status(), late.invoices), (ActionStatus::Cancelled, InvoiceEffect::Unchanged));
         assert!(!step(&late.action, paid("cs_9")).changed, "the same late payment is recorded once");
-        let refunded = step(
-            &late.action,
-            ActionEvent::Refunded { payment_intent: "pi_cs_9".into(), refunds: vec![], total_refunded: Some(4500) },
-        );
+        let refunded = step(&late.action, refunded("pi_cs_9", &[("re_9", 4500, RefundState::Succeeded)]));
         assert!(refunded.changed && !refunded.action.refund_needed());
         assert_eq!((refunded.action.status(), refunded.action.refunded_amount), (ActionStatus::Cancelled, 0));
 
@@ -764,7 +1088,7 @@ mod tests {
         )
         .action;
         assert_eq!(proc_.status(), ActionStatus::Processing);
-        assert!(proc_.apply(&ActionEvent::Cancel, t(1), &stripe()).is_err());
+        assert!(proc_.apply(&cancel(), t(1), &stripe()).is_err());
         let failed = step(&proc_, ActionEvent::PaymentFailed { session_id: "cs_1".into() });
         assert_eq!((failed.action.status(), failed.invoices), (ActionStatus::Failed, InvoiceEffect::Release));
         assert_eq!(step(&proc_, paid("cs_1")).action.status(), ActionStatus::Paid);
@@ -801,26 +1125,174 @@ mod tests {
 
     #[test]
     fn refunds_only_move_forward() {
-        let refund = |id: &str, amount: i64, total: Option<i64>| ActionEvent::Refunded {
-            payment_intent: "pi_cs".into(),
-            refunds: vec![RefundRecord { refund_id: id.into(), amount }],
-            total_refunded: total,
-        };
+        use RefundState::*;
         let paid = step(&action(), paid("cs")).action;
         assert_eq!(paid.refundable(), 4500);
-        let part = step(&paid, refund("re_1", 1000, None)).action;
+        let part = step(&paid, refunded("pi_cs", &[("re_1", 1000, Succeeded)])).action;
         assert_eq!(
             (part.status(), part.refunded_amount, part.refundable()),
             (ActionStatus::PartiallyRefunded, 1000, 3500)
         );
-        assert!(!step(&part, refund("re_1", 1000, Some(1000))).changed, "the same refund, seen again");
-        assert!(!step(&part, refund("re_1", 1000, Some(500))).changed, "an older, smaller total is stale");
-        let dashboard = step(&part, refund("re_dash", 500, Some(1500))).action;
+        assert!(!step(&part, refunded("pi_cs", &[("re_1", 1000, Succeeded)])).changed, "the same refund, seen again");
+        assert!(!step(&part, refunded("pi_cs", &[("re_1", 1000, Pending)])).changed, "an older status is stale");
+        let dashboard = step(&part, refunded("pi_cs", &[("re_dash", 500, Succeeded)])).action;
         assert_eq!((dashboard.refunded_amount, dashboard.refunds.len()), (1500, 2));
-        let full = step(&dashboard, refund("re_2", 3000, None));
+        let full = step(&dashboard, refunded("pi_cs", &[("re_2", 3000, Succeeded)]));
         assert_eq!((full.action.status(), full.invoices), (ActionStatus::Refunded, InvoiceEffect::Reopen));
-        let disputed = step(&full.action, ActionEvent::Disputed).action;
-        assert!(disputed.disputed);
-        assert_eq!(disputed.status(), ActionStatus::Refunded);
+    }
+
+    /// Stripe: a refund may be `pending`, then `succeeded`, `failed` or
+    /// `canceled` (refund.updated / refund.failed). A refund that fails gives
+    /// the money back to the clinic: the action is paid again, its invoices too.
+    #[test]
+    fn a_failed_refund_puts_the_action_and_its_invoices_back() {
+        use RefundState::*;
+        let paid = step(&action(), paid("cs")).action;
+        let pending = step(&paid, refunded("pi_cs", &[("re_1", 4500, Pending)]));
+        assert_eq!(
+            (pending.action.status(), pending.action.refunded_amount, pending.invoices),
+            (ActionStatus::Refunded, 4500, InvoiceEffect::Reopen),
+            "a pending refund is money on its way back"
+        );
+        let failed = step(&pending.action, refunded("pi_cs", &[("re_1", 4500, Failed)]));
+        assert_eq!(
+            (failed.action.status(), failed.action.refunded_amount, failed.invoices),
+            (ActionStatus::Paid, 0, InvoiceEffect::Repay)
+        );
+        assert!(failed.action.history.last().unwrap().reason.contains("re_1 of 4500 failed"));
+        assert_eq!(failed.action.refundable(), 4500, "it may be refunded again");
+        for stale in [Pending, Succeeded] {
+            assert!(
+                !step(&failed.action, refunded("pi_cs", &[("re_1", 4500, stale)])).changed,
+                "{stale:?} after failed"
+            );
+        }
+        // A partial refund that is canceled: back to paid, nothing for the invoices.
+        let part = step(&paid, refunded("pi_cs", &[("re_2", 1000, Pending)])).action;
+        let canceled = step(&part, refunded("pi_cs", &[("re_2", 1000, Canceled)]));
+        assert_eq!((canceled.action.status(), canceled.invoices), (ActionStatus::Paid, InvoiceEffect::Unchanged));
+    }
+
+    #[test]
+    fn a_staff_refund_attempt_is_settled_by_its_answer() {
+        let paid = step(&action(), paid("cs")).action;
+        let reserved = paid.reserve_refund(1000, t(20));
+        let attempt = reserved.refund_attempt.clone().unwrap();
+        assert_eq!((attempt.attempt, attempt.amount), (1, 1000));
+        assert!(reserved.usable_refund_attempt(1000, t(30)).is_some(), "a retry of the same refund");
+        assert!(reserved.usable_refund_attempt(900, t(30)).is_none(), "another amount is another refund");
+        assert!(reserved.usable_refund_attempt(1000, t(20) + REFUND_ATTEMPT_IN_FLIGHT).is_none());
+        let answered = ActionEvent::Refunded {
+            payment_intent: "pi_cs".into(),
+            refunds: vec![RefundRecord::new("re_1", 1000, RefundState::Pending)],
+            attempt: Some(1),
+        };
+        let settled = step(&reserved, answered.clone()).action;
+        assert_eq!((settled.refund_attempt.as_ref(), settled.refunded_amount), (None, 1000));
+        assert!(!step(&settled, answered).changed, "the same answer twice");
+        let next = settled.reserve_refund(500, t(40));
+        assert_eq!(next.refund_attempt.as_ref().unwrap().attempt, 2, "a new key for the next refund");
+        assert_eq!(next.drop_refund_attempt(2).unwrap().refund_attempt, None);
+        assert!(next.drop_refund_attempt(1).is_none(), "only the attempt named");
+    }
+
+    /// A payment counts only if its account, mode, amount and currency are the
+    /// action's: a 1-cent session carrying the action's metadata pays nothing.
+    #[test]
+    fn a_payment_that_is_not_the_actions_own_is_kept_and_flagged() {
+        let open = step(&reserved(&action()), opened("cs_1")).action;
+        let cent = ActionEvent::PaymentSucceeded {
+            session_id: "cs_x".into(),
+            payment_intent: Some("pi_x".into()),
+            charged: charged(1),
+        };
+        let flagged = step(&open, cent);
+        assert_eq!((flagged.action.status(), flagged.invoices), (ActionStatus::CheckoutOpen, InvoiceEffect::Unchanged));
+        let late = &flagged.action.late_payments[0];
+        assert_eq!((late.amount, late.reason.contains("it is for 1, not 4500")), (Some(1), true));
+        assert!(flagged.action.refund_needed());
+        let unstated = ActionEvent::PaymentSucceeded { session_id: "cs_y".into(), payment_intent: None, charged: None };
+        assert_eq!(step(&open, unstated).action.status(), ActionStatus::CheckoutOpen, "unstated charges pay nothing");
+        // The real payment still lands.
+        assert_eq!(step(&flagged.action, paid("cs_1")).action.status(), ActionStatus::Paid);
+        // Only the current session moves an action without money.
+        assert!(!step(&open, ActionEvent::PaymentProcessing { session_id: "cs_x".into() }).changed);
+        assert!(!step(&open, ActionEvent::PaymentFailed { session_id: "cs_x".into() }).changed);
+    }
+
+    #[test]
+    fn a_late_payment_is_flagged_until_all_of_it_is_refunded() {
+        use RefundState::*;
+        let cancelled = step(&action(), cancel()).action;
+        let late = step(&cancelled, paid("cs_9")).action;
+        let some = step(&late, refunded("pi_cs_9", &[("re_1", 100, Succeeded)])).action;
+        assert!(some.refund_needed(), "1.00 of 45.00 refunded is not a refund");
+        let rest = step(&some, refunded("pi_cs_9", &[("re_2", 4400, Pending)])).action;
+        assert!(!rest.refund_needed());
+        let failed = step(&rest, refunded("pi_cs_9", &[("re_2", 4400, Failed)])).action;
+        assert!(failed.refund_needed(), "a failed refund leaves it owed back");
+        assert_eq!(failed.status(), ActionStatus::Cancelled);
+    }
+
+    #[test]
+    fn an_action_ends_only_once_its_current_session_is_closed() {
+        let open = step(&reserved(&action()), opened("cs_1")).action;
+        for end in [
+            ActionEvent::Cancel { closed: SessionsClosed::default() },
+            ActionEvent::Expire { closed: SessionsClosed::expired(vec!["cs_0".into()]) },
+        ] {
+            assert_eq!(open.apply(&end, t(20), &stripe()).unwrap_err(), DomainError::CheckoutChanged, "{end:?}");
+        }
+        let closed = SessionsClosed::expired(vec!["cs_0".into(), "cs_1".into()]);
+        let cancelled = step(&open, ActionEvent::Cancel { closed });
+        assert_eq!((cancelled.action.status(), cancelled.invoices), (ActionStatus::Cancelled, InvoiceEffect::Release));
+        assert!(cancelled.action.history.last().unwrap().reason.contains("cs_0, cs_1 expired at Stripe"));
+        let gone = step(&open, ActionEvent::Expire { closed: SessionsClosed::disconnected() }).action;
+        assert_eq!((gone.status(), gone.account_disconnected), (ActionStatus::Expired, true));
+    }
+
+    #[test]
+    fn a_dispute_has_a_life_and_a_lost_one_takes_the_money() {
+        let paid = step(&action(), paid("cs")).action;
+        let dispute = |status: DisputeStatus, withdrawn: bool| ActionEvent::Dispute {
+            payment_intent: "pi_cs".into(),
+            dispute: DisputeRecord {
+                dispute_id: "dp_1".into(),
+                payment_intent: "pi_cs".into(),
+                amount: 4500,
+                status,
+                funds_withdrawn: withdrawn,
+                funds_reinstated: false,
+            },
+        };
+        let open = step(&paid, dispute(DisputeStatus::NeedsResponse, false)).action;
+        assert!(open.disputed);
+        assert_eq!(open.kept_amount(), 4500);
+        let withdrawn = step(&open, dispute(DisputeStatus::NeedsResponse, true)).action;
+        assert_eq!(withdrawn.kept_amount(), 0, "Stripe took the disputed amount");
+        let lost = step(&withdrawn, dispute(DisputeStatus::Lost, false)).action;
+        assert!(!lost.disputed, "closed");
+        assert_eq!(
+            (lost.disputes[0].outcome(), lost.kept_amount(), lost.status()),
+            (Some("lost"), 0, ActionStatus::Paid)
+        );
+        assert!(lost.history.last().unwrap().reason.contains("lost: 4500 withdrawn"));
+        assert!(!step(&lost, dispute(DisputeStatus::UnderReview, false)).changed, "a stale update");
+    }
+
+    #[test]
+    fn a_failing_check_waits_behind_healthy_ones() {
+        let open = step(&reserved(&action()), opened("cs_1")).action;
+        let base = time::Duration::minutes(5);
+        let once = open.check_failed(t(100), base);
+        let twice = once.check_failed(t(200), base);
+        assert_eq!((once.failed_checks, once.retry_after), (1, Some(t(100) + base)));
+        assert_eq!(twice.retry_after, Some(t(200) + base * 2), "the backoff doubles");
+        assert!(twice.last_touched() > open.last_touched());
+        assert_eq!(twice.lifetime_due(), t(3600), "the backoff is shorter than its lifetime here");
+        let many = (0..20).fold(open.clone(), |a, _| a.check_failed(t(300), base));
+        assert_eq!(many.retry_after, Some(t(300) + time::Duration::hours(6)), "at most six hours");
+        let healthy = twice.mark_checked(t(400));
+        assert_eq!((healthy.failed_checks, healthy.retry_after), (0, None));
     }
 }

@@ -83,6 +83,10 @@ pub struct Invoice {
     action_id: Option<ActionId>,
     #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub paid_at: Option<Timestamp>,
+    /// The action whose full refund reopened it, while it is free: if that
+    /// refund fails, the invoice is paid again by that action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refunded_from: Option<ActionId>,
     /// Bumped on every change; every write is conditional on the version read.
     pub version: u64,
     #[serde(with = "time::serde::rfc3339")]
@@ -126,6 +130,10 @@ impl Invoice {
             status,
             action_id: None,
             paid_at: None,
+            // The same bill imported again is still the one that was paid.
+            refunded_from: existing
+                .filter(|old| old.amount == money.amount && old.currency == money.currency)
+                .and_then(|old| old.refunded_from.clone()),
             version,
             updated_at: at,
         })
@@ -159,7 +167,11 @@ impl Invoice {
     /// Reserves a selected invoice for one action.
     pub fn reserve_for(&self, action: &ActionId, at: Timestamp) -> Result<Invoice, DomainError> {
         match self.status {
-            InvoiceStatus::Selected => Ok(self.next(InvoiceStatus::Pending, Some(action.clone()), at)),
+            InvoiceStatus::Selected => {
+                let mut next = self.next(InvoiceStatus::Pending, Some(action.clone()), at);
+                next.refunded_from = None;
+                Ok(next)
+            }
             InvoiceStatus::Unprocessed => Err(DomainError::InvoiceNotSelected(self.invoice_id.to_string())),
             InvoiceStatus::Pending => Err(DomainError::InvoicePending(self.invoice_id.to_string())),
             InvoiceStatus::Paid => Err(DomainError::InvoicePaid(self.invoice_id.to_string())),
@@ -170,14 +182,32 @@ impl Invoice {
     /// move's starting state and held by `action` moves; anything else is
     /// left alone (`None`). Held means `pending` or `paid`; `paid_at` is set
     /// exactly while paid.
+    ///
+    /// `Repay` (a full refund failed) takes back an invoice that refund
+    /// reopened, if it is still free (unprocessed or selected); one collected
+    /// again meanwhile stays with its new action.
     pub fn follow(&self, action: &ActionId, effect: InvoiceEffect, at: Timestamp) -> Option<Invoice> {
+        if effect == InvoiceEffect::Repay {
+            let free = matches!(self.status, InvoiceStatus::Unprocessed | InvoiceStatus::Selected);
+            return (free && self.refunded_from.as_ref() == Some(action)).then(|| {
+                let mut next = self.next(InvoiceStatus::Paid, Some(action.clone()), at);
+                (next.paid_at, next.refunded_from) = (Some(at), None);
+                next
+            });
+        }
         let (from, to) = effect.invoice_move()?;
         (self.status == from && self.action_id.as_ref() == Some(action)).then(|| {
             let held = matches!(to, InvoiceStatus::Pending | InvoiceStatus::Paid);
             let mut next = self.next(to, held.then(|| action.clone()), at);
             next.paid_at = (to == InvoiceStatus::Paid).then_some(at);
+            next.refunded_from = (effect == InvoiceEffect::Reopen).then(|| action.clone());
             next
         })
+    }
+
+    /// The action whose refund reopened this invoice, while it is free.
+    pub fn refunded_from(&self) -> Option<&ActionId> {
+        self.refunded_from.as_ref()
     }
 
     /// Storage hands back what it was given; this catches a hand-edited or

@@ -1,6 +1,7 @@
 //! The domain: everything that decides anything, with no SDK in sight.
 
 pub mod action;
+pub mod charge;
 pub mod ids;
 pub mod invoice;
 pub mod link;
@@ -11,8 +12,9 @@ pub mod signal;
 
 pub use action::{
     Action, ActionEvent, ActionLine, ActionStatus, Actor, Checkout, HistoryEntry, InvoiceEffect, LatePayment,
-    NewAction, RefundRecord, Transition,
+    NewAction, RefundAttempt, SessionsClosed, Transition,
 };
+pub use charge::{Charged, DisputeRecord, DisputeStatus, RefundRecord, RefundState};
 pub use ids::{ActionId, ClinicId, InvoiceId, PatientId, UserId, VisitId};
 pub use invoice::{Invoice, InvoiceStatus, ServiceDate};
 pub use link::{hash_token, link_token, link_token_action};
@@ -75,6 +77,12 @@ pub enum DomainError {
     RefundExceedsRemaining(i64),
     #[error("this payment has been refunded {0} times already; refund the rest in one go")]
     TooManyRefunds(usize),
+    #[error("Stripe does not take a payment under {minimum} minor units of {currency}")]
+    AmountBelowMinimum { minimum: i64, currency: Currency },
+    #[error("a checkout session was opened meanwhile; it must be closed first")]
+    CheckoutChanged,
+    #[error("a refund of this payment is being made; try again in a minute")]
+    RefundInProgress,
 }
 
 /// Times are UTC, serialized as RFC 3339 everywhere (API and storage).

@@ -26,6 +26,16 @@ impl Currency {
     pub fn code(&self) -> &'static str {
         self.0
     }
+
+    /// The smallest payment Stripe takes in this currency, in minor units
+    /// (Stripe, "Minimum and maximum charge amounts": 0.50 in USD, CAD, EUR,
+    /// CHF, AUD and NZD; 0.30 in GBP). Checkout refuses a session under it.
+    pub fn stripe_minimum(&self) -> i64 {
+        match self.0 {
+            "gbp" => 30,
+            _ => 50,
+        }
+    }
 }
 
 impl fmt::Display for Currency {
@@ -75,6 +85,15 @@ impl Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stripe_minimums_per_currency() {
+        let min = |c: &str| Currency::parse(c).unwrap().stripe_minimum();
+        assert_eq!(
+            (min("cad"), min("usd"), min("eur"), min("gbp"), min("chf"), min("aud"), min("nzd")),
+            (50, 50, 50, 30, 50, 50, 50)
+        );
+    }
 
     fn cad(a: i64) -> Money {
         Money::new(a, Currency::parse("cad").unwrap()).unwrap()

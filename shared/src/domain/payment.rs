@@ -6,7 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::action::{ActionEvent, RefundRecord};
+use super::action::ActionEvent;
+use super::charge::{DisputeRecord, RefundRecord};
 use super::{ActionId, ClinicId, Timestamp};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,25 +40,33 @@ pub struct ParkedEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ChargeChange {
-    /// The refunds by id (ours or the dashboard's) and, from `charge.refunded`,
-    /// Stripe's cumulative total.
-    Refunded {
-        refunds: Vec<RefundRecord>,
-        total_refunded: Option<i64>,
-    },
+    /// Refunds as Stripe reported them (ours or the dashboard's), each with
+    /// its status. (Records parked by earlier releases also carry Stripe's
+    /// cumulative total, which is ignored: it cannot tell a failed refund.)
+    Refunded { refunds: Vec<RefundRecord> },
+    /// `charge.refunded`: the charge's refunds changed, but since API version
+    /// 2022-11-15 the charge no longer lists them; the consumer asks Stripe
+    /// for the list before applying.
+    RefundsChanged,
+    /// A dispute, as Stripe last reported it.
+    Dispute { dispute: DisputeRecord },
+    /// A dispute opened, parked by an earlier release.
     Disputed,
 }
 
 impl ChargeChange {
-    pub fn event(&self, payment_intent: &str) -> ActionEvent {
-        match self {
-            ChargeChange::Refunded { refunds, total_refunded } => ActionEvent::Refunded {
-                payment_intent: payment_intent.to_owned(),
-                refunds: refunds.clone(),
-                total_refunded: *total_refunded,
-            },
+    /// The action event this change is; `None` for a change still to be
+    /// looked up at Stripe.
+    pub fn event(&self, payment_intent: &str) -> Option<ActionEvent> {
+        let payment_intent = payment_intent.to_owned();
+        Some(match self {
+            ChargeChange::Refunded { refunds } => {
+                ActionEvent::Refunded { payment_intent, refunds: refunds.clone(), attempt: None }
+            }
+            ChargeChange::RefundsChanged => return None,
+            ChargeChange::Dispute { dispute } => ActionEvent::Dispute { payment_intent, dispute: dispute.clone() },
             ChargeChange::Disputed => ActionEvent::Disputed,
-        }
+        })
     }
 }
 

@@ -14,6 +14,10 @@ pub struct PaymentSignal {
     /// The connected account the event happened on, when Stripe said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
+    /// Stripe's live mode (or test mode): an event of the other mode is not
+    /// about this deployment's money.
+    #[serde(default)]
+    pub livemode: bool,
     pub kind: SignalKind,
 }
 
@@ -26,6 +30,10 @@ pub enum SignalKind {
     /// About a payment, named only by its PaymentIntent (a charge's refunds,
     /// a dispute): the payment's record says whose it is.
     Payment { payment_intent: String, change: ChargeChange },
+    /// A clinic's Stripe account disconnected visitpay
+    /// (`account.application.deauthorized`): its open actions can no longer
+    /// be paid; reconcile expires them as it meets them.
+    AccountDisconnected { account: String },
 }
 
 impl SignalKind {
@@ -33,8 +41,13 @@ impl SignalKind {
     pub fn name(&self) -> &'static str {
         match self {
             SignalKind::Action { event, .. } => event.name(),
-            SignalKind::Payment { change: ChargeChange::Refunded { .. }, .. } => "charge_refunded",
-            SignalKind::Payment { change: ChargeChange::Disputed, .. } => "charge_disputed",
+            SignalKind::AccountDisconnected { .. } => "account_disconnected",
+            SignalKind::Payment { change: ChargeChange::Refunded { .. } | ChargeChange::RefundsChanged, .. } => {
+                "charge_refunded"
+            }
+            SignalKind::Payment { change: ChargeChange::Dispute { .. } | ChargeChange::Disputed, .. } => {
+                "charge_disputed"
+            }
         }
     }
 }

@@ -112,6 +112,9 @@ impl From<DomainError> for ApiError {
             NotRefundable(_) => (conflict, "not_refundable"),
             RefundExceedsRemaining(_) => (conflict, "refund_exceeds_remaining"),
             TooManyRefunds(_) => (conflict, "too_many_refunds"),
+            AmountBelowMinimum { .. } => (bad, "amount_below_minimum"),
+            CheckoutChanged => (conflict, "concurrent_update"),
+            RefundInProgress => (conflict, "refund_in_progress"),
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -147,6 +150,11 @@ impl From<AppError> for ApiError {
                 tracing::error!(error = %ErrorChain(err), "store refused or returned an impossible item");
                 ApiError::internal()
             }
+            AppError::Payments(PaymentsError::AccountDisconnected) => ApiError::new(
+                StatusCode::CONFLICT,
+                "stripe_account_disconnected",
+                "the clinic's Stripe account no longer lets visitpay in; reconnect it in the settings",
+            ),
             AppError::Payments(ref err @ PaymentsError::Unavailable(_)) => {
                 tracing::error!(error = %ErrorChain(err), "payment provider unavailable");
                 unavailable("payments_unavailable", "the payment provider is unavailable; retry shortly")

@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use crate::adapters::stripe::events::{decode, Decoded};
 use crate::app::payment_events::{apply, Applied, ConsumeError};
-use crate::app::{HasClock, HasMetrics, HasStore};
+use crate::app::{HasClock, HasMetrics, HasPayments, HasStore};
 use crate::ports::QueueMessage;
 
 /// Why a message cannot be applied, or the use case's own refusal.
@@ -38,7 +38,7 @@ pub enum Outcome {
 
 /// Applies one message body as the queue delivered it.
 pub async fn apply_message(
-    deps: &(impl HasStore + HasClock + HasMetrics),
+    deps: &(impl HasStore + HasClock + HasMetrics + HasPayments),
     body: Option<&str>,
 ) -> Result<Outcome, MessageError> {
     let body = body.ok_or(MessageError::Empty)?;
@@ -53,12 +53,13 @@ pub async fn apply_message(
         Applied::Changed => Outcome::Applied,
         Applied::Unchanged => Outcome::Unchanged,
         Applied::Parked => Outcome::Parked,
+        Applied::Ignored(why) => Outcome::Ignored(why),
     })
 }
 
 /// The SQS entry point, as Lambda's event source mapping calls it with
 /// `ReportBatchItemFailures`.
-pub async fn handle(deps: &(impl HasStore + HasClock + HasMetrics), event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle(deps: &(impl HasStore + HasClock + HasMetrics + HasPayments), event: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for record in event.records {
         let message_id = record.message_id.clone().unwrap_or_default();

@@ -12,6 +12,10 @@ pub enum MoneySignal {
     RefundFailed,
     /// A patient disputed a payment.
     DisputeOpened,
+    /// A dispute was lost: Stripe took the money back from the clinic.
+    DisputeLost,
+    /// A clinic's Stripe account disconnected visitpay.
+    AccountDisconnected,
     /// A reconcile run met this many errors (0 included, so the metric exists).
     ReconcileErrors(u32),
 }
@@ -22,6 +26,8 @@ impl MoneySignal {
             MoneySignal::RefundNeeded => "RefundNeeded",
             MoneySignal::RefundFailed => "RefundFailed",
             MoneySignal::DisputeOpened => "DisputeOpened",
+            MoneySignal::DisputeLost => "DisputeLost",
+            MoneySignal::AccountDisconnected => "AccountDisconnected",
             MoneySignal::ReconcileErrors(_) => "ReconcileErrors",
         }
     }

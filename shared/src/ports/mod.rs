@@ -15,7 +15,7 @@ pub use ids::Ids;
 pub use metrics::{Metrics, MoneySignal};
 pub use payments::{
     CheckoutLine, CheckoutRequest, CheckoutSession, Payments, PaymentsError, Refund, RefundRequest,
-    SessionPaymentStatus, SessionStatus, META_ACTION, META_CLINIC,
+    SessionPaymentStatus, SessionStatus, META_ACTION, META_CLINIC, META_REFUND_ATTEMPT,
 };
 pub use queue::{message_size, EventQueue, QueueError, QueueMessage, StripeDelivery, MAX_MESSAGE_BYTES};
 pub use store::{

@@ -4,12 +4,15 @@
 use async_trait::async_trait;
 
 use super::BoxError;
-use crate::domain::{Currency, Locale, StripeAccountId, Timestamp};
+use crate::domain::{Currency, Locale, RefundState, StripeAccountId, Timestamp};
 
 /// Metadata keys visitpay puts on every Checkout Session and PaymentIntent:
 /// opaque ids, never names or descriptions.
 pub const META_ACTION: &str = "visitpay_action_id";
 pub const META_CLINIC: &str = "visitpay_clinic_id";
+/// On a staff refund: the attempt it was sent as, so Stripe's list of a
+/// payment's refunds says which attempts happened.
+pub const META_REFUND_ATTEMPT: &str = "visitpay_refund_attempt";
 
 /// One line of a Checkout Session: a name Stripe shows and an amount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +65,16 @@ pub struct CheckoutSession {
     /// (`requires_payment_method` after a failed delayed payment).
     pub payment_intent_status: Option<String>,
     pub metadata: Vec<(String, String)>,
+    /// What the session charges: `amount_total`, `currency`, `mode`.
+    pub amount_total: Option<i64>,
+    pub currency: Option<String>,
+    pub mode: Option<String>,
+}
+
+impl CheckoutSession {
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,7 +91,9 @@ pub struct RefundRequest {
 pub struct Refund {
     pub id: String,
     pub amount: i64,
-    pub status: String,
+    pub status: RefundState,
+    /// The staff attempt it was made as (`META_REFUND_ATTEMPT`), if ours.
+    pub attempt: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +104,10 @@ pub enum PaymentsError {
     Unavailable(#[source] BoxError),
     #[error("payment provider has no such object")]
     NotFound,
+    /// The clinic's connected account no longer lets visitpay in (Stripe's
+    /// 403 `account_invalid`): nothing on it can be done until it reconnects.
+    #[error("the clinic's Stripe account is disconnected")]
+    AccountDisconnected,
     /// Stripe refused the request (4xx); retrying the same request will not help.
     #[error("payment provider refused the request ({status}): {message}")]
     Rejected { status: u16, code: Option<String>, message: String },
@@ -111,4 +130,16 @@ pub trait Payments: Send + Sync {
         session_id: &str,
     ) -> Result<CheckoutSession, PaymentsError>;
     async fn refund(&self, req: &RefundRequest) -> Result<Refund, PaymentsError>;
+    /// The account's open Checkout Sessions created at or after `created_since`.
+    async fn list_open_checkouts(
+        &self,
+        account: &StripeAccountId,
+        created_since: Timestamp,
+    ) -> Result<Vec<CheckoutSession>, PaymentsError>;
+    /// Every refund of a payment, with its current status.
+    async fn list_refunds(&self, account: &StripeAccountId, payment_intent: &str)
+        -> Result<Vec<Refund>, PaymentsError>;
+    /// Whether the key is a live one (`sk_live_`/`rk_live_`): events of the
+    /// other mode are not this deployment's.
+    fn livemode(&self) -> bool;
 }

@@ -36,7 +36,7 @@ pub async fn start(webhook_url: Option<String>) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
-    let emulator = Emulator::new(Config { public_base: base.clone(), webhook_url, webhook_secret: SECRET.into() });
+    let emulator = Emulator::new(Config::new(base.clone(), webhook_url, SECRET, &[ACCOUNT, OTHER_ACCOUNT]));
     let router = emulator.router();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     Running { emulator, base }
@@ -47,8 +47,7 @@ pub async fn start_nested() -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let base = format!("http://{addr}/stripe");
-    let emulator =
-        Emulator::new(Config { public_base: base.clone(), webhook_url: None, webhook_secret: SECRET.into() });
+    let emulator = Emulator::new(Config::new(base.clone(), None, SECRET, &[ACCOUNT, OTHER_ACCOUNT]));
     let router = Router::new().nest("/stripe", emulator.router());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     Running { emulator, base }
@@ -178,6 +177,18 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// `POST /test/{path}` with a JSON body.
+pub async fn control(running: &Running, path: &str, body: Value) -> (u16, Value) {
+    let response = http()
+        .post(format!("{}/test/{path}", running.base))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
 }
 
 /// Checks a `Stripe-Signature` header against the body the way a receiver would.

@@ -32,6 +32,7 @@ pub mod invoice_fields {
     pub const ACTION_ID: &str = "action_id";
     pub const PAID_AT: &str = "paid_at";
     pub const UPDATED_AT: &str = "updated_at";
+    pub const REFUNDED_FROM: &str = "refunded_from";
 }
 
 /// How long charge events wait for a payment that is never recorded.
@@ -177,5 +178,7 @@ mod tests {
             assert!(item.contains_key(field), "{field}");
         }
         assert!(item.contains_key(keys::VERSION));
+        let reopened = paid.follow(&action, crate::domain::InvoiceEffect::Reopen, at).unwrap();
+        assert!(invoice_item(&reopened).contains_key(invoice_fields::REFUNDED_FROM));
     }
 }

@@ -296,6 +296,13 @@ fn held_invoice_update(
     if !held {
         removes.push("#action_id");
     }
+    // Reopened by a full refund: the invoice remembers whose, as `follow` does.
+    let reopen = effect == InvoiceEffect::Reopen;
+    if reopen {
+        sets.push("#refunded_from = :action");
+    } else {
+        removes.push("#refunded_from");
+    }
     let removes = if removes.is_empty() { String::new() } else { format!(" REMOVE {}", removes.join(", ")) };
     let at = at.format(&time::format_description::well_known::Rfc3339).expect("a timestamp formats as RFC 3339");
     Update::builder()
@@ -308,6 +315,7 @@ fn held_invoice_update(
         .expression_attribute_names("#updated_at", items::invoice_fields::UPDATED_AT)
         .expression_attribute_names("#paid_at", items::invoice_fields::PAID_AT)
         .expression_attribute_names("#action_id", items::invoice_fields::ACTION_ID)
+        .expression_attribute_names("#refunded_from", items::invoice_fields::REFUNDED_FROM)
         .expression_attribute_names("#v", keys::VERSION)
         .expression_attribute_values(":to", attribute(&to))
         .expression_attribute_values(":from", attribute(&from))

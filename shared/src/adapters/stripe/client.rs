@@ -12,25 +12,30 @@ use async_trait::async_trait;
 use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
-    CreateCheckoutSessionPaymentIntentData, ExpireCheckoutSession, ProductData, RetrieveCheckoutSession,
+    CreateCheckoutSessionPaymentIntentData, ExpireCheckoutSession, ListCheckoutSession, ProductData,
+    RetrieveCheckoutSession,
 };
-use stripe_core::refund::CreateRefund;
+use stripe_core::refund::{CreateRefund, ListRefund};
 use stripe_shared::{
     AccountId, CheckoutSessionLocale, CheckoutSessionMode, CheckoutSessionPaymentStatus, CheckoutSessionStatus,
 };
 
-use crate::domain::{Locale, StripeAccountId};
+use crate::domain::{Locale, RefundState, StripeAccountId, Timestamp};
 use crate::ports::{
     CheckoutRequest, CheckoutSession, Payments, PaymentsError, Refund, RefundRequest, SessionPaymentStatus,
-    SessionStatus,
+    SessionStatus, META_REFUND_ATTEMPT,
 };
 
 /// Per attempt; the whole call stays well inside a Lambda's timeout.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
 const MAX_ATTEMPTS: u32 = 3;
+/// Pages of a list read at most (100 each): an account's open sessions of a
+/// day, a payment's refunds (visitpay makes at most 250).
+const MAX_PAGES: usize = 10;
 
 pub struct StripePayments {
     client: Client,
+    livemode: bool,
 }
 
 impl StripePayments {
@@ -51,7 +56,8 @@ impl StripePayments {
             builder = builder.url(url);
         }
         let client = builder.build().map_err(|e| PaymentsError::Unavailable(Box::new(e)))?;
-        Ok(StripePayments { client })
+        let livemode = secret_key.starts_with("sk_live_") || secret_key.starts_with("rk_live_");
+        Ok(StripePayments { client, livemode })
     }
 }
 
@@ -66,6 +72,11 @@ fn retryable(e: &StripeError) -> bool {
 fn to_error(e: StripeError) -> PaymentsError {
     match e {
         StripeError::Stripe(_, 404) => PaymentsError::NotFound,
+        // "The provided key … does not have access to account … Application
+        // access may have been revoked."
+        StripeError::Stripe(err, 403) if err.code.as_ref().is_some_and(|c| c.as_str() == "account_invalid") => {
+            PaymentsError::AccountDisconnected
+        }
         StripeError::Stripe(err, status) if !matches!(status, 409 | 429 | 500..=599) => PaymentsError::Rejected {
             status,
             code: err.code.as_ref().map(|c| c.as_str().to_owned()),
@@ -132,7 +143,19 @@ fn session_of(s: stripe_shared::CheckoutSession) -> CheckoutSession {
             .map(|pi| pi.status.as_str().to_owned()),
         payment_intent: s.payment_intent.map(|p| p.id().as_str().to_owned()),
         metadata: s.metadata.unwrap_or_default().into_iter().collect(),
+        amount_total: s.amount_total,
+        currency: s.currency.map(|c| c.to_string()),
+        mode: Some(s.mode.as_str().to_owned()),
     }
+}
+
+fn refund_of(r: stripe_shared::Refund) -> Result<Refund, PaymentsError> {
+    let status = r.status.as_deref().unwrap_or_default();
+    let status = RefundState::parse(status).ok_or_else(|| {
+        PaymentsError::Unexpected(format!("refund {} in an unknown status {status:?}", r.id.as_str()))
+    })?;
+    let attempt = r.metadata.as_ref().and_then(|m| m.get(META_REFUND_ATTEMPT)).and_then(|a| a.parse().ok());
+    Ok(Refund { id: r.id.as_str().to_owned(), amount: r.amount, status, attempt })
 }
 
 fn stripe_locale(l: Locale) -> CheckoutSessionLocale {
@@ -201,12 +224,10 @@ impl Payments for StripePayments {
         account_id: &StripeAccountId,
         session_id: &str,
     ) -> Result<CheckoutSession, PaymentsError> {
+        // No idempotency key: expiring is safe to repeat, and Stripe would
+        // replay a first error (a 500 included) under a key for 24 hours.
         let expire = ExpireCheckoutSession::new(session_id);
-        let strategy = key(&format!("visitpay-expire-{session_id}"))?;
-        let session = with_retries(|| {
-            expire.customize().account_id(account(account_id)).request_strategy(strategy.clone()).send(&self.client)
-        })
-        .await?;
+        let session = with_retries(|| expire.customize().account_id(account(account_id)).send(&self.client)).await?;
         Ok(session_of(session))
     }
 
@@ -222,10 +243,59 @@ impl Payments for StripePayments {
             create.customize().account_id(account(&req.account)).request_strategy(strategy.clone()).send(&self.client)
         })
         .await?;
-        Ok(Refund {
-            id: refund.id.as_str().to_owned(),
-            amount: refund.amount,
-            status: refund.status.unwrap_or_default(),
-        })
+        refund_of(refund)
+    }
+
+    async fn list_open_checkouts(
+        &self,
+        account_id: &StripeAccountId,
+        created_since: Timestamp,
+    ) -> Result<Vec<CheckoutSession>, PaymentsError> {
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut list = ListCheckoutSession::new()
+                .status(stripe_shared::CheckoutSessionStatus::Open)
+                .created(stripe_types::RangeQueryTs::gte(created_since.unix_timestamp()))
+                .limit(100);
+            if let Some(last) = &after {
+                list = list.starting_after(last.clone());
+            }
+            let page = with_retries(|| list.customize().account_id(account(account_id)).send(&self.client)).await?;
+            after = page.data.last().map(|s| s.id.as_str().to_owned());
+            found.extend(page.data.into_iter().map(session_of));
+            if !page.has_more {
+                return Ok(found);
+            }
+        }
+        Err(PaymentsError::Unexpected(format!("more than {} open sessions", MAX_PAGES * 100)))
+    }
+
+    async fn list_refunds(
+        &self,
+        account_id: &StripeAccountId,
+        payment_intent: &str,
+    ) -> Result<Vec<Refund>, PaymentsError> {
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut list = ListRefund::new().payment_intent(payment_intent).limit(100);
+            if let Some(last) = &after {
+                list = list.starting_after(last.clone());
+            }
+            let page = with_retries(|| list.customize().account_id(account(account_id)).send(&self.client)).await?;
+            after = page.data.last().map(|r| r.id.as_str().to_owned());
+            for r in page.data {
+                found.push(refund_of(r)?);
+            }
+            if !page.has_more {
+                return Ok(found);
+            }
+        }
+        Err(PaymentsError::Unexpected(format!("more than {} refunds of {payment_intent}", MAX_PAGES * 100)))
+    }
+
+    fn livemode(&self) -> bool {
+        self.livemode
     }
 }

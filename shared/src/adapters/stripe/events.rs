@@ -1,11 +1,15 @@
 //! Stripe's event JSON decoded into payment signals: the one place that reads
-//! Stripe's event and object shapes (`data.object` of a Checkout Session or
-//! a Charge). The consumer matches on the typed signal.
+//! Stripe's event and object shapes (`data.object` of a Checkout Session, a
+//! Charge, a Refund, a Dispute or an Application). The consumer matches on
+//! the typed signal.
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::domain::{ActionEvent, ActionId, Actor, ChargeChange, ClinicId, PaymentSignal, RefundRecord, SignalKind};
+use crate::domain::{
+    ActionEvent, ActionId, Actor, ChargeChange, Charged, ClinicId, DisputeRecord, DisputeStatus, PaymentSignal,
+    RefundRecord, RefundState, SignalKind,
+};
 use crate::ports::{META_ACTION, META_CLINIC};
 
 /// The event types visitpay acts on; anything else is acknowledged and dropped.
@@ -15,7 +19,16 @@ pub const HANDLED_TYPES: &[&str] = &[
     "checkout.session.async_payment_failed",
     "checkout.session.expired",
     "charge.refunded",
+    "charge.refund.updated",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
     "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+    "charge.dispute.closed",
+    "account.application.deauthorized",
 ];
 
 pub fn handles(event_type: &str) -> bool {
@@ -44,6 +57,8 @@ struct StripeEvent {
     event_type: String,
     #[serde(default)]
     account: Option<String>,
+    #[serde(default)]
+    livemode: bool,
     data: EventData,
 }
 
@@ -61,11 +76,15 @@ fn metadata<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
     object.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str)
 }
 
-/// `payment_intent` is an id, an expanded object, or null.
-fn payment_intent_id(object: &Value) -> Option<String> {
-    match object.get("payment_intent") {
+fn text(object: &Value, key: &str) -> Option<String> {
+    object.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// An id field that is an id, an expanded object, or null.
+fn id_of(object: &Value, key: &str) -> Option<String> {
+    match object.get(key) {
         Some(Value::String(id)) => Some(id.clone()),
-        Some(Value::Object(pi)) => pi.get("id").and_then(Value::as_str).map(str::to_owned),
+        Some(Value::Object(o)) => o.get("id").and_then(Value::as_str).map(str::to_owned),
         _ => None,
     }
 }
@@ -77,48 +96,54 @@ fn ids(clinic: &str, action: &str) -> Result<(ClinicId, ActionId), DecodeError> 
 }
 
 /// What a Checkout Session event means for the action.
-fn session_event(event_type: &str, session: &Value) -> Result<Option<ActionEvent>, DecodeError> {
-    let session_id = session
-        .get("id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| DecodeError::Invalid("checkout session without id".into()))?
-        .to_owned();
+fn session_event(event_type: &str, session: &Value, account: Option<&str>) -> Result<Option<ActionEvent>, DecodeError> {
+    let session_id = text(session, "id").ok_or_else(|| DecodeError::Invalid("checkout session without id".into()))?;
     let payment_status = session.get("payment_status").and_then(Value::as_str).unwrap_or("");
+    let succeeded = || ActionEvent::PaymentSucceeded {
+        session_id: session_id.clone(),
+        payment_intent: id_of(session, "payment_intent"),
+        charged: Some(Charged {
+            amount: session.get("amount_total").and_then(Value::as_i64),
+            currency: text(session, "currency"),
+            mode: text(session, "mode"),
+            account: account.map(str::to_owned),
+        }),
+    };
     Ok(match event_type {
         "checkout.session.completed" => match payment_status {
-            "paid" | "no_payment_required" => {
-                Some(ActionEvent::PaymentSucceeded { session_id, payment_intent: payment_intent_id(session) })
-            }
+            "paid" | "no_payment_required" => Some(succeeded()),
             _ => Some(ActionEvent::PaymentProcessing { session_id }),
         },
-        "checkout.session.async_payment_succeeded" => {
-            Some(ActionEvent::PaymentSucceeded { session_id, payment_intent: payment_intent_id(session) })
-        }
+        "checkout.session.async_payment_succeeded" => Some(succeeded()),
         "checkout.session.async_payment_failed" => Some(ActionEvent::PaymentFailed { session_id }),
         "checkout.session.expired" => Some(ActionEvent::CheckoutExpired { session_id }),
         _ => None,
     })
 }
 
-/// A Charge's refunds that moved money (not `failed` or `canceled`), and
-/// Stripe's cumulative total.
-fn refunds(charge: &Value) -> ChargeChange {
-    let refunds = charge
-        .pointer("/refunds/data")
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter(|r| !matches!(r.get("status").and_then(Value::as_str), Some("failed" | "canceled")))
-                .filter_map(|r| {
-                    Some(RefundRecord {
-                        refund_id: r.get("id")?.as_str()?.to_owned(),
-                        amount: r.get("amount")?.as_i64()?,
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ChargeChange::Refunded { refunds, total_refunded: charge.get("amount_refunded").and_then(Value::as_i64) }
+/// A Refund object, as `refund.*` and `charge.refund.updated` carry it.
+fn refund(object: &Value) -> Result<RefundRecord, DecodeError> {
+    let invalid = |what: &str| DecodeError::Invalid(format!("a refund without {what}"));
+    let id = text(object, "id").ok_or_else(|| invalid("id"))?;
+    let amount = object.get("amount").and_then(Value::as_i64).ok_or_else(|| invalid("amount"))?;
+    let status = object.get("status").and_then(Value::as_str).ok_or_else(|| invalid("status"))?;
+    let status = RefundState::parse(status).ok_or_else(|| invalid("a known status"))?;
+    Ok(RefundRecord::new(id, amount, status))
+}
+
+/// A Dispute object, as `charge.dispute.*` carry it; the event type says
+/// what happened to the money.
+fn dispute(event_type: &str, object: &Value) -> Result<DisputeRecord, DecodeError> {
+    let invalid = |what: &str| DecodeError::Invalid(format!("a dispute without {what}"));
+    let status = object.get("status").and_then(Value::as_str).ok_or_else(|| invalid("status"))?;
+    Ok(DisputeRecord {
+        dispute_id: text(object, "id").ok_or_else(|| invalid("id"))?,
+        payment_intent: id_of(object, "payment_intent").unwrap_or_default(),
+        amount: object.get("amount").and_then(Value::as_i64).ok_or_else(|| invalid("amount"))?,
+        status: DisputeStatus::parse(status).ok_or_else(|| invalid("a known status"))?,
+        funds_withdrawn: event_type == "charge.dispute.funds_withdrawn",
+        funds_reinstated: event_type == "charge.dispute.funds_reinstated",
+    })
 }
 
 /// Decodes one event as Stripe sent it.
@@ -131,30 +156,51 @@ pub fn decode(body: &str) -> Result<Decoded, DecodeError> {
     } else {
         Actor::Stripe { event_id: event.id.clone() }
     };
-    let kind = match event.event_type.as_str() {
-        t if t.starts_with("checkout.session.") => {
-            let Some(action_event) = session_event(t, object)? else { return Ok(Decoded::Ignored(NOT_OURS)) };
+    let t = event.event_type.as_str();
+    let kind = match t {
+        _ if t.starts_with("checkout.session.") => {
+            let Some(action_event) = session_event(t, object, event.account.as_deref())? else {
+                return Ok(Decoded::Ignored(NOT_OURS));
+            };
             let (Some(clinic), Some(action)) = (metadata(object, META_CLINIC), metadata(object, META_ACTION)) else {
                 return Ok(Decoded::Ignored(NOT_OURS));
             };
             let (clinic_id, action_id) = ids(clinic, action)?;
             SignalKind::Action { clinic_id, action_id, event: action_event }
         }
-        "charge.refunded" | "charge.dispute.created" => {
-            let Some(payment_intent) = object.get("payment_intent").and_then(Value::as_str) else {
+        "charge.refunded"
+        | "charge.refund.updated"
+        | "refund.created"
+        | "refund.updated"
+        | "refund.failed"
+        | "charge.dispute.created"
+        | "charge.dispute.updated"
+        | "charge.dispute.funds_withdrawn"
+        | "charge.dispute.funds_reinstated"
+        | "charge.dispute.closed" => {
+            let Some(payment_intent) = id_of(object, "payment_intent") else {
                 return Ok(Decoded::Ignored(NOT_OURS));
             };
-            let change = if event.event_type == "charge.refunded" { refunds(object) } else { ChargeChange::Disputed };
-            SignalKind::Payment { payment_intent: payment_intent.to_owned(), change }
+            let change = match t {
+                // The charge no longer lists its refunds (API 2022-11-15).
+                "charge.refunded" => ChargeChange::RefundsChanged,
+                _ if t.starts_with("charge.dispute.") => ChargeChange::Dispute { dispute: dispute(t, object)? },
+                _ => ChargeChange::Refunded { refunds: vec![refund(object)?] },
+            };
+            SignalKind::Payment { payment_intent, change }
         }
+        "account.application.deauthorized" => match event.account.clone() {
+            Some(account) => SignalKind::AccountDisconnected { account },
+            None => return Ok(Decoded::Ignored("a deauthorization without an account")),
+        },
         LEGACY_EXPIRED_TYPE if actor == Actor::Reconcile => {
             let field = |k: &str| object.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
             let (clinic_id, action_id) = ids(&field("clinic_id"), &field("action_id"))?;
-            SignalKind::Action { clinic_id, action_id, event: ActionEvent::Expire }
+            SignalKind::Action { clinic_id, action_id, event: ActionEvent::Expire { closed: Default::default() } }
         }
         _ => return Ok(Decoded::Ignored("not a type visitpay acts on")),
     };
-    Ok(Decoded::Signal(PaymentSignal { actor, account: event.account, kind }))
+    Ok(Decoded::Signal(PaymentSignal { actor, account: event.account, livemode: event.livemode, kind }))
 }
 
 #[cfg(test)]
@@ -163,8 +209,9 @@ mod tests {
     use serde_json::json;
 
     fn session(event_type: &str, payment_status: &str) -> String {
-        json!({"id": "evt_1", "object": "event", "type": event_type, "account": "acct_1",
+        json!({"id": "evt_1", "object": "event", "type": event_type, "account": "acct_1", "livemode": false,
             "data": {"object": {"id": "cs_1", "object": "checkout.session", "payment_status": payment_status,
+                "mode": "payment", "amount_total": 4500, "currency": "cad",
                 "payment_intent": {"id": "pi_1", "object": "payment_intent"},
                 "metadata": {META_ACTION: "act_1", META_CLINIC: "c1"}}}})
         .to_string()
@@ -177,38 +224,89 @@ mod tests {
         }
     }
 
+    fn charge_event(event_type: &str, object: Value) -> String {
+        json!({"id": "evt_2", "object": "event", "type": event_type, "account": "acct_1", "data": {"object": object}})
+            .to_string()
+    }
+
     #[test]
-    fn checkout_sessions_become_action_events() {
+    fn checkout_sessions_become_action_events_with_what_they_charged() {
         let paid = signal(&session("checkout.session.completed", "paid"));
         assert_eq!(paid.actor, Actor::Stripe { event_id: "evt_1".into() });
-        assert_eq!(paid.account.as_deref(), Some("acct_1"));
+        assert_eq!((paid.account.as_deref(), paid.livemode), (Some("acct_1"), false));
         let SignalKind::Action { clinic_id, action_id, event } = paid.kind else { panic!() };
         assert_eq!((clinic_id.as_str(), action_id.as_str()), ("c1", "act_1"));
         assert_eq!(
             event,
-            ActionEvent::PaymentSucceeded { session_id: "cs_1".into(), payment_intent: Some("pi_1".into()) }
+            ActionEvent::PaymentSucceeded {
+                session_id: "cs_1".into(),
+                payment_intent: Some("pi_1".into()),
+                charged: Some(Charged {
+                    amount: Some(4500),
+                    currency: Some("cad".into()),
+                    mode: Some("payment".into()),
+                    account: Some("acct_1".into()),
+                }),
+            }
         );
         let unpaid = signal(&session("checkout.session.completed", "unpaid"));
         assert!(matches!(unpaid.kind, SignalKind::Action { event: ActionEvent::PaymentProcessing { .. }, .. }));
         let failed = signal(&session("checkout.session.async_payment_failed", "unpaid"));
         assert!(matches!(failed.kind, SignalKind::Action { event: ActionEvent::PaymentFailed { .. }, .. }));
+        let live =
+            signal(&session("checkout.session.completed", "paid").replace("\"livemode\":false", "\"livemode\":true"));
+        assert!(live.livemode);
+    }
+
+    /// Since API version 2022-11-15 a Charge does not list its refunds (Stripe
+    /// changelog, "Remove the `refunds` property from Charge"): `charge.refunded`
+    /// only says they changed; `refund.*` carry each refund with its status.
+    #[test]
+    fn refund_events_carry_the_refund_and_its_status() {
+        let charge = json!({"id": "ch_1", "object": "charge", "payment_intent": "pi_1", "amount_refunded": 500});
+        let SignalKind::Payment { payment_intent, change } = signal(&charge_event("charge.refunded", charge)).kind
+        else {
+            panic!()
+        };
+        assert_eq!((payment_intent.as_str(), change), ("pi_1", ChargeChange::RefundsChanged));
+        for (t, status, state) in [
+            ("refund.created", "pending", RefundState::Pending),
+            ("refund.updated", "succeeded", RefundState::Succeeded),
+            ("refund.failed", "failed", RefundState::Failed),
+            ("charge.refund.updated", "canceled", RefundState::Canceled),
+        ] {
+            let object = json!({"id": "re_1", "object": "refund", "amount": 500, "status": status,
+                "charge": "ch_1", "payment_intent": "pi_1"});
+            let SignalKind::Payment { change, .. } = signal(&charge_event(t, object)).kind else { panic!() };
+            assert_eq!(change, ChargeChange::Refunded { refunds: vec![RefundRecord::new("re_1", 500, state)] }, "{t}");
+        }
+        let strange =
+            json!({"id": "re_1", "object": "refund", "amount": 500, "status": "teleported", "payment_intent": "pi_1"});
+        assert!(matches!(decode(&charge_event("refund.updated", strange)), Err(DecodeError::Invalid(_))));
     }
 
     #[test]
-    fn refunds_that_moved_no_money_are_left_out() {
-        let body = json!({"id": "evt_2", "object": "event", "type": "charge.refunded",
-            "data": {"object": {"id": "ch_1", "object": "charge", "payment_intent": "pi_1", "amount_refunded": 500,
-                "refunds": {"data": [{"id": "re_1", "amount": 500, "status": "succeeded"},
-                                     {"id": "re_2", "amount": 700, "status": "failed"}]}}}});
-        let SignalKind::Payment { payment_intent, change } = signal(&body.to_string()).kind else { panic!() };
-        assert_eq!(payment_intent, "pi_1");
+    fn dispute_events_carry_the_dispute_and_what_happened_to_the_money() {
+        let object = |status: &str| {
+            json!({"id": "dp_1", "object": "dispute", "amount": 4500, "charge": "ch_1", "payment_intent": "pi_1",
+                "status": status, "reason": "fraudulent"})
+        };
+        let withdrawn = signal(&charge_event("charge.dispute.funds_withdrawn", object("needs_response")));
+        let SignalKind::Payment { change: ChargeChange::Dispute { dispute }, .. } = withdrawn.kind else { panic!() };
         assert_eq!(
-            change,
-            ChargeChange::Refunded {
-                refunds: vec![RefundRecord { refund_id: "re_1".into(), amount: 500 }],
-                total_refunded: Some(500)
-            }
+            (dispute.status, dispute.funds_withdrawn, dispute.amount),
+            (DisputeStatus::NeedsResponse, true, 4500)
         );
+        let lost = signal(&charge_event("charge.dispute.closed", object("lost")));
+        let SignalKind::Payment { change: ChargeChange::Dispute { dispute }, .. } = lost.kind else { panic!() };
+        assert_eq!((dispute.status, dispute.payment_intent.as_str()), (DisputeStatus::Lost, "pi_1"));
+    }
+
+    #[test]
+    fn a_deauthorization_names_the_account() {
+        let body = json!({"id": "evt_5", "object": "event", "type": "account.application.deauthorized",
+            "account": "acct_1", "data": {"object": {"id": "ca_1", "object": "application", "name": "visitpay"}}});
+        assert_eq!(signal(&body.to_string()).kind, SignalKind::AccountDisconnected { account: "acct_1".into() });
     }
 
     #[test]

@@ -80,21 +80,6 @@ async fn a_payment_racing_a_cancel_is_kept_and_flagged(store: DynStore) {
     assert!(!action_of(&deps, "c1", &action.action_id).await.refund_needed());
 }
 
-async fn paid_action(
-    deps: &TestDeps,
-    stripe: &StripeFixture,
-    c: &str,
-    lines: &[(&str, i64, &str)],
-) -> visitpay::domain::Action {
-    let (action, token) = assigned_action(deps, c, lines).await;
-    let session = open_checkout(deps, c, &action.action_id, &token).await;
-    stripe.pay(&session, "succeeded").await;
-    deliver_all(deps, stripe).await;
-    let paid = action_of(deps, c, &action.action_id).await;
-    assert_eq!(paid.status(), ActionStatus::Paid);
-    paid
-}
-
 fn refund_posts(stripe: &StripeFixture) -> usize {
     stripe.emulator.requests().iter().filter(|r| r["method"] == "POST" && r["path"] == "/v1/refunds").count()
 }
@@ -480,8 +465,11 @@ async fn money_signals_reach_the_metrics(store: DynStore) {
     for _ in 0..2 {
         apply_stripe_event(&deps, &dispute.to_string()).await.unwrap();
     }
+    // A disputed payment is not refunded at all (Stripe refuses: `charge_disputed`),
+    // so the refused refund is of another, undisputed payment.
+    let refused = paid_action(&deps, &stripe, "c1", &[("4", 3000, "")]).await;
     deps.payments = Arc::new(Refusing(stripe.payments.clone()));
-    let refund = actions::refund(&deps, &staff("c1"), &clinic("c1"), &paid.action_id, None).await;
+    let refund = actions::refund(&deps, &staff("c1"), &clinic("c1"), &refused.action_id, None).await;
     assert!(matches!(refund, Err(AppError::Payments(visitpay::ports::PaymentsError::Rejected { .. }))), "{refund:?}");
     let (_, open_token) = assigned_action(&deps, "c2", &[("3", 500, "")]).await;
     checkout::open(&deps, &open_token).await.unwrap();
@@ -495,8 +483,8 @@ async fn money_signals_reach_the_metrics(store: DynStore) {
         signals,
         vec![
             (MoneySignal::RefundNeeded, late_id),
-            (MoneySignal::DisputeOpened, paid_id.clone()),
-            (MoneySignal::RefundFailed, paid_id),
+            (MoneySignal::DisputeOpened, paid_id),
+            (MoneySignal::RefundFailed, Some(refused.action_id.to_string())),
             (MoneySignal::ReconcileErrors(1), None),
         ]
     );

@@ -385,6 +385,110 @@ impl Payments for RacingExpire {
     }
 }
 
+/// An action assigned, opened and paid, its events applied.
+pub async fn paid_action(
+    deps: &TestDeps,
+    stripe: &StripeFixture,
+    c: &str,
+    lines: &[(&str, i64, &str)],
+) -> visitpay::domain::Action {
+    let (action, token) = assigned_action(deps, c, lines).await;
+    let session = open_checkout(deps, c, &action.action_id, &token).await;
+    stripe.pay(&session, "succeeded").await;
+    deliver_all(deps, stripe).await;
+    let paid = action_of(deps, c, &action.action_id).await;
+    assert_eq!(paid.status(), visitpay::domain::ActionStatus::Paid);
+    paid
+}
+
+/// A Checkout Session made at Stripe for `action` but not through visitpay's
+/// checkout (a click that crashed before recording it, or someone else's,
+/// on `account`), for `amount`; its id.
+pub async fn session_at_stripe(
+    stripe: &StripeFixture,
+    account: &str,
+    action: &visitpay::domain::Action,
+    amount: i64,
+) -> String {
+    use visitpay::ports::{CheckoutLine, META_ACTION, META_CLINIC};
+    let now = stripe.emulator.clock().now();
+    let request = CheckoutRequest {
+        account: StripeAccountId::parse(account).unwrap(),
+        idempotency_key: format!("stray-{}-{amount}-{now}-{}", action.action_id, stripe.emulator.requests().len()),
+        currency: action.currency,
+        lines: vec![CheckoutLine { name: "Services".into(), amount }],
+        client_reference_id: action.action_id.to_string(),
+        metadata: vec![
+            (META_ACTION.to_owned(), action.action_id.to_string()),
+            (META_CLINIC.to_owned(), action.clinic_id.to_string()),
+        ],
+        locale: action.locale,
+        expires_at: time::OffsetDateTime::from_unix_timestamp(now + 3600).unwrap(),
+        success_url: "https://pay.example.test/done".into(),
+        cancel_url: "https://pay.example.test/back".into(),
+    };
+    stripe.payments.create_checkout(&request).await.unwrap().id
+}
+
+impl StripeFixture {
+    /// A session's status at Stripe, on the tests' account.
+    pub async fn session_status(&self, session_id: &str) -> visitpay::ports::SessionStatus {
+        let account = StripeAccountId::parse(ACCOUNT).unwrap();
+        self.payments.retrieve_checkout(&account, session_id).await.unwrap().status
+    }
+}
+
+/// A Stripe that, right after its first expire call, lets something else
+/// happen (`meanwhile`: a webhook, a patient's click) before answering: the
+/// window in which a cancel or an expiry races a new session.
+pub struct MeanwhileAfterExpire {
+    inner: Arc<dyn Payments>,
+    meanwhile: std::sync::Mutex<Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>>,
+}
+
+impl MeanwhileAfterExpire {
+    pub fn new(
+        inner: Arc<dyn Payments>,
+        meanwhile: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Arc<Self> {
+        Arc::new(MeanwhileAfterExpire { inner, meanwhile: std::sync::Mutex::new(Some(Box::pin(meanwhile))) })
+    }
+}
+
+#[async_trait::async_trait]
+impl Payments for MeanwhileAfterExpire {
+    async fn create_checkout(&self, r: &CheckoutRequest) -> Result<CheckoutSession, PaymentsError> {
+        self.inner.create_checkout(r).await
+    }
+    async fn retrieve_checkout(&self, a: &StripeAccountId, s: &str) -> Result<CheckoutSession, PaymentsError> {
+        self.inner.retrieve_checkout(a, s).await
+    }
+    async fn expire_checkout(&self, a: &StripeAccountId, s: &str) -> Result<CheckoutSession, PaymentsError> {
+        let answer = self.inner.expire_checkout(a, s).await;
+        let meanwhile = self.meanwhile.lock().unwrap().take();
+        if let Some(meanwhile) = meanwhile {
+            meanwhile.await;
+        }
+        answer
+    }
+    async fn refund(&self, r: &RefundRequest) -> Result<Refund, PaymentsError> {
+        self.inner.refund(r).await
+    }
+    async fn list_open_checkouts(
+        &self,
+        a: &StripeAccountId,
+        since: visitpay::domain::Timestamp,
+    ) -> Result<Vec<CheckoutSession>, PaymentsError> {
+        self.inner.list_open_checkouts(a, since).await
+    }
+    async fn list_refunds(&self, a: &StripeAccountId, pi: &str) -> Result<Vec<Refund>, PaymentsError> {
+        self.inner.list_refunds(a, pi).await
+    }
+    fn livemode(&self) -> bool {
+        self.inner.livemode()
+    }
+}
+
 /// The patient opens Checkout for an action; returns the session's id.
 pub async fn open_checkout(
     deps: &TestDeps,

@@ -303,12 +303,7 @@ fn every_money_signal_has_an_alarm() {
     let t = template();
     let namespace = s(&t["Globals"]["Function"]["Environment"]["Variables"]["VISITPAY_METRICS_NAMESPACE"]);
     let alarms = resources_of_type(&t, "AWS::CloudWatch::Alarm");
-    for signal in [
-        MoneySignal::RefundNeeded,
-        MoneySignal::RefundFailed,
-        MoneySignal::DisputeOpened,
-        MoneySignal::ReconcileErrors(0),
-    ] {
+    for signal in MoneySignal::ALL {
         let alarm = alarms
             .iter()
             .find(|(_, a)| s(&a["Properties"]["MetricName"]) == signal.name())

@@ -236,6 +236,20 @@ fn dispatch(state: &mut State, ctx: &Ctx, method: &Method, path: &str, params: &
             }
             _ => Err(ApiError::no_such("charge", id, "charge")),
         },
+        ("GET", ["v1", "disputes"]) => {
+            let payment_intent = opt_string(params, "payment_intent");
+            let charge = opt_string(params, "charge");
+            let mut items: Vec<&crate::store::Dispute> = state
+                .disputes
+                .values()
+                .filter(|d| d.account == ctx.account)
+                .filter(|d| payment_intent.as_deref().is_none_or(|pi| d.payment_intent == pi))
+                .filter(|d| charge.as_deref().is_none_or(|ch| d.charge == ch))
+                .collect();
+            items.sort_by(|a, b| (b.created, &b.id).cmp(&(a.created, &a.id)));
+            let items = items.into_iter().map(|d| (d.id.clone(), d)).collect();
+            paginate(items, |d| objects::dispute(d, live), params, "/v1/disputes")
+        }
         ("GET", ["v1", "disputes", id]) => match state.disputes.get(*id) {
             Some(dispute) if dispute.account == ctx.account => Ok(objects::dispute(dispute, live)),
             _ => Err(ApiError::no_such("dispute", id, "dispute")),
@@ -688,6 +702,18 @@ fn create_refund(state: &mut State, ctx: &Ctx, params: &Value) -> Result<Value, 
     };
 
     let charge = &state.charges[&charge_id];
+    // "The charge ch_… has been charged back; cannot issue a refund": a disputed
+    // payment is refundable only while the dispute is an inquiry
+    // (`is_charge_refundable`, Stripe API reference, Dispute).
+    if let Some(dispute) = charge.dispute.as_ref().and_then(|id| state.disputes.get(id)) {
+        if !dispute.charge_refundable() {
+            return Err(ApiError::refused(
+                Some("charge_disputed"),
+                format!("The charge {charge_id} has been charged back; cannot issue a refund."),
+                None,
+            ));
+        }
+    }
     let remaining = charge.amount - state.amount_refunded(charge);
     let amount = match params.get("amount") {
         None => remaining,

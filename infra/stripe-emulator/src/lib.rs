@@ -7,10 +7,14 @@
 //!
 //! - Stripe API (`Authorization: Bearer sk_test_...`): `POST /v1/checkout/sessions`,
 //!   `GET /v1/checkout/sessions[/{id}[/line_items]]`, `POST /v1/checkout/sessions/{id}/expire`,
-//!   `POST /v1/refunds`, `GET /v1/refunds/{id}`, `GET /v1/payment_intents/{id}`,
-//!   `GET /v1/charges/{id}`, `GET /v1/events[/{id}]`.
+//!   `POST /v1/refunds`, `GET /v1/refunds[/{id}]`, `GET /v1/payment_intents/{id}`,
+//!   `GET /v1/charges/{id}`, `GET /v1/disputes[/{id}]`, `GET /v1/events[/{id}]`.
 //! - Test controls (JSON, no auth): `POST /test/checkout_sessions/{id}/pay`, `GET /test/requests`,
-//!   `POST /test/clock/advance`.
+//!   `POST /test/clock/advance`, `POST /test/refunds/behaviour`, `POST /test/refunds/{id}`,
+//!   `POST /test/payment_intents/{id}/dispute`, `POST /test/disputes/{id}/{step}`,
+//!   `POST /test/accounts`, `POST /test/accounts/{id}/deauthorize`, `POST /test/livemode`,
+//!   `POST /test/latency`, `POST /test/faults`, `POST /test/webhooks/mode`,
+//!   `POST /test/webhooks/flush`, `GET /test/webhooks`.
 //! - Hosted checkout page: `GET /checkout/{id}`, `POST /checkout/{id}/pay` (form).
 
 // Stripe objects are big `json!` literals.
@@ -126,7 +130,8 @@ impl Emulator {
         self.inner.deliveries.set_mode(mode);
     }
 
-    /// Delivers every pending event now (held, delayed and retrying ones too), once each.
+    /// Delivers now every pending event not tried yet (held and delayed ones
+    /// too), and the retries that are due on the backoff, once each.
     pub async fn flush_webhooks(&self) -> Pass {
         let Some(client) = webhooks::client() else { return Pass::default() };
         self.inner.deliveries.pass(&client, true).await

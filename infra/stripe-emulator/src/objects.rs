@@ -344,7 +344,7 @@ pub(crate) fn dispute(d: &Dispute, livemode: bool) -> Value {
         "evidence": {},
         "evidence_details": {"due_by": d.created + 7 * 86_400, "enhanced_eligibility": {}, "has_evidence": false,
                              "past_due": false, "submission_count": 0},
-        "is_charge_refundable": false,
+        "is_charge_refundable": d.charge_refundable(),
         "livemode": livemode,
         "metadata": {},
         "payment_intent": d.payment_intent,

@@ -172,6 +172,8 @@ async fn deauthorize_account(State(emulator): State<Emulator>, Path(id): Path<St
             &crate::store::Origin::default(),
             true,
         );
+        // The platform can no longer read the account's events, so the event itself is answered.
+        let event = state.events.iter().rev().find(|e| e.id == event).map(crate::objects::event);
         Ok(json!({"id": id, "connected": false, "event": event}))
     }))
 }
@@ -216,7 +218,7 @@ async fn webhook_mode(State(emulator): State<Emulator>, body: Bytes) -> Response
     }))
 }
 
-/// `POST /test/webhooks/flush`: delivers everything pending now, once each.
+/// `POST /test/webhooks/flush`: delivers now what is held or delayed, and the retries that are due.
 async fn flush_webhooks(State(emulator): State<Emulator>) -> Response {
     let pass = emulator.flush_webhooks().await;
     json_response(200, &serde_json::to_value(pass).unwrap_or_default())

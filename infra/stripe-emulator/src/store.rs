@@ -183,6 +183,14 @@ pub(crate) struct Dispute {
     pub balance_transactions: Vec<(String, i64)>,
 }
 
+impl Dispute {
+    /// Whether the charge may still be refunded (Stripe's `is_charge_refundable`):
+    /// during an inquiry (`warning_*`), or once the dispute is won.
+    pub(crate) fn charge_refundable(&self) -> bool {
+        self.status.starts_with("warning_") || self.status == "won"
+    }
+}
+
 /// Which API request (if any) caused an event: Stripe's `event.request`.
 #[derive(Clone, Default)]
 pub(crate) struct Origin {
@@ -606,6 +614,9 @@ impl State {
             id: random_id("dp_"),
             account: charge.account.clone(),
             created: self.now(),
+            // A refunded payment can still be disputed, for its whole amount: the
+            // bank does not know of the refund ("Respond to disputes": evidence of
+            // the refund is the clinic's answer).
             amount: amount.unwrap_or(charge.amount).min(charge.amount),
             currency: charge.currency.clone(),
             charge: charge_id.clone(),
@@ -625,8 +636,10 @@ impl State {
     }
 
     /// A dispute's next step, with Stripe's event: `update` (a new status),
-    /// `funds_withdrawn`, `funds_reinstated`, `close` (won or lost; a won
-    /// dispute whose funds were withdrawn reinstates them).
+    /// `funds_withdrawn`, `close` (won or lost). Funds are reinstated only
+    /// when a dispute is won ("Occurs when funds are reinstated to your
+    /// account after a dispute is closed"), so a won dispute whose funds were
+    /// withdrawn reinstates them.
     pub(crate) fn dispute_step(&mut self, id: &str, step: &str, status: Option<&str>) -> Result<Value, ApiError> {
         let dispute = self.disputes.get(id).ok_or_else(|| ApiError::no_such("dispute", id, "id"))?;
         let closed = matches!(dispute.status.as_str(), "won" | "lost" | "warning_closed" | "prevented");
@@ -644,13 +657,10 @@ impl State {
                 d.status = s.to_owned();
                 events.push("charge.dispute.updated");
             }
-            ("funds_withdrawn", _) if withdrawn == 0 => {
+            // Funds are withdrawn once, when the dispute opens (and reinstated if it is won).
+            ("funds_withdrawn", _) if d.balance_transactions.is_empty() => {
                 d.balance_transactions.push((random_id("txn_"), -d.amount));
                 events.push("charge.dispute.funds_withdrawn");
-            }
-            ("funds_reinstated", _) if withdrawn < 0 => {
-                d.balance_transactions.push((random_id("txn_"), -withdrawn));
-                events.push("charge.dispute.funds_reinstated");
             }
             ("close", Some(outcome @ ("won" | "lost"))) => {
                 d.status = outcome.to_owned();

@@ -147,15 +147,18 @@ impl Deliveries {
         lock(&self.outbox).pending.len()
     }
 
-    /// Takes what is due (all of it when `force`), in the mode's order.
-    fn take_due(&self, force: bool) -> Vec<Pending> {
+    /// Takes what is due, in the mode's order. `release` also takes what is
+    /// held or delayed and not tried yet; a retry still waits for its turn on
+    /// the backoff (forcing it early would spend Stripe's three days of
+    /// retries in seconds).
+    fn take_due(&self, release: bool) -> Vec<Pending> {
         let now = self.clock.now();
         let mut outbox = lock(&self.outbox);
-        if outbox.mode.hold && !force {
+        if outbox.mode.hold && !release {
             return Vec::new();
         }
         let (mut due, rest): (Vec<Pending>, Vec<Pending>) =
-            outbox.pending.drain(..).partition(|p| force || p.due_at <= now);
+            outbox.pending.drain(..).partition(|p| p.due_at <= now || (release && p.attempts == 0));
         outbox.pending = rest;
         if outbox.mode.shuffle {
             for i in (1..due.len()).rev() {
@@ -173,10 +176,10 @@ impl Deliveries {
 
     /// One delivery pass: every due event is attempted once; a failure is
     /// scheduled again on the backoff, or given up after the last.
-    pub(crate) async fn pass(&self, client: &reqwest::Client, force: bool) -> Pass {
+    pub(crate) async fn pass(&self, client: &reqwest::Client, release: bool) -> Pass {
         let _one = self.passing.lock().await;
         let mut result = Pass::default();
-        for mut p in self.take_due(force) {
+        for mut p in self.take_due(release) {
             let delivered = self.deliver(client, &p.body).await;
             let mut outbox = lock(&self.outbox);
             if delivered {

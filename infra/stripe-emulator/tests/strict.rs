@@ -106,6 +106,14 @@ async fn disputes_open_withdraw_and_close() {
     assert_eq!(disputed["disputed"], true);
     let id = dispute["id"].as_str().unwrap();
     control(&running, &format!("disputes/{id}/funds_withdrawn"), json!({})).await;
+    // Funds come back only with a won dispute ("after a dispute is closed"), and
+    // a charged-back payment cannot be refunded meanwhile ("is_charge_refundable").
+    let (status, _) = control(&running, &format!("disputes/{id}/funds_reinstated"), json!({})).await;
+    assert_eq!(status, 400);
+    let (status, _) = control(&running, &format!("disputes/{id}/funds_withdrawn"), json!({})).await;
+    assert_eq!(status, 400, "withdrawn once");
+    let (status, refused) = api_post(&running, "refunds", &format!("payment_intent={pi}"), Some(ACCOUNT)).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("charge_disputed")));
     control(&running, &format!("disputes/{id}/update"), json!({"status": "under_review"})).await;
     let (_, won) = control(&running, &format!("disputes/{id}/close"), json!({"outcome": "won"})).await;
     assert_eq!(won["status"], "won");

@@ -65,6 +65,14 @@ impl EmbeddedQueue {
             + *self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Receives and deletes every visible message at once (reading the queue
+    /// by hand, as a test or a tool does), oldest first.
+    pub fn take_all(&self) -> Vec<String> {
+        let (batch, _) = self.take_visible(usize::MAX);
+        *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) -= batch.len();
+        batch.into_iter().map(|m| m.body).collect()
+    }
+
     fn take_visible(&self, max: usize) -> (Vec<Message>, Option<Instant>) {
         let mut queue = self.messages.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();

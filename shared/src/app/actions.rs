@@ -219,6 +219,9 @@ pub async fn refund(
             if remaining == 0 {
                 return Err(DomainError::NotRefundable(action.status()).into());
             }
+            if action.refunds_blocked_by_dispute() {
+                return Err(DomainError::PaymentDisputed.into());
+            }
             let amount = amount.unwrap_or(remaining);
             if amount <= 0 || amount > crate::domain::MAX_AMOUNT {
                 return Err(DomainError::InvalidAmount.into());

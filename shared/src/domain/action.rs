@@ -372,10 +372,11 @@ pub struct LatePayment {
 }
 
 impl LatePayment {
-    /// All of it refunded at Stripe (pending refunds included). A record
+    /// Nothing of it left at the clinic: refunded at Stripe (pending refunds
+    /// included), or taken back by a lost dispute (`withdrawn`). A record
     /// without an amount (older than amounts) counts any refund, as it did.
-    fn settled(&self) -> bool {
-        let back = refunded_total(&self.refunds);
+    fn settled(&self, withdrawn: i64) -> bool {
+        let back = refunded_total(&self.refunds) + withdrawn;
         match self.amount {
             Some(amount) => back >= amount,
             None => back > 0 || (self.refunded && self.refunds.is_empty()),
@@ -613,6 +614,7 @@ impl Action {
             (_, E::Refunded { payment_intent, refunds, .. })
                 if self.payment_intent_id.as_deref() != Some(payment_intent.as_str()) =>
             {
+                let withdrawn = self.withdrawn_from(payment_intent);
                 let Some(late) = next
                     .late_payments
                     .iter_mut()
@@ -621,7 +623,7 @@ impl Action {
                     return unchanged();
                 };
                 let merged = merge_refunds(&mut late.refunds, refunds);
-                let settled = late.settled();
+                let settled = late.settled(withdrawn);
                 if merged.is_empty() && late.refunded == settled {
                     return unchanged();
                 }
@@ -679,6 +681,12 @@ impl Action {
                     return unchanged();
                 }
                 next.disputed = next.disputes.iter().any(|d| !d.status.is_closed());
+                // A lost dispute of a late payment gave that money back too.
+                let withdrawn = next.withdrawn_from(payment_intent);
+                for late in next.late_payments.iter_mut().filter(|p| p.payment_intent.as_ref() == Some(payment_intent))
+                {
+                    late.refunded = late.settled(withdrawn);
+                }
                 let d = next.disputes.iter().find(|d| d.dispute_id == seen.dispute_id).expect("merged");
                 let reason = match d.outcome() {
                     Some("lost") => format!("dispute {} lost: {} withdrawn", d.dispute_id, d.withdrawn()),
@@ -711,6 +719,19 @@ impl Action {
         next.status = to;
         next.version += 1;
         Ok(Transition { action: next, invoices: effect, changed: true })
+    }
+
+    /// What disputes took back of a payment of this action.
+    fn withdrawn_from(&self, payment_intent: &str) -> i64 {
+        self.disputes.iter().filter(|d| d.payment_intent == payment_intent).map(|d| d.withdrawn()).sum()
+    }
+
+    /// A dispute stops refunds of the action's payment while it is more than
+    /// an inquiry and not won (Stripe: "has been charged back; cannot issue a
+    /// refund"); a lost one took the money already.
+    pub fn refunds_blocked_by_dispute(&self) -> bool {
+        let own = self.payment_intent_id.as_deref().unwrap_or_default();
+        self.disputes.iter().any(|d| d.payment_intent == own && d.blocks_refunds())
     }
 
     /// Why a payment is not this action's, from what Stripe said it charged.

@@ -218,6 +218,12 @@ impl DisputeRecord {
             0
         }
     }
+    /// Stripe refuses refunds of the charge meanwhile: a chargeback under
+    /// way or lost (an inquiry, `warning_*`, or a won dispute does not).
+    pub fn blocks_refunds(&self) -> bool {
+        matches!(self.status, DisputeStatus::NeedsResponse | DisputeStatus::UnderReview | DisputeStatus::Lost)
+    }
+
     /// `won` or `lost` once closed.
     pub fn outcome(&self) -> Option<&'static str> {
         match self.status {

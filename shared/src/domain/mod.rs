@@ -83,6 +83,8 @@ pub enum DomainError {
     CheckoutChanged,
     #[error("a refund of this payment is being made; try again in a minute")]
     RefundInProgress,
+    #[error("this payment is disputed: the patient's bank decides; it cannot be refunded meanwhile")]
+    PaymentDisputed,
 }
 
 /// Times are UTC, serialized as RFC 3339 everywhere (API and storage).

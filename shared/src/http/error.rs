@@ -115,6 +115,7 @@ impl From<DomainError> for ApiError {
             AmountBelowMinimum { .. } => (bad, "amount_below_minimum"),
             CheckoutChanged => (conflict, "concurrent_update"),
             RefundInProgress => (conflict, "refund_in_progress"),
+            PaymentDisputed => (conflict, "payment_disputed"),
         };
         ApiError::new(status, code, e.to_string())
     }

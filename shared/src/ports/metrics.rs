@@ -21,6 +21,16 @@ pub enum MoneySignal {
 }
 
 impl MoneySignal {
+    /// Every signal (each must have its alarm in the template).
+    pub const ALL: [MoneySignal; 6] = [
+        MoneySignal::RefundNeeded,
+        MoneySignal::RefundFailed,
+        MoneySignal::DisputeOpened,
+        MoneySignal::DisputeLost,
+        MoneySignal::AccountDisconnected,
+        MoneySignal::ReconcileErrors(0),
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             MoneySignal::RefundNeeded => "RefundNeeded",

@@ -1,0 +1,669 @@
+//! A property test across the whole lifecycle: random interleavings of
+//! patient clicks and payments (card, delayed, declined), staff cancels and
+//! refunds, dashboard refunds, refunds that fail at the bank, disputes and
+//! their outcomes, sessions that expire, reconcile runs and a webhook
+//! endpoint that is sometimes down, with Stripe's events held, shuffled and
+//! duplicated by the emulator (at least once, in no order, retried with
+//! backoff). After each step, at most one of visitpay's sessions per action is
+//! open; after everything settles:
+//!
+//! - the money Stripe holds for an action is what the action shows it keeps
+//!   (paid, less refunded, less what lost disputes took);
+//! - no invoice is paid twice, or held by two live actions;
+//! - every payment that is not a live action's own is recorded and flagged
+//!   until Stripe has refunded all of it;
+//! - no session of an ended action can still be paid.
+//!
+//! Bounded and seeded: `VISITPAY_PROPERTY_SEED` replays a run (the seed is
+//! printed), `VISITPAY_PROPERTY_STEPS` sets its length (default 120).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use visitpay::adapters::embedded_queue::EmbeddedQueue;
+use visitpay::app::reconcile::{self, ReconcileConfig};
+use visitpay::app::{actions, checkout, invoices, AppError};
+use visitpay::domain::{Action, ActionId, ActionStatus, InvoiceStatus};
+use visitpay::ports::{EventQueue, PaymentsError, QueueMessage};
+use visitpay_tests::*;
+
+/// splitmix64: small, fast, and the same sequence for the same seed everywhere.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        (!items.is_empty()).then(|| &items[self.below(items.len())])
+    }
+}
+
+const CLINICS: [&str; 2] = ["pa", "pb"];
+
+struct World {
+    deps: TestDeps,
+    stripe: StripeFixture,
+    queue: Arc<EmbeddedQueue>,
+    endpoint_up: Arc<AtomicBool>,
+    rng: Rng,
+    seed: u64,
+    /// (clinic, action, patient token), in the order assigned.
+    actions: Vec<(String, ActionId, String)>,
+    next_invoice: u32,
+    /// Sessions visitpay handed out, by action.
+    ours: BTreeMap<String, Vec<String>>,
+    log: Vec<String>,
+}
+
+impl World {
+    fn fail(&self, what: impl std::fmt::Display) -> ! {
+        let steps = self.log.join("\n  ");
+        panic!(
+            "seed {}: {what}\nsteps:\n  {steps}\nreplay: VISITPAY_PROPERTY_SEED={} scripts/test",
+            self.seed, self.seed
+        )
+    }
+
+    /// A use case's refusal is part of the game; anything else is a defect.
+    fn expected<T>(&self, step: &str, result: Result<T, AppError>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(AppError::Domain(_) | AppError::NotFound(_) | AppError::Contended) => None,
+            Err(AppError::Payments(PaymentsError::Rejected { .. } | PaymentsError::Unavailable(_))) => None,
+            Err(e) => self.fail(format!("{step}: unexpected {e:?}")),
+        }
+    }
+
+    async fn action(&self, clinic: &str, id: &ActionId) -> Action {
+        action_of(&self.deps, clinic, id).await
+    }
+
+    async fn all_actions(&self) -> Vec<Action> {
+        let mut all = Vec::new();
+        for (c, id, _) in &self.actions {
+            all.push(self.action(c, id).await);
+        }
+        all
+    }
+
+    async fn pick_action(&mut self, want: impl Fn(&Action) -> bool) -> Option<Action> {
+        let all = self.all_actions().await;
+        let fitting: Vec<Action> = all.into_iter().filter(|a| want(a)).collect();
+        self.rng.pick(&fitting).cloned()
+    }
+
+    fn token_of(&self, id: &ActionId) -> String {
+        self.actions.iter().find(|(_, a, _)| a == id).map(|(_, _, t)| t.clone()).expect("known action")
+    }
+
+    async fn assign(&mut self) {
+        let c = *self.rng.pick(&CLINICS).unwrap();
+        // New invoices, or ones a full refund made owed again.
+        let owed: Vec<String> = invoice_states(&self.deps, c, "p1")
+            .await
+            .into_iter()
+            .filter(|(_, s)| matches!(s, InvoiceStatus::Unprocessed | InvoiceStatus::Selected))
+            .map(|(id, _)| id)
+            .collect();
+        let mut chosen: Vec<String> = Vec::new();
+        if let (true, Some(id)) = (self.rng.chance(40), self.rng.pick(&owed)) {
+            chosen.push(id.clone());
+        }
+        for _ in 0..=self.rng.below(2) {
+            self.next_invoice += 1;
+            let id = format!("inv{}", self.next_invoice);
+            import(&self.deps, c, "p1", &id, 50 + 50 * self.rng.below(80) as i64, "cad").await;
+            chosen.push(id);
+        }
+        let list: Vec<&str> = chosen.iter().map(String::as_str).collect();
+        let selected = invoices::select(&self.deps, &clinic(c), &patient("p1"), &ids(&list)).await;
+        if self.expected("select", selected).is_none() {
+            return;
+        }
+        let request = actions::AssignRequest {
+            patient_id: patient("p1"),
+            invoice_ids: ids(&list),
+            locale: visitpay::domain::Locale::FrCa,
+        };
+        let assigned = actions::assign(&self.deps, &staff(c), &clinic(c), &visit("v1"), request, None).await;
+        if let Some(actions::Assigned::Created { action, patient_url }) = self.expected("assign", assigned) {
+            let token = patient_url.rsplit('/').next().unwrap().to_owned();
+            self.log.push(format!("assign {} {list:?} = {}", action.action_id, action.amount));
+            self.actions.push((c.to_owned(), action.action_id, token));
+        }
+    }
+
+    async fn open(&mut self) {
+        let Some(a) = self.pick_action(|a| a.status().is_live()).await else { return };
+        let token = self.token_of(&a.action_id);
+        let opened = checkout::open(&self.deps, &token).await;
+        self.log.push(format!(
+            "open {} -> {:?}",
+            a.action_id,
+            opened.as_ref().map(|l| l.session_id.clone()).map_err(|e| e.to_string())
+        ));
+        if let Some(link) = self.expected("open", opened) {
+            let ours = self.ours.entry(a.action_id.to_string()).or_default();
+            if !ours.contains(&link.session_id) {
+                ours.push(link.session_id);
+            }
+        }
+    }
+
+    async fn pay(&mut self) {
+        let open: Vec<Value> = self.sessions().await.into_iter().filter(|s| s["status"] == "open").collect();
+        let Some(session) = self.rng.pick(&open).cloned() else { return };
+        let outcome = *self
+            .rng
+            .pick(&["succeeded", "succeeded", "succeeded", "delayed_succeeded", "delayed_failed", "declined"])
+            .unwrap();
+        let id = session["id"].as_str().unwrap();
+        // Stripe sends its events (held, shuffled and doubled by the delivery mode).
+        let body = json!({"outcome": outcome, "send_webhooks": true});
+        let status = self.control_status(&format!("/test/checkout_sessions/{id}/pay"), body).await;
+        self.log.push(format!("pay {id} {outcome} -> {status}"));
+    }
+
+    /// A session of a live action that visitpay never recorded (a click that
+    /// crashed), or one for another amount carrying its metadata.
+    async fn stray(&mut self) {
+        let Some(a) = self.pick_action(|a| a.status().is_live()).await else { return };
+        let amount = if self.rng.chance(50) { a.amount } else { 50 + 50 * self.rng.below(10) as i64 };
+        let id = session_at_stripe(&self.stripe, ACCOUNT, &a, amount).await;
+        self.log.push(format!("stray session {id} for {} ({amount})", a.action_id));
+    }
+
+    async fn cancel(&mut self) {
+        let Some(a) = self.pick_action(|a| a.status().is_live()).await else { return };
+        let c = a.clinic_id.to_string();
+        let done = actions::cancel(&self.deps, &staff(&c), &clinic(&c), &a.action_id).await;
+        self.log.push(format!(
+            "cancel {} -> {:?}",
+            a.action_id,
+            done.as_ref().map(|a| a.status()).map_err(|e| e.to_string())
+        ));
+        self.expected("cancel", done);
+    }
+
+    async fn staff_refund(&mut self) {
+        let Some(a) = self.pick_action(|a| a.refundable() > 0).await else { return };
+        let c = a.clinic_id.to_string();
+        let amount = if self.rng.chance(40) { None } else { Some(1 + self.rng.below(a.refundable() as usize) as i64) };
+        let done = actions::refund(&self.deps, &staff(&c), &clinic(&c), &a.action_id, amount).await;
+        self.log.push(format!(
+            "refund {} {amount:?} -> {:?}",
+            a.action_id,
+            done.as_ref().map(|a| a.status()).map_err(|e| e.to_string())
+        ));
+        self.expected("refund", done);
+    }
+
+    async fn dashboard_refund(&mut self) {
+        let intents = self.paid_intents().await;
+        let Some((pi, left)) = self.rng.pick(&intents).cloned() else { return };
+        if left <= 0 {
+            return;
+        }
+        let amount = 1 + self.rng.below(left as usize) as i64;
+        let form = format!("payment_intent={pi}&amount={amount}");
+        let (status, _) = self.stripe_post("/v1/refunds", &form).await;
+        self.log.push(format!("dashboard refund {pi} {amount} -> {status}"));
+    }
+
+    async fn bank_answers_a_refund(&mut self) {
+        let (_, list) = self.stripe_get("/v1/refunds?limit=100").await;
+        let pending: Vec<String> = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| matches!(r["status"].as_str(), Some("pending" | "requires_action" | "succeeded")))
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        let Some(id) = self.rng.pick(&pending).cloned() else { return };
+        let status = *self.rng.pick(&["succeeded", "failed", "failed", "canceled"]).unwrap();
+        let res = self.control_status(&format!("/test/refunds/{id}"), json!({"status": status})).await;
+        self.log.push(format!("bank: refund {id} {status} -> {res}"));
+    }
+
+    async fn refunds_start(&mut self) {
+        let start = *self.rng.pick(&["succeeded", "pending", "pending"]).unwrap();
+        self.stripe.control("/test/refunds/behaviour", json!({"start": start})).await;
+        self.log.push(format!("refunds now start {start}"));
+    }
+
+    async fn dispute(&mut self) {
+        let intents = self.paid_intents().await;
+        let Some((pi, _)) = self.rng.pick(&intents).cloned() else { return };
+        let res = self.control_status(&format!("/test/payment_intents/{pi}/dispute"), json!({})).await;
+        self.log.push(format!("dispute {pi} -> {res}"));
+    }
+
+    async fn dispute_step(&mut self) {
+        let intents = self.paid_intents().await;
+        let mut open = Vec::new();
+        for (pi, _) in intents {
+            if let Some(d) = self.dispute_of(&pi).await {
+                if !matches!(d["status"].as_str(), Some("won" | "lost" | "warning_closed" | "prevented")) {
+                    open.push(d["id"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+        let Some(id) = self.rng.pick(&open).cloned() else { return };
+        let (step, body) = match self.rng.below(4) {
+            0 => ("funds_withdrawn", json!({})),
+            1 => ("update", json!({"status": "under_review"})),
+            2 => ("close", json!({"status": "won"})),
+            _ => ("close", json!({"status": "lost"})),
+        };
+        let res = self.control_status(&format!("/test/disputes/{id}/{step}"), body.clone()).await;
+        self.log.push(format!("dispute {id} {step} {body} -> {res}"));
+    }
+
+    async fn advance(&mut self) {
+        let secs = *self.rng.pick(&[30, 120, 600, 1_500, 2_400, 4_000]).unwrap();
+        self.stripe.emulator.advance_clock(secs);
+        self.log.push(format!("clock +{secs}s"));
+    }
+
+    async fn reconcile(&mut self) {
+        let config = ReconcileConfig { min_age: time::Duration::seconds(60), batch: 50 };
+        let report = reconcile::run(&self.deps, config).await;
+        self.log.push(format!("reconcile -> {report:?}"));
+        if let Err(e) = report {
+            self.fail(format!("reconcile failed: {e}"));
+        }
+    }
+
+    /// Stripe delivers what it holds (shuffled, some twice); failed
+    /// deliveries are retried on its backoff.
+    async fn deliver(&mut self) {
+        let pass = self.stripe.emulator.flush_webhooks().await;
+        self.log.push(format!("deliver -> {} delivered, {} failed", pass.delivered, pass.failed));
+    }
+
+    /// The consumer applies what is queued; a retryable failure goes back on
+    /// the queue, a permanent one is a defect (a person would have to look).
+    async fn consume(&mut self) {
+        for _ in 0..5 {
+            let bodies = self.queue.take_all();
+            if bodies.is_empty() {
+                return;
+            }
+            for body in bodies {
+                let about: String = serde_json::from_str::<Value>(&body)
+                    .map(|v| {
+                        format!(
+                            "{} {}",
+                            v["type"].as_str().unwrap_or("signal"),
+                            v["data"]["object"]["id"].as_str().unwrap_or("")
+                        )
+                    })
+                    .unwrap_or_default();
+                match visitpay::lambda::consumer::apply_message(&self.deps, Some(&body)).await {
+                    Ok(outcome) => self.log.push(format!("  consumer: {about} -> {outcome:?}")),
+                    Err(visitpay::lambda::consumer::MessageError::Apply(e)) if e.is_retryable() => {
+                        self.log.push(format!("consumer retries: {e}"));
+                        let message = QueueMessage::from_body(&body).unwrap();
+                        self.queue.enqueue(&message).await.unwrap();
+                    }
+                    Err(e) => self.fail(format!("the consumer refused a message for good: {e}\n{body}")),
+                }
+            }
+        }
+    }
+
+    fn toggle_endpoint(&mut self) {
+        let up = !self.endpoint_up.load(Ordering::SeqCst);
+        self.endpoint_up.store(up, Ordering::SeqCst);
+        self.log.push(format!("webhook endpoint {}", if up { "up" } else { "down" }));
+    }
+
+    async fn step(&mut self) {
+        match self.rng.below(100) {
+            0..=11 => self.assign().await,
+            12..=25 => self.open().await,
+            26..=39 => self.pay().await,
+            40..=42 => self.stray().await,
+            43..=48 => self.cancel().await,
+            49..=55 => self.staff_refund().await,
+            56..=59 => self.dashboard_refund().await,
+            60..=64 => self.bank_answers_a_refund().await,
+            65..=66 => self.refunds_start().await,
+            67..=69 => self.dispute().await,
+            70..=73 => self.dispute_step().await,
+            74..=79 => self.advance().await,
+            80..=83 => self.reconcile().await,
+            84..=91 => self.deliver().await,
+            92..=97 => self.consume().await,
+            _ => self.toggle_endpoint(),
+        }
+        self.at_most_one_of_ours_open().await;
+    }
+
+    /// Stripe settles everything it can: every event delivered, every
+    /// finding applied, every lifetime over.
+    async fn settle(&mut self) {
+        self.endpoint_up.store(true, Ordering::SeqCst);
+        self.log.push("settle".into());
+        for round in 0..8 {
+            self.deliver().await;
+            self.consume().await;
+            self.stripe.emulator.advance_clock(if round < 6 { 600 } else { 4 * 3600 });
+            self.reconcile().await;
+            self.consume().await;
+        }
+        // Stripe's last retries come within three days.
+        for _ in 0..12 {
+            self.deliver().await;
+            self.consume().await;
+            if self.stripe.emulator.pending_webhooks() == 0 && self.queue.depth() == 0 {
+                break;
+            }
+            self.stripe.emulator.advance_clock(6 * 3600);
+        }
+        let given_up = self.stripe.emulator.undelivered();
+        if self.stripe.emulator.pending_webhooks() > 0 || !given_up.is_empty() {
+            self.fail(format!("events still pending after settling, or given up: {given_up:?}"));
+        }
+        self.reconcile().await;
+        self.consume().await;
+    }
+
+    async fn stripe_get(&self, path: &str) -> (u16, Value) {
+        let res = reqwest::Client::new()
+            .get(format!("{}{path}", self.stripe.base))
+            .bearer_auth(STRIPE_KEY)
+            .header("Stripe-Account", ACCOUNT)
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json().await.unwrap_or_default())
+    }
+
+    async fn stripe_post(&self, path: &str, form: &str) -> (u16, Value) {
+        let res = reqwest::Client::new()
+            .post(format!("{}{path}", self.stripe.base))
+            .bearer_auth(STRIPE_KEY)
+            .header("Stripe-Account", ACCOUNT)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.to_owned())
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json().await.unwrap_or_default())
+    }
+
+    /// A test control whose refusal (a dispute already closed) is part of the game.
+    async fn control_status(&self, path: &str, body: Value) -> u16 {
+        let res = reqwest::Client::new().post(format!("{}{path}", self.stripe.base)).json(&body).send().await.unwrap();
+        res.status().as_u16()
+    }
+
+    /// Every Checkout Session on the account, as Stripe lists them.
+    async fn sessions(&self) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let (_, page) = self.stripe_get(&format!("/v1/checkout/sessions?limit=100{after}")).await;
+            let data = page["data"].as_array().cloned().unwrap_or_default();
+            if let Some(last) = data.last() {
+                after = format!("&starting_after={}", last["id"].as_str().unwrap());
+            }
+            all.extend(data);
+            if page["has_more"] != true {
+                return all;
+            }
+        }
+    }
+
+    /// PaymentIntents whose money Stripe took, with what is left to refund.
+    async fn paid_intents(&self) -> Vec<(String, i64)> {
+        let mut out = Vec::new();
+        for s in self.sessions().await {
+            if s["payment_status"] == "paid" {
+                if let Some(pi) = s["payment_intent"].as_str() {
+                    let charge = self.charge_of(pi).await;
+                    out.push((
+                        pi.to_owned(),
+                        charge["amount"].as_i64().unwrap() - charge["amount_refunded"].as_i64().unwrap(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    async fn charge_of(&self, pi: &str) -> Value {
+        let (_, intent) = self.stripe_get(&format!("/v1/payment_intents/{pi}")).await;
+        let charge = intent["latest_charge"].as_str().unwrap_or_else(|| self.fail(format!("{pi} has no charge")));
+        self.stripe_get(&format!("/v1/charges/{charge}")).await.1
+    }
+
+    async fn dispute_of(&self, pi: &str) -> Option<Value> {
+        let (_, list) = self.stripe_get(&format!("/v1/disputes?payment_intent={pi}")).await;
+        list["data"].as_array().and_then(|d| d.first()).cloned()
+    }
+
+    /// What Stripe holds of a payment: charged, less refunds that moved
+    /// money, plus the dispute's balance movements (a withdrawal is negative).
+    async fn held_at_stripe(&self, pi: &str) -> i64 {
+        let charge = self.charge_of(pi).await;
+        let disputed: i64 = match self.dispute_of(pi).await {
+            Some(d) => {
+                d["balance_transactions"].as_array().unwrap().iter().map(|t| t["amount"].as_i64().unwrap()).sum()
+            }
+            None => 0,
+        };
+        charge["amount"].as_i64().unwrap() - charge["amount_refunded"].as_i64().unwrap() + disputed
+    }
+
+    async fn at_most_one_of_ours_open(&self) {
+        let open: BTreeSet<String> = self
+            .sessions()
+            .await
+            .into_iter()
+            .filter(|s| s["status"] == "open")
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect();
+        for (action, sessions) in &self.ours {
+            let payable: Vec<&String> = sessions.iter().filter(|s| open.contains(*s)).collect();
+            if payable.len() > 1 {
+                self.fail(format!("action {action} has {} payable sessions at once: {payable:?}", payable.len()));
+            }
+        }
+    }
+
+    async fn check_invariants(&self) {
+        let all = self.all_actions().await;
+        let by_id: BTreeMap<String, &Action> = all.iter().map(|a| (a.action_id.to_string(), a)).collect();
+        let paid_family = |a: &Action| {
+            matches!(a.status(), ActionStatus::Paid | ActionStatus::PartiallyRefunded | ActionStatus::Refunded)
+        };
+
+        // Money: what Stripe holds is what each action shows.
+        for a in &all {
+            if let Some(pi) = &a.payment_intent_id {
+                let held = self.held_at_stripe(pi).await;
+                if held != a.kept_amount() {
+                    self.fail(format!(
+                        "{}: Stripe holds {held} of its payment, the action shows {} kept ({a:?})",
+                        a.action_id,
+                        a.kept_amount()
+                    ));
+                }
+            }
+            for late in &a.late_payments {
+                let Some(pi) = &late.payment_intent else { continue };
+                let held = self.held_at_stripe(pi).await;
+                if (held > 0) != !late.refunded {
+                    self.fail(format!(
+                        "{}: late payment {pi}: Stripe holds {held}, flagged {}",
+                        a.action_id, !late.refunded
+                    ));
+                }
+            }
+        }
+        // Every payment Stripe took for an action is its own or flagged.
+        for s in self.sessions().await {
+            let Some(action) = s["metadata"]["visitpay_action_id"].as_str() else { continue };
+            let a = by_id.get(action).unwrap_or_else(|| self.fail(format!("a session for an unknown action {action}")));
+            if s["payment_status"] == "paid" {
+                let pi = s["payment_intent"].as_str().unwrap();
+                let own = a.payment_intent_id.as_deref() == Some(pi) && paid_family(a);
+                let flagged = a.late_payments.iter().any(|p| p.payment_intent.as_deref() == Some(pi));
+                if !own && !flagged {
+                    self.fail(format!("{action}: payment {pi} is neither its own nor flagged ({a:?})"));
+                }
+            }
+            if s["status"] == "open" && !matches!(a.status(), ActionStatus::Assigned | ActionStatus::CheckoutOpen) {
+                self.fail(format!("{action} is {} but session {} can still be paid", a.status(), s["id"]));
+            }
+        }
+        // Invoices: held by at most one live action, paid by at most one.
+        for c in CLINICS {
+            let list = invoices::list(&self.deps, &clinic(c), &patient("p1"), None).await.unwrap();
+            for invoice in list {
+                let id = &invoice.invoice_id;
+                let listing: Vec<&Action> = all.iter().filter(|a| a.invoice_ids().any(|i| i == id)).collect();
+                let live: Vec<_> = listing.iter().filter(|a| a.status().is_live()).collect();
+                if live.len() > 1 {
+                    self.fail(format!("invoice {id} is held by {} live actions", live.len()));
+                }
+                let keeping: Vec<_> = listing
+                    .iter()
+                    .filter(|a| paid_family(a) && a.refunded_amount < a.amount && !a.collected_elsewhere.contains(id))
+                    .collect();
+                if keeping.len() > 1 {
+                    let which: Vec<String> = keeping.iter().map(|a| a.action_id.to_string()).collect();
+                    self.fail(format!("invoice {id} is paid by {which:?}"));
+                }
+                match invoice.status() {
+                    InvoiceStatus::Pending => {
+                        let holder = invoice.action_id().and_then(|h| by_id.get(h.as_str()));
+                        if !holder.is_some_and(|h| h.status().is_live()) {
+                            self.fail(format!(
+                                "invoice {id} is pending for {:?}, not a live action",
+                                invoice.action_id()
+                            ));
+                        }
+                    }
+                    InvoiceStatus::Paid => {
+                        let holder = invoice.action_id().and_then(|h| by_id.get(h.as_str()));
+                        if !holder.is_some_and(|h| paid_family(h) && h.status() != ActionStatus::Refunded) {
+                            self.fail(format!(
+                                "invoice {id} is paid by {:?}, which does not keep the money",
+                                invoice.action_id()
+                            ));
+                        }
+                    }
+                    InvoiceStatus::Unprocessed | InvoiceStatus::Selected => {
+                        if let Some(a) = keeping.first() {
+                            self.fail(format!("invoice {id} is owed although {} keeps its payment", a.action_id));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The Stripe webhook endpoint: visitpay's webhook handler, which verifies
+/// and queues; down (503) when the test says, so Stripe retries.
+async fn webhook_endpoint(deps: TestDeps, up: Arc<AtomicBool>) -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhooks/stripe", listener.local_addr().unwrap());
+    let handler = move |headers: HeaderMap, body: String| {
+        let (deps, up) = (deps.clone(), up.clone());
+        async move {
+            if !up.load(Ordering::SeqCst) {
+                return StatusCode::SERVICE_UNAVAILABLE;
+            }
+            let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let (status, _) = deliver_webhook(&deps, &body, signature.as_deref()).await;
+            StatusCode::from_u16(status).unwrap()
+        }
+    };
+    let app = axum::Router::new().route("/webhooks/stripe", axum::routing::post(handler));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+fn seed() -> u64 {
+    std::env::var("VISITPAY_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    })
+}
+
+fn steps() -> usize {
+    std::env::var("VISITPAY_PROPERTY_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(120)
+}
+
+async fn the_lifecycle_keeps_its_invariants_under_any_interleaving(store: DynStore) {
+    let seed = seed();
+    println!("property seed: {seed} (replay with VISITPAY_PROPERTY_SEED={seed}), {} steps", steps());
+    let stripe = stripe_emulator(None).await;
+    let queue = Arc::new(EmbeddedQueue::new(5, std::time::Duration::from_millis(10)));
+    let (deps, _clock) = deps_for_payments(store, &stripe, Some(queue.clone()));
+    for c in CLINICS {
+        let mut s = settings_input(true, "cad");
+        (s.checkout_ttl_minutes, s.action_ttl_hours) = (30, 2);
+        visitpay::app::settings::put(&deps, &support(), clinic(c), s).await.unwrap();
+    }
+    let endpoint_up = Arc::new(AtomicBool::new(true));
+    let url = webhook_endpoint(deps.clone(), endpoint_up.clone()).await;
+    stripe.emulator.set_webhook_url(Some(url));
+    stripe.emulator.set_delivery_mode(stripe_emulator::DeliveryMode {
+        shuffle: true,
+        duplicate_every: 3,
+        delay_secs: 0,
+        hold: true,
+        seed,
+    });
+    let mut world = World {
+        deps,
+        stripe,
+        queue,
+        endpoint_up,
+        rng: Rng(seed),
+        seed,
+        actions: Vec::new(),
+        next_invoice: 0,
+        ours: BTreeMap::new(),
+        log: Vec::new(),
+    };
+    for _ in 0..steps() {
+        world.step().await;
+    }
+    world.settle().await;
+    world.check_invariants().await;
+    let all = world.all_actions().await;
+    let count = |s: ActionStatus| all.iter().filter(|a| a.status() == s).count();
+    println!(
+        "{} actions: {} paid, {} partially refunded, {} refunded, {} cancelled, {} expired, {} failed; {} flagged for refund, {} disputed",
+        all.len(),
+        count(ActionStatus::Paid),
+        count(ActionStatus::PartiallyRefunded),
+        count(ActionStatus::Refunded),
+        count(ActionStatus::Cancelled),
+        count(ActionStatus::Expired),
+        count(ActionStatus::Failed),
+        all.iter().filter(|a| a.refund_needed()).count(),
+        all.iter().filter(|a| !a.disputes.is_empty()).count(),
+    );
+}
+
+on_both_stores!(the_lifecycle_keeps_its_invariants_under_any_interleaving);

@@ -321,12 +321,23 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     status_fn.call("GET", "/visits/v1/actions", Some(&staff_claims), &[], None, 200).await;
     status_fn.call("GET", &format!("/patient/actions/{}", token(&paid_action)), None, &[], None, 200).await;
     status_fn.call("GET", &format!("/patient/actions/{}.wrong", id(&paid_action)), None, &[], None, 404).await;
+    // The page (it reads the invoices of an opt-in clinic), and the way back from Stripe.
+    let browser = [("accept", "text/html")];
+    for a in [&paid_action, &optin] {
+        status_fn.call("GET", &format!("/patient/actions/{}", token(a)), None, &browser, None, 200).await;
+    }
+    let cookie = format!("visitpay_link={}", token(&optin));
+    let back = format!("/patient/return/{}?checkout=success", id(&optin));
+    status_fn.call("GET", &back, None, &[("accept", "text/html"), ("cookie", &cookie)], None, 200).await;
+    status_fn.call("GET", &back, None, &browser, None, 200).await;
 
     // create-checkout: open, open again (the same session), the opt-in clinic's descriptions.
     for a in [&paid_action, &paid_action, &cancelled, &missed, &optin] {
         checkout_fn.call("POST", &format!("/patient/actions/{}/checkout", token(a)), None, &[], None, 200).await;
     }
     checkout_fn.call("POST", "/patient/actions/act_nope.secret/checkout", None, &[], None, 404).await;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    checkout_fn.call("POST", &format!("/patient/actions/{}/checkout", token(&optin)), None, &form, Some(""), 303).await;
 
     // The patient pays; a dashboard refund lands before the payment is
     // recorded (the consumer parks it, then applies both: paid, then owed again

@@ -520,8 +520,17 @@ pub fn api_request(
     let (path_only, query) = path.split_once('?').unwrap_or((path, ""));
     let (route, params) = visitpay::http::routes::match_path(method, path_only)
         .unwrap_or_else(|| panic!("{method} {path} matches no route"));
-    let mut header_map: serde_json::Map<String, Value> =
-        headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), Value::String((*v).to_owned()))).collect();
+    // Payload 2.0 carries cookies in `cookies`, not in the headers.
+    let cookies: Vec<Value> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+        .flat_map(|(_, v)| v.split(';').map(|c| Value::String(c.trim().to_owned())))
+        .collect();
+    let mut header_map: serde_json::Map<String, Value> = headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("cookie"))
+        .map(|(k, v)| (k.to_ascii_lowercase(), Value::String((*v).to_owned())))
+        .collect();
     header_map.entry("content-type").or_insert_with(|| json!("application/json"));
     let mut context = json!({
         "accountId": "123456789012", "apiId": "api", "domainName": "api.example.test", "stage": "$default",
@@ -543,6 +552,9 @@ pub fn api_request(
             .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
             .collect();
         event["queryStringParameters"] = Value::Object(q);
+    }
+    if !cookies.is_empty() {
+        event["cookies"] = Value::Array(cookies);
     }
     if let Some(body) = body {
         event["body"] = Value::String(body.to_owned());

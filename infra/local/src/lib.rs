@@ -187,8 +187,14 @@ async fn route_request(gw: &Gateway, request: AxumRequest) -> AxumResponse {
     };
 
     let mut headers = Map::new();
+    let mut cookies: Vec<Value> = Vec::new();
     for (name, value) in &parts.headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        // Payload 2.0 moves cookies out of the headers into `cookies`, one per entry.
+        if name == "cookie" {
+            cookies.extend(value.split(';').map(|c| Value::String(c.trim().to_owned())).filter(|c| c != ""));
+            continue;
+        }
         match headers.get_mut(name.as_str()) {
             // API Gateway v2 joins repeated headers with commas.
             Some(Value::String(existing)) => {
@@ -242,6 +248,9 @@ async fn route_request(gw: &Gateway, request: AxumRequest) -> AxumResponse {
     });
     if !query.is_empty() {
         event["queryStringParameters"] = json!(query);
+    }
+    if !cookies.is_empty() {
+        event["cookies"] = Value::Array(cookies);
     }
     if !path_params.is_empty() {
         // API Gateway hands functions decoded path parameters.

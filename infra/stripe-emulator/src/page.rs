@@ -67,12 +67,60 @@ fn not_found(id: &str) -> Response {
     (StatusCode::NOT_FOUND, Html(html)).into_response()
 }
 
+/// The page's words in the session's `locale`, as Stripe's own page follows it.
+struct Words {
+    badge: &'static str,
+    pay: &'static str,
+    decline: &'static str,
+    debit_succeeds: &'static str,
+    debit_fails: &'static str,
+    cancel: &'static str,
+    declined: &'static str,
+    expired: &'static str,
+    complete: &'static str,
+    paid: &'static str,
+    unpaid: &'static str,
+    title: &'static str,
+}
+
+const ENGLISH: Words = Words {
+    badge: "Test mode · Stripe emulator",
+    pay: "Pay",
+    decline: "Decline card",
+    debit_succeeds: "Pay by bank debit (succeeds later)",
+    debit_fails: "Pay by bank debit (fails later)",
+    cancel: "Cancel",
+    declined: "Your card was declined. Try again or choose another way to pay.",
+    expired: "This checkout session has expired and can no longer be paid. Ask the clinic for a new payment link.",
+    complete: "This checkout session is complete",
+    paid: "paid",
+    unpaid: "unpaid",
+    title: "Checkout",
+};
+
+const FRENCH: Words = Words {
+    badge: "Mode test · émulateur Stripe",
+    pay: "Payer",
+    decline: "Carte refusée",
+    debit_succeeds: "Payer par prélèvement bancaire (réussit plus tard)",
+    debit_fails: "Payer par prélèvement bancaire (échoue plus tard)",
+    cancel: "Annuler",
+    declined: "Votre carte a été refusée. Réessayez ou choisissez un autre moyen de paiement.",
+    expired: "Cette session de paiement a expiré et ne peut plus être payée. Demandez un nouveau lien à la clinique.",
+    complete: "Cette session de paiement est terminée",
+    paid: "payée",
+    unpaid: "non payée",
+    title: "Paiement",
+};
+
 fn render(session: &Session, base: &str, declined: bool) -> String {
     let locale = session.locale.as_deref();
+    let french = locale.is_some_and(|l| l.to_ascii_lowercase().starts_with("fr"));
+    let words = if french { &FRENCH } else { &ENGLISH };
     let money = |amount: i64| format_amount(amount, &session.currency, locale);
     let total = money(session.amount_total);
     let mut body = String::new();
-    body.push_str("<p class=\"badge\">Test mode · Stripe emulator</p>");
+    body.push_str(&format!("<p class=\"badge\">{}</p>", words.badge));
     body.push_str(&format!(
         "<h1 class=\"total\">{}</h1><p class=\"currency\">{}</p><ul class=\"items\">",
         escape(&total),
@@ -90,36 +138,32 @@ fn render(session: &Session, base: &str, declined: bool) -> String {
     match session.status {
         SessionStatus::Open => {
             if declined {
-                body.push_str(
-                    "<p class=\"error\" role=\"alert\">Your card was declined. Try again or choose another way to pay.</p>",
-                );
+                body.push_str(&format!("<p class=\"error\" role=\"alert\">{}</p>", words.declined));
             }
             let action = escape(&format!("{base}/checkout/{}/pay", session.id));
             let buttons = [
-                ("succeeded", "Pay", "primary"),
-                ("declined", "Decline card", ""),
-                ("delayed_succeeded", "Pay by bank debit (succeeds later)", ""),
-                ("delayed_failed", "Pay by bank debit (fails later)", ""),
-                ("cancel", "Cancel", "link"),
+                ("succeeded", words.pay, "primary"),
+                ("declined", words.decline, ""),
+                ("delayed_succeeded", words.debit_succeeds, ""),
+                ("delayed_failed", words.debit_fails, ""),
+                ("cancel", words.cancel, "link"),
             ];
             for (outcome, label, class) in buttons {
                 body.push_str(&format!(
                     "<form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"outcome\" value=\"{outcome}\">\
-                     <button type=\"submit\" class=\"{class}\">{label}</button></form>"
+                     <button type=\"submit\" class=\"{class}\" data-outcome=\"{outcome}\">{label}</button></form>"
                 ));
             }
         }
-        SessionStatus::Expired => body.push_str(
-            "<p class=\"notice\">This checkout session has expired and can no longer be paid. \
-             Ask the clinic for a new payment link.</p>",
-        ),
+        SessionStatus::Expired => body.push_str(&format!("<p class=\"notice\">{}</p>", words.expired)),
         SessionStatus::Complete => body.push_str(&format!(
-            "<p class=\"notice\">This checkout session is complete (payment status: {}).</p>",
-            if session.paid { "paid" } else { "unpaid" }
+            "<p class=\"notice\">{} ({}).</p>",
+            words.complete,
+            if session.paid { words.paid } else { words.unpaid }
         )),
     }
-    let lang = locale.filter(|l| *l != "auto").unwrap_or("en");
-    page(&format!("Checkout – {total}"), lang, &body)
+    let lang = if french { "fr" } else { "en" };
+    page(&format!("{} – {total}", words.title), lang, &body)
 }
 
 fn page(title: &str, lang: &str, body: &str) -> String {
@@ -207,6 +251,39 @@ mod tests {
         assert_eq!(format_amount(5, "cad", Some("auto")), "$0.05");
         assert_eq!(format_amount(1000, "jpy", None), "¥1,000");
         assert_eq!(format_amount(1999, "chf", None), "CHF 19.99");
+    }
+
+    /// "locale: The IETF language tag of the locale Checkout is displayed in"
+    /// (API reference, Checkout Session): a French session's page is French.
+    #[test]
+    fn the_page_speaks_the_sessions_language() {
+        let mut session = Session {
+            id: "cs_1".into(),
+            account: None,
+            created: 0,
+            expires_at: 1,
+            status: SessionStatus::Open,
+            paid: false,
+            currency: "cad".into(),
+            amount_total: 4500,
+            line_items: Vec::new(),
+            url: String::new(),
+            success_url: None,
+            cancel_url: None,
+            client_reference_id: None,
+            customer_email: None,
+            metadata: Default::default(),
+            locale: None,
+            payment_method_types: Vec::new(),
+            payment_intent_data: Default::default(),
+            payment_intent: None,
+        };
+        session.locale = Some("fr-CA".into());
+        let french = render(&session, "http://e.test", true);
+        assert!(french.contains("lang=\"fr\"") && french.contains(">Payer<") && french.contains("refusée"));
+        session.locale = Some("en".into());
+        let english = render(&session, "http://e.test", false);
+        assert!(english.contains("lang=\"en\"") && english.contains(">Pay<") && !english.contains("Payer"));
     }
 
     #[test]

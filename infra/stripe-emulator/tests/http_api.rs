@@ -192,10 +192,11 @@ async fn hosted_page_pays_and_redirects() {
     assert_eq!(page.status(), 200);
     assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let html = page.text().await.unwrap();
-    for expected in ["45,00 $", "CAD", "Clinic services", ">Pay<", ">Decline card<", ">Cancel<"] {
+    // A fr-CA session's page is in French, as Stripe's follows `locale`.
+    for expected in ["lang=\"fr\"", "45,00 $", "CAD", "Clinic services", ">Payer<", ">Carte refusée<", ">Annuler<"] {
         assert!(html.contains(expected), "missing {expected} in {html}");
     }
-    assert!(html.contains("Pay by bank debit (succeeds later)") && html.contains("Pay by bank debit (fails later)"));
+    assert!(html.contains("prélèvement bancaire (réussit plus tard)") && html.contains("(échoue plus tard)"));
     assert!(!html.contains("http-equiv") && !html.contains("<script src") && !html.contains("<link"), "self-contained");
 
     // Declined: back to the page with a message, still payable.
@@ -206,8 +207,8 @@ async fn hosted_page_pays_and_redirects() {
     let back = declined.headers()["location"].to_str().unwrap().to_owned();
     assert!(back.starts_with(&page_url));
     let html = http().get(&back).send().await.unwrap().text().await.unwrap();
-    assert!(html.contains("declined"));
-    assert!(html.contains(">Pay<"));
+    assert!(html.contains("Votre carte a été refusée"), "the decline is said, in French");
+    assert!(html.contains(">Payer<"), "and the patient may try again");
 
     // Cancel goes to cancel_url without touching the session.
     let cancel = http().post(action_of(&html, "cancel")).body("outcome=cancel").send().await.unwrap();
@@ -230,7 +231,7 @@ async fn hosted_page_pays_and_redirects() {
 
     // A completed session shows a message instead of buttons.
     let html = http().get(&page_url).send().await.unwrap().text().await.unwrap();
-    assert!(html.contains("complete"));
+    assert!(html.contains("session de paiement est terminée (payée)"), "{html}");
     assert!(!html.contains("<form"));
 
     // English locale formatting, and an expired session's page.

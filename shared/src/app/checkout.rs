@@ -55,7 +55,11 @@ fn generic_name(invoice: &InvoiceId, locale: Locale) -> String {
 /// What the line items say at Stripe: generic ("Clinic services — invoice
 /// 1042") from the action alone, or, only for a clinic that opted in, the
 /// invoices' own descriptions (the one case that reads the invoices).
-async fn checkout_lines(deps: &impl HasStore, action: &Action) -> Result<Vec<CheckoutLine>, AppError> {
+pub(crate) async fn checkout_lines(
+    deps: &impl HasStore,
+    action: &Action,
+    locale: Locale,
+) -> Result<Vec<CheckoutLine>, AppError> {
     let descriptions: HashMap<InvoiceId, String> = match action.line_item_text {
         LineItemText::Generic => HashMap::new(),
         LineItemText::InvoiceDescription => deps
@@ -71,10 +75,7 @@ async fn checkout_lines(deps: &impl HasStore, action: &Action) -> Result<Vec<Che
         .lines
         .iter()
         .map(|l| CheckoutLine {
-            name: descriptions
-                .get(&l.invoice_id)
-                .cloned()
-                .unwrap_or_else(|| generic_name(&l.invoice_id, action.locale)),
+            name: descriptions.get(&l.invoice_id).cloned().unwrap_or_else(|| generic_name(&l.invoice_id, locale)),
             amount: l.amount,
         })
         .collect();
@@ -84,14 +85,28 @@ async fn checkout_lines(deps: &impl HasStore, action: &Action) -> Result<Vec<Che
     Ok(lines)
 }
 
+/// What the patient's page shows, in `locale` (the visit's unless the
+/// patient switched): the action, and its lines as Stripe's page shows them.
+pub async fn patient_page(
+    deps: &(impl HasStore + HasClock),
+    token: &str,
+    locale: Option<crate::domain::Locale>,
+) -> Result<super::views::PatientPage, AppError> {
+    let action = for_patient(deps, token).await?;
+    let locale = locale.unwrap_or(action.locale);
+    let lines = checkout_lines(deps, &action, locale).await?;
+    Ok(super::views::PatientPage { action, lines, locale })
+}
+
 async fn request_for(
     deps: &(impl HasStore + HasConfig),
     action: &Action,
     attempt: &Checkout,
-    token: &str,
 ) -> Result<CheckoutRequest, AppError> {
-    let lines = checkout_lines(deps, action).await?;
-    let page = format!("{}/{}", deps.config().patient_link_base, token);
+    let lines = checkout_lines(deps, action, action.locale).await?;
+    // Back to the page by the action id; the page finds the patient again by
+    // the cookie it set when the link was opened (http::page).
+    let back = deps.config().patient_return_url(&action.action_id);
     Ok(CheckoutRequest {
         account: action.stripe_account_id.clone(),
         idempotency_key: format!("visitpay-checkout-{}-{}", action.action_id, attempt.attempt),
@@ -104,8 +119,8 @@ async fn request_for(
         ],
         locale: action.locale,
         expires_at: attempt.expires_at,
-        success_url: format!("{page}?checkout=success"),
-        cancel_url: format!("{page}?checkout=cancelled"),
+        success_url: format!("{back}?checkout=success&session_id={{CHECKOUT_SESSION_ID}}"),
+        cancel_url: format!("{back}?checkout=cancelled"),
     })
 }
 
@@ -155,7 +170,7 @@ pub async fn open(
             }
         };
         let attempt = action.checkout.clone().expect("reserved above");
-        let request = request_for(deps, &action, &attempt, token).await?;
+        let request = request_for(deps, &action, &attempt).await?;
         let session = match payments.create_checkout(&request).await {
             Ok(session) => session,
             // Stripe keeps a refusal under the attempt's key: the next click

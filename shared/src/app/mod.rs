@@ -149,6 +149,16 @@ pub struct AppConfig {
     pub webhook_secrets: Vec<SecretString>,
 }
 
+impl AppConfig {
+    /// Where Stripe sends the patient back (`…/patient/return/{action_id}`,
+    /// beside the link's `…/patient/actions/`): the action id only, never the
+    /// link's secret, which Stripe would keep in the session's record.
+    pub fn patient_return_url(&self, action: &crate::domain::ActionId) -> String {
+        let base = self.patient_link_base.strip_suffix("/actions").unwrap_or(&self.patient_link_base);
+        format!("{base}/return/{action}")
+    }
+}
+
 impl std::fmt::Debug for AppConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppConfig")

@@ -197,3 +197,11 @@ impl<'a> From<&'a Action> for PatientActionView<'a> {
         }
     }
 }
+
+/// The patient's page: the action and its lines in the page's language.
+#[derive(Debug)]
+pub struct PatientPage {
+    pub action: Action,
+    pub lines: Vec<crate::ports::CheckoutLine>,
+    pub locale: Locale,
+}

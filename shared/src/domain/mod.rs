@@ -18,7 +18,7 @@ pub use charge::{Charged, DisputeRecord, DisputeStatus, RefundRecord, RefundStat
 pub use ids::{ActionId, ClinicId, InvoiceId, PatientId, UserId, VisitId};
 pub use invoice::{Invoice, InvoiceStatus, ServiceDate};
 pub use link::{hash_token, link_token, link_token_action};
-pub use money::{Currency, Money, MAX_AMOUNT};
+pub use money::{format_amount, Currency, Money, MAX_AMOUNT};
 pub use payment::{ChargeChange, ParkedEvent, PaymentOwner, PaymentRef};
 pub use settings::{Label, LineItemText, Locale, PaymentSettings, SettingsInput, StripeAccountId};
 pub use signal::{PaymentSignal, SignalKind};

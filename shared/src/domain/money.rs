@@ -3,7 +3,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt;
 
-use super::DomainError;
+use super::{DomainError, Locale};
 
 /// The largest amount one invoice or one action may carry, in minor units.
 /// Stripe's own ceiling for card payments in CAD/USD is 99,999,999 (999,999.99).
@@ -51,6 +51,40 @@ impl<'de> Deserialize<'de> for Currency {
     }
 }
 
+/// Minor units as a person in `locale` reads them (CLDR's fr-CA and en-CA
+/// patterns): `60,00 $` and `$60.00`; other dollars say whose (`60,00 $ US`,
+/// `US$60.00`). Spaces are no-break, so an amount never wraps.
+pub fn format_amount(amount: i64, currency: Currency, locale: Locale) -> String {
+    const NBSP: char = '\u{a0}';
+    let sign = if amount < 0 { "-" } else { "" };
+    let (major, minor) = (amount.unsigned_abs() / 100, amount.unsigned_abs() % 100);
+    let digits = major.to_string();
+    let separator = match locale {
+        Locale::FrCa => NBSP,
+        Locale::EnCa => ',',
+    };
+    let mut grouped = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(separator);
+        }
+        grouped.push(digit);
+    }
+    let (fr_symbol, en_symbol) = match currency.code() {
+        "cad" => ("$", "$"),
+        "usd" => ("$\u{a0}US", "US$"),
+        "aud" => ("$\u{a0}AU", "A$"),
+        "nzd" => ("$\u{a0}NZ", "NZ$"),
+        "eur" => ("€", "€"),
+        "gbp" => ("£", "£"),
+        _ => ("CHF", "CHF\u{a0}"),
+    };
+    match locale {
+        Locale::FrCa => format!("{sign}{grouped},{minor:02}{NBSP}{fr_symbol}"),
+        Locale::EnCa => format!("{sign}{en_symbol}{grouped}.{minor:02}"),
+    }
+}
+
 /// A positive amount of one currency, at most [`MAX_AMOUNT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Money {
@@ -85,6 +119,25 @@ impl Money {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_read_as_in_the_visits_language() {
+        let cad = Currency::parse("cad").unwrap();
+        let nb = |s: &str| s.replace(' ', "\u{a0}");
+        assert_eq!(format_amount(6000, cad, Locale::FrCa), nb("60,00 $"));
+        assert_eq!(format_amount(6000, cad, Locale::EnCa), "$60.00");
+        assert_eq!(format_amount(123_456_789, cad, Locale::FrCa), nb("1 234 567,89 $"));
+        assert_eq!(format_amount(123_456_789, cad, Locale::EnCa), "$1,234,567.89");
+        assert_eq!(format_amount(5, cad, Locale::EnCa), "$0.05");
+        let usd = Currency::parse("usd").unwrap();
+        assert_eq!(format_amount(4500, usd, Locale::FrCa), nb("45,00 $ US"));
+        assert_eq!(format_amount(4500, usd, Locale::EnCa), "US$45.00");
+        let eur = Currency::parse("eur").unwrap();
+        assert_eq!(
+            (format_amount(1999, eur, Locale::FrCa), format_amount(1999, eur, Locale::EnCa)),
+            (nb("19,99 €"), "€19.99".into())
+        );
+    }
 
     #[test]
     fn stripe_minimums_per_currency() {

@@ -39,6 +39,7 @@ pub async fn action_status(deps: &(impl HasStore + HasClock), req: Request) -> R
         "GET /visits/{visit_id}/actions" => actions::list_for_visit,
         "GET /actions/{action_id}" => actions::get,
         "GET /patient/actions/{token}" => patient::view,
+        "GET /patient/return/{action_id}" => patient::back_from_stripe,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod cors;
 pub mod error;
 pub mod functions;
 mod invoices;
+mod page;
 mod patient;
 pub mod request;
 pub mod routes;

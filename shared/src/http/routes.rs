@@ -35,7 +35,8 @@ pub enum Access {
     Support,
     /// Staff of the clinic in the path, or support.
     StaffOrSupport,
-    /// The patient link token in the path; no JWT.
+    /// The patient link token, in the path (or, back from Stripe, in the
+    /// link's cookie); no JWT.
     Patient,
     /// Stripe: the `Stripe-Signature` header over the raw body; no JWT.
     Stripe,
@@ -84,6 +85,7 @@ pub static ROUTES: &[Route] = &[
     route("GET", "/visits/{visit_id}/actions", Function::ActionStatus, Access::Staff),
     route("GET", "/actions/{action_id}", Function::ActionStatus, Access::Staff),
     route("GET", "/patient/actions/{token}", Function::ActionStatus, Access::Patient),
+    route("GET", "/patient/return/{action_id}", Function::ActionStatus, Access::Patient),
     route("POST", "/patient/actions/{token}/checkout", Function::CreateCheckout, Access::Patient),
     route("POST", "/webhooks/stripe", Function::StripeWebhook, Access::Stripe),
 ];

@@ -51,3 +51,39 @@ stop_moto() {
 }
 
 cleanup_files=()
+
+# Chromium and ChromeDriver from Debian, for the browser tests (as scripts/bench
+# installs wrk): installed with apt-get when missing, as root or through sudo.
+# Exports VISITPAY_CHROMIUM and VISITPAY_CHROMEDRIVER. Fails with the reason
+# when they cannot be installed: the browser tests never silently skip.
+ensure_browser() {
+  local chromium=/usr/bin/chromium driver=/usr/bin/chromedriver
+  if [ ! -x "$chromium" ] || [ ! -x "$driver" ]; then
+    echo "==> installing Chromium and ChromeDriver from Debian (apt-get)"
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then
+      command -v sudo >/dev/null || { echo "the browser tests need chromium and chromium-driver: run as root or install them (apt-get install chromium chromium-driver)" >&2; exit 1; }
+      sudo=sudo
+    fi
+    $sudo apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null \
+      || { echo "apt-get could not install chromium and chromium-driver; the browser tests cannot run" >&2; exit 1; }
+  fi
+  export VISITPAY_CHROMIUM="$chromium" VISITPAY_CHROMEDRIVER="$driver"
+}
+
+# axe-core from npm, pinned, into $venv/npm (beside the Python tools):
+# exports VISITPAY_AXE_JS, the script the browser tests inject into each page.
+ensure_axe() {
+  local version=4.14.1 dir="$venv/npm"
+  local axe="$dir/node_modules/axe-core/axe.min.js"
+  if [ ! -f "$axe" ] || [ "$(cat "$dir/.axe-version" 2>/dev/null)" != "$version" ]; then
+    command -v npm >/dev/null || { echo "the accessibility checks need npm (Node.js) to install axe-core" >&2; exit 1; }
+    echo "==> installing axe-core $version from npm into $dir"
+    mkdir -p "$dir"
+    npm install --silent --no-audit --no-fund --prefix "$dir" "axe-core@$version" >/dev/null
+    echo "$version" > "$dir/.axe-version"
+  fi
+  VISITPAY_AXE_JS="$(cd "$(dirname "$axe")" && pwd)/axe.min.js"
+  export VISITPAY_AXE_JS
+}

@@ -1,0 +1,284 @@
+//! The patient's side in a real browser: Debian's Chromium driven over
+//! WebDriver (ChromeDriver) against the real `visitpay-local`, which serves
+//! the page and the Stripe emulator's hosted page on one origin. Each state
+//! the patient can see is checked by axe-core for WCAG 2.2 A/AA.
+//!
+//! `scripts/test` installs Chromium, ChromeDriver and axe-core; run alone,
+//! set VISITPAY_CHROMEDRIVER, VISITPAY_CHROMIUM and VISITPAY_AXE_JS. A
+//! missing tool fails these tests with its reason; they never skip.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use fantoccini::{Client as Browser, ClientBuilder, Locator};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+const PHONE: (u32, u32) = (390, 844);
+const DESKTOP: (u32, u32) = (1280, 800);
+
+/// ChromeDriver on a free port, and a headless Chromium session through it.
+struct Driven {
+    driver: Child,
+    browser: Browser,
+    _profile: TempDir,
+}
+
+impl Drop for Driven {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+struct TempDir(std::path::PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tool(var: &str, default: &str) -> String {
+    let path = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} not found ({var}): scripts/test installs Chromium and ChromeDriver from Debian \
+         (apt-get install chromium chromium-driver)"
+    );
+    path
+}
+
+async fn drive(size: (u32, u32)) -> Driven {
+    let driver_bin = tool("VISITPAY_CHROMEDRIVER", "/usr/bin/chromedriver");
+    let chromium = tool("VISITPAY_CHROMIUM", "/usr/bin/chromium");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let driver = Command::new(driver_bin)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let profile = std::env::temp_dir().join(format!("visitpay-chromium-{port}"));
+    // Headless, and none of Chromium's own network traffic (this machine's
+    // network is closed: its connections would be refused, many at a time).
+    let args = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        &format!("--user-data-dir={}", profile.display()),
+        &format!("--window-size={},{}", size.0, size.1),
+    ];
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("goog:chromeOptions".into(), json!({"binary": chromium, "args": args}));
+    let url = format!("http://127.0.0.1:{port}");
+    let mut last_error = String::new();
+    for _ in 0..100 {
+        match ClientBuilder::rustls().unwrap().capabilities(capabilities.clone()).connect(&url).await {
+            Ok(browser) => {
+                browser.set_window_size(size.0, size.1).await.unwrap();
+                return Driven { driver, browser, _profile: TempDir(profile) };
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver on {url} gave no session: {last_error}");
+}
+
+/// axe-core's WCAG 2.2 A/AA violations on the page as it is now.
+async fn accessibility_violations(browser: &Browser) -> Vec<String> {
+    let path = std::env::var("VISITPAY_AXE_JS").expect("VISITPAY_AXE_JS: scripts/test installs axe-core from npm");
+    let axe = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    browser.execute(&axe, vec![]).await.unwrap();
+    let found = browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']}})\
+               .then(r => done(r.violations.map(v => v.id + ' (' + v.impact + '): ' + v.nodes.map(n => n.target.join(' ')).join(', '))));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
+async fn assert_accessible(browser: &Browser, what: &str) {
+    let violations = accessibility_violations(browser).await;
+    assert!(violations.is_empty(), "{what}: WCAG 2.2 A/AA violations: {violations:#?}");
+}
+
+/// The `data-state` the page shows, once it shows `want` (the page refreshes
+/// itself while it waits on Stripe).
+async fn wait_for_state(browser: &Browser, want: &str) {
+    let locator = format!("h2[data-state=\"{want}\"]");
+    let found = browser.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(&locator)).await;
+    if found.is_err() {
+        let page = browser.source().await.unwrap_or_default();
+        panic!("the page never showed {want}: {page}");
+    }
+}
+
+/// The page's visible text, no-break spaces read as spaces (as WebDriver may give them).
+async fn text(browser: &Browser) -> String {
+    browser.find(Locator::Css("main")).await.unwrap().text().await.unwrap().replace('\u{a0}', " ")
+}
+
+async fn click(browser: &Browser, css: &str) {
+    browser.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+}
+
+/// The clinic enabled, invoices imported and assigned; the patient's link.
+async fn assigned(local: &Local, invoices: &[(&str, i64)], locale: &str) -> (String, String) {
+    let c = Client::new();
+    let u = &local.base;
+    let (staff, support) = (Some(local.staff.as_str()), Some(local.support.as_str()));
+    let settings = json!({"enabled": true, "label": {"en": "Clinique Santé Nord", "fr": "Clinique Santé Nord"},
+        "stripe_account_id": "acct_1DemoClinic", "currency": "cad"});
+    let (s, b) = call(&c, "PUT", format!("{u}/clinics/demo-clinic/payment-settings"), support, Some(settings)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    for (id, amount) in invoices {
+        let invoice = json!({"amount": amount, "currency": "cad", "description": "", "service_date": "2026-11-25"});
+        let (s, b) = call(&c, "PUT", format!("{u}/patients/demo-patient/invoices/{id}"), staff, Some(invoice)).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let ids: Vec<&str> = invoices.iter().map(|(id, _)| *id).collect();
+    let select = json!({"invoice_ids": ids});
+    let (s, b) = call(&c, "POST", format!("{u}/patients/demo-patient/invoices/select"), staff, Some(select)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let body = json!({"patient_id": "demo-patient", "invoice_ids": ids, "locale": locale});
+    let (s, action) = call(&c, "POST", format!("{u}/visits/demo-visit/actions"), staff, Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{action}");
+    (action["patient_url"].as_str().unwrap().to_owned(), action["action_id"].as_str().unwrap().to_owned())
+}
+
+async fn stripe_control(local: &Local, path: &str, body: Value) {
+    let res = Client::new().post(format!("{}/stripe/test/{path}", local.base)).json(&body).send().await.unwrap();
+    assert!(res.status().is_success(), "{path}: {}", res.text().await.unwrap());
+}
+
+/// Whether the element's box lies inside the window, without scrolling.
+async fn in_first_screen(browser: &Browser, css: &str) -> bool {
+    let script = "const r = document.querySelector(arguments[0]).getBoundingClientRect();\
+                  return r.top >= 0 && r.bottom <= window.innerHeight && r.right <= window.innerWidth;";
+    browser.execute(script, vec![json!(css)]).await.unwrap().as_bool().unwrap()
+}
+
+/// On a 390-pixel phone: the page in French, switched to English and back,
+/// Pay, Stripe's page in the visit's language, the way back ("confirming"
+/// while the webhook is held, then "paid" by itself), and a declined card.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_pays_on_a_phone_in_two_taps() {
+    let local = start();
+    let (link, _action) = assigned(&local, &[("5001", 4000), ("5002", 2000)], "fr-CA").await;
+    let phone = drive(PHONE).await;
+    let b = &phone.browser;
+
+    b.goto(&link).await.unwrap();
+    wait_for_state(b, "open").await;
+    let page = text(b).await;
+    assert!(page.contains("Clinique Santé Nord") && page.contains("60,00 $"), "{page}");
+    assert!(page.contains("Services cliniques — facture 5001") && page.contains("À payer"), "{page}");
+    assert!(in_first_screen(b, "form button").await, "Pay is on the first screen of a phone");
+    assert_accessible(b, "open, fr").await;
+
+    click(b, "nav a").await;
+    wait_for_state(b, "open").await;
+    let english = text(b).await;
+    assert!(english.contains("$60.00") && english.contains("To pay") && english.contains("Pay $60.00"), "{english}");
+    assert_accessible(b, "open, en").await;
+    click(b, "nav a").await;
+    wait_for_state(b, "open").await;
+    assert!(text(b).await.contains("Payer 60,00 $"));
+
+    // A declined card first: Stripe's page says so, in French, and stays payable.
+    click(b, "form button").await; // tap 1
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("button[data-outcome=\"declined\"]"))
+        .await
+        .unwrap();
+    assert!(b.current_url().await.unwrap().path().starts_with("/stripe/checkout/cs_"));
+    assert!(text(b).await.contains("Carte refusée"));
+    click(b, "button[data-outcome=\"declined\"]").await;
+    b.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("p.error")).await.unwrap();
+    assert!(text(b).await.contains("Votre carte a été refusée"));
+
+    // Stripe's webhook is held: back on the page, it confirms, never "paid" yet.
+    stripe_control(&local, "webhooks/mode", json!({"hold": true})).await;
+    click(b, "button[data-outcome=\"succeeded\"]").await; // tap 2
+    wait_for_state(b, "confirming").await;
+    let url = b.current_url().await.unwrap();
+    assert!(url.path().starts_with("/patient/return/act_"), "{url}");
+    let secret = link.rsplit_once('.').unwrap().1;
+    assert!(!url.as_str().contains(secret), "the way back carries no secret: {url}");
+    let confirming = text(b).await;
+    assert!(
+        confirming.contains("Paiement reçu, confirmation en cours") && !confirming.contains("Payé"),
+        "{confirming}"
+    );
+    assert_accessible(b, "confirming").await;
+
+    stripe_control(&local, "webhooks/mode", json!({})).await;
+    stripe_control(&local, "webhooks/flush", json!({})).await;
+    wait_for_state(b, "paid").await; // the page refreshed itself
+    assert!(text(b).await.contains("Payé le"));
+    assert_accessible(b, "paid").await;
+
+    // The same page on a desktop window.
+    let desktop = drive(DESKTOP).await;
+    desktop.browser.goto(&link).await.unwrap();
+    wait_for_state(&desktop.browser, "paid").await;
+    assert_accessible(&desktop.browser, "paid, desktop").await;
+}
+
+/// A bank debit that fails later, and an action staff cancelled: the page
+/// says what happened and what to do, and offers no Pay button.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_bank_debit_and_a_cancelled_action_say_what_to_do() {
+    let local = start();
+    let (link, _) = assigned(&local, &[("6001", 3000)], "en-CA").await;
+    let phone = drive(PHONE).await;
+    let b = &phone.browser;
+    b.goto(&link).await.unwrap();
+    wait_for_state(b, "open").await;
+    stripe_control(&local, "webhooks/mode", json!({"hold": true})).await;
+    click(b, "form button").await;
+    b.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("button[data-outcome=\"delayed_failed\"]"))
+        .await
+        .unwrap();
+    assert!(text(b).await.contains("Pay by bank debit"), "Stripe's page in English for an en-CA visit");
+    click(b, "button[data-outcome=\"delayed_failed\"]").await;
+    wait_for_state(b, "confirming").await;
+    // Stripe's events one at a time: first the session completed, unpaid.
+    stripe_control(&local, "webhooks/mode", json!({})).await;
+    stripe_control(&local, "webhooks/flush", json!({})).await;
+    wait_for_state(b, "failed").await;
+    let failed = text(b).await;
+    assert!(failed.contains("The payment failed") && failed.contains("ask the clinic for a new link"), "{failed}");
+    assert!(b.find(Locator::Css("form")).await.is_err(), "nothing to pay any more");
+    assert_accessible(b, "failed").await;
+
+    let (link, action_id) = assigned(&local, &[("6002", 1500)], "fr-CA").await;
+    let c = Client::new();
+    let (s, _) = call(&c, "POST", format!("{}/actions/{action_id}/cancel", local.base), Some(&local.staff), None).await;
+    assert_eq!(s, StatusCode::OK);
+    b.goto(&link).await.unwrap();
+    wait_for_state(b, "cancelled").await;
+    assert!(text(b).await.contains("Communiquez avec la clinique"));
+    assert_accessible(b, "cancelled").await;
+
+    b.goto(&format!("{}/patient/actions/act_unknown.secret", local.base)).await.unwrap();
+    assert!(text(b).await.contains("n’est pas valide"));
+    assert_accessible(b, "link not found").await;
+}

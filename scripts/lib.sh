@@ -53,23 +53,24 @@ stop_moto() {
 cleanup_files=()
 
 # Chromium and ChromeDriver from Debian, for the browser tests (as scripts/bench
-# installs wrk): installed with apt-get when missing, as root or through sudo.
-# Exports VISITPAY_CHROMIUM and VISITPAY_CHROMEDRIVER. Fails with the reason
-# when they cannot be installed: the browser tests never silently skip.
+# installs wrk), and poppler-utils' pdftotext to read the receipt's PDF:
+# installed with apt-get when missing, as root or through sudo. Exports
+# VISITPAY_CHROMIUM, VISITPAY_CHROMEDRIVER and VISITPAY_PDFTOTEXT. Fails with
+# the reason when they cannot be installed: those tests never silently skip.
 ensure_browser() {
-  local chromium=/usr/bin/chromium driver=/usr/bin/chromedriver
-  if [ ! -x "$chromium" ] || [ ! -x "$driver" ]; then
-    echo "==> installing Chromium and ChromeDriver from Debian (apt-get)"
+  local chromium=/usr/bin/chromium driver=/usr/bin/chromedriver pdftotext=/usr/bin/pdftotext
+  if [ ! -x "$chromium" ] || [ ! -x "$driver" ] || [ ! -x "$pdftotext" ]; then
+    echo "==> installing Chromium, ChromeDriver and poppler-utils from Debian (apt-get)"
     local sudo=""
     if [ "$(id -u)" != 0 ]; then
-      command -v sudo >/dev/null || { echo "the browser tests need chromium and chromium-driver: run as root or install them (apt-get install chromium chromium-driver)" >&2; exit 1; }
+      command -v sudo >/dev/null || { echo "the browser and receipt tests need chromium, chromium-driver and poppler-utils: run as root or install them with apt-get" >&2; exit 1; }
       sudo=sudo
     fi
     $sudo apt-get update -qq || true
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null \
-      || { echo "apt-get could not install chromium and chromium-driver; the browser tests cannot run" >&2; exit 1; }
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver poppler-utils >/dev/null \
+      || { echo "apt-get could not install chromium, chromium-driver and poppler-utils; the browser and receipt tests cannot run" >&2; exit 1; }
   fi
-  export VISITPAY_CHROMIUM="$chromium" VISITPAY_CHROMEDRIVER="$driver"
+  export VISITPAY_CHROMIUM="$chromium" VISITPAY_CHROMEDRIVER="$driver" VISITPAY_PDFTOTEXT="$pdftotext"
 }
 
 # axe-core from npm, pinned, into $venv/npm (beside the Python tools):

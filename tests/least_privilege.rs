@@ -330,6 +330,8 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     let back = format!("/patient/return/{}?checkout=success", id(&optin));
     status_fn.call("GET", &back, None, &[("accept", "text/html"), ("cookie", &cookie)], None, 200).await;
     status_fn.call("GET", &back, None, &browser, None, 200).await;
+    // No receipt before the payment.
+    status_fn.call("GET", &format!("/patient/actions/{}/receipt", token(&optin)), None, &[], None, 409).await;
 
     // create-checkout: open, open again (the same session), the opt-in clinic's descriptions.
     for a in [&paid_action, &paid_action, &cancelled, &missed, &optin] {
@@ -363,6 +365,11 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     stripe.pay(&session_of(&setup_store, "lp-optin", &optin).await, "succeeded").await;
     deliver_webhooks(&mut webhook_fn, &stripe, &mut seen).await;
     assert_eq!(consume(&consumer, &sqs, &queue_url).await, 0);
+    // Its receipt: the patient's (page and PDF) and the staff's.
+    let receipt = format!("/patient/actions/{}/receipt", token(&optin));
+    status_fn.call("GET", &receipt, None, &browser, None, 200).await;
+    status_fn.call("GET", &format!("{receipt}?format=pdf"), None, &[], None, 200).await;
+    status_fn.call("GET", &format!("/actions/{}/receipt", id(&optin)), Some(&optin_staff), &[], None, 200).await;
     let refund_path = format!("/actions/{}/refund", id(&optin));
     assign_fn.call("POST", &refund_path, Some(&optin_staff), &[], Some(r#"{"amount":1000}"#), 200).await;
     assign_fn.call("POST", &refund_path, Some(&optin_staff), &[], None, 200).await;

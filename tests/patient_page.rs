@@ -149,3 +149,160 @@ async fn every_ending_is_said_in_words() {
     assert!(text(&unknown).contains("n’est pas valide"), "a page, not JSON");
     assert_eq!(header(&unknown, "content-type"), "text/html; charset=utf-8");
 }
+
+/// A missed webhook: the patient paid, Stripe's events never arrived, and
+/// the page keeps saying "confirming" (never "paid") until reconcile asks
+/// Stripe and its repair is applied; then the page shows it too.
+#[tokio::test]
+async fn reconciles_repair_shows_on_the_page() {
+    use visitpay::app::reconcile::{self, ReconcileConfig};
+    let stripe = stripe_emulator(None).await;
+    let queue = std::sync::Arc::new(visitpay::adapters::embedded_queue::EmbeddedQueue::new(
+        3,
+        std::time::Duration::from_millis(10),
+    ));
+    let (deps, clock) = deps_for_payments(std::sync::Arc::new(kit::embedded_store()), &stripe, Some(queue.clone()));
+    let (action, token) = assigned_action(&deps, "c1", &[("1", 4500, "")]).await;
+    let session_id = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    stripe
+        .control(&format!("/test/checkout_sessions/{session_id}/pay"), serde_json::json!({"send_webhooks": false}))
+        .await;
+    let back = format!("/patient/return/{}?checkout=success", action.action_id);
+    let cookie = format!("visitpay_link={token}");
+    assert_eq!(state_of(&text(&browse(&deps, &back, Some(&cookie)).await)), "confirming");
+
+    clock.advance(120);
+    let config = ReconcileConfig { min_age: time::Duration::seconds(60), batch: 10 };
+    let report = reconcile::run(&deps, config).await.unwrap();
+    assert_eq!(report.found_paid, 1, "{report:?}");
+    assert_eq!(state_of(&text(&browse(&deps, &back, Some(&cookie)).await)), "confirming", "queued, not applied");
+    for body in queue.take_all() {
+        visitpay::lambda::consumer::apply_message(&deps, Some(&body)).await.unwrap();
+    }
+    assert_eq!(state_of(&text(&browse(&deps, &back, Some(&cookie)).await)), "paid");
+    assert_eq!(state_of(&text(&browse(&deps, &format!("/patient/actions/{token}"), None).await)), "paid");
+}
+
+/// The receipt's PDF as `pdftotext` reads it (poppler-utils, installed by
+/// scripts/test): what an insurer's software would extract.
+fn pdf_text(pdf: &[u8]) -> String {
+    let tool = std::env::var("VISITPAY_PDFTOTEXT").unwrap_or_else(|_| "/usr/bin/pdftotext".into());
+    assert!(std::path::Path::new(&tool).exists(), "{tool} not found: scripts/test installs poppler-utils (apt-get)");
+    let path = std::env::temp_dir().join(format!("visitpay-receipt-{}.pdf", std::process::id()));
+    std::fs::write(&path, pdf).unwrap();
+    let out = std::process::Command::new(tool).arg("-layout").arg(&path).arg("-").output().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(out.status.success(), "pdftotext: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().replace('\u{a0}', " ")
+}
+
+async fn get(
+    deps: &TestDeps,
+    path: &str,
+    claims: Option<&serde_json::Value>,
+) -> lambda_http::Response<lambda_http::Body> {
+    visitpay::http::handle(deps, Function::ActionStatus, api_request("GET", path, claims, &[], None)).await
+}
+
+/// What an extended health insurer asks for, on the page and in the PDF,
+/// equal to the action's numbers; refunds shown once made; what the clinic
+/// did not provide is said, not invented; no receipt before the payment.
+#[tokio::test]
+async fn the_receipt_has_what_an_insurer_asks_for() {
+    use visitpay::domain::{ReceiptDetails, ReceiptIssuer};
+    let stripe = stripe_emulator(None).await;
+    let (deps, _clock) = deps_for_payments(std::sync::Arc::new(kit::embedded_store()), &stripe, None);
+    let mut settings = settings_input(true, "cad");
+    settings.receipt_issuer = ReceiptIssuer {
+        legal_name: Some("Clinique Santé Nord inc.".into()),
+        address: Some("1200, rue Sherbrooke Ouest, Montréal (Québec) H3A 1H6".into()),
+        phone: None,
+    };
+    visitpay::app::settings::put(&deps, &support(), clinic("c1"), settings).await.unwrap();
+    let mut detailed = invoice_input(4500, "cad");
+    detailed.receipt = ReceiptDetails {
+        service: Some("Psychothérapie individuelle".into()),
+        provider_name: Some("Dre Julie Tremblay".into()),
+        profession: Some("psychologue".into()),
+        registration_number: Some("12345-67".into()),
+        patient_name: Some("Marc Gagnon".into()),
+    };
+    visitpay::app::invoices::import(&deps, &clinic("c1"), &patient("p1"), &ids(&["1"])[0], detailed).await.unwrap();
+    let mut bare = invoice_input(1500, "cad");
+    bare.receipt.patient_name = Some("Marc Gagnon".into());
+    visitpay::app::invoices::import(&deps, &clinic("c1"), &patient("p1"), &ids(&["2"])[0], bare).await.unwrap();
+    visitpay::app::invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["1", "2"])).await.unwrap();
+    let request = visitpay::app::actions::AssignRequest {
+        patient_id: patient("p1"),
+        invoice_ids: ids(&["1", "2"]),
+        locale: visitpay::domain::Locale::FrCa,
+    };
+    let (action, token) =
+        match visitpay::app::actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None)
+            .await
+            .unwrap()
+        {
+            visitpay::app::actions::Assigned::Created { action, patient_url } => {
+                (action, patient_url.rsplit('/').next().unwrap().to_owned())
+            }
+            other => panic!("{other:?}"),
+        };
+
+    let early = get(&deps, &format!("/patient/actions/{token}/receipt"), None).await;
+    let (status, body) = status_and_json(&early);
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("receipt_not_available")), "{body}");
+    let unpaid_page = text(&browse(&deps, &format!("/patient/actions/{token}/receipt"), None).await);
+    assert!(unpaid_page.contains("Pas encore de reçu"), "{unpaid_page}");
+
+    let session_id = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    let paid = stripe.pay(&session_id, "succeeded").await;
+    let payment_intent = paid["session"]["payment_intent"].as_str().unwrap().to_owned();
+    deliver_all(&deps, &stripe).await;
+    let page = text(&browse(&deps, &format!("/patient/actions/{token}"), None).await);
+    assert!(page.contains(&format!("href=\"{token}/receipt?lang=fr\"")), "the paid page offers the receipt");
+
+    let number = format!("R-{}", action.action_id.as_str().trim_start_matches("act_").to_ascii_uppercase());
+    let expected = [
+        number.as_str(),
+        "Clinique Santé Nord inc.",
+        "1200, rue Sherbrooke Ouest, Montréal (Québec) H3A 1H6",
+        "Marc Gagnon",
+        "Psychothérapie individuelle",
+        "2027-01-14",
+        "Dre Julie Tremblay, psychologue, n° de permis 12345-67",
+        "Services cliniques — facture 2",
+        "45,00 $",
+        "15,00 $",
+        "60,00 $",
+        "Payé le",
+        payment_intent.as_str(),
+        "Non fourni par la clinique : téléphone, nom du professionnel, profession, numéro de permis.",
+    ];
+    let html = text(&get(&deps, &format!("/patient/actions/{token}/receipt"), None).await).replace('\u{a0}', " ");
+    let pdf = get(&deps, &format!("/patient/actions/{token}/receipt?format=pdf"), None).await;
+    assert_eq!(header(&pdf, "content-type"), "application/pdf");
+    let lambda_http::Body::Binary(bytes) = pdf.body() else { panic!("a PDF body") };
+    let pdf = pdf_text(bytes);
+    for want in expected {
+        assert!(html.contains(want), "the page lacks {want:?}: {html}");
+        assert!(pdf.contains(want), "the PDF lacks {want:?}: {pdf}");
+    }
+    assert!(!html.contains("Remboursement"), "no refund yet");
+
+    // A refund shows once made; staff get the same receipt, in English on request.
+    visitpay::app::actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, Some(1000)).await.unwrap();
+    deliver_all(&deps, &stripe).await;
+    let staff_claims = claims("staff-1", "c1", "staff");
+    let staff_path = format!("/actions/{}/receipt?lang=en&format=pdf", action.action_id);
+    let staff_pdf = get(&deps, &staff_path, Some(&staff_claims)).await;
+    let lambda_http::Body::Binary(bytes) = staff_pdf.body() else { panic!("a PDF body") };
+    let english = pdf_text(bytes);
+    for want in
+        [number.as_str(), "Receipt", "Refund", "$10.00", "Net amount paid", "$50.00", "Clinic services — invoice 2"]
+    {
+        assert!(english.contains(want), "the staff PDF lacks {want:?}: {english}");
+    }
+    let other_clinic = claims("staff-2", "c2", "staff");
+    let (status, _) = status_and_json(&get(&deps, &staff_path, Some(&other_clinic)).await);
+    assert_eq!(status, 404, "another clinic's staff get nothing");
+}

@@ -39,6 +39,7 @@ pub fn settings_input(enabled: bool, currency: &str) -> SettingsInput {
         checkout_ttl_minutes: 60,
         action_ttl_hours: 72,
         line_item_text: LineItemText::Generic,
+        receipt_issuer: Default::default(),
     }
 }
 
@@ -52,6 +53,7 @@ pub fn invoice_input(amount: i64, currency: &str) -> InvoiceInput {
         currency: currency.into(),
         description: "Consultation".into(),
         service_date: "2027-01-14".into(),
+        receipt: Default::default(),
     }
 }
 

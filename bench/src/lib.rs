@@ -141,6 +141,7 @@ pub async fn seed_clinic(deps: &BenchDeps) -> Result<(), BoxError> {
         checkout_ttl_minutes: 60,
         action_ttl_hours: 72,
         line_item_text: LineItemText::Generic,
+        receipt_issuer: Default::default(),
     };
     settings::put(deps, &support, clinic(), input).await?;
     Ok(())
@@ -155,6 +156,7 @@ pub async fn seed_selected_invoices(deps: &BenchDeps, ids: &[&str]) -> Result<Ve
             currency: "cad".into(),
             description: String::new(),
             service_date: "2026-11-20".into(),
+            receipt: Default::default(),
         };
         invoices::import(deps, &clinic(), &patient(), id, input).await?;
     }

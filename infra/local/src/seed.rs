@@ -30,6 +30,7 @@ pub async fn seed(deps: &(impl HasStore + HasClock)) -> Result<(), AppError> {
             checkout_ttl_minutes: 60,
             action_ttl_hours: 72,
             line_item_text: LineItemText::Generic,
+            receipt_issuer: Default::default(),
         },
     )
     .await?;
@@ -40,6 +41,7 @@ pub async fn seed(deps: &(impl HasStore + HasClock)) -> Result<(), AppError> {
             currency: "cad".into(),
             description: (*description).into(),
             service_date: "2026-11-20".into(),
+            receipt: Default::default(),
         };
         match invoices::import(deps, &clinic, &patient, &InvoiceId::parse(id)?, input).await {
             // A persistent store (DynamoDB) may already hold them, possibly in use.

@@ -233,6 +233,20 @@ async fn a_patient_pays_on_a_phone_in_two_taps() {
     assert!(text(b).await.contains("Payé le"));
     assert_accessible(b, "paid").await;
 
+    // The receipt, from the paid page: it prints cleanly and offers its PDF.
+    click(b, "a[href*=\"/receipt\"]").await;
+    b.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("table")).await.unwrap();
+    let receipt = text(b).await;
+    assert!(receipt.contains("Reçu n° R-") && receipt.contains("60,00 $") && receipt.contains("Payé le"), "{receipt}");
+    assert_accessible(b, "receipt").await;
+    b.back().await.unwrap();
+
+    // The link's secret is in no line the local run logged (its requests,
+    // Stripe's calls and webhooks included).
+    let logs = local.logs.lock().unwrap().clone();
+    assert!(logs.contains("request handled"), "the run logged its requests: {logs}");
+    assert!(!logs.contains(secret), "the link's secret reached a log line");
+
     // The same page on a desktop window.
     let desktop = drive(DESKTOP).await;
     desktop.browser.goto(&link).await.unwrap();

@@ -45,7 +45,7 @@ fn refuse_unpayable(action: &Action, now: Timestamp) -> Result<(), DomainError> 
     }
 }
 
-fn generic_name(invoice: &InvoiceId, locale: Locale) -> String {
+pub(crate) fn generic_name(invoice: &InvoiceId, locale: Locale) -> String {
     match locale {
         Locale::FrCa => format!("Services cliniques — facture {invoice}"),
         Locale::EnCa => format!("Clinic services — invoice {invoice}"),

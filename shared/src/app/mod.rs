@@ -12,6 +12,7 @@ pub mod actions;
 pub mod checkout;
 pub mod invoices;
 pub mod payment_events;
+pub mod receipt;
 pub mod reconcile;
 mod sessions;
 pub mod settings;

@@ -16,6 +16,9 @@ pub struct InvoiceView<'a> {
     pub currency: Currency,
     pub description: &'a str,
     pub service_date: &'a crate::domain::ServiceDate,
+    /// What the receipt says of it, as imported.
+    #[serde(skip_serializing_if = "crate::domain::ReceiptDetails::is_empty")]
+    pub receipt: &'a crate::domain::ReceiptDetails,
     pub status: InvoiceStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action_id: Option<&'a str>,
@@ -34,6 +37,7 @@ impl<'a> From<&'a Invoice> for InvoiceView<'a> {
             currency: i.currency,
             description: &i.description,
             service_date: &i.service_date,
+            receipt: &i.receipt,
             status: i.status(),
             action_id: i.action_id().map(|a| a.as_str()),
             paid_at: i.paid_at,

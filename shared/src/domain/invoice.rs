@@ -29,6 +29,10 @@ impl InvoiceStatus {
 pub struct ServiceDate(String);
 
 impl ServiceDate {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// Exactly `YYYY-MM-DD`, a real calendar day, year 1900 to 2999 (no
     /// signs, no extended years: what `format: date` means to clients).
     pub fn parse(s: &str) -> Result<Self, DomainError> {
@@ -64,6 +68,53 @@ pub struct InvoiceInput {
     #[serde(default)]
     pub description: String,
     pub service_date: String,
+    /// What an insurer's receipt needs, when the billing system knows it.
+    #[serde(default)]
+    pub receipt: ReceiptDetails,
+}
+
+const MAX_RECEIPT_FIELD_CHARS: usize = 200;
+
+/// An invoice's details for the patient's receipt (extended health insurers
+/// ask for them): each optional; a receipt says which are missing rather
+/// than inventing them. Never sent to Stripe, never logged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptDetails {
+    /// The service as the receipt names it ("Psychothérapie"); the generic
+    /// line otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profession: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_name: Option<String>,
+}
+
+impl ReceiptDetails {
+    /// Trimmed, empty fields dropped, each at most 200 characters.
+    pub fn validate(self) -> Result<Self, DomainError> {
+        let field = |v: Option<String>| -> Result<Option<String>, DomainError> {
+            match v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) {
+                Some(s) if s.chars().count() > MAX_RECEIPT_FIELD_CHARS => Err(DomainError::ReceiptFieldTooLong),
+                other => Ok(other),
+            }
+        };
+        Ok(ReceiptDetails {
+            service: field(self.service)?,
+            provider_name: field(self.provider_name)?,
+            profession: field(self.profession)?,
+            registration_number: field(self.registration_number)?,
+            patient_name: field(self.patient_name)?,
+        })
+    }
+    pub fn is_empty(&self) -> bool {
+        *self == ReceiptDetails::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +128,8 @@ pub struct Invoice {
     /// logged, never sent to Stripe unless the clinic opted in.
     pub description: String,
     pub service_date: ServiceDate,
+    #[serde(default, skip_serializing_if = "ReceiptDetails::is_empty")]
+    pub receipt: ReceiptDetails,
     status: InvoiceStatus,
     /// Set exactly when `status` is `pending` or `paid`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,6 +163,7 @@ impl Invoice {
             return Err(DomainError::DescriptionTooLong);
         }
         let service_date = ServiceDate::parse(&input.service_date)?;
+        let receipt = input.receipt.validate()?;
         let (status, version) = match existing {
             None => (InvoiceStatus::Unprocessed, 1),
             Some(old) => match old.status {
@@ -127,6 +181,7 @@ impl Invoice {
             currency: money.currency,
             description: input.description,
             service_date,
+            receipt,
             status,
             action_id: None,
             paid_at: None,
@@ -240,6 +295,7 @@ mod tests {
                 currency: "cad".into(),
                 description: "x".into(),
                 service_date: "2026-11-02".into(),
+                receipt: Default::default(),
             },
             at(),
         )
@@ -321,6 +377,7 @@ mod tests {
                 currency: "cad".into(),
                 description: String::new(),
                 service_date: "2026-01-01".into(),
+                receipt: Default::default(),
             },
             at(),
         );
@@ -340,6 +397,7 @@ mod tests {
                     currency: currency.into(),
                     description: String::new(),
                     service_date: date.into(),
+                    receipt: Default::default(),
                 },
                 at(),
             )

@@ -16,11 +16,11 @@ pub use action::{
 };
 pub use charge::{Charged, DisputeRecord, DisputeStatus, RefundRecord, RefundState};
 pub use ids::{ActionId, ClinicId, InvoiceId, PatientId, UserId, VisitId};
-pub use invoice::{Invoice, InvoiceStatus, ServiceDate};
+pub use invoice::{Invoice, InvoiceStatus, ReceiptDetails, ServiceDate};
 pub use link::{hash_token, link_token, link_token_action};
 pub use money::{format_amount, Currency, Money, MAX_AMOUNT};
 pub use payment::{ChargeChange, ParkedEvent, PaymentOwner, PaymentRef};
-pub use settings::{Label, LineItemText, Locale, PaymentSettings, SettingsInput, StripeAccountId};
+pub use settings::{Label, LineItemText, Locale, PaymentSettings, ReceiptIssuer, SettingsInput, StripeAccountId};
 pub use signal::{PaymentSignal, SignalKind};
 
 /// What the domain refuses. `http::error` gives each variant its status and
@@ -49,6 +49,11 @@ pub enum DomainError {
     InvalidDate,
     #[error("description is longer than 500 characters")]
     DescriptionTooLong,
+    #[error("each receipt field is at most 200 characters")]
+    ReceiptFieldTooLong,
+    /// A receipt is for a paid action.
+    #[error("a receipt is issued once the action is paid (it is {0:?})")]
+    ReceiptNotAvailable(ActionStatus),
     #[error("locale must be fr-CA or en-CA")]
     InvalidLocale,
     #[error("invoice {0} is pending in a payment action or paid and can no longer change")]

@@ -101,6 +101,39 @@ pub struct SettingsInput {
     pub action_ttl_hours: u32,
     #[serde(default)]
     pub line_item_text: LineItemText,
+    #[serde(default)]
+    pub receipt_issuer: ReceiptIssuer,
+}
+
+/// Who issues the patient's receipt, as insurers ask: the clinic's legal
+/// name, address and phone. Each optional; a receipt says which is missing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptIssuer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legal_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+impl ReceiptIssuer {
+    fn validate(self) -> Result<Self, DomainError> {
+        let field = |v: Option<String>| -> Result<Option<String>, DomainError> {
+            match v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) {
+                Some(s) if s.chars().count() > 200 || s.chars().any(|c| c.is_control() && c != '\n') => {
+                    Err(DomainError::InvalidSettings("receipt_issuer fields are each at most 200 printable characters"))
+                }
+                other => Ok(other),
+            }
+        };
+        Ok(ReceiptIssuer {
+            legal_name: field(self.legal_name)?,
+            address: field(self.address)?,
+            phone: field(self.phone)?,
+        })
+    }
 }
 
 fn default_checkout_ttl() -> u32 {
@@ -120,6 +153,8 @@ pub struct PaymentSettings {
     pub checkout_ttl_minutes: u32,
     pub action_ttl_hours: u32,
     pub line_item_text: LineItemText,
+    #[serde(default)]
+    pub receipt_issuer: ReceiptIssuer,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Timestamp,
     pub updated_by: UserId,
@@ -163,6 +198,7 @@ impl PaymentSettings {
             checkout_ttl_minutes: input.checkout_ttl_minutes,
             action_ttl_hours: input.action_ttl_hours,
             line_item_text: input.line_item_text,
+            receipt_issuer: input.receipt_issuer.validate()?,
             updated_at: at,
             updated_by: by,
         })

@@ -98,6 +98,8 @@ impl From<DomainError> for ApiError {
             InvalidSettings(_) => (bad, "invalid_settings"),
             InvalidDate => (bad, "invalid_date"),
             DescriptionTooLong => (bad, "description_too_long"),
+            ReceiptFieldTooLong => (bad, "receipt_field_too_long"),
+            ReceiptNotAvailable(_) => (conflict, "receipt_not_available"),
             InvalidLocale => (bad, "invalid_locale"),
             InvoiceLocked(_) => (conflict, "invoice_locked"),
             InvoicePending(_) => (conflict, "invoice_pending"),

@@ -5,7 +5,7 @@
 use lambda_http::{Body, Request, Response};
 
 use super::routes::Function;
-use super::{actions, invoices, patient, serve, settings, webhook};
+use super::{actions, invoices, patient, receipt, serve, settings, webhook};
 use crate::app::{HasClock, HasConfig, HasIds, HasMetrics, HasPayments, HasQueue, HasStore};
 
 pub async fn clinic_settings(deps: &(impl HasStore + HasClock), req: Request) -> Response<Body> {
@@ -38,7 +38,9 @@ pub async fn action_status(deps: &(impl HasStore + HasClock), req: Request) -> R
     serve!(deps, Function::ActionStatus, req, {
         "GET /visits/{visit_id}/actions" => actions::list_for_visit,
         "GET /actions/{action_id}" => actions::get,
+        "GET /actions/{action_id}/receipt" => receipt::for_staff,
         "GET /patient/actions/{token}" => patient::view,
+        "GET /patient/actions/{token}/receipt" => receipt::for_patient,
         "GET /patient/return/{action_id}" => patient::back_from_stripe,
     })
 }

@@ -14,6 +14,8 @@ pub mod functions;
 mod invoices;
 mod page;
 mod patient;
+mod pdf;
+mod receipt;
 pub mod request;
 pub mod routes;
 mod settings;

@@ -78,16 +78,17 @@ impl Arrival {
 #[derive(Debug, Clone)]
 pub(crate) struct Place {
     pub pay_action: String,
+    pub receipt: String,
 }
 
 impl Place {
     /// The page at `…/patient/actions/{token}`.
     pub(crate) fn link(token: &str) -> Self {
-        Place { pay_action: format!("{token}/checkout") }
+        Place { pay_action: format!("{token}/checkout"), receipt: format!("{token}/receipt") }
     }
     /// The page at `…/patient/return/{action_id}`.
     pub(crate) fn back_from_stripe(token: &str) -> Self {
-        Place { pay_action: format!("../actions/{token}/checkout") }
+        Place { pay_action: format!("../actions/{token}/checkout"), receipt: format!("../actions/{token}/receipt") }
     }
 }
 
@@ -107,6 +108,7 @@ struct PageHtml<'a> {
     state_detail: Option<String>,
     pay_action: Option<String>,
     pay_label: String,
+    receipt_href: Option<String>,
     refresh: bool,
     refresh_href: String,
     switch_href: String,
@@ -158,6 +160,7 @@ pub(crate) fn render(page: &PatientPage, place: &Place, arrival: Arrival) -> Res
         state_detail,
         pay_action: (open && !confirming).then(|| place.pay_action.clone()),
         pay_label: format!("{} {total}", t.pay),
+        receipt_href: action.paid_at.is_some().then(|| format!("{}{}", place.receipt, here(t.lang))),
         refresh: waiting,
         refresh_href: here(t.lang),
         switch_href: here(t.other_lang),
@@ -173,6 +176,7 @@ pub(crate) fn message(status: StatusCode, locale: Locale, kind: Message) -> Resp
         Message::LinkNotFound => (t.link_not_found, t.contact_clinic),
         Message::OpenYourLink => (t.open_your_link, t.open_your_link_detail),
         Message::Unavailable => (t.unavailable, t.unavailable_detail),
+        Message::NoReceipt => (t.no_receipt, t.no_receipt_detail),
     };
     let html = PageHtml {
         t,
@@ -188,6 +192,7 @@ pub(crate) fn message(status: StatusCode, locale: Locale, kind: Message) -> Resp
         state_detail: Some(detail.to_owned()),
         pay_action: None,
         pay_label: String::new(),
+        receipt_href: None,
         refresh: false,
         refresh_href: String::new(),
         switch_href: format!("?lang={}", t.other_lang),
@@ -200,6 +205,7 @@ pub(crate) enum Message {
     LinkNotFound,
     OpenYourLink,
     Unavailable,
+    NoReceipt,
 }
 
 fn paid_title(t: &Texts, paid_on: Option<String>) -> String {
@@ -228,6 +234,19 @@ pub(crate) fn cookie_token(cookie_header: Option<&str>) -> Option<String> {
 /// only the page's own hashed style and script, forms to itself and Stripe,
 /// no framing; no referrer (the link is a credential); never cached.
 fn html_response(status: StatusCode, body: String) -> Response<Body> {
+    with_headers(status, body, &content_security_policy())
+}
+
+/// A page of its own style and no script (the receipt).
+pub(crate) fn html_response_with_style(status: StatusCode, body: String, css: &str) -> Response<Body> {
+    let csp = format!(
+        "default-src 'none'; style-src '{}'; img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'",
+        sha256_source(css)
+    );
+    with_headers(status, body, &csp)
+}
+
+fn with_headers(status: StatusCode, body: String, csp: &str) -> Response<Body> {
     let mut response = Response::new(Body::Text(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -235,7 +254,7 @@ fn html_response(status: StatusCode, body: String) -> Response<Body> {
     headers.insert("cache-control", HeaderValue::from_static("no-store"));
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-    headers.insert("content-security-policy", HeaderValue::from_str(&content_security_policy()).expect("ascii"));
+    headers.insert("content-security-policy", HeaderValue::from_str(csp).expect("ascii"));
     response
 }
 
@@ -253,7 +272,7 @@ fn sha256_source(text: &str) -> String {
 }
 
 /// A day as the patient reads it: `1 décembre 2026`, `December 1, 2026` (UTC).
-fn date(at: Timestamp, locale: Locale) -> String {
+pub(crate) fn date(at: Timestamp, locale: Locale) -> String {
     const FR: [&str; 12] = [
         "janvier",
         "février",
@@ -308,6 +327,9 @@ pub(crate) struct Texts {
     open_your_link_detail: &'static str,
     unavailable: &'static str,
     unavailable_detail: &'static str,
+    receipt: &'static str,
+    no_receipt: &'static str,
+    no_receipt_detail: &'static str,
 }
 
 fn texts(locale: Locale) -> &'static Texts {
@@ -349,6 +371,9 @@ static FRENCH: Texts = Texts {
     open_your_link_detail: "Pour voir l’état de votre paiement, ouvrez le lien reçu de la clinique.",
     unavailable: "Service momentanément indisponible",
     unavailable_detail: "Réessayez dans un instant.",
+    receipt: "Reçu pour votre assureur",
+    no_receipt: "Pas encore de reçu",
+    no_receipt_detail: "Le reçu est disponible une fois le paiement confirmé.",
 };
 
 static ENGLISH: Texts = Texts {
@@ -383,6 +408,9 @@ static ENGLISH: Texts = Texts {
     open_your_link_detail: "To see your payment, open the link you received from the clinic.",
     unavailable: "Service briefly unavailable",
     unavailable_detail: "Try again in a moment.",
+    receipt: "Receipt for your insurer",
+    no_receipt: "No receipt yet",
+    no_receipt_detail: "The receipt is available once the payment is confirmed.",
 };
 
 #[cfg(test)]

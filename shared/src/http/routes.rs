@@ -86,6 +86,8 @@ pub static ROUTES: &[Route] = &[
     route("GET", "/actions/{action_id}", Function::ActionStatus, Access::Staff),
     route("GET", "/patient/actions/{token}", Function::ActionStatus, Access::Patient),
     route("GET", "/patient/return/{action_id}", Function::ActionStatus, Access::Patient),
+    route("GET", "/patient/actions/{token}/receipt", Function::ActionStatus, Access::Patient),
+    route("GET", "/actions/{action_id}/receipt", Function::ActionStatus, Access::Staff),
     route("POST", "/patient/actions/{token}/checkout", Function::CreateCheckout, Access::Patient),
     route("POST", "/webhooks/stripe", Function::StripeWebhook, Access::Stripe),
 ];

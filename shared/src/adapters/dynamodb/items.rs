@@ -163,6 +163,7 @@ mod tests {
                 currency: "cad".into(),
                 description: String::new(),
                 service_date: "2027-01-01".into(),
+                receipt: Default::default(),
             },
             time::OffsetDateTime::UNIX_EPOCH,
         )

@@ -306,3 +306,42 @@ async fn the_receipt_has_what_an_insurer_asks_for() {
     let (status, _) = status_and_json(&get(&deps, &staff_path, Some(&other_clinic)).await);
     assert_eq!(status, 404, "another clinic's staff get nothing");
 }
+
+/// A clinic whose EMR shows the page in its visit window names its origins:
+/// only they may frame the page. Pay leaves the frame for Stripe (a top-level
+/// navigation) and sets the link cookie there, first-party, so the way back
+/// finds the patient even though the framed page's cookie was third-party.
+#[tokio::test]
+async fn only_the_clinics_emr_may_frame_the_page() {
+    let stripe = stripe_emulator(None).await;
+    let (deps, _clock) = deps_for_payments(std::sync::Arc::new(kit::embedded_store()), &stripe, None);
+    let (_action, token) = assigned_action(&deps, "c1", &[("1", 4500, "")]).await;
+    let closed =
+        header(&browse(&deps, &format!("/patient/actions/{token}"), None).await, "content-security-policy").to_owned();
+    assert!(closed.contains("frame-ancestors 'none'"), "{closed}");
+
+    let mut settings = settings_input(true, "cad");
+    settings.embed_origins = vec!["https://emr.example.com".into()];
+    visitpay::app::settings::put(&deps, &support(), clinic("c1"), settings.clone()).await.unwrap();
+    let page = browse(&deps, &format!("/patient/actions/{token}"), None).await;
+    let csp = header(&page, "content-security-policy");
+    assert!(csp.contains("frame-ancestors https://emr.example.com;"), "{csp}");
+    assert!(text(&page).contains("target=\"_top\""), "Pay leaves the frame: Stripe's page cannot be framed");
+
+    settings.embed_origins = vec!["https://*.example.com".into()];
+    let refused = visitpay::app::settings::put(&deps, &support(), clinic("c1"), settings).await;
+    let error = visitpay::http::error::ApiError::from(refused.unwrap_err());
+    assert_eq!((error.status.as_u16(), error.code), (400, "invalid_settings"));
+
+    let form = api_request(
+        "POST",
+        &format!("/patient/actions/{token}/checkout"),
+        None,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        Some(""),
+    );
+    let answer = visitpay::http::handle(&deps, Function::CreateCheckout, form).await;
+    assert_eq!(answer.status(), 303);
+    let cookie = header(&answer, "set-cookie");
+    assert!(cookie.starts_with(&format!("visitpay_link={token};")) && cookie.contains("SameSite=Lax"), "{cookie}");
+}

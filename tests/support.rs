@@ -40,6 +40,7 @@ pub fn settings_input(enabled: bool, currency: &str) -> SettingsInput {
         action_ttl_hours: 72,
         line_item_text: LineItemText::Generic,
         receipt_issuer: Default::default(),
+        embed_origins: Vec::new(),
     }
 }
 

@@ -142,6 +142,7 @@ pub async fn seed_clinic(deps: &BenchDeps) -> Result<(), BoxError> {
         action_ttl_hours: 72,
         line_item_text: LineItemText::Generic,
         receipt_issuer: Default::default(),
+        embed_origins: Vec::new(),
     };
     settings::put(deps, &support, clinic(), input).await?;
     Ok(())

@@ -31,6 +31,7 @@ pub async fn seed(deps: &(impl HasStore + HasClock)) -> Result<(), AppError> {
             action_ttl_hours: 72,
             line_item_text: LineItemText::Generic,
             receipt_issuer: Default::default(),
+            embed_origins: Vec::new(),
         },
     )
     .await?;

@@ -95,7 +95,9 @@ pub async fn patient_page(
     let action = for_patient(deps, token).await?;
     let locale = locale.unwrap_or(action.locale);
     let lines = checkout_lines(deps, &action, locale).await?;
-    Ok(super::views::PatientPage { action, lines, locale })
+    let embed_origins =
+        deps.store().get_settings(&action.clinic_id).await?.map(|s| s.embed_origins).unwrap_or_default();
+    Ok(super::views::PatientPage { action, lines, locale, embed_origins })
 }
 
 async fn request_for(

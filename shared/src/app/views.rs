@@ -208,4 +208,6 @@ pub struct PatientPage {
     pub action: Action,
     pub lines: Vec<crate::ports::CheckoutLine>,
     pub locale: Locale,
+    /// The clinic's origins that may frame the page (its `frame-ancestors`).
+    pub embed_origins: Vec<String>,
 }

@@ -103,6 +103,37 @@ pub struct SettingsInput {
     pub line_item_text: LineItemText,
     #[serde(default)]
     pub receipt_issuer: ReceiptIssuer,
+    /// Origins that may show the patient's page in a frame (the EMR's visit
+    /// window), e.g. `https://emr.example.com`; none by default.
+    #[serde(default)]
+    pub embed_origins: Vec<String>,
+}
+
+const MAX_EMBED_ORIGINS: usize = 10;
+
+/// Exact `https://host[:port]` origins (no path, no wildcard), lower-cased:
+/// they go into the page's `frame-ancestors` as they are.
+fn embed_origins(list: Vec<String>) -> Result<Vec<String>, DomainError> {
+    let refused = DomainError::InvalidSettings(
+        "embed_origins must be at most 10 origins, each https://host[:port] with no path or wildcard",
+    );
+    if list.len() > MAX_EMBED_ORIGINS {
+        return Err(refused);
+    }
+    list.into_iter()
+        .map(|origin| {
+            let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+            let host = origin.strip_prefix("https://").ok_or(refused.clone())?;
+            let valid = !host.is_empty()
+                && host.len() <= 253
+                && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+            if valid {
+                Ok(origin)
+            } else {
+                Err(refused.clone())
+            }
+        })
+        .collect()
 }
 
 /// Who issues the patient's receipt, as insurers ask: the clinic's legal
@@ -155,6 +186,8 @@ pub struct PaymentSettings {
     pub line_item_text: LineItemText,
     #[serde(default)]
     pub receipt_issuer: ReceiptIssuer,
+    #[serde(default)]
+    pub embed_origins: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Timestamp,
     pub updated_by: UserId,
@@ -199,6 +232,7 @@ impl PaymentSettings {
             action_ttl_hours: input.action_ttl_hours,
             line_item_text: input.line_item_text,
             receipt_issuer: input.receipt_issuer.validate()?,
+            embed_origins: embed_origins(input.embed_origins)?,
             updated_at: at,
             updated_by: by,
         })
@@ -208,6 +242,22 @@ impl PaymentSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn embed_origins_are_exact_https_origins() {
+        let ok = embed_origins(vec!["https://EMR.example.com/".into(), "https://emr.example.com:8443".into()]);
+        assert_eq!(ok.unwrap(), vec!["https://emr.example.com", "https://emr.example.com:8443"]);
+        for bad in [
+            "http://emr.example.com",
+            "https://*.example.com",
+            "https://emr.example.com/visit",
+            "https://",
+            "https://a b",
+        ] {
+            assert!(embed_origins(vec![bad.into()]).is_err(), "{bad}");
+        }
+        assert!(embed_origins(vec!["https://a.example".into(); 11]).is_err());
+    }
 
     fn input(json: serde_json::Value) -> SettingsInput {
         serde_json::from_value(json).unwrap()

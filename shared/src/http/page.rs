@@ -165,7 +165,11 @@ pub(crate) fn render(page: &PatientPage, place: &Place, arrival: Arrival) -> Res
         refresh_href: here(t.lang),
         switch_href: here(t.other_lang),
     };
-    html_response(StatusCode::OK, html.render().expect("the page renders"))
+    with_headers(
+        StatusCode::OK,
+        html.render().expect("the page renders"),
+        &content_security_policy(&page.embed_origins),
+    )
 }
 
 /// A page with no action on it: a link that is not (or no longer) valid,
@@ -234,7 +238,7 @@ pub(crate) fn cookie_token(cookie_header: Option<&str>) -> Option<String> {
 /// only the page's own hashed style and script, forms to itself and Stripe,
 /// no framing; no referrer (the link is a credential); never cached.
 fn html_response(status: StatusCode, body: String) -> Response<Body> {
-    with_headers(status, body, &content_security_policy())
+    with_headers(status, body, &content_security_policy(&[]))
 }
 
 /// A page of its own style and no script (the receipt).
@@ -258,10 +262,13 @@ fn with_headers(status: StatusCode, body: String, csp: &str) -> Response<Body> {
     response
 }
 
-pub(crate) fn content_security_policy() -> String {
+/// The page's policy; only the clinic's configured origins may frame it
+/// (the EMR's visit window), nobody by default.
+pub(crate) fn content_security_policy(embed_origins: &[String]) -> String {
+    let ancestors = if embed_origins.is_empty() { "'none'".to_owned() } else { embed_origins.join(" ") };
     format!(
         "default-src 'none'; style-src '{}'; script-src '{}'; img-src 'self'; form-action 'self' {STRIPE_CHECKOUT}; \
-         frame-ancestors 'none'; base-uri 'none'",
+         frame-ancestors {ancestors}; base-uri 'none'",
         sha256_source(CSS),
         sha256_source(REFRESH_SCRIPT)
     )
@@ -446,8 +453,10 @@ mod tests {
 
     #[test]
     fn the_policy_allows_only_the_pages_own_style_and_script() {
-        let csp = content_security_policy();
+        let csp = content_security_policy(&[]);
         assert!(csp.starts_with("default-src 'none'; style-src 'sha256-"), "{csp}");
         assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+        let embedded = content_security_policy(&["https://emr.example.com".into()]);
+        assert!(embedded.contains("frame-ancestors https://emr.example.com;"), "{embedded}");
     }
 }

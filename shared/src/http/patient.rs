@@ -76,7 +76,14 @@ pub(super) async fn checkout(deps: &(impl HasStore + HasClock + HasConfig + HasP
     let form = ctx.header("content-type").is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     if form {
         return Ok(match checkout::open(deps, &token).await {
-            Ok(link) => see_other(&link.url),
+            // A top-level navigation (the form targets the top window): the
+            // cookie is first-party here even when the page was framed by the EMR.
+            Ok(link) => {
+                let mut response = see_other(&link.url);
+                let cookie = HeaderValue::from_str(&page::link_cookie(&token)).expect("a token is header-safe");
+                response.headers_mut().insert("set-cookie", cookie);
+                response
+            }
             // The page says why (cancelled, paid, expired…).
             Err(AppError::Domain(_) | AppError::NotFound(_)) => see_other(&format!("../{token}")),
             Err(e) => html_error(e.into(), None),

@@ -530,6 +530,31 @@ async fn a_charge_refunded_event_alone_is_enough(store: DynStore) {
     assert_eq!((after.status(), after.refunded_amount), (ActionStatus::PartiallyRefunded, 400));
 }
 
+/// How the patient paid comes only on the charge (`charge.succeeded`:
+/// `payment_method_details`), in any order with the session's event: before
+/// the payment is recorded it is parked, then applied with it.
+async fn the_payment_method_is_learned_in_any_order(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let (deps, _clock) = deps_for_payments(store, &stripe, None);
+    let (action, token) = assigned_action(&deps, "c1", &[("1", 4500, "")]).await;
+    let session_id = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    stripe.pay(&session_id, "succeeded").await;
+    let charge = stripe.last_event("charge.succeeded").await;
+    let completed = stripe.last_event("checkout.session.completed").await;
+    apply_stripe_event(&deps, &charge.to_string()).await.unwrap();
+    assert_eq!(action_of(&deps, "c1", &action.action_id).await.payment_method, None, "parked until the payment");
+    apply_stripe_event(&deps, &completed.to_string()).await.unwrap();
+    let paid = action_of(&deps, "c1", &action.action_id).await;
+    let method = paid.payment_method.clone().expect("the parked charge applied with the payment");
+    assert_eq!(
+        (method.kind.as_str(), method.brand.as_deref(), method.last4.as_deref()),
+        ("card", Some("visa"), Some("4242"))
+    );
+    // Again, and late: nothing changes.
+    apply_stripe_event(&deps, &charge.to_string()).await.unwrap();
+    assert_eq!(action_of(&deps, "c1", &action.action_id).await.version, paid.version);
+}
+
 on_both_stores!(
     a_cancel_closes_the_session_opened_while_it_cancels,
     an_expiry_waits_for_a_session_opened_after_reconcile_closed_them,
@@ -544,4 +569,5 @@ on_both_stores!(
     refund_keys_stay_valid_after_stripes_errors,
     an_event_of_the_other_mode_changes_nothing,
     a_charge_refunded_event_alone_is_enough,
+    the_payment_method_is_learned_in_any_order,
 );

@@ -276,6 +276,8 @@ async fn the_receipt_has_what_an_insurer_asks_for() {
         "60,00 $",
         "Payé le",
         payment_intent.as_str(),
+        "Moyen de paiement",
+        "Visa •••• 4242",
         "Non fourni par la clinique : téléphone, nom du professionnel, profession, numéro de permis.",
     ];
     let html = text(&get(&deps, &format!("/patient/actions/{token}/receipt"), None).await).replace('\u{a0}', " ");

@@ -427,15 +427,18 @@ impl State {
             Outcome::Declined => {}
             Outcome::Succeeded => {
                 let pi = self.create_payment_intent(id, "card");
-                self.succeed_payment_intent(&pi);
+                let charged = self.succeed_payment_intent(&pi);
                 self.complete_session(id, &pi, true);
                 events.push(self.emit_session_event("checkout.session.completed", id, &origin, deliver));
+                // Stripe promises no order between the two; the charge's comes second here.
+                events.extend(charged.map(|charge| self.emit_charge_succeeded(&charge, &origin, deliver)));
             }
             Outcome::DelayedSucceeded => {
                 let pi = self.create_payment_intent(id, "acss_debit");
                 self.complete_session(id, &pi, false);
                 events.push(self.emit_session_event("checkout.session.completed", id, &origin, deliver));
-                self.succeed_payment_intent(&pi);
+                let charged = self.succeed_payment_intent(&pi);
+                events.extend(charged.map(|charge| self.emit_charge_succeeded(&charge, &origin, deliver)));
                 if let Some(session) = self.sessions.get_mut(id) {
                     session.paid = true;
                 }
@@ -483,9 +486,10 @@ impl State {
     }
 
     /// Marks the PaymentIntent succeeded and creates its successful Charge.
-    fn succeed_payment_intent(&mut self, pi_id: &str) {
+    /// The payment's charge succeeds; returns the charge's id.
+    fn succeed_payment_intent(&mut self, pi_id: &str) -> Option<String> {
         let now = self.now();
-        let Some(intent) = self.payment_intents.get_mut(pi_id) else { return };
+        let intent = self.payment_intents.get_mut(pi_id)?;
         let charge = Charge {
             id: random_id("ch_"),
             account: intent.account.clone(),
@@ -505,7 +509,18 @@ impl State {
         };
         intent.status = "succeeded";
         intent.latest_charge = Some(charge.id.clone());
+        let id = charge.id.clone();
         self.charges.insert(charge.id.clone(), charge);
+        Some(id)
+    }
+
+    /// `charge.succeeded` ("Occurs whenever a charge is successful", Stripe's
+    /// event types), carrying the charge's `payment_method_details` (a card's
+    /// brand and last 4, or the bank debit), which a Checkout Session does not.
+    fn emit_charge_succeeded(&mut self, charge_id: &str, origin: &Origin, deliver: bool) -> String {
+        let charge = &self.charges[charge_id];
+        let (json, account) = (objects::charge(charge, 0, None, self.livemode), charge.account.clone());
+        self.emit("charge.succeeded", json, account, origin, deliver)
     }
 
     fn complete_session(&mut self, id: &str, pi_id: &str, paid: bool) {

@@ -266,7 +266,14 @@ async fn refunds_payment_intents_charges_and_events_deserialize() {
     let types: Vec<&str> = events.data.iter().map(|e| e.type_.as_str()).collect();
     assert_eq!(
         types,
-        ["refund.created", "charge.refunded", "refund.created", "charge.refunded", "checkout.session.completed"]
+        [
+            "refund.created",
+            "charge.refunded",
+            "refund.created",
+            "charge.refunded",
+            "charge.succeeded",
+            "checkout.session.completed"
+        ]
     );
     for event in &events.data {
         assert_eq!(event.account.as_deref(), Some(ACCOUNT));

@@ -43,8 +43,10 @@ async fn succeeded_payment_is_delivered_signed() {
     assert_eq!(answer["session"]["payment_status"], "paid");
     assert!(answer["session"]["payment_intent"].as_str().unwrap().starts_with("pi_"));
 
-    let deliveries = receiver.wait_for(1, WAIT).await;
-    assert_eq!(kinds(&deliveries), ["checkout.session.completed"]);
+    // The charge's own event follows ("charge.succeeded": its payment_method_details).
+    let deliveries = receiver.wait_for(2, WAIT).await;
+    assert_eq!(kinds(&deliveries), ["checkout.session.completed", "charge.succeeded"]);
+    assert_eq!(deliveries[1].event()["data"]["object"]["payment_method_details"]["card"]["last4"], "4242");
     assert_signed(&deliveries[0], &running);
     let event = deliveries[0].event();
     assert_eq!(event["id"], answer["events"][0]);
@@ -64,11 +66,16 @@ async fn delayed_outcomes_emit_completed_then_async_result() {
 
     let good = create_session(&running, None).await;
     let (_, answer) = pay(&running, good["id"].as_str().unwrap(), "delayed_succeeded", true).await;
-    assert_eq!(answer["events"].as_array().unwrap().len(), 2);
+    assert_eq!(answer["events"].as_array().unwrap().len(), 3);
     assert_eq!(answer["session"]["payment_status"], "paid");
-    let deliveries = receiver.wait_for(2, WAIT).await;
-    assert_eq!(kinds(&deliveries), ["checkout.session.completed", "checkout.session.async_payment_succeeded"]);
-    let (completed, succeeded) = (deliveries[0].event(), deliveries[1].event());
+    // The debit clears: its charge succeeds, then the session says so.
+    let deliveries = receiver.wait_for(3, WAIT).await;
+    assert_eq!(
+        kinds(&deliveries),
+        ["checkout.session.completed", "charge.succeeded", "checkout.session.async_payment_succeeded"]
+    );
+    assert_eq!(deliveries[1].event()["data"]["object"]["payment_method_details"]["type"], "acss_debit");
+    let (completed, succeeded) = (deliveries[0].event(), deliveries[2].event());
     assert!(completed.get("account").is_none(), "platform events carry no account");
     assert_eq!(completed["data"]["object"]["status"], "complete");
     assert_eq!(completed["data"]["object"]["payment_status"], "unpaid");
@@ -80,9 +87,9 @@ async fn delayed_outcomes_emit_completed_then_async_result() {
     let (_, answer) = pay(&running, bad_id, "delayed_failed", true).await;
     assert_eq!(answer["session"]["status"], "complete");
     assert_eq!(answer["session"]["payment_status"], "unpaid");
-    let deliveries = receiver.wait_for(4, WAIT).await;
-    assert_eq!(kinds(&deliveries[2..]), ["checkout.session.completed", "checkout.session.async_payment_failed"]);
-    assert_eq!(deliveries[3].event()["data"]["object"]["payment_status"], "unpaid");
+    let deliveries = receiver.wait_for(5, WAIT).await;
+    assert_eq!(kinds(&deliveries[3..]), ["checkout.session.completed", "checkout.session.async_payment_failed"]);
+    assert_eq!(deliveries[4].event()["data"]["object"]["payment_status"], "unpaid");
     // The failed debit left no successful charge: nothing to refund.
     let (_, expanded) = api_get(&running, &format!("checkout/sessions/{bad_id}?expand[0]=payment_intent"), None).await;
     assert_eq!(expanded["payment_intent"]["status"], "requires_payment_method");
@@ -143,7 +150,7 @@ async fn expiry_by_api_and_by_time_emits_expired_once() {
 async fn failed_deliveries_are_retried() {
     let (receiver, url) = receiver().await;
     let running = start(Some(url)).await;
-    receiver.fail_next(2);
+    receiver.fail_next(4); // each of the two events fails twice
     let session = create_session(&running, None).await;
     pay(&running, session["id"].as_str().unwrap(), "succeeded", true).await;
     // Retries come on Stripe's backoff, on the emulated clock: a minute, then five.
@@ -151,9 +158,9 @@ async fn failed_deliveries_are_retried() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         running.emulator.advance_clock(600);
     }
-    let deliveries = receiver.wait_for(1, WAIT).await;
-    assert_eq!(receiver.attempts(), 3);
-    assert_eq!(kinds(&deliveries), ["checkout.session.completed"]);
+    let deliveries = receiver.wait_for(2, WAIT).await;
+    assert_eq!(receiver.attempts(), 6, "two events, each failed twice");
+    assert_eq!(kinds(&deliveries), ["checkout.session.completed", "charge.succeeded"]);
     assert_signed(&deliveries[0], &running);
 }
 
@@ -165,13 +172,13 @@ async fn muted_payments_are_recorded_not_delivered() {
     let muted = create_session(&running, Some(ACCOUNT)).await;
     let (_, answer) = pay(&running, muted["id"].as_str().unwrap(), "delayed_succeeded", false).await;
     let muted_events: Vec<&str> = answer["events"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
-    assert_eq!(muted_events.len(), 2);
+    assert_eq!(muted_events.len(), 3, "completed, the charge, async succeeded");
 
     // Deliveries are in emission order: once this later event arrives, the muted ones would have.
     let loud = create_session(&running, Some(ACCOUNT)).await;
     let (_, answer) = pay(&running, loud["id"].as_str().unwrap(), "succeeded", true).await;
-    let deliveries = receiver.wait_for(1, WAIT).await;
-    assert_eq!(deliveries.len(), 1);
+    let deliveries = receiver.wait_for(2, WAIT).await;
+    assert_eq!(deliveries.len(), 2);
     assert_eq!(deliveries[0].event()["id"], answer["events"][0]);
 
     let (status, events) = api_get(&running, "events", Some(ACCOUNT)).await;
@@ -179,9 +186,10 @@ async fn muted_payments_are_recorded_not_delivered() {
     assert_eq!(events["object"], "list");
     assert_eq!(events["url"], "/v1/events");
     let listed: Vec<&str> = events["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
-    assert_eq!(listed, [answer["events"][0].as_str().unwrap(), muted_events[1], muted_events[0]]);
-    assert_eq!(events["data"][2]["pending_webhooks"], 0);
-    assert_eq!(events["data"][1]["type"], "checkout.session.async_payment_succeeded");
+    let loud_events: Vec<&str> = answer["events"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert_eq!(listed, [loud_events[1], loud_events[0], muted_events[2], muted_events[1], muted_events[0]]);
+    assert_eq!(events["data"][4]["pending_webhooks"], 0);
+    assert_eq!(events["data"][2]["type"], "checkout.session.async_payment_succeeded");
 
     // Pagination and filters.
     let (_, page) = api_get(&running, &format!("events?limit=1&starting_after={}", listed[0]), Some(ACCOUNT)).await;
@@ -207,8 +215,8 @@ async fn declined_card_keeps_the_session_open() {
     // The patient retries with another card.
     let (_, answer) = pay(&running, id, "succeeded", true).await;
     assert_eq!(answer["session"]["status"], "complete");
-    let deliveries = receiver.wait_for(1, WAIT).await;
-    assert_eq!(kinds(&deliveries), ["checkout.session.completed"]);
+    let deliveries = receiver.wait_for(2, WAIT).await;
+    assert_eq!(kinds(&deliveries), ["checkout.session.completed", "charge.succeeded"]);
     // Paying a completed session is refused.
     let (status, error) = pay(&running, id, "succeeded", true).await;
     assert_eq!(status, 400);

@@ -27,6 +27,8 @@ pub struct Receipt {
     pub paid_at: Timestamp,
     /// Stripe's PaymentIntent id, the reference the clinic's Stripe account shows.
     pub payment_reference: String,
+    /// How the patient paid, once Stripe's charge said.
+    pub payment_method: Option<crate::domain::PaymentMethod>,
     /// Refunds that moved (or are moving) money back, in the order Stripe made them.
     pub refunds: Vec<(i64, RefundState)>,
     pub refunded_amount: i64,
@@ -126,6 +128,7 @@ async fn build(deps: &impl HasStore, action: &Action, locale: Option<Locale>) ->
         total: action.amount,
         paid_at,
         payment_reference: reference,
+        payment_method: action.payment_method.clone(),
         refunds: own,
         refunded_amount: action.refunded_amount,
     })

@@ -153,6 +153,11 @@ pub enum ActionEvent {
     },
     /// A dispute opened, from signals queued before disputes were followed.
     Disputed,
+    /// How the patient paid, as Stripe's charge reported it.
+    PaymentMethod {
+        payment_intent: String,
+        method: super::PaymentMethod,
+    },
 }
 
 /// What was done at Stripe before an action ended: the Checkout Sessions
@@ -190,6 +195,7 @@ impl ActionEvent {
             ActionEvent::Expire { .. } => "expire",
             ActionEvent::Refunded { .. } => "refunded",
             ActionEvent::Dispute { .. } | ActionEvent::Disputed => "disputed",
+            ActionEvent::PaymentMethod { .. } => "payment_method",
         }
     }
 }
@@ -263,6 +269,9 @@ pub struct Action {
     /// What the refunds of the action's payment that moved money (pending
     /// included) add up to.
     pub refunded_amount: i64,
+    /// How the patient paid (`charge.succeeded`), for the receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<super::PaymentMethod>,
     #[serde(default)]
     pub refunds: Vec<RefundRecord>,
     /// A staff refund sent (or about to be sent) to Stripe and not yet
@@ -446,6 +455,7 @@ impl Action {
             payment_intent_id: None,
             paid_at: None,
             refunded_amount: 0,
+            payment_method: None,
             refunds: Vec::new(),
             refund_attempt: None,
             refund_attempts: 0,
@@ -697,6 +707,14 @@ impl Action {
                     None => format!("payment disputed ({}): {}", d.dispute_id, d.status.as_str()),
                 };
                 (self.status, InvoiceEffect::Unchanged, reason, Some(d.amount))
+            }
+            (_, E::PaymentMethod { payment_intent, method }) => {
+                let ours = self.payment_intent_id.as_deref() == Some(payment_intent.as_str());
+                if !ours || self.payment_method.as_ref() == Some(method) {
+                    return unchanged();
+                }
+                next.payment_method = Some(method.clone());
+                (self.status, InvoiceEffect::Unchanged, format!("paid by {}", method.describe(false)), None)
             }
             (_, E::Disputed) => {
                 if self.disputed {

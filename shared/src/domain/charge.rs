@@ -89,6 +89,40 @@ impl RefundState {
     }
 }
 
+/// How the patient paid, as Stripe's charge reports it
+/// (`payment_method_details`): its type, and a card's brand and last 4 or a
+/// bank debit's last 4. Never more than a receipt shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentMethod {
+    /// `card`, `acss_debit`, …
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last4: Option<String>,
+}
+
+impl PaymentMethod {
+    /// As a receipt says it: `Visa •••• 4242`, `Débit préautorisé •••• 6789`.
+    pub fn describe(&self, french: bool) -> String {
+        let name = match (self.kind.as_str(), self.brand.as_deref()) {
+            ("card", Some(brand)) => match brand {
+                "amex" => "American Express".to_owned(),
+                "mastercard" => "Mastercard".to_owned(),
+                "visa" => "Visa".to_owned(),
+                other => other.to_owned(),
+            },
+            ("card", None) => if french { "Carte" } else { "Card" }.to_owned(),
+            ("acss_debit", _) => if french { "Débit préautorisé" } else { "Pre-authorized debit" }.to_owned(),
+            (other, _) => other.to_owned(),
+        };
+        match &self.last4 {
+            Some(last4) => format!("{name} •••• {last4}"),
+            None => name,
+        }
+    }
+}
+
 /// One refund of a payment, by Stripe's id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundRecord {

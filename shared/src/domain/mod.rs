@@ -14,7 +14,7 @@ pub use action::{
     Action, ActionEvent, ActionLine, ActionStatus, Actor, Checkout, HistoryEntry, InvoiceEffect, LatePayment,
     NewAction, RefundAttempt, SessionsClosed, Transition,
 };
-pub use charge::{Charged, DisputeRecord, DisputeStatus, RefundRecord, RefundState};
+pub use charge::{Charged, DisputeRecord, DisputeStatus, PaymentMethod, RefundRecord, RefundState};
 pub use ids::{ActionId, ClinicId, InvoiceId, PatientId, UserId, VisitId};
 pub use invoice::{Invoice, InvoiceStatus, ReceiptDetails, ServiceDate};
 pub use link::{hash_token, link_token, link_token_action};

@@ -52,6 +52,8 @@ pub enum ChargeChange {
     Dispute { dispute: DisputeRecord },
     /// A dispute opened, parked by an earlier release.
     Disputed,
+    /// `charge.succeeded`: how the patient paid, for the receipt.
+    Succeeded { method: super::PaymentMethod },
 }
 
 impl ChargeChange {
@@ -66,6 +68,7 @@ impl ChargeChange {
             ChargeChange::RefundsChanged => return None,
             ChargeChange::Dispute { dispute } => ActionEvent::Dispute { payment_intent, dispute: dispute.clone() },
             ChargeChange::Disputed => ActionEvent::Disputed,
+            ChargeChange::Succeeded { method } => ActionEvent::PaymentMethod { payment_intent, method: method.clone() },
         })
     }
 }

@@ -48,6 +48,7 @@ impl SignalKind {
             SignalKind::Payment { change: ChargeChange::Dispute { .. } | ChargeChange::Disputed, .. } => {
                 "charge_disputed"
             }
+            SignalKind::Payment { change: ChargeChange::Succeeded { .. }, .. } => "charge_succeeded",
         }
     }
 }

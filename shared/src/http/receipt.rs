@@ -75,6 +75,13 @@ fn document(r: &Receipt) -> Document {
         (say("Total payé", "Total paid").to_owned(), money(r.total)),
         (say("Payé le", "Paid on").to_owned(), page::date(r.paid_at, r.locale)),
         (say("Référence du paiement (Stripe)", "Payment reference (Stripe)").to_owned(), r.payment_reference.clone()),
+        (
+            say("Moyen de paiement", "Payment method").to_owned(),
+            r.payment_method.as_ref().map_or_else(
+                || say("(pas encore transmis par Stripe)", "(not yet reported by Stripe)").to_owned(),
+                |m| m.describe(fr),
+            ),
+        ),
     ];
     for (amount, status) in &r.refunds {
         let state = match status {

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::domain::{
-    ActionEvent, ActionId, Actor, ChargeChange, Charged, ClinicId, DisputeRecord, DisputeStatus, PaymentSignal,
-    RefundRecord, RefundState, SignalKind,
+    ActionEvent, ActionId, Actor, ChargeChange, Charged, ClinicId, DisputeRecord, DisputeStatus, PaymentMethod,
+    PaymentSignal, RefundRecord, RefundState, SignalKind,
 };
 use crate::ports::{META_ACTION, META_CLINIC};
 
@@ -18,6 +18,7 @@ pub const HANDLED_TYPES: &[&str] = &[
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
     "checkout.session.expired",
+    "charge.succeeded",
     "charge.refunded",
     "charge.refund.updated",
     "refund.created",
@@ -131,6 +132,22 @@ fn refund(object: &Value) -> Result<RefundRecord, DecodeError> {
     Ok(RefundRecord::new(id, amount, status))
 }
 
+/// How a Charge was paid (`payment_method_details`): its type, and the
+/// card's brand or the bank debit's last 4. Nothing else is kept.
+fn payment_method(charge: &Value) -> Result<PaymentMethod, DecodeError> {
+    let details = charge
+        .get("payment_method_details")
+        .ok_or_else(|| DecodeError::Invalid("a charge without payment_method_details".into()))?;
+    let kind =
+        text(details, "type").ok_or_else(|| DecodeError::Invalid("payment_method_details without type".into()))?;
+    let of_kind = details.get(&kind);
+    Ok(PaymentMethod {
+        brand: of_kind.and_then(|d| text(d, "brand")),
+        last4: of_kind.and_then(|d| text(d, "last4")),
+        kind,
+    })
+}
+
 /// A Dispute object, as `charge.dispute.*` carry it; the event type says
 /// what happened to the money.
 fn dispute(event_type: &str, object: &Value) -> Result<DisputeRecord, DecodeError> {
@@ -168,7 +185,8 @@ pub fn decode(body: &str) -> Result<Decoded, DecodeError> {
             let (clinic_id, action_id) = ids(clinic, action)?;
             SignalKind::Action { clinic_id, action_id, event: action_event }
         }
-        "charge.refunded"
+        "charge.succeeded"
+        | "charge.refunded"
         | "charge.refund.updated"
         | "refund.created"
         | "refund.updated"
@@ -184,6 +202,7 @@ pub fn decode(body: &str) -> Result<Decoded, DecodeError> {
             let change = match t {
                 // The charge no longer lists its refunds (API 2022-11-15).
                 "charge.refunded" => ChargeChange::RefundsChanged,
+                "charge.succeeded" => ChargeChange::Succeeded { method: payment_method(object)? },
                 _ if t.starts_with("charge.dispute.") => ChargeChange::Dispute { dispute: dispute(t, object)? },
                 _ => ChargeChange::Refunded { refunds: vec![refund(object)?] },
             };

@@ -215,7 +215,7 @@ async fn the_receipt_has_what_an_insurer_asks_for() {
     let mut settings = settings_input(true, "cad");
     settings.receipt_issuer = ReceiptIssuer {
         legal_name: Some("Clinique Santé Nord inc.".into()),
-        address: Some("1200, rue Sherbrooke Ouest, Montréal (Québec) H3A 1H6".into()),
+        address: Some("1200, rue Sherbrooke Ouest\nMontréal (Québec) H3A 1H6".into()),
         phone: None,
     };
     visitpay::app::settings::put(&deps, &support(), clinic("c1"), settings).await.unwrap();

@@ -47,7 +47,15 @@ fn document(r: &Receipt) -> Document {
             say("Émis par", "Issued by").to_owned(),
             given(&r.issuer.legal_name, "raison sociale de la clinique", "clinic's legal name"),
         ),
-        (say("Adresse", "Address").to_owned(), given(&r.issuer.address, "adresse", "address")),
+        // An address may be given on several lines; the receipt writes it on one.
+        (
+            say("Adresse", "Address").to_owned(),
+            given(
+                &r.issuer.address.as_ref().map(|a| a.lines().map(str::trim).collect::<Vec<_>>().join(", ")),
+                "adresse",
+                "address",
+            ),
+        ),
         (say("Téléphone", "Phone").to_owned(), given(&r.issuer.phone, "téléphone", "phone")),
     ];
     let patient = r.patient_name().map(str::to_owned);

@@ -423,3 +423,45 @@ fn every_event_file_is_used_by_a_test() {
         assert!(source.contains(&format!("event(\"{stem}\")")), "events/{name} is not used by any test");
     }
 }
+
+/// A polling client pays almost nothing: each read carries an ETag; the same
+/// read with `If-None-Match` is `304 Not Modified`, no body, nothing written;
+/// once the action changes, 200 with a new ETag. The same for a visit's list.
+#[tokio::test]
+async fn reads_are_conditional_on_their_etag() {
+    let (deps, _clock) = deps_with(Arc::new(visitpay_tests::kit::embedded_store()));
+    let (action, _token) = assigned_action(&deps, "c1", &[("1", 4500, "")]).await;
+    let staff_claims = claims("staff-1", "c1", "staff");
+    let read = |path: String, etag: Option<String>| {
+        let deps = deps.clone();
+        let staff_claims = staff_claims.clone();
+        async move {
+            let headers: Vec<(&str, &str)> = etag.as_deref().map(|e| vec![("if-none-match", e)]).unwrap_or_default();
+            let request = api_request("GET", &path, Some(&staff_claims), &headers, None);
+            handle(&deps, routes::Function::ActionStatus, request).await
+        }
+    };
+    for path in [format!("/actions/{}", action.action_id), "/visits/v1/actions".to_owned()] {
+        let first = read(path.clone(), None).await;
+        assert_eq!(first.status(), StatusCode::OK);
+        let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+        assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+
+        let again = read(path.clone(), Some(etag.clone())).await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+        assert!(matches!(again.body(), Body::Empty), "no body");
+        assert_eq!(again.headers()["etag"], etag.as_str());
+        for list in [format!("\"other\", W/{etag}"), "*".to_owned()] {
+            assert_eq!(read(path.clone(), Some(list.clone())).await.status(), StatusCode::NOT_MODIFIED, "{list}");
+        }
+        assert_eq!(read(path.clone(), Some("\"other\"".into())).await.status(), StatusCode::OK);
+        let stored = visitpay::app::actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
+        assert_eq!(stored.version, action.version, "a read writes nothing");
+    }
+
+    let before = read(format!("/actions/{}", action.action_id), None).await.headers()["etag"].clone();
+    visitpay::app::actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
+    let changed = read(format!("/actions/{}", action.action_id), Some(before.to_str().unwrap().to_owned())).await;
+    assert_eq!(changed.status(), StatusCode::OK, "a changed action is read again");
+    assert_ne!(changed.headers()["etag"], before);
+}

@@ -77,12 +77,13 @@ pub(super) async fn get(deps: &impl HasStore, ctx: Ctx<'_>) -> Answer {
     let (_, clinic) = ctx.staff()?;
     let action_id = ctx.id("action_id", ActionId::parse)?;
     let action = actions::get(deps, clinic, &action_id).await?;
-    Ok(json(StatusCode::OK, &ActionView::new(&action, None)))
+    Ok(super::conditional(ctx.header("if-none-match"), json(StatusCode::OK, &ActionView::new(&action, None))))
 }
 
 pub(super) async fn list_for_visit(deps: &impl HasStore, ctx: Ctx<'_>) -> Answer {
     let (_, clinic) = ctx.staff()?;
     let visit = ctx.id("visit_id", VisitId::parse)?;
     let list = actions::list_for_visit(deps, clinic, &visit).await?;
-    Ok(json(StatusCode::OK, &ActionList { actions: list.iter().map(|a| ActionView::new(a, None)).collect() }))
+    let views = ActionList { actions: list.iter().map(|a| ActionView::new(a, None)).collect() };
+    Ok(super::conditional(ctx.header("if-none-match"), json(StatusCode::OK, &views)))
 }

@@ -145,3 +145,26 @@ pub(crate) fn json_text(status: StatusCode, text: String) -> Response<Body> {
     headers.insert("cache-control", HeaderValue::from_static("no-store"));
     response
 }
+
+/// A read a polling client may make conditional: the answer carries an
+/// `ETag` (a digest of the body, so of every stored version it shows), and a
+/// request whose `If-None-Match` names it gets `304 Not Modified` with no
+/// body (RFC 9110 §13.1.2: weak comparison, a list, or `*`). The read itself
+/// writes nothing either way.
+pub(crate) fn conditional(if_none_match: Option<&str>, mut response: Response<Body>) -> Response<Body> {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(response.body().as_ref());
+    let tag = format!("\"{}\"", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]));
+    let matches = if_none_match.is_some_and(|header| {
+        header.split(',').map(str::trim).any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == tag)
+    });
+    if matches {
+        let mut not_modified = Response::new(Body::Empty);
+        *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
+        not_modified.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
+        response = not_modified;
+    }
+    response.headers_mut().insert("etag", HeaderValue::from_str(&tag).expect("base64 is header-safe"));
+    response
+}

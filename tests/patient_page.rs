@@ -17,6 +17,13 @@ async fn browse(deps: &TestDeps, path: &str, cookie: Option<&str>) -> lambda_htt
     visitpay::http::handle(deps, Function::ActionStatus, request).await
 }
 
+/// The page's Pay form, as a browser submits it (a form post).
+async fn press_pay(deps: &TestDeps, token: &str) -> lambda_http::Response<lambda_http::Body> {
+    let headers = [("content-type", "application/x-www-form-urlencoded"), ("accept", "text/html")];
+    let request = api_request("POST", &format!("/patient/actions/{token}/checkout"), None, &headers, Some(""));
+    visitpay::http::handle(deps, Function::CreateCheckout, request).await
+}
+
 fn text(response: &lambda_http::Response<lambda_http::Body>) -> String {
     match response.body() {
         lambda_http::Body::Text(t) => t.clone(),
@@ -85,14 +92,7 @@ async fn back_from_stripe_the_page_confirms_then_shows_paid() {
     let (deps, _clock) = deps_for_payments(std::sync::Arc::new(kit::embedded_store()), &stripe, None);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 4500, "")]).await;
     let secret = token.split_once('.').unwrap().1.to_owned();
-    let form = api_request(
-        "POST",
-        &format!("/patient/actions/{token}/checkout"),
-        None,
-        &[("content-type", "application/x-www-form-urlencoded"), ("accept", "text/html")],
-        Some(""),
-    );
-    let answer = visitpay::http::handle(&deps, Function::CreateCheckout, form).await;
+    let answer = press_pay(&deps, &token).await;
     assert_eq!(answer.status(), 303, "the Pay form goes straight to Stripe");
     let location = header(&answer, "location").to_owned();
     let session_id = location.rsplit('/').next().unwrap().to_owned();
@@ -134,14 +134,7 @@ async fn every_ending_is_said_in_words() {
     assert_eq!(state_of(&page), "cancelled");
     assert!(page.contains("Contact the clinic") && !page.contains("<form"), "{page}");
 
-    let form = api_request(
-        "POST",
-        &format!("/patient/actions/{token}/checkout"),
-        None,
-        &[("content-type", "application/x-www-form-urlencoded")],
-        Some(""),
-    );
-    let answer = visitpay::http::handle(&deps, Function::CreateCheckout, form).await;
+    let answer = press_pay(&deps, &token).await;
     assert_eq!((answer.status().as_u16(), header(&answer, "location")), (303, &*format!("../{token}")));
 
     let unknown = browse(&deps, &format!("/patient/actions/{}.wrong", action.action_id), None).await;
@@ -335,14 +328,7 @@ async fn only_the_clinics_emr_may_frame_the_page() {
     let error = visitpay::http::error::ApiError::from(refused.unwrap_err());
     assert_eq!((error.status.as_u16(), error.code), (400, "invalid_settings"));
 
-    let form = api_request(
-        "POST",
-        &format!("/patient/actions/{token}/checkout"),
-        None,
-        &[("content-type", "application/x-www-form-urlencoded")],
-        Some(""),
-    );
-    let answer = visitpay::http::handle(&deps, Function::CreateCheckout, form).await;
+    let answer = press_pay(&deps, &token).await;
     assert_eq!(answer.status(), 303);
     let cookie = header(&answer, "set-cookie");
     assert!(cookie.starts_with(&format!("visitpay_link={token};")) && cookie.contains("SameSite=Lax"), "{cookie}");

@@ -75,6 +75,15 @@ pub struct InvoiceInput {
 
 const MAX_RECEIPT_FIELD_CHARS: usize = 200;
 
+/// An optional text field as stored: trimmed, empty meaning absent; `None`
+/// when it is longer than `max_chars`.
+pub(crate) fn optional_text(value: Option<String>, max_chars: usize) -> Option<Option<String>> {
+    match value.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) {
+        Some(s) if s.chars().count() > max_chars => None,
+        other => Some(other),
+    }
+}
+
 /// An invoice's details for the patient's receipt (extended health insurers
 /// ask for them): each optional; a receipt says which are missing rather
 /// than inventing them. Never sent to Stripe, never logged.
@@ -98,12 +107,7 @@ pub struct ReceiptDetails {
 impl ReceiptDetails {
     /// Trimmed, empty fields dropped, each at most 200 characters.
     pub fn validate(self) -> Result<Self, DomainError> {
-        let field = |v: Option<String>| -> Result<Option<String>, DomainError> {
-            match v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) {
-                Some(s) if s.chars().count() > MAX_RECEIPT_FIELD_CHARS => Err(DomainError::ReceiptFieldTooLong),
-                other => Ok(other),
-            }
-        };
+        let field = |v| optional_text(v, MAX_RECEIPT_FIELD_CHARS).ok_or(DomainError::ReceiptFieldTooLong);
         Ok(ReceiptDetails {
             service: field(self.service)?,
             provider_name: field(self.provider_name)?,
@@ -279,6 +283,20 @@ impl Invoice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receipt_details_are_trimmed_and_bounded() {
+        let details = ReceiptDetails {
+            service: Some("  Psychothérapie ".into()),
+            profession: Some(" ".into()),
+            ..Default::default()
+        };
+        let kept = details.validate().unwrap();
+        assert_eq!((kept.service.as_deref(), kept.profession), (Some("Psychothérapie"), None));
+        let long = ReceiptDetails { provider_name: Some("é".repeat(201)), ..Default::default() };
+        assert_eq!(long.validate(), Err(DomainError::ReceiptFieldTooLong));
+        assert!(ReceiptDetails { provider_name: Some("é".repeat(200)), ..Default::default() }.validate().is_ok());
+    }
 
     fn at() -> Timestamp {
         time::OffsetDateTime::UNIX_EPOCH

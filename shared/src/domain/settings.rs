@@ -151,13 +151,10 @@ pub struct ReceiptIssuer {
 
 impl ReceiptIssuer {
     fn validate(self) -> Result<Self, DomainError> {
-        let field = |v: Option<String>| -> Result<Option<String>, DomainError> {
-            match v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) {
-                Some(s) if s.chars().count() > 200 || s.chars().any(|c| c.is_control() && c != '\n') => {
-                    Err(DomainError::InvalidSettings("receipt_issuer fields are each at most 200 printable characters"))
-                }
-                other => Ok(other),
-            }
+        let field = |v| {
+            super::invoice::optional_text(v, 200)
+                .filter(|t| !t.as_deref().unwrap_or_default().chars().any(|c| c.is_control() && c != '\n'))
+                .ok_or(DomainError::InvalidSettings("receipt_issuer fields are each at most 200 printable characters"))
         };
         Ok(ReceiptIssuer {
             legal_name: field(self.legal_name)?,

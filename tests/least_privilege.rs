@@ -190,6 +190,8 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     setup_store.ensure_table(&tables::main_table()).await.unwrap();
     let sqs = aws_sdk_sqs::Client::new(&setup_sdk);
     let queue_url = ensure_queue(&sqs, &queue_name, 5, 30).await.unwrap();
+    let bus_name = format!("lp-status-{stamp}");
+    aws_sdk_eventbridge::Client::new(&setup_sdk).create_event_bus().name(&bus_name).send().await.unwrap();
     let ssm = aws_sdk_ssm::Client::new(&setup_sdk);
     for (name, value) in [(&key_param, STRIPE_KEY_VALUE), (&secret_param, WEBHOOK_SECRET_VALUE)] {
         ssm.put_parameter().name(name).value(value).r#type(ParameterType::SecureString).send().await.unwrap();
@@ -203,6 +205,7 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
         stripe_api_base: Some(format!("{}/", stripe.base)),
         webhook_secret: SecretSource::Ssm { parameter: secret_param.clone() },
         metrics_namespace: "visitpay/test".into(),
+        event_bus: Some(bus_name.clone()),
     };
 
     let mut settings_fn = build(
@@ -249,6 +252,7 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     .await;
     let consumer = build("ProcessPaymentEventsFunction", None, &settings, wiring::process_payment_events).await;
     let reconcile_fn = build("ReconcileFunction", None, &settings, wiring::reconcile).await;
+    let publisher = build("PublishActionEventsFunction", None, &settings, wiring::publish_action_events).await;
 
     let support_claims = claims("support-1", "lp", "support");
     let staff_claims = claims("staff-1", "lp", "staff");
@@ -427,6 +431,17 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     deliver_webhooks(&mut webhook_fn, &stripe, &mut seen).await;
     assert_eq!(consume(&consumer, &sqs, &queue_url).await, 0);
 
+    // Every change above reaches the publisher through the table's stream
+    // (read as Lambda's event source mapping does, outside its code).
+    let mut mapping = visitpay_local::stream_mapping::StreamMapping::connect(
+        &visitpay_tests::kit::moto_endpoint(),
+        "us-east-1",
+        &table,
+    )
+    .await
+    .unwrap();
+    assert!(mapping.drain(&publisher.deps, 50).await.unwrap() > 0);
+
     // Every route of every HTTP function was driven.
     let http = [
         settings_fn.summary(),
@@ -447,13 +462,15 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     let mut names = Names {
         tables: BTreeMap::from([(table.clone(), "VisitpayTable".to_owned())]),
         queues: BTreeMap::from([(queue_name.clone(), "EventsQueue".to_owned())]),
+        buses: BTreeMap::from([(bus_name.clone(), "StatusEventBus".to_owned())]),
         parameters: BTreeMap::from([
             (key_param.clone(), "StripeSecretKeyParameter".to_owned()),
             (secret_param.clone(), "StripeWebhookSecretParameter".to_owned()),
         ]),
         secrets_key: None,
     };
-    let functions = http.into_iter().chain([consumer.summary(), reconcile_fn.summary()]).collect::<Vec<_>>();
+    let functions =
+        http.into_iter().chain([consumer.summary(), reconcile_fn.summary(), publisher.summary()]).collect::<Vec<_>>();
     let mut problems = Vec::new();
     for customer_key in [false, true] {
         names.secrets_key = customer_key.then(|| "SecretsKmsKeyArn".to_owned());

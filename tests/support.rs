@@ -508,6 +508,8 @@ pub async fn open_checkout(
 pub mod aws_calls;
 #[path = "support/kit.rs"]
 pub mod kit;
+#[path = "support/schema.rs"]
+pub mod schema;
 
 /// An API Gateway HTTP API (v2) request for `method path`, routed by the
 /// route table as API Gateway would (route key and path parameters), with the

@@ -56,6 +56,7 @@ fn tables_match_the_single_definition() {
             assert_eq!(s(&got["Projection"]["ProjectionType"]), want.projection);
         }
         assert_eq!(s(&props["TimeToLiveSpecification"]["AttributeName"]), def.ttl_attribute);
+        assert_eq!(s(&props["StreamSpecification"]["StreamViewType"]), def.stream_view_type);
         assert_eq!(props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], Value::Bool(true));
     }
 }
@@ -222,7 +223,10 @@ fn alarms_watch_the_dead_letter_queue_and_every_function() {
             .map(|d| s(&d["Value"]))
             .collect()
     };
-    assert!(watched("ApproximateNumberOfMessagesVisible", "QueueName").contains("EventsDeadLetterQueue.QueueName"));
+    let queues = watched("ApproximateNumberOfMessagesVisible", "QueueName");
+    assert!(queues.contains("EventsDeadLetterQueue.QueueName"));
+    assert!(queues.contains("StatusEventsFailedQueue.QueueName"), "status events given up on");
+    assert!(watched("IteratorAge", "FunctionName").contains("PublishActionEventsFunction"), "status events late");
     let functions: BTreeSet<String> =
         resources_of_type(&t, "AWS::Serverless::Function").iter().map(|(n, _)| (*n).to_owned()).collect();
     assert_eq!(watched("Errors", "FunctionName"), functions);
@@ -314,4 +318,28 @@ fn every_money_signal_has_an_alarm() {
         assert_eq!((s(&p["Statistic"]), p["Threshold"].as_u64()), ("Sum".to_owned(), Some(0)));
         assert_eq!(s(&p["AlarmActions"][0]), "AlarmTopic");
     }
+}
+
+/// The stream's event source mapping filters to action records with the
+/// pattern the local mapping applies, keeps each shard in order, reports
+/// partial failures, bisects a failing batch and sends what it gives up on
+/// to a queue that has an alarm.
+#[test]
+fn status_events_come_from_the_tables_stream_in_order_and_failures_are_kept() {
+    let t = template();
+    let f = &t["Resources"]["PublishActionEventsFunction"]["Properties"];
+    let source = &f["Events"]["ActionChanges"]["Properties"];
+    assert_eq!(s(&f["Events"]["ActionChanges"]["Type"]), "DynamoDB");
+    assert_eq!(s(&source["Stream"]), "VisitpayTable.StreamArn");
+    let pattern: serde_json::Value =
+        serde_json::from_str(&s(&source["FilterCriteria"]["Filters"][0]["Pattern"])).unwrap();
+    let ours: serde_json::Value =
+        serde_json::from_str(visitpay::adapters::dynamodb::stream::ACTION_RECORDS_FILTER).unwrap();
+    assert_eq!(pattern, ours);
+    assert_eq!(source["ParallelizationFactor"].as_u64(), Some(1));
+    assert_eq!(s(&source["FunctionResponseTypes"][0]), "ReportBatchItemFailures");
+    assert_eq!(source["BisectBatchOnFunctionError"], Value::Bool(true));
+    assert_eq!(s(&source["DestinationConfig"]["OnFailure"]["Destination"]), "StatusEventsFailedQueue.Arn");
+    assert_eq!(s(&source["DestinationConfig"]["OnFailure"]["Type"]), "SQS");
+    assert_eq!(s(&f["Environment"]["Variables"]["VISITPAY_EVENT_BUS"]), "StatusEventBus");
 }

@@ -110,6 +110,8 @@ pub struct LambdaSettings {
     pub webhook_secret: SecretSource,
     /// `VISITPAY_METRICS_NAMESPACE` (default `visitpay`): the money signals' CloudWatch namespace.
     pub metrics_namespace: String,
+    /// `VISITPAY_EVENT_BUS`: the EventBridge bus status events go to.
+    pub event_bus: Option<String>,
 }
 
 fn optional(name: &str) -> Option<String> {
@@ -135,6 +137,7 @@ impl LambdaSettings {
             stripe_api_base: optional("STRIPE_API_BASE"),
             webhook_secret: secret_source("STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_PARAM"),
             metrics_namespace: optional("VISITPAY_METRICS_NAMESPACE").unwrap_or_else(|| "visitpay".into()),
+            event_bus: optional("VISITPAY_EVENT_BUS"),
         }
     }
 }
@@ -232,6 +235,14 @@ pub mod wiring {
     /// Stripe, to read a charge's refunds and to expire a paid action's other sessions.
     pub async fn process_payment_events(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps<Stripe>, ConfigError> {
         Ok(base(sdk, s)?.with_payments(payments(sdk, s).await?))
+    }
+    /// The bus only: it reads no table (the stream brings the images) and calls no Stripe.
+    pub async fn publish_action_events(
+        sdk: &SdkConfig,
+        s: &LambdaSettings,
+    ) -> Result<crate::adapters::eventbridge::EventBridgeBus, ConfigError> {
+        let bus = s.event_bus.clone().ok_or(ConfigError::Missing("VISITPAY_EVENT_BUS"))?;
+        Ok(crate::adapters::eventbridge::EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), bus))
     }
     /// Stripe to ask, the queue to feed what it learns to the consumer.
     pub async fn reconcile(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps<Stripe, Queue>, ConfigError> {

@@ -15,6 +15,9 @@
 //!   Reference, "Resource types defined by Amazon DynamoDB": index).
 //! - SQS: the action is the operation (`sqs:SendMessage`, and
 //!   `SendMessageBatch` is authorized as `sqs:SendMessage`), on the queue's ARN.
+//! - EventBridge: `events:PutEvents` on each event bus its entries name
+//!   (Service Authorization Reference, "Actions defined by Amazon
+//!   EventBridge": PutEvents, resource type event-bus).
 //! - SSM: `ssm:GetParameter` on the parameter's ARN; decrypting a SecureString
 //!   also needs `kms:Decrypt` on its key, unless the key is the AWS managed
 //!   `aws/ssm` key, whose key policy already lets any principal of the account
@@ -98,6 +101,8 @@ pub enum Resource {
     Parameter(String),
     /// `!Ref <Parameter>`: a KMS key named by a template parameter.
     Key(String),
+    /// `!GetAtt <EventBus>.Arn`
+    Bus(String),
 }
 
 impl fmt::Display for Resource {
@@ -108,6 +113,7 @@ impl fmt::Display for Resource {
             Resource::Queue(q) => write!(f, "queue {q}"),
             Resource::Parameter(p) => write!(f, "parameter ${{{p}}}"),
             Resource::Key(k) => write!(f, "kms key ${{{k}}}"),
+            Resource::Bus(b) => write!(f, "event bus {b}"),
         }
     }
 }
@@ -122,6 +128,8 @@ pub struct Names {
     pub tables: BTreeMap<String, String>,
     /// Queue name (the URL's last segment) → logical id.
     pub queues: BTreeMap<String, String>,
+    /// Event bus name → logical id.
+    pub buses: BTreeMap<String, String>,
     /// SSM parameter name → the template parameter holding it.
     pub parameters: BTreeMap<String, String>,
     /// When set, SecureStrings are encrypted with the customer managed key
@@ -193,6 +201,17 @@ pub fn required(call: &AwsCall, names: &Names) -> Result<Vec<Grant>, String> {
             let queue = names.queues.get(name).cloned().ok_or_else(|| format!("unknown queue {url}"))?;
             out.push((action.to_owned(), Resource::Queue(queue)));
         }
+        "AWSEvents" => match operation {
+            "PutEvents" => {
+                let entries = body.get("Entries").and_then(Value::as_array).ok_or("PutEvents without Entries")?;
+                for entry in entries {
+                    let name = s(entry, "EventBusName")?;
+                    let bus = names.buses.get(&name).cloned().ok_or_else(|| format!("unknown event bus {name}"))?;
+                    out.push(("events:PutEvents".to_owned(), Resource::Bus(bus)));
+                }
+            }
+            other => return Err(format!("no IAM translation for EventBridge {other}")),
+        },
         "AmazonSSM" => match operation {
             "GetParameter" => {
                 let name = s(body, "Name")?;
@@ -282,6 +301,7 @@ impl Template<'_> {
                 match self.kind(logical) {
                     Some("AWS::DynamoDB::Table") => Ok(Resource::Table(logical.to_owned())),
                     Some("AWS::SQS::Queue") => Ok(Resource::Queue(logical.to_owned())),
+                    Some("AWS::Events::EventBus") => Ok(Resource::Bus(logical.to_owned())),
                     _ => Err(unknown()),
                 }
             }

@@ -21,6 +21,7 @@ use visitpay::http::{handle, ApiError};
 
 pub mod dev_jwt;
 pub mod seed;
+pub mod stream_mapping;
 
 /// API Gateway HTTP APIs accept payloads up to 10 MB; the handler enforces
 /// its own, smaller limit.

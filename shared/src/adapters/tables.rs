@@ -16,6 +16,8 @@ pub struct TableDef {
     pub attributes: BTreeMap<String, String>,
     pub global_secondary_indexes: Vec<IndexDef>,
     pub ttl_attribute: String,
+    /// The table's stream (what publish-action-events reads).
+    pub stream_view_type: String,
     pub billing_mode: String,
 }
 

@@ -16,6 +16,7 @@ pub mod receipt;
 pub mod reconcile;
 mod sessions;
 pub mod settings;
+pub mod status_events;
 mod transitions;
 pub mod views;
 pub mod webhook;

@@ -943,15 +943,15 @@ fn refunds_reason(merged: &super::charge::RefundsMerged, total: i64, amount: i64
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::{DisputeStatus, RefundState};
 
-    fn t(s: i64) -> Timestamp {
+    pub(crate) fn t(s: i64) -> Timestamp {
         time::OffsetDateTime::from_unix_timestamp(1_800_000_000 + s).unwrap()
     }
 
-    fn action() -> Action {
+    pub(crate) fn action() -> Action {
         Action::assign(
             NewAction {
                 clinic_id: ClinicId::parse("c").unwrap(),
@@ -977,11 +977,11 @@ mod tests {
         Actor::Stripe { event_id: "evt_1".into() }
     }
 
-    fn step(a: &Action, e: ActionEvent) -> Transition {
+    pub(crate) fn step(a: &Action, e: ActionEvent) -> Transition {
         a.apply(&e, t(10), &stripe()).unwrap()
     }
 
-    fn opened(sid: &str) -> ActionEvent {
+    pub(crate) fn opened(sid: &str) -> ActionEvent {
         ActionEvent::CheckoutOpened {
             session_id: sid.into(),
             url: format!("https://pay.test/{sid}"),
@@ -989,7 +989,7 @@ mod tests {
         }
     }
 
-    fn reserved(a: &Action) -> Action {
+    pub(crate) fn reserved(a: &Action) -> Action {
         a.reserve_checkout(t(5)).unwrap()
     }
 
@@ -1003,7 +1003,7 @@ mod tests {
         })
     }
 
-    fn paid(sid: &str) -> ActionEvent {
+    pub(crate) fn paid(sid: &str) -> ActionEvent {
         ActionEvent::PaymentSucceeded {
             session_id: sid.into(),
             payment_intent: Some(format!("pi_{sid}")),
@@ -1011,11 +1011,11 @@ mod tests {
         }
     }
 
-    fn cancel() -> ActionEvent {
+    pub(crate) fn cancel() -> ActionEvent {
         ActionEvent::Cancel { closed: SessionsClosed::default() }
     }
 
-    fn refunded(pi: &str, refunds: &[(&str, i64, RefundState)]) -> ActionEvent {
+    pub(crate) fn refunded(pi: &str, refunds: &[(&str, i64, RefundState)]) -> ActionEvent {
         ActionEvent::Refunded {
             payment_intent: pi.into(),
             refunds: refunds.iter().map(|(id, amount, status)| RefundRecord::new(*id, *amount, *status)).collect(),

@@ -9,6 +9,7 @@ pub mod money;
 pub mod payment;
 pub mod settings;
 pub mod signal;
+pub mod status_event;
 
 pub use action::{
     Action, ActionEvent, ActionLine, ActionStatus, Actor, Checkout, HistoryEntry, InvoiceEffect, LatePayment,
@@ -22,6 +23,7 @@ pub use money::{format_amount, Currency, Money, MAX_AMOUNT};
 pub use payment::{ChargeChange, ParkedEvent, PaymentOwner, PaymentRef};
 pub use settings::{Label, LineItemText, Locale, PaymentSettings, ReceiptIssuer, SettingsInput, StripeAccountId};
 pub use signal::{PaymentSignal, SignalKind};
+pub use status_event::{ActionChanged, ACTION_CHANGED, EVENT_SOURCE};
 
 /// What the domain refuses. `http::error` gives each variant its status and
 /// the stable code clients match on; messages are for humans.

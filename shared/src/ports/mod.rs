@@ -1,5 +1,5 @@
 //! The ports the use cases depend on, one concern each: the store (split by
-//! what is stored), payments (Stripe), the event queue, the clock, ids and
+//! what is stored), payments (Stripe), the event queue, the status events out, the clock, ids and
 //! money metrics. Adapters (`crate::adapters`) implement them; a use case
 //! names only the ports it uses (`app::Has*`).
 
@@ -8,6 +8,7 @@ pub mod ids;
 pub mod metrics;
 pub mod payments;
 pub mod queue;
+pub mod status_events;
 pub mod store;
 
 pub use clock::Clock;
@@ -18,6 +19,7 @@ pub use payments::{
     SessionPaymentStatus, SessionStatus, META_ACTION, META_CLINIC, META_REFUND_ATTEMPT,
 };
 pub use queue::{message_size, EventQueue, QueueError, QueueMessage, StripeDelivery, MAX_MESSAGE_BYTES};
+pub use status_events::{PublishError, StatusEvents, MAX_EVENTS_PER_PUT};
 pub use store::{
     ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore, PaymentStore,
     ReconcileStore, SettingsStore, Store, StoreError, Write,

@@ -4,6 +4,7 @@
 
 pub mod items;
 pub mod keys;
+pub mod stream;
 
 use std::collections::HashMap;
 
@@ -127,7 +128,14 @@ impl DynamoStore {
             .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
             .key_schema(key(&def.partition_key, KeyType::Hash))
-            .key_schema(key(&def.sort_key, KeyType::Range));
+            .key_schema(key(&def.sort_key, KeyType::Range))
+            .stream_specification(
+                aws_sdk_dynamodb::types::StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::from(def.stream_view_type.as_str()))
+                    .build()
+                    .expect("stream fields set"),
+            );
         for name in def.attributes.keys() {
             create = create.attribute_definitions(attribute(name));
         }

@@ -1,0 +1,238 @@
+//! A stand-in for Lambda's DynamoDB event source mapping, for runs against
+//! moto (which serves DynamoDB Streams but runs no Lambda): it reads the
+//! table's stream through the DynamoDB Streams API (GetShardIterator,
+//! GetRecords, as the mapping does), drops what the template's
+//! `FilterCriteria` drops, hands each shard's records to
+//! publish-action-events' handler as the event Lambda would send, and
+//! delivers again from the record the handler reports failed. Not modelled:
+//! bisecting, retry limits and the on-failure destination (Lambda's own).
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::event::dynamodb::Event;
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use serde_json::{json, Value};
+use visitpay::adapters::dynamodb::stream::ACTION_RECORDS_FILTER;
+use visitpay::ports::StatusEvents;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("DynamoDB Streams at {endpoint}: {source}")]
+    Http {
+        endpoint: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{operation} answered {status}: {body}")]
+    Refused { operation: &'static str, status: u16, body: String },
+    #[error("table {0} has no stream (StreamSpecification missing)")]
+    NoStream(String),
+}
+
+/// Does `value` match an EventBridge-style `pattern` (the syntax Lambda
+/// event filtering uses): every key of the pattern present, an array of
+/// literals matching any one of them? Only the forms our filter uses.
+pub fn matches(pattern: &Value, value: &Value) -> bool {
+    match pattern {
+        Value::Object(fields) => fields.iter().all(|(k, p)| value.get(k).is_some_and(|v| matches(p, v))),
+        Value::Array(options) => options.iter().any(|o| o == value),
+        other => other == value,
+    }
+}
+
+struct Shard {
+    iterator: Option<String>,
+    /// Records delivered but not yet done, oldest first: delivered again.
+    held: Vec<Value>,
+}
+
+pub struct StreamMapping {
+    http: reqwest::Client,
+    endpoint: String,
+    region: String,
+    stream_arn: String,
+    filter: Value,
+    shards: BTreeMap<String, Shard>,
+}
+
+impl StreamMapping {
+    /// Starts at the oldest record of every shard (`StartingPosition: TRIM_HORIZON`).
+    pub async fn connect(endpoint: &str, region: &str, table: &str) -> Result<Self, StreamError> {
+        let mut mapping = StreamMapping {
+            http: reqwest::Client::new(),
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            region: region.to_owned(),
+            stream_arn: String::new(),
+            filter: serde_json::from_str(ACTION_RECORDS_FILTER).expect("the filter is JSON"),
+            shards: BTreeMap::new(),
+        };
+        let table_info =
+            mapping.call("DynamoDB_20120810.DescribeTable", "DescribeTable", json!({ "TableName": table })).await?;
+        mapping.stream_arn = table_info["Table"]["LatestStreamArn"]
+            .as_str()
+            .ok_or_else(|| StreamError::NoStream(table.to_owned()))?
+            .to_owned();
+        let stream = mapping
+            .call(
+                "DynamoDBStreams_20120810.DescribeStream",
+                "DescribeStream",
+                json!({ "StreamArn": mapping.stream_arn }),
+            )
+            .await?;
+        for shard in stream["StreamDescription"]["Shards"].as_array().cloned().unwrap_or_default() {
+            let id = shard["ShardId"].as_str().unwrap_or_default().to_owned();
+            let it = mapping
+                .call(
+                    "DynamoDBStreams_20120810.GetShardIterator",
+                    "GetShardIterator",
+                    json!({ "StreamArn": mapping.stream_arn, "ShardId": id, "ShardIteratorType": "TRIM_HORIZON" }),
+                )
+                .await?;
+            mapping
+                .shards
+                .insert(id, Shard { iterator: it["ShardIterator"].as_str().map(str::to_owned), held: Vec::new() });
+        }
+        Ok(mapping)
+    }
+
+    async fn call(&self, target: &str, operation: &'static str, body: Value) -> Result<Value, StreamError> {
+        let http = |source| StreamError::Http { endpoint: self.endpoint.clone(), source };
+        // moto reads the region from the credential scope; it checks no signature.
+        let scope = format!(
+            "AWS4-HMAC-SHA256 Credential=test/20261201/{}/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+            self.region
+        );
+        let response = self
+            .http
+            .post(&self.endpoint)
+            .header("x-amz-target", target)
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("authorization", scope)
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(http)?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(http)?;
+        if status != 200 {
+            return Err(StreamError::Refused { operation, status, body: text });
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The next batch of each shard that has one (held records first, then
+    /// new ones, up to `BatchSize` 100), filtered, as Lambda's event.
+    async fn next_batches(&mut self) -> Result<Vec<(String, Event)>, StreamError> {
+        let mut batches = Vec::new();
+        let ids: Vec<String> = self.shards.keys().cloned().collect();
+        for id in ids {
+            let iterator = self.shards[&id].iterator.clone();
+            if let Some(iterator) = iterator {
+                let out = self
+                    .call(
+                        "DynamoDBStreams_20120810.GetRecords",
+                        "GetRecords",
+                        json!({ "ShardIterator": iterator, "Limit": 100 }),
+                    )
+                    .await?;
+                let shard = self.shards.get_mut(&id).expect("known shard");
+                shard.iterator = out["NextShardIterator"].as_str().map(str::to_owned);
+                for mut record in out["Records"].as_array().cloned().unwrap_or_default() {
+                    // Records the filter drops are done: Lambda never invokes for them.
+                    if matches(&self.filter, &record) {
+                        record["eventSourceARN"] = json!(self.stream_arn);
+                        shard.held.push(record);
+                    }
+                }
+            }
+            let shard = &self.shards[&id];
+            if !shard.held.is_empty() {
+                let records: Vec<Value> = shard.held.iter().take(100).cloned().collect();
+                let event: Event = serde_json::from_value(json!({ "Records": records }))
+                    .expect("stream records decode as Lambda's event");
+                batches.push((id, event));
+            }
+        }
+        Ok(batches)
+    }
+
+    /// One round: every shard's next batch through `handler`; what it reports
+    /// failed (and everything after it) is held for the next round. Returns
+    /// how many records were handed over.
+    pub async fn poll<F, Fut>(&mut self, mut handler: F) -> Result<usize, StreamError>
+    where
+        F: FnMut(Event) -> Fut,
+        Fut: std::future::Future<Output = DynamoDbEventResponse>,
+    {
+        let mut delivered = 0;
+        for (id, event) in self.next_batches().await? {
+            let count = event.records.len();
+            delivered += count;
+            let response = handler(event).await;
+            let shard = self.shards.get_mut(&id).expect("known shard");
+            let failed =
+                response.batch_item_failures.iter().filter_map(|f| f.item_identifier.clone()).collect::<Vec<_>>();
+            let from = shard.held[..count]
+                .iter()
+                .position(|r| failed.iter().any(|seq| r["dynamodb"]["SequenceNumber"].as_str() == Some(seq.as_str())));
+            shard.held.drain(..from.unwrap_or(count));
+        }
+        Ok(delivered)
+    }
+
+    /// Every record the shards hold from where they stand, unfiltered: what
+    /// Lambda's filter sees. Consumes them.
+    pub async fn raw_records(&mut self) -> Result<Vec<Value>, StreamError> {
+        let mut records = Vec::new();
+        let ids: Vec<String> = self.shards.keys().cloned().collect();
+        for id in ids {
+            while let Some(iterator) = self.shards[&id].iterator.clone() {
+                let out = self
+                    .call(
+                        "DynamoDBStreams_20120810.GetRecords",
+                        "GetRecords",
+                        json!({ "ShardIterator": iterator, "Limit": 100 }),
+                    )
+                    .await?;
+                let batch = out["Records"].as_array().cloned().unwrap_or_default();
+                self.shards.get_mut(&id).expect("known shard").iterator =
+                    out["NextShardIterator"].as_str().map(str::to_owned);
+                if batch.is_empty() {
+                    break;
+                }
+                records.extend(batch);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Rounds through publish-action-events' handler until the stream has
+    /// nothing new and nothing held (or `max_rounds`).
+    pub async fn drain(&mut self, bus: &dyn StatusEvents, max_rounds: usize) -> Result<usize, StreamError> {
+        let mut total = 0;
+        for _ in 0..max_rounds {
+            let n = self.poll(|event| visitpay::lambda::status_stream::handle(bus, event)).await?;
+            total += n;
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_keeps_created_and_changed_actions_only() {
+        let filter: Value = serde_json::from_str(ACTION_RECORDS_FILTER).unwrap();
+        let record = |name: &str, sk: &str| json!({ "eventName": name, "dynamodb": { "Keys": { "pk": { "S": "x" }, "sk": { "S": sk } } } });
+        assert!(matches(&filter, &record("INSERT", "ACTION")));
+        assert!(matches(&filter, &record("MODIFY", "ACTION")));
+        assert!(!matches(&filter, &record("REMOVE", "ACTION")));
+        assert!(!matches(&filter, &record("MODIFY", "INVOICE#1042")));
+        assert!(!matches(&filter, &record("INSERT", "PAYMENT")));
+    }
+}

@@ -85,6 +85,56 @@ fn deduplicated(events: &[Value]) -> Vec<Value> {
     details
 }
 
+/// assign → checkout → paid → partial refund → refund; the action at the end.
+async fn scripted_payment(deps: &TestDeps, stripe: &StripeFixture) -> visitpay::domain::Action {
+    let paid = paid_action(deps, stripe, "c1", &[("1", 3000, ""), ("2", 1500, "")]).await;
+    actions::refund(deps, &staff("c1"), &clinic("c1"), &paid.action_id, Some(1000)).await.unwrap();
+    deliver_all(deps, stripe).await;
+    actions::refund(deps, &staff("c1"), &clinic("c1"), &paid.action_id, None).await.unwrap();
+    deliver_all(deps, stripe).await;
+    let done = action_of(deps, "c1", &paid.action_id).await;
+    assert_eq!(done.status(), ActionStatus::Refunded);
+    done
+}
+
+/// What the EMR sees of each event: status, previous status, refunded amount, version.
+fn shown(d: &Value) -> (String, Option<String>, i64, u64) {
+    (
+        d["status"].as_str().unwrap().to_owned(),
+        d["previous_status"].as_str().map(str::to_owned),
+        d["refunded_amount"].as_i64().unwrap(),
+        d["version"].as_u64().unwrap(),
+    )
+}
+
+/// The embedded store (the laptop run) tells its subscribers the same
+/// changes, in the same order, as the table's stream gives the EMR on moto.
+#[tokio::test]
+async fn the_embedded_store_tells_the_same_changes_as_the_tables_stream() {
+    let sdk = sdk().await;
+    let store = dynamodb_store("same").await;
+    let (bus_name, queue_url) = emr_rule(&sdk, &format!("sm-{}", store.table())).await;
+    let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), bus_name);
+    let stripe = stripe_emulator(None).await;
+    let (deps, _) = deps_for_payments(Arc::new(store.clone()) as Arc<dyn Store>, &stripe, None);
+    scripted_payment(&deps, &stripe).await;
+    let mut mapping = StreamMapping::connect(&moto_endpoint(), "us-east-1", store.table()).await.unwrap();
+    mapping.drain(&bus, 20).await.unwrap();
+    let from_moto: Vec<_> = deduplicated(&received(&sdk, &queue_url).await).iter().map(shown).collect();
+
+    let embedded = Arc::new(visitpay::adapters::embedded::EmbeddedStore::new());
+    let mut changes = embedded.changes();
+    let stripe = stripe_emulator(None).await;
+    let (deps, _) = deps_for_payments(embedded.clone() as Arc<dyn Store>, &stripe, None);
+    scripted_payment(&deps, &stripe).await;
+    let mut from_embedded = Vec::new();
+    while let Ok(change) = changes.try_recv() {
+        from_embedded.push(shown(&serde_json::to_value(change).unwrap()));
+    }
+    assert_eq!(from_moto.len(), 5, "{from_moto:?}");
+    assert_eq!(from_embedded, from_moto);
+}
+
 #[tokio::test]
 async fn the_emr_receives_exactly_the_actions_transitions_in_order_once_each() {
     let sdk = sdk().await;
@@ -94,13 +144,8 @@ async fn the_emr_receives_exactly_the_actions_transitions_in_order_once_each() {
     let stripe = stripe_emulator(None).await;
     let (deps, _clock) = deps_for_payments(Arc::new(store.clone()) as Arc<dyn Store>, &stripe, None);
 
-    // assign → checkout → paid → partial refund → refund.
-    let paid = paid_action(&deps, &stripe, "c1", &[("1", 3000, ""), ("2", 1500, "")]).await;
-    actions::refund(&deps, &staff("c1"), &clinic("c1"), &paid.action_id, Some(1000)).await.unwrap();
-    deliver_all(&deps, &stripe).await;
-    let done = actions::refund(&deps, &staff("c1"), &clinic("c1"), &paid.action_id, None).await.unwrap();
-    deliver_all(&deps, &stripe).await;
-    assert_eq!(action_of(&deps, "c1", &paid.action_id).await.status(), ActionStatus::Refunded);
+    let done = scripted_payment(&deps, &stripe).await;
+    let paid = &done;
 
     let mut mapping = StreamMapping::connect(&moto_endpoint(), "us-east-1", store.table()).await.unwrap();
     let delivered = mapping.drain(&bus, 20).await.unwrap();

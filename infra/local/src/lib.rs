@@ -19,7 +19,9 @@ use visitpay::http::cors::Cors;
 use visitpay::http::routes::{self, Access};
 use visitpay::http::{handle, ApiError};
 
+pub mod console;
 pub mod dev_jwt;
+pub mod events;
 pub mod seed;
 pub mod stream_mapping;
 
@@ -73,6 +75,8 @@ impl visitpay::ports::Clock for LocalClock {
 pub struct Controls {
     pub clock: Arc<LocalClock>,
     pub emulator: Option<stripe_emulator::Emulator>,
+    /// Status events, as publish-action-events sends them in AWS.
+    pub events: events::LocalEvents,
 }
 
 /// `POST /_local/clock/advance {"seconds": n}`: moves this server's clock and
@@ -100,11 +104,45 @@ async fn advance_clock(State(controls): State<Controls>, body: axum::body::Bytes
         .expect("valid response")
 }
 
+/// `POST /_local/tokens {"clinic_id": …, "role": "staff"|"support"}`: a dev
+/// token, as `visitpay-local token` prints (the console signs in with it).
+async fn mint_token(State(secret): State<Arc<str>>, body: axum::body::Bytes) -> AxumResponse {
+    let body = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+    let clinic = body["clinic_id"].as_str().filter(|c| visitpay::domain::ids::is_valid_id(c));
+    let role = match body["role"].as_str() {
+        Some("staff") => Some((Role::Staff, "console-staff")),
+        Some("support") => Some((Role::Support, "console-support")),
+        _ => None,
+    };
+    let (Some(clinic), Some((role, sub))) = (clinic, role) else {
+        return to_axum(
+            ApiError::bad_request("invalid_body", "expected {\"clinic_id\": <id>, \"role\": \"staff\"|\"support\"}")
+                .into_response(),
+        );
+    };
+    let text = json!({ "token": token(&secret, clinic, role, sub) }).to_string();
+    AxumResponse::builder()
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(AxumBody::from(text))
+        .expect("valid response")
+}
+
 /// The gateway for every function, the Stripe emulator under `/stripe` when
-/// there is one, and the local controls.
+/// there is one, the local controls, the status event stream and the
+/// reference clinic console.
 pub fn router(gateway: Gateway, controls: Controls) -> Router {
-    let local =
-        Router::new().route("/_local/clock/advance", axum::routing::post(advance_clock)).with_state(controls.clone());
+    let stream = events::Stream { events: controls.events.clone(), jwt_secret: gateway.jwt_secret.clone() };
+    let local = Router::new()
+        .route("/_local/clock/advance", axum::routing::post(advance_clock))
+        .with_state(controls.clone())
+        .merge(Router::new().route("/_local/events", axum::routing::get(events::stream)).with_state(stream))
+        .merge(
+            Router::new()
+                .route("/_local/tokens", axum::routing::post(mint_token))
+                .with_state(gateway.jwt_secret.clone()),
+        )
+        .merge(console::router());
     let router = Router::new().fallback(serve_request).with_state(gateway).merge(local);
     match &controls.emulator {
         Some(emulator) => router.nest("/stripe", emulator.router()),

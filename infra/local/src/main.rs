@@ -1,6 +1,7 @@
 //! `visitpay-local`: run the whole system on a laptop, or mint a dev token.
 //!
-//!     visitpay-local                      serve every function on VISITPAY_ADDR
+//!     visitpay-local                      serve every function, the console and the
+//!                                         status events on VISITPAY_ADDR
 //!     visitpay-local token --clinic C --role staff|support [--sub S]
 
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stripe_emulator::{Config as EmulatorConfig, Emulator};
+use tokio::sync::broadcast;
 use visitpay::adapters::embedded::EmbeddedStore;
 use visitpay::adapters::embedded_queue::EmbeddedQueue;
 use visitpay::adapters::emf::{EmfMetrics, Sink};
@@ -17,11 +19,14 @@ use visitpay::adapters::stripe::StripePayments;
 use visitpay::adapters::system::RandomIds;
 use visitpay::adapters::tables;
 use visitpay::app::reconcile;
+use visitpay::app::status_events::publish_in_order;
 use visitpay::app::{AppConfig, Deps, Role};
 use visitpay::lambda::consumer;
 use visitpay::ports::{EventQueue, Store};
 use visitpay_local::dev_jwt::DEFAULT_DEV_SECRET;
+use visitpay_local::events::LocalEvents;
 use visitpay_local::seed::{self, DEMO_CLINIC, DEMO_INVOICES, DEMO_PATIENT, DEMO_VISIT};
+use visitpay_local::stream_mapping::StreamMapping;
 use visitpay_local::{serve, token, Controls, Gateway, LocalClock};
 
 const USAGE: &str = "usage: visitpay-local [token --clinic <id> --role staff|support [--sub <id>]]";
@@ -106,6 +111,12 @@ fn token_command(args: &[String]) -> Result<String, String> {
 /// `STRIPE_SECRET_KEY` points at real Stripe (test mode).
 const EMULATOR_KEY: &str = "sk_test_visitpay_local";
 const DEFAULT_WEBHOOK_SECRET: &str = "whsec_visitpay_dev_secret";
+/// Signs the events POSTed to `VISITPAY_LOCAL_EVENTS_URL` unless
+/// `VISITPAY_LOCAL_EVENTS_SECRET` says otherwise.
+const DEFAULT_EVENTS_SECRET: &str = "visitpay_local_events_secret";
+/// How often the table's stream is read against moto (Lambda polls a
+/// stream's shards four times a second).
+const STREAM_POLL: Duration = Duration::from_millis(250);
 
 async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
     visitpay::telemetry::init_stderr();
@@ -118,6 +129,9 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
     let base = format!("http://{bound}");
 
     // Store and queue: embedded, or DynamoDB and SQS at AWS_ENDPOINT_URL.
+    // Status events come from the store as they do in AWS: the embedded
+    // store's own feed, or the table's stream read as Lambda reads it.
+    let events = LocalEvents::default();
     let embedded_queue = Arc::new(EmbeddedQueue::new(5, Duration::from_secs(1)));
     let (store, queue, store_name, sqs): (Arc<dyn Store>, Arc<dyn EventQueue>, String, Option<SqsQueue>) =
         if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
@@ -129,15 +143,42 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
             let url = visitpay::adapters::sqs::ensure_queue(&sqs_client, &queue_name, 5, 30).await?;
             let sqs = SqsQueue::new(sqs_client, url);
             let name = format!("dynamodb table {} and sqs queue {queue_name} at {endpoint}", dynamo.table());
+            let region = sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+            let mut mapping = StreamMapping::connect(&endpoint, &region, dynamo.table()).await?;
+            let bus = events.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Err(e) = mapping.drain(&bus, 10).await {
+                        tracing::error!(error = %e, "reading the table's stream failed");
+                    }
+                    tokio::time::sleep(STREAM_POLL).await;
+                }
+            });
             (Arc::new(dynamo), Arc::new(sqs.clone()), name, Some(sqs))
         } else {
-            (
-                Arc::new(EmbeddedStore::new()),
-                embedded_queue.clone(),
-                "embedded store and queue (in memory)".into(),
-                None,
-            )
+            let embedded = Arc::new(EmbeddedStore::new());
+            let mut changes = embedded.changes();
+            let bus = events.clone();
+            tokio::spawn(async move {
+                loop {
+                    match changes.recv().await {
+                        Ok(change) => {
+                            publish_in_order(&bus, &[((), change)]).await;
+                        }
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            tracing::warn!(missed, "status events fell behind the store")
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            });
+            (embedded, embedded_queue.clone(), "embedded store and queue (in memory)".into(), None)
         };
+    let events_url = std::env::var("VISITPAY_LOCAL_EVENTS_URL").ok().filter(|u| !u.is_empty());
+    if let Some(url) = events_url.clone() {
+        let secret = std::env::var("VISITPAY_LOCAL_EVENTS_SECRET").unwrap_or_else(|_| DEFAULT_EVENTS_SECRET.to_owned());
+        tokio::spawn(visitpay_local::events::forward(events.clone(), url, secret));
+    }
 
     // Stripe: real (test mode) when configured, else the emulator on this port.
     let webhook_secret = std::env::var("STRIPE_WEBHOOK_SECRET").unwrap_or_else(|_| DEFAULT_WEBHOOK_SECRET.into());
@@ -214,7 +255,7 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
     let cors = visitpay::http::cors::Cors::from_list(&std::env::var("VISITPAY_CORS_ORIGINS").unwrap_or_default())
         .map_err(|e| format!("VISITPAY_CORS_ORIGINS: {e}"))?;
     let gateway = Gateway { deps, jwt_secret: secret.clone().into(), cors };
-    let controls = Controls { clock, emulator };
+    let controls = Controls { clock, emulator, events };
     {
         let invoices: Vec<&str> = DEMO_INVOICES.iter().map(|(id, _, _)| *id).collect();
         println!("visitpay-local listening on http://{bound}");
@@ -225,6 +266,11 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
         println!("demo clinic: {DEMO_CLINIC}");
         println!("demo patient: {DEMO_PATIENT} (unprocessed invoices: {})", invoices.join(", "));
         println!("demo visit: {DEMO_VISIT}");
+        println!("console: http://{bound}/console");
+        println!("status events: GET http://{bound}/_local/events?clinic={DEMO_CLINIC} (staff token)");
+        if let Some(url) = &events_url {
+            println!("status events POSTed to {url} (signed: visitpay-signature)");
+        }
         println!("ready");
     }
     serve(listener, gateway, controls).await?;

@@ -296,3 +296,119 @@ async fn a_failed_bank_debit_and_a_cancelled_action_say_what_to_do() {
     assert!(text(b).await.contains("n’est pas valide"));
     assert_accessible(b, "link not found").await;
 }
+
+/// Waits for `css` to be on the page (the console updates itself).
+async fn wait_for(browser: &Browser, css: &str, within: Duration) -> Result<(), String> {
+    match browser.wait().at_most(within).for_element(Locator::Css(css)).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("{css} never appeared: {e}")),
+    }
+}
+
+/// The whole story in the reference clinic console, as the seed walks it:
+/// staff in one browser do the eight steps; the patient, in another,
+/// opens the link and pays on Stripe's hosted page; the staff tile says
+/// "paid" within 2 s without a reload, and Private billing shows the
+/// invoices paid; a partial refund from the console shows on the patient's
+/// page and receipt. axe-core checks the console's screens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_watch_the_patient_pay_live_in_the_console() {
+    let local = start();
+    let staff = drive(DESKTOP).await;
+    let s = &staff.browser;
+    s.goto(&format!("{}/console", local.base)).await.unwrap();
+    wait_for(s, "#live-status[data-state=\"connected\"]", Duration::from_secs(10)).await.unwrap();
+
+    // Support: the clinic's settings, read and saved (the seed switched it on).
+    click(s, "#nav-support").await;
+    wait_for(s, "#settings-enabled:checked", Duration::from_secs(10)).await.unwrap();
+    click(s, "#settings-save").await;
+    wait_for(s, "#settings-updated:not(:empty)", Duration::from_secs(10)).await.unwrap();
+    assert_accessible(s, "console: support").await;
+
+    // 1-3. Patient chart → Private billing → tick the unprocessed invoices → Make a payment.
+    click(s, "#nav-chart").await;
+    click(s, "#open-private-billing").await;
+    for id in ["1042", "1043"] {
+        wait_for(s, &format!("input[name=\"invoice\"][value=\"{id}\"]"), Duration::from_secs(10)).await.unwrap();
+        click(s, &format!("input[name=\"invoice\"][value=\"{id}\"]")).await;
+    }
+    click(s, "#make-payment").await;
+    wait_for(s, "[data-invoice-id=\"1043\"] .invoice-status[data-status=\"selected\"]", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let total = s.find(Locator::Css("#selection-total")).await.unwrap().text().await.unwrap();
+    assert!(total.replace('\u{a0}', " ").contains("$60.00"), "{total}");
+    assert_accessible(s, "console: private billing").await;
+
+    // 4-8. The visit → Actions and Notes+ → Patient-assigned actions → + Assign
+    // actions → the clinic's label → tick the invoices → Assign.
+    click(s, "#nav-visit").await;
+    click(s, "#open-visit").await;
+    click(s, "#open-actions-notes").await;
+    click(s, "#open-patient-actions").await;
+    click(s, "#assign-actions").await;
+    let label = s.find(Locator::Css("#choose-payment-label")).await.unwrap().text().await.unwrap();
+    assert!(label.contains("Private billing (Stripe)"), "{label}");
+    click(s, "#choose-payment-label").await;
+    for id in ["1042", "1043"] {
+        wait_for(s, &format!("input[name=\"assign-invoice\"][value=\"{id}\"]"), Duration::from_secs(10)).await.unwrap();
+        click(s, &format!("input[name=\"assign-invoice\"][value=\"{id}\"]")).await;
+    }
+    click(s, "#assign-submit").await;
+    wait_for(s, ".action-tile .action-status[data-status=\"assigned\"]", Duration::from_secs(10)).await.unwrap();
+    let link = s.find(Locator::Css(".action-tile .patient-link")).await.unwrap().prop("value").await.unwrap().unwrap();
+    assert!(link.starts_with(&format!("{}/patient/actions/", local.base)), "{link}");
+    assert_accessible(s, "console: the assigned action").await;
+    // Anything that reloads the console would lose this.
+    s.execute("window.visitpayNoReload = true;", vec![]).await.unwrap();
+
+    // The patient, in another browser, pays on Stripe's hosted page.
+    let patient = drive(PHONE).await;
+    let p = &patient.browser;
+    p.goto(&link).await.unwrap();
+    wait_for_state(p, "open").await;
+    click(p, "form button").await;
+    wait_for(p, "button[data-outcome=\"succeeded\"]", Duration::from_secs(10)).await.unwrap();
+    click(p, "button[data-outcome=\"succeeded\"]").await;
+    let paid_at = std::time::Instant::now();
+    wait_for(s, ".action-tile .action-status[data-status=\"paid\"]", Duration::from_secs(2))
+        .await
+        .unwrap_or_else(|e| panic!("the staff tile did not say paid within 2 s of the payment: {e}"));
+    let seen_after = paid_at.elapsed();
+    let kept = s.execute("return window.visitpayNoReload === true;", vec![]).await.unwrap();
+    assert_eq!(kept, json!(true), "the console reloaded");
+    println!("staff saw paid {} ms after the patient paid", seen_after.as_millis());
+    wait_for(s, ".action-tile .receipt-link", Duration::from_secs(5)).await.unwrap();
+    wait_for_state(p, "paid").await;
+
+    // Private billing shows the invoices paid.
+    click(s, "#nav-chart").await;
+    click(s, "#open-private-billing").await;
+    for id in ["1042", "1043"] {
+        let css = format!("[data-invoice-id=\"{id}\"] .invoice-status[data-status=\"paid\"]");
+        wait_for(s, &css, Duration::from_secs(5)).await.unwrap();
+    }
+
+    // A partial refund from the console: the tile follows, then the patient's page and receipt.
+    click(s, "#nav-visit").await;
+    let amount = s.find(Locator::Css(".action-tile .refund-amount")).await.unwrap();
+    amount.send_keys("10.50").await.unwrap();
+    click(s, ".action-tile .action-refund").await;
+    wait_for(s, ".action-tile .action-status[data-status=\"partially_refunded\"]", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let refunded = s.find(Locator::Css(".action-tile .action-refunded")).await.unwrap().text().await.unwrap();
+    assert!(refunded.replace('\u{a0}', " ").contains("$10.50"), "{refunded}");
+    assert_accessible(s, "console: refunded in part").await;
+
+    p.refresh().await.unwrap();
+    wait_for_state(p, "partially_refunded").await;
+    let page = text(p).await;
+    // Assigned from the console in English: the visit's language is en-CA.
+    assert!(page.contains("Refunded: $10.50"), "the patient's page shows the refund: {page}");
+    click(p, "a[href*=\"/receipt\"]").await;
+    p.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("table")).await.unwrap();
+    let receipt = text(p).await;
+    assert!(receipt.contains("$10.50") && receipt.contains("$60.00"), "the receipt shows the refund: {receipt}");
+}

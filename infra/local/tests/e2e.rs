@@ -564,3 +564,159 @@ async fn browsers_on_a_configured_origin_may_call_the_api() {
     let elsewhere = client.get(&url).bearer_auth(&local.staff).header("origin", "https://x.test").send().await.unwrap();
     assert!(header(&elsewhere, "access-control-allow-origin").is_none());
 }
+
+/// A staff member's event stream (`GET /_local/events`), read frame by frame.
+struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventStream {
+    async fn open(c: &Client, u: &str, token: &str, clinic: &str) -> EventStream {
+        let response = c.get(format!("{u}/_local/events?clinic={clinic}")).bearer_auth(token).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        let mut stream = EventStream { response, buffer: String::new() };
+        assert_eq!(stream.frame().await, ": connected", "the stream says it is connected first");
+        stream
+    }
+
+    /// The next frame, without its trailing blank line.
+    async fn frame(&mut self) -> String {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let frame = self.buffer[..end].to_owned();
+                self.buffer.drain(..end + 2);
+                return frame;
+            }
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(15), self.response.chunk())
+                .await
+                .expect("an event within 15 s")
+                .unwrap()
+                .expect("the stream stays open");
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// The next action event's (SSE id, data).
+    async fn action(&mut self) -> (String, Value) {
+        loop {
+            let frame = self.frame().await;
+            if frame.starts_with(':') {
+                continue;
+            }
+            let field = |name: &str| {
+                frame.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).unwrap_or_default().to_owned()
+            };
+            assert_eq!(field("event:"), "action", "{frame}");
+            return (field("id:"), serde_json::from_str(&field("data:")).unwrap());
+        }
+    }
+}
+
+/// An EMR prototype's endpoint for `VISITPAY_LOCAL_EVENTS_URL`: what it was
+/// POSTed, with the signature header.
+async fn event_sink() -> (String, std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let sink = sink.clone();
+            async move {
+                let signature = headers.get("visitpay-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+                sink.lock().unwrap().push((signature.to_owned(), body));
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, got)
+}
+
+const EVENTS_SECRET: &str = "emr_prototype_secret";
+
+/// Staff see an action's changes live, in order, and the EMR prototype's
+/// endpoint gets the same as EventBridge would deliver them, signed.
+async fn status_events_reach_staff_and_the_emr(local: &Local, sink: &std::sync::Mutex<Vec<(String, String)>>) {
+    let c = Client::new();
+    let u = local.base.clone();
+    let staff = local.staff.clone();
+    // Only this clinic's staff.
+    let (s, b) = call(&c, "GET", format!("{u}/_local/events?clinic=demo-clinic"), None, None).await;
+    assert_eq!((s, code(&b)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let other = mint("another-clinic", "staff");
+    let (s, b) = call(&c, "GET", format!("{u}/_local/events?clinic=demo-clinic"), Some(&other), None).await;
+    assert_eq!((s, code(&b)), (StatusCode::FORBIDDEN, "forbidden"));
+    let (s, b) = call(&c, "GET", format!("{u}/_local/events?clinic=a%23b"), Some(&staff), None).await;
+    assert_eq!((s, code(&b)), (StatusCode::BAD_REQUEST, "invalid_query"));
+
+    let mut stream = EventStream::open(&c, &u, &staff, "demo-clinic").await;
+    let (action_id, link) = assign_fresh(&c, &u, &staff, "live").await;
+    let session = open_checkout(&c, &link).await;
+    assert!(pay(&c, &u, &session, "succeeded", true).await.is_success());
+    let mut seen = Vec::new();
+    while seen.last().map(|(_, d): &(String, Value)| d["status"] != "paid").unwrap_or(true) {
+        let (id, data) = stream.action().await;
+        assert_eq!(data["action_id"], action_id.as_str());
+        assert_eq!(id, format!("{action_id}:{}", data["version"]), "the SSE id is (action_id, version)");
+        seen.push((id, data));
+    }
+    let statuses: Vec<&str> = seen.iter().map(|(_, d)| d["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["assigned", "checkout_open", "paid"]);
+    assert!(seen.iter().all(|(_, d)| d.get("label").is_none() && d.get("patient_id").is_none()), "ids and money only");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sink.lock().unwrap().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "the events URL got {:?}", sink.lock().unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let posted = sink.lock().unwrap().clone();
+    let details: Vec<Value> = posted
+        .iter()
+        .map(|(signature, body)| {
+            let t: i64 = signature.split(',').find_map(|p| p.strip_prefix("t=")).unwrap().parse().unwrap();
+            assert_eq!(signature, &visitpay_local::events::sign(body, EVENTS_SECRET, t), "signed with the secret");
+            let event: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(
+                (event["source"].as_str(), event["detail-type"].as_str()),
+                (Some("visitpay"), Some("Payment action changed"))
+            );
+            event["detail"].clone()
+        })
+        .collect();
+    let streamed: Vec<Value> = seen.into_iter().map(|(_, d)| d).collect();
+    assert_eq!(details, streamed, "the EMR gets what staff saw, in the same order");
+}
+
+#[tokio::test]
+async fn status_events_through_the_local_run() {
+    let (url, sink) = event_sink().await;
+    let local =
+        start_with(&[("VISITPAY_LOCAL_EVENTS_URL", url.as_str()), ("VISITPAY_LOCAL_EVENTS_SECRET", EVENTS_SECRET)]);
+    status_events_reach_staff_and_the_emr(&local, &sink).await;
+}
+
+/// Against moto, the events come from the table's DynamoDB Stream, read as
+/// Lambda's event source mapping reads it, through publish-action-events' handler.
+#[tokio::test]
+async fn status_events_through_the_local_run_on_dynamodb() {
+    let endpoint = std::env::var("VISITPAY_TEST_DYNAMODB_ENDPOINT")
+        .expect("VISITPAY_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts moto");
+    let suffix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
+    let (table, queue) = (format!("visitpay-ev-{suffix}"), format!("visitpay-ev-events-{suffix}"));
+    let (url, sink) = event_sink().await;
+    let local = start_with(&[
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("VISITPAY_TABLE", table.as_str()),
+        ("VISITPAY_EVENTS_QUEUE", queue.as_str()),
+        ("VISITPAY_LOCAL_EVENTS_URL", url.as_str()),
+        ("VISITPAY_LOCAL_EVENTS_SECRET", EVENTS_SECRET),
+    ]);
+    status_events_reach_staff_and_the_emr(&local, &sink).await;
+}

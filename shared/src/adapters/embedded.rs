@@ -1,15 +1,18 @@
 //! The embedded store for the laptop run: the same port, the same
 //! all-or-nothing conditional commits, held in memory behind one lock. It is
 //! held to the same contract suite as DynamoDB (`tests/store_contract.rs`).
+//! Like the table's stream, it tells subscribers of each committed change of
+//! an action that someone watching would see (`changes`), in commit order.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use tokio::sync::broadcast;
 
 use super::dynamodb::items::{self, MAX_ITEM_BYTES, MAX_TRANSACTION_BYTES, MAX_TRANSACTION_ITEMS};
 use crate::domain::{Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentRef, PaymentSettings, VisitId};
-use crate::domain::{ActionStatus, Timestamp};
+use crate::domain::{ActionChanged, ActionStatus, Timestamp};
 use crate::ports::{
     ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore, PaymentStore,
     ReconcileStore, SettingsStore, StoreError, Write,
@@ -27,9 +30,19 @@ struct Tables {
     payments: HashMap<String, PaymentRef>,
 }
 
-#[derive(Default)]
+/// How many changes a subscriber may fall behind before it misses some
+/// (and is told so: `broadcast::error::RecvError::Lagged`).
+const CHANGES_KEPT: usize = 4096;
+
 pub struct EmbeddedStore {
     tables: Mutex<Tables>,
+    changes: broadcast::Sender<ActionChanged>,
+}
+
+impl Default for EmbeddedStore {
+    fn default() -> Self {
+        EmbeddedStore { tables: Mutex::default(), changes: broadcast::channel(CHANGES_KEPT).0 }
+    }
 }
 
 impl EmbeddedStore {
@@ -40,7 +53,13 @@ impl EmbeddedStore {
     /// An independent copy of everything stored: the same starting point for
     /// two runs that must end alike (the webhook-burst benchmark).
     pub fn fork(&self) -> Self {
-        EmbeddedStore { tables: Mutex::new(self.lock().clone()) }
+        EmbeddedStore { tables: Mutex::new(self.lock().clone()), ..Self::default() }
+    }
+
+    /// Every committed change of an action from now on, in commit order (as
+    /// the table's stream gives publish-action-events in AWS).
+    pub fn changes(&self) -> broadcast::Receiver<ActionChanged> {
+        self.changes.subscribe()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -255,7 +274,13 @@ impl Commit for EmbeddedStore {
                     t.invoices.insert((i.clinic_id.clone(), i.patient_id.clone(), i.invoice_id.clone()), i);
                 }
                 Write::Action { action: a, .. } => {
+                    let change = ActionChanged::between(t.actions.get(&a.action_id), &a);
                     t.actions.insert(a.action_id.clone(), a);
+                    // Sent under the lock: subscribers see commits in order.
+                    // No subscriber is no error.
+                    if let Some(change) = change {
+                        let _ = self.changes.send(change);
+                    }
                 }
                 Write::Idempotency(r) => {
                     t.idempotency.insert((r.clinic_id.clone(), r.key.clone()), r);

@@ -103,14 +103,17 @@ mod tests {
     /// A bus that answers each request as its script says, in turn: refuse
     /// these `(action, version)` entries, or (`None`) fail the request.
     /// Past the script it accepts everything.
+    /// One request's answer: refuse these `(action, version)`, or fail (`None`).
+    type Answer = Option<Vec<(&'static str, u64)>>;
+
     #[derive(Default)]
     struct ScriptedBus {
-        script: Mutex<VecDeque<Option<Vec<(&'static str, u64)>>>>,
+        script: Mutex<VecDeque<Answer>>,
         requests: Mutex<Vec<Vec<(String, u64)>>>,
     }
 
     impl ScriptedBus {
-        fn scripted(script: impl IntoIterator<Item = Option<Vec<(&'static str, u64)>>>) -> Self {
+        fn scripted(script: impl IntoIterator<Item = Answer>) -> Self {
             ScriptedBus { script: Mutex::new(script.into_iter().collect()), ..Default::default() }
         }
         fn requests(&self) -> Vec<Vec<(String, u64)>> {

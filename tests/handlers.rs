@@ -465,3 +465,41 @@ async fn reads_are_conditional_on_their_etag() {
     assert_eq!(changed.status(), StatusCode::OK, "a changed action is read again");
     assert_ne!(changed.headers()["etag"], before);
 }
+
+/// publish-action-events, fed the DynamoDB stream event Lambda sends
+/// (records as moto's stream gives them, with the mapping's
+/// `eventSourceARN`): the assignment and the opened checkout are events;
+/// the write that only reserved a checkout attempt is none.
+#[tokio::test]
+async fn the_stream_handler_publishes_each_visible_change_of_the_fixture() {
+    use aws_lambda_events::event::dynamodb::Event;
+    use visitpay::lambda::status_stream;
+    use visitpay_tests::kit::RecordingBus;
+    let stream: Event = serde_json::from_value(event("dynamodb-stream-action-changes")).unwrap();
+    let bus = RecordingBus::accepting();
+    let response = status_stream::handle(&bus, stream.clone()).await;
+    assert!(response.batch_item_failures.is_empty());
+    let accepted = bus.accepted.lock().unwrap().clone();
+    let seen: Vec<(&str, Option<&str>, u64)> =
+        accepted.iter().map(|e| (e.status.as_str(), e.previous_status.map(|s| s.as_str()), e.version)).collect();
+    assert_eq!(seen, [("assigned", None, 1), ("checkout_open", Some("assigned"), 3)]);
+    assert_eq!((accepted[0].amount, accepted[0].clinic_id.as_str()), (4500, "c1"));
+
+    // EventBridge keeps refusing the second: Lambda is told to deliver again
+    // from its record (the third), and the first is not held back.
+    let bus = RecordingBus::refusing(|e| e.version == 3);
+    let response = status_stream::handle(&bus, stream.clone()).await;
+    let failed: Vec<Option<String>> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    assert_eq!(failed, [stream.records[2].change.sequence_number.clone()]);
+    assert_eq!(bus.accepted.lock().unwrap().len(), 1);
+
+    // An action image the domain cannot read is reported, never skipped.
+    let mut broken = event("dynamodb-stream-action-changes");
+    broken["Records"][0]["dynamodb"]["NewImage"]["status"] = json!({"S": "settled"});
+    let broken: Event = serde_json::from_value(broken).unwrap();
+    let bus = RecordingBus::accepting();
+    let response = status_stream::handle(&bus, broken).await;
+    let failed: Vec<Option<String>> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+    assert_eq!(failed, [stream.records[0].change.sequence_number.clone()]);
+    assert!(bus.accepted.lock().unwrap().is_empty(), "nothing after an unreadable record goes out before it");
+}

@@ -181,3 +181,39 @@ pub fn deps_with(store: Arc<dyn Store>) -> (TestDeps, Arc<FixedClock>) {
             .with_queue(Arc::new(EmbeddedQueue::new(3, std::time::Duration::from_millis(10))));
     (deps, clock)
 }
+
+/// A status-event bus that keeps what it accepted and refuses the events
+/// `refuse` picks (as EventBridge answers an entry with an `ErrorCode`).
+pub struct RecordingBus {
+    pub accepted: std::sync::Mutex<Vec<visitpay::domain::ActionChanged>>,
+    refuse: Box<dyn Fn(&visitpay::domain::ActionChanged) -> bool + Send + Sync>,
+}
+
+impl RecordingBus {
+    pub fn accepting() -> Self {
+        Self::refusing(|_| false)
+    }
+    pub fn refusing(refuse: impl Fn(&visitpay::domain::ActionChanged) -> bool + Send + Sync + 'static) -> Self {
+        RecordingBus { accepted: Default::default(), refuse: Box::new(refuse) }
+    }
+}
+
+#[async_trait::async_trait]
+impl visitpay::ports::StatusEvents for RecordingBus {
+    async fn publish(
+        &self,
+        events: &[visitpay::domain::ActionChanged],
+    ) -> Result<Vec<Option<String>>, visitpay::ports::PublishError> {
+        Ok(events
+            .iter()
+            .map(|e| {
+                if (self.refuse)(e) {
+                    Some("InternalFailure".to_owned())
+                } else {
+                    self.accepted.lock().unwrap().push(e.clone());
+                    None
+                }
+            })
+            .collect())
+    }
+}

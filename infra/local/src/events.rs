@@ -85,6 +85,8 @@ pub fn sign(body: &str, secret: &str, t: i64) -> String {
 pub async fn forward(events: LocalEvents, url: String, secret: String) {
     let client = reqwest::Client::new();
     let mut receiver = events.subscribe();
+    // Event ids unique across runs, as EventBridge's are.
+    let run = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
     let mut n: u64 = 0;
     loop {
         let event = match receiver.recv().await {
@@ -96,7 +98,7 @@ pub async fn forward(events: LocalEvents, url: String, secret: String) {
             Err(broadcast::error::RecvError::Closed) => return,
         };
         n += 1;
-        let body = envelope(&event, &format!("local-{n}")).to_string();
+        let body = envelope(&event, &format!("local-{run:x}-{n}")).to_string();
         for attempt in 0..4u32 {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
@@ -129,12 +131,8 @@ pub struct StreamQuery {
     clinic: Option<String>,
 }
 
-fn refuse(status: StatusCode, code: &str, message: &str) -> AxumResponse {
-    AxumResponse::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(AxumBody::from(json!({ "error": { "code": code, "message": message } }).to_string()))
-        .expect("valid response")
+fn refuse(status: StatusCode, code: &'static str, message: &str) -> AxumResponse {
+    crate::to_axum(visitpay::http::ApiError::new(status, code, message).into_response())
 }
 
 /// One SSE frame: `id` is `<action_id>:<version>`, the pair to de-duplicate on.
@@ -144,7 +142,7 @@ fn frame(event: &ActionChanged) -> String {
 }
 
 /// `GET /_local/events?clinic=<id>`: that clinic's events from now on, for
-/// its staff only (the same token the API takes).
+/// its staff only (the same token the API takes), until the token expires.
 pub async fn stream(
     State(stream): State<Stream>,
     Query(query): Query<StreamQuery>,
@@ -153,33 +151,38 @@ pub async fn stream(
     let Some(clinic) = query.clinic.filter(|c| visitpay::domain::ids::is_valid_id(c)) else {
         return refuse(StatusCode::BAD_REQUEST, "invalid_query", "clinic=<clinic id> is required");
     };
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let claims = match bearer.map(|t| crate::dev_jwt::verify(&stream.jwt_secret, t.trim(), now)) {
-        Some(Ok(claims)) => claims,
-        _ => return refuse(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required"),
+    let Some(claims) = crate::bearer_claims(&headers, &stream.jwt_secret) else {
+        return refuse(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
     };
-    if claims.get("role").map(String::as_str) != Some("staff") || claims.get("clinic_id") != Some(&clinic) {
+    let staff = claims.get("role").map(String::as_str) == Some("staff")
+        && claims.get("sub").is_some_and(|s| !s.is_empty())
+        && claims.get("clinic_id") == Some(&clinic);
+    if !staff {
         return refuse(StatusCode::FORBIDDEN, "forbidden", "only this clinic's staff see its events");
     }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let expires_in = claims.get("exp").and_then(|e| e.parse::<i64>().ok()).map_or(0, |exp| (exp - now).max(0));
+    let expiry = tokio::time::sleep(Duration::from_secs(expires_in.unsigned_abs()));
     let mut receiver = stream.events.subscribe();
     let body = async_stream(move |tx| async move {
+        tokio::pin!(expiry);
+        let mut keep_alive = tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
         // Tells the client it is connected before the first event.
         if tx.send(": connected\n\n".to_owned()).await.is_err() {
             return;
         }
         loop {
-            let next = tokio::time::timeout(KEEP_ALIVE, receiver.recv()).await;
-            let text = match next {
-                Err(_) => ": keep-alive\n\n".to_owned(),
-                Ok(Ok(event)) if event.clinic_id.as_str() == clinic => frame(&event),
-                Ok(Ok(_)) => continue,
-                // Fell behind: the client must re-read what it shows.
-                Ok(Err(broadcast::error::RecvError::Lagged(_))) => "event: resync\ndata: {}\n\n".to_owned(),
-                Ok(Err(broadcast::error::RecvError::Closed)) => return,
+            let text = tokio::select! {
+                // The token ends, the stream ends: the client signs in again.
+                _ = &mut expiry => return,
+                _ = keep_alive.tick() => ": keep-alive\n\n".to_owned(),
+                next = receiver.recv() => match next {
+                    Ok(event) if event.clinic_id.as_str() == clinic => frame(&event),
+                    Ok(_) => continue,
+                    // Fell behind: the client must re-read what it shows.
+                    Err(broadcast::error::RecvError::Lagged(_)) => "event: resync\ndata: {}\n\n".to_owned(),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
             };
             if tx.send(text).await.is_err() {
                 return;

@@ -150,6 +150,19 @@ pub fn router(gateway: Gateway, controls: Controls) -> Router {
     }
 }
 
+/// The claims of the request's valid bearer token, as API Gateway's JWT
+/// authorizer would pass them; `None` without one.
+pub fn bearer_claims(
+    headers: &axum::http::HeaderMap,
+    secret: &str,
+) -> Option<std::collections::HashMap<String, String>> {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))?;
+    dev_jwt::verify(secret, bearer.trim(), now_unix()).ok()
+}
+
 fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
@@ -209,14 +222,9 @@ async fn route_request(gw: &Gateway, request: AxumRequest) -> AxumResponse {
     let claims = if matches!(route.access, Access::Patient | Access::Stripe) {
         None
     } else {
-        let bearer = parts
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-        match bearer.map(|t| dev_jwt::verify(&gw.jwt_secret, t.trim(), now_unix())) {
-            Some(Ok(claims)) => Some(claims),
-            _ => return to_axum(ApiError::unauthorized().into_response()),
+        match bearer_claims(&parts.headers, &gw.jwt_secret) {
+            Some(claims) => Some(claims),
+            None => return to_axum(ApiError::unauthorized().into_response()),
         }
     };
 
@@ -333,7 +341,7 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn to_axum(response: lambda_http::Response<lambda_http::Body>) -> AxumResponse {
+pub fn to_axum(response: lambda_http::Response<lambda_http::Body>) -> AxumResponse {
     let (parts, body) = response.into_parts();
     let bytes: Vec<u8> = match body {
         lambda_http::Body::Empty => Vec::new(),

@@ -170,12 +170,20 @@ impl StreamMapping {
             delivered += count;
             let response = handler(event).await;
             let shard = self.shards.get_mut(&id).expect("known shard");
-            let failed =
-                response.batch_item_failures.iter().filter_map(|f| f.item_identifier.clone()).collect::<Vec<_>>();
-            let from = shard.held[..count]
-                .iter()
-                .position(|r| failed.iter().any(|seq| r["dynamodb"]["SequenceNumber"].as_str() == Some(seq.as_str())));
-            shard.held.drain(..from.unwrap_or(count));
+            let failed: Vec<Option<String>> =
+                response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+            let position = |seq: &Option<String>| {
+                let seq = seq.as_deref()?;
+                shard.held[..count].iter().position(|r| r["dynamodb"]["SequenceNumber"].as_str() == Some(seq))
+            };
+            // Lambda resumes from the lowest failure it is told of; a failure
+            // it cannot place (no or an unknown identifier) fails the batch.
+            let done = match failed.iter().map(position).collect::<Option<Vec<usize>>>() {
+                _ if failed.is_empty() => count,
+                Some(positions) => positions.into_iter().min().unwrap_or(0),
+                None => 0,
+            };
+            shard.held.drain(..done);
         }
         Ok(delivered)
     }

@@ -653,6 +653,20 @@ async fn status_events_reach_staff_and_the_emr(local: &Local, sink: &std::sync::
     let (s, b) = call(&c, "GET", format!("{u}/_local/events?clinic=a%23b"), Some(&staff), None).await;
     assert_eq!((s, code(&b)), (StatusCode::BAD_REQUEST, "invalid_query"));
 
+    // A stream lasts as long as its token.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let brief = visitpay_local::dev_jwt::mint(
+        visitpay_local::dev_jwt::DEFAULT_DEV_SECRET,
+        "e2e",
+        "demo-clinic",
+        "staff",
+        now,
+        2,
+    );
+    let mut ending = EventStream::open(&c, &u, &brief, "demo-clinic").await;
+    let end = tokio::time::timeout(std::time::Duration::from_secs(6), ending.response.chunk()).await;
+    assert!(matches!(end, Ok(Ok(None))), "the stream ends when its token does: {end:?}");
+
     let mut stream = EventStream::open(&c, &u, &staff, "demo-clinic").await;
     let (action_id, link) = assign_fresh(&c, &u, &staff, "live").await;
     let session = open_checkout(&c, &link).await;

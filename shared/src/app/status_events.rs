@@ -100,12 +100,11 @@ mod tests {
     use crate::domain::ActionId;
     use crate::ports::PublishError;
 
-    /// A bus that answers each request as its script says, in turn: refuse
-    /// these `(action, version)` entries, or (`None`) fail the request.
-    /// Past the script it accepts everything.
     /// One request's answer: refuse these `(action, version)`, or fail (`None`).
     type Answer = Option<Vec<(&'static str, u64)>>;
 
+    /// A bus that answers each request as its script says, in turn; past
+    /// the script it accepts everything.
     #[derive(Default)]
     struct ScriptedBus {
         script: Mutex<VecDeque<Answer>>,

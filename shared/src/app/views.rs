@@ -105,6 +105,9 @@ pub struct ActionView<'a> {
     pub history: &'a [HistoryEntry],
     /// Routine entries (sessions opened and expired) left out of the middle of `history`.
     pub history_omitted: u32,
+    /// Grows with every write: the `version` of the action's status events,
+    /// so a client merging reads and events keeps the newer.
+    pub version: u64,
 }
 
 impl<'a> ActionView<'a> {
@@ -142,6 +145,7 @@ impl<'a> ActionView<'a> {
             expires_at: a.expires_at,
             history: &a.history,
             history_omitted: a.history_omitted,
+            version: a.version,
         }
     }
 }

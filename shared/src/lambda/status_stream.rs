@@ -15,6 +15,8 @@ pub async fn handle(bus: &dyn StatusEvents, event: Event) -> DynamoDbEventRespon
     let mut changes = Vec::new();
     let mut unreadable = None;
     for record in &event.records {
+        // Lambda always sends one; an empty identifier would fail the whole
+        // batch, which is the safe way for a record without one to fail.
         let sequence = record.change.sequence_number.clone().unwrap_or_default();
         match action_change(record) {
             Ok(Some(change)) => changes.push((sequence, change)),

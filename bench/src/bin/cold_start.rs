@@ -267,6 +267,8 @@ async fn main() -> Result<(), BoxError> {
     let store = DynamoStore::new(dynamodb.clone(), table.clone());
     store.ensure_table(&tables::main_table()).await?;
     let queue_url = ensure_queue(&aws_sdk_sqs::Client::new(&sdk), &format!("bench-cold-{stamp}"), 5, 30).await?;
+    let bus = format!("bench-cold-status-{stamp}");
+    aws_sdk_eventbridge::Client::new(&sdk).create_event_bus().name(&bus).send().await?;
     let payments: Arc<dyn Payments> = Arc::new(StripePayments::new(STRIPE_KEY, Some(&format!("{stripe_base}/")))?);
     let deps = visitpay_bench::deps(Arc::new(store), payments, visitpay_bench::unread_queue());
 
@@ -308,6 +310,7 @@ async fn main() -> Result<(), BoxError> {
         ("VISITPAY_TABLE", table.clone()),
         ("VISITPAY_EVENTS_QUEUE_URL", queue_url.clone()),
         ("VISITPAY_QUEUE_URL", queue_url.clone()),
+        ("VISITPAY_EVENT_BUS", bus.clone()),
         ("VISITPAY_PATIENT_LINK_BASE", PATIENT_LINK_BASE.into()),
         ("STRIPE_SECRET_KEY", STRIPE_KEY.into()),
         ("STRIPE_API_BASE", format!("{stripe_base}/")),
@@ -354,6 +357,7 @@ async fn main() -> Result<(), BoxError> {
         node("node-dynamodb-read", "status", ok_2xx),
         node("node-stripe-webhook", "webhook", ok_2xx),
         node("node-create-checkout", "checkout", ok_2xx),
+        node("node-publish-events", "publish", no_batch_failures),
         ours("clinic-settings", "node-dynamodb-read", ok_2xx),
         ours("select-invoices", "node-dynamodb-read", ok_2xx),
         ours("assign-action", "node-create-checkout", created),
@@ -362,6 +366,7 @@ async fn main() -> Result<(), BoxError> {
         ours("stripe-webhook", "node-stripe-webhook", ok_2xx),
         ours("process-payment-events", "node-dynamodb-read", no_batch_failures),
         ours("reconcile", "node-create-checkout", any_answer),
+        ours("publish-action-events", "node-publish-events", no_batch_failures),
     ];
     for s in &subjects {
         if s.kind != "node" && !s.program.exists() {
@@ -441,6 +446,10 @@ async fn main() -> Result<(), BoxError> {
         consumer_actions.push(action);
 
         events.entry("reconcile").or_default().push(event(dir, "reconcile-schedule")?);
+        // The stream's records of an assignment and its checkout, as Lambda sends them.
+        let stream = event(dir, "dynamodb-stream-action-changes")?;
+        events.entry("publish-action-events").or_default().push(stream.clone());
+        events.entry("node-publish-events").or_default().push(stream);
     }
 
     // Round-robin, so drift on the machine touches every subject alike.

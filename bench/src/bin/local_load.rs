@@ -429,7 +429,10 @@ async fn burst_once(round: usize) -> Result<BurstRun, BoxError> {
         tokio::spawn(async move { queue.run(|event| consumer::handle(&consumer, event)).await })
     };
     let gateway = Gateway { deps: burst.clone(), jwt_secret: "bench-unused".into(), cors: Default::default() };
-    let router = visitpay_local::router(gateway, Controls { clock: Arc::new(LocalClock::default()), emulator: None });
+    let router = visitpay_local::router(
+        gateway,
+        Controls { clock: Arc::new(LocalClock::default()), emulator: None, events: Default::default() },
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/webhooks/stripe", listener.local_addr()?);
     let server = tokio::spawn(async move { axum::serve(listener, router).await });

@@ -27,6 +27,7 @@ const WORDS = {
     nav_visit: 'Virtual visit',
     live_connected: 'Live updates: connected',
     live_reconnecting: 'Live updates: reconnecting…',
+    live_stopped: 'Live updates: stopped (see the error)',
 
     context_title: 'Local run',
     ctx_clinic: 'Clinic id',
@@ -176,6 +177,7 @@ const WORDS = {
     nav_visit: 'Visite virtuelle',
     live_connected: 'Mises à jour en direct : connecté',
     live_reconnecting: 'Mises à jour en direct : reconnexion…',
+    live_stopped: "Mises à jour en direct : arrêtées (voir l'erreur)",
 
     context_title: 'Exécution locale',
     ctx_clinic: 'Identifiant de la clinique',
@@ -337,11 +339,10 @@ const state = {
   lastSelection: null,      //   kept to redraw them in the other language
   lastAssignable: null,
   actions: new Map(),       // action_id -> the action as shown in its tile
-  actionReads: new Map(),   // action_id -> sequence number of the latest read (late answers are dropped)
   shownSeq: 0,              // counts answers shown on tiles…
   shownAt: new Map(),       // …and action_id -> when its tile last changed from an answer
   etags: new Map(),         // action_id -> {etag, action}: the last GET /actions/{id} answer
-  eventVersions: new Map(), // action_id -> highest event version seen
+  versions: new Map(),      // action_id -> highest version known, from events and answers alike
   receiptUrls: new Map(),   // action_id -> blob URL of the fetched receipt
   invoiceReads: 0,          // sequence number of the latest invoice list read
   assignAttempt: null,      // {key, fingerprint}: the Idempotency-Key of this attempt of the form
@@ -472,7 +473,9 @@ async function toApiError(response) {
  * Calls the API on this origin. Sends the bearer token and a JSON body;
  * answers {status, headers, body} (body: parsed JSON, a Blob for a receipt,
  * null for 304), or the Response itself with `raw` (a stream). Any non-2xx
- * answer other than 304 throws an ApiError.
+ * answer other than 304 throws an ApiError. A 401 also forgets the cached
+ * tokens: a token expires (after 12 h) while the console stays open, and the
+ * next call then mints fresh ones.
  */
 async function api(method, path, { token, body, headers = {}, accept = 'application/json', raw = false, signal } = {}) {
   const init = { method, headers: { Accept: accept, ...headers }, cache: 'no-store', signal };
@@ -489,6 +492,7 @@ async function api(method, path, { token, body, headers = {}, accept = 'applicat
     throw new ApiError(0, 'network_error', 'The server did not answer.');
   }
   if (response.status === 304) return { status: 304, headers: response.headers, body: null };
+  if (response.status === 401 && token) state.tokens = null;
   if (!response.ok) throw await toApiError(response);
   if (raw) return response;
   const type = response.headers.get('Content-Type') || '';
@@ -616,13 +620,15 @@ async function getReceipt(actionId, format) {
   return body;
 }
 
-/** Local only: GET /_local/events?clinic=… (Server-Sent Events), as a streaming Response. */
-async function openEventStream(clinicId, signal, lastEventId) {
+/**
+ * Local only: GET /_local/events?clinic=… (Server-Sent Events), as a
+ * streaming Response. The server sends only what happens from now on (no
+ * resumption), so the reader re-reads what it shows after each reconnect.
+ */
+async function openEventStream(clinicId, signal) {
   return api('GET', `/_local/events?clinic=${seg(clinicId)}`, {
     token: await staffToken(),
     accept: 'text/event-stream',
-    // Standard SSE resumption header; harmless if the server ignores it.
-    headers: lastEventId ? { 'Last-Event-ID': lastEventId } : {},
     raw: true,
     signal,
   });
@@ -633,13 +639,19 @@ async function openEventStream(clinicId, signal, lastEventId) {
 //    stream is read with fetch() and parsed here, frame by frame.
 // ---------------------------------------------------------------------------
 
-function setLive(connected) {
+/** Shows the reader's state: `connected`, `reconnecting` or `stopped`. */
+function setLive(liveState) {
   const live = $('#live-status');
-  live.dataset.state = connected ? 'connected' : 'reconnecting';
-  $('.live-text', live).textContent = t(connected ? 'live_connected' : 'live_reconnecting');
+  live.dataset.state = liveState;
+  $('.live-text', live).textContent = t(`live_${liveState}`);
 }
 
-/** Starts (or restarts, for another clinic) the reader; it reconnects 1 s after any drop. */
+const RECONNECT_FIRST_MS = 1000;
+const RECONNECT_MAX_MS = 30000;
+const IDLE_LIMIT_MS = 45000; // the server speaks (a `: keep-alive` at least) every 15 s
+const IDLE_CHECK_MS = 5000;
+
+/** Starts (or restarts, for another clinic) the reader. */
 function startEvents() {
   if (state.events) state.events.abort();
   const controller = new AbortController();
@@ -647,66 +659,162 @@ function startEvents() {
   runEvents(controller.signal);
 }
 
+/**
+ * Keeps a connection open until `signal` aborts. After a drop it waits
+ * (reconnectDelay; a connect resets it) and connects again. A 401 is an
+ * expired token: api() forgot the tokens, so the next attempt mints fresh
+ * ones. A 403 is final: the token's clinic is not this clinic.
+ */
 async function runEvents(signal) {
-  let lastEventId = null;
+  let failures = 0;
   let connections = 0;
   while (!signal.aborted) {
     try {
-      const response = await openEventStream(state.clinicId, signal, lastEventId);
-      setLive(true);
-      // Events sent while disconnected are lost: re-read what is shown.
-      if (connections++ > 0) refreshShown();
-      await readFrames(response.body, signal, (frame) => {
-        if (frame.id) lastEventId = frame.id;
-        handleFrame(frame);
+      await connectOnce(signal, () => {
+        failures = 0;
+        setLive('connected');
+        // Events sent while disconnected are lost (the server does not resume): re-read what is shown.
+        if (connections++ > 0) refreshShown();
       });
     } catch (err) {
       if (signal.aborted) return;
-      // An expired token: mint new ones on the next attempt.
-      if (err.code === 'unauthorized') state.tokens = null;
+      if (err.status === 403) {
+        stopEvents(signal, err);
+        return;
+      }
     }
     if (signal.aborted) return;
-    setLive(false);
-    await sleep(1000);
+    setLive('reconnecting');
+    await sleep(reconnectDelay(failures++));
+  }
+}
+
+/** Retrying cannot change a refusal: say so and stop (Apply in Local run starts again). */
+function stopEvents(signal, err) {
+  if (state.events && state.events.signal === signal) state.events = null;
+  setLive('stopped');
+  showError(err);
+}
+
+/** 1 s, 2 s, 4 s… up to 30 s, each up to 20 % shorter so clients dropped together come back spread out. */
+function reconnectDelay(failures) {
+  const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_FIRST_MS * 2 ** Math.min(failures, 5));
+  return delay * (1 - Math.random() * 0.2);
+}
+
+/**
+ * One connection, with its own AbortController: the reader's signal or the
+ * idle watchdog ends it. Its listener on the reader's signal goes when it
+ * ends, so reconnects do not pile listeners up on that long-lived signal.
+ */
+async function connectOnce(signal, onConnected) {
+  const connection = new AbortController();
+  const abort = () => connection.abort();
+  signal.addEventListener('abort', abort, { once: true });
+  const watchdog = idleWatchdog(abort);
+  try {
+    const response = await openEventStream(state.clinicId, connection.signal);
+    onConnected();
+    await readFrames(response.body, connection.signal, handleFrame, watchdog.heard);
+  } finally {
+    watchdog.stop();
+    signal.removeEventListener('abort', abort);
   }
 }
 
 /**
- * Reads an SSE stream: `field: value` lines, a blank line ends a frame, lines
- * starting with ':' are comments (the server's keep-alives). `retry:` is
- * ignored: this client always waits 1 s.
+ * Calls onIdle once the stream has been silent for IDLE_LIMIT_MS: a
+ * connection can die without an error (a laptop asleep, a network change).
+ * It compares wall-clock times, which keep running while timers are paused.
  */
-async function readFrames(stream, signal, onFrame) {
+function idleWatchdog(onIdle) {
+  let last = Date.now();
+  const timer = setInterval(() => {
+    if (Date.now() - last < IDLE_LIMIT_MS) return;
+    clearInterval(timer);
+    onIdle();
+  }, IDLE_CHECK_MS);
+  return { heard: () => { last = Date.now(); }, stop: () => clearInterval(timer) };
+}
+
+/**
+ * Reads an SSE stream: `field: value` lines, a blank line ends a frame, lines
+ * starting with ':' are comments (the server's keep-alives: they only tell
+ * onHeard the stream is alive). `id:` (`<action_id>:<version>`) is not kept:
+ * the version in the data de-duplicates. `retry:` is ignored: reconnectDelay
+ * decides.
+ */
+async function readFrames(stream, signal, onFrame, onHeard) {
   const reader = stream.getReader();
+  const cancel = () => reader.cancel().catch(() => {});
+  signal.addEventListener('abort', cancel, { once: true });
   const decoder = new TextDecoder();
-  signal.addEventListener('abort', () => reader.cancel().catch(() => {}), { once: true });
-  let buffer = '';
-  let frame = { event: 'message', id: null, data: [] };
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += decoder.decode(value, { stream: true });
-    let end;
-    while ((end = buffer.indexOf('\n')) >= 0) {
-      const line = buffer.slice(0, end).replace(/\r$/, ''); // CRLF or LF
-      buffer = buffer.slice(end + 1);
-      if (line === '') {
-        if (frame.data.length) onFrame({ ...frame, data: frame.data.join('\n') });
-        frame = { event: 'message', id: null, data: [] };
-        continue;
+  const lines = lineSplitter();
+  let frame = newFrame();
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      onHeard();
+      for (const line of lines(decoder.decode(value, { stream: true }))) {
+        if (line !== '') {
+          addField(frame, line);
+          continue;
+        }
+        if (frame.data.length) onFrame({ event: frame.event, data: frame.data.join('\n') });
+        frame = newFrame();
       }
-      if (line.startsWith(':')) continue;
-      const colon = line.indexOf(':');
-      const field = colon < 0 ? line : line.slice(0, colon);
-      const fieldValue = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-      if (field === 'event') frame.event = fieldValue;
-      else if (field === 'data') frame.data.push(fieldValue);
-      else if (field === 'id') frame.id = fieldValue;
     }
+  } finally {
+    signal.removeEventListener('abort', cancel);
   }
 }
 
+const newFrame = () => ({ event: 'message', data: [] });
+
+/** One `field: value` line into the frame; comments (':…') and other fields are skipped. */
+function addField(frame, line) {
+  if (line.startsWith(':')) return;
+  const colon = line.indexOf(':');
+  const field = colon < 0 ? line : line.slice(0, colon);
+  const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+  if (field === 'event') frame.event = value;
+  else if (field === 'data') frame.data.push(value);
+}
+
+/**
+ * Turns chunks of text into complete lines. CRLF, LF and a lone CR each end
+ * a line (the SSE spec allows all three), and a CRLF may be split across two
+ * chunks: a CR that ends a chunk makes a LF that starts the next one its own.
+ */
+function lineSplitter() {
+  let rest = '';
+  let endedWithCR = false;
+  return (chunk) => {
+    let text = rest + chunk;
+    if (endedWithCR && text !== '') {
+      if (text.startsWith('\n')) text = text.slice(1);
+      endedWithCR = false;
+    }
+    const lines = [];
+    const ending = /\r\n|\r|\n/g;
+    let start = 0;
+    for (let match; (match = ending.exec(text));) {
+      lines.push(text.slice(start, match.index));
+      start = ending.lastIndex;
+    }
+    if (start === text.length && text.endsWith('\r')) endedWithCR = true;
+    rest = text.slice(start);
+    return lines;
+  };
+}
+
 function handleFrame(frame) {
+  // The server fell behind and dropped events for this listener: re-read everything shown.
+  if (frame.event === 'resync') {
+    refreshShown();
+    return;
+  }
   if (frame.event !== 'action') return;
   let event;
   try {
@@ -718,21 +826,22 @@ function handleFrame(frame) {
 }
 
 /**
- * An action changed. Events can come twice or out of order: only a version
- * higher than any seen for the action counts. The tile changes at once from
+ * An action changed. Events can come twice, out of order, or after an answer
+ * that already showed the change: only a version higher than any known for
+ * the action (from events and answers) counts. The tile changes at once from
  * the event; the action is then re-read for its history (the event is
  * provisional: the read is the truth).
  */
 function onActionEvent(event) {
   if (!event || !event.action_id || event.clinic_id !== state.clinicId) return;
-  const seen = state.eventVersions.get(event.action_id) ?? 0;
-  if (!(event.version > seen)) return;
-  state.eventVersions.set(event.action_id, event.version);
+  if (!(event.version > knownVersion(event.action_id))) return;
+  noteVersion(event.action_id, event.version);
 
   const shown = state.actions.get(event.action_id);
   if (shown) {
     const patched = {
       ...shown,
+      version: event.version,
       status: event.status,
       refunded_amount: event.refunded_amount ?? shown.refunded_amount,
       disputed: event.disputed ?? shown.disputed,
@@ -756,7 +865,7 @@ function scheduleInvoiceRefresh() {
   invoiceRefreshTimer = setTimeout(() => loadInvoices().catch(showError), 150);
 }
 
-/** After a reconnect: re-read the shown actions and invoices. */
+/** After a reconnect or a resync: re-read the shown actions and invoices. */
 function refreshShown() {
   if (state.actionsOpen) refreshVisitActions().catch(showError);
   scheduleInvoiceRefresh();
@@ -776,7 +885,7 @@ function applyLanguage(lang) {
   for (const node of $$('[data-i18n-aria-label]')) node.setAttribute('aria-label', t(node.dataset.i18nAriaLabel));
   $('#lang-en').setAttribute('aria-pressed', String(lang === 'en'));
   $('#lang-fr').setAttribute('aria-pressed', String(lang === 'fr'));
-  setLive($('#live-status').dataset.state === 'connected');
+  setLive($('#live-status').dataset.state);
   sessionStorage.setItem('visitpay.console.lang', lang);
   // Dynamic parts are rebuilt from what is already loaded.
   if (state.tokenNote) $('#ctx-tokens').textContent = t(state.tokenNote.key, state.tokenNote.vars);
@@ -835,7 +944,7 @@ function connectClinic() {
 function forgetActions() {
   state.actions.clear();
   state.etags.clear();
-  state.eventVersions.clear();
+  state.versions.clear();
   $('#actions').replaceChildren();
 }
 
@@ -852,8 +961,13 @@ async function onContextSubmit(event) {
   state.lastSelection = null;
   renderSelectionTotal(null);
   $('#assign-form').hidden = true; // its invoices were another patient's or visit's
-  if (clinicChanged) connectClinic();
-  else if (visitChanged) forgetActions();
+  if (clinicChanged) {
+    forgetPatientLinks(); // another clinic's patients' secrets
+    connectClinic();
+  } else {
+    if (visitChanged) forgetActions();
+    if (!state.events) startEvents(); // the reader stopped on a refusal: try again
+  }
   await tokens(); // also retries a failed mint
   if (!$('#screen-support').hidden) await loadSettingsForm();
   if (state.billingOpen) await loadInvoices();
@@ -1154,7 +1268,9 @@ async function onAssignSubmit(event) {
   // The amount is never sent: the server adds up the stored invoices.
   const input = { patient_id: state.patientId, invoice_ids: invoiceIds, locale: locale() };
   const { action, replayed } = await assignAction(state.visitId, input, idempotencyKeyFor(input));
-  // patient_url is only in this answer (the server keeps the token hashed): keep it for the tab's life.
+  // patient_url is only in this answer (the server keeps the token hashed). The link is the
+  // patient's secret: a production EMR should not persist it in the browser. It is kept here
+  // (for the tab's life) so a reload of the local console can still show it.
   if (action.patient_url) sessionStorage.setItem(linkKey(action.action_id), action.patient_url);
   showAction(action);
   closeAssignForm();
@@ -1162,13 +1278,21 @@ async function onAssignSubmit(event) {
   scheduleInvoiceRefresh();
 }
 
-const linkKey = (actionId) => `visitpay.patient_url.${actionId}`;
+const LINK_PREFIX = 'visitpay.patient_url.';
+const linkKey = (actionId) => `${LINK_PREFIX}${actionId}`;
+
+/** Drops every kept patient link (on a change of clinic). */
+function forgetPatientLinks() {
+  const keys = Array.from({ length: sessionStorage.length }, (_, i) => sessionStorage.key(i));
+  for (const key of keys) if (key && key.startsWith(LINK_PREFIX)) sessionStorage.removeItem(key);
+}
 
 // --- Screen 3: the actions' tiles ------------------------------------------
 
 /**
  * Reads the visit's actions. A tile that changed from an answer while the
- * list was read (an assign, a cancel, a refund) is newer than the list: kept.
+ * list was read (an assign, a cancel, a refund) is newer than the list: kept;
+ * so is a tile showing a higher version than the list's item.
  */
 async function refreshVisitActions() {
   const visit = state.visitId;
@@ -1178,27 +1302,45 @@ async function refreshVisitActions() {
   const newer = (id) => (state.shownAt.get(id) ?? -1) > startedAt;
   const listed = new Map(actions.map((action) => [action.action_id, action]));
   for (const id of [...state.actions.keys()]) if (!listed.has(id) && !newer(id)) state.actions.delete(id);
-  for (const [id, action] of listed) if (!newer(id)) state.actions.set(id, action);
+  for (const [id, action] of listed) {
+    noteVersion(id, action.version);
+    if (!newer(id) && !olderThanShown(action)) state.actions.set(id, action);
+  }
   renderAllTiles();
 }
 
-/** Re-reads one action; an answer older than the latest read or write is dropped. */
+/** Re-reads one shown action (showAction drops an answer older than the tile). */
 async function refreshAction(actionId) {
-  const read = (state.actionReads.get(actionId) ?? 0) + 1;
-  state.actionReads.set(actionId, read);
   try {
     const action = await getAction(actionId);
-    if (state.actionReads.get(actionId) === read) showAction(action, { fromRead: true });
+    if (state.actions.has(actionId)) showAction(action); // not if the visit changed meanwhile
   } catch (err) {
     showError(err);
   }
 }
 
-/** Shows an action from an answer (assign, cancel, refund, read). */
-function showAction(action, { fromRead = false } = {}) {
+/** The highest version known for an action, from events and answers alike (0: none yet). */
+const knownVersion = (actionId) => state.versions.get(actionId) ?? 0;
+
+function noteVersion(actionId, version) {
+  if (Number.isInteger(version) && version > knownVersion(actionId)) state.versions.set(actionId, version);
+}
+
+/** An answer with a lower version than its tile shows would roll the tile back. */
+function olderThanShown(action) {
+  const shown = state.actions.get(action.action_id);
+  return Boolean(shown) && action.version < shown.version;
+}
+
+/**
+ * Shows an action from an answer (assign, cancel, refund, read). Answers can
+ * arrive in any order (a read started before a write may answer after it):
+ * the version, which grows with every write, decides which is newer.
+ */
+function showAction(action) {
   const id = action.action_id;
-  // An answer to a write is newer than any read still in flight.
-  if (!fromRead) state.actionReads.set(id, (state.actionReads.get(id) ?? 0) + 1);
+  noteVersion(id, action.version);
+  if (olderThanShown(action)) return;
   state.shownAt.set(id, ++state.shownSeq);
   state.actions.set(id, action);
   renderTile(action);
@@ -1234,7 +1376,7 @@ const TILE_PARTS = [
  */
 function renderTile(action) {
   const container = $('#actions');
-  const old = $$('.action-tile', container).find((tile) => tile.dataset.actionId === action.action_id);
+  const old = tileOf(action.action_id);
   if (!old) {
     $('.empty', container)?.remove();
     container.prepend(buildTile(action));
@@ -1263,6 +1405,9 @@ function buildTile(a) {
     el('p', { id: metaId, class: 'action-meta' }, metaText(a)),
     TILE_PARTS.map(([name, build]) => tilePart(name, build(a))));
 }
+
+/** An action's tile, if shown (found by dataset: an id never goes into a selector). */
+const tileOf = (actionId) => $$('.action-tile', $('#actions')).find((tile) => tile.dataset.actionId === actionId);
 
 const metaText = (a) => t('action_meta', { id: a.action_id, at: dateTime(a.created_at) });
 const tilePart = (name, content) => el('div', { class: 'tile-part', 'data-part': name }, content);
@@ -1301,9 +1446,25 @@ function patientLink(a) {
     el('div', { class: 'link-row' },
       el('input', { id: inputId, class: 'patient-link', type: 'text', readonly: true, value: url, 'aria-describedby': url ? null : hintId }),
       el('button', { type: 'button', class: 'copy-link', disabled: !url }, t('copy_link'))),
-    url
-      ? el('a', { class: 'open-patient-link', href: url, target: '_blank', rel: 'noopener noreferrer' }, t('open_link'))
-      : el('p', { id: hintId, class: 'hint' }, t('patient_link_missing')));
+    url ? openLink(url) : el('p', { id: hintId, class: 'hint' }, t('patient_link_missing')));
+}
+
+/**
+ * "Open as the patient", for an http(s) link only: never a javascript: or
+ * data: URL as a link. The read-only field above shows the text in any case.
+ */
+function openLink(url) {
+  if (!isWebUrl(url)) return null;
+  return el('a', { class: 'open-patient-link', href: url, target: '_blank', rel: 'noopener noreferrer' }, t('open_link'));
+}
+
+function isWebUrl(url) {
+  try {
+    const { protocol } = new URL(url);
+    return protocol === 'https:' || protocol === 'http:';
+  } catch (_) {
+    return false; // not an absolute URL
+  }
 }
 
 function tileButtons(a) {
@@ -1386,13 +1547,20 @@ async function onRefundSubmit(event) {
   const before = state.actions.get(id);
   const action = await refundAction(id, cents);
   showAction(action);
-  $('.refund-amount', $$('.action-tile').find((node) => node.dataset.actionId === id)).value = '';
+  clearRefundAmount(id);
   const refund = newestRefund(before, action);
   say(t('refund_sent', {
     amount: money(refund ? refund.amount : (cents ?? action.refunded_amount), action.currency),
     status: refund ? refund.status : '—',
   }));
   scheduleInvoiceRefresh(); // a full refund makes the invoices owed again
+}
+
+/** Empties the amount typed; after a full refund the tile has no refund form left. */
+function clearRefundAmount(actionId) {
+  const tile = tileOf(actionId);
+  const field = tile && $('.refund-amount', tile);
+  if (field) field.value = '';
 }
 
 /** The refund this answer added: one not listed before, else the last one. */
@@ -1415,23 +1583,39 @@ async function copyLink(input) {
 
 /**
  * The receipt needs the staff token, so a plain link cannot fetch it: fetch
- * it, then open it from a blob URL. A blob page keeps this console's CSP,
- * which blocks the receipt's inline <style>: it is swapped for this console's
- * stylesheet. The page's relative links (its PDF link) cannot work from a
- * blob and need the token too: removed, the tile offers the PDF itself.
+ * it, then open it from a blob URL (receiptPage makes it work there).
  */
 async function openReceipt(actionId) {
-  const html = (await (await getReceipt(actionId, 'html')).text()).replace(/<style[\s\S]*?<\/style>/gi, '');
-  const doc = new DOMParser().parseFromString(html, 'text/html');
-  for (const link of $$('a[href^="?"]', doc)) link.remove();
-  doc.head.append(el('link', { rel: 'stylesheet', href: new URL('/console/console.css', location.href).href }));
-  doc.body.classList.add('receipt-page');
-  const blob = new Blob([`<!doctype html>\n${doc.documentElement.outerHTML}`], { type: 'text/html' });
+  const html = await (await getReceipt(actionId, 'html')).text();
+  const blob = new Blob([receiptPage(html)], { type: 'text/html' });
   rememberReceiptUrl(actionId, URL.createObjectURL(blob));
   const opened = window.open(state.receiptUrls.get(actionId), '_blank');
   if (opened) opened.opener = null;
   if (state.actions.has(actionId)) renderTile(state.actions.get(actionId)); // shows "Open the receipt"
   say(opened ? t('receipt_opened') : t('receipt_blocked'));
+}
+
+/**
+ * The receipt, rewritten through the DOM (not with regexes over HTML). A blob
+ * page keeps this console's CSP, which blocks the receipt's inline <style>,
+ * and a relative <link> stylesheet cannot resolve from a blob: both go, this
+ * console's stylesheet comes instead. Its relative PDF link cannot work from
+ * a blob and needs the token too: removed, the tile offers the PDF itself.
+ */
+function receiptPage(html) {
+  const doc = new DOMParser().parseFromString(html, 'text/html');
+  for (const node of $$('style, link[rel~="stylesheet" i]', doc)) node.remove();
+  for (const link of $$('a[href]', doc)) if (isRelativePdfLink(link)) link.remove();
+  doc.head.append(el('link', { rel: 'stylesheet', href: new URL('/console/console.css', location.href).href }));
+  doc.body.classList.add('receipt-page');
+  return `<!doctype html>\n${doc.documentElement.outerHTML}`;
+}
+
+/** A link such as `?format=pdf&lang=fr`: relative (no scheme, no host) and asking for the PDF. */
+function isRelativePdfLink(link) {
+  const href = link.getAttribute('href');
+  if (/^([a-z][a-z0-9+.-]*:|\/\/)/i.test(href)) return false;
+  return new URL(href, 'https://receipt.invalid/').searchParams.get('format') === 'pdf';
 }
 
 function rememberReceiptUrl(actionId, url) {

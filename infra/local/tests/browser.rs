@@ -313,7 +313,20 @@ async fn wait_for(browser: &Browser, css: &str, within: Duration) -> Result<(), 
 /// page and receipt. axe-core checks the console's screens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staff_watch_the_patient_pay_live_in_the_console() {
-    let local = start();
+    console_story(&start()).await;
+}
+
+/// The same against moto: DynamoDB and SQS, the events from the table's stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_watch_the_patient_pay_live_in_the_console_on_dynamodb() {
+    let envs = moto_envs("console");
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let local = start_with(&envs);
+    assert!(local.store.starts_with("dynamodb table"), "{}", local.store);
+    console_story(&local).await;
+}
+
+async fn console_story(local: &Local) {
     let staff = drive(DESKTOP).await;
     let s = &staff.browser;
     s.goto(&format!("{}/console", local.base)).await.unwrap();
@@ -411,4 +424,15 @@ async fn staff_watch_the_patient_pay_live_in_the_console() {
     p.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("table")).await.unwrap();
     let receipt = text(p).await;
     assert!(receipt.contains("$10.50") && receipt.contains("$60.00"), "the receipt shows the refund: {receipt}");
+
+    // The rest, refunded from the console (no amount: all that remains).
+    click(s, ".action-tile .action-refund").await;
+    wait_for(s, ".action-tile .action-status[data-status=\"refunded\"]", Duration::from_secs(5)).await.unwrap();
+    let error = s.find(Locator::Css("#error")).await.unwrap().text().await.unwrap();
+    assert!(error.is_empty(), "a full refund shows no error: {error}");
+    assert!(s.find(Locator::Css(".action-tile .refund-amount")).await.is_err(), "nothing left to refund");
+    p.back().await.unwrap();
+    p.refresh().await.unwrap();
+    wait_for_state(p, "refunded").await;
+    assert_accessible(s, "console: refunded").await;
 }

@@ -494,19 +494,10 @@ async fn the_lifecycle_through_the_local_run() {
 /// webhook → SQS → poller → consumer.
 #[tokio::test]
 async fn the_local_run_on_dynamodb_and_sqs() {
-    let endpoint = std::env::var("VISITPAY_TEST_DYNAMODB_ENDPOINT")
-        .expect("VISITPAY_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts moto");
-    let suffix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
-    let table = format!("visitpay-e2e-{suffix}");
-    let queue = format!("visitpay-e2e-events-{suffix}");
-    let local = start_with(&[
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("VISITPAY_TABLE", table.as_str()),
-        ("VISITPAY_EVENTS_QUEUE", queue.as_str()),
-    ]);
+    let envs = moto_envs("visitpay-e2e");
+    let (table, queue) = (envs[4].1.clone(), envs[5].1.clone());
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let local = start_with(&envs);
     let c = Client::new();
     let u = local.base.clone();
     let staff = local.staff.clone();
@@ -717,20 +708,10 @@ async fn status_events_through_the_local_run() {
 /// Lambda's event source mapping reads it, through publish-action-events' handler.
 #[tokio::test]
 async fn status_events_through_the_local_run_on_dynamodb() {
-    let endpoint = std::env::var("VISITPAY_TEST_DYNAMODB_ENDPOINT")
-        .expect("VISITPAY_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts moto");
-    let suffix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
-    let (table, queue) = (format!("visitpay-ev-{suffix}"), format!("visitpay-ev-events-{suffix}"));
     let (url, sink) = event_sink().await;
-    let local = start_with(&[
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("VISITPAY_TABLE", table.as_str()),
-        ("VISITPAY_EVENTS_QUEUE", queue.as_str()),
-        ("VISITPAY_LOCAL_EVENTS_URL", url.as_str()),
-        ("VISITPAY_LOCAL_EVENTS_SECRET", EVENTS_SECRET),
-    ]);
+    let mut envs = moto_envs("visitpay-ev");
+    envs.extend([("VISITPAY_LOCAL_EVENTS_URL", url), ("VISITPAY_LOCAL_EVENTS_SECRET", EVENTS_SECRET.to_owned())]);
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let local = start_with(&envs);
     status_events_reach_staff_and_the_emr(&local, &sink).await;
 }

@@ -26,6 +26,22 @@ impl Drop for Local {
     }
 }
 
+/// The environment that puts `visitpay-local` on moto (started by
+/// `scripts/test`) with a table and queue of its own.
+pub fn moto_envs(prefix: &str) -> Vec<(&'static str, String)> {
+    let endpoint = std::env::var("VISITPAY_TEST_DYNAMODB_ENDPOINT")
+        .expect("VISITPAY_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts moto");
+    let suffix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000;
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("VISITPAY_TABLE", format!("{prefix}-{suffix}")),
+        ("VISITPAY_EVENTS_QUEUE", format!("{prefix}-events-{suffix}")),
+    ]
+}
+
 pub fn start() -> Local {
     start_with(&[])
 }

@@ -7,6 +7,7 @@
 //! Every HTTP attempt is counted (SDK retries included). What Lambda's SQS
 //! event source mapping does on the consumer's behalf (ReceiveMessage,
 //! DeleteMessageBatch) is counted apart: AWS bills it, but no function sends it.
+//! So is publish-action-events' PutEvents, beside the path once it committed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,7 @@ use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use serde_json::json;
 use visitpay::adapters::dynamodb::items::item_size;
 use visitpay::adapters::dynamodb::DynamoStore;
+use visitpay::adapters::eventbridge::EventBridgeBus;
 use visitpay::adapters::sqs::{deliveries, ensure_queue, sqs_event, SqsQueue};
 use visitpay::adapters::stripe::webhook::{verify, Verified};
 use visitpay::adapters::stripe::StripePayments;
@@ -38,6 +40,7 @@ use visitpay::domain::{ActionStatus, Locale, VisitId};
 use visitpay::lambda::consumer;
 use visitpay::ports::Payments;
 use visitpay_bench::{STRIPE_KEY, WEBHOOK_SECRET};
+use visitpay_local::stream_mapping::StreamMapping;
 
 /// What one function sent: requests by `Service.Operation`, and DynamoDB
 /// capacity, both as moto reports it (ReturnConsumedCapacity=TOTAL) and
@@ -212,6 +215,12 @@ fn dynamodb(sdk: &aws_config::SdkConfig, counter: &Counter) -> aws_sdk_dynamodb:
     )
 }
 
+fn eventbridge(sdk: &aws_config::SdkConfig, counter: &Counter) -> aws_sdk_eventbridge::Client {
+    aws_sdk_eventbridge::Client::from_conf(
+        aws_sdk_eventbridge::config::Builder::from(sdk).interceptor(counter.clone()).build(),
+    )
+}
+
 fn sqs(sdk: &aws_config::SdkConfig, counter: &Counter) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(sdk).interceptor(counter.clone()).build())
 }
@@ -244,8 +253,10 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
         "process-payment-events",
         "sqs-event-source",
         "patient-page (action-status)",
+        "publish-action-events",
     ];
-    let in_path = |f: &str| !matches!(f, "sqs-event-source" | "patient-page (action-status)");
+    // The status events are published beside the path, once it has committed.
+    let in_path = |f: &str| !matches!(f, "sqs-event-source" | "patient-page (action-status)" | "publish-action-events");
     let sizes = Sizes::default();
     let counters: BTreeMap<&str, Counter> =
         functions.iter().map(|f| (*f, Counter::new(Arc::clone(&gsi_keys), Arc::clone(&sizes)))).collect();
@@ -324,6 +335,14 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
     if paid.status() != ActionStatus::Paid {
         return Err(format!("expected paid, got {}", paid.status()).into());
     }
+
+    // 5. publish-action-events, fed the table's stream as Lambda's event
+    // source mapping feeds it (its stream reads are Lambda's, not counted).
+    let bus_name = format!("{table}-status");
+    aws_sdk_eventbridge::Client::new(&sdk).create_event_bus().name(&bus_name).send().await?;
+    let bus = EventBridgeBus::new(eventbridge(&sdk, &counters["publish-action-events"]), bus_name);
+    let mut mapping = StreamMapping::connect(&endpoint, "us-east-1", &table).await?;
+    mapping.drain(&bus, 10).await?;
 
     // Report.
     let mut rows = Vec::new();

@@ -69,17 +69,43 @@ pub fn https_client() -> Result<aws_sdk_dynamodb::config::SharedHttpClient, Conf
         .build_https())
 }
 
-/// The SDK configuration of a Lambda function: Lambda always gives the
-/// region and the function's credentials in the environment, so naming those
-/// providers skips building the default chains (profile files, web identity
-/// and its STS client, IMDS).
-pub async fn lambda_sdk() -> Result<aws_config::SdkConfig, ConfigError> {
-    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+/// The SDK configuration of a Lambda function, built by hand from what
+/// Lambda always gives: the region and the function's credentials in the
+/// environment. `aws_config`'s loader, even told its providers, still reads
+/// profile files and resolves endpoint, retry and timeout settings from
+/// them at every cold start, and links the default chains (web identity and
+/// its STS client, SSO, ECS, IMDS); none of that runs or ships here.
+/// `AWS_ENDPOINT_URL` is honoured (the benchmark runs the functions against
+/// moto); the rest are the SDK's defaults: standard retries, the 3.1 s
+/// connect timeout `aws_config` sets.
+pub async fn lambda_sdk() -> Result<aws_types::SdkConfig, ConfigError> {
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use aws_credential_types::Credentials;
+    let var = |name: &'static str| optional(name).ok_or(ConfigError::Missing(name));
+    let credentials = Credentials::new(
+        var("AWS_ACCESS_KEY_ID")?,
+        var("AWS_SECRET_ACCESS_KEY")?,
+        optional("AWS_SESSION_TOKEN"),
+        None,
+        "lambda-environment",
+    );
+    let sleep = aws_smithy_async::rt::sleep::default_async_sleep()
+        .ok_or(ConfigError::Invalid("no async sleep implementation (tokio)".into()))?;
+    let mut config = aws_types::SdkConfig::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_types::region::Region::new(var("AWS_REGION")?))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
         .http_client(https_client()?)
-        .region(aws_config::environment::EnvironmentVariableRegionProvider::new())
-        .credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new())
-        .load()
-        .await)
+        .sleep_impl(sleep)
+        .time_source(aws_smithy_async::time::SharedTimeSource::default())
+        .retry_config(aws_smithy_types::retry::RetryConfig::standard())
+        .timeout_config(
+            aws_smithy_types::timeout::TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_millis(3100))
+                .build(),
+        );
+    config.set_endpoint_url(optional("AWS_ENDPOINT_URL"));
+    Ok(config.build())
 }
 
 /// Where a secret comes from: an SSM SecureString named by `{NAME}_PARAM`
@@ -271,6 +297,28 @@ pub fn reconcile_config() -> Result<crate::app::reconcile::ReconcileConfig, Conf
 
 #[cfg(test)]
 mod tests {
+    /// Lambda's environment in, the SDK configuration out: region, the
+    /// function's credentials, no profile read (HOME points nowhere useful).
+    #[tokio::test]
+    async fn the_lambda_sdk_config_is_built_from_lambdas_environment_alone() {
+        use aws_credential_types::provider::ProvideCredentials;
+        // nextest runs each test in its own process: the environment is ours.
+        std::env::set_var("HOME", "/nonexistent");
+        std::env::set_var("AWS_REGION", "ca-central-1");
+        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
+        std::env::set_var("AWS_SESSION_TOKEN", "session");
+        std::env::set_var("AWS_ENDPOINT_URL", "http://127.0.0.1:5555");
+        let sdk = super::lambda_sdk().await.unwrap();
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("ca-central-1"));
+        assert_eq!(sdk.endpoint_url(), Some("http://127.0.0.1:5555"));
+        let credentials = sdk.credentials_provider().unwrap().provide_credentials().await.unwrap();
+        assert_eq!((credentials.access_key_id(), credentials.session_token()), ("AKIDEXAMPLE", Some("session")));
+        assert!(sdk.sleep_impl().is_some() && sdk.http_client().is_some() && sdk.retry_config().is_some());
+        std::env::remove_var("AWS_REGION");
+        assert!(matches!(super::lambda_sdk().await, Err(super::ConfigError::Missing("AWS_REGION"))));
+    }
+
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
 

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use visitpay::adapters::dynamodb::DynamoStore;
 use visitpay::adapters::eventbridge::EventBridgeBus;
 use visitpay::app::actions;
 use visitpay::domain::{ActionStatus, ACTION_CHANGED, EVENT_SOURCE};
@@ -54,6 +55,23 @@ async fn emr_rule(sdk: &aws_config::SdkConfig, name: &str) -> (String, String) {
         .await
         .unwrap();
     (bus, queue_url)
+}
+
+/// A fresh table and the EMR's side (`emr_rule`) on moto, and the
+/// EventBridge adapter publishing to its bus.
+async fn emr_on_moto(prefix: &str) -> (aws_config::SdkConfig, DynamoStore, EventBridgeBus, String) {
+    let sdk = sdk().await;
+    let store = dynamodb_store(prefix).await;
+    let (bus_name, queue_url) = emr_rule(&sdk, &format!("{prefix}-{}", store.table())).await;
+    let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), bus_name);
+    (sdk, store, bus, queue_url)
+}
+
+/// The table's whole stream, from its oldest record, through
+/// publish-action-events' handler; how many action records it handed over.
+async fn publish_the_stream(store: &DynamoStore, bus: &EventBridgeBus) -> usize {
+    let mut mapping = StreamMapping::connect(&moto_endpoint(), "us-east-1", store.table()).await.unwrap();
+    mapping.drain(bus, 20).await.unwrap()
 }
 
 /// Everything the EMR's queue holds, as EventBridge delivered it.
@@ -111,15 +129,11 @@ fn shown(d: &Value) -> (String, Option<String>, i64, u64) {
 /// changes, in the same order, as the table's stream gives the EMR on moto.
 #[tokio::test]
 async fn the_embedded_store_tells_the_same_changes_as_the_tables_stream() {
-    let sdk = sdk().await;
-    let store = dynamodb_store("same").await;
-    let (bus_name, queue_url) = emr_rule(&sdk, &format!("sm-{}", store.table())).await;
-    let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), bus_name);
+    let (sdk, store, bus, queue_url) = emr_on_moto("same").await;
     let stripe = stripe_emulator(None).await;
     let (deps, _) = deps_for_payments(Arc::new(store.clone()) as Arc<dyn Store>, &stripe, None);
     scripted_payment(&deps, &stripe).await;
-    let mut mapping = StreamMapping::connect(&moto_endpoint(), "us-east-1", store.table()).await.unwrap();
-    mapping.drain(&bus, 20).await.unwrap();
+    publish_the_stream(&store, &bus).await;
     let from_moto: Vec<_> = deduplicated(&received(&sdk, &queue_url).await).iter().map(shown).collect();
 
     let embedded = Arc::new(visitpay::adapters::embedded::EmbeddedStore::new());
@@ -137,24 +151,17 @@ async fn the_embedded_store_tells_the_same_changes_as_the_tables_stream() {
 
 #[tokio::test]
 async fn the_emr_receives_exactly_the_actions_transitions_in_order_once_each() {
-    let sdk = sdk().await;
-    let store = dynamodb_store("status").await;
-    let (bus_name, queue_url) = emr_rule(&sdk, &format!("st-{}", store.table())).await;
-    let bus = EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), bus_name);
+    let (sdk, store, bus, queue_url) = emr_on_moto("status").await;
     let stripe = stripe_emulator(None).await;
     let (deps, _clock) = deps_for_payments(Arc::new(store.clone()) as Arc<dyn Store>, &stripe, None);
-
     let done = scripted_payment(&deps, &stripe).await;
-    let paid = &done;
 
-    let mut mapping = StreamMapping::connect(&moto_endpoint(), "us-east-1", store.table()).await.unwrap();
-    let delivered = mapping.drain(&bus, 20).await.unwrap();
+    let delivered = publish_the_stream(&store, &bus).await;
     assert!(delivered >= 5, "{delivered} action records");
     let first = received(&sdk, &queue_url).await;
 
     // The stream delivers every record again (a retried batch, a replayed shard).
-    let mut replay = StreamMapping::connect(&moto_endpoint(), "us-east-1", store.table()).await.unwrap();
-    replay.drain(&bus, 20).await.unwrap();
+    publish_the_stream(&store, &bus).await;
     let again = received(&sdk, &queue_url).await;
     assert_eq!(deduplicated(&again), deduplicated(&first), "a duplicated delivery publishes nothing new");
 
@@ -198,7 +205,7 @@ async fn the_emr_receives_exactly_the_actions_transitions_in_order_once_each() {
     for d in &events {
         assert_eq!(
             (d["action_id"].as_str(), d["clinic_id"].as_str(), d["amount"].as_i64()),
-            (Some(paid.action_id.as_str()), Some("c1"), Some(4500))
+            (Some(done.action_id.as_str()), Some("c1"), Some(4500))
         );
     }
 }

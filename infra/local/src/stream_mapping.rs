@@ -120,24 +120,28 @@ impl StreamMapping {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// The shard's next records (up to `BatchSize` 100), its iterator moved
+    /// past them; `None` once the shard is closed.
+    async fn get_records(&mut self, shard: &str) -> Result<Option<Vec<Value>>, StreamError> {
+        let Some(iterator) = self.shards[shard].iterator.clone() else {
+            return Ok(None);
+        };
+        let body = json!({ "ShardIterator": iterator, "Limit": 100 });
+        let out = self.call("DynamoDBStreams_20120810.GetRecords", "GetRecords", body).await?;
+        self.shards.get_mut(shard).expect("known shard").iterator =
+            out["NextShardIterator"].as_str().map(str::to_owned);
+        Ok(Some(out["Records"].as_array().cloned().unwrap_or_default()))
+    }
+
     /// The next batch of each shard that has one (held records first, then
     /// new ones, up to `BatchSize` 100), filtered, as Lambda's event.
     async fn next_batches(&mut self) -> Result<Vec<(String, Event)>, StreamError> {
         let mut batches = Vec::new();
         let ids: Vec<String> = self.shards.keys().cloned().collect();
         for id in ids {
-            let iterator = self.shards[&id].iterator.clone();
-            if let Some(iterator) = iterator {
-                let out = self
-                    .call(
-                        "DynamoDBStreams_20120810.GetRecords",
-                        "GetRecords",
-                        json!({ "ShardIterator": iterator, "Limit": 100 }),
-                    )
-                    .await?;
+            if let Some(records) = self.get_records(&id).await? {
                 let shard = self.shards.get_mut(&id).expect("known shard");
-                shard.iterator = out["NextShardIterator"].as_str().map(str::to_owned);
-                for mut record in out["Records"].as_array().cloned().unwrap_or_default() {
+                for mut record in records {
                     // Records the filter drops are done: Lambda never invokes for them.
                     if matches(&self.filter, &record) {
                         record["eventSourceARN"] = json!(self.stream_arn);
@@ -194,20 +198,7 @@ impl StreamMapping {
         let mut records = Vec::new();
         let ids: Vec<String> = self.shards.keys().cloned().collect();
         for id in ids {
-            while let Some(iterator) = self.shards[&id].iterator.clone() {
-                let out = self
-                    .call(
-                        "DynamoDBStreams_20120810.GetRecords",
-                        "GetRecords",
-                        json!({ "ShardIterator": iterator, "Limit": 100 }),
-                    )
-                    .await?;
-                let batch = out["Records"].as_array().cloned().unwrap_or_default();
-                self.shards.get_mut(&id).expect("known shard").iterator =
-                    out["NextShardIterator"].as_str().map(str::to_owned);
-                if batch.is_empty() {
-                    break;
-                }
+            while let Some(batch) = self.get_records(&id).await?.filter(|b| !b.is_empty()) {
                 records.extend(batch);
             }
         }

@@ -305,6 +305,15 @@ async fn wait_for(browser: &Browser, css: &str, within: Duration) -> Result<(), 
     }
 }
 
+/// Ticks the checkboxes `name` of these invoices, once the console shows them.
+async fn tick(browser: &Browser, name: &str, invoices: &[&str]) {
+    for id in invoices {
+        let css = format!("input[name=\"{name}\"][value=\"{id}\"]");
+        wait_for(browser, &css, Duration::from_secs(10)).await.unwrap();
+        click(browser, &css).await;
+    }
+}
+
 /// The whole story in the reference clinic console, as the seed walks it:
 /// staff in one browser do the eight steps; the patient, in another,
 /// opens the link and pays on Stripe's hosted page; the staff tile says
@@ -342,10 +351,7 @@ async fn console_story(local: &Local) {
     // 1-3. Patient chart → Private billing → tick the unprocessed invoices → Make a payment.
     click(s, "#nav-chart").await;
     click(s, "#open-private-billing").await;
-    for id in ["1042", "1043"] {
-        wait_for(s, &format!("input[name=\"invoice\"][value=\"{id}\"]"), Duration::from_secs(10)).await.unwrap();
-        click(s, &format!("input[name=\"invoice\"][value=\"{id}\"]")).await;
-    }
+    tick(s, "invoice", &["1042", "1043"]).await;
     click(s, "#make-payment").await;
     wait_for(s, "[data-invoice-id=\"1043\"] .invoice-status[data-status=\"selected\"]", Duration::from_secs(10))
         .await
@@ -364,10 +370,7 @@ async fn console_story(local: &Local) {
     let label = s.find(Locator::Css("#choose-payment-label")).await.unwrap().text().await.unwrap();
     assert!(label.contains("Private billing (Stripe)"), "{label}");
     click(s, "#choose-payment-label").await;
-    for id in ["1042", "1043"] {
-        wait_for(s, &format!("input[name=\"assign-invoice\"][value=\"{id}\"]"), Duration::from_secs(10)).await.unwrap();
-        click(s, &format!("input[name=\"assign-invoice\"][value=\"{id}\"]")).await;
-    }
+    tick(s, "assign-invoice", &["1042", "1043"]).await;
     click(s, "#assign-submit").await;
     wait_for(s, ".action-tile .action-status[data-status=\"assigned\"]", Duration::from_secs(10)).await.unwrap();
     let link = s.find(Locator::Css(".action-tile .patient-link")).await.unwrap().prop("value").await.unwrap().unwrap();

@@ -87,6 +87,35 @@ async fn stripe_down_answers_503_and_a_later_click_reuses_the_attempt() {
 }
 
 #[tokio::test]
+async fn stripe_saying_do_not_retry_is_not_retried() {
+    let stripe = stripe_emulator(None).await;
+    let refuse = Fault::RefuseFinal { status: 500, body: r#"{"error":{"type":"api_error","message":"injected"}}"# };
+    let proxy = fault_proxy(&stripe.base, refuse, 3, post_to("/v1/checkout/sessions")).await;
+    let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
+    deps.payments = through(&proxy, Duration::from_secs(5));
+    let (_, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
+    let e = checkout::open(&deps, &token).await.unwrap_err();
+    assert!(matches!(e, AppError::Payments(visitpay::ports::PaymentsError::Unavailable(_))), "{e:?}");
+    assert_eq!(proxy.injected.load(Ordering::SeqCst), 1, "one attempt: Stripe said the retry would fail too");
+}
+
+#[tokio::test]
+async fn stripe_calls_share_one_connection() {
+    let stripe = stripe_emulator(None).await;
+    let (base, opened) = counting_relay(stripe.base.trim_start_matches("http://")).await;
+    let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
+    deps.payments = Arc::new(StripePayments::new(STRIPE_KEY, Some(&format!("{base}/"))).unwrap());
+    let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
+    let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    let account = visitpay::domain::StripeAccountId::parse(ACCOUNT).unwrap();
+    for _ in 0..3 {
+        deps.payments.retrieve_checkout(&account, &session).await.unwrap();
+    }
+    deps.payments.expire_checkout(&account, &session).await.unwrap();
+    assert_eq!(opened.load(Ordering::SeqCst), 1, "five calls to Stripe, one TCP (and so one TLS) connection");
+}
+
+#[tokio::test]
 async fn a_lost_refund_response_refunds_once() {
     let stripe = stripe_emulator(None).await;
     let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);

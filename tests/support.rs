@@ -260,6 +260,10 @@ pub async fn assigned_action(
 pub enum Fault {
     /// Answer `status` with `body` without forwarding (the upstream never sees it).
     Refuse { status: u16, body: &'static str },
+    /// As `Refuse`, with Stripe's `Stripe-Should-Retry: false`: Stripe's word
+    /// that the same request will fail again
+    /// (https://docs.stripe.com/error-low-level#idempotency).
+    RefuseFinal { status: u16, body: &'static str },
     /// Forward, let the upstream act, then answer 500 anyway (a lost response).
     LoseResponse,
     /// Forward after this delay (the client may time out meanwhile).
@@ -331,6 +335,16 @@ async fn proxy(
                     vec![("content-type".into(), "application/json".into())],
                 )
             }
+            Fault::RefuseFinal { status, body } => {
+                return respond(
+                    status,
+                    body.as_bytes().to_vec(),
+                    vec![
+                        ("content-type".into(), "application/json".into()),
+                        ("stripe-should-retry".into(), "false".into()),
+                    ],
+                )
+            }
             Fault::Delay(d) => tokio::time::sleep(d).await,
             Fault::LoseResponse => {}
         }
@@ -354,6 +368,26 @@ async fn proxy(
         return respond(500, br#"{"error":{"type":"api_error","message":"injected"}}"#.to_vec(), vec![]);
     }
     respond(status, bytes, headers)
+}
+
+/// A loopback TCP relay to `upstream` (host:port) that counts the
+/// connections clients open through it: connection reuse, seen from the wire.
+pub async fn counting_relay(upstream: &str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (upstream, count) = (upstream.to_owned(), opened.clone());
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    (base, opened)
 }
 
 /// A Stripe whose expire call "succeeds" although the payment is racing in.

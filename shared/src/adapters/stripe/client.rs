@@ -1,5 +1,7 @@
-//! Payments on Stripe through async-stripe. The same code talks to Stripe
-//! or, with another base URL, to the project's emulator.
+//! Payments on Stripe: async-stripe's request builders, sent by our
+//! transport (`transport`), answers read into what we use (`answers`). The
+//! same code talks to Stripe or, with another base URL, to the project's
+//! emulator.
 //!
 //! Every POST carries a deterministic Idempotency-Key and is retried with the
 //! same key on network errors, 409, 429 and 5xx, so a retry can never create
@@ -9,17 +11,17 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
     CreateCheckoutSessionPaymentIntentData, ExpireCheckoutSession, ListCheckoutSession, ProductData,
     RetrieveCheckoutSession,
 };
+use stripe_client_core::{IdempotencyKey, RequestStrategy, StripeRequest};
 use stripe_core::refund::{CreateRefund, ListRefund};
-use stripe_shared::{
-    AccountId, CheckoutSessionLocale, CheckoutSessionMode, CheckoutSessionPaymentStatus, CheckoutSessionStatus,
-};
+use stripe_shared::{AccountId, CheckoutSessionLocale, CheckoutSessionMode};
 
+use super::answers::{Page, RefundAnswer, SessionAnswer};
+use super::transport::{StripeCallError, StripeHttp};
 use crate::domain::{Locale, RefundState, StripeAccountId, Timestamp};
 use crate::ports::{
     CheckoutRequest, CheckoutSession, Payments, PaymentsError, Refund, RefundRequest, SessionPaymentStatus,
@@ -34,7 +36,7 @@ const MAX_ATTEMPTS: u32 = 3;
 const MAX_PAGES: usize = 10;
 
 pub struct StripePayments {
-    client: Client,
+    client: StripeHttp,
     livemode: bool,
 }
 
@@ -47,41 +49,42 @@ impl StripePayments {
 
     /// As `new`, with another per-attempt timeout (tests of slow answers).
     pub fn with_timeout(secret_key: &str, base_url: Option<&str>, timeout: Duration) -> Result<Self, PaymentsError> {
-        let mut builder = ClientBuilder::new(secret_key).timeout(timeout).app_info(
-            "visitpay",
-            Some(env!("CARGO_PKG_VERSION").to_owned()),
-            None,
-        );
-        if let Some(url) = base_url {
-            builder = builder.url(url);
-        }
-        let client = builder.build().map_err(|e| PaymentsError::Unavailable(Box::new(e)))?;
+        let client =
+            StripeHttp::new(secret_key, base_url, timeout).map_err(|e| PaymentsError::Unavailable(Box::new(e)))?;
         let livemode = secret_key.starts_with("sk_live_") || secret_key.starts_with("rk_live_");
         Ok(StripePayments { client, livemode })
     }
 }
 
-fn retryable(e: &StripeError) -> bool {
+/// Stripe's advice first (`Stripe-Should-Retry`), else its transient
+/// statuses (https://docs.stripe.com/error-low-level#idempotency).
+fn retryable(e: &StripeCallError) -> bool {
     match e {
-        StripeError::Stripe(_, status) => matches!(status, 409 | 429 | 500..=599),
-        StripeError::ClientError(_) | StripeError::Timeout => true,
-        StripeError::JSONDeserialize(_) | StripeError::ConfigError(_) => false,
+        StripeCallError::Api { should_retry: Some(advice), .. } => *advice,
+        StripeCallError::Api { status, .. } => transient(*status),
+        StripeCallError::Transport(_) | StripeCallError::Body(_) | StripeCallError::Timeout(_) => true,
+        StripeCallError::Request(_) | StripeCallError::Decode(_) => false,
     }
 }
 
-fn to_error(e: StripeError) -> PaymentsError {
+fn transient(status: u16) -> bool {
+    matches!(status, 409 | 429 | 500..=599)
+}
+
+fn to_error(e: StripeCallError) -> PaymentsError {
     match e {
-        StripeError::Stripe(_, 404) => PaymentsError::NotFound,
+        StripeCallError::Api { status: 404, .. } => PaymentsError::NotFound,
         // "The provided key … does not have access to account … Application
         // access may have been revoked."
-        StripeError::Stripe(err, 403) if err.code.as_ref().is_some_and(|c| c.as_str() == "account_invalid") => {
+        StripeCallError::Api { status: 403, error, .. } if error.code() == Some("account_invalid") => {
             PaymentsError::AccountDisconnected
         }
-        StripeError::Stripe(err, status) if !matches!(status, 409 | 429 | 500..=599) => PaymentsError::Rejected {
+        StripeCallError::Api { status, error, .. } if !transient(status) => PaymentsError::Rejected {
             status,
-            code: err.code.as_ref().map(|c| c.as_str().to_owned()),
-            message: err.message.clone().unwrap_or_default(),
+            code: error.code().map(str::to_owned),
+            message: error.message().unwrap_or_default().to_owned(),
         },
+        StripeCallError::Decode(what) => PaymentsError::Unexpected(what),
         other => PaymentsError::Unavailable(Box::new(other)),
     }
 }
@@ -90,7 +93,7 @@ fn to_error(e: StripeError) -> PaymentsError {
 async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, PaymentsError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StripeError>>,
+    Fut: std::future::Future<Output = Result<T, StripeCallError>>,
 {
     let mut attempt = 0;
     loop {
@@ -119,43 +122,45 @@ fn account(a: &StripeAccountId) -> AccountId {
     AccountId::from(a.as_str())
 }
 
-fn session_of(s: stripe_shared::CheckoutSession) -> CheckoutSession {
-    let status = match s.status {
-        Some(CheckoutSessionStatus::Complete) => SessionStatus::Complete,
-        Some(CheckoutSessionStatus::Expired) => SessionStatus::Expired,
-        _ => SessionStatus::Open,
+fn unexpected(what: String) -> PaymentsError {
+    PaymentsError::Unexpected(what)
+}
+
+fn session_of(s: SessionAnswer) -> Result<CheckoutSession, PaymentsError> {
+    let status = match s.status.as_deref() {
+        None | Some("open") => SessionStatus::Open,
+        Some("complete") => SessionStatus::Complete,
+        Some("expired") => SessionStatus::Expired,
+        Some(other) => return Err(unexpected(format!("session {} in an unknown status {other:?}", s.id))),
     };
-    let payment_status = match s.payment_status {
-        CheckoutSessionPaymentStatus::Paid => SessionPaymentStatus::Paid,
-        CheckoutSessionPaymentStatus::NoPaymentRequired => SessionPaymentStatus::NoPaymentRequired,
-        _ => SessionPaymentStatus::Unpaid,
+    let payment_status = match s.payment_status.as_str() {
+        "paid" => SessionPaymentStatus::Paid,
+        "unpaid" => SessionPaymentStatus::Unpaid,
+        "no_payment_required" => SessionPaymentStatus::NoPaymentRequired,
+        other => return Err(unexpected(format!("session {} with an unknown payment status {other:?}", s.id))),
     };
-    CheckoutSession {
-        id: s.id.as_str().to_owned(),
+    Ok(CheckoutSession {
+        expires_at: time::OffsetDateTime::from_unix_timestamp(s.expires_at)
+            .map_err(|_| unexpected(format!("session {} expires at {}", s.id, s.expires_at)))?,
+        payment_intent_status: s.payment_intent.as_ref().and_then(|p| p.status()).map(str::to_owned),
+        payment_intent: s.payment_intent.as_ref().and_then(|p| p.id()).map(str::to_owned),
+        id: s.id,
         url: s.url,
         status,
         payment_status,
-        expires_at: time::OffsetDateTime::from_unix_timestamp(s.expires_at).unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
-        payment_intent_status: s
-            .payment_intent
-            .as_ref()
-            .and_then(|p| p.as_object())
-            .map(|pi| pi.status.as_str().to_owned()),
-        payment_intent: s.payment_intent.map(|p| p.id().as_str().to_owned()),
         metadata: s.metadata.unwrap_or_default().into_iter().collect(),
         amount_total: s.amount_total,
-        currency: s.currency.map(|c| c.to_string()),
-        mode: Some(s.mode.as_str().to_owned()),
-    }
+        currency: s.currency,
+        mode: Some(s.mode),
+    })
 }
 
-fn refund_of(r: stripe_shared::Refund) -> Result<Refund, PaymentsError> {
+fn refund_of(r: RefundAnswer) -> Result<Refund, PaymentsError> {
     let status = r.status.as_deref().unwrap_or_default();
-    let status = RefundState::parse(status).ok_or_else(|| {
-        PaymentsError::Unexpected(format!("refund {} in an unknown status {status:?}", r.id.as_str()))
-    })?;
+    let status = RefundState::parse(status)
+        .ok_or_else(|| unexpected(format!("refund {} in an unknown status {status:?}", r.id)))?;
     let attempt = r.metadata.as_ref().and_then(|m| m.get(META_REFUND_ATTEMPT)).and_then(|a| a.parse().ok());
-    Ok(Refund { id: r.id.as_str().to_owned(), amount: r.amount, status, attempt })
+    Ok(Refund { id: r.id, amount: r.amount, status, attempt })
 }
 
 fn stripe_locale(l: Locale) -> CheckoutSessionLocale {
@@ -202,10 +207,15 @@ impl Payments for StripePayments {
             .cancel_url(req.cancel_url.clone());
         let strategy = key(&req.idempotency_key)?;
         let session = with_retries(|| {
-            create.customize().account_id(account(&req.account)).request_strategy(strategy.clone()).send(&self.client)
+            create
+                .build()
+                .customize::<SessionAnswer>()
+                .account_id(account(&req.account))
+                .request_strategy(strategy.clone())
+                .send(&self.client)
         })
         .await?;
-        Ok(session_of(session))
+        session_of(session)
     }
 
     async fn retrieve_checkout(
@@ -215,8 +225,11 @@ impl Payments for StripePayments {
     ) -> Result<CheckoutSession, PaymentsError> {
         // Expanded, so a failed delayed payment shows in the intent's status.
         let retrieve = RetrieveCheckoutSession::new(session_id).expand(vec!["payment_intent".to_owned()]);
-        let session = with_retries(|| retrieve.customize().account_id(account(account_id)).send(&self.client)).await?;
-        Ok(session_of(session))
+        let session = with_retries(|| {
+            retrieve.build().customize::<SessionAnswer>().account_id(account(account_id)).send(&self.client)
+        })
+        .await?;
+        session_of(session)
     }
 
     async fn expire_checkout(
@@ -227,8 +240,11 @@ impl Payments for StripePayments {
         // No idempotency key: expiring is safe to repeat, and Stripe would
         // replay a first error (a 500 included) under a key for 24 hours.
         let expire = ExpireCheckoutSession::new(session_id);
-        let session = with_retries(|| expire.customize().account_id(account(account_id)).send(&self.client)).await?;
-        Ok(session_of(session))
+        let session = with_retries(|| {
+            expire.build().customize::<SessionAnswer>().account_id(account(account_id)).send(&self.client)
+        })
+        .await?;
+        session_of(session)
     }
 
     async fn refund(&self, req: &RefundRequest) -> Result<Refund, PaymentsError> {
@@ -240,7 +256,12 @@ impl Payments for StripePayments {
         }
         let strategy = key(&req.idempotency_key)?;
         let refund = with_retries(|| {
-            create.customize().account_id(account(&req.account)).request_strategy(strategy.clone()).send(&self.client)
+            create
+                .build()
+                .customize::<RefundAnswer>()
+                .account_id(account(&req.account))
+                .request_strategy(strategy.clone())
+                .send(&self.client)
         })
         .await?;
         refund_of(refund)
@@ -261,9 +282,14 @@ impl Payments for StripePayments {
             if let Some(last) = &after {
                 list = list.starting_after(last.clone());
             }
-            let page = with_retries(|| list.customize().account_id(account(account_id)).send(&self.client)).await?;
-            after = page.data.last().map(|s| s.id.as_str().to_owned());
-            found.extend(page.data.into_iter().map(session_of));
+            let page: Page<SessionAnswer> = with_retries(|| {
+                list.build().customize::<Page<SessionAnswer>>().account_id(account(account_id)).send(&self.client)
+            })
+            .await?;
+            after = page.data.last().map(|s| s.id.clone());
+            for s in page.data {
+                found.push(session_of(s)?);
+            }
             if !page.has_more {
                 return Ok(found);
             }
@@ -283,8 +309,11 @@ impl Payments for StripePayments {
             if let Some(last) = &after {
                 list = list.starting_after(last.clone());
             }
-            let page = with_retries(|| list.customize().account_id(account(account_id)).send(&self.client)).await?;
-            after = page.data.last().map(|r| r.id.as_str().to_owned());
+            let page: Page<RefundAnswer> = with_retries(|| {
+                list.build().customize::<Page<RefundAnswer>>().account_id(account(account_id)).send(&self.client)
+            })
+            .await?;
+            after = page.data.last().map(|r| r.id.clone());
             for r in page.data {
                 found.push(refund_of(r)?);
             }

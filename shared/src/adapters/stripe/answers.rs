@@ -1,0 +1,153 @@
+//! Stripe's answers, read into the fields visitpay uses and nothing more
+//! (miniserde, as async-stripe's request builders expect; unknown fields are
+//! skipped). A field Stripe always sends is required here too, so an answer
+//! missing one is an error, not a default.
+
+use std::collections::HashMap;
+
+use miniserde::de::{Map, Visitor};
+use miniserde::{make_place, Deserialize, Result};
+
+/// A Checkout Session (https://docs.stripe.com/api/checkout/sessions/object).
+#[derive(Debug, Deserialize)]
+pub struct SessionAnswer {
+    pub id: String,
+    pub url: Option<String>,
+    pub status: Option<String>,
+    pub payment_status: String,
+    pub expires_at: i64,
+    pub payment_intent: Option<IntentRef>,
+    pub metadata: Option<HashMap<String, String>>,
+    pub amount_total: Option<i64>,
+    pub currency: Option<String>,
+    pub mode: String,
+}
+
+/// A Refund (https://docs.stripe.com/api/refunds/object).
+#[derive(Debug, Deserialize)]
+pub struct RefundAnswer {
+    pub id: String,
+    pub amount: i64,
+    pub status: Option<String>,
+    pub metadata: Option<HashMap<String, String>>,
+}
+
+/// One page of a list (https://docs.stripe.com/api/pagination).
+#[derive(Debug, Deserialize)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub has_more: bool,
+}
+
+/// An error answer's body: `{"error": {"type", "code", "message", …}}`
+/// (https://docs.stripe.com/api/errors).
+#[derive(Debug, Default, Deserialize)]
+pub struct ErrorAnswer {
+    pub error: Option<ErrorDetail>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ErrorDetail {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+impl ErrorAnswer {
+    pub fn code(&self) -> Option<&str> {
+        self.error.as_ref()?.code.as_deref()
+    }
+
+    pub fn message(&self) -> Option<&str> {
+        self.error.as_ref()?.message.as_deref()
+    }
+}
+
+/// An expandable PaymentIntent: its id, or (expanded) the object, of which
+/// only the id and status are read.
+#[derive(Debug)]
+pub struct IntentRef {
+    id: Option<String>,
+    object: Option<IntentObject>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IntentObject {
+    id: String,
+    status: String,
+}
+
+impl IntentRef {
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref().or(self.object.as_ref().map(|o| o.id.as_str()))
+    }
+
+    /// Only when expanded.
+    pub fn status(&self) -> Option<&str> {
+        self.object.as_ref().map(|o| o.status.as_str())
+    }
+}
+
+make_place!(Place);
+
+impl Visitor for Place<IntentRef> {
+    fn string(&mut self, s: &str) -> Result<()> {
+        self.out = Some(IntentRef { id: Some(s.to_owned()), object: None });
+        Ok(())
+    }
+
+    fn map(&mut self) -> Result<Box<dyn Map + '_>> {
+        let out = self.out.insert(IntentRef { id: None, object: None });
+        IntentObject::begin(&mut out.object).map()
+    }
+}
+
+impl Deserialize for IntentRef {
+    fn begin(out: &mut Option<Self>) -> &mut dyn Visitor {
+        Place::new(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use miniserde::json::from_str;
+
+    #[test]
+    fn an_expandable_intent_reads_as_an_id_or_an_object() {
+        let s: SessionAnswer = from_str(
+            r#"{"id":"cs_1","object":"checkout.session","payment_status":"unpaid","expires_at":1,"mode":"payment",
+                "payment_intent":"pi_1","custom":{"nested":[1,2]}}"#,
+        )
+        .unwrap();
+        let intent = s.payment_intent.unwrap();
+        assert_eq!((intent.id(), intent.status()), (Some("pi_1"), None));
+
+        let s: SessionAnswer = from_str(
+            r#"{"id":"cs_1","payment_status":"paid","expires_at":1,"mode":"payment",
+                "payment_intent":{"id":"pi_2","object":"payment_intent","status":"succeeded","amount":5}}"#,
+        )
+        .unwrap();
+        let intent = s.payment_intent.unwrap();
+        assert_eq!((intent.id(), intent.status()), (Some("pi_2"), Some("succeeded")));
+    }
+
+    #[test]
+    fn a_session_missing_what_stripe_always_sends_is_refused() {
+        assert!(from_str::<SessionAnswer>(r#"{"id":"cs_1","payment_status":"paid","mode":"payment"}"#).is_err());
+        assert!(from_str::<SessionAnswer>(
+            r#"{"id":"cs_1","payment_status":"paid","expires_at":1,"mode":"payment","payment_intent":5}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn an_error_answer_reads_its_code_and_message() {
+        let e: ErrorAnswer = from_str(
+            r#"{"error":{"type":"invalid_request_error","code":"account_invalid","message":"no access","payment_intent":{"id":"pi_1"}}}"#,
+        )
+        .unwrap();
+        assert_eq!((e.code(), e.message()), (Some("account_invalid"), Some("no access")));
+    }
+}

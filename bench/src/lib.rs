@@ -58,6 +58,28 @@ impl Summary {
     }
 }
 
+/// Tail percentiles of one set of latencies (nearest rank, as latency
+/// percentiles are usually given).
+#[derive(Debug, Clone, Copy)]
+pub struct Percentiles {
+    pub n: usize,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    pub fn of(samples: &[f64]) -> Percentiles {
+        assert!(!samples.is_empty(), "no samples");
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        let rank = |q: f64| s[((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
+        let r = |x: f64| (x * 1000.0).round() / 1000.0;
+        Percentiles { n: s.len(), p50: r(rank(0.5)), p90: r(rank(0.9)), p99: r(rank(0.99)), max: r(s[s.len() - 1]) }
+    }
+}
+
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("formattable")
 }

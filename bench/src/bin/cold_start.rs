@@ -1,7 +1,8 @@
 //! Cold starts through a minimal Lambda Runtime API emulator: for each
 //! function, the time from exec to its first `GET /invocation/next` (what
 //! Lambda reports as Init Duration) and to its first answer, over repeated
-//! cold starts, with peak RSS. Our eight functions, a hello-world Rust Lambda
+//! cold starts, then the same process's second (warm) invocation, what
+//! Lambda bills, and the peak RSS of both. Our functions, a hello-world Rust Lambda
 //! and Node.js 20 functions doing the same jobs run round-robin in one run, so
 //! ratios compare like with like on a noisy machine.
 //!
@@ -12,7 +13,7 @@
 //! emulator (assign creates an action, checkout opens a session, the consumer
 //! marks an action paid...); a wrong answer fails the benchmark.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -25,7 +26,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 use visitpay::adapters::dynamodb::DynamoStore;
 use visitpay::adapters::sqs::ensure_queue;
 use visitpay::adapters::stripe::StripePayments;
@@ -37,41 +38,39 @@ use visitpay_bench::{BoxError, Summary, ACCOUNT, CLINIC, PATIENT, PATIENT_LINK_B
 
 type Answer = (Instant, Result<Value, String>);
 
-/// The one invocation waiting for the process under test.
+/// The invocations waiting for the process under test: its cold one, then
+/// a warm one (a fresh job of the same kind).
+#[derive(Default)]
 struct Pending {
-    event: Value,
-    served: bool,
-    next_at: Option<oneshot::Sender<Instant>>,
-    answered: Option<oneshot::Sender<Answer>>,
+    events: VecDeque<Value>,
+    served_at: Vec<Instant>,
+    answers: Vec<Answer>,
 }
 
 #[derive(Clone, Default)]
-struct RuntimeApi(Arc<Mutex<Option<Pending>>>);
+struct RuntimeApi {
+    pending: Arc<Mutex<Pending>>,
+    answered: Arc<Notify>,
+}
 
-const REQUEST_ID: &str = "bench-request-0001";
+const REQUEST_IDS: [&str; 2] = ["bench-request-0001", "bench-request-0002"];
 
 async fn next(State(api): State<RuntimeApi>) -> axum::response::Response {
-    let event = {
-        let mut slot = api.0.lock().unwrap();
-        match slot.as_mut() {
-            Some(p) if !p.served => {
-                p.served = true;
-                if let Some(tx) = p.next_at.take() {
-                    let _ = tx.send(Instant::now());
-                }
-                Some(p.event.clone())
-            }
-            _ => None,
-        }
+    let served = {
+        let mut p = api.pending.lock().unwrap();
+        p.events.pop_front().map(|event| {
+            p.served_at.push(Instant::now());
+            (event, p.served_at.len() - 1)
+        })
     };
-    let Some(event) = event else {
-        // The second `next` of a process: it waits here until it is killed.
+    let Some((event, n)) = served else {
+        // A process asking for more than it was given waits here until it is killed.
         std::future::pending::<()>().await;
         unreachable!()
     };
     let deadline = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000 + 30_000).to_string();
     let mut headers = HeaderMap::new();
-    headers.insert("lambda-runtime-aws-request-id", HeaderValue::from_static(REQUEST_ID));
+    headers.insert("lambda-runtime-aws-request-id", HeaderValue::from_static(REQUEST_IDS[n.min(1)]));
     headers.insert("lambda-runtime-deadline-ms", HeaderValue::from_str(&deadline).unwrap());
     headers.insert(
         "lambda-runtime-invoked-function-arn",
@@ -83,10 +82,8 @@ async fn next(State(api): State<RuntimeApi>) -> axum::response::Response {
 }
 
 fn finish(api: &RuntimeApi, answer: Result<Value, String>) -> StatusCode {
-    let at = Instant::now();
-    if let Some(tx) = api.0.lock().unwrap().as_mut().and_then(|p| p.answered.take()) {
-        let _ = tx.send((at, answer));
-    }
+    api.pending.lock().unwrap().answers.push((Instant::now(), answer));
+    api.answered.notify_waiters();
     StatusCode::ACCEPTED
 }
 
@@ -106,6 +103,10 @@ async fn invocation_error(State(api): State<RuntimeApi>, Path(_id): Path<String>
 struct Sample {
     init_ms: f64,
     first_answer_ms: f64,
+    /// The second invocation, from its `next` to its answer: what Lambda
+    /// bills a warm invocation (rounded up to the millisecond).
+    warm_ms: f64,
+    /// After both answers.
     peak_rss_kb: f64,
 }
 
@@ -150,16 +151,28 @@ fn any_answer(_: &Value) -> bool {
     true
 }
 
+/// Waits for the process's `n`-th answer (1-based).
+async fn answers(api: &RuntimeApi, n: usize) -> Vec<Answer> {
+    loop {
+        let answered = api.answered.notified();
+        {
+            let p = api.pending.lock().unwrap();
+            if p.answers.len() >= n {
+                return p.answers.clone();
+            }
+        }
+        answered.await;
+    }
+}
+
 async fn cold_start(
     api: &RuntimeApi,
     subject: &Subject,
     base_env: &[(String, String)],
-    event: Value,
+    (cold, warm): (Value, Value),
     stderr: &std::path::Path,
 ) -> Result<Sample, BoxError> {
-    let (next_tx, next_rx) = oneshot::channel();
-    let (answer_tx, answer_rx) = oneshot::channel();
-    *api.0.lock().unwrap() = Some(Pending { event, served: false, next_at: Some(next_tx), answered: Some(answer_tx) });
+    *api.pending.lock().unwrap() = Pending { events: VecDeque::from([cold, warm]), ..Default::default() };
     let log = std::fs::OpenOptions::new().create(true).append(true).open(stderr)?;
     let mut command = tokio::process::Command::new(&subject.program);
     command
@@ -175,24 +188,29 @@ async fn cold_start(
     let mut child = command.spawn().map_err(|e| format!("{}: {e}", subject.program.display()))?;
     let pid = child.id().unwrap_or(0);
     let outcome = tokio::select! {
-        answer = tokio::time::timeout(Duration::from_secs(30), answer_rx) => answer,
+        answers = tokio::time::timeout(Duration::from_secs(30), answers(api, 2)) => answers,
         status = child.wait() => {
-            return Err(format!("{} exited before answering ({status:?}); see {}", subject.name, stderr.display()).into())
+            return Err(format!("{} exited before answering twice ({status:?}); see {}", subject.name, stderr.display()).into())
         }
     };
     let rss = peak_rss_kb(pid);
     let _ = child.start_kill();
     let _ = child.wait().await;
-    *api.0.lock().unwrap() = None;
-    let (answered_at, answer) = outcome.map_err(|_| format!("{} did not answer within 30 s", subject.name))??;
-    let next_at = next_rx.await.map_err(|_| "answered without asking for the event")?;
-    let answer = answer.map_err(|e| format!("{} reported an error: {e}", subject.name))?;
-    if !(subject.expect)(&answer) {
-        return Err(format!("{} answered unexpectedly: {answer}", subject.name).into());
+    let pending = std::mem::take(&mut *api.pending.lock().unwrap());
+    let answers = outcome.map_err(|_| format!("{} did not answer twice within 30 s", subject.name))?;
+    for (_, answer) in &answers {
+        let answer = answer.as_ref().map_err(|e| format!("{} reported an error: {e}", subject.name))?;
+        if !(subject.expect)(answer) {
+            return Err(format!("{} answered unexpectedly: {answer}", subject.name).into());
+        }
     }
+    let [cold_next, warm_next] = pending.served_at[..] else {
+        return Err(format!("{} answered without asking for both events", subject.name).into());
+    };
     Ok(Sample {
-        init_ms: (next_at - started).as_secs_f64() * 1000.0,
-        first_answer_ms: (answered_at - started).as_secs_f64() * 1000.0,
+        init_ms: (cold_next - started).as_secs_f64() * 1000.0,
+        first_answer_ms: (answers[0].0 - started).as_secs_f64() * 1000.0,
+        warm_ms: (answers[1].0 - warm_next).as_secs_f64() * 1000.0,
         peak_rss_kb: rss,
     })
 }
@@ -377,13 +395,13 @@ async fn main() -> Result<(), BoxError> {
     // Set-up, not timed: the clinic, one action to read, and per cold start
     // the fresh things each job needs.
     let runs = args.runs + 1; // the first round warms the page cache and is discarded
-    println!("==> seeding moto and the Stripe emulator for {runs} rounds");
+    println!("==> seeding moto and the Stripe emulator for {runs} rounds (a cold and a warm job each)");
     visitpay_bench::seed_clinic(&deps).await?;
     let (status_action, _) = visitpay_bench::seed_action(&deps, &["cold-read-1"], "cold-read").await?;
     let mut events: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     let mut consumer_actions = Vec::new();
     let dir = &args.events_dir;
-    for n in 0..runs {
+    for n in 0..runs * 2 {
         let get_action = replaced(event(dir, "get-action")?, "act_0001", status_action.as_str());
         events.entry("hello-world").or_default().push(get_action.clone());
         events.entry("node-hello").or_default().push(get_action.clone());
@@ -457,8 +475,8 @@ async fn main() -> Result<(), BoxError> {
     let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
     for round in 0..runs {
         for s in &subjects {
-            let e = events[s.name][round].clone();
-            let sample = cold_start(&api, s, &base_env, e, &logs.join(format!("{}.stderr", s.name))).await?;
+            let jobs = (events[s.name][2 * round].clone(), events[s.name][2 * round + 1].clone());
+            let sample = cold_start(&api, s, &base_env, jobs, &logs.join(format!("{}.stderr", s.name))).await?;
             if round > 0 {
                 samples.entry(s.name).or_default().push(sample);
             }
@@ -481,31 +499,43 @@ async fn main() -> Result<(), BoxError> {
         args.runs
     );
     println!(
-        "{:<24} {:>22} {:>22} {:>12} {:>9} {:>9}  node peer",
-        "function", "init", "first answer", "peak RSS MB", "/hello", "/node"
+        "{:<24} {:>22} {:>22} {:>20} {:>12} {:>7} {:>9} {:>9}  node peer",
+        "function", "init", "first answer", "warm invocation", "peak RSS MB", "128 MB", "/hello", "/node"
     );
     let mut rows = Vec::new();
     for s in &subjects {
         let i = init(s.name);
         let a = summary(s.name, |x| x.first_answer_ms);
+        let warm = summary(s.name, |x| x.warm_ms);
         let rss = summary(s.name, |x| x.peak_rss_kb / 1024.0);
+        // Lambda's smallest size leaves the runtime agent and the sandbox a
+        // few MB; a function whose worst run stays under 3/4 of it fits.
+        let fits_128 = rss.max <= 96.0;
         let vs_hello = i.median / hello;
         let vs_node = s.node_peer.map(|p| i.median / init(p).median);
         println!(
-            "{:<24} {:>22} {:>22} {:>12.1} {:>9.2} {:>9}  {}",
+            "{:<24} {:>22} {:>22} {:>20} {:>12.1} {:>7} {:>9.2} {:>9}  {}",
             s.name,
             i.show(2),
             a.show(2),
-            rss.median,
+            warm.show(2),
+            rss.max,
+            if fits_128 { "yes" } else { "no" },
             vs_hello,
             vs_node.map_or("".into(), |r| format!("{r:.3}")),
             s.node_peer.unwrap_or("")
         );
+        let raw = |f: fn(&Sample) -> f64| {
+            samples[s.name].iter().map(|x| (f(x) * 1000.0).round() / 1000.0).collect::<Vec<_>>()
+        };
         rows.push(json!({
             "function": s.name, "kind": s.kind, "node_peer": s.node_peer,
             "init_ms": i.json(), "first_answer_ms": a.json(), "peak_rss_mb": rss.json(),
+            "warm_invocation_ms": warm.json(), "warm_billed_ms": warm.median.ceil(),
+            "fits_128_mb": fits_128,
             "init_vs_hello_world": (vs_hello * 1000.0).round() / 1000.0,
             "init_vs_node_peer": vs_node.map(|r| (r * 1000.0).round() / 1000.0),
+            "init_samples_ms": raw(|x| x.init_ms),
         }));
     }
     let report = json!({
@@ -516,6 +546,8 @@ async fn main() -> Result<(), BoxError> {
         "discarded_warmup_rounds": 1,
         "init": "exec to the first GET /runtime/invocation/next (Lambda's Init Duration)",
         "first_answer": "exec to the first POST /runtime/invocation/{id}/response",
+        "warm_invocation": "the same process's second GET /runtime/invocation/next (a fresh job) to its answer",
+        "peak_rss": "VmHWM after both answers; fits_128_mb: the worst run ≤ 96 MB (3/4 of Lambda's 128 MB)",
         "targets": {"init_vs_node_peer_max": 0.125, "init_vs_hello_world_max": 1.5},
         "functions": rows,
     });

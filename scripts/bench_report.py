@@ -91,7 +91,7 @@ def svg_chart(cold, path_part):
     rows = cold["functions"]
     width, left, row_h, top = 900, 230, 22, 40
     colours = {"ours": "#1b6ac9", "baseline": "#2e7d32", "node": "#b85c00"}
-    lo, hi = 0.5, 5000.0
+    lo, hi = 0.2, 5000.0
 
     def x(ms):
         ms = min(max(ms, lo), hi)
@@ -101,7 +101,7 @@ def svg_chart(cold, path_part):
     h1 = top + row_h * len(rows) + 40
     out.append(f'<text x="10" y="22" font-size="15" font-weight="bold">Cold-start init, every run (ms, log scale; '
                f'{cold["cold_starts_per_function"]} each, x86_64)</text>')
-    for tick in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000):
+    for tick in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000):
         out.append(f'<line x1="{x(tick):.1f}" y1="{top - 8}" x2="{x(tick):.1f}" y2="{h1 - 30}" stroke="#ddd"/>')
         out.append(f'<text x="{x(tick):.1f}" y="{h1 - 16}" font-size="11" text-anchor="middle">{tick}</text>')
     for i, r in enumerate(rows):
@@ -123,7 +123,7 @@ def svg_chart(cold, path_part):
     out.append(f'<text x="10" y="{top2 - 12}" font-size="15" font-weight="bold">From Stripe\'s webhook POST to '
                f'"paid" (ms, log scale; one dot per payment)</text>')
     h2 = top2 + row_h * len(series) + 40
-    for tick in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000):
+    for tick in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000):
         out.append(f'<line x1="{x(tick):.1f}" y1="{top2 - 4}" x2="{x(tick):.1f}" y2="{h2 - 30}" stroke="#ddd"/>')
         out.append(f'<text x="{x(tick):.1f}" y="{h2 - 16}" font-size="11" text-anchor="middle">{tick}</text>')
     for i, (label, samples) in enumerate(series):

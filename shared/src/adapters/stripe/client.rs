@@ -16,7 +16,7 @@ use stripe_checkout::checkout_session::{
     CreateCheckoutSessionPaymentIntentData, ExpireCheckoutSession, ListCheckoutSession, ProductData,
     RetrieveCheckoutSession,
 };
-use stripe_client_core::{IdempotencyKey, RequestStrategy, StripeRequest};
+use stripe_client_core::{IdempotencyKey, RequestBuilder, RequestStrategy, StripeRequest};
 use stripe_core::refund::{CreateRefund, ListRefund};
 use stripe_shared::{AccountId, CheckoutSessionLocale, CheckoutSessionMode};
 
@@ -163,6 +163,41 @@ fn refund_of(r: RefundAnswer) -> Result<Refund, PaymentsError> {
     Ok(Refund { id: r.id, amount: r.amount, status, attempt })
 }
 
+impl StripePayments {
+    /// Every page of a list (https://docs.stripe.com/api/pagination), up to
+    /// `MAX_PAGES`, each item read by `read`; `page` builds the request for
+    /// the page after the item id it is given.
+    async fn every_page<A, T>(
+        &self,
+        account_id: &StripeAccountId,
+        page: impl Fn(Option<&str>) -> RequestBuilder + Sync,
+        id: fn(&A) -> &String,
+        read: fn(A) -> Result<T, PaymentsError>,
+        what: &str,
+    ) -> Result<Vec<T>, PaymentsError>
+    where
+        A: miniserde::Deserialize + Send,
+        T: Send,
+    {
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let list: Page<A> = with_retries(|| {
+                page(after.as_deref()).customize::<Page<A>>().account_id(account(account_id)).send(&self.client)
+            })
+            .await?;
+            after = list.data.last().map(|item| id(item).clone());
+            for item in list.data {
+                found.push(read(item)?);
+            }
+            if !list.has_more {
+                return Ok(found);
+            }
+        }
+        Err(PaymentsError::Unexpected(format!("more than {} {what}", MAX_PAGES * 100)))
+    }
+}
+
 fn stripe_locale(l: Locale) -> CheckoutSessionLocale {
     match l {
         Locale::FrCa => CheckoutSessionLocale::FrMinusCa,
@@ -272,29 +307,17 @@ impl Payments for StripePayments {
         account_id: &StripeAccountId,
         created_since: Timestamp,
     ) -> Result<Vec<CheckoutSession>, PaymentsError> {
-        let mut found = Vec::new();
-        let mut after: Option<String> = None;
-        for _ in 0..MAX_PAGES {
+        let page = |after: Option<&str>| {
             let mut list = ListCheckoutSession::new()
                 .status(stripe_shared::CheckoutSessionStatus::Open)
                 .created(stripe_types::RangeQueryTs::gte(created_since.unix_timestamp()))
                 .limit(100);
-            if let Some(last) = &after {
-                list = list.starting_after(last.clone());
+            if let Some(last) = after {
+                list = list.starting_after(last);
             }
-            let page: Page<SessionAnswer> = with_retries(|| {
-                list.build().customize::<Page<SessionAnswer>>().account_id(account(account_id)).send(&self.client)
-            })
-            .await?;
-            after = page.data.last().map(|s| s.id.clone());
-            for s in page.data {
-                found.push(session_of(s)?);
-            }
-            if !page.has_more {
-                return Ok(found);
-            }
-        }
-        Err(PaymentsError::Unexpected(format!("more than {} open sessions", MAX_PAGES * 100)))
+            list.build()
+        };
+        self.every_page(account_id, page, |s: &SessionAnswer| &s.id, session_of, "open sessions").await
     }
 
     async fn list_refunds(
@@ -302,26 +325,15 @@ impl Payments for StripePayments {
         account_id: &StripeAccountId,
         payment_intent: &str,
     ) -> Result<Vec<Refund>, PaymentsError> {
-        let mut found = Vec::new();
-        let mut after: Option<String> = None;
-        for _ in 0..MAX_PAGES {
+        let page = |after: Option<&str>| {
             let mut list = ListRefund::new().payment_intent(payment_intent).limit(100);
-            if let Some(last) = &after {
-                list = list.starting_after(last.clone());
+            if let Some(last) = after {
+                list = list.starting_after(last);
             }
-            let page: Page<RefundAnswer> = with_retries(|| {
-                list.build().customize::<Page<RefundAnswer>>().account_id(account(account_id)).send(&self.client)
-            })
-            .await?;
-            after = page.data.last().map(|r| r.id.clone());
-            for r in page.data {
-                found.push(refund_of(r)?);
-            }
-            if !page.has_more {
-                return Ok(found);
-            }
-        }
-        Err(PaymentsError::Unexpected(format!("more than {} refunds of {payment_intent}", MAX_PAGES * 100)))
+            list.build()
+        };
+        let what = format!("refunds of {payment_intent}");
+        self.every_page(account_id, page, |r: &RefundAnswer| &r.id, refund_of, &what).await
     }
 
     fn livemode(&self) -> bool {

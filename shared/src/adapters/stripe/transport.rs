@@ -85,10 +85,8 @@ impl StripeHttp {
         let mut authorization = HeaderValue::try_from(format!("Bearer {secret_key}"))
             .map_err(|_| StripeCallError::Request("the secret key is not a valid header value".into()))?;
         authorization.set_sensitive(true);
-        let user_agent = HeaderValue::from_static(concat!(
-            "Stripe/v1 RustBindings/1.0.0-rc.10 visitpay/",
-            env!("CARGO_PKG_VERSION")
-        ));
+        // Ours, not async-stripe's: a pinned version written here would drift.
+        let user_agent = HeaderValue::from_static(concat!("visitpay/", env!("CARGO_PKG_VERSION")));
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);

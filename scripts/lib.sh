@@ -50,6 +50,55 @@ stop_moto() {
   rm -f "$moto_log" "${cleanup_files[@]}"
 }
 
+# Marks every process this run starts (the variable is inherited: tests,
+# the local runners they start, ChromeDriver and the Chromium it starts,
+# moto), so that what outlives the run can be found afterwards.
+mark_run() {
+  VISITPAY_TEST_RUN="run-$$-$(date +%s%N)"
+  export VISITPAY_TEST_RUN
+}
+
+# Fails when a process of this run outlived it (a browser, a driver, moto,
+# a local runner): lists them, ends them, and returns 1. This script and
+# what it is running right now are not leftovers.
+nothing_left_running() {
+  python3 - "$VISITPAY_TEST_RUN" "$$" <<'PY'
+import os, signal, sys
+marker, me = ("VISITPAY_TEST_RUN=" + sys.argv[1]).encode(), int(sys.argv[2])
+def parent(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+def ours(pid):
+    while pid > 1:
+        if pid == me:
+            return True
+        pid = parent(pid)
+    return False
+left = []
+for entry in os.listdir("/proc"):
+    if not entry.isdigit() or int(entry) == os.getpid() or ours(int(entry)):
+        continue
+    try:
+        with open(f"/proc/{entry}/environ", "rb") as f:
+            if marker not in f.read().split(b"\0"):
+                continue
+        with open(f"/proc/{entry}/cmdline", "rb") as f:
+            left.append((int(entry), f.read().replace(b"\0", b" ").decode(errors="replace")[:120]))
+    except OSError:
+        continue
+for pid, command in left:
+    print(f"left running by the test run: {pid} {command}", file=sys.stderr)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+sys.exit(1 if left else 0)
+PY
+}
+
 cleanup_files=()
 
 # Chromium and ChromeDriver from Debian, for the browser tests (as scripts/bench

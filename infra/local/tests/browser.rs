@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -27,10 +28,12 @@ struct Driven {
     _profile: TempDir,
 }
 
+/// ChromeDriver runs in a process group of its own, with the Chromium it
+/// starts: ending the group ends every browser process of the test, whatever
+/// state the session was left in (a failed assertion included).
 impl Drop for Driven {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        end_process_group(&mut self.driver);
     }
 }
 
@@ -59,6 +62,7 @@ async fn drive(size: (u32, u32)) -> Driven {
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("start chromedriver");
     let profile = std::env::temp_dir().join(format!("visitpay-chromium-{port}"));
@@ -177,8 +181,22 @@ async fn in_first_screen(browser: &Browser, css: &str) -> bool {
 /// while the webhook is held, then "paid" by itself), and a declined card.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patient_pays_on_a_phone_in_two_taps() {
-    let local = start();
-    let (link, _action) = assigned(&local, &[("5001", 4000), ("5002", 2000)], "fr-CA").await;
+    pays_on_a_phone(&start()).await;
+}
+
+/// The same story served under `/prod`, as API Gateway serves a named
+/// stage: the Pay form, Stripe's way back and the link cookie's path all
+/// carry the stage, or the patient who paid would be asked to open their link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_pays_on_a_phone_under_the_stage_path() {
+    let local = start_with(&[("VISITPAY_BASE_PATH", "/prod")]);
+    assert!(local.base.ends_with("/prod"), "{}", local.base);
+    pays_on_a_phone(&local).await;
+}
+
+async fn pays_on_a_phone(local: &Local) {
+    let base_path = local.base_path();
+    let (link, _action) = assigned(local, &[("5001", 4000), ("5002", 2000)], "fr-CA").await;
     let phone = drive(PHONE).await;
     let b = &phone.browser;
 
@@ -206,18 +224,19 @@ async fn a_patient_pays_on_a_phone_in_two_taps() {
         .for_element(Locator::Css("button[data-outcome=\"declined\"]"))
         .await
         .unwrap();
-    assert!(b.current_url().await.unwrap().path().starts_with("/stripe/checkout/cs_"));
+    let at_stripe = b.current_url().await.unwrap();
+    assert!(at_stripe.path().starts_with(&format!("{base_path}/stripe/checkout/cs_")), "{at_stripe}");
     assert!(text(b).await.contains("Carte refusée"));
     click(b, "button[data-outcome=\"declined\"]").await;
     b.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("p.error")).await.unwrap();
     assert!(text(b).await.contains("Votre carte a été refusée"));
 
     // Stripe's webhook is held: back on the page, it confirms, never "paid" yet.
-    stripe_control(&local, "webhooks/mode", json!({"hold": true})).await;
+    stripe_control(local, "webhooks/mode", json!({"hold": true})).await;
     click(b, "button[data-outcome=\"succeeded\"]").await; // tap 2
     wait_for_state(b, "confirming").await;
     let url = b.current_url().await.unwrap();
-    assert!(url.path().starts_with("/patient/return/act_"), "{url}");
+    assert!(url.path().starts_with(&format!("{base_path}/patient/return/act_")), "{url}");
     let secret = link.rsplit_once('.').unwrap().1;
     assert!(!url.as_str().contains(secret), "the way back carries no secret: {url}");
     let confirming = text(b).await;
@@ -227,8 +246,8 @@ async fn a_patient_pays_on_a_phone_in_two_taps() {
     );
     assert_accessible(b, "confirming").await;
 
-    stripe_control(&local, "webhooks/mode", json!({})).await;
-    stripe_control(&local, "webhooks/flush", json!({})).await;
+    stripe_control(local, "webhooks/mode", json!({})).await;
+    stripe_control(local, "webhooks/flush", json!({})).await;
     wait_for_state(b, "paid").await; // the page refreshed itself
     assert!(text(b).await.contains("Payé le"));
     assert_accessible(b, "paid").await;
@@ -323,6 +342,13 @@ async fn tick(browser: &Browser, name: &str, invoices: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staff_watch_the_patient_pay_live_in_the_console() {
     console_story(&start()).await;
+}
+
+/// The console under a stage path: its page, script and every API call
+/// under `/prod`, as the API is on API Gateway's named stage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_watch_the_patient_pay_live_in_the_console_under_the_stage_path() {
+    console_story(&start_with(&[("VISITPAY_BASE_PATH", "/prod")])).await;
 }
 
 /// The same against moto: DynamoDB and SQS, the events from the table's stream.

@@ -26,6 +26,24 @@ impl Drop for Local {
     }
 }
 
+impl Local {
+    /// The path everything is served under (`VISITPAY_BASE_PATH`): `""` or `/prod`.
+    pub fn base_path(&self) -> String {
+        let after_scheme = self.base.split_once("://").map_or(self.base.as_str(), |(_, rest)| rest);
+        after_scheme.find('/').map_or(String::new(), |at| after_scheme[at..].to_owned())
+    }
+}
+
+/// Kills a child and every process of its process group (it was started with
+/// `process_group(0)`, so the group is its own): the browsers ChromeDriver
+/// started go with it.
+pub fn end_process_group(child: &mut Child) {
+    let group = format!("-{}", child.id());
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// The environment that puts `visitpay-local` on moto (started by
 /// `scripts/test`) with a table and queue of its own.
 pub fn moto_envs(prefix: &str) -> Vec<(&'static str, String)> {

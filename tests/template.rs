@@ -343,3 +343,116 @@ fn status_events_come_from_the_tables_stream_in_order_and_failures_are_kept() {
     assert_eq!(s(&source["DestinationConfig"]["OnFailure"]["Type"]), "SQS");
     assert_eq!(s(&f["Environment"]["Variables"]["VISITPAY_EVENT_BUS"]), "StatusEventBus");
 }
+
+fn edge_waf() -> Value {
+    let text = std::fs::read_to_string(root().join("infra/edge-waf.yaml")).unwrap();
+    serde_yaml::from_str(&text).unwrap()
+}
+
+/// The patient routes are behind an edge that limits each client: CloudFront
+/// with a CLOUDFRONT-scope WAF web ACL (from us-east-1, `infra/edge-waf.yaml`)
+/// whose rate rule is per IP, AWS's managed rule groups, nothing cached, the
+/// stage's path as the origin's, and the secret header the patient routes
+/// require (so API Gateway's own address is no way around it). The HTTP
+/// API's throttles stay behind it as the backstop.
+#[test]
+fn the_patient_routes_are_behind_an_edge_with_per_client_limits() {
+    let t = template();
+    let edge = &t["Resources"]["PatientEdge"]["Properties"]["DistributionConfig"];
+    assert_eq!(s(&edge["WebACLId"]), "PatientWebAclArn", "the ACL comes in as a parameter");
+    assert!(s(&t["Parameters"]["PatientWebAclArn"]["AllowedPattern"]).contains("wafv2:us-east-1"));
+    let origin = &edge["Origins"][0];
+    assert!(s(&origin["DomainName"]).contains("${HttpApi}.execute-api"), "the origin is the HTTP API");
+    assert_eq!(s(&origin["OriginPath"]), "/${Stage}");
+    assert_eq!(s(&origin["CustomOriginConfig"]["OriginProtocolPolicy"]), "https-only");
+    let header = &origin["OriginCustomHeaders"][0];
+    assert_eq!(s(&header["HeaderName"]), visitpay::http::request::EDGE_HEADER);
+    assert!(s(&header["HeaderValue"]).contains("resolve:secretsmanager:${EdgeOriginSecret}"));
+    let behaviour = &edge["DefaultCacheBehavior"];
+    assert_eq!(s(&behaviour["CachePolicyId"]), "4135ea2d-6df8-44a3-9df3-4b5a84be39ad", "CachingDisabled");
+    assert_eq!(
+        s(&behaviour["OriginRequestPolicyId"]),
+        "b689b0a8-53d0-40ab-baf2-68738e2966ac",
+        "AllViewerExceptHostHeader"
+    );
+    assert_eq!(s(&behaviour["ViewerProtocolPolicy"]), "redirect-to-https");
+    let association = &behaviour["FunctionAssociations"][0];
+    assert_eq!(s(&association["EventType"]), "viewer-request");
+    let mut function = Vec::new();
+    all_strings(&association["FunctionARN"], &mut function);
+    assert!(function.iter().any(|f| f.contains("PatientPathFunction")), "{function:?}");
+    // The functions behind the patient routes know the secret; no other does.
+    for (id, resource) in resources_of_type(&t, "AWS::Serverless::Function") {
+        let secret = &resource["Properties"]["Environment"]["Variables"]["VISITPAY_EDGE_SECRET"];
+        let patient = matches!(id, "ActionStatusFunction" | "CreateCheckoutFunction");
+        assert_eq!(!secret.is_null(), patient, "{id}");
+    }
+    // The backstop stays.
+    let routes = &t["Resources"]["HttpApi"]["Properties"]["RouteSettings"];
+    for route in ROUTES.iter().filter(|r| r.access == Access::Patient) {
+        assert!(!routes[route.key().as_str()]["ThrottlingRateLimit"].is_null(), "{}", route.key());
+    }
+
+    let waf = edge_waf();
+    let acl = &waf["Resources"]["PatientWebAcl"]["Properties"];
+    assert_eq!(s(&acl["Scope"]), "CLOUDFRONT");
+    let rules = acl["Rules"].as_sequence().unwrap();
+    let rate = rules.iter().find(|r| !r["Statement"]["RateBasedStatement"].is_null()).expect("a rate-based rule");
+    assert_eq!(s(&rate["Statement"]["RateBasedStatement"]["AggregateKeyType"]), "IP", "per client IP");
+    assert!(!rate["Action"]["Block"].is_null());
+    let managed: BTreeSet<String> = rules
+        .iter()
+        .filter_map(|r| r["Statement"]["ManagedRuleGroupStatement"]["Name"].as_str().map(str::to_owned))
+        .collect();
+    for group in [
+        "AWSManagedRulesAmazonIpReputationList",
+        "AWSManagedRulesKnownBadInputsRuleSet",
+        "AWSManagedRulesCommonRuleSet",
+    ] {
+        assert!(managed.contains(group), "{group}");
+    }
+}
+
+/// The CloudFront Function in front of the patient routes, run as CloudFront
+/// runs it (a `handler(event)` over the viewer request; cloudfront-js-2.0 is
+/// ECMAScript 5.1 with a few newer features, which Node.js runs the same):
+/// the patient routes with tokens shaped as visitpay makes them go through;
+/// anything else is answered 404 at the edge, before a function runs.
+#[test]
+fn the_edge_refuses_malformed_links_before_any_function_runs() {
+    let t = template();
+    let code = s(&t["Resources"]["PatientPathFunction"]["Properties"]["FunctionCode"]);
+    let action = "act_0123456789abcdef01234567";
+    let token = format!("{action}.{}", "A1b2-C3d4_".repeat(4) + "xyz");
+    assert_eq!(token.len() - action.len() - 1, 43);
+    let cases = [
+        ("GET", format!("/patient/actions/{token}"), true),
+        ("HEAD", format!("/patient/actions/{token}"), true),
+        ("GET", format!("/patient/actions/{token}/receipt"), true),
+        ("POST", format!("/patient/actions/{token}/checkout"), true),
+        ("GET", format!("/patient/return/{action}"), true),
+        ("GET", "/patient/actions/x.y".to_owned(), false),
+        ("GET", format!("/patient/actions/{token}x"), false),
+        ("GET", format!("/patient/actions/{action}"), false),
+        ("POST", format!("/patient/actions/{token}"), false),
+        ("GET", format!("/patient/actions/{token}/checkout"), false),
+        ("GET", "/actions/act_0123456789abcdef01234567".to_owned(), false),
+        ("GET", "/patient/return/act_x".to_owned(), false),
+        ("GET", format!("/patient/actions/{token}/../../clinics/c1/payment-settings"), false),
+    ];
+    let script = format!(
+        "{code}\nconst cases = {};\nconst out = cases.map(([method, uri]) => {{\n  const r = handler({{ request: {{ method, uri, headers: {{}}, querystring: {{}} }} }});\n  return r.statusCode === undefined ? 'pass' : String(r.statusCode);\n}});\nconsole.log(JSON.stringify(out));",
+        serde_json::to_string(&cases.iter().map(|(m, u, _)| (m, u)).collect::<Vec<_>>()).unwrap()
+    );
+    let out = std::process::Command::new("node")
+        .arg("-e")
+        .arg(&script)
+        .output()
+        .expect("node (Node.js) runs the edge function; scripts/test needs it for axe-core too");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let verdicts: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    for ((method, uri, pass), verdict) in cases.iter().zip(&verdicts) {
+        let expected = if *pass { "pass" } else { "404" };
+        assert_eq!(verdict, expected, "{method} {uri}");
+    }
+}

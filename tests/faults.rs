@@ -285,3 +285,54 @@ async fn a_poison_message_reaches_the_embedded_dead_letter_list() {
     );
     assert_eq!(queue.depth(), 0);
 }
+
+/// An answer far larger than anything Stripe sends (visitpay's biggest are
+/// lists of 100 objects) is refused before it is held in memory, and not
+/// asked for again.
+#[tokio::test]
+async fn an_answer_over_the_size_cap_is_refused() {
+    let stripe = stripe_emulator(None).await;
+    let huge: &'static str = Box::leak(format!("{{\"id\":\"{}\"}}", "x".repeat(3 * 1024 * 1024)).into_boxed_str());
+    let proxy = fault_proxy(&stripe.base, Fault::Refuse { status: 200, body: huge }, 10, |m, p, _| {
+        m == "GET" && p.contains("/checkout/sessions/")
+    })
+    .await;
+    let payments = through(&proxy, Duration::from_secs(5));
+    let account = visitpay::domain::StripeAccountId::parse(ACCOUNT).unwrap();
+    let answer = payments.retrieve_checkout(&account, "cs_test_1").await;
+    assert!(matches!(answer, Err(visitpay::ports::PaymentsError::Unexpected(_))), "{answer:?}");
+    assert_eq!(proxy.injected.load(Ordering::SeqCst), 1, "a refused answer is not asked for again");
+}
+
+/// A secret key goes to Stripe over https only; plain http is for an
+/// emulator, and only with a test key.
+#[test]
+fn a_live_key_never_goes_over_plain_http() {
+    for key in ["sk_live_1", "rk_live_1", "sk_unknown"] {
+        assert!(StripePayments::new(key, Some("http://127.0.0.1:9/")).is_err(), "{key}");
+        assert!(StripePayments::new(key, Some("https://api.stripe.example/")).is_ok(), "{key}");
+        assert!(StripePayments::new(key, None).is_ok(), "{key}: api.stripe.com is https");
+    }
+    for key in ["sk_test_1", "rk_test_1"] {
+        assert!(StripePayments::new(key, Some("http://127.0.0.1:9/")).is_ok(), "{key}");
+    }
+}
+
+/// Stripe slower than the request can wait: every call of the work in hand
+/// ends by the work's deadline (a Lambda invocation's, less a margin), not
+/// after three 8-second attempts each; the caller gets a 503 in time,
+/// rather than Lambda killing the function at its timeout.
+#[tokio::test]
+async fn stripe_calls_end_by_the_requests_deadline() {
+    let stripe = stripe_emulator(None).await;
+    let proxy = fault_proxy(&stripe.base, Fault::Delay(Duration::from_secs(20)), 100, |_, _, _| true).await;
+    let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
+    let (_, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
+    deps.payments = through(&proxy, Duration::from_secs(8));
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(2);
+    let opened = visitpay::ports::deadline::within(deadline, checkout::open(&deps, &token)).await;
+    let took = started.elapsed();
+    assert!(matches!(opened, Err(AppError::Payments(visitpay::ports::PaymentsError::Unavailable(_)))), "{opened:?}");
+    assert!(took < Duration::from_secs(4), "ended by the deadline, not after 3 x 8 s: {took:?}");
+}

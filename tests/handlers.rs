@@ -503,3 +503,33 @@ async fn the_stream_handler_publishes_each_visible_change_of_the_fixture() {
     assert_eq!(failed, [stream.records[0].change.sequence_number.clone()]);
     assert!(bus.accepted.lock().unwrap().is_empty(), "nothing after an unreadable record goes out before it");
 }
+
+/// Deployed, the patient routes sit behind the edge (CloudFront and its WAF
+/// web ACL), which adds `x-visitpay-edge` with the deployment's secret. A
+/// request without it came to API Gateway's own address, around the
+/// per-client limits: refused, 403 `edge_required`, before anything is read.
+/// Staff routes (JWT) are not behind the edge and are not affected.
+#[tokio::test]
+async fn patient_routes_answer_only_what_came_through_the_edge() {
+    let mut deps = seeded().await;
+    let (s, _, _) = send(&deps, &event("put-payment-settings")).await;
+    assert_eq!(s, StatusCode::OK);
+    send(&deps, &event("put-invoice")).await;
+    send(&deps, &event("select-invoices")).await;
+    let (s, b, _) = send(&deps, &event("assign-action")).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    deps.config.edge_secret = Some("edge-secret-of-this-deployment".into());
+
+    let (s, b, _) = send(&deps, &event("get-patient-action")).await;
+    assert_eq!((s, error_code(&b)), (StatusCode::FORBIDDEN, "edge_required"), "{b}");
+    let mut forged = event("get-patient-action");
+    forged["headers"]["x-visitpay-edge"] = json!("a-guess");
+    let (s, b, _) = send(&deps, &forged).await;
+    assert_eq!((s, error_code(&b)), (StatusCode::FORBIDDEN, "edge_required"), "{b}");
+    let mut through = event("get-patient-action");
+    through["headers"]["x-visitpay-edge"] = json!("edge-secret-of-this-deployment");
+    let (s, b, _) = send(&deps, &through).await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("assigned")), "{b}");
+    let (s, _, _) = send(&deps, &event("list-visit-actions")).await;
+    assert_eq!(s, StatusCode::OK, "staff routes are not behind the edge");
+}

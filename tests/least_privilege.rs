@@ -115,7 +115,7 @@ async fn build<D>(
 
 /// Receives what is queued (as Lambda's event source mapping would, outside
 /// the function's code) and hands it to the consumer; returns the batch failures.
-async fn consume<D: HasStore + HasClock + HasMetrics + visitpay::app::HasPayments>(
+async fn consume<D: HasStore + HasClock + visitpay::app::HasConfig + HasMetrics + visitpay::app::HasPayments>(
     consumer: &Under<D>,
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
@@ -206,6 +206,7 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
         webhook_secret: SecretSource::Ssm { parameter: secret_param.clone() },
         metrics_namespace: "visitpay/test".into(),
         event_bus: Some(bus_name.clone()),
+        edge_secret: None,
     };
 
     let mut settings_fn = build(

@@ -422,12 +422,17 @@ impl visitpay::ports::Payments for Refusing {
     ) -> Result<visitpay::ports::Refund, visitpay::ports::PaymentsError> {
         Err(refused())
     }
-    async fn list_open_checkouts(
+    async fn recover_checkout(
+        &self,
+        r: &visitpay::ports::CheckoutRequest,
+    ) -> Result<Option<visitpay::ports::CheckoutSession>, visitpay::ports::PaymentsError> {
+        self.0.recover_checkout(r).await
+    }
+    async fn retrieve_account(
         &self,
         a: &StripeAccountId,
-        since: visitpay::domain::Timestamp,
-    ) -> Result<Vec<visitpay::ports::CheckoutSession>, visitpay::ports::PaymentsError> {
-        self.0.list_open_checkouts(a, since).await
+    ) -> Result<visitpay::ports::ConnectedAccount, visitpay::ports::PaymentsError> {
+        self.0.retrieve_account(a).await
     }
     async fn list_refunds(
         &self,

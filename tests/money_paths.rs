@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use serde_json::json;
 use visitpay::adapters::embedded_queue::EmbeddedQueue;
+use visitpay::adapters::stripe::StripePayments;
 use visitpay::app::reconcile::{self, ReconcileConfig};
 use visitpay::app::{actions, checkout, AppError};
 use visitpay::domain::{ActionEvent, ActionStatus, Actor, DisputeStatus, DomainError, InvoiceStatus, RefundState};
 use visitpay::lambda::consumer::Outcome;
-use visitpay::ports::{Expect, MoneySignal, SessionStatus, Write};
+use visitpay::ports::{CheckoutRequest, Expect, MoneySignal, SessionStatus, Write};
 use visitpay_tests::*;
 
 fn statuses(states: std::collections::BTreeMap<String, InvoiceStatus>) -> Vec<InvoiceStatus> {
@@ -154,19 +155,123 @@ async fn a_session_is_expired_before_it_is_replaced(store: DynStore) {
     );
 }
 
-/// Once paid, no other session of the action stays payable: one created but
-/// never recorded (a click that crashed) is found in Stripe's list and expired.
+/// Once paid, no other session of the action stays payable: one created for
+/// a click whose answer never came back (Stripe made it, visitpay never
+/// learnt its id) is found again by its attempt's idempotency key and
+/// expired. Afterwards the action says its sessions are closed, and a repeat
+/// of the completion asks Stripe nothing.
 async fn a_paid_actions_other_sessions_are_expired(store: DynStore) {
     let stripe = stripe_emulator(None).await;
-    let (deps, _clock) = deps_for_payments(store, &stripe, None);
+    let (mut deps, clock) = deps_for_payments(store, &stripe, None);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
-    let orphan = session_at_stripe(&stripe, ACCOUNT, &action, 1000).await;
+    // Every answer to the first attempt is lost on the way back (three tries):
+    // Stripe made the session, the click failed, nothing recorded its id.
+    let proxy =
+        fault_proxy(&stripe.base, Fault::LoseResponse, 3, |m, p, _| m == "POST" && p == "/v1/checkout/sessions").await;
+    deps.payments = Arc::new(StripePayments::new(STRIPE_KEY, Some(&format!("{}/", proxy.base))).unwrap());
+    assert!(checkout::open(&deps, &token).await.is_err());
+    deps.payments = stripe.payments.clone();
+    let lost = stripe.emulator.requests().iter().filter(|r| r["path"] == "/v1/checkout/sessions").count();
+    assert_eq!(lost, 3, "sent three times under one key");
+    let unrecorded = action_of(&deps, "c1", &action.action_id).await;
+    assert_eq!(unrecorded.open_sessions.len(), 1);
+    assert_eq!(unrecorded.open_sessions[0].session_id, None, "recorded before Stripe answered, its id unknown");
+    let orphan = sessions_at_stripe(&stripe).await.into_iter().next().expect("Stripe made one");
+    // The patient comes back later: a new attempt, a new session.
+    clock.advance(120);
     let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    assert_ne!(session, orphan);
     stripe.pay(&session, "succeeded").await;
     deliver_all(&deps, &stripe).await;
-    assert_eq!(action_of(&deps, "c1", &action.action_id).await.status(), ActionStatus::Paid);
+    let paid = action_of(&deps, "c1", &action.action_id).await;
+    assert_eq!(paid.status(), ActionStatus::Paid);
     assert_eq!(stripe.session_status(&orphan).await, SessionStatus::Expired);
     assert_eq!(stripe.session_status(&session).await, SessionStatus::Complete);
+    assert!(paid.open_sessions.is_empty(), "the action knows its sessions are closed: {:?}", paid.open_sessions);
+    // A repeat of the completion: nothing to close, no Stripe call.
+    let completed = stripe.last_event("checkout.session.completed").await;
+    let before = stripe.emulator.requests().len();
+    assert_eq!(apply_stripe_event(&deps, &completed.to_string()).await.unwrap(), Outcome::Unchanged);
+    assert_eq!(stripe.emulator.requests().len(), before, "a duplicate completion asked Stripe nothing");
+}
+
+/// Every Checkout Session on the clinic's account, whoever made it.
+async fn sessions_at_stripe(stripe: &StripeFixture) -> Vec<String> {
+    let res = reqwest::Client::new()
+        .get(format!("{}/v1/checkout/sessions?limit=100", stripe.base))
+        .bearer_auth(STRIPE_KEY)
+        .header("Stripe-Account", ACCOUNT)
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    body["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect()
+}
+
+/// The clinic's account is busy with other software: 1,100 open Checkout
+/// Sessions that are not visitpay's. visitpay never lists them: cancel,
+/// expiry and the sweep after a payment close the action's own sessions by
+/// id, and leave every other one open.
+async fn other_softwares_open_sessions_change_nothing(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let queue = Arc::new(EmbeddedQueue::new(3, std::time::Duration::from_millis(10)));
+    let (deps, clock) = deps_for_payments(store, &stripe, Some(queue.clone()));
+    // Actions live an hour, their sessions a day: an action ends while its
+    // session is still open at Stripe, and must close it.
+    let mut short = settings_input(true, "cad");
+    (short.action_ttl_hours, short.checkout_ttl_minutes) = (1, 1440);
+    visitpay::app::settings::put(&deps, &support(), clinic("c1"), short).await.unwrap();
+    let (cancelled, cancelled_token) = assigned_action_on(&deps, "c1", "1").await;
+    let (paid, paid_token) = assigned_action_on(&deps, "c1", "2").await;
+    let (expiring, expiring_token) = assigned_action_on(&deps, "c1", "3").await;
+    let mut theirs = Vec::new();
+    for n in 0..1100 {
+        theirs.push(foreign_session(&stripe, n).await);
+    }
+    let first_cancelled = open_checkout(&deps, "c1", &cancelled.action_id, &cancelled_token).await;
+    actions::cancel(&deps, &staff("c1"), &clinic("c1"), &cancelled.action_id).await.unwrap();
+    assert_eq!(stripe.session_status(&first_cancelled).await, SessionStatus::Expired);
+    let paying = open_checkout(&deps, "c1", &paid.action_id, &paid_token).await;
+    stripe.pay(&paying, "succeeded").await;
+    deliver_all(&deps, &stripe).await;
+    assert_eq!(action_of(&deps, "c1", &paid.action_id).await.status(), ActionStatus::Paid);
+    let left = open_checkout(&deps, "c1", &expiring.action_id, &expiring_token).await;
+    clock.advance(3600 + 120);
+    assert_eq!(stripe.session_status(&left).await, SessionStatus::Open, "still open at Stripe when the action ends");
+    let config = ReconcileConfig { min_age: time::Duration::seconds(60), batch: 10 };
+    reconcile::run(&deps, config).await.unwrap();
+    drain(&deps, &queue).await;
+    assert_eq!(action_of(&deps, "c1", &expiring.action_id).await.status(), ActionStatus::Expired);
+    assert_eq!(stripe.session_status(&left).await, SessionStatus::Expired);
+    let listed = stripe
+        .emulator
+        .requests()
+        .iter()
+        .filter(|r| r["method"] == "GET" && r["path"] == "/v1/checkout/sessions")
+        .count();
+    assert_eq!(listed, 0, "visitpay never lists the account's sessions");
+    for other in [&theirs[0], &theirs[550], &theirs[1099]] {
+        assert_eq!(stripe.session_status(other).await, SessionStatus::Open, "another software's session is left alone");
+    }
+}
+
+/// A session another integration made on the clinic's account, with its own metadata.
+async fn foreign_session(stripe: &StripeFixture, n: usize) -> String {
+    use visitpay::ports::CheckoutLine;
+    let now = stripe.emulator.clock().now();
+    let request = CheckoutRequest {
+        account: visitpay::domain::StripeAccountId::parse(ACCOUNT).unwrap(),
+        idempotency_key: format!("other-software-{n}"),
+        currency: visitpay::domain::Currency::parse("cad").unwrap(),
+        lines: vec![CheckoutLine { name: "Membership".into(), amount: 2500 }],
+        client_reference_id: format!("order-{n}"),
+        metadata: vec![("order".to_owned(), n.to_string())],
+        locale: visitpay::domain::Locale::EnCa,
+        expires_at: time::OffsetDateTime::from_unix_timestamp(now + 23 * 3600).unwrap(),
+        success_url: "https://shop.example.test/done".into(),
+        cancel_url: "https://shop.example.test/back".into(),
+    };
+    stripe.payments.create_checkout(&request).await.unwrap().id
 }
 
 /// "Nothing is trusted that Stripe did not say": a session carrying the
@@ -185,18 +290,60 @@ async fn a_session_that_is_not_the_actions_pays_nothing(store: DynStore) {
     stripe.pay(&elsewhere, "succeeded").await;
     deliver_all(&deps, &stripe).await;
     let completed = elsewhere_event(&stripe, "acct_1Elsewhere").await;
-    assert_eq!(apply_stripe_event(&deps, &completed.to_string()).await.unwrap(), Outcome::Applied);
+    assert_eq!(apply_stripe_event(&deps, &completed.to_string()).await.unwrap(), Outcome::Stray);
 
     let after = action_of(&deps, "c1", &action.action_id).await;
     assert_eq!(after.status(), ActionStatus::Assigned, "neither is the action's payment");
     assert_eq!(statuses(invoice_states(&deps, "c1", "p1").await), vec![InvoiceStatus::Pending]);
+    // The cent on the clinic's own account is kept on the action, flagged.
     let late: Vec<(Option<i64>, bool)> =
         after.late_payments.iter().map(|p| (p.amount, p.reason.contains("not this action's payment"))).collect();
-    assert_eq!(late, vec![(Some(50), true), (Some(4500), true)]);
-    assert!(after.late_payments[1].reason.contains("acct_1Elsewhere"));
+    assert_eq!(late, vec![(Some(50), true)]);
     assert!(after.refund_needed());
-    let needed = metrics.signals().iter().filter(|(s, _)| *s == MoneySignal::RefundNeeded).count();
-    assert_eq!(needed, 2);
+    // The payment on another account is not the clinic's money: never on the
+    // action, recorded apart with its account, amount and session.
+    let stray = deps.store.find_stray_payment(&elsewhere).await.unwrap().expect("recorded apart");
+    assert_eq!(
+        (stray.account.as_deref(), stray.amount, &stray.action_id),
+        (Some("acct_1Elsewhere"), Some(4500), &action.action_id)
+    );
+    let signals = metrics.signals();
+    assert_eq!(signals.iter().filter(|(s, _)| *s == MoneySignal::RefundNeeded).count(), 1);
+    assert_eq!(signals.iter().filter(|(s, _)| *s == MoneySignal::StrayPayment).count(), 1);
+}
+
+/// However many payments name an action, its item stays bounded: past
+/// `MAX_LATE_PAYMENTS` they are recorded apart, each with an alarm, and the
+/// action's own payment still lands.
+async fn late_payments_on_an_action_are_bounded(store: DynStore) {
+    use visitpay::domain::action::MAX_LATE_PAYMENTS;
+    let stripe = stripe_emulator(None).await;
+    let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
+    let metrics = visitpay_tests::kit::record_metrics(&mut deps);
+    let (action, token) = assigned_action(&deps, "c1", &[("1", 4500, "")]).await;
+    let mut cheap = Vec::new();
+    for _ in 0..MAX_LATE_PAYMENTS + 3 {
+        let session = session_at_stripe(&stripe, ACCOUNT, &action, 50).await;
+        stripe.pay(&session, "succeeded").await;
+        cheap.push(session);
+    }
+    deliver_all(&deps, &stripe).await;
+    let after = action_of(&deps, "c1", &action.action_id).await;
+    assert_eq!(after.late_payments.len(), MAX_LATE_PAYMENTS);
+    let apart = [&cheap[MAX_LATE_PAYMENTS], &cheap[MAX_LATE_PAYMENTS + 1], &cheap[MAX_LATE_PAYMENTS + 2]];
+    let mut recorded_apart = 0;
+    for session in cheap.iter() {
+        if deps.store.find_stray_payment(session).await.unwrap().is_some() {
+            recorded_apart += 1;
+        }
+    }
+    assert_eq!(recorded_apart, 3, "{apart:?}");
+    assert_eq!(metrics.signals().iter().filter(|(s, _)| *s == MoneySignal::StrayPayment).count(), 3);
+    // The real payment still lands.
+    let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    stripe.pay(&session, "succeeded").await;
+    deliver_all(&deps, &stripe).await;
+    assert_eq!(action_of(&deps, "c1", &action.action_id).await.status(), ActionStatus::Paid);
 }
 
 async fn elsewhere_event(stripe: &StripeFixture, account: &str) -> serde_json::Value {
@@ -555,12 +702,51 @@ async fn the_payment_method_is_learned_in_any_order(store: DynStore) {
     assert_eq!(action_of(&deps, "c1", &action.action_id).await.version, paid.version);
 }
 
+/// The clinic's other software charges and refunds on the same Stripe
+/// account; Stripe sends visitpay those events too (a Connect endpoint gets
+/// every event of the account). A charge of visitpay's carries its
+/// PaymentIntent's metadata (Stripe copies it onto the charge); these carry
+/// none: each is acknowledged and ignored: no Stripe call, nothing kept, no alarm.
+async fn other_softwares_charges_and_refunds_are_ignored(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
+    let metrics = visitpay_tests::kit::record_metrics(&mut deps);
+    enable_clinic(&deps, "c1").await;
+    let pi = "pi_3OtherSoftware0001";
+    let charge = json!({"id": "ch_3OtherSoftware0001", "object": "charge", "payment_intent": pi, "amount": 2500,
+        "metadata": {"order": "42"},
+        "payment_method_details": {"type": "card", "card": {"brand": "visa", "last4": "4242"}}});
+    let refund = json!({"id": "re_3OtherSoftware0001", "object": "refund", "amount": 2500, "status": "succeeded",
+        "charge": "ch_3OtherSoftware0001", "payment_intent": pi, "metadata": {}});
+    let before = stripe.emulator.requests().len();
+    for (n, (event_type, object)) in [
+        ("charge.succeeded", &charge),
+        ("charge.refunded", &charge),
+        ("refund.created", &refund),
+        ("charge.refund.updated", &refund),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let event = json!({"id": format!("evt_other_{n}"), "object": "event", "type": event_type, "account": ACCOUNT,
+            "livemode": false, "data": {"object": object}});
+        let outcome = apply_stripe_event(&deps, &event.to_string()).await.unwrap();
+        assert!(matches!(outcome, Outcome::Ignored(_)), "{event_type}: {outcome:?}");
+    }
+    assert_eq!(stripe.emulator.requests().len(), before, "no Stripe call (charge.refunded was once looked up)");
+    assert!(deps.store.find_payment(pi).await.unwrap().is_none(), "nothing parked");
+    assert!(metrics.signals().is_empty(), "no alarm");
+}
+
 on_both_stores!(
+    other_softwares_charges_and_refunds_are_ignored,
     a_cancel_closes_the_session_opened_while_it_cancels,
     an_expiry_waits_for_a_session_opened_after_reconcile_closed_them,
     a_session_is_expired_before_it_is_replaced,
     a_paid_actions_other_sessions_are_expired,
     a_session_that_is_not_the_actions_pays_nothing,
+    late_payments_on_an_action_are_bounded,
+    other_softwares_open_sessions_change_nothing,
     a_late_payment_is_flagged_until_all_of_it_is_refunded,
     a_refund_that_fails_puts_the_action_and_its_invoices_back,
     a_dispute_is_followed_to_its_outcome,

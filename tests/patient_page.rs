@@ -333,3 +333,191 @@ async fn only_the_clinics_emr_may_frame_the_page() {
     let cookie = header(&answer, "set-cookie");
     assert!(cookie.starts_with(&format!("visitpay_link={token};")) && cookie.contains("SameSite=Lax"), "{cookie}");
 }
+
+/// An action assigned in visit v1 for these invoices (imported as given),
+/// once support set `settings`; the action and its link token.
+async fn assigned_with(
+    deps: &TestDeps,
+    settings: visitpay::domain::SettingsInput,
+    invoices: Vec<(&str, visitpay::domain::invoice::InvoiceInput)>,
+) -> (visitpay::domain::Action, String) {
+    visitpay::app::settings::put(deps, &support(), clinic("c1"), settings).await.unwrap();
+    let names: Vec<&str> = invoices.iter().map(|(id, _)| *id).collect();
+    for (id, input) in invoices {
+        visitpay::app::invoices::import(deps, &clinic("c1"), &patient("p1"), &ids(&[id])[0], input).await.unwrap();
+    }
+    visitpay::app::invoices::select(deps, &clinic("c1"), &patient("p1"), &ids(&names)).await.unwrap();
+    let request = visitpay::app::actions::AssignRequest {
+        patient_id: patient("p1"),
+        invoice_ids: ids(&names),
+        locale: visitpay::domain::Locale::FrCa,
+    };
+    match visitpay::app::actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None).await.unwrap()
+    {
+        visitpay::app::actions::Assigned::Created { action, patient_url } => {
+            (action, patient_url.rsplit('/').next().unwrap().to_owned())
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn pay_through_stripe(deps: &TestDeps, stripe: &StripeFixture, action: &visitpay::domain::Action, token: &str) {
+    let session = open_checkout(deps, "c1", &action.action_id, token).await;
+    stripe.pay(&session, "succeeded").await;
+    deliver_all(deps, stripe).await;
+}
+
+/// The Pay link ends with the action, but a paid action's receipt does not:
+/// patients claim from their insurer months later. Through the link, the
+/// page (the payment and the receipt, no Pay button) and the receipt stay
+/// for the clinic's `receipt_days`; staff reach the receipt always. An
+/// action never paid is gone with its lifetime.
+async fn a_paid_receipt_outlasts_the_link(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let (deps, clock) = deps_for_payments(store, &stripe, None);
+    let mut settings = settings_input(true, "cad");
+    (settings.action_ttl_hours, settings.receipt_days) = (1, 30);
+    let (action, token) = assigned_with(&deps, settings, vec![("1", invoice_input(4500, "cad"))]).await;
+    pay_through_stripe(&deps, &stripe, &action, &token).await;
+    let (unpaid, unpaid_token) = assigned_action_like(&deps, "2").await;
+
+    clock.advance(2 * 3600);
+    let page = browse(&deps, &format!("/patient/actions/{token}"), None).await;
+    assert_eq!(page.status(), 200, "the link of a paid action still opens, past the action's lifetime");
+    let page = text(&page);
+    assert_eq!(state_of(&page), "paid");
+    assert!(page.contains(&format!("href=\"{token}/receipt?lang=fr\"")) && !page.contains("<form"), "{page}");
+    assert_eq!(get(&deps, &format!("/patient/actions/{token}/receipt"), None).await.status(), 200);
+    let (status, body) = status_and_json(&get(&deps, &format!("/patient/actions/{token}"), None).await);
+    assert_eq!((status, body["status"].as_str()), (200, Some("paid")));
+    let pay = visitpay::app::checkout::open(&deps, &token).await;
+    assert!(matches!(pay, Err(visitpay::app::AppError::NotFound(_))), "the Pay link ended: {pay:?}");
+    let (status, _) = status_and_json(&get(&deps, &format!("/patient/actions/{unpaid_token}"), None).await);
+    assert_eq!(status, 404, "an action never paid is gone with its lifetime ({})", unpaid.action_id);
+
+    // Past the clinic's receipt period the link reaches nothing; staff still do.
+    clock.advance(30 * 24 * 3600);
+    let (status, body) = status_and_json(&get(&deps, &format!("/patient/actions/{token}/receipt"), None).await);
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("link_not_found")));
+    assert_eq!(browse(&deps, &format!("/patient/actions/{token}"), None).await.status(), 404);
+    let staff = claims("staff-1", "c1", "staff");
+    assert_eq!(get(&deps, &format!("/actions/{}/receipt", action.action_id), Some(&staff)).await.status(), 200);
+}
+
+/// A second action of the same clinic and patient, on invoice `id`.
+async fn assigned_action_like(deps: &TestDeps, id: &str) -> (visitpay::domain::Action, String) {
+    visitpay::app::invoices::import(deps, &clinic("c1"), &patient("p1"), &ids(&[id])[0], invoice_input(1000, "cad"))
+        .await
+        .unwrap();
+    visitpay::app::invoices::select(deps, &clinic("c1"), &patient("p1"), &ids(&[id])).await.unwrap();
+    let request = visitpay::app::actions::AssignRequest {
+        patient_id: patient("p1"),
+        invoice_ids: ids(&[id]),
+        locale: visitpay::domain::Locale::FrCa,
+    };
+    match visitpay::app::actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v2"), request, None).await.unwrap()
+    {
+        visitpay::app::actions::Assigned::Created { action, patient_url } => {
+            (action, patient_url.rsplit('/').next().unwrap().to_owned())
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// What a receipt shows of each invoice is what was paid for: after a full
+/// refund reopens the invoice and the clinic imports it again (another
+/// service, provider and date), the issued receipt still says what it said;
+/// and the clinic's later settings (its issuer block) do not rewrite it.
+async fn an_issued_receipt_never_changes(store: DynStore) {
+    use visitpay::domain::{ReceiptDetails, ReceiptIssuer};
+    let stripe = stripe_emulator(None).await;
+    let (deps, _clock) = deps_for_payments(store, &stripe, None);
+    let mut settings = settings_input(true, "cad");
+    settings.receipt_issuer =
+        ReceiptIssuer { legal_name: Some("Clinique Santé Nord inc.".into()), ..Default::default() };
+    let mut invoice = invoice_input(4500, "cad");
+    invoice.service_date = "2027-01-10".into();
+    invoice.receipt = ReceiptDetails {
+        service: Some("Psychothérapie individuelle".into()),
+        provider_name: Some("Dre Julie Tremblay".into()),
+        profession: Some("psychologue".into()),
+        registration_number: Some("12345-67".into()),
+        patient_name: Some("Marc Gagnon".into()),
+    };
+    let (action, token) = assigned_with(&deps, settings.clone(), vec![("1", invoice)]).await;
+    pay_through_stripe(&deps, &stripe, &action, &token).await;
+    let receipt_path = format!("/patient/actions/{token}/receipt");
+    let issued = text(&get(&deps, &receipt_path, None).await);
+
+    visitpay::app::actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, None).await.unwrap();
+    deliver_all(&deps, &stripe).await;
+    let mut again = invoice_input(4500, "cad");
+    again.service_date = "2027-02-02".into();
+    again.receipt = ReceiptDetails {
+        service: Some("Évaluation neuropsychologique".into()),
+        provider_name: Some("Dr Paul Roy".into()),
+        profession: Some("neuropsychologue".into()),
+        registration_number: Some("99999-00".into()),
+        patient_name: Some("Marc Gagnon".into()),
+    };
+    visitpay::app::invoices::import(&deps, &clinic("c1"), &patient("p1"), &ids(&["1"])[0], again).await.unwrap();
+    settings.receipt_issuer.legal_name = Some("Autre clinique inc.".into());
+    visitpay::app::settings::put(&deps, &support(), clinic("c1"), settings).await.unwrap();
+
+    let now = text(&get(&deps, &receipt_path, None).await);
+    for kept in
+        ["Psychothérapie individuelle", "Dre Julie Tremblay", "12345-67", "2027-01-10", "Clinique Santé Nord inc."]
+    {
+        assert!(now.contains(kept), "the receipt lost {kept:?}: {now}");
+    }
+    for never in ["Évaluation neuropsychologique", "Dr Paul Roy", "2027-02-02", "Autre clinique inc."] {
+        assert!(!now.contains(never), "the receipt changed to {never:?}");
+    }
+    // Only what happened to the money since is added: the refund.
+    assert!(!issued.contains("Remboursement") && now.contains("Remboursement"));
+}
+
+/// Every date a patient or an insurer reads is a day in the clinic's zone:
+/// a payment at 21:00 in Vancouver is dated that day, not the next (UTC).
+async fn dates_are_days_in_the_clinics_time_zone(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let (deps, clock) = deps_for_payments(store, &stripe, None);
+    // 2027-01-16 05:00 UTC: 21:00 on the 15th in Vancouver, midnight on the 16th in Toronto.
+    let evening = time::macros::datetime!(2027-01-16 05:00 UTC).unix_timestamp();
+    clock.advance(evening - stripe.emulator.clock().now());
+    let mut settings = settings_input(true, "cad");
+    settings.time_zone = Some("America/Vancouver".into());
+    let (action, token) = assigned_with(&deps, settings, vec![("1", invoice_input(4500, "cad"))]).await;
+    pay_through_stripe(&deps, &stripe, &action, &token).await;
+    let page = text(&browse(&deps, &format!("/patient/actions/{token}"), None).await).replace(NBSP, " ");
+    assert!(page.contains("Payé le 15 janvier 2027"), "{page}");
+    let receipt = text(&get(&deps, &format!("/patient/actions/{token}/receipt?lang=en"), None).await);
+    assert!(receipt.replace(NBSP, " ").contains("January 15, 2027"), "{receipt}");
+    let pdf = get(&deps, &format!("/patient/actions/{token}/receipt?format=pdf"), None).await;
+    let lambda_http::Body::Binary(bytes) = pdf.body() else { panic!("a PDF body") };
+    assert!(pdf_text(bytes).contains("15 janvier 2027"));
+    // The clinic's default zone (Toronto) would say the 16th.
+    let toronto = visitpay::domain::ClinicTimeZone::default();
+    assert_eq!(toronto.date_of(action.created_at).day(), 16);
+}
+
+/// A clinic that serves Stripe Checkout on its own domain: the Pay form's
+/// answer redirects there, and the page's CSP lets the form go there.
+async fn the_pay_form_may_go_to_the_clinics_checkout_domain(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let (deps, _clock) = deps_for_payments(store, &stripe, None);
+    let mut settings = settings_input(true, "cad");
+    settings.checkout_domain = Some("pay.clinique-nord.example".into());
+    let (_action, token) = assigned_with(&deps, settings, vec![("1", invoice_input(4500, "cad"))]).await;
+    let page = browse(&deps, &format!("/patient/actions/{token}"), None).await;
+    let csp = header(&page, "content-security-policy");
+    assert!(csp.contains("form-action 'self' https://pay.clinique-nord.example;"), "{csp}");
+    assert!(!csp.contains("checkout.stripe.com"), "{csp}");
+}
+
+on_both_stores!(
+    a_paid_receipt_outlasts_the_link,
+    an_issued_receipt_never_changes,
+    dates_are_days_in_the_clinics_time_zone,
+    the_pay_form_may_go_to_the_clinics_checkout_domain,
+);

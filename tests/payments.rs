@@ -373,19 +373,25 @@ async fn stripes_fixture_session_is_applied() {
     assert_eq!(paid.history.last().unwrap().actor, format!("stripe:{}", event["id"].as_str().unwrap()));
 
     // The same session completed on another connected account is not this
-    // action's payment: kept on it and flagged, and nothing else changes.
+    // action's payment, nor this clinic's money: recorded apart (with its
+    // account, amount and session) and alarmed on; the action is untouched.
     event["account"] = json!("acct_1SomeoneElse");
     event["id"] = json!("evt_other_account");
     session["id"] = json!("cs_test_other_account");
     event["data"] = json!({ "object": session });
-    assert_eq!(apply_stripe_event(&deps, &event.to_string()).await.unwrap(), Outcome::Applied);
-    let flagged = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
-    assert_eq!((flagged.status(), flagged.refund_needed()), (ActionStatus::Paid, true));
-    assert!(flagged.late_payments[0].reason.contains("acct_1SomeoneElse"), "{:?}", flagged.late_payments);
+    assert_eq!(apply_stripe_event(&deps, &event.to_string()).await.unwrap(), Outcome::Stray);
+    assert_eq!(actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap(), paid);
+    let stray = deps.store.find_stray_payment("cs_test_other_account").await.unwrap().unwrap();
+    assert_eq!(
+        (stray.account.as_deref(), stray.amount, &stray.action_id, stray.reason.contains("acct_1SomeoneElse")),
+        (Some("acct_1SomeoneElse"), Some(1000), &action.action_id, true)
+    );
+    assert_eq!(apply_stripe_event(&deps, &event.to_string()).await.unwrap(), Outcome::Unchanged, "recorded once");
     // An expiry from that account is not about this action at all.
     event["type"] = json!("checkout.session.expired");
     event["id"] = json!("evt_other_account_expired");
-    assert!(apply_stripe_event(&deps, &event.to_string()).await.is_err());
+    assert!(matches!(apply_stripe_event(&deps, &event.to_string()).await.unwrap(), Outcome::Ignored(_)));
+    assert_eq!(actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap(), paid);
 }
 
 /// The verifier agrees with Stripe's official library (signatures made by

@@ -30,7 +30,7 @@ fn action(c: &str, v: &str, id: &str, created: i64) -> Action {
             lines: ids(&["1", "2"])
                 .into_iter()
                 .zip([4000, 2000])
-                .map(|(invoice_id, amount)| visitpay::domain::ActionLine { invoice_id, amount })
+                .map(|(invoice_id, amount)| visitpay::domain::ActionLine::new(invoice_id, amount))
                 .collect(),
             total: Money::new(6000, Currency::parse("cad").unwrap()).unwrap(),
             token_hash: format!("hash-{id}"),
@@ -38,6 +38,8 @@ fn action(c: &str, v: &str, id: &str, created: i64) -> Action {
             stripe_account_id: StripeAccountId::parse("acct_1Test").unwrap(),
             checkout_ttl_minutes: 60,
             line_item_text: LineItemText::Generic,
+            receipt_issuer: Default::default(),
+            time_zone: Default::default(),
         },
         at(created),
         &Actor::Staff(UserId::parse("u1").unwrap()),

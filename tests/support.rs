@@ -41,6 +41,9 @@ pub fn settings_input(enabled: bool, currency: &str) -> SettingsInput {
         line_item_text: LineItemText::Generic,
         receipt_issuer: Default::default(),
         embed_origins: Vec::new(),
+        time_zone: None,
+        receipt_days: visitpay::domain::settings::DEFAULT_RECEIPT_DAYS,
+        checkout_domain: None,
     }
 }
 
@@ -98,7 +101,9 @@ macro_rules! on_both_stores {
 pub type DynStore = Arc<dyn Store>;
 
 use visitpay::domain::StripeAccountId;
-use visitpay::ports::{CheckoutRequest, CheckoutSession, Payments, PaymentsError, Refund, RefundRequest};
+use visitpay::ports::{
+    CheckoutRequest, CheckoutSession, ConnectedAccount, Payments, PaymentsError, Refund, RefundRequest,
+};
 
 /// The project's Stripe emulator on a free loopback port, and a real Stripe
 /// client (async-stripe) pointed at it.
@@ -407,12 +412,11 @@ impl Payments for RacingExpire {
     async fn refund(&self, r: &RefundRequest) -> Result<Refund, PaymentsError> {
         self.0.refund(r).await
     }
-    async fn list_open_checkouts(
-        &self,
-        a: &StripeAccountId,
-        since: visitpay::domain::Timestamp,
-    ) -> Result<Vec<CheckoutSession>, PaymentsError> {
-        self.0.list_open_checkouts(a, since).await
+    async fn recover_checkout(&self, r: &CheckoutRequest) -> Result<Option<CheckoutSession>, PaymentsError> {
+        self.0.recover_checkout(r).await
+    }
+    async fn retrieve_account(&self, a: &StripeAccountId) -> Result<ConnectedAccount, PaymentsError> {
+        self.0.retrieve_account(a).await
     }
     async fn list_refunds(&self, a: &StripeAccountId, pi: &str) -> Result<Vec<Refund>, PaymentsError> {
         self.0.list_refunds(a, pi).await
@@ -511,12 +515,11 @@ impl Payments for MeanwhileAfterExpire {
     async fn refund(&self, r: &RefundRequest) -> Result<Refund, PaymentsError> {
         self.inner.refund(r).await
     }
-    async fn list_open_checkouts(
-        &self,
-        a: &StripeAccountId,
-        since: visitpay::domain::Timestamp,
-    ) -> Result<Vec<CheckoutSession>, PaymentsError> {
-        self.inner.list_open_checkouts(a, since).await
+    async fn recover_checkout(&self, r: &CheckoutRequest) -> Result<Option<CheckoutSession>, PaymentsError> {
+        self.inner.recover_checkout(r).await
+    }
+    async fn retrieve_account(&self, a: &StripeAccountId) -> Result<ConnectedAccount, PaymentsError> {
+        self.inner.retrieve_account(a).await
     }
     async fn list_refunds(&self, a: &StripeAccountId, pi: &str) -> Result<Vec<Refund>, PaymentsError> {
         self.inner.list_refunds(a, pi).await

@@ -54,7 +54,7 @@ async fn staff_flow_end_to_end(store: DynStore) {
     assert!(token.len() >= 22, "at least 128 bits of base64url");
     assert_eq!(action.token_hash, hash_token(token), "only the hash is stored");
     assert!(!serde_json::to_string(&action).unwrap().contains(token));
-    assert_eq!(actions::for_patient(&deps, token).await.unwrap().action_id, action.action_id);
+    assert_eq!(actions::for_patient(&deps, token, actions::Reach::Pay).await.unwrap().action_id, action.action_id);
 
     let s = invoice_states(&deps, "c1", "p1").await;
     assert_eq!(
@@ -275,7 +275,40 @@ async fn twenty_concurrent_assigns_never_share_an_invoice(store: DynStore) {
     assert_eq!(total, 1000 * holder.len() as i64, "every amount is the sum of its own invoices");
 }
 
+/// Where a clinic's money goes is its Stripe account. Support may point it
+/// at another only if Stripe knows that account (it is connected to the
+/// platform); the change raises the alarm's metric, and an account Stripe
+/// does not know is refused with a clear code, changing nothing.
+async fn changing_the_stripe_account_is_checked_and_leaves_a_trace(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
+    let metrics = visitpay_tests::kit::record_metrics(&mut deps);
+    let first = settings::put(&deps, &support(), clinic("c1"), settings_input(true, "cad")).await.unwrap();
+    assert_eq!(first.stripe_account_id.as_ref().map(|a| a.as_str()), Some(ACCOUNT));
+    assert!(metrics.signals().is_empty(), "a clinic's first account is no change of where its money goes");
+
+    let mut unknown = settings_input(true, "cad");
+    unknown.stripe_account_id = Some("acct_1NotConnected".into());
+    let refused = settings::put(&deps, &support(), clinic("c1"), unknown).await.unwrap_err();
+    assert_eq!(code(refused), "stripe_account_unknown");
+    let kept = settings::get(&deps, &clinic("c1")).await.unwrap();
+    assert_eq!(kept, first, "nothing changed");
+    assert!(metrics.signals().is_empty());
+
+    stripe.emulator.connect_account("acct_1Second");
+    let mut second = settings_input(true, "cad");
+    second.stripe_account_id = Some("acct_1Second".into());
+    let moved = settings::put(&deps, &support(), clinic("c1"), second.clone()).await.unwrap();
+    assert_eq!(moved.stripe_account_id.as_ref().map(|a| a.as_str()), Some("acct_1Second"));
+    assert_eq!(metrics.signals(), vec![(visitpay::ports::MoneySignal::AccountChanged, None)]);
+    // The same account again is no change: no Stripe call, no signal.
+    let calls = stripe.emulator.requests().len();
+    settings::put(&deps, &support(), clinic("c1"), second).await.unwrap();
+    assert_eq!((stripe.emulator.requests().len(), metrics.signals().len()), (calls, 1));
+}
+
 on_both_stores!(
+    changing_the_stripe_account_is_checked_and_leaves_a_trace,
     staff_flow_end_to_end,
     select_refusals_change_nothing,
     assign_refusals_change_nothing,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use visitpay::adapters::system::{RandomIds, SystemClock};
 use visitpay::app::actions::{self, AssignRequest, Assigned};
-use visitpay::app::{invoices, settings, AppConfig, Caller, Deps, Queue, Role, Stripe};
+use visitpay::app::{invoices, settings, AppConfig, Caller, Deps, PatientLinks, Queue, Role, Stripe};
 use visitpay::domain::{
     ActionId, ClinicId, InvoiceId, Label, LineItemText, Locale, PatientId, SettingsInput, UserId, VisitId,
 };
@@ -127,8 +127,11 @@ pub async fn stripe_emulator() -> Result<String, BoxError> {
 pub type BenchDeps = Deps<Stripe, Queue>;
 
 pub fn deps(store: Arc<dyn Store>, payments: Stripe, queue: Queue) -> BenchDeps {
-    let config =
-        AppConfig { patient_link_base: PATIENT_LINK_BASE.into(), webhook_secrets: vec![WEBHOOK_SECRET.into()] };
+    let config = AppConfig {
+        patient_links: PatientLinks::parse(PATIENT_LINK_BASE).expect("a valid base"),
+        webhook_secrets: vec![WEBHOOK_SECRET.into()],
+        edge_secret: None,
+    };
     let metrics = Arc::new(visitpay_tests::kit::RecordedMetrics::default());
     Deps::new(store, Arc::new(SystemClock), Arc::new(RandomIds), metrics, config)
         .with_payments(payments)
@@ -165,6 +168,9 @@ pub async fn seed_clinic(deps: &BenchDeps) -> Result<(), BoxError> {
         line_item_text: LineItemText::Generic,
         receipt_issuer: Default::default(),
         embed_origins: Vec::new(),
+        time_zone: None,
+        receipt_days: visitpay::domain::settings::DEFAULT_RECEIPT_DAYS,
+        checkout_domain: None,
     };
     settings::put(deps, &support, clinic(), input).await?;
     Ok(())

@@ -32,9 +32,11 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// The patient link prefix: `VISITPAY_PATIENT_LINK_BASE`, else `default`.
-pub fn patient_link_base(default: &str) -> String {
-    std::env::var("VISITPAY_PATIENT_LINK_BASE").unwrap_or_else(|_| default.to_owned()).trim_end_matches('/').to_owned()
+/// The patient links from `VISITPAY_PATIENT_LINK_BASE`, else `default`;
+/// a base that is not `http(s)://host[/base path]/patient/actions` stops the start.
+pub fn patient_links(default: &str) -> Result<crate::app::PatientLinks, ConfigError> {
+    let base = std::env::var("VISITPAY_PATIENT_LINK_BASE").unwrap_or_else(|_| default.to_owned());
+    crate::app::PatientLinks::parse(&base).map_err(ConfigError::Invalid)
 }
 
 /// Webhook signing secrets: `STRIPE_WEBHOOK_SECRET`, comma-separated during
@@ -138,6 +140,8 @@ pub struct LambdaSettings {
     pub metrics_namespace: String,
     /// `VISITPAY_EVENT_BUS`: the EventBridge bus status events go to.
     pub event_bus: Option<String>,
+    /// `VISITPAY_EDGE_SECRET`: what the edge sends in `x-visitpay-edge`.
+    pub edge_secret: Option<SecretString>,
 }
 
 fn optional(name: &str) -> Option<String> {
@@ -164,6 +168,7 @@ impl LambdaSettings {
             webhook_secret: secret_source("STRIPE_WEBHOOK_SECRET", "STRIPE_WEBHOOK_SECRET_PARAM"),
             metrics_namespace: optional("VISITPAY_METRICS_NAMESPACE").unwrap_or_else(|| "visitpay".into()),
             event_bus: optional("VISITPAY_EVENT_BUS"),
+            edge_secret: optional("VISITPAY_EDGE_SECRET").map(SecretString::from),
         }
     }
 }
@@ -198,14 +203,16 @@ async fn secret(
 /// system clock and randomness, metrics as embedded-metric log lines.
 fn base(sdk: &aws_config::SdkConfig, settings: &LambdaSettings) -> Result<Deps, ConfigError> {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.table.clone());
-    let patient_link_base =
-        settings.patient_link_base.clone().ok_or(ConfigError::Missing("VISITPAY_PATIENT_LINK_BASE"))?;
+    let patient_links = crate::app::PatientLinks::parse(
+        settings.patient_link_base.as_deref().ok_or(ConfigError::Missing("VISITPAY_PATIENT_LINK_BASE"))?,
+    )
+    .map_err(ConfigError::Invalid)?;
     Ok(Deps::new(
         Arc::new(store),
         Arc::new(SystemClock),
         Arc::new(RandomIds),
         Arc::new(EmfMetrics::new(settings.metrics_namespace.clone(), Sink::Stdout)),
-        AppConfig { patient_link_base, webhook_secrets: Vec::new() },
+        AppConfig { edge_secret: settings.edge_secret.clone(), ..AppConfig::new(patient_links) },
     ))
 }
 
@@ -233,8 +240,9 @@ pub mod wiring {
     use crate::app::{Deps, Queue, Stripe};
     use aws_config::SdkConfig;
 
-    pub async fn clinic_settings(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
-        base(sdk, s)
+    /// Stripe, to check an account support names before payments go to it.
+    pub async fn clinic_settings(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps<Stripe>, ConfigError> {
+        Ok(base(sdk, s)?.with_payments(payments(sdk, s).await?))
     }
     pub async fn select_invoices(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
         base(sdk, s)

@@ -9,12 +9,12 @@ use visitpay::adapters::dynamodb::DynamoStore;
 use visitpay::adapters::embedded::EmbeddedStore;
 use visitpay::adapters::embedded_queue::EmbeddedQueue;
 use visitpay::adapters::tables;
-use visitpay::app::{AppConfig, Deps, Queue, Stripe};
+use visitpay::app::{AppConfig, Deps, PatientLinks, Queue, Stripe};
 use visitpay::domain::StripeAccountId;
 use visitpay::domain::{ActionId, Timestamp};
 use visitpay::ports::{
-    CheckoutRequest, CheckoutSession, Clock, Ids, Metrics, MoneySignal, Payments, PaymentsError, Refund, RefundRequest,
-    Store,
+    CheckoutRequest, CheckoutSession, Clock, ConnectedAccount, Ids, Metrics, MoneySignal, Payments, PaymentsError,
+    Refund, RefundRequest, Store,
 };
 
 /// A clock that only moves when told to (forward). It can be the Stripe
@@ -126,9 +126,15 @@ impl Metrics for RecordedMetrics {
     }
 }
 
-/// A Stripe no test reaches: any call is answered `Unavailable`, which a
-/// test that did not mean to call Stripe sees as a 503, never as success.
+/// A Stripe no test reaches for money: any call that would move or show
+/// money is answered `Unavailable`, which a test that did not mean to call
+/// Stripe sees as a 503, never as success. It knows which accounts the
+/// platform has connected, as settings need.
 pub struct NoStripe;
+
+/// The accounts connected to the tests' Stripe platform: the emulator
+/// fixture's (`ACCOUNT`) and the clinic the `events/` files name.
+pub const CONNECTED_ACCOUNTS: &[&str] = &[crate::ACCOUNT, "acct_1ClinicA"];
 
 fn no_stripe() -> PaymentsError {
     PaymentsError::Unavailable("this test has no Stripe".into())
@@ -148,12 +154,17 @@ impl Payments for NoStripe {
     async fn refund(&self, _: &RefundRequest) -> Result<Refund, PaymentsError> {
         Err(no_stripe())
     }
-    async fn list_open_checkouts(
-        &self,
-        _: &StripeAccountId,
-        _: Timestamp,
-    ) -> Result<Vec<CheckoutSession>, PaymentsError> {
+    async fn recover_checkout(&self, _: &CheckoutRequest) -> Result<Option<CheckoutSession>, PaymentsError> {
         Err(no_stripe())
+    }
+    /// The test platform's connected accounts (`CONNECTED_ACCOUNTS`) are
+    /// known, as Stripe knows an account connected to the platform; any other
+    /// is refused as Stripe refuses it (`account_invalid`).
+    async fn retrieve_account(&self, account: &StripeAccountId) -> Result<ConnectedAccount, PaymentsError> {
+        if CONNECTED_ACCOUNTS.contains(&account.as_str()) {
+            return Ok(ConnectedAccount { id: account.clone(), charges_enabled: true, payouts_enabled: true });
+        }
+        Err(PaymentsError::AccountDisconnected)
     }
     async fn list_refunds(&self, _: &StripeAccountId, _: &str) -> Result<Vec<Refund>, PaymentsError> {
         Err(no_stripe())
@@ -172,8 +183,9 @@ pub type TestDeps = Deps<Stripe, Queue>;
 pub fn deps_with(store: Arc<dyn Store>) -> (TestDeps, Arc<FixedClock>) {
     let clock = Arc::new(FixedClock::at_unix(1_800_000_000));
     let config = AppConfig {
-        patient_link_base: "https://pay.example.test/patient/actions".into(),
+        patient_links: PatientLinks::parse("https://pay.example.test/patient/actions").expect("a valid base"),
         webhook_secrets: vec![TEST_WEBHOOK_SECRET.into()],
+        edge_secret: None,
     };
     let deps =
         Deps::new(store, clock.clone(), Arc::new(SeqIds::default()), Arc::new(RecordedMetrics::default()), config)

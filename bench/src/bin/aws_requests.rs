@@ -288,7 +288,7 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
     let token = patient_url.rsplit('/').next().unwrap().to_owned();
 
     // The patient opens the link (GET /patient/actions/{token}).
-    actions::for_patient(&deps_for("patient-page (action-status)"), &token).await?;
+    actions::for_patient(&deps_for("patient-page (action-status)"), &token, actions::Reach::Look).await?;
 
     // 2. create-checkout, then the patient pays at "Stripe" (no webhook sent).
     visitpay_bench::open_and_pay(&deps_for("create-checkout"), &stripe_base, &token).await?;

@@ -132,9 +132,21 @@ async fn serve_router(
     deps: &BenchDeps,
     events: LocalEvents,
 ) -> Result<(String, tokio::task::JoinHandle<()>), BoxError> {
-    let gateway = Gateway { deps: deps.clone(), jwt_secret: JWT_SECRET.into(), cors: Default::default() };
-    let router =
-        visitpay_local::router(gateway, Controls { clock: Arc::new(LocalClock::default()), emulator: None, events });
+    let gateway = Gateway {
+        deps: deps.clone(),
+        jwt_secret: JWT_SECRET.into(),
+        cors: Default::default(),
+        base_path: Default::default(),
+    };
+    let router = visitpay_local::router(
+        gateway,
+        Controls {
+            clock: Arc::new(LocalClock::default()),
+            emulator: None,
+            events,
+            own_hosts: visitpay_local::OwnHosts::of(([127, 0, 0, 1], 0).into()),
+        },
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let task = tokio::spawn(async move {

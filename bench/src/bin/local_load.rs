@@ -443,10 +443,20 @@ async fn burst_once(round: usize) -> Result<BurstRun, BoxError> {
         let queue = queue.clone();
         tokio::spawn(async move { queue.run(|event| consumer::handle(&consumer, event)).await })
     };
-    let gateway = Gateway { deps: burst.clone(), jwt_secret: "bench-unused".into(), cors: Default::default() };
+    let gateway = Gateway {
+        deps: burst.clone(),
+        jwt_secret: "bench-unused".into(),
+        cors: Default::default(),
+        base_path: Default::default(),
+    };
     let router = visitpay_local::router(
         gateway,
-        Controls { clock: Arc::new(LocalClock::default()), emulator: None, events: Default::default() },
+        Controls {
+            clock: Arc::new(LocalClock::default()),
+            emulator: None,
+            events: Default::default(),
+            own_hosts: visitpay_local::OwnHosts::of(([127, 0, 0, 1], 0).into()),
+        },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/webhooks/stripe", listener.local_addr()?);

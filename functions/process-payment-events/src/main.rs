@@ -12,7 +12,10 @@ async fn main() -> Result<(), Error> {
     let deps = wiring::process_payment_events(&lambda_sdk().await?, &LambdaSettings::from_env()).await?;
     run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let deps = &deps;
-        async move { Ok::<SqsBatchResponse, Error>(consumer::handle(deps, event.payload).await) }
+        async move {
+            let work = consumer::handle(deps, event.payload);
+            Ok::<SqsBatchResponse, Error>(visitpay::lambda::within_deadline(&event.context, work).await)
+        }
     }))
     .await
 }

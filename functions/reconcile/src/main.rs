@@ -11,10 +11,10 @@ async fn main() -> Result<(), Error> {
     visitpay::telemetry::init();
     let deps = wiring::reconcile(&lambda_sdk().await?, &LambdaSettings::from_env()).await?;
     let config = visitpay::config::reconcile_config()?;
-    run(service_fn(|_: LambdaEvent<EventBridgeEvent<serde_json::Value>>| {
+    run(service_fn(|event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| {
         let deps = &deps;
         async move {
-            let report = reconcile::run(deps, config).await?;
+            let report = visitpay::lambda::within_deadline(&event.context, reconcile::run(deps, config)).await?;
             Ok::<_, Error>(serde_json::to_value(report)?)
         }
     }))

@@ -63,6 +63,11 @@ const WORDS = {
     settings_embed: 'EMR frames',
     settings_embed_origins: "Origins that may frame the patient's page (one per line)",
     settings_embed_hint: 'At most 10, each https://host[:port]. None by default.',
+    settings_checkout_domain: "Stripe Checkout's host",
+    settings_checkout_domain_hint: "checkout.stripe.com, or the clinic's Checkout custom domain.",
+    settings_receipt_days: "The receipt stays on the patient's link (days, 30 to 3650)",
+    settings_time_zone: "The clinic's time zone (dates are days there)",
+    settings_time_zone_hint: 'An IANA name, like America/Vancouver.',
     settings_save: 'Save the settings',
     settings_loaded: 'Settings of {clinic} loaded.',
     settings_none: '{clinic} has no settings yet: the form shows the defaults.',
@@ -213,6 +218,11 @@ const WORDS = {
     settings_embed: 'Cadres du DME',
     settings_embed_origins: 'Origines qui peuvent afficher la page du patient dans un cadre (une par ligne)',
     settings_embed_hint: 'Au plus 10, chacune https://hôte[:port]. Aucune par défaut.',
+    settings_checkout_domain: 'Hôte de Stripe Checkout',
+    settings_checkout_domain_hint: 'checkout.stripe.com, ou le domaine personnalisé Checkout de la clinique.',
+    settings_receipt_days: 'Le reçu reste accessible par le lien du patient (jours, de 30 à 3650)',
+    settings_time_zone: 'Fuseau horaire de la clinique (les dates sont des jours de ce fuseau)',
+    settings_time_zone_hint: 'Un nom IANA, par exemple America/Vancouver.',
     settings_save: 'Enregistrer les paramètres',
     settings_loaded: 'Paramètres de {clinic} chargés.',
     settings_none: "{clinic} n'a pas encore de paramètres : le formulaire montre les valeurs par défaut.",
@@ -392,8 +402,10 @@ function toCents(text) {
   return Number(match[1]) * 100 + Number((match[2] ?? '').padEnd(2, '0'));
 }
 
+/** A moment as the clinic reads it: in its time zone (settings), else the browser's. */
 function dateTime(iso) {
-  return new Intl.DateTimeFormat(locale(), { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(iso));
+  const timeZone = state.settings?.time_zone || state.settingsShown?.time_zone;
+  return new Intl.DateTimeFormat(locale(), { dateStyle: 'medium', timeStyle: 'short', timeZone }).format(new Date(iso));
 }
 /** A service date (YYYY-MM-DD) is a calendar day: format it in UTC so no time zone shifts it. */
 function day(isoDate) {
@@ -477,6 +489,12 @@ async function toApiError(response) {
  * tokens: a token expires (after 12 h) while the console stays open, and the
  * next call then mints fresh ones.
  */
+/**
+ * The API's base path: the console is served at `<base>/console`, as the API
+ * is under `<base>` (API Gateway's stage, or VISITPAY_BASE_PATH locally).
+ */
+const BASE = location.pathname.replace(/\/console\/?$/, '');
+
 async function api(method, path, { token, body, headers = {}, accept = 'application/json', raw = false, signal } = {}) {
   const init = { method, headers: { Accept: accept, ...headers }, cache: 'no-store', signal };
   if (token) init.headers.Authorization = `Bearer ${token}`;
@@ -486,7 +504,7 @@ async function api(method, path, { token, body, headers = {}, accept = 'applicat
   }
   let response;
   try {
-    response = await fetch(path, init);
+    response = await fetch(BASE + path, init);
   } catch (err) {
     if (err.name === 'AbortError') throw err;
     throw new ApiError(0, 'network_error', 'The server did not answer.');
@@ -986,6 +1004,9 @@ const DEFAULT_SETTINGS = {
   line_item_text: 'generic',
   receipt_issuer: {},
   embed_origins: [],
+  time_zone: 'America/Toronto',
+  receipt_days: 548,
+  checkout_domain: 'checkout.stripe.com',
 };
 
 async function loadSettingsForm() {
@@ -1022,6 +1043,9 @@ function fillSettingsForm(s) {
   set('settings-receipt-address', issuer.address);
   set('settings-receipt-phone', issuer.phone);
   set('settings-embed-origins', (s.embed_origins || []).join('\n'));
+  set('settings-checkout-domain', s.checkout_domain);
+  set('settings-receipt-days', s.receipt_days);
+  set('settings-time-zone', s.time_zone);
   state.settingsShown = s;
   renderSettingsUpdated();
 }
@@ -1052,6 +1076,9 @@ function readSettingsForm() {
       phone: $('#settings-receipt-phone').value,
     },
     embed_origins: $('#settings-embed-origins').value.split('\n').map((line) => line.trim()).filter(Boolean),
+    time_zone: $('#settings-time-zone').value.trim() || undefined,
+    receipt_days: integer('#settings-receipt-days'),
+    checkout_domain: $('#settings-checkout-domain').value.trim() || undefined,
   };
 }
 
@@ -1606,7 +1633,7 @@ function receiptPage(html) {
   const doc = new DOMParser().parseFromString(html, 'text/html');
   for (const node of $$('style, link[rel~="stylesheet" i]', doc)) node.remove();
   for (const link of $$('a[href]', doc)) if (isRelativePdfLink(link)) link.remove();
-  doc.head.append(el('link', { rel: 'stylesheet', href: new URL('/console/console.css', location.href).href }));
+  doc.head.append(el('link', { rel: 'stylesheet', href: new URL(`${BASE}/console/console.css`, location.href).href }));
   doc.body.classList.add('receipt-page');
   return `<!doctype html>\n${doc.documentElement.outerHTML}`;
 }

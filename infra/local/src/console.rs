@@ -24,10 +24,15 @@ fn file(content_type: &'static str, text: &'static str) -> AxumResponse {
         .expect("valid response")
 }
 
-pub fn router() -> Router {
+/// The console's routes. Its page names its own files under the server's
+/// base path (`VISITPAY_BASE_PATH`); its script finds the API under the same
+/// base from its own address.
+pub fn router(base_path: &str) -> Router {
+    let index: &'static str =
+        Box::leak(INDEX.replace("\"/console/", &format!("\"{base_path}/console/")).into_boxed_str());
     Router::new()
-        .route("/console", axum::routing::get(|| async { file("text/html; charset=utf-8", INDEX) }))
-        .route("/console/", axum::routing::get(|| async { file("text/html; charset=utf-8", INDEX) }))
+        .route("/console", axum::routing::get(move || async move { file("text/html; charset=utf-8", index) }))
+        .route("/console/", axum::routing::get(move || async move { file("text/html; charset=utf-8", index) }))
         .route("/console/console.js", axum::routing::get(|| async { file("text/javascript; charset=utf-8", SCRIPT) }))
         .route("/console/console.css", axum::routing::get(|| async { file("text/css; charset=utf-8", STYLE) }))
 }

@@ -39,6 +39,46 @@ pub struct Gateway {
     /// Origins allowed to call from a browser (`VISITPAY_CORS_ORIGINS`), as
     /// the template's `CorsConfiguration` allows `EmrOrigins`.
     pub cors: Cors,
+    /// Where everything is served (`VISITPAY_BASE_PATH`): empty, or
+    /// `/prod` as API Gateway serves a named stage.
+    pub base_path: BasePath,
+}
+
+/// The path the whole local run is served under (`VISITPAY_BASE_PATH`),
+/// as API Gateway serves a named stage (`/prod/…`): empty, or `/` and
+/// segments of `[A-Za-z0-9._~-]`, no trailing slash.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BasePath(Arc<str>);
+
+impl BasePath {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim().trim_end_matches('/');
+        let valid = value.is_empty()
+            || (value.starts_with('/')
+                && value[1..].split('/').all(|segment| {
+                    !segment.is_empty()
+                        && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+                }));
+        if !valid {
+            return Err(format!(
+                "VISITPAY_BASE_PATH must be empty or like /prod (segments [A-Za-z0-9._~-]), got {value:?}"
+            ));
+        }
+        Ok(BasePath(value.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// API Gateway's `requestContext.stage`: the stage a one-segment base
+    /// path names, else `$default`.
+    fn stage(&self) -> &str {
+        match self.0.strip_prefix('/') {
+            Some(stage) if !stage.contains('/') => stage,
+            _ => "$default",
+        }
+    }
 }
 
 /// The laptop's clock: wall time plus an offset that only moves forward, so
@@ -77,6 +117,63 @@ pub struct Controls {
     pub emulator: Option<stripe_emulator::Emulator>,
     /// Status events, as publish-action-events sends them in AWS.
     pub events: events::LocalEvents,
+    /// The `Host` values this server answers `/_local/*` for: its own
+    /// address, and the loopback names of its port.
+    pub own_hosts: OwnHosts,
+}
+
+/// The hosts that are this server: the bound address and, on its port,
+/// `localhost`, `127.0.0.1` and `[::1]`. A request to `/_local/*` naming any
+/// other host reached us through a name that is not ours (DNS rebinding).
+#[derive(Debug, Clone)]
+pub struct OwnHosts(Arc<[String]>);
+
+impl OwnHosts {
+    pub fn of(bound: std::net::SocketAddr) -> Self {
+        let port = bound.port();
+        let mut hosts = vec![bound.to_string(), format!("localhost:{port}"), format!("127.0.0.1:{port}")];
+        hosts.push(format!("[::1]:{port}"));
+        hosts.dedup();
+        OwnHosts(hosts.into())
+    }
+
+    fn contains(&self, host: &str) -> bool {
+        self.0.iter().any(|own| own.eq_ignore_ascii_case(host))
+    }
+}
+
+/// `/_local/*` answers only its own host, and only same-origin or direct
+/// calls: a page elsewhere (another site in the same browser) cannot mint a
+/// token, move the clock or read the event stream, and neither can a name
+/// rebound to 127.0.0.1. Browsers send `Origin` on cross-origin requests and
+/// on every POST, and `Sec-Fetch-Site` on every request.
+async fn local_only(State(hosts): State<OwnHosts>, request: AxumRequest, next: axum::middleware::Next) -> AxumResponse {
+    match refusal(&hosts, request.headers()) {
+        Some(message) => to_axum(ApiError::new(StatusCode::FORBIDDEN, "local_only", message).into_response()),
+        None => next.run(request).await,
+    }
+}
+
+/// Why a request to `/_local/*` is refused, if it is.
+fn refusal(hosts: &OwnHosts, headers: &axum::http::HeaderMap) -> Option<&'static str> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = header("host").unwrap_or_default();
+    if !hosts.contains(host) {
+        return Some("local controls answer only this server's own address");
+    }
+    let same_origin = |origin: &str| {
+        origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|o| o.eq_ignore_ascii_case(host))
+    };
+    if header("origin").is_some_and(|origin| !same_origin(origin)) {
+        return Some("local controls refuse calls from another origin");
+    }
+    if header("sec-fetch-site").is_some_and(|site| !matches!(site, "same-origin" | "none")) {
+        return Some("local controls refuse calls from another site");
+    }
+    None
 }
 
 /// `POST /_local/clock/advance {"seconds": n}`: moves this server's clock and
@@ -142,12 +239,24 @@ pub fn router(gateway: Gateway, controls: Controls) -> Router {
                 .route("/_local/tokens", axum::routing::post(mint_token))
                 .with_state(gateway.jwt_secret.clone()),
         )
-        .merge(console::router());
-    let router = Router::new().fallback(serve_request).with_state(gateway).merge(local);
-    match &controls.emulator {
+        .layer(axum::middleware::from_fn_with_state(controls.own_hosts.clone(), local_only));
+    let base_path = gateway.base_path.clone();
+    let router = Router::new()
+        .fallback(serve_request)
+        .with_state(gateway)
+        .merge(local)
+        .merge(console::router(base_path.as_str()));
+    let router = match &controls.emulator {
         Some(emulator) => router.nest("/stripe", emulator.router()),
         None => router,
+    };
+    if base_path.as_str().is_empty() {
+        return router;
     }
+    // Under a base path, as API Gateway serves a named stage: nothing answers outside it.
+    Router::new()
+        .nest(base_path.as_str(), router)
+        .fallback(|| async { to_axum(ApiError::route_not_found().into_response()) })
 }
 
 /// The claims of the request's valid bearer token, as API Gateway's JWT
@@ -264,6 +373,9 @@ async fn route_request(gw: &Gateway, request: AxumRequest) -> AxumResponse {
     };
     let key = route.key();
     let now = time::OffsetDateTime::now_utc();
+    // API Gateway's named stage: the stage is in `rawPath` and the
+    // request's path, never in the route key.
+    let path = format!("{}{path}", gw.base_path.as_str());
     let mut context = json!({
         "accountId": "000000000000",
         "apiId": "visitpay-local",
@@ -277,7 +389,7 @@ async fn route_request(gw: &Gateway, request: AxumRequest) -> AxumResponse {
         },
         "requestId": request_id(),
         "routeKey": key,
-        "stage": "$default",
+        "stage": gw.base_path.stage(),
         "time": now.format(&time::format_description::well_known::Rfc2822).unwrap_or_default(),
         "timeEpoch": now.unix_timestamp() * 1000,
     });

@@ -27,7 +27,7 @@ use visitpay_local::dev_jwt::DEFAULT_DEV_SECRET;
 use visitpay_local::events::LocalEvents;
 use visitpay_local::seed::{self, DEMO_CLINIC, DEMO_INVOICES, DEMO_PATIENT, DEMO_VISIT};
 use visitpay_local::stream_mapping::StreamMapping;
-use visitpay_local::{serve, token, Controls, Gateway, LocalClock};
+use visitpay_local::{serve, token, BasePath, Controls, Gateway, LocalClock, OwnHosts};
 
 const USAGE: &str = "usage: visitpay-local [token --clinic <id> --role staff|support [--sub <id>]]";
 
@@ -126,7 +126,9 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("VISITPAY_ADDR: {e}"))?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr()?;
-    let base = format!("http://{bound}");
+    let base_path = BasePath::parse(&std::env::var("VISITPAY_BASE_PATH").unwrap_or_default())?;
+    // Everything is served under the base path, as API Gateway serves a named stage.
+    let base = format!("http://{bound}{}", base_path.as_str());
 
     // Store and queue: embedded, or DynamoDB and SQS at AWS_ENDPOINT_URL.
     // Status events come from the store as they do in AWS: the embedded
@@ -211,8 +213,10 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
         Sink::Stderr,
     );
     let config = AppConfig {
-        patient_link_base: visitpay::config::patient_link_base(&format!("{base}/patient/actions")),
+        patient_links: visitpay::config::patient_links(&format!("{base}/patient/actions"))?,
         webhook_secrets: visitpay::config::webhook_secrets(&webhook_secret.clone().into()),
+        // No edge on a laptop: the patient routes answer directly.
+        edge_secret: None,
     };
     let deps = Deps::new(store, clock.clone(), Arc::new(RandomIds), Arc::new(metrics), config)
         .with_payments(Arc::new(payments))
@@ -254,11 +258,11 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
     let secret = jwt_secret();
     let cors = visitpay::http::cors::Cors::from_list(&std::env::var("VISITPAY_CORS_ORIGINS").unwrap_or_default())
         .map_err(|e| format!("VISITPAY_CORS_ORIGINS: {e}"))?;
-    let gateway = Gateway { deps, jwt_secret: secret.clone().into(), cors };
-    let controls = Controls { clock, emulator, events };
+    let gateway = Gateway { deps, jwt_secret: secret.clone().into(), cors, base_path };
+    let controls = Controls { clock, emulator, events, own_hosts: OwnHosts::of(bound) };
     {
         let invoices: Vec<&str> = DEMO_INVOICES.iter().map(|(id, _, _)| *id).collect();
-        println!("visitpay-local listening on http://{bound}");
+        println!("visitpay-local listening on {base}");
         println!("store: {store_name}");
         println!("stripe: {stripe_name}");
         println!("staff token (clinic {DEMO_CLINIC}): {}", token(&secret, DEMO_CLINIC, Role::Staff, "demo-staff"));
@@ -266,8 +270,8 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
         println!("demo clinic: {DEMO_CLINIC}");
         println!("demo patient: {DEMO_PATIENT} (unprocessed invoices: {})", invoices.join(", "));
         println!("demo visit: {DEMO_VISIT}");
-        println!("console: http://{bound}/console");
-        println!("status events: GET http://{bound}/_local/events?clinic={DEMO_CLINIC} (staff token)");
+        println!("console: {base}/console");
+        println!("status events: GET {base}/_local/events?clinic={DEMO_CLINIC} (staff token)");
         if let Some(url) = &events_url {
             println!("status events POSTed to {url} (signed: visitpay-signature)");
         }

@@ -1,9 +1,13 @@
 //! The demo data a fresh local run starts with. Seeded through the same use
-//! cases the API calls, so it obeys every rule.
+//! cases the API calls, so it obeys every rule; but for the clinic's account,
+//! which is the emulator's own demo account by construction (and is seeded
+//! before the server, the emulator's included, answers anything).
 
-use visitpay::app::{invoices, settings, AppError, Caller, HasClock, HasStore, Role};
+use visitpay::app::{invoices, AppError, HasClock, HasStore};
 use visitpay::domain::invoice::InvoiceInput;
-use visitpay::domain::{ClinicId, DomainError, InvoiceId, Label, LineItemText, PatientId, SettingsInput, UserId};
+use visitpay::domain::{
+    ClinicId, DomainError, InvoiceId, Label, LineItemText, PatientId, PaymentSettings, SettingsInput, UserId,
+};
 
 pub const DEMO_CLINIC: &str = "demo-clinic";
 pub const DEMO_PATIENT: &str = "demo-patient";
@@ -17,10 +21,7 @@ pub const DEMO_INVOICES: &[(&str, i64, &str)] = &[
 
 pub async fn seed(deps: &(impl HasStore + HasClock)) -> Result<(), AppError> {
     let clinic = ClinicId::parse(DEMO_CLINIC)?;
-    let support = Caller { sub: UserId::parse("demo-support")?, role: Role::Support, clinic_id: None };
-    settings::put(
-        deps,
-        &support,
+    let settings = PaymentSettings::from_input(
         clinic.clone(),
         SettingsInput {
             enabled: true,
@@ -32,9 +33,14 @@ pub async fn seed(deps: &(impl HasStore + HasClock)) -> Result<(), AppError> {
             line_item_text: LineItemText::Generic,
             receipt_issuer: Default::default(),
             embed_origins: Vec::new(),
+            time_zone: None,
+            receipt_days: visitpay::domain::settings::DEFAULT_RECEIPT_DAYS,
+            checkout_domain: None,
         },
-    )
-    .await?;
+        deps.clock().now(),
+        UserId::parse("demo-support")?,
+    )?;
+    deps.store().put_settings(&settings).await?;
     let patient = PatientId::parse(DEMO_PATIENT)?;
     for (id, amount, description) in DEMO_INVOICES {
         let input = InvoiceInput {

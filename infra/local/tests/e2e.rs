@@ -16,7 +16,19 @@ async fn the_staff_flow_through_the_local_run() {
     let u = &local.base;
     let (staff, support) = (Some(local.staff.as_str()), Some(local.support.as_str()));
 
-    // Support switches the clinic on and sets its label.
+    // An account Stripe does not know (not connected to the platform) is
+    // refused, and nothing changes.
+    let unknown = json!({"enabled": true, "label": {"en": "Pay the clinic", "fr": "Payer la clinique"},
+        "stripe_account_id": "acct_1E2e", "currency": "cad"});
+    let (s, b) = call(&c, "PUT", format!("{u}/clinics/demo-clinic/payment-settings"), support, Some(unknown)).await;
+    assert_eq!((s, code(&b)), (StatusCode::BAD_REQUEST, "stripe_account_unknown"), "{b}");
+    let (_, kept) = call(&c, "GET", format!("{u}/clinics/demo-clinic/payment-settings"), support, None).await;
+    assert_eq!(kept["stripe_account_id"], "acct_1DemoClinic", "the seeded account stays");
+
+    // Support switches the clinic on and sets its label, on the clinic's
+    // account once it is connected to the platform.
+    let res = c.post(format!("{u}/stripe/test/accounts")).json(&json!({"id": "acct_1E2e"})).send().await.unwrap();
+    assert!(res.status().is_success());
     let settings = json!({"enabled": true, "label": {"en": "Pay the clinic", "fr": "Payer la clinique"},
         "stripe_account_id": "acct_1E2e", "currency": "cad", "action_ttl_hours": 48});
     let (s, b) =
@@ -714,4 +726,106 @@ async fn status_events_through_the_local_run_on_dynamodb() {
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let local = start_with(&envs);
     status_events_reach_staff_and_the_emr(&local, &sink).await;
+}
+
+/// Served under `/prod`, as API Gateway serves a named stage: every URL the
+/// run hands out carries the stage (the link, Checkout's way back), the link
+/// cookie is scoped to the stage's return route (a cookie for
+/// `/patient/return/` is never sent to `/prod/patient/return/…`, RFC 6265
+/// §5.1.4), and nothing answers outside the stage.
+#[tokio::test]
+async fn the_local_run_serves_under_a_stage_path_as_api_gateway_does() {
+    let local = start_with(&[("VISITPAY_BASE_PATH", "/prod")]);
+    let c = Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let u = local.base.clone();
+    assert!(u.ends_with("/prod"), "{u}");
+    let root = u.trim_end_matches("/prod").to_owned();
+    let (s, b) = call(&c, "GET", format!("{root}/actions/act_x"), Some(&local.staff), None).await;
+    assert_eq!((s, code(&b)), (StatusCode::NOT_FOUND, "route_not_found"), "nothing outside the stage");
+
+    let (action_id, link) = assign_fresh(&c, &u, &local.staff, "stage").await;
+    assert!(link.starts_with(&format!("{u}/patient/actions/act_")), "{link}");
+    let page = c.get(&link).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("; Path=/prod/patient/return/;"), "{cookie}");
+
+    let session_id = open_checkout(&c, &link).await;
+    assert!(pay(&c, &u, &session_id, "succeeded", false).await.is_success());
+    // Stripe keeps the session's return URL: the stage's return route.
+    let session = c
+        .get(format!("{u}/stripe/v1/checkout/sessions/{session_id}"))
+        .bearer_auth("sk_test_visitpay_local")
+        .header("stripe-account", "acct_1DemoClinic")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let success = session["success_url"].as_str().unwrap();
+    assert!(success.starts_with(&format!("{u}/patient/return/{action_id}?checkout=success")), "{success}");
+
+    // The browser comes back with the cookie its path lets through: the page shows the action.
+    let token_cookie = cookie.split(';').next().unwrap().to_owned();
+    let back = c
+        .get(format!("{u}/patient/return/{action_id}?checkout=success"))
+        .header("accept", "text/html")
+        .header("cookie", token_cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(back.contains("data-state=\"confirming\""), "the patient is recognised on the way back: {back}");
+}
+
+/// `/_local/*` answers only requests to this server's own address and from
+/// its own pages: not a name that resolves to it (DNS rebinding), not a page
+/// of another site in the same browser (which could mint tokens or move the
+/// clock).
+#[tokio::test]
+async fn local_controls_refuse_other_hosts_and_other_sites() {
+    let local = start();
+    let c = Client::new();
+    let u = &local.base;
+    let own_host = u.trim_start_matches("http://").to_owned();
+    let port = own_host.rsplit(':').next().unwrap().to_owned();
+    let mint = |host: String, extra: Option<(&'static str, String)>| {
+        let mut req = c
+            .post(format!("{u}/_local/tokens"))
+            .header("host", host)
+            .json(&json!({"clinic_id": "demo-clinic", "role": "support"}));
+        if let Some((name, value)) = extra {
+            req = req.header(name, value);
+        }
+        req.send()
+    };
+    for (host, extra, want) in [
+        (own_host.clone(), None, StatusCode::OK),
+        (format!("localhost:{port}"), None, StatusCode::OK),
+        (own_host.clone(), Some(("origin", format!("http://{own_host}"))), StatusCode::OK),
+        (own_host.clone(), Some(("sec-fetch-site", "same-origin".to_owned())), StatusCode::OK),
+        (format!("rebound.example:{port}"), None, StatusCode::FORBIDDEN),
+        (own_host.clone(), Some(("origin", "https://evil.example".to_owned())), StatusCode::FORBIDDEN),
+        (own_host.clone(), Some(("sec-fetch-site", "cross-site".to_owned())), StatusCode::FORBIDDEN),
+        (own_host.clone(), Some(("sec-fetch-site", "same-site".to_owned())), StatusCode::FORBIDDEN),
+    ] {
+        let res = mint(host.clone(), extra.clone()).await.unwrap();
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(status, want, "{host} {extra:?}: {body}");
+        if want == StatusCode::FORBIDDEN {
+            assert_eq!(code(&body), "local_only");
+        }
+    }
+    let moved = c
+        .post(format!("{u}/_local/clock/advance"))
+        .header("origin", "https://evil.example")
+        .json(&json!({"seconds": 3600}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), StatusCode::FORBIDDEN, "another site cannot move the clock");
 }

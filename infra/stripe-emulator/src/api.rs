@@ -26,6 +26,8 @@ const EXPIRY_SLACK: i64 = 10;
 
 /// Who is asking and on whose behalf.
 struct Ctx<'a> {
+    /// The secret key the request was made with.
+    key: String,
     account: Option<String>,
     origin: Origin,
     public_base: &'a str,
@@ -99,6 +101,7 @@ pub(crate) async fn handle(
             }
             emulator.with_state(|state| {
                 let ctx = Ctx {
+                    key: secret_key(&headers).unwrap_or_default(),
                     account: account.clone(),
                     origin: Origin { request_id: Some(request_id.clone()), idempotency_key: key.clone() },
                     public_base: &public_base,
@@ -253,6 +256,16 @@ fn dispatch(state: &mut State, ctx: &Ctx, method: &Method, path: &str, params: &
         ("GET", ["v1", "disputes", id]) => match state.disputes.get(*id) {
             Some(dispute) if dispute.account == ctx.account => Ok(objects::dispute(dispute, live)),
             _ => Err(ApiError::no_such("dispute", id, "dispute")),
+        },
+        // A connected account, read by the platform (no `Stripe-Account`): one the
+        // platform is not connected to, or that disconnected it, is refused as
+        // Stripe refuses it ("does not have access to account … (or that account
+        // does not exist)").
+        ("GET", ["v1", "accounts", id]) => match state.accounts.get(*id) {
+            Some(account) if account.connected && ctx.account.is_none() => {
+                Ok(objects::account(id, account, state.now()))
+            }
+            _ => Err(ApiError::account_invalid(&ctx.key, id)),
         },
         ("GET", ["v1", "events"]) => list_events(state, ctx, params),
         ("GET", ["v1", "events", id]) => match state.events.iter().find(|e| e.id == *id) {

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use crate::store::{Charge, Dispute, Event, LineItem, PaymentIntent, Refund, Session, SessionStatus};
+use crate::store::{Account, Charge, Dispute, Event, LineItem, PaymentIntent, Refund, Session, SessionStatus};
 
 pub(crate) const API_VERSION: &str = "2026-09-30.endive";
 
@@ -381,4 +381,55 @@ pub(crate) fn event(e: &Event) -> Value {
 
 pub(crate) fn list(data: Vec<Value>, has_more: bool, url: &str) -> Value {
     json!({"object": "list", "data": data, "has_more": has_more, "url": url})
+}
+
+fn requirements(due: &[String]) -> Value {
+    json!({
+        "alternatives": [],
+        "current_deadline": null,
+        "currently_due": due,
+        "disabled_reason": if due.is_empty() { Value::Null } else { json!("requirements.past_due") },
+        "errors": [],
+        "eventually_due": due,
+        "past_due": due,
+        "pending_verification": [],
+    })
+}
+
+/// A connected account (https://docs.stripe.com/api/accounts/object): a
+/// Standard account, as visitpay's clinics connect them.
+pub(crate) fn account(id: &str, account: &Account, created: i64) -> Value {
+    let none: Vec<String> = Vec::new();
+    json!({
+        "id": id,
+        "object": "account",
+        "business_profile": {
+            "annual_revenue": null, "estimated_worker_count": null, "mcc": "8011", "name": null,
+            "product_description": null, "support_address": null, "support_email": null, "support_phone": null,
+            "support_url": null, "url": null, "minority_owned_business_designation": null,
+        },
+        "business_type": "company",
+        "capabilities": {"card_payments": "active", "transfers": "active"},
+        "charges_enabled": account.connected,
+        "controller": {"type": "account"},
+        "country": "CA",
+        "created": created,
+        "default_currency": "cad",
+        "details_submitted": true,
+        "email": null,
+        "external_accounts": {"data": [], "has_more": false, "object": "list", "url": format!("/v1/accounts/{id}/external_accounts")},
+        "future_requirements": requirements(&none),
+        "metadata": {},
+        "payouts_enabled": account.connected,
+        "requirements": requirements(&none),
+        "settings": {
+            "branding": {"icon": null, "logo": null, "primary_color": null, "secondary_color": null},
+            "card_payments": {"decline_on": {"avs_failure": false, "cvc_failure": true}, "statement_descriptor_prefix": null},
+            "dashboard": {"display_name": null, "timezone": "America/Toronto"},
+            "payments": {"statement_descriptor": null},
+            "payouts": {"debit_negative_balances": true, "schedule": {"delay_days": 2, "interval": "daily"}, "statement_descriptor": null},
+        },
+        "tos_acceptance": {"date": created, "ip": null, "user_agent": null},
+        "type": "standard",
+    })
 }

@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use super::dynamodb::items::{self, MAX_ITEM_BYTES, MAX_TRANSACTION_BYTES, MAX_TRANSACTION_ITEMS};
-use crate::domain::{Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentRef, PaymentSettings, VisitId};
+use crate::domain::{
+    Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentRef, PaymentSettings, StrayPayment, VisitId,
+};
 use crate::domain::{ActionChanged, ActionStatus, Timestamp};
 use crate::ports::{
     ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore, PaymentStore,
@@ -28,6 +30,7 @@ struct Tables {
     actions: HashMap<ActionId, Action>,
     idempotency: HashMap<(ClinicId, String), IdempotencyRecord>,
     payments: HashMap<String, PaymentRef>,
+    stray_payments: HashMap<String, StrayPayment>,
 }
 
 /// How many changes a subscriber may fall behind before it misses some
@@ -188,6 +191,10 @@ impl PaymentStore for EmbeddedStore {
         Ok(self.lock().payments.get(payment_intent).cloned())
     }
 
+    async fn find_stray_payment(&self, session_id: &str) -> Result<Option<StrayPayment>, StoreError> {
+        Ok(self.lock().stray_payments.get(session_id).cloned())
+    }
+
     async fn action_and_payment(
         &self,
         clinic: &ClinicId,
@@ -260,6 +267,7 @@ impl Commit for EmbeddedStore {
                     check(Expect::Absent, t.idempotency.get(&(r.clinic_id.clone(), r.key.clone())).map(|_| 0))?
                 }
                 Write::Payment(p) => check(p.expect(), t.payments.get(&p.payment_intent).map(|x| x.version))?,
+                Write::StrayPayment(p) => check(Expect::Absent, t.stray_payments.get(&p.session_id).map(|_| 0))?,
             }
         }
         let moved = followed.iter().map(items::invoice_item);
@@ -289,6 +297,9 @@ impl Commit for EmbeddedStore {
                 }
                 Write::Payment(p) => {
                     t.payments.insert(p.payment_intent.clone(), p);
+                }
+                Write::StrayPayment(p) => {
+                    t.stray_payments.insert(p.session_id.clone(), p);
                 }
             }
         }

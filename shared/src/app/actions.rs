@@ -97,16 +97,15 @@ pub async fn assign(
                 patient_id: req.patient_id.clone(),
                 label: settings.label.for_locale(req.locale).to_owned(),
                 locale: req.locale,
-                lines: chosen
-                    .iter()
-                    .map(|i| ActionLine { invoice_id: i.invoice_id.clone(), amount: i.amount })
-                    .collect(),
+                lines: chosen.iter().map(|i| ActionLine::of(i)).collect(),
                 total,
                 token_hash: hash_token(&token),
                 expires_at,
                 stripe_account_id: settings.stripe_account_id.clone().ok_or(DomainError::PaymentsDisabled)?,
                 checkout_ttl_minutes: settings.checkout_ttl_minutes,
                 line_item_text: settings.line_item_text,
+                receipt_issuer: settings.receipt_issuer.clone(),
+                time_zone: settings.time_zone.clone(),
             },
             now,
             &Actor::Staff(by.sub.clone()),
@@ -129,7 +128,7 @@ pub async fn assign(
         }
         deps.store().commit(writes).await?;
         tracing::info!(action_id = %action_id, amount = total.amount, "action assigned");
-        let patient_url = format!("{}/{}", deps.config().patient_link_base, token);
+        let patient_url = deps.config().patient_links.link(&token);
         Ok(Assigned::Created { action, patient_url })
     })
 }
@@ -149,7 +148,7 @@ pub async fn list_for_visit(deps: &impl HasStore, clinic: &ClinicId, visit: &Vis
 /// opened meanwhile, the state machine refuses the cancel and it starts over.
 #[instrument(skip_all, fields(clinic_id = %clinic, action_id = %action_id))]
 pub async fn cancel(
-    deps: &(impl HasStore + HasClock + HasMetrics + HasPayments),
+    deps: &(impl HasStore + HasClock + HasConfig + HasMetrics + HasPayments),
     by: &Caller,
     clinic: &ClinicId,
     action_id: &ActionId,
@@ -161,7 +160,7 @@ pub async fn cancel(
         let closed_anyway = ActionEvent::Cancel { closed: SessionsClosed::disconnected() };
         current.apply(&closed_anyway, deps.clock().now(), &actor)?;
         let closed = match close_open_sessions(deps, &current, None).await {
-            Ok(expired) => SessionsClosed::expired(expired),
+            Ok(closed) => closed,
             // Nothing on the account can be done (or paid through visitpay) any more.
             Err(AppError::Payments(PaymentsError::AccountDisconnected)) => SessionsClosed::disconnected(),
             Err(e) => return Err(e),
@@ -344,16 +343,44 @@ async fn drop_refund_attempt(
     })
 }
 
+/// What the patient's link is opened for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// To pay: the link lives as long as the action can be paid.
+    Pay,
+    /// To see the action and its receipt: as long as it can be paid, and,
+    /// once paid, for the clinic's receipt period (`receipt_days`) after:
+    /// patients claim from their insurer months later.
+    Look,
+}
+
 /// The patient's view, reached by the link token alone: one read of the
 /// action it names, then its hash must match (in constant time) and the link
-/// must not have expired. Every failure looks the same: 404 `link_not_found`.
-pub async fn for_patient(deps: &(impl HasStore + HasClock), token: &str) -> Result<Action, AppError> {
+/// must still reach it (`Reach`). Every failure looks the same: 404
+/// `link_not_found`.
+pub async fn for_patient(deps: &(impl HasStore + HasClock), token: &str, reach: Reach) -> Result<Action, AppError> {
     let not_found = || AppError::NotFound(NotFound::Link);
     let action_id = link_token_action(token).ok_or_else(not_found)?;
     let action = deps.store().find_action(&action_id).await?.ok_or_else(not_found)?;
     let proved: bool = hash_token(token).as_bytes().ct_eq(action.token_hash.as_bytes()).into();
-    if !proved || action.expires_at <= deps.clock().now() {
+    if !proved {
         return Err(not_found());
     }
-    Ok(action)
+    let now = deps.clock().now();
+    if action.expires_at > now {
+        return Ok(action);
+    }
+    let Some(paid_at) = action.paid_at.filter(|_| reach == Reach::Look) else {
+        return Err(not_found());
+    };
+    let days = deps
+        .store()
+        .get_settings(&action.clinic_id)
+        .await?
+        .map_or(crate::domain::settings::DEFAULT_RECEIPT_DAYS, |s| s.receipt_days);
+    if now < paid_at + Duration::days(i64::from(days)) {
+        Ok(action)
+    } else {
+        Err(not_found())
+    }
 }

@@ -6,20 +6,13 @@
 //! many times, sends the very same request and gets the very same session.
 //! A session near its end is expired at Stripe before another replaces it.
 
-use std::collections::HashMap;
-
 use tracing::instrument;
 
-use super::actions::for_patient;
-use super::sessions::expire_session;
+use super::actions::{for_patient, Reach};
+use super::sessions::{checkout_lines, expire_session, request_for};
 use super::{with_retries, AppError, HasClock, HasConfig, HasPayments, HasStore};
-use crate::domain::{
-    Action, ActionEvent, ActionStatus, Actor, Checkout, DomainError, InvoiceId, LineItemText, Locale, StripeAccountId,
-    Timestamp,
-};
-use crate::ports::{
-    CheckoutLine, CheckoutRequest, Expect, PaymentsError, SessionStatus, Write, META_ACTION, META_CLINIC,
-};
+use crate::domain::{Action, ActionEvent, ActionStatus, Actor, Checkout, DomainError, StripeAccountId, Timestamp};
+use crate::ports::{Expect, PaymentsError, SessionStatus, Write};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckoutLink {
@@ -45,46 +38,6 @@ fn refuse_unpayable(action: &Action, now: Timestamp) -> Result<(), DomainError> 
     }
 }
 
-pub(crate) fn generic_name(invoice: &InvoiceId, locale: Locale) -> String {
-    match locale {
-        Locale::FrCa => format!("Services cliniques — facture {invoice}"),
-        Locale::EnCa => format!("Clinic services — invoice {invoice}"),
-    }
-}
-
-/// What the line items say at Stripe: generic ("Clinic services — invoice
-/// 1042") from the action alone, or, only for a clinic that opted in, the
-/// invoices' own descriptions (the one case that reads the invoices).
-pub(crate) async fn checkout_lines(
-    deps: &impl HasStore,
-    action: &Action,
-    locale: Locale,
-) -> Result<Vec<CheckoutLine>, AppError> {
-    let descriptions: HashMap<InvoiceId, String> = match action.line_item_text {
-        LineItemText::Generic => HashMap::new(),
-        LineItemText::InvoiceDescription => deps
-            .store()
-            .list_invoices(&action.clinic_id, &action.patient_id)
-            .await?
-            .into_iter()
-            .filter(|i| i.action_id() == Some(&action.action_id) && !i.description.trim().is_empty())
-            .map(|i| (i.invoice_id.clone(), i.description.trim().to_owned()))
-            .collect(),
-    };
-    let lines: Vec<CheckoutLine> = action
-        .lines
-        .iter()
-        .map(|l| CheckoutLine {
-            name: descriptions.get(&l.invoice_id).cloned().unwrap_or_else(|| generic_name(&l.invoice_id, locale)),
-            amount: l.amount,
-        })
-        .collect();
-    if lines.iter().map(|l| l.amount).sum::<i64>() != action.amount {
-        return Err(AppError::Inconsistent(format!("action {} total does not match its lines", action.action_id)));
-    }
-    Ok(lines)
-}
-
 /// What the patient's page shows, in `locale` (the visit's unless the
 /// patient switched): the action, and its lines as Stripe's page shows them.
 pub async fn patient_page(
@@ -92,38 +45,17 @@ pub async fn patient_page(
     token: &str,
     locale: Option<crate::domain::Locale>,
 ) -> Result<super::views::PatientPage, AppError> {
-    let action = for_patient(deps, token).await?;
+    let action = for_patient(deps, token, Reach::Look).await?;
     let locale = locale.unwrap_or(action.locale);
     let lines = checkout_lines(deps, &action, locale).await?;
-    let embed_origins =
-        deps.store().get_settings(&action.clinic_id).await?.map(|s| s.embed_origins).unwrap_or_default();
-    Ok(super::views::PatientPage { action, lines, locale, embed_origins })
-}
-
-async fn request_for(
-    deps: &(impl HasStore + HasConfig),
-    action: &Action,
-    attempt: &Checkout,
-) -> Result<CheckoutRequest, AppError> {
-    let lines = checkout_lines(deps, action, action.locale).await?;
-    // Back to the page by the action id; the page finds the patient again by
-    // the cookie it set when the link was opened (http::page).
-    let back = deps.config().patient_return_url(&action.action_id);
-    Ok(CheckoutRequest {
-        account: action.stripe_account_id.clone(),
-        idempotency_key: format!("visitpay-checkout-{}-{}", action.action_id, attempt.attempt),
-        currency: action.currency,
-        lines,
-        client_reference_id: action.action_id.to_string(),
-        metadata: vec![
-            (META_ACTION.to_owned(), action.action_id.to_string()),
-            (META_CLINIC.to_owned(), action.clinic_id.to_string()),
-        ],
-        locale: action.locale,
-        expires_at: attempt.expires_at,
-        success_url: format!("{back}?checkout=success&session_id={{CHECKOUT_SESSION_ID}}"),
-        cancel_url: format!("{back}?checkout=cancelled"),
-    })
+    let settings = deps.store().get_settings(&action.clinic_id).await?;
+    let (embed_origins, checkout_domain, clinic_zone) = match settings {
+        Some(s) => (s.embed_origins, s.checkout_domain, s.time_zone),
+        None => Default::default(),
+    };
+    // The zone the action was assigned in, as its receipt says; else the clinic's.
+    let time_zone = action.time_zone.clone().unwrap_or(clinic_zone);
+    Ok(super::views::PatientPage { action, lines, locale, embed_origins, checkout_domain, time_zone })
 }
 
 /// `POST /patient/actions/{token}/checkout`.
@@ -136,7 +68,7 @@ pub async fn open(
     // Sessions created on the way, in case the action ends before one is recorded.
     let mut created: Vec<(StripeAccountId, String)> = Vec::new();
     let result = with_retries!({
-        let action = for_patient(deps, token).await?;
+        let action = for_patient(deps, token, Reach::Pay).await?;
         let now = deps.clock().now();
         refuse_unpayable(&action, now)?;
 

@@ -145,28 +145,106 @@ impl<T: HasStore + HasClock + HasIds + HasMetrics + HasConfig> Core for T {}
 
 #[derive(Clone)]
 pub struct AppConfig {
-    /// Prefix of the patient link; the token is appended. No trailing slash.
-    pub patient_link_base: String,
+    /// Where patients reach visitpay (the configured patient link base).
+    pub patient_links: PatientLinks,
     /// Stripe webhook signing secrets; two during a rotation. Never printed.
     pub webhook_secrets: Vec<SecretString>,
+    /// The secret the edge (CloudFront) sends with every request it forwards
+    /// (`VISITPAY_EDGE_SECRET`): with one, patient routes answer nothing else.
+    /// Unset on a laptop, where there is no edge.
+    pub edge_secret: Option<SecretString>,
 }
 
 impl AppConfig {
-    /// Where Stripe sends the patient back (`…/patient/return/{action_id}`,
-    /// beside the link's `…/patient/actions/`): the action id only, never the
-    /// link's secret, which Stripe would keep in the session's record.
-    pub fn patient_return_url(&self, action: &crate::domain::ActionId) -> String {
-        let base = self.patient_link_base.strip_suffix("/actions").unwrap_or(&self.patient_link_base);
-        format!("{base}/return/{action}")
+    /// No webhook secrets, no edge: each function's wiring adds what it uses.
+    pub fn new(patient_links: PatientLinks) -> Self {
+        AppConfig { patient_links, webhook_secrets: Vec::new(), edge_secret: None }
     }
 }
 
 impl std::fmt::Debug for AppConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppConfig")
-            .field("patient_link_base", &self.patient_link_base)
+            .field("patient_links", &self.patient_links)
             .field("webhook_secrets", &format_args!("[{} redacted]", self.webhook_secrets.len()))
+            .field("edge_secret", &self.edge_secret.as_ref().map(|_| "redacted"))
             .finish()
+    }
+}
+
+/// Where patients reach visitpay, from the configured link base
+/// (`VISITPAY_PATIENT_LINK_BASE`): `https://pay.example.com/patient/actions`
+/// behind the edge, `https://…execute-api…/prod/patient/actions` on API
+/// Gateway's named stage, `http://127.0.0.1:3000/patient/actions` locally.
+/// Every URL and cookie path visitpay hands a patient's browser is made
+/// here, so all of them carry the same base path (a stage, or a custom
+/// domain's mapping) as the link the patient was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientLinks {
+    /// `scheme://host[:port]`.
+    origin: String,
+    /// The path before `/patient/…`: empty, or `/prod`, `/billing/v1`.
+    base_path: String,
+}
+
+/// The routes every patient URL sits under, after the base path.
+const PATIENT_LINKS_PATH: &str = "/patient/actions";
+
+impl PatientLinks {
+    /// Refuses a base that is not `http(s)://host[/base path]/patient/actions`.
+    pub fn parse(link_base: &str) -> Result<Self, String> {
+        let refused = || {
+            format!(
+                "the patient link base must be http(s)://host[/base path]{PATIENT_LINKS_PATH} \
+                 (the base path's segments [A-Za-z0-9._~-]); got {link_base:?}"
+            )
+        };
+        let trimmed = link_base.trim().trim_end_matches('/');
+        let rest = trimmed.strip_prefix("https://").or_else(|| trimmed.strip_prefix("http://")).ok_or_else(refused)?;
+        let scheme = &trimmed[..trimmed.len() - rest.len()];
+        let (host, path) = rest.split_at(rest.find('/').ok_or_else(refused)?);
+        let base_path = path.strip_suffix(PATIENT_LINKS_PATH).ok_or_else(refused)?;
+        let host_ok = !host.is_empty()
+            && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+        let path_ok = base_path.is_empty()
+            || (base_path.starts_with('/')
+                && base_path[1..].split('/').all(|segment| {
+                    !segment.is_empty()
+                        && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+                }));
+        if !host_ok || !path_ok {
+            return Err(refused());
+        }
+        Ok(PatientLinks { origin: format!("{scheme}{host}"), base_path: base_path.to_owned() })
+    }
+
+    /// The base path every patient URL starts with (`""` or `/prod`).
+    pub fn base_path(&self) -> &str {
+        &self.base_path
+    }
+
+    /// The link base as configured, normalised: `…/patient/actions`.
+    pub fn link_base(&self) -> String {
+        format!("{}{}{PATIENT_LINKS_PATH}", self.origin, self.base_path)
+    }
+
+    /// The patient's link: the base and the token.
+    pub fn link(&self, token: &str) -> String {
+        format!("{}/{token}", self.link_base())
+    }
+
+    /// Where Stripe sends the patient back (`…/patient/return/{action_id}`,
+    /// beside the link's `…/patient/actions/`): the action id only, never the
+    /// link's secret, which Stripe would keep in the session's record.
+    pub fn return_url(&self, action: &crate::domain::ActionId) -> String {
+        format!("{}{}/patient/return/{action}", self.origin, self.base_path)
+    }
+
+    /// The path the link cookie is sent back to: the return route under the
+    /// same base path as the URL the browser was given. A cookie set for
+    /// `/patient/return/` is never sent to `/prod/patient/return/…`.
+    pub fn return_cookie_path(&self) -> String {
+        format!("{}/patient/return/", self.base_path)
     }
 }
 
@@ -292,4 +370,42 @@ pub(crate) fn check_invoice_ids(ids: &[InvoiceId]) -> Result<(), DomainError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PatientLinks;
+    use crate::domain::ActionId;
+
+    #[test]
+    fn patient_urls_and_the_cookie_path_follow_the_link_base() {
+        let action = ActionId::parse("act_1").unwrap();
+        for (base, origin, path) in [
+            ("https://pay.example.com/patient/actions", "https://pay.example.com", ""),
+            (
+                "https://abc.execute-api.ca-central-1.amazonaws.com/prod/patient/actions/",
+                "https://abc.execute-api.ca-central-1.amazonaws.com",
+                "/prod",
+            ),
+            ("https://emr.example.com/billing/v1/patient/actions", "https://emr.example.com", "/billing/v1"),
+            ("http://127.0.0.1:3000/patient/actions", "http://127.0.0.1:3000", ""),
+        ] {
+            let links = PatientLinks::parse(base).unwrap();
+            assert_eq!(links.base_path(), path, "{base}");
+            assert_eq!(links.link("act_1.s"), format!("{origin}{path}/patient/actions/act_1.s"));
+            assert_eq!(links.return_url(&action), format!("{origin}{path}/patient/return/act_1"));
+            assert_eq!(links.return_cookie_path(), format!("{path}/patient/return/"));
+        }
+        for bad in [
+            "pay.example.com/patient/actions",
+            "https://pay.example.com",
+            "https://pay.example.com/patient",
+            "https://pay.example.com/prod//patient/actions",
+            "https://pay.example.com/pr od/patient/actions",
+            "ftp://pay.example.com/patient/actions",
+            "https:///patient/actions",
+        ] {
+            assert!(PatientLinks::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -11,12 +11,12 @@ use tracing::Instrument;
 
 use super::sessions::close_open_sessions;
 use super::transitions::{apply_event, Known};
-use super::{with_retries, AppError, HasClock, HasMetrics, HasPayments, HasStore, NotFound};
+use super::{with_retries, AppError, HasClock, HasConfig, HasMetrics, HasPayments, HasStore, NotFound};
 use crate::domain::{
     Action, ActionEvent, ActionId, Actor, ChargeChange, ClinicId, DomainError, ParkedEvent, PaymentOwner, PaymentRef,
-    PaymentSignal, RefundRecord, SignalKind, StripeAccountId,
+    PaymentSignal, RefundRecord, SessionsClosed, SignalKind, StrayPayment, StripeAccountId,
 };
-use crate::ports::{MoneySignal, PaymentsError, StoreError, Write};
+use crate::ports::{Expect, MoneySignal, PaymentsError, StoreError, Write};
 
 /// What applying a signal did.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,8 +26,11 @@ pub enum Applied {
     /// A charge event for a payment not recorded yet: kept with its
     /// PaymentIntent, and applied when the payment is.
     Parked,
-    /// Not this deployment's: an event of Stripe's other mode (live or test).
+    /// Not this deployment's (an event of Stripe's other mode), or not
+    /// visitpay's (another software's activity on the clinic's account).
     Ignored(&'static str),
+    /// A payment naming an action that cannot be kept on it, recorded apart.
+    Stray,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,9 +140,62 @@ fn payment_account<'a>(action: &'a Action, payment_intent: &str) -> Option<&'a s
         .or(Some(action.stripe_account_id.as_str()))
 }
 
+/// Keeps a payment that names an action apart from it, once per session,
+/// and raises the alarm: a person refunds it on the account it was taken on.
+async fn record_stray(
+    deps: &(impl HasStore + HasClock + HasMetrics),
+    signal: &PaymentSignal,
+    action: &Action,
+    event: &ActionEvent,
+    reason: String,
+) -> Result<Applied, ConsumeError> {
+    let ActionEvent::PaymentSucceeded { session_id, payment_intent, charged } = event else {
+        return Ok(Applied::Unchanged);
+    };
+    let charged = charged.clone().unwrap_or_default();
+    let stray = StrayPayment {
+        session_id: session_id.clone(),
+        payment_intent: payment_intent.clone(),
+        account: signal.account.clone(),
+        amount: charged.amount,
+        currency: charged.currency,
+        clinic_id: action.clinic_id.clone(),
+        action_id: action.action_id.clone(),
+        reason,
+        reported_by: signal.actor.to_string(),
+        at: deps.clock().now(),
+    };
+    match deps.store().commit(vec![Write::StrayPayment(stray.clone())]).await {
+        Ok(()) => {}
+        // Recorded already (a repeated event): the alarm was raised then.
+        Err(StoreError::Conflict) => return Ok(Applied::Unchanged),
+        Err(e) => return Err(e.into()),
+    }
+    tracing::error!(
+        action_id = %action.action_id,
+        session_id = %stray.session_id,
+        account = stray.account.as_deref().unwrap_or("-"),
+        amount = stray.amount.unwrap_or_default(),
+        reason = %stray.reason,
+        "a payment naming this action was kept apart from it: refund it"
+    );
+    deps.metrics().signal(MoneySignal::StrayPayment, Some((&action.clinic_id, &action.action_id)));
+    Ok(Applied::Stray)
+}
+
+/// Writes that the action's other sessions are closed (bookkeeping; a
+/// conflict means someone wrote first, and a later completion closes again).
+async fn note_sessions_closed(deps: &impl HasStore, action: &Action, closed: &SessionsClosed) {
+    let Some(next) = action.sessions_closed(closed) else { return };
+    let write = Write::Action { action: next, expect: Expect::Version(action.version) };
+    if let Err(e) = deps.store().commit(vec![write]).await {
+        tracing::info!(action_id = %action.action_id, error = %e, "could not note the action's sessions closed; a later event does");
+    }
+}
+
 /// Applies one signal.
 pub async fn apply(
-    deps: &(impl HasStore + HasClock + HasMetrics + HasPayments),
+    deps: &(impl HasStore + HasClock + HasConfig + HasMetrics + HasPayments),
     signal: &PaymentSignal,
 ) -> Result<Applied, ConsumeError> {
     let span = tracing::info_span!("signal", by = %signal.actor, kind = signal.kind.name());
@@ -159,10 +215,19 @@ pub async fn apply(
             }
             // Charges and disputes carry no metadata of ours: find the payment,
             // or park the change until the payment is recorded.
-            SignalKind::Payment { payment_intent, change } => {
+            SignalKind::Payment { payment_intent, change, marked } => {
                 let found = deps.store().find_payment(payment_intent).await?;
                 let owner = match found.as_ref().and_then(|p| p.owner.clone()) {
                     Some(owner) => owner,
+                    // Neither recorded nor carrying our metadata: the clinic's
+                    // other software at work on its account. No Stripe call,
+                    // nothing kept, no alarm. (A dispute carries no metadata of
+                    // anyone's, so one of a payment not recorded yet is kept
+                    // in case the payment is ours: one write, for 30 days.)
+                    None if !marked && !matches!(change, ChargeChange::Dispute { .. } | ChargeChange::Disputed) => {
+                        tracing::info!("a charge event that is not visitpay's; ignored");
+                        return Ok(Applied::Ignored("not visitpay's payment"));
+                    }
                     None => {
                         let account = signal.account.as_deref().and_then(|a| StripeAccountId::parse(a).ok());
                         let change = looked_up(deps, account.as_ref(), payment_intent, change).await?;
@@ -204,17 +269,36 @@ pub async fn apply(
             _ => Known { action: deps.store().get_action(&clinic, &action_id).await?.ok_or_else(unknown)?, payment: None },
         };
         // Connect events name the account they happened on. A session's
-        // outcome on another account is not about this action (a payment
-        // there is kept and flagged by the state machine, from `charged`).
-        if let (Some(account), false) = (&signal.account, matches!(event, ActionEvent::PaymentSucceeded { .. })) {
-            if matches!(signal.kind, SignalKind::Action { .. }) && account != known.action.stripe_account_id.as_str() {
-                return Err(ConsumeError::WrongAccount(action_id));
-            }
+        // outcome on any account but the action's is not about this action:
+        // a payment there is recorded apart (it is not the clinic's money to
+        // keep on its action), anything else is ignored.
+        let foreign = matches!(signal.kind, SignalKind::Action { .. })
+            && signal.account.as_deref() != Some(known.action.stripe_account_id.as_str());
+        if foreign {
+            return match &event {
+                ActionEvent::PaymentSucceeded { .. } => {
+                    let why = format!(
+                        "taken on {}, not on the action's clinic's account",
+                        signal.account.as_deref().unwrap_or("the platform's own account")
+                    );
+                    record_stray(deps, signal, &known.action, &event, why).await
+                }
+                _ => {
+                    tracing::warn!(action_id = %action_id, "a session event of another Stripe account names this action; ignored");
+                    Ok(Applied::Ignored("another account's session"))
+                }
+            };
         }
         let before = known.action.version;
         let applied = apply_event(deps, &clinic, &action_id, Some(known), &event, &signal.actor).await;
         let after = match applied {
             Ok(after) => after,
+            // Full of payments that are not its own: this one is kept apart.
+            Err(AppError::Domain(DomainError::LatePaymentsFull(held))) => {
+                let action = deps.store().get_action(&clinic, &action_id).await?.ok_or_else(unknown)?;
+                let why = format!("the action already holds {held} payments that are not its own");
+                return record_stray(deps, signal, &action, &event, why).await;
+            }
             // Reconcile expired the sessions it knew of, and one opened since:
             // its next run closes that one too.
             Err(AppError::Domain(DomainError::CheckoutChanged)) => {
@@ -225,13 +309,17 @@ pub async fn apply(
             Err(other) => return Err(other.into()),
         };
         // Paid, or ended: no other session of the action may stay payable.
+        // Once they are known closed the action says so, and a repeated
+        // completion finds nothing left to close (no Stripe call).
         if let ActionEvent::PaymentSucceeded { session_id, .. } = &event {
             if !after.status().is_live() {
                 match close_open_sessions(deps, &after, Some(session_id)).await {
-                    Ok(expired) if !expired.is_empty() => {
-                        tracing::info!(action_id = %action_id, sessions = expired.len(), "expired the action's other open sessions");
+                    Ok(closed) => {
+                        if !closed.expired.is_empty() {
+                            tracing::info!(action_id = %action_id, sessions = closed.expired.len(), "expired the action's other open sessions");
+                        }
+                        note_sessions_closed(deps, &after, &closed).await;
                     }
-                    Ok(_) => {}
                     // Another session was paid too: its own event records it, flagged.
                     Err(AppError::Domain(DomainError::PaymentProcessing)) => {
                         tracing::warn!(action_id = %action_id, "another session of the action was completed as well");

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use super::actions::{self, for_patient};
+use super::actions::{self, for_patient, Reach};
 use super::{AppError, HasClock, HasStore};
 use crate::domain::{
     Action, ActionStatus, ClinicId, Currency, DomainError, InvoiceId, Locale, ReceiptDetails, ReceiptIssuer,
@@ -25,6 +25,8 @@ pub struct Receipt {
     pub currency: Currency,
     pub total: i64,
     pub paid_at: Timestamp,
+    /// The zone the receipt's dates are days of.
+    pub time_zone: crate::domain::ClinicTimeZone,
     /// Stripe's PaymentIntent id, the reference the clinic's Stripe account shows.
     pub payment_reference: String,
     /// How the patient paid, once Stripe's charge said.
@@ -66,7 +68,7 @@ pub async fn for_patient_link(
     token: &str,
     locale: Option<Locale>,
 ) -> Result<Receipt, AppError> {
-    let action = for_patient(deps, token).await?;
+    let action = for_patient(deps, token, Reach::Look).await?;
     build(deps, &action, locale).await
 }
 
@@ -88,29 +90,47 @@ async fn build(deps: &impl HasStore, action: &Action, locale: Option<Locale>) ->
         return Err(DomainError::ReceiptNotAvailable(status).into());
     };
     let locale = locale.unwrap_or(action.locale);
-    let settings = deps.store().get_settings(&action.clinic_id).await?;
-    // The invoices as imported; a paid invoice cannot be changed, and one
-    // reopened by a full refund keeps what it said.
-    let invoices: HashMap<InvoiceId, crate::domain::Invoice> = deps
-        .store()
-        .list_invoices(&action.clinic_id, &action.patient_id)
-        .await?
-        .into_iter()
-        .map(|i| (i.invoice_id.clone(), i))
-        .collect();
+    // What the receipt says was fixed when the action was assigned (its
+    // invoices could not change until paid): an issued receipt never
+    // changes. Actions older than that read the settings and invoices.
+    let frozen = action.lines.iter().all(|l| l.service_date.is_some())
+        && action.receipt_issuer.is_some()
+        && action.time_zone.is_some();
+    let (issuer, time_zone, invoices) = if frozen {
+        (
+            action.receipt_issuer.clone().unwrap_or_default(),
+            action.time_zone.clone().unwrap_or_default(),
+            HashMap::new(),
+        )
+    } else {
+        let settings = deps.store().get_settings(&action.clinic_id).await?;
+        let (issuer, zone) = settings.map(|s| (s.receipt_issuer, s.time_zone)).unwrap_or_default();
+        let invoices: HashMap<InvoiceId, crate::domain::Invoice> = deps
+            .store()
+            .list_invoices(&action.clinic_id, &action.patient_id)
+            .await?
+            .into_iter()
+            .map(|i| (i.invoice_id.clone(), i))
+            .collect();
+        (action.receipt_issuer.clone().unwrap_or(issuer), action.time_zone.clone().unwrap_or(zone), invoices)
+    };
     let lines = action
         .lines
         .iter()
         .map(|line| {
             let invoice = invoices.get(&line.invoice_id);
-            let details = invoice.map(|i| i.receipt.clone()).unwrap_or_default();
+            let (service_date, details) = match (&line.service_date, invoice) {
+                (Some(date), _) => (Some(date.as_str().to_owned()), line.receipt.clone()),
+                (None, Some(i)) => (Some(i.service_date.as_str().to_owned()), i.receipt.clone()),
+                (None, None) => (None, ReceiptDetails::default()),
+            };
             ReceiptLine {
                 invoice_id: line.invoice_id.clone(),
                 service: details
                     .service
                     .clone()
-                    .unwrap_or_else(|| super::checkout::generic_name(&line.invoice_id, locale)),
-                service_date: invoice.map(|i| i.service_date.as_str().to_owned()),
+                    .unwrap_or_else(|| super::sessions::generic_name(&line.invoice_id, locale)),
+                service_date,
                 details,
                 amount: line.amount,
             }
@@ -121,12 +141,13 @@ async fn build(deps: &impl HasStore, action: &Action, locale: Option<Locale>) ->
     Ok(Receipt {
         number: receipt_number(action),
         locale,
-        issuer: settings.map(|s| s.receipt_issuer).unwrap_or_default(),
+        issuer,
         clinic_label: action.label.clone(),
         lines,
         currency: action.currency,
         total: action.amount,
         paid_at,
+        time_zone,
         payment_reference: reference,
         payment_method: action.payment_method.clone(),
         refunds: own,

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tracing::instrument;
 
 use super::sessions::close_open_sessions;
-use super::{AppError, HasClock, HasMetrics, HasPayments, HasQueue, HasStore};
+use super::{AppError, HasClock, HasConfig, HasMetrics, HasPayments, HasQueue, HasStore};
 use crate::domain::{
     Action, ActionEvent, ActionStatus, Actor, Charged, DomainError, PaymentSignal, SessionsClosed, SignalKind,
     Timestamp,
@@ -41,6 +41,16 @@ pub struct Report {
     /// Actions whose check failed: backed off, behind the healthy ones.
     pub backed_off: u32,
     pub errors: u32,
+    /// Actions left for the next run because this one's deadline was near.
+    pub deferred: u32,
+}
+
+/// What a run keeps of its deadline for what it has started: it takes no
+/// new action closer to its end than this (the rest wait a run, in order).
+const DEADLINE_RESERVE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn out_of_time() -> bool {
+    crate::ports::deadline::remaining().is_some_and(|left| left < DEADLINE_RESERVE)
 }
 
 /// What reconcile learnt about an action, as the consumer applies it, in the
@@ -136,7 +146,7 @@ async fn queue_expiry(
 
 #[instrument(skip_all)]
 pub async fn run(
-    deps: &(impl HasStore + HasClock + HasMetrics + HasPayments + HasQueue),
+    deps: &(impl HasStore + HasClock + HasConfig + HasMetrics + HasPayments + HasQueue),
     config: ReconcileConfig,
 ) -> Result<Report, AppError> {
     let now = deps.clock().now();
@@ -144,6 +154,10 @@ pub async fn run(
     let base = config.min_age.max(time::Duration::minutes(1));
 
     for action in deps.store().actions_awaiting_stripe(now - config.min_age, config.batch).await? {
+        if out_of_time() {
+            report.deferred += 1;
+            continue;
+        }
         report.checked += 1;
         let Some(session_id) = action.checkout_session_id() else { continue };
         let session = match deps.payments().retrieve_checkout(&action.stripe_account_id, session_id).await {
@@ -184,8 +198,12 @@ pub async fn run(
     }
 
     for action in deps.store().actions_past_lifetime(now, config.batch).await? {
+        if out_of_time() {
+            report.deferred += 1;
+            continue;
+        }
         let closed = match close_open_sessions(deps, &action, None).await {
-            Ok(expired) => SessionsClosed::expired(expired),
+            Ok(closed) => closed,
             Err(AppError::Payments(PaymentsError::AccountDisconnected)) => SessionsClosed::disconnected(),
             // Paid at the last moment: the payment wins; the check above
             // (now or next run) feeds it to the consumer.
@@ -215,6 +233,7 @@ pub async fn run(
         accounts_disconnected = report.accounts_disconnected,
         backed_off = report.backed_off,
         errors = report.errors,
+        deferred = report.deferred,
         "reconcile finished"
     );
     Ok(report)

@@ -214,4 +214,8 @@ pub struct PatientPage {
     pub locale: Locale,
     /// The clinic's origins that may frame the page (its `frame-ancestors`).
     pub embed_origins: Vec<String>,
+    /// Where the clinic's Checkout pages are (the Pay form goes there).
+    pub checkout_domain: crate::domain::CheckoutDomain,
+    /// The zone the page's dates are days of.
+    pub time_zone: crate::domain::ClinicTimeZone,
 }

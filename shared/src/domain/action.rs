@@ -12,8 +12,8 @@ use std::fmt;
 
 use super::charge::{merge_dispute, merge_refunds, refunded_total, Charged, DisputeRecord, RefundRecord};
 use super::{
-    ActionId, ClinicId, Currency, DomainError, InvoiceId, InvoiceStatus, LineItemText, Locale, Money, PatientId,
-    StripeAccountId, Timestamp, UserId, VisitId,
+    ActionId, ClinicId, ClinicTimeZone, Currency, DomainError, Invoice, InvoiceId, InvoiceStatus, LineItemText, Locale,
+    Money, PatientId, ReceiptDetails, ReceiptIssuer, ServiceDate, StripeAccountId, Timestamp, UserId, VisitId,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -168,6 +168,10 @@ pub enum ActionEvent {
 pub struct SessionsClosed {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub expired: Vec<String>,
+    /// The attempts whose sessions are known closed: expired, or never
+    /// created (Stripe's answer under the attempt's key was a refusal).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<u32>,
     /// The clinic's Stripe account no longer lets us in: nothing could be expired.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub account_disconnected: bool,
@@ -175,10 +179,16 @@ pub struct SessionsClosed {
 
 impl SessionsClosed {
     pub fn expired(sessions: Vec<String>) -> Self {
-        SessionsClosed { expired: sessions, account_disconnected: false }
+        SessionsClosed { expired: sessions, attempts: Vec::new(), account_disconnected: false }
     }
     pub fn disconnected() -> Self {
-        SessionsClosed { expired: Vec::new(), account_disconnected: true }
+        SessionsClosed { expired: Vec::new(), attempts: Vec::new(), account_disconnected: true }
+    }
+    /// Whether this closes `session`: by its attempt, or by its id.
+    fn covers(&self, session: &OpenSession) -> bool {
+        self.account_disconnected
+            || self.attempts.contains(&session.attempt)
+            || session.session_id.as_ref().is_some_and(|id| self.expired.contains(id))
     }
 }
 
@@ -256,10 +266,22 @@ pub struct Action {
     pub stripe_account_id: StripeAccountId,
     pub checkout_ttl_minutes: u32,
     pub line_item_text: LineItemText,
+    /// Who issues the receipt and the zone its dates are in, fixed when the
+    /// action was assigned: an issued receipt never changes. Absent on
+    /// actions older than that (their receipt reads the clinic's settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt_issuer: Option<ReceiptIssuer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<ClinicTimeZone>,
     /// How many Checkout attempts were reserved; each has its own idempotency key.
     pub checkout_attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkout: Option<Checkout>,
+    /// Every Checkout Session of this action that may still be open (bounded:
+    /// `MAX_OPEN_SESSIONS`): what cancel, expiry and the sweep after a
+    /// payment expire, by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open_sessions: Vec<OpenSession>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paid_session_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -341,6 +363,32 @@ pub const MAX_REFUNDS: usize = 250;
 pub struct ActionLine {
     pub invoice_id: InvoiceId,
     pub amount: i64,
+    /// What the receipt says of the invoice, as it was when assigned: a
+    /// pending invoice cannot change, so this is what the payment paid for,
+    /// and an issued receipt keeps saying it after the invoice is reopened
+    /// and imported again. Absent on actions assigned before receipts were
+    /// kept with them (their receipt reads the invoices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_date: Option<ServiceDate>,
+    #[serde(default, skip_serializing_if = "ReceiptDetails::is_empty")]
+    pub receipt: ReceiptDetails,
+}
+
+impl ActionLine {
+    /// A line with nothing kept for the receipt (tests, and old records).
+    pub fn new(invoice_id: InvoiceId, amount: i64) -> Self {
+        ActionLine { invoice_id, amount, service_date: None, receipt: ReceiptDetails::default() }
+    }
+
+    /// The line for an invoice, with what its receipt will say.
+    pub fn of(invoice: &Invoice) -> Self {
+        ActionLine {
+            invoice_id: invoice.invoice_id.clone(),
+            amount: invoice.amount,
+            service_date: Some(invoice.service_date.clone()),
+            receipt: invoice.receipt.clone(),
+        }
+    }
 }
 
 /// One Checkout attempt: reserved first (so concurrent clicks agree on its
@@ -357,6 +405,36 @@ pub struct Checkout {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 }
+
+/// A Checkout Session visitpay asked Stripe for on this action that may still
+/// be open: recorded when its attempt is reserved, before Stripe is called,
+/// and given its id once Stripe answers. An attempt whose answer was lost is
+/// still found: its idempotency key gives back the same session for as long
+/// as any session can be open (Stripe keeps a key's answer 24 hours; a
+/// session lives at most 24). Closing sessions reads this list, never the
+/// clinic's whole Stripe account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenSession {
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// When Stripe ends it (the attempt's `expires_at`): no longer open after.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: Timestamp,
+}
+
+/// At most this many sessions of one action may be open at once. A session
+/// is replaced only once it is near its end, so a patient has one or two;
+/// the bound keeps the item small whatever a client does.
+pub const MAX_OPEN_SESSIONS: usize = 20;
+
+/// Stripe's clock and ours may differ: a session is taken as open until
+/// this long after its `expires_at`.
+pub const SESSION_CLOCK_SKEW: time::Duration = time::Duration::minutes(5);
+
+/// At most this many payments that are not the action's own are kept on it;
+/// more are recorded apart (`StrayPayment`), each with an alarm.
+pub const MAX_LATE_PAYMENTS: usize = 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LatePayment {
@@ -431,6 +509,10 @@ pub struct NewAction {
     pub stripe_account_id: StripeAccountId,
     pub checkout_ttl_minutes: u32,
     pub line_item_text: LineItemText,
+    /// Who issues the receipt, and the zone its dates are days of, as the
+    /// clinic's settings said when the action was assigned.
+    pub receipt_issuer: ReceiptIssuer,
+    pub time_zone: ClinicTimeZone,
 }
 
 impl Action {
@@ -449,8 +531,11 @@ impl Action {
             stripe_account_id: new.stripe_account_id,
             checkout_ttl_minutes: new.checkout_ttl_minutes,
             line_item_text: new.line_item_text,
+            receipt_issuer: Some(new.receipt_issuer),
+            time_zone: Some(new.time_zone),
             checkout_attempts: 0,
             checkout: None,
+            open_sessions: Vec::new(),
             paid_session_id: None,
             payment_intent_id: None,
             paid_at: None,
@@ -511,12 +596,14 @@ impl Action {
         let (to, effect, reason, amount): (S, InvoiceEffect, String, Option<i64>) = match (self.status, event) {
             (S::Assigned | S::CheckoutOpen, E::Cancel { closed }) => {
                 self.check_closed(closed)?;
+                next.open_sessions.clear();
                 (S::Cancelled, InvoiceEffect::Release, format!("cancelled by staff{}", closed_note(closed)), None)
             }
             (s, E::Cancel { .. }) => return Err(DomainError::InvalidTransition(s, "cancelled")),
 
             (S::Assigned | S::CheckoutOpen, E::Expire { closed }) => {
                 self.check_closed(closed)?;
+                next.open_sessions.clear();
                 let reason = if closed.account_disconnected {
                     next.account_disconnected = true;
                     "the clinic's Stripe account is disconnected; the action can no longer be paid".to_owned()
@@ -539,6 +626,15 @@ impl Action {
                     expires_at: *expires_at,
                     ..reserved.clone()
                 });
+                let slot = OpenSession {
+                    attempt: reserved.attempt,
+                    session_id: Some(session_id.clone()),
+                    expires_at: *expires_at,
+                };
+                match next.open_sessions.iter_mut().find(|s| s.attempt == reserved.attempt) {
+                    Some(recorded) => *recorded = slot,
+                    None => next.open_sessions.push(slot),
+                }
                 (S::CheckoutOpen, InvoiceEffect::Unchanged, format!("checkout session {session_id} opened"), None)
             }
             (s, E::CheckoutOpened { .. }) => return Err(DomainError::InvalidTransition(s, "opened for checkout")),
@@ -547,6 +643,7 @@ impl Action {
                 if self.checkout_session_id() == Some(session_id.as_str()) =>
             {
                 next.checkout = None;
+                next.forget_session(session_id);
                 (
                     S::Assigned,
                     InvoiceEffect::Unchanged,
@@ -560,6 +657,8 @@ impl Action {
                 S::Assigned | S::CheckoutOpen | S::Processing,
                 E::PaymentSucceeded { session_id, payment_intent, charged },
             ) if self.not_its_payment(charged.as_ref()).is_none() => {
+                // A completed session is no longer open.
+                next.forget_session(session_id);
                 next.paid_session_id = Some(session_id.clone());
                 next.payment_intent_id = payment_intent.clone();
                 next.paid_at = Some(at);
@@ -582,6 +681,10 @@ impl Action {
                     Some(mismatch) => format!("not this action's payment: {mismatch}"),
                     None => format!("it arrived after the action was {}", self.status),
                 };
+                if self.late_payments.len() >= MAX_LATE_PAYMENTS {
+                    return Err(DomainError::LatePaymentsFull(MAX_LATE_PAYMENTS));
+                }
+                next.forget_session(session_id);
                 let charged = charged.clone().unwrap_or_default();
                 next.late_payments.push(LatePayment {
                     session_id: session_id.clone(),
@@ -602,6 +705,7 @@ impl Action {
             (S::Assigned | S::CheckoutOpen, E::PaymentProcessing { session_id })
                 if self.checkout_session_id() == Some(session_id.as_str()) =>
             {
+                next.forget_session(session_id);
                 (
                     S::Processing,
                     InvoiceEffect::Unchanged,
@@ -760,14 +864,44 @@ impl Action {
         }
     }
 
-    /// An action ends only once its current session is closed at Stripe.
+    /// An action ends only once its current session and every other session
+    /// it recorded (all that may still be open) are closed at Stripe.
     fn check_closed(&self, closed: &SessionsClosed) -> Result<(), DomainError> {
-        match self.checkout_session_id() {
-            Some(current) if !closed.account_disconnected && !closed.expired.iter().any(|s| s == current) => {
-                Err(DomainError::CheckoutChanged)
-            }
-            _ => Ok(()),
+        let current_open = self
+            .checkout_session_id()
+            .is_some_and(|current| !closed.account_disconnected && !closed.expired.iter().any(|s| s == current));
+        let recorded_open = self.open_sessions.iter().any(|s| !closed.covers(s));
+        if current_open || recorded_open {
+            return Err(DomainError::CheckoutChanged);
         }
+        Ok(())
+    }
+
+    /// A session Stripe reports expired or completed is no longer open.
+    fn forget_session(&mut self, session_id: &str) {
+        self.open_sessions.retain(|s| s.session_id.as_deref() != Some(session_id));
+    }
+
+    /// The sessions of this action that may still be open at `now`: each it
+    /// recorded, not yet past its end at Stripe. (An action recorded before
+    /// the list existed has at most its current session.)
+    pub fn sessions_to_close(&self, now: Timestamp) -> Vec<OpenSession> {
+        let mut open: Vec<OpenSession> =
+            self.open_sessions.iter().filter(|s| s.expires_at + SESSION_CLOCK_SKEW > now).cloned().collect();
+        if let Some(Checkout { attempt, session_id: Some(id), expires_at, .. }) = &self.checkout {
+            if !self.open_sessions.iter().any(|s| s.attempt == *attempt) && *expires_at + SESSION_CLOCK_SKEW > now {
+                open.push(OpenSession { attempt: *attempt, session_id: Some(id.clone()), expires_at: *expires_at });
+            }
+        }
+        open
+    }
+
+    /// The action once its other sessions are known closed (after a payment):
+    /// bookkeeping, nothing a person sees.
+    pub fn sessions_closed(&self, closed: &SessionsClosed) -> Option<Action> {
+        let mut next = self.clone();
+        next.open_sessions.retain(|s| !closed.covers(s));
+        (next.open_sessions.len() != self.open_sessions.len()).then(|| Action { version: self.version + 1, ..next })
     }
 
     pub fn money(&self) -> Money {
@@ -893,14 +1027,23 @@ impl Action {
         // of margin each side for retries and clock skew.
         let minutes = i64::from(self.checkout_ttl_minutes).clamp(32, 24 * 60 - 2);
         let mut next = self.clone();
+        // Sessions past their end at Stripe are no longer open.
+        next.open_sessions.retain(|s| s.expires_at + SESSION_CLOCK_SKEW > now);
+        if next.open_sessions.len() >= MAX_OPEN_SESSIONS {
+            return Err(DomainError::TooManyCheckoutSessions(MAX_OPEN_SESSIONS));
+        }
         next.checkout_attempts += 1;
+        let expires_at = now + time::Duration::minutes(minutes);
         next.checkout = Some(Checkout {
             attempt: next.checkout_attempts,
             reserved_at: now,
-            expires_at: now + time::Duration::minutes(minutes),
+            expires_at,
             session_id: None,
             url: None,
         });
+        // Recorded before Stripe is called: whatever becomes of its answer,
+        // the attempt's key finds its session again.
+        next.open_sessions.push(OpenSession { attempt: next.checkout_attempts, session_id: None, expires_at });
         next.version += 1;
         Ok(next)
     }
@@ -914,7 +1057,12 @@ impl Action {
     /// answer under its key, so the next click must reserve a new attempt.
     pub fn drop_reservation(&self, attempt: u32) -> Option<Action> {
         let reserved = self.checkout.as_ref().is_some_and(|c| c.attempt == attempt && c.session_id.is_none());
-        reserved.then(|| Action { checkout: None, version: self.version + 1, ..self.clone() })
+        reserved.then(|| {
+            let mut next = Action { checkout: None, version: self.version + 1, ..self.clone() };
+            // Refused: Stripe made no session for it.
+            next.open_sessions.retain(|s| s.attempt != attempt);
+            next
+        })
     }
 }
 
@@ -960,13 +1108,15 @@ pub(crate) mod tests {
                 patient_id: PatientId::parse("p").unwrap(),
                 label: "Payer".into(),
                 locale: Locale::FrCa,
-                lines: vec![ActionLine { invoice_id: InvoiceId::parse("1").unwrap(), amount: 4500 }],
+                lines: vec![ActionLine::new(InvoiceId::parse("1").unwrap(), 4500)],
                 total: Money::new(4500, Currency::parse("cad").unwrap()).unwrap(),
                 token_hash: "h".into(),
                 expires_at: t(3600),
                 stripe_account_id: StripeAccountId::parse("acct_1").unwrap(),
                 checkout_ttl_minutes: 60,
                 line_item_text: LineItemText::Generic,
+                receipt_issuer: ReceiptIssuer::default(),
+                time_zone: ClinicTimeZone::default(),
             },
             t(0),
             &Actor::Staff(UserId::parse("u").unwrap()),
@@ -1333,5 +1483,52 @@ pub(crate) mod tests {
         assert_eq!(many.retry_after, Some(t(300) + time::Duration::hours(6)), "at most six hours");
         let healthy = twice.mark_checked(t(400));
         assert_eq!((healthy.failed_checks, healthy.retry_after), (0, None));
+    }
+
+    /// Every session the action asks Stripe for is recorded by its attempt
+    /// before Stripe is called, given its id once Stripe answers, and
+    /// forgotten once Stripe says it ended; the action cannot end while one
+    /// it recorded is not closed; the list is bounded.
+    #[test]
+    fn the_actions_sessions_are_recorded_before_stripe_answers() {
+        let reserved = reserved(&action());
+        assert_eq!(
+            reserved.open_sessions,
+            vec![OpenSession { attempt: 1, session_id: None, expires_at: t(5) + time::Duration::minutes(60) }]
+        );
+        let open = step(&reserved, opened("cs_1")).action;
+        assert_eq!(open.open_sessions[0].session_id.as_deref(), Some("cs_1"));
+        // A second attempt whose answer was lost: recorded, no id.
+        let lost = open.reserve_checkout(t(100)).unwrap();
+        assert_eq!(lost.open_sessions.len(), 2);
+        let only_current = SessionsClosed::expired(vec!["cs_1".into()]);
+        assert_eq!(
+            lost.apply(&ActionEvent::Cancel { closed: only_current.clone() }, t(101), &stripe()).unwrap_err(),
+            DomainError::CheckoutChanged,
+            "the lost attempt's session may be open: the action does not end"
+        );
+        let both = SessionsClosed { attempts: vec![1, 2], ..only_current };
+        let cancelled = step(&lost, ActionEvent::Cancel { closed: both });
+        assert!(cancelled.action.open_sessions.is_empty());
+        // Stripe's word that a session ended, or completed, forgets it.
+        let expired = step(&open, ActionEvent::CheckoutExpired { session_id: "cs_1".into() }).action;
+        assert!(expired.open_sessions.is_empty());
+        let paid = step(&open, paid("cs_1")).action;
+        assert!(paid.open_sessions.is_empty());
+        // A refused attempt made no session.
+        assert!(reserved.drop_reservation(1).unwrap().open_sessions.is_empty());
+        // Bounded: sessions past their end are dropped; more than the bound
+        // open at once is refused.
+        let mut busy = action();
+        busy.checkout_ttl_minutes = 24 * 60;
+        for n in 0..MAX_OPEN_SESSIONS as i64 {
+            busy = busy.reserve_checkout(t(n * 61)).unwrap();
+        }
+        assert_eq!(
+            busy.reserve_checkout(t(2000)).unwrap_err(),
+            DomainError::TooManyCheckoutSessions(MAX_OPEN_SESSIONS)
+        );
+        let next_day = t(2000) + time::Duration::days(1) + SESSION_CLOCK_SKEW;
+        assert_eq!(busy.reserve_checkout(next_day).unwrap().open_sessions.len(), 1, "ended sessions are dropped");
     }
 }

@@ -13,15 +13,18 @@ pub mod status_event;
 
 pub use action::{
     Action, ActionEvent, ActionLine, ActionStatus, Actor, Checkout, HistoryEntry, InvoiceEffect, LatePayment,
-    NewAction, RefundAttempt, SessionsClosed, Transition,
+    NewAction, OpenSession, RefundAttempt, SessionsClosed, Transition,
 };
 pub use charge::{Charged, DisputeRecord, DisputeStatus, PaymentMethod, RefundRecord, RefundState};
 pub use ids::{ActionId, ClinicId, InvoiceId, PatientId, UserId, VisitId};
 pub use invoice::{Invoice, InvoiceStatus, ReceiptDetails, ServiceDate};
 pub use link::{hash_token, link_token, link_token_action};
 pub use money::{format_amount, Currency, Money, MAX_AMOUNT};
-pub use payment::{ChargeChange, ParkedEvent, PaymentOwner, PaymentRef};
-pub use settings::{Label, LineItemText, Locale, PaymentSettings, ReceiptIssuer, SettingsInput, StripeAccountId};
+pub use payment::{ChargeChange, ParkedEvent, PaymentOwner, PaymentRef, StrayPayment};
+pub use settings::{
+    CheckoutDomain, ClinicTimeZone, Label, LineItemText, Locale, PaymentSettings, ReceiptIssuer, SettingsInput,
+    StripeAccountId,
+};
 pub use signal::{PaymentSignal, SignalKind};
 pub use status_event::{ActionChanged, ACTION_CHANGED, EVENT_SOURCE};
 
@@ -92,6 +95,14 @@ pub enum DomainError {
     RefundInProgress,
     #[error("this payment is disputed: the patient's bank decides; it cannot be refunded meanwhile")]
     PaymentDisputed,
+    #[error("Stripe does not know this account, or it is not connected to visitpay")]
+    StripeAccountUnknown,
+    #[error("{0} checkout sessions of this payment are open; wait for one to end")]
+    TooManyCheckoutSessions(usize),
+    /// The action holds as many payments that are not its own as it may:
+    /// another is recorded apart.
+    #[error("the action already holds {0} payments that are not its own")]
+    LatePaymentsFull(usize),
 }
 
 /// Times are UTC, serialized as RFC 3339 everywhere (API and storage).

@@ -10,6 +10,33 @@ use super::action::ActionEvent;
 use super::charge::{DisputeRecord, RefundRecord};
 use super::{ActionId, ClinicId, Timestamp};
 
+/// A payment Stripe took that names an action (its metadata) but is not
+/// kept on it: taken on another Stripe account than the action's clinic's
+/// (another clinic's, or anyone's, carrying copied metadata), or one more
+/// than the action may hold (`action::MAX_LATE_PAYMENTS`). Recorded apart,
+/// once per session, with an alarm: a person refunds it on its account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrayPayment {
+    pub session_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_intent: Option<String>,
+    /// The account Stripe took it on (`None`: the platform's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// The action its metadata names.
+    pub clinic_id: ClinicId,
+    pub action_id: ActionId,
+    pub reason: String,
+    /// Who told us (`stripe:evt_…`, `reconcile`).
+    pub reported_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentRef {
     pub payment_intent: String,

@@ -82,6 +82,108 @@ impl<'de> Deserialize<'de> for StripeAccountId {
     }
 }
 
+/// The clinic's time zone, an IANA name (`America/Vancouver`): every date a
+/// patient, an insurer or staff reads is a day there, not in UTC (a payment
+/// at 21:00 in Vancouver is dated that day). Checked against the IANA time
+/// zone database (bundled: a Lambda has none of its own to rely on).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ClinicTimeZone(String);
+
+/// Where most of visitpay's first clinics are.
+pub const DEFAULT_TIME_ZONE: &str = "America/Toronto";
+
+impl ClinicTimeZone {
+    pub fn parse(name: &str) -> Result<Self, DomainError> {
+        let refused = DomainError::InvalidSettings("time_zone must be an IANA time zone name, like America/Toronto");
+        let name = name.trim();
+        if name.is_empty() || name.len() > 64 {
+            return Err(refused);
+        }
+        jiff::tz::db().get(name).map_err(|_| refused)?;
+        Ok(ClinicTimeZone(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The calendar day `at` falls on in this zone (UTC if the name is not
+    /// in the database: stored names were checked when written).
+    pub fn date_of(&self, at: Timestamp) -> time::Date {
+        let zone = jiff::tz::db().get(&self.0).unwrap_or(jiff::tz::TimeZone::UTC);
+        let offset = jiff::Timestamp::from_second(at.unix_timestamp())
+            .map(|instant| zone.to_offset(instant).seconds())
+            .unwrap_or(0);
+        (at + time::Duration::seconds(i64::from(offset))).date()
+    }
+}
+
+impl Default for ClinicTimeZone {
+    fn default() -> Self {
+        ClinicTimeZone(DEFAULT_TIME_ZONE.to_owned())
+    }
+}
+
+/// Stored names were checked when they were written; reading them back
+/// does not consult the database (the functions that never show a date do
+/// not carry it).
+impl<'de> Deserialize<'de> for ClinicTimeZone {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(ClinicTimeZone(String::deserialize(d)?))
+    }
+}
+
+/// Where the clinic's Stripe Checkout pages are served: Stripe's own host,
+/// or the clinic's Checkout custom domain (`pay.clinic.example`). The
+/// patient page's Pay form is allowed to go there (its CSP `form-action`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct CheckoutDomain(String);
+
+pub const STRIPE_CHECKOUT_DOMAIN: &str = "checkout.stripe.com";
+
+impl CheckoutDomain {
+    pub fn parse(host: &str) -> Result<Self, DomainError> {
+        let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
+        let labels_ok = host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+        if host.len() > 253 || host.split('.').count() < 2 || !labels_ok {
+            return Err(DomainError::InvalidSettings(
+                "checkout_domain must be a host name, like checkout.stripe.com or pay.clinic.example",
+            ));
+        }
+        Ok(CheckoutDomain(host))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for CheckoutDomain {
+    fn default() -> Self {
+        CheckoutDomain(STRIPE_CHECKOUT_DOMAIN.to_owned())
+    }
+}
+
+impl<'de> Deserialize<'de> for CheckoutDomain {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        CheckoutDomain::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How long a paid action's receipt stays reachable through the patient's
+/// link (staff can always reach it): insurers take claims for a year or
+/// more after the service.
+pub const RECEIPT_DAYS: std::ops::RangeInclusive<u32> = 30..=3650;
+pub const DEFAULT_RECEIPT_DAYS: u32 = 548;
+
 pub const CHECKOUT_TTL_MINUTES: std::ops::RangeInclusive<u32> = 30..=1440;
 pub const ACTION_TTL_HOURS: std::ops::RangeInclusive<u32> = 1..=720;
 const MAX_LABEL_CHARS: usize = 80;
@@ -107,6 +209,19 @@ pub struct SettingsInput {
     /// window), e.g. `https://emr.example.com`; none by default.
     #[serde(default)]
     pub embed_origins: Vec<String>,
+    /// IANA name; `America/Toronto` by default.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// Days a paid action's receipt stays reachable by the patient's link.
+    #[serde(default = "default_receipt_days")]
+    pub receipt_days: u32,
+    /// The host of the clinic's Stripe Checkout pages; `checkout.stripe.com` by default.
+    #[serde(default)]
+    pub checkout_domain: Option<String>,
+}
+
+fn default_receipt_days() -> u32 {
+    DEFAULT_RECEIPT_DAYS
 }
 
 const MAX_EMBED_ORIGINS: usize = 10;
@@ -185,6 +300,12 @@ pub struct PaymentSettings {
     pub receipt_issuer: ReceiptIssuer,
     #[serde(default)]
     pub embed_origins: Vec<String>,
+    #[serde(default)]
+    pub time_zone: ClinicTimeZone,
+    #[serde(default = "default_receipt_days")]
+    pub receipt_days: u32,
+    #[serde(default)]
+    pub checkout_domain: CheckoutDomain,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Timestamp,
     pub updated_by: UserId,
@@ -219,6 +340,9 @@ impl PaymentSettings {
         if !ACTION_TTL_HOURS.contains(&input.action_ttl_hours) {
             return Err(DomainError::InvalidSettings("action_ttl_hours must be between 1 and 720"));
         }
+        if !RECEIPT_DAYS.contains(&input.receipt_days) {
+            return Err(DomainError::InvalidSettings("receipt_days must be between 30 and 3650"));
+        }
         Ok(PaymentSettings {
             clinic_id,
             enabled: input.enabled,
@@ -230,6 +354,14 @@ impl PaymentSettings {
             line_item_text: input.line_item_text,
             receipt_issuer: input.receipt_issuer.validate()?,
             embed_origins: embed_origins(input.embed_origins)?,
+            time_zone: input.time_zone.as_deref().map(ClinicTimeZone::parse).transpose()?.unwrap_or_default(),
+            receipt_days: input.receipt_days,
+            checkout_domain: input
+                .checkout_domain
+                .as_deref()
+                .map(CheckoutDomain::parse)
+                .transpose()?
+                .unwrap_or_default(),
             updated_at: at,
             updated_by: by,
         })
@@ -308,5 +440,53 @@ mod tests {
         assert_eq!(l.for_locale(Locale::parse("fr").unwrap()), "Payer");
         assert_eq!(l.for_locale(Locale::parse("en-CA").unwrap()), "Pay");
         assert!(Locale::parse("de").is_err());
+    }
+
+    #[test]
+    fn time_zones_are_iana_names_and_days_are_theirs() {
+        let vancouver = ClinicTimeZone::parse("America/Vancouver").unwrap();
+        // 21:00 in Vancouver on 1 December is 05:00 UTC on the 2nd.
+        let at = time::macros::datetime!(2026-12-02 05:00 UTC);
+        assert_eq!(vancouver.date_of(at), time::macros::date!(2026 - 12 - 01));
+        assert_eq!(ClinicTimeZone::default().date_of(at), time::macros::date!(2026 - 12 - 02), "Toronto: midnight");
+        // Daylight saving: 03:30 UTC on 1 July is 23:30 the day before in Toronto (UTC-4).
+        let summer = time::macros::datetime!(2026-07-01 03:30 UTC);
+        assert_eq!(ClinicTimeZone::default().date_of(summer), time::macros::date!(2026 - 06 - 30));
+        for bad in ["", "Mars/Olympus", "../etc/passwd", &"a".repeat(80)] {
+            assert!(ClinicTimeZone::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(ClinicTimeZone::parse(" Asia/Kolkata ").unwrap().as_str(), "Asia/Kolkata");
+    }
+
+    #[test]
+    fn new_settings_have_defaults_and_limits() {
+        let base = serde_json::json!({"enabled": false, "label": {"en": "a", "fr": "b"}, "currency": "cad"});
+        let s = build(base.clone()).unwrap();
+        assert_eq!(
+            (s.time_zone.as_str(), s.receipt_days, s.checkout_domain.as_str()),
+            ("America/Toronto", 548, "checkout.stripe.com")
+        );
+        let with = |field: &str, value: serde_json::Value| {
+            let mut json = base.clone();
+            json[field] = value;
+            build(json)
+        };
+        assert_eq!(
+            with("checkout_domain", "Pay.Clinic.Example".into()).unwrap().checkout_domain.as_str(),
+            "pay.clinic.example"
+        );
+        for bad in ["localhost", "pay clinic.example", "-pay.example", "https://pay.example", "pay..example"] {
+            assert!(with("checkout_domain", bad.into()).is_err(), "{bad}");
+        }
+        assert!(with("receipt_days", 29.into()).is_err() && with("receipt_days", 3651.into()).is_err());
+        assert_eq!(with("receipt_days", 365.into()).unwrap().receipt_days, 365);
+        assert!(with("time_zone", "Nowhere/Town".into()).is_err());
+        // Settings stored before these fields read back with the defaults.
+        let mut stored = serde_json::to_value(&s).unwrap();
+        for field in ["time_zone", "receipt_days", "checkout_domain"] {
+            stored.as_object_mut().unwrap().remove(field);
+        }
+        let old: PaymentSettings = serde_json::from_value(stored).unwrap();
+        assert_eq!((old.time_zone, old.receipt_days, old.checkout_domain), (s.time_zone, 548, s.checkout_domain));
     }
 }

@@ -28,8 +28,17 @@ pub enum SignalKind {
     /// outcome) or by reconcile.
     Action { clinic_id: ClinicId, action_id: ActionId, event: ActionEvent },
     /// About a payment, named only by its PaymentIntent (a charge's refunds,
-    /// a dispute): the payment's record says whose it is.
-    Payment { payment_intent: String, change: ChargeChange },
+    /// a dispute): the payment's record says whose it is. `marked`: the
+    /// object carries visitpay's metadata (a charge carries its
+    /// PaymentIntent's, copied by Stripe when it is confirmed), so it is ours
+    /// even before its payment is recorded; anything unmarked and unrecorded
+    /// is some other software's activity on the clinic's account.
+    Payment {
+        payment_intent: String,
+        change: ChargeChange,
+        #[serde(default)]
+        marked: bool,
+    },
     /// A clinic's Stripe account disconnected visitpay
     /// (`account.application.deauthorized`): its open actions can no longer
     /// be paid; reconcile expires them as it meets them.

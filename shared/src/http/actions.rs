@@ -57,7 +57,10 @@ pub(super) async fn assign(deps: &(impl HasStore + HasClock + HasIds + HasConfig
     })
 }
 
-pub(super) async fn cancel(deps: &(impl HasStore + HasClock + HasMetrics + HasPayments), ctx: Ctx<'_>) -> Answer {
+pub(super) async fn cancel(
+    deps: &(impl HasStore + HasClock + HasConfig + HasMetrics + HasPayments),
+    ctx: Ctx<'_>,
+) -> Answer {
     let (caller, clinic) = ctx.staff()?;
     let action_id = ctx.id("action_id", ActionId::parse)?;
     let NoBody {} = ctx.optional_body()?;

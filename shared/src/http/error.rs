@@ -69,6 +69,7 @@ impl From<RequestError> for ApiError {
             R::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             R::RouteNotFound => (StatusCode::NOT_FOUND, "route_not_found"),
             R::LinkNotFound => return AppError::NotFound(NotFound::Link).into(),
+            R::NotThroughEdge => (StatusCode::FORBIDDEN, "edge_required"),
             R::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             R::MissingBody | R::InvalidJson => (StatusCode::BAD_REQUEST, "invalid_json"),
             R::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
@@ -118,6 +119,9 @@ impl From<DomainError> for ApiError {
             CheckoutChanged => (conflict, "concurrent_update"),
             RefundInProgress => (conflict, "refund_in_progress"),
             PaymentDisputed => (conflict, "payment_disputed"),
+            StripeAccountUnknown => (bad, "stripe_account_unknown"),
+            TooManyCheckoutSessions(_) => (conflict, "too_many_checkout_sessions"),
+            LatePaymentsFull(_) => (conflict, "late_payments_full"),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -8,14 +8,17 @@ use super::routes::Function;
 use super::{actions, invoices, patient, receipt, serve, settings, webhook};
 use crate::app::{HasClock, HasConfig, HasIds, HasMetrics, HasPayments, HasQueue, HasStore};
 
-pub async fn clinic_settings(deps: &(impl HasStore + HasClock), req: Request) -> Response<Body> {
+pub async fn clinic_settings(
+    deps: &(impl HasStore + HasClock + HasConfig + HasMetrics + HasPayments),
+    req: Request,
+) -> Response<Body> {
     serve!(deps, Function::ClinicSettings, req, {
         "PUT /clinics/{clinic_id}/payment-settings" => settings::put,
         "GET /clinics/{clinic_id}/payment-settings" => settings::get,
     })
 }
 
-pub async fn select_invoices(deps: &(impl HasStore + HasClock), req: Request) -> Response<Body> {
+pub async fn select_invoices(deps: &(impl HasStore + HasClock + HasConfig), req: Request) -> Response<Body> {
     serve!(deps, Function::SelectInvoices, req, {
         "PUT /patients/{patient_id}/invoices/{invoice_id}" => invoices::put,
         "GET /patients/{patient_id}/invoices" => invoices::list,
@@ -34,7 +37,7 @@ pub async fn assign_action(
     })
 }
 
-pub async fn action_status(deps: &(impl HasStore + HasClock), req: Request) -> Response<Body> {
+pub async fn action_status(deps: &(impl HasStore + HasClock + HasConfig), req: Request) -> Response<Body> {
     serve!(deps, Function::ActionStatus, req, {
         "GET /visits/{visit_id}/actions" => actions::list_for_visit,
         "GET /actions/{action_id}" => actions::get,

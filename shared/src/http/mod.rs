@@ -36,6 +36,11 @@ use routes::Function;
 /// What a handler answers: a response, or an error `error` maps.
 pub type Answer = Result<Response<Body>, ApiError>;
 
+/// Time kept to send an answer after the work's deadline.
+const ANSWER_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// API Gateway's HTTP API gives an integration 30 seconds at most.
+const GATEWAY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One request on its way through a function: what every route needs (the
 /// route's own caller check, the body limit, the log span and line) is done
 /// here once; the function's entry point (`functions`) picks the handler.
@@ -65,17 +70,27 @@ impl<'r> Incoming<'r> {
         self.span.clone()
     }
 
+    /// When the answer must be ready: Lambda's deadline for this invocation
+    /// less a second to send it, or, outside Lambda (the local runner),
+    /// within API Gateway's 30-second integration timeout.
+    pub(crate) fn deadline(&self) -> std::time::Instant {
+        match self.req.lambda_context_ref() {
+            Some(context) => crate::ports::deadline::from_epoch_millis(context.deadline, ANSWER_MARGIN),
+            None => self.started + GATEWAY_TIMEOUT - ANSWER_MARGIN,
+        }
+    }
+
     /// The route's key, if it is one of this function's routes.
     pub(crate) fn route_key(&self) -> &str {
         &self.route_key
     }
 
     /// The request as its handler sees it, once its route admits it.
-    pub(crate) fn admit(&self) -> Result<Ctx<'r>, ApiError> {
+    pub(crate) fn admit(&self, config: &crate::app::AppConfig) -> Result<Ctx<'r>, ApiError> {
         let route = routes::by_key(&self.route_key)
             .filter(|r| r.function == self.function)
             .ok_or_else(ApiError::route_not_found)?;
-        let caller = authorize(self.req, route.access)?;
+        let caller = authorize(self.req, route.access, config.edge_secret.as_ref())?;
         if self.req.body().len() > route.max_body_bytes() {
             let (bytes, limit) = (self.req.body().len(), route.max_body_bytes());
             tracing::warn!(bytes, limit, "request body over the route's limit");
@@ -103,20 +118,18 @@ macro_rules! serve {
     ($deps:expr, $function:expr, $req:expr, { $($key:literal => $handler:path),+ $(,)? }) => {{
         let incoming = $crate::http::Incoming::new($function, &$req);
         let span = incoming.span();
-        tracing::Instrument::instrument(
-            async {
-                let answer = match incoming.admit() {
-                    Err(e) => Err(e),
-                    Ok(ctx) => match incoming.route_key() {
-                        $($key => $handler($deps, ctx).await,)+
-                        _ => Err($crate::http::ApiError::route_not_found()),
-                    },
-                };
-                incoming.finish(answer)
-            },
-            span,
-        )
-        .await
+        let deadline = incoming.deadline();
+        let work = async {
+            let answer = match incoming.admit($crate::app::HasConfig::config($deps)) {
+                Err(e) => Err(e),
+                Ok(ctx) => match incoming.route_key() {
+                    $($key => $handler($deps, ctx).await,)+
+                    _ => Err($crate::http::ApiError::route_not_found()),
+                },
+            };
+            incoming.finish(answer)
+        };
+        tracing::Instrument::instrument($crate::ports::deadline::within(deadline, work), span).await
     }};
 }
 pub(crate) use serve;

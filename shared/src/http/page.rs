@@ -16,16 +16,13 @@ use lambda_http::{Body, Response};
 use sha2::{Digest, Sha256};
 
 use crate::app::views::PatientPage;
-use crate::domain::{format_amount, ActionStatus, Locale, Timestamp};
+use crate::domain::{format_amount, ActionStatus, CheckoutDomain, ClinicTimeZone, Locale, Timestamp};
 
 /// The cookie that carries the link token back from Stripe.
 pub(crate) const LINK_COOKIE: &str = "visitpay_link";
 /// As long as a Checkout Session can live (24 h): a patient who comes back
 /// later opens their link again.
 const LINK_COOKIE_SECS: u32 = 24 * 3600;
-/// Where Stripe's hosted pages live: the Pay form's answer redirects there,
-/// and a form's redirect is checked against `form-action`.
-const STRIPE_CHECKOUT: &str = "https://checkout.stripe.com";
 
 const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;background:#f5f6f8;\
 color:#1a1f36;line-height:1.5}main{max-width:32rem;margin:0 auto;padding:1rem 1.25rem 2rem;background:#fff;\
@@ -124,7 +121,7 @@ pub(crate) fn render(page: &PatientPage, place: &Place, arrival: Arrival) -> Res
     let open = matches!(status, ActionStatus::Assigned | ActionStatus::CheckoutOpen);
     // Back from paying but not applied yet: never "paid" before it is.
     let confirming = open && arrival == Arrival::Paid;
-    let paid_on = action.paid_at.map(|at| date(at, page.locale));
+    let paid_on = action.paid_at.map(|at| date(at, page.locale, &page.time_zone));
     let (state, state_title, state_detail) = match status {
         _ if confirming => ("confirming", t.confirming.to_owned(), Some(t.confirming_detail.to_owned())),
         ActionStatus::Assigned | ActionStatus::CheckoutOpen => ("open", t.to_pay.to_owned(), None),
@@ -168,7 +165,7 @@ pub(crate) fn render(page: &PatientPage, place: &Place, arrival: Arrival) -> Res
     with_headers(
         StatusCode::OK,
         html.render().expect("the page renders"),
-        &content_security_policy(&page.embed_origins),
+        &content_security_policy(&page.embed_origins, &page.checkout_domain),
     )
 }
 
@@ -219,11 +216,12 @@ fn paid_title(t: &Texts, paid_on: Option<String>) -> String {
     }
 }
 
-/// `Set-Cookie` for the link: only ever sent back to the return route, only
-/// over HTTPS, never to scripts, and with top-level navigations from Stripe
+/// `Set-Cookie` for the link: only ever sent back to the return route (at
+/// `path`, under the patient URLs' base path: `PatientLinks`), only over
+/// HTTPS, never to scripts, and with top-level navigations from Stripe
 /// (`Lax`), not with requests other sites make.
-pub(crate) fn link_cookie(token: &str) -> String {
-    format!("{LINK_COOKIE}={token}; Path=/patient/return/; Max-Age={LINK_COOKIE_SECS}; HttpOnly; Secure; SameSite=Lax")
+pub(crate) fn link_cookie(token: &str, path: &str) -> String {
+    format!("{LINK_COOKIE}={token}; Path={path}; Max-Age={LINK_COOKIE_SECS}; HttpOnly; Secure; SameSite=Lax")
 }
 
 /// The link token in a `Cookie` header, if any.
@@ -238,7 +236,7 @@ pub(crate) fn cookie_token(cookie_header: Option<&str>) -> Option<String> {
 /// only the page's own hashed style and script, forms to itself and Stripe,
 /// no framing; no referrer (the link is a credential); never cached.
 fn html_response(status: StatusCode, body: String) -> Response<Body> {
-    with_headers(status, body, &content_security_policy(&[]))
+    with_headers(status, body, &content_security_policy(&[], &CheckoutDomain::default()))
 }
 
 /// A page of its own style and no script (the receipt).
@@ -263,11 +261,14 @@ fn with_headers(status: StatusCode, body: String, csp: &str) -> Response<Body> {
 }
 
 /// The page's policy; only the clinic's configured origins may frame it
-/// (the EMR's visit window), nobody by default.
-pub(crate) fn content_security_policy(embed_origins: &[String]) -> String {
+/// (the EMR's visit window), nobody by default. The Pay form's answer
+/// redirects to the clinic's Checkout host (Stripe's, or its Checkout custom
+/// domain), and a form's redirect is checked against `form-action`.
+pub(crate) fn content_security_policy(embed_origins: &[String], checkout: &CheckoutDomain) -> String {
     let ancestors = if embed_origins.is_empty() { "'none'".to_owned() } else { embed_origins.join(" ") };
+    let checkout = checkout.as_str();
     format!(
-        "default-src 'none'; style-src '{}'; script-src '{}'; img-src 'self'; form-action 'self' {STRIPE_CHECKOUT}; \
+        "default-src 'none'; style-src '{}'; script-src '{}'; img-src 'self'; form-action 'self' https://{checkout}; \
          frame-ancestors {ancestors}; base-uri 'none'",
         sha256_source(CSS),
         sha256_source(REFRESH_SCRIPT)
@@ -278,8 +279,10 @@ fn sha256_source(text: &str) -> String {
     format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(text.as_bytes())))
 }
 
-/// A day as the patient reads it: `1 décembre 2026`, `December 1, 2026` (UTC).
-pub(crate) fn date(at: Timestamp, locale: Locale) -> String {
+/// A day as the patient reads it, in the clinic's zone: `1 décembre 2026`,
+/// `December 1, 2026`.
+pub(crate) fn date(at: Timestamp, locale: Locale, zone: &ClinicTimeZone) -> String {
+    let at = zone.date_of(at);
     const FR: [&str; 12] = [
         "janvier",
         "février",
@@ -438,25 +441,36 @@ mod tests {
         assert_eq!(cookie_token(Some("a=1; visitpay_link=act_1.s3cret; b=2")).as_deref(), Some("act_1.s3cret"));
         assert_eq!(cookie_token(Some("visitpay_link=")), None);
         assert_eq!(cookie_token(None), None);
-        let cookie = link_cookie("act_1.s3cret");
-        for part in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/patient/return/"] {
+        let cookie = link_cookie("act_1.s3cret", "/prod/patient/return/");
+        for part in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/prod/patient/return/;"] {
             assert!(cookie.contains(part), "{cookie}");
         }
     }
 
     #[test]
-    fn dates_read_as_in_the_language() {
+    fn dates_read_as_in_the_language_and_the_clinics_zone() {
+        let toronto = ClinicTimeZone::default();
         let at = time::macros::datetime!(2026-12-01 18:30 UTC);
-        assert_eq!(date(at, Locale::FrCa), "1\u{a0}décembre\u{a0}2026");
-        assert_eq!(date(at, Locale::EnCa), "December 1, 2026");
+        assert_eq!(date(at, Locale::FrCa, &toronto), "1\u{a0}décembre\u{a0}2026");
+        assert_eq!(date(at, Locale::EnCa, &toronto), "December 1, 2026");
+        // 21:00 in Vancouver on 1 December is already the 2nd in UTC.
+        let evening = time::macros::datetime!(2026-12-02 05:00 UTC);
+        let vancouver = ClinicTimeZone::parse("America/Vancouver").unwrap();
+        assert_eq!(date(evening, Locale::EnCa, &vancouver), "December 1, 2026");
+        assert_eq!(date(evening, Locale::EnCa, &toronto), "December 2, 2026");
     }
 
     #[test]
     fn the_policy_allows_only_the_pages_own_style_and_script() {
-        let csp = content_security_policy(&[]);
+        let stripe = CheckoutDomain::default();
+        let csp = content_security_policy(&[], &stripe);
         assert!(csp.starts_with("default-src 'none'; style-src 'sha256-"), "{csp}");
         assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"), "{csp}");
-        let embedded = content_security_policy(&["https://emr.example.com".into()]);
+        assert!(csp.contains("form-action 'self' https://checkout.stripe.com;"), "{csp}");
+        let embedded = content_security_policy(&["https://emr.example.com".into()], &stripe);
         assert!(embedded.contains("frame-ancestors https://emr.example.com;"), "{embedded}");
+        // A clinic whose Checkout is on its own custom domain: the Pay form may go there.
+        let custom = content_security_policy(&[], &CheckoutDomain::parse("pay.clinic.example").unwrap());
+        assert!(custom.contains("form-action 'self' https://pay.clinic.example;"), "{custom}");
     }
 }

@@ -23,7 +23,7 @@ struct CheckoutView<'a> {
 /// `GET /patient/actions/{token}`: the page for a browser (`Accept:
 /// text/html`), which also sets the cookie the way back from Stripe reads;
 /// JSON for anyone else.
-pub(super) async fn view(deps: &(impl HasStore + HasClock), ctx: Ctx<'_>) -> Answer {
+pub(super) async fn view(deps: &(impl HasStore + HasClock + HasConfig), ctx: Ctx<'_>) -> Answer {
     let html = page::wants_html(ctx.header("accept"));
     let token = match ctx.patient_token() {
         Ok(token) => token,
@@ -31,7 +31,7 @@ pub(super) async fn view(deps: &(impl HasStore + HasClock), ctx: Ctx<'_>) -> Ans
         Err(e) => return Err(e.into()),
     };
     if !html {
-        let action = actions::for_patient(deps, &token).await?;
+        let action = actions::for_patient(deps, &token, actions::Reach::Look).await?;
         return Ok(json(StatusCode::OK, &PatientActionView::from(&action)));
     }
     let lang = page_locale(&ctx);
@@ -39,8 +39,7 @@ pub(super) async fn view(deps: &(impl HasStore + HasClock), ctx: Ctx<'_>) -> Ans
         Ok(found) => {
             let mut response =
                 page::render(&found, &Place::link(&token), Arrival::from_query(ctx.query("checkout").as_deref()));
-            let cookie = HeaderValue::from_str(&page::link_cookie(&token)).expect("a token is header-safe");
-            response.headers_mut().insert("set-cookie", cookie);
+            response.headers_mut().insert("set-cookie", link_cookie(deps, &token));
             Ok(response)
         }
         Err(e) => Ok(html_error(e.into(), lang)),
@@ -80,8 +79,7 @@ pub(super) async fn checkout(deps: &(impl HasStore + HasClock + HasConfig + HasP
             // cookie is first-party here even when the page was framed by the EMR.
             Ok(link) => {
                 let mut response = see_other(&link.url);
-                let cookie = HeaderValue::from_str(&page::link_cookie(&token)).expect("a token is header-safe");
-                response.headers_mut().insert("set-cookie", cookie);
+                response.headers_mut().insert("set-cookie", link_cookie(deps, &token));
                 response
             }
             // The page says why (cancelled, paid, expired…).
@@ -92,6 +90,12 @@ pub(super) async fn checkout(deps: &(impl HasStore + HasClock + HasConfig + HasP
     let NoBody {} = ctx.optional_body()?;
     let link = checkout::open(deps, &token).await?;
     Ok(json(StatusCode::OK, &CheckoutView { checkout_url: &link.url, expires_at: link.expires_at }))
+}
+
+/// The link cookie, for the return route under the configured base path.
+fn link_cookie(deps: &impl HasConfig, token: &str) -> HeaderValue {
+    let path = deps.config().patient_links.return_cookie_path();
+    HeaderValue::from_str(&page::link_cookie(token, &path)).expect("a token and a checked path are header-safe")
 }
 
 /// The page's language: `?lang=fr|en` when the patient switched, else the visit's.

@@ -81,7 +81,7 @@ fn document(r: &Receipt) -> Document {
         .collect();
     let mut footer = vec![
         (say("Total payé", "Total paid").to_owned(), money(r.total)),
-        (say("Payé le", "Paid on").to_owned(), page::date(r.paid_at, r.locale)),
+        (say("Payé le", "Paid on").to_owned(), page::date(r.paid_at, r.locale, &r.time_zone)),
         (say("Référence du paiement (Stripe)", "Payment reference (Stripe)").to_owned(), r.payment_reference.clone()),
         (
             say("Moyen de paiement", "Payment method").to_owned(),

@@ -37,7 +37,15 @@ pub enum RequestError {
     /// The patient link cannot be one of ours: answered like an unknown one.
     #[error("payment link not found")]
     LinkNotFound,
+    /// A patient route reached without the edge in front of it (the
+    /// execute-api address directly, around the per-client limits).
+    #[error("patient pages are served through the clinic's payment address only")]
+    NotThroughEdge,
 }
+
+/// The header the edge (CloudFront) adds to every request it forwards to
+/// the API, with the deployment's secret: patient routes answer only those.
+pub const EDGE_HEADER: &str = "x-visitpay-edge";
 
 /// One request as its handler sees it.
 pub struct Ctx<'a> {
@@ -73,9 +81,27 @@ fn caller(req: &Request) -> Result<Caller, RequestError> {
     Ok(Caller { sub, role, clinic_id })
 }
 
-/// The caller a route admits, checked once for every handler of it.
-pub(crate) fn authorize(req: &Request, access: Access) -> Result<Option<Caller>, RequestError> {
-    if matches!(access, Access::Patient | Access::Stripe) {
+/// The caller a route admits, checked once for every handler of it. With an
+/// edge configured (`edge`: its secret), a patient route answers only what
+/// came through it: the per-client limits in front of the patient routes
+/// cannot be gone around by calling API Gateway's own address.
+pub(crate) fn authorize(
+    req: &Request,
+    access: Access,
+    edge: Option<&secrecy::SecretString>,
+) -> Result<Option<Caller>, RequestError> {
+    if access == Access::Patient {
+        if let Some(secret) = edge {
+            use secrecy::ExposeSecret;
+            use subtle::ConstantTimeEq;
+            let sent = req.headers().get(EDGE_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+            if !bool::from(sent.ct_eq(secret.expose_secret().as_bytes())) {
+                return Err(RequestError::NotThroughEdge);
+            }
+        }
+        return Ok(None);
+    }
+    if access == Access::Stripe {
         return Ok(None);
     }
     let caller = caller(req)?;

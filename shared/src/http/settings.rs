@@ -4,7 +4,7 @@ use lambda_http::http::StatusCode;
 
 use super::request::Ctx;
 use super::{json, Answer};
-use crate::app::{settings, AppError, HasClock, HasStore, NotFound, Role};
+use crate::app::{settings, AppError, HasClock, HasMetrics, HasPayments, HasStore, NotFound, Role};
 use crate::domain::{ClinicId, SettingsInput};
 
 /// The clinic in the path, which a staff caller must work for: staff of
@@ -18,7 +18,7 @@ fn clinic(ctx: &Ctx<'_>) -> Result<ClinicId, super::ApiError> {
     Ok(clinic)
 }
 
-pub(super) async fn put(deps: &(impl HasStore + HasClock), ctx: Ctx<'_>) -> Answer {
+pub(super) async fn put(deps: &(impl HasStore + HasClock + HasMetrics + HasPayments), ctx: Ctx<'_>) -> Answer {
     let clinic = clinic(&ctx)?;
     let input: SettingsInput = ctx.body()?;
     Ok(json(StatusCode::OK, &settings::put(deps, ctx.caller()?, clinic, input).await?))

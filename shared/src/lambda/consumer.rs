@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use crate::adapters::stripe::events::{decode, Decoded};
 use crate::app::payment_events::{apply, Applied, ConsumeError};
-use crate::app::{HasClock, HasMetrics, HasPayments, HasStore};
+use crate::app::{HasClock, HasConfig, HasMetrics, HasPayments, HasStore};
 use crate::ports::QueueMessage;
 
 /// Why a message cannot be applied, or the use case's own refusal.
@@ -34,11 +34,13 @@ pub enum Outcome {
     Parked,
     /// Not about a visitpay action, or not a type visitpay acts on; acknowledged.
     Ignored(&'static str),
+    /// A payment naming an action, recorded apart from it with an alarm.
+    Stray,
 }
 
 /// Applies one message body as the queue delivered it.
 pub async fn apply_message(
-    deps: &(impl HasStore + HasClock + HasMetrics + HasPayments),
+    deps: &(impl HasStore + HasClock + HasConfig + HasMetrics + HasPayments),
     body: Option<&str>,
 ) -> Result<Outcome, MessageError> {
     let body = body.ok_or(MessageError::Empty)?;
@@ -54,12 +56,16 @@ pub async fn apply_message(
         Applied::Unchanged => Outcome::Unchanged,
         Applied::Parked => Outcome::Parked,
         Applied::Ignored(why) => Outcome::Ignored(why),
+        Applied::Stray => Outcome::Stray,
     })
 }
 
 /// The SQS entry point, as Lambda's event source mapping calls it with
 /// `ReportBatchItemFailures`.
-pub async fn handle(deps: &(impl HasStore + HasClock + HasMetrics + HasPayments), event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle(
+    deps: &(impl HasStore + HasClock + HasConfig + HasMetrics + HasPayments),
+    event: SqsEvent,
+) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for record in event.records {
         let message_id = record.message_id.clone().unwrap_or_default();

@@ -5,3 +5,10 @@
 
 pub mod consumer;
 pub mod status_stream;
+
+/// Runs an invocation's work within its deadline (Lambda's, less a second
+/// for the answer): calls to Stripe end before Lambda would end the function.
+pub async fn within_deadline<F: std::future::Future>(context: &lambda_http::Context, work: F) -> F::Output {
+    let deadline = crate::ports::deadline::from_epoch_millis(context.deadline, std::time::Duration::from_secs(1));
+    crate::ports::deadline::within(deadline, work).await
+}

@@ -18,17 +18,24 @@ pub enum MoneySignal {
     AccountDisconnected,
     /// A reconcile run met this many errors (0 included, so the metric exists).
     ReconcileErrors(u32),
+    /// Support pointed a clinic's payments at another Stripe account.
+    AccountChanged,
+    /// A payment naming an action was recorded apart from it (another
+    /// account's, or one more than the action may hold): refund it.
+    StrayPayment,
 }
 
 impl MoneySignal {
     /// Every signal (each must have its alarm in the template).
-    pub const ALL: [MoneySignal; 6] = [
+    pub const ALL: [MoneySignal; 8] = [
         MoneySignal::RefundNeeded,
         MoneySignal::RefundFailed,
         MoneySignal::DisputeOpened,
         MoneySignal::DisputeLost,
         MoneySignal::AccountDisconnected,
         MoneySignal::ReconcileErrors(0),
+        MoneySignal::AccountChanged,
+        MoneySignal::StrayPayment,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +46,8 @@ impl MoneySignal {
             MoneySignal::DisputeLost => "DisputeLost",
             MoneySignal::AccountDisconnected => "AccountDisconnected",
             MoneySignal::ReconcileErrors(_) => "ReconcileErrors",
+            MoneySignal::AccountChanged => "AccountChanged",
+            MoneySignal::StrayPayment => "StrayPayment",
         }
     }
     pub fn value(self) -> u32 {

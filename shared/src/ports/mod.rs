@@ -4,6 +4,7 @@
 //! names only the ports it uses (`app::Has*`).
 
 pub mod clock;
+pub mod deadline;
 pub mod ids;
 pub mod metrics;
 pub mod payments;
@@ -15,7 +16,7 @@ pub use clock::Clock;
 pub use ids::Ids;
 pub use metrics::{Metrics, MoneySignal};
 pub use payments::{
-    CheckoutLine, CheckoutRequest, CheckoutSession, Payments, PaymentsError, Refund, RefundRequest,
+    CheckoutLine, CheckoutRequest, CheckoutSession, ConnectedAccount, Payments, PaymentsError, Refund, RefundRequest,
     SessionPaymentStatus, SessionStatus, META_ACTION, META_CLINIC, META_REFUND_ATTEMPT,
 };
 pub use queue::{message_size, EventQueue, QueueError, QueueMessage, StripeDelivery, MAX_MESSAGE_BYTES};

@@ -96,6 +96,14 @@ pub struct Refund {
     pub attempt: Option<u32>,
 }
 
+/// A clinic's connected Stripe account, as the platform reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectedAccount {
+    pub id: StripeAccountId,
+    pub charges_enabled: bool,
+    pub payouts_enabled: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PaymentsError {
     /// Network trouble, timeouts, 429 and 5xx after our own retries: the
@@ -130,15 +138,17 @@ pub trait Payments: Send + Sync {
         session_id: &str,
     ) -> Result<CheckoutSession, PaymentsError>;
     async fn refund(&self, req: &RefundRequest) -> Result<Refund, PaymentsError>;
-    /// The account's open Checkout Sessions created at or after `created_since`.
-    async fn list_open_checkouts(
-        &self,
-        account: &StripeAccountId,
-        created_since: Timestamp,
-    ) -> Result<Vec<CheckoutSession>, PaymentsError>;
+    /// The session an earlier `create_checkout` made under the same key (the
+    /// same request sent again: Stripe answers with the session it made), or
+    /// `None` when Stripe refuses it: a refusal made no session.
+    async fn recover_checkout(&self, req: &CheckoutRequest) -> Result<Option<CheckoutSession>, PaymentsError>;
     /// Every refund of a payment, with its current status.
     async fn list_refunds(&self, account: &StripeAccountId, payment_intent: &str)
         -> Result<Vec<Refund>, PaymentsError>;
+    /// A connected account, read by the platform: `NotFound` or
+    /// `AccountDisconnected` when the platform does not know it (Stripe
+    /// answers both as `account_invalid`: "or that account does not exist").
+    async fn retrieve_account(&self, account: &StripeAccountId) -> Result<ConnectedAccount, PaymentsError>;
     /// Whether the key is a live one (`sk_live_`/`rk_live_`): events of the
     /// other mode are not this deployment's.
     fn livemode(&self) -> bool;

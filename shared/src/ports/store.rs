@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::BoxError;
 use crate::domain::action::InvoiceEffect;
 use crate::domain::{
-    Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentRef, PaymentSettings, Timestamp, VisitId,
+    Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentRef, PaymentSettings, StrayPayment, Timestamp,
+    VisitId,
 };
 
 /// What a conditional write expects to find.
@@ -62,6 +63,8 @@ pub enum Write {
     /// Written when a payment is recorded or a charge event parked;
     /// conditional on `PaymentRef::expect` (the version it replaces).
     Payment(PaymentRef),
+    /// Always created, never replaced: one record per session.
+    StrayPayment(StrayPayment),
 }
 
 impl PaymentRef {
@@ -150,6 +153,8 @@ pub trait AssignStore: Send + Sync {
 #[async_trait]
 pub trait PaymentStore: Send + Sync {
     async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError>;
+    /// A payment recorded apart from the action it names, by its session.
+    async fn find_stray_payment(&self, session_id: &str) -> Result<Option<StrayPayment>, StoreError>;
     /// An action and a payment record, strongly consistent, in one read.
     async fn action_and_payment(
         &self,

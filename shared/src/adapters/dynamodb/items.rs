@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde_dynamo::aws_sdk_dynamodb_1::to_item;
 
 use super::keys;
-use crate::domain::PaymentRef;
 use crate::domain::{Action, ActionStatus, Invoice, PaymentSettings, Timestamp};
+use crate::domain::{PaymentRef, StrayPayment};
 use crate::ports::{Expect, IdempotencyRecord, Write};
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -91,6 +91,10 @@ pub fn payment_item(payment: &PaymentRef) -> Item {
     item
 }
 
+pub fn stray_payment_item(stray: &StrayPayment) -> Item {
+    encode(stray, keys::stray_payment(&stray.session_id))
+}
+
 /// A write that replaces a whole item: the item and what the put expects.
 /// `None` for a held invoice, which is an update of an item not read.
 pub fn put_item(write: &Write) -> Option<(Item, Expect)> {
@@ -100,6 +104,7 @@ pub fn put_item(write: &Write) -> Option<(Item, Expect)> {
         Write::Action { action, expect } => (action_item(action), *expect),
         Write::Idempotency(record) => (idempotency_item(record), Expect::Absent),
         Write::Payment(payment) => (payment_item(payment), payment.expect()),
+        Write::StrayPayment(stray) => (stray_payment_item(stray), Expect::Absent),
     })
 }
 

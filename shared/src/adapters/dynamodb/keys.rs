@@ -27,6 +27,7 @@ pub const SETTINGS_SK: &str = "SETTINGS";
 pub const ACTION_SK: &str = "ACTION";
 pub const PAYMENT_SK: &str = "PAYMENT";
 pub const IDEMPOTENCY_SK: &str = "IDEMPOTENCY";
+pub const STRAY_SK: &str = "STRAY";
 
 pub fn settings(clinic: &ClinicId) -> (String, String) {
     (format!("CLINIC#{clinic}"), SETTINGS_SK.into())
@@ -88,6 +89,12 @@ pub fn open_to_payment(action: &ActionId, expires_at: Timestamp, clinic: &Clinic
 
 pub fn payment(payment_intent: &str) -> (String, String) {
     (format!("PAYMENT#{payment_intent}"), PAYMENT_SK.into())
+}
+
+/// A payment naming an action but kept apart from it, by its Checkout
+/// Session (Stripe's ids hold no `#`).
+pub fn stray_payment(session_id: &str) -> (String, String) {
+    (format!("STRAY#{session_id}"), STRAY_SK.into())
 }
 
 pub fn idempotency(clinic: &ClinicId, key: &str) -> (String, String) {

@@ -21,10 +21,10 @@ use serde_dynamo::aws_sdk_dynamodb_1::from_item;
 
 use super::tables::TableDef;
 use crate::domain::action::InvoiceEffect;
-use crate::domain::PaymentRef;
 use crate::domain::{
     Action, ActionId, ClinicId, Invoice, InvoiceId, InvoiceStatus, PatientId, PaymentSettings, Timestamp, VisitId,
 };
+use crate::domain::{PaymentRef, StrayPayment};
 use crate::ports::{
     ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore, PaymentStore,
     ReconcileStore, SettingsStore, StoreError, Write,
@@ -442,6 +442,10 @@ impl AssignStore for DynamoStore {
 impl PaymentStore for DynamoStore {
     async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError> {
         self.get(keys::payment(payment_intent)).await
+    }
+
+    async fn find_stray_payment(&self, session_id: &str) -> Result<Option<StrayPayment>, StoreError> {
+        self.get(keys::stray_payment(session_id)).await
     }
 
     async fn action_and_payment(

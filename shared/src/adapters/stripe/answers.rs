@@ -32,6 +32,14 @@ pub struct RefundAnswer {
     pub metadata: Option<HashMap<String, String>>,
 }
 
+/// A connected account (https://docs.stripe.com/api/accounts/object).
+#[derive(Debug, Deserialize)]
+pub struct AccountAnswer {
+    pub id: String,
+    pub charges_enabled: bool,
+    pub payouts_enabled: bool,
+}
+
 /// One page of a list (https://docs.stripe.com/api/pagination).
 #[derive(Debug, Deserialize)]
 pub struct Page<T> {

@@ -13,26 +13,25 @@ use std::time::Duration;
 use async_trait::async_trait;
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
-    CreateCheckoutSessionPaymentIntentData, ExpireCheckoutSession, ListCheckoutSession, ProductData,
-    RetrieveCheckoutSession,
+    CreateCheckoutSessionPaymentIntentData, ExpireCheckoutSession, ProductData, RetrieveCheckoutSession,
 };
-use stripe_client_core::{IdempotencyKey, RequestBuilder, RequestStrategy, StripeRequest};
+use stripe_client_core::{IdempotencyKey, RequestBuilder, RequestStrategy, StripeMethod, StripeRequest};
 use stripe_core::refund::{CreateRefund, ListRefund};
 use stripe_shared::{AccountId, CheckoutSessionLocale, CheckoutSessionMode};
 
-use super::answers::{Page, RefundAnswer, SessionAnswer};
+use super::answers::{AccountAnswer, Page, RefundAnswer, SessionAnswer};
 use super::transport::{StripeCallError, StripeHttp};
-use crate::domain::{Locale, RefundState, StripeAccountId, Timestamp};
+use crate::domain::{Locale, RefundState, StripeAccountId};
 use crate::ports::{
-    CheckoutRequest, CheckoutSession, Payments, PaymentsError, Refund, RefundRequest, SessionPaymentStatus,
-    SessionStatus, META_REFUND_ATTEMPT,
+    CheckoutRequest, CheckoutSession, ConnectedAccount, Payments, PaymentsError, Refund, RefundRequest,
+    SessionPaymentStatus, SessionStatus, META_REFUND_ATTEMPT,
 };
 
 /// Per attempt; the whole call stays well inside a Lambda's timeout.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
 const MAX_ATTEMPTS: u32 = 3;
-/// Pages of a list read at most (100 each): an account's open sessions of a
-/// day, a payment's refunds (visitpay makes at most 250).
+/// Pages of a list read at most (100 each): a payment's refunds (visitpay
+/// makes at most 250).
 const MAX_PAGES: usize = 10;
 
 pub struct StripePayments {
@@ -60,10 +59,12 @@ impl StripePayments {
 /// statuses (https://docs.stripe.com/error-low-level#idempotency).
 fn retryable(e: &StripeCallError) -> bool {
     match e {
+        // Stripe's answer kept under the key: sent again, it is replayed again.
+        StripeCallError::Api { replayed: true, .. } => false,
         StripeCallError::Api { should_retry: Some(advice), .. } => *advice,
         StripeCallError::Api { status, .. } => transient(*status),
         StripeCallError::Transport(_) | StripeCallError::Body(_) | StripeCallError::Timeout(_) => true,
-        StripeCallError::Request(_) | StripeCallError::Decode(_) => false,
+        StripeCallError::Request(_) | StripeCallError::Decode(_) | StripeCallError::TooLarge => false,
     }
 }
 
@@ -85,26 +86,53 @@ fn to_error(e: StripeCallError) -> PaymentsError {
             message: error.message().unwrap_or_default().to_owned(),
         },
         StripeCallError::Decode(what) => PaymentsError::Unexpected(what),
+        StripeCallError::TooLarge => PaymentsError::Unexpected(e_too_large()),
         other => PaymentsError::Unavailable(Box::new(other)),
     }
 }
 
-/// Runs `call` up to three times, with backoff, while the error is transient.
-async fn with_retries<T, F, Fut>(mut call: F) -> Result<T, PaymentsError>
+fn e_too_large() -> String {
+    format!("an answer over {} bytes", super::transport::MAX_ANSWER_BYTES)
+}
+
+/// Below this much time left before the work's deadline, no attempt starts:
+/// it could not be answered in time.
+const LEAST_FOR_AN_ATTEMPT: Duration = Duration::from_millis(250);
+
+/// Runs `call` up to three times, with backoff, while the error is transient,
+/// and never past the deadline of the work in hand (`ports::deadline`): each
+/// attempt is bounded by what is left of it, and no retry starts too late.
+async fn with_retries<T, F, Fut>(call: F) -> Result<T, PaymentsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StripeCallError>>,
+{
+    with_retries_raw(call).await.map_err(to_error)
+}
+
+/// As `with_retries`, with the last error as the transport gave it.
+async fn with_retries_raw<T, F, Fut>(mut call: F) -> Result<T, StripeCallError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StripeCallError>>,
 {
     let mut attempt = 0;
     loop {
+        if let Some(left) = crate::ports::deadline::remaining().filter(|left| *left < LEAST_FOR_AN_ATTEMPT) {
+            return Err(StripeCallError::Timeout(left));
+        }
         attempt += 1;
         match call().await {
             Ok(v) => return Ok(v),
             Err(e) if attempt < MAX_ATTEMPTS && retryable(&e) => {
+                let pause = Duration::from_millis(200 * 2u64.pow(attempt - 1));
+                if crate::ports::deadline::remaining().is_some_and(|left| left < pause + LEAST_FOR_AN_ATTEMPT) {
+                    return Err(e);
+                }
                 tracing::warn!(attempt, error = %e, "stripe call failed; retrying with the same idempotency key");
-                tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 1))).await;
+                tokio::time::sleep(pause).await;
             }
-            Err(e) => return Err(to_error(e)),
+            Err(e) => return Err(e),
         }
     }
 }
@@ -206,41 +234,46 @@ fn stripe_locale(l: Locale) -> CheckoutSessionLocale {
     }
 }
 
+/// The Checkout Session request, and its idempotency key.
+fn checkout_create(req: &CheckoutRequest) -> Result<(CreateCheckoutSession, RequestStrategy), PaymentsError> {
+    let currency: stripe_types::Currency = req.currency.code().parse().map_err(|_| PaymentsError::Rejected {
+        status: 400,
+        code: None,
+        message: "unsupported currency".into(),
+    })?;
+    let lines: Vec<CreateCheckoutSessionLineItems> = req
+        .lines
+        .iter()
+        .map(|l| {
+            let mut price = CreateCheckoutSessionLineItemsPriceData::new(currency.clone());
+            price.unit_amount = Some(l.amount);
+            price.product_data = Some(ProductData::new(l.name.clone()));
+            let mut item = CreateCheckoutSessionLineItems::new();
+            item.price_data = Some(price);
+            item.quantity = Some(1);
+            item
+        })
+        .collect();
+    let metadata: HashMap<String, String> = req.metadata.iter().cloned().collect();
+    let mut intent = CreateCheckoutSessionPaymentIntentData::new();
+    intent.metadata = Some(metadata.clone());
+    let create = CreateCheckoutSession::new()
+        .mode(CheckoutSessionMode::Payment)
+        .line_items(lines)
+        .client_reference_id(req.client_reference_id.clone())
+        .metadata(metadata)
+        .payment_intent_data(intent)
+        .locale(stripe_locale(req.locale))
+        .expires_at(req.expires_at.unix_timestamp())
+        .success_url(req.success_url.clone())
+        .cancel_url(req.cancel_url.clone());
+    Ok((create, key(&req.idempotency_key)?))
+}
+
 #[async_trait]
 impl Payments for StripePayments {
     async fn create_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutSession, PaymentsError> {
-        let currency: stripe_types::Currency = req.currency.code().parse().map_err(|_| PaymentsError::Rejected {
-            status: 400,
-            code: None,
-            message: "unsupported currency".into(),
-        })?;
-        let lines: Vec<CreateCheckoutSessionLineItems> = req
-            .lines
-            .iter()
-            .map(|l| {
-                let mut price = CreateCheckoutSessionLineItemsPriceData::new(currency.clone());
-                price.unit_amount = Some(l.amount);
-                price.product_data = Some(ProductData::new(l.name.clone()));
-                let mut item = CreateCheckoutSessionLineItems::new();
-                item.price_data = Some(price);
-                item.quantity = Some(1);
-                item
-            })
-            .collect();
-        let metadata: HashMap<String, String> = req.metadata.iter().cloned().collect();
-        let mut intent = CreateCheckoutSessionPaymentIntentData::new();
-        intent.metadata = Some(metadata.clone());
-        let create = CreateCheckoutSession::new()
-            .mode(CheckoutSessionMode::Payment)
-            .line_items(lines)
-            .client_reference_id(req.client_reference_id.clone())
-            .metadata(metadata)
-            .payment_intent_data(intent)
-            .locale(stripe_locale(req.locale))
-            .expires_at(req.expires_at.unix_timestamp())
-            .success_url(req.success_url.clone())
-            .cancel_url(req.cancel_url.clone());
-        let strategy = key(&req.idempotency_key)?;
+        let (create, strategy) = checkout_create(req)?;
         let session = with_retries(|| {
             create
                 .build()
@@ -251,6 +284,31 @@ impl Payments for StripePayments {
         })
         .await?;
         session_of(session)
+    }
+
+    async fn recover_checkout(&self, req: &CheckoutRequest) -> Result<Option<CheckoutSession>, PaymentsError> {
+        let (create, strategy) = checkout_create(req)?;
+        let sent = with_retries_raw(|| {
+            create
+                .build()
+                .customize::<SessionAnswer>()
+                .account_id(account(&req.account))
+                .request_strategy(strategy.clone())
+                .send(&self.client)
+        })
+        .await;
+        match sent {
+            Ok(session) => session_of(session).map(Some),
+            // An error Stripe kept under the key (`Idempotent-Replayed`): the
+            // request's outcome was that error, not a session.
+            Err(StripeCallError::Api { replayed: true, .. }) => Ok(None),
+            Err(e) => match to_error(e) {
+                // Refused now (a validation error is not kept under a key, and
+                // executes again): no session either way.
+                PaymentsError::Rejected { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
     }
 
     async fn retrieve_checkout(
@@ -302,24 +360,6 @@ impl Payments for StripePayments {
         refund_of(refund)
     }
 
-    async fn list_open_checkouts(
-        &self,
-        account_id: &StripeAccountId,
-        created_since: Timestamp,
-    ) -> Result<Vec<CheckoutSession>, PaymentsError> {
-        let page = |after: Option<&str>| {
-            let mut list = ListCheckoutSession::new()
-                .status(stripe_shared::CheckoutSessionStatus::Open)
-                .created(stripe_types::RangeQueryTs::gte(created_since.unix_timestamp()))
-                .limit(100);
-            if let Some(last) = after {
-                list = list.starting_after(last);
-            }
-            list.build()
-        };
-        self.every_page(account_id, page, |s: &SessionAnswer| &s.id, session_of, "open sessions").await
-    }
-
     async fn list_refunds(
         &self,
         account_id: &StripeAccountId,
@@ -334,6 +374,20 @@ impl Payments for StripePayments {
         };
         let what = format!("refunds of {payment_intent}");
         self.every_page(account_id, page, |r: &RefundAnswer| &r.id, refund_of, &what).await
+    }
+
+    async fn retrieve_account(&self, account_id: &StripeAccountId) -> Result<ConnectedAccount, PaymentsError> {
+        // https://docs.stripe.com/api/accounts/retrieve, as the platform (no Stripe-Account).
+        let path = format!("/accounts/{}", account_id.as_str());
+        let answer = with_retries(|| {
+            RequestBuilder::new(StripeMethod::Get, path.clone()).customize::<AccountAnswer>().send(&self.client)
+        })
+        .await?;
+        Ok(ConnectedAccount {
+            id: StripeAccountId::parse(&answer.id).map_err(|_| unexpected(format!("an account id {:?}", answer.id)))?,
+            charges_enabled: answer.charges_enabled,
+            payouts_enabled: answer.payouts_enabled,
+        })
     }
 
     fn livemode(&self) -> bool {

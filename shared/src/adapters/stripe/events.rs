@@ -10,7 +10,7 @@ use crate::domain::{
     ActionEvent, ActionId, Actor, ChargeChange, Charged, ClinicId, DisputeRecord, DisputeStatus, PaymentMethod,
     PaymentSignal, RefundRecord, RefundState, SignalKind,
 };
-use crate::ports::{META_ACTION, META_CLINIC};
+use crate::ports::{META_ACTION, META_CLINIC, META_REFUND_ATTEMPT};
 
 /// The event types visitpay acts on; anything else is acknowledged and dropped.
 pub const HANDLED_TYPES: &[&str] = &[
@@ -206,7 +206,12 @@ pub fn decode(body: &str) -> Result<Decoded, DecodeError> {
                 _ if t.starts_with("charge.dispute.") => ChargeChange::Dispute { dispute: dispute(t, object)? },
                 _ => ChargeChange::Refunded { refunds: vec![refund(object)?] },
             };
-            SignalKind::Payment { payment_intent, change }
+            // Ours before its payment is recorded only if it says so: a charge
+            // carries its PaymentIntent's metadata (Stripe copies it when the
+            // intent is confirmed), a refund visitpay made carries its own.
+            let marked =
+                [META_ACTION, META_CLINIC, META_REFUND_ATTEMPT].iter().any(|key| metadata(object, key).is_some());
+            SignalKind::Payment { payment_intent, change, marked }
         }
         "account.application.deauthorized" => match event.account.clone() {
             Some(account) => SignalKind::AccountDisconnected { account },
@@ -283,11 +288,12 @@ mod tests {
     #[test]
     fn refund_events_carry_the_refund_and_its_status() {
         let charge = json!({"id": "ch_1", "object": "charge", "payment_intent": "pi_1", "amount_refunded": 500});
-        let SignalKind::Payment { payment_intent, change } = signal(&charge_event("charge.refunded", charge)).kind
+        let SignalKind::Payment { payment_intent, change, marked } =
+            signal(&charge_event("charge.refunded", charge)).kind
         else {
             panic!()
         };
-        assert_eq!((payment_intent.as_str(), change), ("pi_1", ChargeChange::RefundsChanged));
+        assert_eq!((payment_intent.as_str(), change, marked), ("pi_1", ChargeChange::RefundsChanged, false));
         for (t, status, state) in [
             ("refund.created", "pending", RefundState::Pending),
             ("refund.updated", "succeeded", RefundState::Succeeded),
@@ -338,5 +344,36 @@ mod tests {
         assert!(matches!(decode("not json"), Err(DecodeError::NotAnEvent(_))));
         let bad_ids = session("checkout.session.completed", "paid").replace("act_1", "act#1");
         assert!(matches!(decode(&bad_ids), Err(DecodeError::Invalid(_))));
+    }
+
+    /// Stripe copies a PaymentIntent's metadata onto the charge it makes
+    /// ("when a PaymentIntent is confirmed, Stripe copies its metadata …
+    /// into the charge", Stripe support, "How metadata works with related
+    /// objects"): a charge of visitpay's says so before its payment is
+    /// recorded; a refund says so only if visitpay made it; a dispute never.
+    #[test]
+    fn charge_events_say_whether_they_carry_visitpays_metadata() {
+        let marked = |event_type: &str, object: Value| match signal(&charge_event(event_type, object)).kind {
+            SignalKind::Payment { marked, .. } => marked,
+            other => panic!("{other:?}"),
+        };
+        let card = json!({"type": "card", "card": {"brand": "visa", "last4": "4242"}});
+        let ours = json!({"id": "ch_1", "object": "charge", "payment_intent": "pi_1", "payment_method_details": card,
+            "metadata": {META_ACTION: "act_1", META_CLINIC: "c1"}});
+        let theirs = json!({"id": "ch_2", "object": "charge", "payment_intent": "pi_2", "payment_method_details": card,
+            "metadata": {"order": "42"}});
+        assert!(marked("charge.succeeded", ours.clone()));
+        assert!(marked("charge.refunded", ours));
+        assert!(!marked("charge.succeeded", theirs.clone()));
+        assert!(!marked("charge.refunded", theirs));
+        let refund = |metadata: Value| {
+            json!({"id": "re_1", "object": "refund", "amount": 500, "status": "succeeded", "payment_intent": "pi_1",
+                "metadata": metadata})
+        };
+        assert!(marked("refund.created", refund(json!({META_REFUND_ATTEMPT: "1", META_ACTION: "act_1"}))));
+        assert!(!marked("refund.created", refund(json!({}))), "a dashboard refund carries nothing of ours");
+        let dispute = json!({"id": "dp_1", "object": "dispute", "amount": 4500, "payment_intent": "pi_1",
+            "status": "needs_response", "metadata": {}});
+        assert!(!marked("charge.dispute.created", dispute));
     }
 }

@@ -27,6 +27,10 @@ use stripe_client_core::{CustomizedStripeRequest, StripeClient, StripeClientErr,
 use super::answers::ErrorAnswer;
 
 const API_BASE: &str = "https://api.stripe.com/";
+/// The largest answer read. Stripe's biggest answers visitpay asks for are
+/// lists of 100 objects of a few KB each; anything far past that is not a
+/// Stripe answer, and is refused before it is held in memory.
+pub const MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 /// Stripe's load balancers close a connection idle for about a minute; a
 /// pooled one is dropped before that rather than found closed on reuse.
@@ -41,8 +45,13 @@ pub enum StripeCallError {
         status: u16,
         /// Stripe's `Stripe-Should-Retry` header, when it sent one.
         should_retry: Option<bool>,
+        /// Stripe's `Idempotent-Replayed: true`: the answer is the one kept
+        /// under the request's Idempotency-Key, not a new attempt's.
+        replayed: bool,
         error: ErrorAnswer,
     },
+    #[error("stripe's answer is over {MAX_ANSWER_BYTES} bytes")]
+    TooLarge,
     #[error("stripe could not be reached")]
     Transport(#[source] hyper_util::client::legacy::Error),
     #[error("stripe's answer broke off")]
@@ -81,7 +90,16 @@ impl std::fmt::Debug for StripeHttp {
 impl StripeHttp {
     /// `api_base` (with its trailing slash) points at an emulator; `None`
     /// means api.stripe.com. `timeout` bounds each attempt, answer included.
+    /// Only a test key may be sent over plain http: a live key (or a key of
+    /// no known kind) goes over https or not at all.
     pub fn new(secret_key: &str, api_base: Option<&str>, timeout: Duration) -> Result<Self, StripeCallError> {
+        let base = api_base.unwrap_or(API_BASE);
+        let test_key = secret_key.starts_with("sk_test_") || secret_key.starts_with("rk_test_");
+        if !base.starts_with("https://") && !(test_key && base.starts_with("http://")) {
+            return Err(StripeCallError::Request(
+                "the Stripe API base must be https:// (plain http only with a test key, for an emulator)".into(),
+            ));
+        }
         let mut authorization = HeaderValue::try_from(format!("Bearer {secret_key}"))
             .map_err(|_| StripeCallError::Request("the secret key is not a valid header value".into()))?;
         authorization.set_sensitive(true);
@@ -93,6 +111,7 @@ impl StripeHttp {
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config()?)
+            // The scheme was checked above: http only for a test key.
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
@@ -106,9 +125,21 @@ impl StripeHttp {
     async fn attempt(&self, request: hyper::Request<Full<Bytes>>) -> Result<Bytes, StripeCallError> {
         let response = self.client.request(request).await.map_err(StripeCallError::Transport)?;
         let status = response.status();
-        let should_retry =
-            response.headers().get("stripe-should-retry").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-        let body = response.into_body().collect().await.map_err(StripeCallError::Body)?.to_bytes();
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+        let should_retry = header("stripe-should-retry").and_then(|v| v.parse().ok());
+        let replayed = header("idempotent-replayed") == Some("true");
+        let announced = header("content-length").and_then(|v| v.parse::<usize>().ok());
+        if announced.is_some_and(|length| length > MAX_ANSWER_BYTES) {
+            return Err(StripeCallError::TooLarge);
+        }
+        let limited = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES);
+        let body = match limited.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => match e.downcast::<hyper::Error>() {
+                Ok(broken) => return Err(StripeCallError::Body(*broken)),
+                Err(_) => return Err(StripeCallError::TooLarge),
+            },
+        };
         if status.is_success() {
             return Ok(body);
         }
@@ -116,7 +147,7 @@ impl StripeHttp {
             .ok()
             .and_then(|text| miniserde::json::from_str::<ErrorAnswer>(text).ok())
             .unwrap_or_default();
-        Err(StripeCallError::Api { status: status.as_u16(), should_retry, error })
+        Err(StripeCallError::Api { status: status.as_u16(), should_retry, replayed, error })
     }
 }
 
@@ -168,7 +199,11 @@ impl StripeClient for StripeHttp {
             None => Bytes::new(),
         };
         let request = builder.body(Full::new(body)).map_err(|e| StripeCallError::Request(e.to_string()))?;
-        let timeout = overrides.timeout.unwrap_or(self.timeout);
+        // Each attempt within its own bound and what is left of the work's deadline.
+        let mut timeout = overrides.timeout.unwrap_or(self.timeout);
+        if let Some(left) = crate::ports::deadline::remaining() {
+            timeout = timeout.min(left);
+        }
         tokio::time::timeout(timeout, self.attempt(request)).await.unwrap_or(Err(StripeCallError::Timeout(timeout)))
     }
 }

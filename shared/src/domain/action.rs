@@ -888,7 +888,12 @@ impl Action {
     pub fn sessions_to_close(&self, now: Timestamp) -> Vec<OpenSession> {
         let mut open: Vec<OpenSession> =
             self.open_sessions.iter().filter(|s| s.expires_at + SESSION_CLOCK_SKEW > now).cloned().collect();
-        if let Some(Checkout { attempt, session_id: Some(id), expires_at, .. }) = &self.checkout {
+        // Recorded before `open_sessions` existed: the current session of an
+        // action still open to payment.
+        let open_to_payment = matches!(self.status, ActionStatus::Assigned | ActionStatus::CheckoutOpen);
+        if let (true, Some(Checkout { attempt, session_id: Some(id), expires_at, .. })) =
+            (open_to_payment, &self.checkout)
+        {
             if !self.open_sessions.iter().any(|s| s.attempt == *attempt) && *expires_at + SESSION_CLOCK_SKEW > now {
                 open.push(OpenSession { attempt: *attempt, session_id: Some(id.clone()), expires_at: *expires_at });
             }

@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use visitpay::adapters::embedded_queue::EmbeddedQueue;
-use visitpay::adapters::stripe::StripePayments;
-use visitpay::app::{actions, checkout, invoices, AppError};
-use visitpay::domain::{ActionStatus, InvoiceStatus};
-use visitpay::lambda::consumer;
-use visitpay::ports::{EventQueue, Payments};
+use visitpay_app::ports::{EventQueue, Payments};
+use visitpay_app::{actions, checkout, invoices, AppError};
+use visitpay_devkit::embedded_queue::EmbeddedQueue;
+use visitpay_domain::{ActionStatus, InvoiceStatus};
+use visitpay_edge::lambda::consumer;
+use visitpay_stripe::StripePayments;
 use visitpay_tests::*;
 
 fn post_to(path: &'static str) -> impl Fn(&str, &str, &axum::http::HeaderMap) -> bool + Send + Sync {
@@ -70,7 +70,7 @@ async fn stripe_down_answers_503_and_a_later_click_reuses_the_attempt() {
     deps.payments = through(&proxy, Duration::from_secs(5));
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     let e = checkout::open(&deps, &token).await.unwrap_err();
-    assert!(matches!(e, AppError::Payments(visitpay::ports::PaymentsError::Unavailable(_))), "{e:?}");
+    assert!(matches!(e, AppError::Payments(visitpay_app::ports::PaymentsError::Unavailable(_))), "{e:?}");
     let stored = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
     assert_eq!((stored.status(), stored.checkout_attempts), (ActionStatus::Assigned, 1));
     clock.advance(5);
@@ -95,7 +95,7 @@ async fn stripe_saying_do_not_retry_is_not_retried() {
     deps.payments = through(&proxy, Duration::from_secs(5));
     let (_, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     let e = checkout::open(&deps, &token).await.unwrap_err();
-    assert!(matches!(e, AppError::Payments(visitpay::ports::PaymentsError::Unavailable(_))), "{e:?}");
+    assert!(matches!(e, AppError::Payments(visitpay_app::ports::PaymentsError::Unavailable(_))), "{e:?}");
     assert_eq!(proxy.injected.load(Ordering::SeqCst), 1, "one attempt: Stripe said the retry would fail too");
 }
 
@@ -107,7 +107,7 @@ async fn stripe_calls_share_one_connection() {
     deps.payments = Arc::new(StripePayments::new(STRIPE_KEY, Some(&format!("{base}/"))).unwrap());
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
-    let account = visitpay::domain::StripeAccountId::parse(ACCOUNT).unwrap();
+    let account = visitpay_domain::StripeAccountId::parse(ACCOUNT).unwrap();
     for _ in 0..3 {
         deps.payments.retrieve_checkout(&account, &session).await.unwrap();
     }
@@ -146,7 +146,7 @@ async fn faulty_dynamodb(times: usize, target: &'static str, body: &'static str)
     let proxy =
         fault_proxy(&visitpay_tests::kit::moto_endpoint(), Fault::Refuse { status: 400, body }, times, matches).await;
     let client = visitpay_tests::kit::dynamodb_client(&proxy.base).await;
-    deps.store = Arc::new(visitpay::adapters::dynamodb::DynamoStore::new(client, table));
+    deps.store = Arc::new(visitpay_aws::dynamodb::DynamoStore::new(client, table));
     (deps, proxy)
 }
 
@@ -157,12 +157,12 @@ async fn assign_one(deps: &TestDeps) -> Result<actions::Assigned, AppError> {
     let request = actions::AssignRequest {
         patient_id: patient("p1"),
         invoice_ids: ids(&["1", "2"]),
-        locale: visitpay::domain::Locale::FrCa,
+        locale: visitpay_domain::Locale::FrCa,
     };
     actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None).await
 }
 
-async fn prepared(store: visitpay::adapters::dynamodb::DynamoStore) -> TestDeps {
+async fn prepared(store: visitpay_aws::dynamodb::DynamoStore) -> TestDeps {
     let (deps, _) = visitpay_tests::kit::deps_with(Arc::new(store));
     enable_clinic(&deps, "c1").await;
     import(&deps, "c1", "p1", "1", 1000, "cad").await;
@@ -186,7 +186,7 @@ async fn dynamodb_throttling_is_retried_with_backoff() {
 async fn persistent_throttling_answers_503_and_changes_nothing() {
     let (deps, _proxy) = faulty_dynamodb(100, "TransactWriteItems", THROTTLED).await;
     let e = assign_one(&deps).await.unwrap_err();
-    let api = visitpay::http::ApiError::from(e);
+    let api = visitpay_edge::http::ApiError::from(e);
     assert_eq!((api.status.as_u16(), api.code), (503, "throttled"));
     let st: Vec<InvoiceStatus> =
         invoices::list(&deps, &clinic("c1"), &patient("p1"), None).await.unwrap().iter().map(|i| i.status()).collect();
@@ -298,9 +298,9 @@ async fn an_answer_over_the_size_cap_is_refused() {
     })
     .await;
     let payments = through(&proxy, Duration::from_secs(5));
-    let account = visitpay::domain::StripeAccountId::parse(ACCOUNT).unwrap();
+    let account = visitpay_domain::StripeAccountId::parse(ACCOUNT).unwrap();
     let answer = payments.retrieve_checkout(&account, "cs_test_1").await;
-    assert!(matches!(answer, Err(visitpay::ports::PaymentsError::Unexpected(_))), "{answer:?}");
+    assert!(matches!(answer, Err(visitpay_app::ports::PaymentsError::Unexpected(_))), "{answer:?}");
     assert_eq!(proxy.injected.load(Ordering::SeqCst), 1, "a refused answer is not asked for again");
 }
 
@@ -331,8 +331,11 @@ async fn stripe_calls_end_by_the_requests_deadline() {
     deps.payments = through(&proxy, Duration::from_secs(8));
     let started = std::time::Instant::now();
     let deadline = started + Duration::from_secs(2);
-    let opened = visitpay::ports::deadline::within(deadline, checkout::open(&deps, &token)).await;
+    let opened = visitpay_app::ports::deadline::within(deadline, checkout::open(&deps, &token)).await;
     let took = started.elapsed();
-    assert!(matches!(opened, Err(AppError::Payments(visitpay::ports::PaymentsError::Unavailable(_)))), "{opened:?}");
+    assert!(
+        matches!(opened, Err(AppError::Payments(visitpay_app::ports::PaymentsError::Unavailable(_)))),
+        "{opened:?}"
+    );
     assert!(took < Duration::from_secs(4), "ended by the deadline, not after 3 x 8 s: {took:?}");
 }

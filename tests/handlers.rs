@@ -7,7 +7,7 @@ use std::sync::Arc;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use serde_json::{json, Value};
-use visitpay::http::{handle, routes};
+use visitpay_edge::http::{handle, routes};
 use visitpay_tests::kit::deps_with;
 use visitpay_tests::*;
 
@@ -294,7 +294,7 @@ async fn base64_bodies_are_decoded_and_misrouted_events_refused() {
 /// answer names only the record that cannot be applied.
 #[tokio::test]
 async fn webhook_and_consumer_events_pay_the_action() {
-    use visitpay::adapters::embedded_queue::EmbeddedQueue;
+    use visitpay_devkit::embedded_queue::EmbeddedQueue;
     let mut deps = seeded().await;
     let queue = Arc::new(EmbeddedQueue::new(3, std::time::Duration::from_millis(10)));
     deps.queue = queue.clone();
@@ -313,7 +313,7 @@ async fn webhook_and_consumer_events_pay_the_action() {
 
     let sqs: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_value(event("sqs-payment-events")).expect("a valid SQS event");
-    let response = visitpay::lambda::consumer::handle(&deps, sqs.clone()).await;
+    let response = visitpay_edge::lambda::consumer::handle(&deps, sqs.clone()).await;
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, vec!["0d6c2a6e-1f0e-4a47-9f3e-7c1d2b9f1a02"], "only the poison record fails");
     let (_, paid, _) = send(&deps, &event("get-action")).await;
@@ -322,7 +322,7 @@ async fn webhook_and_consumer_events_pay_the_action() {
     let (_, listed, _) = send(&deps, &event("list-invoices")).await;
     assert!(listed["invoices"].as_array().unwrap().is_empty(), "no invoice is unprocessed");
     // Delivered again: nothing changes.
-    let again = visitpay::lambda::consumer::handle(&deps, sqs).await;
+    let again = visitpay_edge::lambda::consumer::handle(&deps, sqs).await;
     assert_eq!(again.batch_item_failures.len(), 1);
     let (_, after, _) = send(&deps, &event("get-action")).await;
     assert_eq!(after, paid, "a duplicate delivery changes nothing");
@@ -353,7 +353,7 @@ async fn create_checkout_event_opens_a_session() {
 /// checkout and Stripe events; then the schedule's event runs reconcile.
 #[tokio::test]
 async fn refund_and_schedule_events() {
-    use visitpay::adapters::embedded_queue::EmbeddedQueue;
+    use visitpay_devkit::embedded_queue::EmbeddedQueue;
     let stripe = stripe_emulator(None).await;
     let queue = Arc::new(EmbeddedQueue::new(3, std::time::Duration::from_millis(10)));
     let (deps, clock) =
@@ -403,8 +403,8 @@ async fn refund_and_schedule_events() {
     assert!(send(&deps, &select).await.0.is_success());
     assert_eq!(send(&deps, &assign).await.0, StatusCode::CREATED);
     clock.advance(73 * 3600);
-    let config = visitpay::app::reconcile::ReconcileConfig { min_age: time::Duration::seconds(300), batch: 10 };
-    let report = visitpay::app::reconcile::run(&deps, config).await.unwrap();
+    let config = visitpay_app::reconcile::ReconcileConfig { min_age: time::Duration::seconds(300), batch: 10 };
+    let report = visitpay_app::reconcile::run(&deps, config).await.unwrap();
     assert_eq!((report.actions_expired, report.errors), (1, 0), "{report:?}");
 }
 
@@ -455,12 +455,12 @@ async fn reads_are_conditional_on_their_etag() {
             assert_eq!(read(path.clone(), Some(list.clone())).await.status(), StatusCode::NOT_MODIFIED, "{list}");
         }
         assert_eq!(read(path.clone(), Some("\"other\"".into())).await.status(), StatusCode::OK);
-        let stored = visitpay::app::actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
+        let stored = visitpay_app::actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
         assert_eq!(stored.version, action.version, "a read writes nothing");
     }
 
     let before = read(format!("/actions/{}", action.action_id), None).await.headers()["etag"].clone();
-    visitpay::app::actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
+    visitpay_app::actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
     let changed = read(format!("/actions/{}", action.action_id), Some(before.to_str().unwrap().to_owned())).await;
     assert_eq!(changed.status(), StatusCode::OK, "a changed action is read again");
     assert_ne!(changed.headers()["etag"], before);
@@ -473,7 +473,7 @@ async fn reads_are_conditional_on_their_etag() {
 #[tokio::test]
 async fn the_stream_handler_publishes_each_visible_change_of_the_fixture() {
     use aws_lambda_events::event::dynamodb::Event;
-    use visitpay::lambda::status_stream;
+    use visitpay_edge::lambda::status_stream;
     use visitpay_tests::kit::RecordingBus;
     let stream: Event = serde_json::from_value(event("dynamodb-stream-action-changes")).unwrap();
     let bus = RecordingBus::accepting();

@@ -1,5 +1,5 @@
 //! Least privilege, proven: each of the eight functions is built exactly as
-//! its `main.rs` builds it (`visitpay::config::wiring`), with an SDK whose
+//! its `main.rs` builds it (`visitpay_edge::config::wiring`), with an SDK whose
 //! HTTP client records every request, and does its real work against moto
 //! and the Stripe emulator: every one of its routes or events, successes,
 //! refusals and conflict retries. Each recorded request is translated into
@@ -20,19 +20,19 @@ use aws_sdk_ssm::types::ParameterType;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::pin::Pin;
-use visitpay::adapters::dynamodb::DynamoStore;
-use visitpay::adapters::sqs::{deliveries, ensure_queue, sqs_event};
-use visitpay::adapters::tables;
-use visitpay::app::reconcile::{self, ReconcileConfig};
-use visitpay::lambda::consumer;
+use visitpay_app::reconcile::{self, ReconcileConfig};
+use visitpay_aws::dynamodb::DynamoStore;
+use visitpay_aws::tables;
+use visitpay_devkit::setup::{deliveries, ensure_queue, sqs_event};
+use visitpay_edge::lambda::consumer;
 
 use lambda_http::{Body, Response};
-use visitpay::app::{checkout, HasClock, HasMetrics, HasStore};
-use visitpay::config::{wiring, LambdaSettings, SecretSource};
-use visitpay::domain::{Invoice, InvoiceEffect};
-use visitpay::http::functions;
-use visitpay::http::routes::{Function, ROUTES};
-use visitpay::ports::{ActionStore, Commit, Expect, InvoiceStore, Store, Write};
+use visitpay_app::ports::{ActionStore, Commit, Expect, InvoiceStore, Store, Write};
+use visitpay_app::{checkout, HasClock, HasMetrics, HasStore};
+use visitpay_domain::{Invoice, InvoiceEffect};
+use visitpay_edge::config::{wiring, LambdaSettings, SecretSource};
+use visitpay_edge::http::functions;
+use visitpay_edge::http::routes::{Function, ROUTES};
 use visitpay_tests::aws_calls::{required_by, Grant, Names, Recorder, Template};
 use visitpay_tests::*;
 
@@ -91,7 +91,7 @@ impl<D> Under<D> {
         expected: u16,
     ) -> Value {
         let request = api_request(method, path, claims, headers, body);
-        let route = visitpay::http::routes::match_path(method, path.split('?').next().unwrap()).unwrap().0;
+        let route = visitpay_edge::http::routes::match_path(method, path.split('?').next().unwrap()).unwrap().0;
         self.routes_hit.insert(route.key());
         let (_, serve) = self.function.expect("an HTTP function");
         let response = serve(&self.deps, request).await;
@@ -105,17 +105,17 @@ async fn build<D>(
     logical_id: &'static str,
     function: Option<(Function, Serve<D>)>,
     settings: &LambdaSettings,
-    wire: impl AsyncFn(&aws_config::SdkConfig, &LambdaSettings) -> Result<D, visitpay::config::ConfigError>,
+    wire: impl AsyncFn(&aws_config::SdkConfig, &LambdaSettings) -> Result<D, visitpay_edge::config::ConfigError>,
 ) -> Under<D> {
     let recorder = Recorder::default();
-    let sdk = sdk(recorder.client(visitpay::config::https_client().unwrap())).await;
+    let sdk = sdk(recorder.client(visitpay_edge::config::https_client().unwrap())).await;
     let deps = wire(&sdk, settings).await.unwrap_or_else(|e| panic!("{logical_id}: {e}"));
     Under { logical_id, function, recorder, deps, routes_hit: BTreeSet::new() }
 }
 
 /// Receives what is queued (as Lambda's event source mapping would, outside
 /// the function's code) and hands it to the consumer; returns the batch failures.
-async fn consume<D: HasStore + HasClock + visitpay::app::HasConfig + HasMetrics + visitpay::app::HasPayments>(
+async fn consume<D: HasStore + HasClock + visitpay_app::HasConfig + HasMetrics + visitpay_app::HasPayments>(
     consumer: &Under<D>,
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
@@ -162,7 +162,7 @@ async fn deliver_webhooks<D>(webhook: &mut Under<D>, stripe: &StripeFixture, see
 
 /// The Checkout Session an action (as its JSON answer) has open.
 async fn session_of(store: &DynamoStore, clinic_id: &str, action: &Value) -> String {
-    let action_id = visitpay::domain::ActionId::parse(action["action_id"].as_str().unwrap()).unwrap();
+    let action_id = visitpay_domain::ActionId::parse(action["action_id"].as_str().unwrap()).unwrap();
     let stored = store.get_action(&clinic(clinic_id), &action_id).await.unwrap().expect("the action");
     stored.checkout_session_id().expect("an open session").to_owned()
 }
@@ -185,9 +185,9 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
         (format!("/lp-{stamp}/stripe/secret-key"), format!("/lp-{stamp}/stripe/webhook-secret"));
 
     // Set up, outside any function: the table, the queue, the SecureStrings.
-    let setup_sdk = sdk(visitpay::config::https_client().unwrap()).await;
+    let setup_sdk = sdk(visitpay_edge::config::https_client().unwrap()).await;
     let setup_store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&setup_sdk), table.clone());
-    setup_store.ensure_table(&tables::main_table()).await.unwrap();
+    visitpay_devkit::setup::ensure_table(&setup_store, &tables::main_table()).await.unwrap();
     let sqs = aws_sdk_sqs::Client::new(&setup_sdk);
     let queue_url = ensure_queue(&sqs, &queue_name, 5, 30).await.unwrap();
     let bus_name = format!("lp-status-{stamp}");
@@ -389,7 +389,7 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
 
     // Cancel, while someone else released one of its invoices meanwhile: the
     // held-invoice update conflicts and the retry re-reads the invoices.
-    let cancelled_id = visitpay::domain::ActionId::parse(&id(&cancelled)).unwrap();
+    let cancelled_id = visitpay_domain::ActionId::parse(&id(&cancelled)).unwrap();
     let other: Invoice =
         setup_store.get_invoice(&clinic("lp"), &patient("p1"), &ids(&["4"])[0]).await.unwrap().unwrap();
     let released = other.follow(&cancelled_id, InvoiceEffect::Release, other.updated_at).unwrap();
@@ -410,14 +410,14 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     let mut old_settings = settings_input(true, "cad");
     old_settings.action_ttl_hours = 1;
     old_settings.checkout_ttl_minutes = 1440;
-    visitpay::app::settings::put(&past, &support(), clinic("lp"), old_settings).await.unwrap();
+    visitpay_app::settings::put(&past, &support(), clinic("lp"), old_settings).await.unwrap();
     let (_, old_token) = {
         // Invoices 7 and 8 were selected above.
-        use visitpay::app::actions::{assign, AssignRequest, Assigned};
+        use visitpay_app::actions::{assign, AssignRequest, Assigned};
         let request = AssignRequest {
             patient_id: patient("p1"),
             invoice_ids: ids(&["7", "8"]),
-            locale: visitpay::domain::Locale::FrCa,
+            locale: visitpay_domain::Locale::FrCa,
         };
         match assign(&past, &staff("lp"), &clinic("lp"), &visit("v3"), request, None).await.unwrap() {
             Assigned::Created { action, patient_url } => (action, patient_url.rsplit('/').next().unwrap().to_owned()),

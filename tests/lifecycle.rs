@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use visitpay::adapters::embedded_queue::EmbeddedQueue;
-use visitpay::app::reconcile::{self, ReconcileConfig};
-use visitpay::app::{actions, checkout, invoices, AppError};
-use visitpay::domain::{ActionStatus, DomainError, InvoiceStatus, StripeAccountId};
-use visitpay::lambda::consumer::{self, Outcome};
-use visitpay::ports::SessionStatus;
+use visitpay_app::ports::SessionStatus;
+use visitpay_app::reconcile::{self, ReconcileConfig};
+use visitpay_app::{actions, checkout, invoices, AppError};
+use visitpay_devkit::embedded_queue::EmbeddedQueue;
+use visitpay_domain::{ActionStatus, DomainError, InvoiceStatus, StripeAccountId};
+use visitpay_edge::lambda::consumer::{self, Outcome};
 use visitpay_tests::*;
 
 fn account() -> StripeAccountId {
@@ -203,7 +203,7 @@ async fn reconcile_learns_what_webhooks_missed(store: DynStore) {
     for token in [&paid_token, &failed_token, &open_token] {
         checkout::open(&deps, token).await.unwrap();
     }
-    let session = |a: &visitpay::domain::Action, c: &'static str| {
+    let session = |a: &visitpay_domain::Action, c: &'static str| {
         let deps = deps.clone();
         let id = a.action_id.clone();
         async move { action_of(&deps, c, &id).await.checkout_session_id().unwrap().to_owned() }
@@ -288,20 +288,20 @@ async fn reconcile_expires_actions_past_their_lifetime(store: DynStore) {
 /// keeps every money movement and the first and last sessions; the item is
 /// read and written again at the end.
 async fn an_action_lives_its_longest_life_within_the_item_limit(store: DynStore) {
-    use visitpay::adapters::dynamodb::items::{action_item, item_size, MAX_ITEM_BYTES};
-    use visitpay::domain::action::{MAX_REFUNDS, ROUTINE_HISTORY_HEAD, ROUTINE_HISTORY_TAIL};
-    use visitpay::ports::Clock as _;
+    use visitpay_app::ports::Clock as _;
+    use visitpay_aws::dynamodb::items::{action_item, item_size, MAX_ITEM_BYTES};
+    use visitpay_domain::action::{MAX_REFUNDS, ROUTINE_HISTORY_HEAD, ROUTINE_HISTORY_TAIL};
     let stripe = stripe_emulator(None).await;
     let (deps, clock) = deps_for_payments(store.clone(), &stripe, None);
     let mut long = settings_input(true, "cad");
     (long.checkout_ttl_minutes, long.action_ttl_hours) = (30, 720);
-    visitpay::app::settings::put(&deps, &support(), clinic("c1"), long).await.unwrap();
+    visitpay_app::settings::put(&deps, &support(), clinic("c1"), long).await.unwrap();
     import(&deps, "c1", "p1", "1", 1_000_000, "cad").await;
     invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["1"])).await.unwrap();
     let request = actions::AssignRequest {
         patient_id: patient("p1"),
         invoice_ids: ids(&["1"]),
-        locale: visitpay::domain::Locale::FrCa,
+        locale: visitpay_domain::Locale::FrCa,
     };
     let actions::Assigned::Created { action, patient_url } =
         actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None).await.unwrap()
@@ -388,57 +388,61 @@ async fn an_action_lives_its_longest_life_within_the_item_limit(store: DynStore)
 }
 
 /// A Stripe that refuses every refund and every session lookup.
-struct Refusing(Arc<dyn visitpay::ports::Payments>);
+struct Refusing(Arc<dyn visitpay_app::ports::Payments>);
 
-fn refused() -> visitpay::ports::PaymentsError {
-    visitpay::ports::PaymentsError::Rejected { status: 400, code: Some("charge_disputed".into()), message: "no".into() }
+fn refused() -> visitpay_app::ports::PaymentsError {
+    visitpay_app::ports::PaymentsError::Rejected {
+        status: 400,
+        code: Some("charge_disputed".into()),
+        message: "no".into(),
+    }
 }
 
 #[async_trait::async_trait]
-impl visitpay::ports::Payments for Refusing {
+impl visitpay_app::ports::Payments for Refusing {
     async fn create_checkout(
         &self,
-        r: &visitpay::ports::CheckoutRequest,
-    ) -> Result<visitpay::ports::CheckoutSession, visitpay::ports::PaymentsError> {
+        r: &visitpay_app::ports::CheckoutRequest,
+    ) -> Result<visitpay_app::ports::CheckoutSession, visitpay_app::ports::PaymentsError> {
         self.0.create_checkout(r).await
     }
     async fn retrieve_checkout(
         &self,
         _: &StripeAccountId,
         _: &str,
-    ) -> Result<visitpay::ports::CheckoutSession, visitpay::ports::PaymentsError> {
-        Err(visitpay::ports::PaymentsError::Unavailable("injected".into()))
+    ) -> Result<visitpay_app::ports::CheckoutSession, visitpay_app::ports::PaymentsError> {
+        Err(visitpay_app::ports::PaymentsError::Unavailable("injected".into()))
     }
     async fn expire_checkout(
         &self,
         a: &StripeAccountId,
         s: &str,
-    ) -> Result<visitpay::ports::CheckoutSession, visitpay::ports::PaymentsError> {
+    ) -> Result<visitpay_app::ports::CheckoutSession, visitpay_app::ports::PaymentsError> {
         self.0.expire_checkout(a, s).await
     }
     async fn refund(
         &self,
-        _: &visitpay::ports::RefundRequest,
-    ) -> Result<visitpay::ports::Refund, visitpay::ports::PaymentsError> {
+        _: &visitpay_app::ports::RefundRequest,
+    ) -> Result<visitpay_app::ports::Refund, visitpay_app::ports::PaymentsError> {
         Err(refused())
     }
     async fn recover_checkout(
         &self,
-        r: &visitpay::ports::CheckoutRequest,
-    ) -> Result<Option<visitpay::ports::CheckoutSession>, visitpay::ports::PaymentsError> {
+        r: &visitpay_app::ports::CheckoutRequest,
+    ) -> Result<Option<visitpay_app::ports::CheckoutSession>, visitpay_app::ports::PaymentsError> {
         self.0.recover_checkout(r).await
     }
     async fn retrieve_account(
         &self,
         a: &StripeAccountId,
-    ) -> Result<visitpay::ports::ConnectedAccount, visitpay::ports::PaymentsError> {
+    ) -> Result<visitpay_app::ports::ConnectedAccount, visitpay_app::ports::PaymentsError> {
         self.0.retrieve_account(a).await
     }
     async fn list_refunds(
         &self,
         a: &StripeAccountId,
         pi: &str,
-    ) -> Result<Vec<visitpay::ports::Refund>, visitpay::ports::PaymentsError> {
+    ) -> Result<Vec<visitpay_app::ports::Refund>, visitpay_app::ports::PaymentsError> {
         self.0.list_refunds(a, pi).await
     }
     fn livemode(&self) -> bool {
@@ -450,7 +454,7 @@ impl visitpay::ports::Payments for Refusing {
 /// watch, once: a payment kept for refund, a dispute, a refund Stripe
 /// refused, reconcile's errors (0 too, so the metric always exists).
 async fn money_signals_reach_the_metrics(store: DynStore) {
-    use visitpay::ports::MoneySignal;
+    use visitpay_app::ports::MoneySignal;
     let stripe = stripe_emulator(None).await;
     let queue = Arc::new(EmbeddedQueue::new(3, Duration::from_millis(10)));
     let (mut deps, _clock) = deps_for_payments(store, &stripe, Some(queue));
@@ -475,7 +479,10 @@ async fn money_signals_reach_the_metrics(store: DynStore) {
     let refused = paid_action(&deps, &stripe, "c1", &[("4", 3000, "")]).await;
     deps.payments = Arc::new(Refusing(stripe.payments.clone()));
     let refund = actions::refund(&deps, &staff("c1"), &clinic("c1"), &refused.action_id, None).await;
-    assert!(matches!(refund, Err(AppError::Payments(visitpay::ports::PaymentsError::Rejected { .. }))), "{refund:?}");
+    assert!(
+        matches!(refund, Err(AppError::Payments(visitpay_app::ports::PaymentsError::Rejected { .. }))),
+        "{refund:?}"
+    );
     let (_, open_token) = assigned_action(&deps, "c2", &[("3", 500, "")]).await;
     checkout::open(&deps, &open_token).await.unwrap();
     let config = ReconcileConfig { min_age: time::Duration::seconds(-60), batch: 10 };

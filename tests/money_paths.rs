@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use visitpay::adapters::embedded_queue::EmbeddedQueue;
-use visitpay::adapters::stripe::StripePayments;
-use visitpay::app::reconcile::{self, ReconcileConfig};
-use visitpay::app::{actions, checkout, AppError};
-use visitpay::domain::{ActionEvent, ActionStatus, Actor, DisputeStatus, DomainError, InvoiceStatus, RefundState};
-use visitpay::lambda::consumer::Outcome;
-use visitpay::ports::{CheckoutRequest, Expect, MoneySignal, SessionStatus, Write};
+use visitpay_app::ports::{CheckoutRequest, Expect, MoneySignal, SessionStatus, Write};
+use visitpay_app::reconcile::{self, ReconcileConfig};
+use visitpay_app::{actions, checkout, AppError};
+use visitpay_devkit::embedded_queue::EmbeddedQueue;
+use visitpay_domain::{ActionEvent, ActionStatus, Actor, DisputeStatus, DomainError, InvoiceStatus, RefundState};
+use visitpay_edge::lambda::consumer::Outcome;
+use visitpay_stripe::StripePayments;
 use visitpay_tests::*;
 
 fn statuses(states: std::collections::BTreeMap<String, InvoiceStatus>) -> Vec<InvoiceStatus> {
@@ -75,7 +75,7 @@ async fn an_expiry_waits_for_a_session_opened_after_reconcile_closed_them(store:
     let (deps, clock) = deps_for_payments(store, &stripe, Some(queue.clone()));
     let mut short = settings_input(true, "cad");
     (short.action_ttl_hours, short.checkout_ttl_minutes) = (1, 30);
-    visitpay::app::settings::put(&deps, &support(), clinic("c1"), short).await.unwrap();
+    visitpay_app::settings::put(&deps, &support(), clinic("c1"), short).await.unwrap();
     let (action, token) = assigned_action_on(&deps, "c1", "1").await;
     let first = open_checkout(&deps, "c1", &action.action_id, &token).await;
     clock.advance(3600 + 60);
@@ -115,19 +115,19 @@ async fn an_expiry_waits_for_a_session_opened_after_reconcile_closed_them(store:
     assert_eq!(action_of(&deps, "c1", &action.action_id).await.status(), ActionStatus::Expired);
 }
 
-fn clock_now(deps: &TestDeps) -> visitpay::domain::Timestamp {
+fn clock_now(deps: &TestDeps) -> visitpay_domain::Timestamp {
     deps.clock.now()
 }
 
-fn account() -> visitpay::domain::StripeAccountId {
-    visitpay::domain::StripeAccountId::parse(ACCOUNT).unwrap()
+fn account() -> visitpay_domain::StripeAccountId {
+    visitpay_domain::StripeAccountId::parse(ACCOUNT).unwrap()
 }
 
 /// Applies what is on the embedded queue now, in order; the outcomes.
 async fn drain(deps: &TestDeps, queue: &EmbeddedQueue) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for body in queue.take_all() {
-        outcomes.push(visitpay::lambda::consumer::apply_message(deps, Some(&body)).await.unwrap());
+        outcomes.push(visitpay_edge::lambda::consumer::apply_message(deps, Some(&body)).await.unwrap());
     }
     outcomes
 }
@@ -220,7 +220,7 @@ async fn other_softwares_open_sessions_change_nothing(store: DynStore) {
     // session is still open at Stripe, and must close it.
     let mut short = settings_input(true, "cad");
     (short.action_ttl_hours, short.checkout_ttl_minutes) = (1, 1440);
-    visitpay::app::settings::put(&deps, &support(), clinic("c1"), short).await.unwrap();
+    visitpay_app::settings::put(&deps, &support(), clinic("c1"), short).await.unwrap();
     let (cancelled, cancelled_token) = assigned_action_on(&deps, "c1", "1").await;
     let (paid, paid_token) = assigned_action_on(&deps, "c1", "2").await;
     let (expiring, expiring_token) = assigned_action_on(&deps, "c1", "3").await;
@@ -257,16 +257,16 @@ async fn other_softwares_open_sessions_change_nothing(store: DynStore) {
 
 /// A session another integration made on the clinic's account, with its own metadata.
 async fn foreign_session(stripe: &StripeFixture, n: usize) -> String {
-    use visitpay::ports::CheckoutLine;
+    use visitpay_app::ports::CheckoutLine;
     let now = stripe.emulator.clock().now();
     let request = CheckoutRequest {
-        account: visitpay::domain::StripeAccountId::parse(ACCOUNT).unwrap(),
+        account: visitpay_domain::StripeAccountId::parse(ACCOUNT).unwrap(),
         idempotency_key: format!("other-software-{n}"),
-        currency: visitpay::domain::Currency::parse("cad").unwrap(),
+        currency: visitpay_domain::Currency::parse("cad").unwrap(),
         lines: vec![CheckoutLine { name: "Membership".into(), amount: 2500 }],
         client_reference_id: format!("order-{n}"),
         metadata: vec![("order".to_owned(), n.to_string())],
-        locale: visitpay::domain::Locale::EnCa,
+        locale: visitpay_domain::Locale::EnCa,
         expires_at: time::OffsetDateTime::from_unix_timestamp(now + 23 * 3600).unwrap(),
         success_url: "https://shop.example.test/done".into(),
         cancel_url: "https://shop.example.test/back".into(),
@@ -316,7 +316,7 @@ async fn a_session_that_is_not_the_actions_pays_nothing(store: DynStore) {
 /// `MAX_LATE_PAYMENTS` they are recorded apart, each with an alarm, and the
 /// action's own payment still lands.
 async fn late_payments_on_an_action_are_bounded(store: DynStore) {
-    use visitpay::domain::action::MAX_LATE_PAYMENTS;
+    use visitpay_domain::action::MAX_LATE_PAYMENTS;
     let stripe = stripe_emulator(None).await;
     let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
     let metrics = visitpay_tests::kit::record_metrics(&mut deps);
@@ -398,7 +398,7 @@ async fn a_refund_that_fails_puts_the_action_and_its_invoices_back(store: DynSto
     let refunded = actions::refund(&deps, &staff("c1"), &clinic("c1"), &paid.action_id, None).await.unwrap();
     assert_eq!((refunded.status(), refunded.refunded_amount), (ActionStatus::Refunded, 4500));
     assert_eq!(refunded.refunds[0].status, RefundState::Pending, "the answer is Stripe's status");
-    let view = serde_json::to_value(visitpay::app::views::ActionView::new(&refunded, None)).unwrap();
+    let view = serde_json::to_value(visitpay_app::views::ActionView::new(&refunded, None)).unwrap();
     assert_eq!(
         (view["refund_pending_amount"].as_i64(), view["refunds"][0]["status"].as_str()),
         (Some(4500), Some("pending"))
@@ -422,11 +422,11 @@ async fn a_refund_that_fails_puts_the_action_and_its_invoices_back(store: DynSto
     // Again, but one invoice is collected by another action before it fails.
     let again = actions::refund(&deps, &staff("c1"), &clinic("c1"), &paid.action_id, None).await.unwrap();
     assert_eq!(again.status(), ActionStatus::Refunded);
-    visitpay::app::invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["2"])).await.unwrap();
+    visitpay_app::invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["2"])).await.unwrap();
     let request = actions::AssignRequest {
         patient_id: patient("p1"),
         invoice_ids: ids(&["2"]),
-        locale: visitpay::domain::Locale::FrCa,
+        locale: visitpay_domain::Locale::FrCa,
     };
     actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v2"), request, None).await.unwrap();
     let second = again.refunds.iter().find(|r| r.refund_id != refund_id).unwrap().refund_id.clone();
@@ -460,7 +460,7 @@ async fn a_dispute_is_followed_to_its_outcome(store: DynStore) {
     let sent_before = refunds_sent();
     let refused = actions::refund(&deps, &staff("c1"), &clinic("c1"), &lost.action_id, Some(500)).await;
     assert!(matches!(refused, Err(AppError::Domain(DomainError::PaymentDisputed))), "{refused:?}");
-    let answer = visitpay::http::error::ApiError::from(refused.unwrap_err());
+    let answer = visitpay_edge::http::error::ApiError::from(refused.unwrap_err());
     assert_eq!((answer.status.as_u16(), answer.code), (409, "payment_disputed"));
     assert_eq!(refunds_sent(), sent_before, "nothing sent to Stripe");
     assert_eq!(action_of(&deps, "c1", &lost.action_id).await.version, open.version, "nothing changed");
@@ -468,7 +468,7 @@ async fn a_dispute_is_followed_to_its_outcome(store: DynStore) {
     stripe.control(&format!("/test/disputes/{id}/close"), json!({"status": "lost"})).await;
     deliver_all(&deps, &stripe).await;
     let closed = action_of(&deps, "c1", &lost.action_id).await;
-    let view = serde_json::to_value(visitpay::app::views::ActionView::new(&closed, None)).unwrap();
+    let view = serde_json::to_value(visitpay_app::views::ActionView::new(&closed, None)).unwrap();
     assert_eq!(view["disputed"], false, "closed");
     assert_eq!(
         (view["disputes"][0]["outcome"].as_str(), view["disputes"][0]["withdrawn_amount"].as_i64()),
@@ -498,11 +498,11 @@ async fn assign_refuses_a_total_stripe_would_not_take(store: DynStore) {
     let (deps, _clock) = deps_for_payments(store, &stripe, None);
     enable_clinic(&deps, "c1").await;
     import(&deps, "c1", "p1", "small", 49, "cad").await;
-    visitpay::app::invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["small"])).await.unwrap();
+    visitpay_app::invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["small"])).await.unwrap();
     let request = actions::AssignRequest {
         patient_id: patient("p1"),
         invoice_ids: ids(&["small"]),
-        locale: visitpay::domain::Locale::EnCa,
+        locale: visitpay_domain::Locale::EnCa,
     };
     let refused = actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), request.clone(), None).await;
     assert!(
@@ -510,11 +510,11 @@ async fn assign_refuses_a_total_stripe_would_not_take(store: DynStore) {
         "{refused:?}"
     );
     assert_eq!(statuses(invoice_states(&deps, "c1", "p1").await), vec![InvoiceStatus::Selected], "nothing changed");
-    let answer = visitpay::http::error::ApiError::from(refused.unwrap_err());
+    let answer = visitpay_edge::http::error::ApiError::from(refused.unwrap_err());
     assert_eq!((answer.status.as_u16(), answer.code), (400, "amount_below_minimum"));
     // The emulator refuses the same total, as Stripe does.
     import(&deps, "c1", "p1", "fifty", 50, "cad").await;
-    visitpay::app::invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["fifty"])).await.unwrap();
+    visitpay_app::invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["fifty"])).await.unwrap();
     let ok = actions::AssignRequest { invoice_ids: ids(&["fifty"]), ..request };
     assert!(actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), ok, None).await.is_ok());
 }
@@ -554,7 +554,7 @@ async fn reconcile_backs_off_what_fails_and_expires_a_disconnected_clinics_actio
     stripe.emulator.connect_account("acct_1Gone");
     let mut gone = settings_input(true, "cad");
     gone.stripe_account_id = Some("acct_1Gone".into());
-    visitpay::app::settings::put(&deps, &support(), clinic("c3"), gone).await.unwrap();
+    visitpay_app::settings::put(&deps, &support(), clinic("c3"), gone).await.unwrap();
     let (left, token) = assigned_action_on(&deps, "c3", "3").await;
     open_checkout(&deps, "c3", &left.action_id, &token).await;
     // The platform can no longer read a disconnected account's events (Stripe
@@ -577,13 +577,13 @@ async fn reconcile_backs_off_what_fails_and_expires_a_disconnected_clinics_actio
 }
 
 /// Assign for a clinic whose settings were already put (another account).
-async fn assigned_action_on(deps: &TestDeps, c: &str, invoice: &str) -> (visitpay::domain::Action, String) {
+async fn assigned_action_on(deps: &TestDeps, c: &str, invoice: &str) -> (visitpay_domain::Action, String) {
     import(deps, c, "p1", invoice, 1000, "cad").await;
-    visitpay::app::invoices::select(deps, &clinic(c), &patient("p1"), &ids(&[invoice])).await.unwrap();
+    visitpay_app::invoices::select(deps, &clinic(c), &patient("p1"), &ids(&[invoice])).await.unwrap();
     let request = actions::AssignRequest {
         patient_id: patient("p1"),
         invoice_ids: ids(&[invoice]),
-        locale: visitpay::domain::Locale::FrCa,
+        locale: visitpay_domain::Locale::FrCa,
     };
     match actions::assign(deps, &staff(c), &clinic(c), &visit("v1"), request, None).await.unwrap() {
         actions::Assigned::Created { action, patient_url } => {
@@ -613,7 +613,10 @@ async fn refund_keys_stay_valid_after_stripes_errors(store: DynStore) {
     // A 500 that did nothing, replayed to every retry with its key.
     stripe.control("/test/faults", json!({"method": "POST", "path": "/v1/refunds", "times": 1})).await;
     let failed = refund(1000).await;
-    assert!(matches!(failed, Err(AppError::Payments(visitpay::ports::PaymentsError::Unavailable(_)))), "{failed:?}");
+    assert!(
+        matches!(failed, Err(AppError::Payments(visitpay_app::ports::PaymentsError::Unavailable(_)))),
+        "{failed:?}"
+    );
     let quick = refund(1000).await;
     assert!(quick.is_err(), "within the minute, the same key: Stripe replays its 500");
     clock.advance(61);

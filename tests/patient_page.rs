@@ -4,7 +4,7 @@
 //! without the link's secret, and never "paid" before the action is.
 //! (The same pages in a real browser: tests/browser.rs.)
 
-use visitpay::http::routes::Function;
+use visitpay_edge::http::routes::Function;
 use visitpay_tests::*;
 
 /// A browser's `GET` of `path` through the action-status function.
@@ -14,14 +14,14 @@ async fn browse(deps: &TestDeps, path: &str, cookie: Option<&str>) -> lambda_htt
         headers.push(("cookie", cookie));
     }
     let request = api_request("GET", path, None, &headers, None);
-    visitpay::http::handle(deps, Function::ActionStatus, request).await
+    visitpay_edge::http::handle(deps, Function::ActionStatus, request).await
 }
 
 /// The page's Pay form, as a browser submits it (a form post).
 async fn press_pay(deps: &TestDeps, token: &str) -> lambda_http::Response<lambda_http::Body> {
     let headers = [("content-type", "application/x-www-form-urlencoded"), ("accept", "text/html")];
     let request = api_request("POST", &format!("/patient/actions/{token}/checkout"), None, &headers, Some(""));
-    visitpay::http::handle(deps, Function::CreateCheckout, request).await
+    visitpay_edge::http::handle(deps, Function::CreateCheckout, request).await
 }
 
 fn text(response: &lambda_http::Response<lambda_http::Body>) -> String {
@@ -73,7 +73,7 @@ async fn the_link_opens_a_page_in_the_visits_language_and_switches() {
     assert!(english.contains("href=\"?lang=fr\""), "and back to French");
 
     // API clients still get JSON.
-    let json = visitpay::http::handle(
+    let json = visitpay_edge::http::handle(
         &deps,
         Function::ActionStatus,
         api_request("GET", &format!("/patient/actions/{token}"), None, &[], None),
@@ -129,7 +129,7 @@ async fn every_ending_is_said_in_words() {
     let stripe = stripe_emulator(None).await;
     let (deps, _clock) = deps_for_payments(std::sync::Arc::new(kit::embedded_store()), &stripe, None);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 4500, "")]).await;
-    visitpay::app::actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
+    visitpay_app::actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
     let page = text(&browse(&deps, &format!("/patient/actions/{token}?lang=en"), None).await);
     assert_eq!(state_of(&page), "cancelled");
     assert!(page.contains("Contact the clinic") && !page.contains("<form"), "{page}");
@@ -148,9 +148,9 @@ async fn every_ending_is_said_in_words() {
 /// Stripe and its repair is applied; then the page shows it too.
 #[tokio::test]
 async fn reconciles_repair_shows_on_the_page() {
-    use visitpay::app::reconcile::{self, ReconcileConfig};
+    use visitpay_app::reconcile::{self, ReconcileConfig};
     let stripe = stripe_emulator(None).await;
-    let queue = std::sync::Arc::new(visitpay::adapters::embedded_queue::EmbeddedQueue::new(
+    let queue = std::sync::Arc::new(visitpay_devkit::embedded_queue::EmbeddedQueue::new(
         3,
         std::time::Duration::from_millis(10),
     ));
@@ -170,7 +170,7 @@ async fn reconciles_repair_shows_on_the_page() {
     assert_eq!(report.found_paid, 1, "{report:?}");
     assert_eq!(state_of(&text(&browse(&deps, &back, Some(&cookie)).await)), "confirming", "queued, not applied");
     for body in queue.take_all() {
-        visitpay::lambda::consumer::apply_message(&deps, Some(&body)).await.unwrap();
+        visitpay_edge::lambda::consumer::apply_message(&deps, Some(&body)).await.unwrap();
     }
     assert_eq!(state_of(&text(&browse(&deps, &back, Some(&cookie)).await)), "paid");
     assert_eq!(state_of(&text(&browse(&deps, &format!("/patient/actions/{token}"), None).await)), "paid");
@@ -194,7 +194,7 @@ async fn get(
     path: &str,
     claims: Option<&serde_json::Value>,
 ) -> lambda_http::Response<lambda_http::Body> {
-    visitpay::http::handle(deps, Function::ActionStatus, api_request("GET", path, claims, &[], None)).await
+    visitpay_edge::http::handle(deps, Function::ActionStatus, api_request("GET", path, claims, &[], None)).await
 }
 
 /// What an extended health insurer asks for, on the page and in the PDF,
@@ -202,7 +202,7 @@ async fn get(
 /// did not provide is said, not invented; no receipt before the payment.
 #[tokio::test]
 async fn the_receipt_has_what_an_insurer_asks_for() {
-    use visitpay::domain::{ReceiptDetails, ReceiptIssuer};
+    use visitpay_domain::{ReceiptDetails, ReceiptIssuer};
     let stripe = stripe_emulator(None).await;
     let (deps, _clock) = deps_for_payments(std::sync::Arc::new(kit::embedded_store()), &stripe, None);
     let mut settings = settings_input(true, "cad");
@@ -211,7 +211,7 @@ async fn the_receipt_has_what_an_insurer_asks_for() {
         address: Some("1200, rue Sherbrooke Ouest\nMontréal (Québec) H3A 1H6".into()),
         phone: None,
     };
-    visitpay::app::settings::put(&deps, &support(), clinic("c1"), settings).await.unwrap();
+    visitpay_app::settings::put(&deps, &support(), clinic("c1"), settings).await.unwrap();
     let mut detailed = invoice_input(4500, "cad");
     detailed.receipt = ReceiptDetails {
         service: Some("Psychothérapie individuelle".into()),
@@ -220,22 +220,22 @@ async fn the_receipt_has_what_an_insurer_asks_for() {
         registration_number: Some("12345-67".into()),
         patient_name: Some("Marc Gagnon".into()),
     };
-    visitpay::app::invoices::import(&deps, &clinic("c1"), &patient("p1"), &ids(&["1"])[0], detailed).await.unwrap();
+    visitpay_app::invoices::import(&deps, &clinic("c1"), &patient("p1"), &ids(&["1"])[0], detailed).await.unwrap();
     let mut bare = invoice_input(1500, "cad");
     bare.receipt.patient_name = Some("Marc Gagnon".into());
-    visitpay::app::invoices::import(&deps, &clinic("c1"), &patient("p1"), &ids(&["2"])[0], bare).await.unwrap();
-    visitpay::app::invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["1", "2"])).await.unwrap();
-    let request = visitpay::app::actions::AssignRequest {
+    visitpay_app::invoices::import(&deps, &clinic("c1"), &patient("p1"), &ids(&["2"])[0], bare).await.unwrap();
+    visitpay_app::invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["1", "2"])).await.unwrap();
+    let request = visitpay_app::actions::AssignRequest {
         patient_id: patient("p1"),
         invoice_ids: ids(&["1", "2"]),
-        locale: visitpay::domain::Locale::FrCa,
+        locale: visitpay_domain::Locale::FrCa,
     };
     let (action, token) =
-        match visitpay::app::actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None)
+        match visitpay_app::actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None)
             .await
             .unwrap()
         {
-            visitpay::app::actions::Assigned::Created { action, patient_url } => {
+            visitpay_app::actions::Assigned::Created { action, patient_url } => {
                 (action, patient_url.rsplit('/').next().unwrap().to_owned())
             }
             other => panic!("{other:?}"),
@@ -285,7 +285,7 @@ async fn the_receipt_has_what_an_insurer_asks_for() {
     assert!(!html.contains("Remboursement"), "no refund yet");
 
     // A refund shows once made; staff get the same receipt, in English on request.
-    visitpay::app::actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, Some(1000)).await.unwrap();
+    visitpay_app::actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, Some(1000)).await.unwrap();
     deliver_all(&deps, &stripe).await;
     let staff_claims = claims("staff-1", "c1", "staff");
     let staff_path = format!("/actions/{}/receipt?lang=en&format=pdf", action.action_id);
@@ -317,15 +317,15 @@ async fn only_the_clinics_emr_may_frame_the_page() {
 
     let mut settings = settings_input(true, "cad");
     settings.embed_origins = vec!["https://emr.example.com".into()];
-    visitpay::app::settings::put(&deps, &support(), clinic("c1"), settings.clone()).await.unwrap();
+    visitpay_app::settings::put(&deps, &support(), clinic("c1"), settings.clone()).await.unwrap();
     let page = browse(&deps, &format!("/patient/actions/{token}"), None).await;
     let csp = header(&page, "content-security-policy");
     assert!(csp.contains("frame-ancestors https://emr.example.com;"), "{csp}");
     assert!(text(&page).contains("target=\"_top\""), "Pay leaves the frame: Stripe's page cannot be framed");
 
     settings.embed_origins = vec!["https://*.example.com".into()];
-    let refused = visitpay::app::settings::put(&deps, &support(), clinic("c1"), settings).await;
-    let error = visitpay::http::error::ApiError::from(refused.unwrap_err());
+    let refused = visitpay_app::settings::put(&deps, &support(), clinic("c1"), settings).await;
+    let error = visitpay_edge::http::error::ApiError::from(refused.unwrap_err());
     assert_eq!((error.status.as_u16(), error.code), (400, "invalid_settings"));
 
     let answer = press_pay(&deps, &token).await;
@@ -338,30 +338,29 @@ async fn only_the_clinics_emr_may_frame_the_page() {
 /// once support set `settings`; the action and its link token.
 async fn assigned_with(
     deps: &TestDeps,
-    settings: visitpay::domain::SettingsInput,
-    invoices: Vec<(&str, visitpay::domain::invoice::InvoiceInput)>,
-) -> (visitpay::domain::Action, String) {
-    visitpay::app::settings::put(deps, &support(), clinic("c1"), settings).await.unwrap();
+    settings: visitpay_domain::SettingsInput,
+    invoices: Vec<(&str, visitpay_domain::invoice::InvoiceInput)>,
+) -> (visitpay_domain::Action, String) {
+    visitpay_app::settings::put(deps, &support(), clinic("c1"), settings).await.unwrap();
     let names: Vec<&str> = invoices.iter().map(|(id, _)| *id).collect();
     for (id, input) in invoices {
-        visitpay::app::invoices::import(deps, &clinic("c1"), &patient("p1"), &ids(&[id])[0], input).await.unwrap();
+        visitpay_app::invoices::import(deps, &clinic("c1"), &patient("p1"), &ids(&[id])[0], input).await.unwrap();
     }
-    visitpay::app::invoices::select(deps, &clinic("c1"), &patient("p1"), &ids(&names)).await.unwrap();
-    let request = visitpay::app::actions::AssignRequest {
+    visitpay_app::invoices::select(deps, &clinic("c1"), &patient("p1"), &ids(&names)).await.unwrap();
+    let request = visitpay_app::actions::AssignRequest {
         patient_id: patient("p1"),
         invoice_ids: ids(&names),
-        locale: visitpay::domain::Locale::FrCa,
+        locale: visitpay_domain::Locale::FrCa,
     };
-    match visitpay::app::actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None).await.unwrap()
-    {
-        visitpay::app::actions::Assigned::Created { action, patient_url } => {
+    match visitpay_app::actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None).await.unwrap() {
+        visitpay_app::actions::Assigned::Created { action, patient_url } => {
             (action, patient_url.rsplit('/').next().unwrap().to_owned())
         }
         other => panic!("{other:?}"),
     }
 }
 
-async fn pay_through_stripe(deps: &TestDeps, stripe: &StripeFixture, action: &visitpay::domain::Action, token: &str) {
+async fn pay_through_stripe(deps: &TestDeps, stripe: &StripeFixture, action: &visitpay_domain::Action, token: &str) {
     let session = open_checkout(deps, "c1", &action.action_id, token).await;
     stripe.pay(&session, "succeeded").await;
     deliver_all(deps, stripe).await;
@@ -390,8 +389,8 @@ async fn a_paid_receipt_outlasts_the_link(store: DynStore) {
     assert_eq!(get(&deps, &format!("/patient/actions/{token}/receipt"), None).await.status(), 200);
     let (status, body) = status_and_json(&get(&deps, &format!("/patient/actions/{token}"), None).await);
     assert_eq!((status, body["status"].as_str()), (200, Some("paid")));
-    let pay = visitpay::app::checkout::open(&deps, &token).await;
-    assert!(matches!(pay, Err(visitpay::app::AppError::NotFound(_))), "the Pay link ended: {pay:?}");
+    let pay = visitpay_app::checkout::open(&deps, &token).await;
+    assert!(matches!(pay, Err(visitpay_app::AppError::NotFound(_))), "the Pay link ended: {pay:?}");
     let (status, _) = status_and_json(&get(&deps, &format!("/patient/actions/{unpaid_token}"), None).await);
     assert_eq!(status, 404, "an action never paid is gone with its lifetime ({})", unpaid.action_id);
 
@@ -405,19 +404,18 @@ async fn a_paid_receipt_outlasts_the_link(store: DynStore) {
 }
 
 /// A second action of the same clinic and patient, on invoice `id`.
-async fn assigned_action_like(deps: &TestDeps, id: &str) -> (visitpay::domain::Action, String) {
-    visitpay::app::invoices::import(deps, &clinic("c1"), &patient("p1"), &ids(&[id])[0], invoice_input(1000, "cad"))
+async fn assigned_action_like(deps: &TestDeps, id: &str) -> (visitpay_domain::Action, String) {
+    visitpay_app::invoices::import(deps, &clinic("c1"), &patient("p1"), &ids(&[id])[0], invoice_input(1000, "cad"))
         .await
         .unwrap();
-    visitpay::app::invoices::select(deps, &clinic("c1"), &patient("p1"), &ids(&[id])).await.unwrap();
-    let request = visitpay::app::actions::AssignRequest {
+    visitpay_app::invoices::select(deps, &clinic("c1"), &patient("p1"), &ids(&[id])).await.unwrap();
+    let request = visitpay_app::actions::AssignRequest {
         patient_id: patient("p1"),
         invoice_ids: ids(&[id]),
-        locale: visitpay::domain::Locale::FrCa,
+        locale: visitpay_domain::Locale::FrCa,
     };
-    match visitpay::app::actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v2"), request, None).await.unwrap()
-    {
-        visitpay::app::actions::Assigned::Created { action, patient_url } => {
+    match visitpay_app::actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v2"), request, None).await.unwrap() {
+        visitpay_app::actions::Assigned::Created { action, patient_url } => {
             (action, patient_url.rsplit('/').next().unwrap().to_owned())
         }
         other => panic!("{other:?}"),
@@ -429,7 +427,7 @@ async fn assigned_action_like(deps: &TestDeps, id: &str) -> (visitpay::domain::A
 /// service, provider and date), the issued receipt still says what it said;
 /// and the clinic's later settings (its issuer block) do not rewrite it.
 async fn an_issued_receipt_never_changes(store: DynStore) {
-    use visitpay::domain::{ReceiptDetails, ReceiptIssuer};
+    use visitpay_domain::{ReceiptDetails, ReceiptIssuer};
     let stripe = stripe_emulator(None).await;
     let (deps, _clock) = deps_for_payments(store, &stripe, None);
     let mut settings = settings_input(true, "cad");
@@ -449,7 +447,7 @@ async fn an_issued_receipt_never_changes(store: DynStore) {
     let receipt_path = format!("/patient/actions/{token}/receipt");
     let issued = text(&get(&deps, &receipt_path, None).await);
 
-    visitpay::app::actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, None).await.unwrap();
+    visitpay_app::actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, None).await.unwrap();
     deliver_all(&deps, &stripe).await;
     let mut again = invoice_input(4500, "cad");
     again.service_date = "2027-02-02".into();
@@ -460,9 +458,9 @@ async fn an_issued_receipt_never_changes(store: DynStore) {
         registration_number: Some("99999-00".into()),
         patient_name: Some("Marc Gagnon".into()),
     };
-    visitpay::app::invoices::import(&deps, &clinic("c1"), &patient("p1"), &ids(&["1"])[0], again).await.unwrap();
+    visitpay_app::invoices::import(&deps, &clinic("c1"), &patient("p1"), &ids(&["1"])[0], again).await.unwrap();
     settings.receipt_issuer.legal_name = Some("Autre clinique inc.".into());
-    visitpay::app::settings::put(&deps, &support(), clinic("c1"), settings).await.unwrap();
+    visitpay_app::settings::put(&deps, &support(), clinic("c1"), settings).await.unwrap();
 
     let now = text(&get(&deps, &receipt_path, None).await);
     for kept in
@@ -497,7 +495,7 @@ async fn dates_are_days_in_the_clinics_time_zone(store: DynStore) {
     let lambda_http::Body::Binary(bytes) = pdf.body() else { panic!("a PDF body") };
     assert!(pdf_text(bytes).contains("15 janvier 2027"));
     // The clinic's default zone (Toronto) would say the 16th.
-    let toronto = visitpay::domain::ClinicTimeZone::default();
+    let toronto = visitpay_domain::ClinicTimeZone::default();
     assert_eq!(toronto.date_of(action.created_at).day(), 16);
 }
 

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use visitpay::adapters::embedded_queue::EmbeddedQueue;
-use visitpay::app::{actions, checkout, invoices, AppError};
-use visitpay::domain::{ActionStatus, DomainError, InvoiceStatus};
-use visitpay::lambda::consumer::Outcome;
+use visitpay_app::{actions, checkout, invoices, AppError};
+use visitpay_devkit::embedded_queue::EmbeddedQueue;
+use visitpay_domain::{ActionStatus, DomainError, InvoiceStatus};
+use visitpay_edge::lambda::consumer::Outcome;
 use visitpay_tests::*;
 
 /// Feeds every event Stripe recorded so far through the consumer.
@@ -79,7 +79,7 @@ async fn an_expired_session_is_replaced(store: DynStore) {
     let first = checkout::open(&deps, &token).await.unwrap();
     let first_id =
         actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap().checkout_session_id().unwrap().to_owned();
-    let account = visitpay::domain::StripeAccountId::parse(ACCOUNT).unwrap();
+    let account = visitpay_domain::StripeAccountId::parse(ACCOUNT).unwrap();
     stripe.payments.expire_checkout(&account, &first_id).await.unwrap();
     deliver_all(&deps, &stripe).await;
     let back = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
@@ -143,7 +143,7 @@ impl Rng {
 }
 
 /// What must not depend on delivery order or repetition.
-fn outcome_of(a: &visitpay::domain::Action) -> (ActionStatus, Option<String>, usize) {
+fn outcome_of(a: &visitpay_domain::Action) -> (ActionStatus, Option<String>, usize) {
     (a.status(), a.paid_session_id.clone(), a.late_payments.len())
 }
 
@@ -167,14 +167,14 @@ async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) 
             let mut finals = Vec::new();
             for (clinic_id, shuffle) in [(&reference_clinic, false), (&shuffled_clinic, true)] {
                 let (action, token) = assigned_action(&deps, clinic_id, &[("1", 700, ""), ("2", 300, "")]).await;
-                let session = |deps: TestDeps, id: visitpay::domain::ActionId, c: String| async move {
+                let session = |deps: TestDeps, id: visitpay_domain::ActionId, c: String| async move {
                     actions::get(&deps, &clinic(&c), &id).await.unwrap().checkout_session_id().unwrap().to_owned()
                 };
                 checkout::open(&deps, &token).await.unwrap();
                 let first = session(deps.clone(), action.action_id.clone(), clinic_id.clone()).await;
                 match scenario {
                     "expired_then_paid" => {
-                        let account = visitpay::domain::StripeAccountId::parse(ACCOUNT).unwrap();
+                        let account = visitpay_domain::StripeAccountId::parse(ACCOUNT).unwrap();
                         stripe.payments.expire_checkout(&account, &first).await.unwrap();
                         // The expiry is learnt before the next click (in both runs).
                         for e in events_of(&stripe, &action.action_id).await {
@@ -255,7 +255,7 @@ async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) 
     }
 }
 
-async fn payment_intent_of(stripe: &StripeFixture, action: &visitpay::domain::ActionId) -> String {
+async fn payment_intent_of(stripe: &StripeFixture, action: &visitpay_domain::ActionId) -> String {
     let events = stripe.events().await;
     let completed = events
         .iter()
@@ -267,7 +267,7 @@ async fn payment_intent_of(stripe: &StripeFixture, action: &visitpay::domain::Ac
     completed["data"]["object"]["payment_intent"].as_str().unwrap().to_owned()
 }
 
-async fn events_of(stripe: &StripeFixture, action: &visitpay::domain::ActionId) -> Vec<String> {
+async fn events_of(stripe: &StripeFixture, action: &visitpay_domain::ActionId) -> Vec<String> {
     stripe
         .events()
         .await
@@ -298,8 +298,8 @@ async fn nothing_phi_like_reaches_stripe(store: DynStore) {
 
     // A clinic that opted in sends its descriptions: proof the check above can see them.
     let mut opted = settings_input(true, "cad");
-    opted.line_item_text = visitpay::domain::LineItemText::InvoiceDescription;
-    visitpay::app::settings::put(&deps, &support(), clinic("c2"), opted).await.unwrap();
+    opted.line_item_text = visitpay_domain::LineItemText::InvoiceDescription;
+    visitpay_app::settings::put(&deps, &support(), clinic("c2"), opted).await.unwrap();
     invoices::import(&deps, &clinic("c2"), &patient("p1"), &ids(&["9"])[0], {
         let mut i = invoice_input(100, "cad");
         i.description = clinical.into();
@@ -311,7 +311,7 @@ async fn nothing_phi_like_reaches_stripe(store: DynStore) {
     let request = actions::AssignRequest {
         patient_id: patient("p1"),
         invoice_ids: ids(&["9"]),
-        locale: visitpay::domain::Locale::EnCa,
+        locale: visitpay_domain::Locale::EnCa,
     };
     let actions::Assigned::Created { patient_url, .. } =
         actions::assign(&deps, &staff("c2"), &clinic("c2"), &visit("v1"), request, None).await.unwrap()
@@ -431,7 +431,8 @@ async fn webhook_signatures_match_stripes_library() {
             headers.insert("stripe-signature".into(), json!(h));
         }
         let request = lambda_http::request::from_str(&event.to_string()).unwrap();
-        let response = visitpay::http::handle(&deps, visitpay::http::routes::Function::StripeWebhook, request).await;
+        let response =
+            visitpay_edge::http::handle(&deps, visitpay_edge::http::routes::Function::StripeWebhook, request).await;
         assert_eq!(response.status().as_u16(), want, "{name}");
         if want == 200 {
             accepted += 1;
@@ -450,7 +451,8 @@ async fn extreme_signature_timestamps_are_stale_not_a_crash() {
         event["headers"]["stripe-signature"] =
             json!(format!("t={t},v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd"));
         let request = lambda_http::request::from_str(&event.to_string()).unwrap();
-        let response = visitpay::http::handle(&deps, visitpay::http::routes::Function::StripeWebhook, request).await;
+        let response =
+            visitpay_edge::http::handle(&deps, visitpay_edge::http::routes::Function::StripeWebhook, request).await;
         let (status, body) = visitpay_tests::status_and_json(&response);
         assert_eq!((status, body["error"]["code"].as_str()), (400, Some("stale_signature")), "t={t}");
     }

@@ -22,11 +22,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use visitpay::adapters::embedded_queue::EmbeddedQueue;
-use visitpay::app::reconcile::{self, ReconcileConfig};
-use visitpay::app::{actions, checkout, invoices, AppError};
-use visitpay::domain::{Action, ActionId, ActionStatus, InvoiceStatus};
-use visitpay::ports::{EventQueue, PaymentsError, QueueMessage};
+use visitpay_app::ports::{EventQueue, PaymentsError, QueueMessage};
+use visitpay_app::reconcile::{self, ReconcileConfig};
+use visitpay_app::{actions, checkout, invoices, AppError};
+use visitpay_devkit::embedded_queue::EmbeddedQueue;
+use visitpay_domain::{Action, ActionId, ActionStatus, InvoiceStatus};
 use visitpay_tests::*;
 
 /// splitmix64: small, fast, and the same sequence for the same seed everywhere.
@@ -136,7 +136,7 @@ impl World {
         let request = actions::AssignRequest {
             patient_id: patient("p1"),
             invoice_ids: ids(&list),
-            locale: visitpay::domain::Locale::FrCa,
+            locale: visitpay_domain::Locale::FrCa,
         };
         let assigned = actions::assign(&self.deps, &staff(c), &clinic(c), &visit("v1"), request, None).await;
         if let Some(actions::Assigned::Created { action, patient_url }) = self.expected("assign", assigned) {
@@ -312,9 +312,9 @@ impl World {
                         )
                     })
                     .unwrap_or_default();
-                match visitpay::lambda::consumer::apply_message(&self.deps, Some(&body)).await {
+                match visitpay_edge::lambda::consumer::apply_message(&self.deps, Some(&body)).await {
                     Ok(outcome) => self.log.push(format!("  consumer: {about} -> {outcome:?}")),
-                    Err(visitpay::lambda::consumer::MessageError::Apply(e)) if e.is_retryable() => {
+                    Err(visitpay_edge::lambda::consumer::MessageError::Apply(e)) if e.is_retryable() => {
                         self.log.push(format!("consumer retries: {e}"));
                         let message = QueueMessage::from_body(&body).unwrap();
                         self.queue.enqueue(&message).await.unwrap();
@@ -621,7 +621,7 @@ async fn the_lifecycle_keeps_its_invariants_under_any_interleaving(store: DynSto
     for c in CLINICS {
         let mut s = settings_input(true, "cad");
         (s.checkout_ttl_minutes, s.action_ttl_hours) = (30, 2);
-        visitpay::app::settings::put(&deps, &support(), clinic(c), s).await.unwrap();
+        visitpay_app::settings::put(&deps, &support(), clinic(c), s).await.unwrap();
     }
     let endpoint_up = Arc::new(AtomicBool::new(true));
     let url = webhook_endpoint(deps.clone(), endpoint_up.clone()).await;

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use visitpay::adapters::sqs::{ensure_queue, poll, SqsQueue};
-use visitpay::app::actions;
-use visitpay::domain::ActionStatus;
-use visitpay::lambda::consumer;
-use visitpay::ports::EventQueue;
+use visitpay_app::actions;
+use visitpay_app::ports::EventQueue;
+use visitpay_aws::sqs::SqsQueue;
+use visitpay_devkit::setup::{ensure_queue, poll};
+use visitpay_domain::ActionStatus;
+use visitpay_edge::lambda::consumer;
 use visitpay_tests::*;
 
 async fn sqs_client() -> aws_sdk_sqs::Client {
@@ -131,11 +132,11 @@ async fn deliver(deps: &TestDeps, body: &str) -> (u16, serde_json::Value) {
 /// a 5xx that Stripe would retry for three days.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_event_larger_than_the_queue_takes_is_413_on_every_queue() {
-    use visitpay::ports::MAX_MESSAGE_BYTES;
+    use visitpay_app::ports::MAX_MESSAGE_BYTES;
     let client = sqs_client().await;
     let url = ensure_queue(&client, &unique("big"), 3, 1).await.unwrap();
     let queues: Vec<(&str, Arc<dyn EventQueue>)> = vec![
-        ("embedded", Arc::new(visitpay::adapters::embedded_queue::EmbeddedQueue::new(3, Duration::from_millis(10)))),
+        ("embedded", Arc::new(visitpay_devkit::embedded_queue::EmbeddedQueue::new(3, Duration::from_millis(10)))),
         ("sqs", Arc::new(SqsQueue::new(client.clone(), url.clone()))),
     ];
     for (name, queue) in queues {
@@ -171,5 +172,5 @@ async fn sqs_refusing_a_long_message_is_too_large() {
     let queue = SqsQueue::new(client, small.queue_url().unwrap());
     let event = queued_stripe_event("evt_1", "charge.refunded", "x".repeat(2000));
     let r = queue.enqueue(&event).await;
-    assert!(matches!(r, Err(visitpay::ports::QueueError::TooLarge { .. })), "{r:?}");
+    assert!(matches!(r, Err(visitpay_app::ports::QueueError::TooLarge { .. })), "{r:?}");
 }

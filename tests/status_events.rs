@@ -8,11 +8,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use visitpay::adapters::dynamodb::DynamoStore;
-use visitpay::adapters::eventbridge::EventBridgeBus;
-use visitpay::app::actions;
-use visitpay::domain::{ActionStatus, ACTION_CHANGED, EVENT_SOURCE};
-use visitpay::ports::Store;
+use visitpay_app::actions;
+use visitpay_app::ports::Store;
+use visitpay_aws::dynamodb::DynamoStore;
+use visitpay_aws::eventbridge::EventBridgeBus;
+use visitpay_domain::{ActionStatus, ACTION_CHANGED, EVENT_SOURCE};
 use visitpay_local::stream_mapping::StreamMapping;
 use visitpay_tests::kit::{dynamodb_store, moto_endpoint};
 use visitpay_tests::*;
@@ -104,7 +104,7 @@ fn deduplicated(events: &[Value]) -> Vec<Value> {
 }
 
 /// assign → checkout → paid → partial refund → refund; the action at the end.
-async fn scripted_payment(deps: &TestDeps, stripe: &StripeFixture) -> visitpay::domain::Action {
+async fn scripted_payment(deps: &TestDeps, stripe: &StripeFixture) -> visitpay_domain::Action {
     let paid = paid_action(deps, stripe, "c1", &[("1", 3000, ""), ("2", 1500, "")]).await;
     actions::refund(deps, &staff("c1"), &clinic("c1"), &paid.action_id, Some(1000)).await.unwrap();
     deliver_all(deps, stripe).await;
@@ -136,7 +136,7 @@ async fn the_embedded_store_tells_the_same_changes_as_the_tables_stream() {
     publish_the_stream(&store, &bus).await;
     let from_moto: Vec<_> = deduplicated(&received(&sdk, &queue_url).await).iter().map(shown).collect();
 
-    let embedded = Arc::new(visitpay::adapters::embedded::EmbeddedStore::new());
+    let embedded = Arc::new(visitpay_devkit::embedded::EmbeddedStore::new());
     let mut changes = embedded.changes();
     let stripe = stripe_emulator(None).await;
     let (deps, _) = deps_for_payments(embedded.clone() as Arc<dyn Store>, &stripe, None);
@@ -228,7 +228,7 @@ async fn the_event_source_filter_lets_only_action_records_through() {
     let mut mapping = StreamMapping::connect(&moto_endpoint(), "us-east-1", store.table()).await.unwrap();
     let records = mapping.raw_records().await.unwrap();
 
-    let filter: Value = serde_json::from_str(visitpay::adapters::dynamodb::stream::ACTION_RECORDS_FILTER).unwrap();
+    let filter: Value = serde_json::from_str(visitpay_aws::dynamodb::stream::ACTION_RECORDS_FILTER).unwrap();
     let events = aws_sdk_eventbridge::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let name = format!("flt-{}", store.table());

@@ -2,12 +2,12 @@
 //! the embedded store and on DynamoDB (moto), so the laptop run behaves as AWS.
 
 use time::OffsetDateTime;
-use visitpay::domain::action::{InvoiceEffect, NewAction};
-use visitpay::domain::{
+use visitpay_app::ports::{Expect, IdempotencyRecord, StoreError, Write};
+use visitpay_domain::action::{InvoiceEffect, NewAction};
+use visitpay_domain::{
     Action, ActionId, Actor, Currency, Invoice, LineItemText, Locale, Money, PaymentSettings, StripeAccountId, UserId,
 };
-use visitpay::domain::{ChargeChange, ParkedEvent, PaymentRef};
-use visitpay::ports::{Expect, IdempotencyRecord, StoreError, Write};
+use visitpay_domain::{ChargeChange, ParkedEvent, PaymentRef};
 use visitpay_tests::*;
 
 fn at(secs: i64) -> OffsetDateTime {
@@ -30,7 +30,7 @@ fn action(c: &str, v: &str, id: &str, created: i64) -> Action {
             lines: ids(&["1", "2"])
                 .into_iter()
                 .zip([4000, 2000])
-                .map(|(invoice_id, amount)| visitpay::domain::ActionLine::new(invoice_id, amount))
+                .map(|(invoice_id, amount)| visitpay_domain::ActionLine::new(invoice_id, amount))
                 .collect(),
             total: Money::new(6000, Currency::parse("cad").unwrap()).unwrap(),
             token_hash: format!("hash-{id}"),
@@ -141,7 +141,7 @@ async fn actions_and_idempotency_round_trip(store: DynStore) {
     assert!(matches!(r, Err(StoreError::Conflict)), "idempotency records are write-once: {r:?}");
     // A transition round-trips with its history.
     let cancelled = act
-        .apply(&visitpay::domain::ActionEvent::Cancel { closed: Default::default() }, at(5), &Actor::Reconcile)
+        .apply(&visitpay_domain::ActionEvent::Cancel { closed: Default::default() }, at(5), &Actor::Reconcile)
         .unwrap()
         .action;
     store.commit(vec![Write::Action { action: cancelled.clone(), expect: Expect::Version(1) }]).await.unwrap();
@@ -193,7 +193,7 @@ async fn racing_writers_exactly_one_wins(store: DynStore) {
 
 async fn assign_inputs_come_in_one_read(store: DynStore) {
     let none = store.assign_inputs(&clinic("c1"), &patient("p1"), &ids(&["1"]), Some("k")).await.unwrap();
-    assert_eq!(none, visitpay::ports::AssignInputs::default());
+    assert_eq!(none, visitpay_app::ports::AssignInputs::default());
     let s = PaymentSettings::from_input(clinic("c1"), settings_input(true, "cad"), at(0), UserId::parse("s").unwrap())
         .unwrap();
     store.put_settings(&s).await.unwrap();
@@ -223,7 +223,7 @@ async fn assign_inputs_come_in_one_read(store: DynStore) {
     let without_key = store.assign_inputs(&clinic("c1"), &patient("p1"), &ids(&["1"]), None).await.unwrap();
     assert_eq!((without_key.idempotency, without_key.invoices.len()), (None, 1));
     let other_clinic = store.assign_inputs(&clinic("c2"), &patient("p1"), &ids(&["1"]), Some("k")).await.unwrap();
-    assert_eq!(other_clinic, visitpay::ports::AssignInputs::default());
+    assert_eq!(other_clinic, visitpay_app::ports::AssignInputs::default());
 }
 
 /// `Write::HeldInvoice` moves an invoice exactly as `Invoice::follow` would,
@@ -301,7 +301,7 @@ async fn payment_records_are_conditional_and_read_with_their_action(store: DynSt
     assert!(matches!(again, Err(StoreError::Conflict)), "a second first version: {again:?}");
     assert_eq!(PaymentRef::park("pi_1", Some(&parked), dispute), None, "an event is parked once");
     let refund = ChargeChange::Refunded {
-        refunds: vec![visitpay::domain::RefundRecord::new("re_1", 100, visitpay::domain::RefundState::Succeeded)],
+        refunds: vec![visitpay_domain::RefundRecord::new("re_1", 100, visitpay_domain::RefundState::Succeeded)],
     };
     let two = PaymentRef::park("pi_1", Some(&parked), event("evt_2", refund, 2)).unwrap();
     store.commit(vec![Write::Payment(two.clone())]).await.unwrap();
@@ -387,7 +387,7 @@ on_both_stores!(
 /// equal at first, then independent.
 #[tokio::test]
 async fn an_embedded_fork_starts_equal_and_then_goes_its_own_way() {
-    use visitpay::ports::{Commit, InvoiceStore};
+    use visitpay_app::ports::{Commit, InvoiceStore};
     let store = visitpay_tests::kit::embedded_store();
     store
         .commit(vec![Write::Invoice { invoice: invoice("c1", "p1", "1", 100), expect: Expect::Absent }])
@@ -405,16 +405,16 @@ async fn an_embedded_fork_starts_equal_and_then_goes_its_own_way() {
 /// roots, no OS certificate store) builds its connector and talks to DynamoDB.
 #[tokio::test]
 async fn the_lambda_https_client_reaches_dynamodb() {
-    use visitpay::ports::SettingsStore;
+    use visitpay_app::ports::SettingsStore;
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(visitpay::config::https_client().expect("a TLS context from the compiled-in roots"))
+        .http_client(visitpay_edge::config::https_client().expect("a TLS context from the compiled-in roots"))
         .endpoint_url(visitpay_tests::kit::moto_endpoint())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
         .load()
         .await;
     let table = format!("https-client-{}", std::process::id());
-    let store = visitpay::adapters::dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
-    store.ensure_table(&visitpay::adapters::tables::main_table()).await.unwrap();
+    let store = visitpay_aws::dynamodb::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
+    visitpay_devkit::setup::ensure_table(&store, &visitpay_aws::tables::main_table()).await.unwrap();
     assert_eq!(store.get_settings(&clinic("c1")).await.unwrap(), None);
 }

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 pub use kit::TestDeps;
-use visitpay::app::{invoices, settings, Caller, Role};
-use visitpay::domain::invoice::InvoiceInput;
-use visitpay::domain::{ClinicId, InvoiceId, Label, LineItemText, PatientId, SettingsInput, UserId, VisitId};
-use visitpay::ports::Store;
+use visitpay_app::ports::Store;
+use visitpay_app::{invoices, settings, Caller, Role};
+use visitpay_domain::invoice::InvoiceInput;
+use visitpay_domain::{ClinicId, InvoiceId, Label, LineItemText, PatientId, SettingsInput, UserId, VisitId};
 
 pub fn clinic(s: &str) -> ClinicId {
     ClinicId::parse(s).unwrap()
@@ -42,7 +42,7 @@ pub fn settings_input(enabled: bool, currency: &str) -> SettingsInput {
         receipt_issuer: Default::default(),
         embed_origins: Vec::new(),
         time_zone: None,
-        receipt_days: visitpay::domain::settings::DEFAULT_RECEIPT_DAYS,
+        receipt_days: visitpay_domain::settings::DEFAULT_RECEIPT_DAYS,
         checkout_domain: None,
     }
 }
@@ -100,17 +100,17 @@ macro_rules! on_both_stores {
 
 pub type DynStore = Arc<dyn Store>;
 
-use visitpay::domain::StripeAccountId;
-use visitpay::ports::{
+use visitpay_app::ports::{
     CheckoutRequest, CheckoutSession, ConnectedAccount, Payments, PaymentsError, Refund, RefundRequest,
 };
+use visitpay_domain::StripeAccountId;
 
 /// The project's Stripe emulator on a free loopback port, and a real Stripe
 /// client (async-stripe) pointed at it.
 pub struct StripeFixture {
     pub emulator: stripe_emulator::Emulator,
     pub base: String,
-    pub payments: std::sync::Arc<dyn visitpay::ports::Payments>,
+    pub payments: std::sync::Arc<dyn visitpay_app::ports::Payments>,
 }
 
 pub const STRIPE_KEY: &str = "sk_test_visitpay_tests";
@@ -126,8 +126,7 @@ pub async fn stripe_emulator(webhook_url: Option<String>) -> StripeFixture {
     let emulator = stripe_emulator::Emulator::new(config);
     let router = emulator.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let payments =
-        visitpay::adapters::stripe::StripePayments::new(STRIPE_KEY, Some(&format!("{base}/"))).expect("stripe client");
+    let payments = visitpay_stripe::StripePayments::new(STRIPE_KEY, Some(&format!("{base}/"))).expect("stripe client");
     StripeFixture { emulator, base, payments: Arc::new(payments) }
 }
 
@@ -222,7 +221,7 @@ impl StripeFixture {
 pub fn deps_for_payments(
     store: DynStore,
     stripe: &StripeFixture,
-    queue: Option<Arc<dyn visitpay::ports::EventQueue>>,
+    queue: Option<Arc<dyn visitpay_app::ports::EventQueue>>,
 ) -> (TestDeps, Arc<crate::kit::FixedClock>) {
     let (mut deps, _) = crate::kit::deps_with(store);
     let clock = Arc::new(crate::kit::FixedClock::sharing(stripe.emulator.clock()));
@@ -239,8 +238,8 @@ pub async fn assigned_action(
     deps: &TestDeps,
     clinic_id: &str,
     invoices_: &[(&str, i64, &str)],
-) -> (visitpay::domain::Action, String) {
-    use visitpay::app::actions::{assign, AssignRequest, Assigned};
+) -> (visitpay_domain::Action, String) {
+    use visitpay_app::actions::{assign, AssignRequest, Assigned};
     enable_clinic(deps, clinic_id).await;
     for (id, amount, description) in invoices_ {
         let mut input = invoice_input(*amount, "cad");
@@ -250,7 +249,7 @@ pub async fn assigned_action(
     let list: Vec<&str> = invoices_.iter().map(|(id, _, _)| *id).collect();
     invoices::select(deps, &clinic(clinic_id), &patient("p1"), &ids(&list)).await.unwrap();
     let request =
-        AssignRequest { patient_id: patient("p1"), invoice_ids: ids(&list), locale: visitpay::domain::Locale::FrCa };
+        AssignRequest { patient_id: patient("p1"), invoice_ids: ids(&list), locale: visitpay_domain::Locale::FrCa };
     match assign(deps, &staff(clinic_id), &clinic(clinic_id), &visit("v1"), request, None).await.unwrap() {
         Assigned::Created { action, patient_url } => {
             let token = patient_url.rsplit('/').next().unwrap().to_owned();
@@ -432,13 +431,13 @@ pub async fn paid_action(
     stripe: &StripeFixture,
     c: &str,
     lines: &[(&str, i64, &str)],
-) -> visitpay::domain::Action {
+) -> visitpay_domain::Action {
     let (action, token) = assigned_action(deps, c, lines).await;
     let session = open_checkout(deps, c, &action.action_id, &token).await;
     stripe.pay(&session, "succeeded").await;
     deliver_all(deps, stripe).await;
     let paid = action_of(deps, c, &action.action_id).await;
-    assert_eq!(paid.status(), visitpay::domain::ActionStatus::Paid);
+    assert_eq!(paid.status(), visitpay_domain::ActionStatus::Paid);
     paid
 }
 
@@ -448,10 +447,10 @@ pub async fn paid_action(
 pub async fn session_at_stripe(
     stripe: &StripeFixture,
     account: &str,
-    action: &visitpay::domain::Action,
+    action: &visitpay_domain::Action,
     amount: i64,
 ) -> String {
-    use visitpay::ports::{CheckoutLine, META_ACTION, META_CLINIC};
+    use visitpay_app::ports::{CheckoutLine, META_ACTION, META_CLINIC};
     let now = stripe.emulator.clock().now();
     let request = CheckoutRequest {
         account: StripeAccountId::parse(account).unwrap(),
@@ -473,7 +472,7 @@ pub async fn session_at_stripe(
 
 impl StripeFixture {
     /// A session's status at Stripe, on the tests' account.
-    pub async fn session_status(&self, session_id: &str) -> visitpay::ports::SessionStatus {
+    pub async fn session_status(&self, session_id: &str) -> visitpay_app::ports::SessionStatus {
         let account = StripeAccountId::parse(ACCOUNT).unwrap();
         self.payments.retrieve_checkout(&account, session_id).await.unwrap().status
     }
@@ -533,11 +532,11 @@ impl Payments for MeanwhileAfterExpire {
 pub async fn open_checkout(
     deps: &TestDeps,
     clinic_id: &str,
-    action: &visitpay::domain::ActionId,
+    action: &visitpay_domain::ActionId,
     token: &str,
 ) -> String {
-    visitpay::app::checkout::open(deps, token).await.unwrap();
-    let opened = visitpay::app::actions::get(deps, &clinic(clinic_id), action).await.unwrap();
+    visitpay_app::checkout::open(deps, token).await.unwrap();
+    let opened = visitpay_app::actions::get(deps, &clinic(clinic_id), action).await.unwrap();
     opened.checkout_session_id().expect("an open session").to_owned()
 }
 
@@ -560,7 +559,7 @@ pub fn api_request(
 ) -> lambda_http::Request {
     use serde_json::{json, Value};
     let (path_only, query) = path.split_once('?').unwrap_or((path, ""));
-    let (route, params) = visitpay::http::routes::match_path(method, path_only)
+    let (route, params) = visitpay_edge::http::routes::match_path(method, path_only)
         .unwrap_or_else(|| panic!("{method} {path} matches no route"));
     // Payload 2.0 carries cookies in `cookies`, not in the headers.
     let cookies: Vec<Value> = headers
@@ -624,13 +623,13 @@ pub fn status_and_json(response: &lambda_http::Response<lambda_http::Body>) -> (
 pub async fn apply_stripe_event(
     deps: &TestDeps,
     body: &str,
-) -> Result<visitpay::lambda::consumer::Outcome, visitpay::lambda::consumer::MessageError> {
-    visitpay::lambda::consumer::apply_message(deps, Some(body)).await
+) -> Result<visitpay_edge::lambda::consumer::Outcome, visitpay_edge::lambda::consumer::MessageError> {
+    visitpay_edge::lambda::consumer::apply_message(deps, Some(body)).await
 }
 
 /// A Stripe event as the webhook queues it, for a test to put on a queue itself.
-pub fn queued_stripe_event(event_id: &str, event_type: &str, body: String) -> visitpay::ports::QueueMessage {
-    visitpay::ports::QueueMessage::Stripe(visitpay::ports::StripeDelivery {
+pub fn queued_stripe_event(event_id: &str, event_type: &str, body: String) -> visitpay_app::ports::QueueMessage {
+    visitpay_app::ports::QueueMessage::Stripe(visitpay_app::ports::StripeDelivery {
         event_id: event_id.into(),
         event_type: event_type.into(),
         body,
@@ -646,7 +645,7 @@ pub fn signed(body: &str, t: i64) -> String {
 pub async fn deliver_webhook(deps: &TestDeps, body: &str, signature: Option<&str>) -> (u16, serde_json::Value) {
     let headers: Vec<(&str, &str)> = signature.map(|s| ("stripe-signature", s)).into_iter().collect();
     let request = api_request("POST", "/webhooks/stripe", None, &headers, Some(body));
-    status_and_json(&visitpay::http::functions::stripe_webhook(deps, request).await)
+    status_and_json(&visitpay_edge::http::functions::stripe_webhook(deps, request).await)
 }
 
 /// A patient's invoices and their states, by invoice id.
@@ -654,7 +653,7 @@ pub async fn invoice_states(
     deps: &TestDeps,
     clinic_id: &str,
     patient_id: &str,
-) -> std::collections::BTreeMap<String, visitpay::domain::InvoiceStatus> {
+) -> std::collections::BTreeMap<String, visitpay_domain::InvoiceStatus> {
     invoices::list(deps, &clinic(clinic_id), &patient(patient_id), None)
         .await
         .unwrap()
@@ -667,9 +666,9 @@ pub async fn invoice_states(
 pub async fn action_of(
     deps: &TestDeps,
     clinic_id: &str,
-    action: &visitpay::domain::ActionId,
-) -> visitpay::domain::Action {
-    visitpay::app::actions::get(deps, &clinic(clinic_id), action).await.unwrap()
+    action: &visitpay_domain::ActionId,
+) -> visitpay_domain::Action {
+    visitpay_app::actions::get(deps, &clinic(clinic_id), action).await.unwrap()
 }
 
 /// Applies every event the emulator has recorded (the newest 100), oldest

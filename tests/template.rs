@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde_yaml::Value;
-use visitpay::adapters::tables;
-use visitpay::http::routes::{Access, ROUTES};
+use visitpay_aws::tables;
+use visitpay_edge::http::routes::{Access, ROUTES};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -185,7 +185,7 @@ fn the_queue_has_a_dead_letter_queue_and_the_consumer_reports_batch_failures() {
     assert_eq!(s(&source["Type"]), "SQS");
     assert_eq!(source["Properties"]["FunctionResponseTypes"][0].as_str(), Some("ReportBatchItemFailures"));
     // The webhook accepts exactly what the queue can take (413 beyond).
-    let max = visitpay::ports::MAX_MESSAGE_BYTES as u64;
+    let max = visitpay_app::ports::MAX_MESSAGE_BYTES as u64;
     assert_eq!(queue["MaximumMessageSize"].as_u64(), Some(max));
     let webhook = ROUTES.iter().find(|r| r.access == Access::Stripe).unwrap();
     assert_eq!(webhook.max_body_bytes() as u64, max);
@@ -240,7 +240,7 @@ fn alarms_watch_the_dead_letter_queue_and_every_function() {
 /// (`http::cors`, which the local runner answers preflights from too).
 #[test]
 fn cors_allows_the_emr_origins_and_the_headers_the_api_uses() {
-    use visitpay::http::cors;
+    use visitpay_edge::http::cors;
     let t = template();
     let c = &t["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"];
     assert_eq!(s(&c["AllowOrigins"]), "EmrOrigins");
@@ -303,7 +303,7 @@ fn floods_are_throttled_and_payment_events_keep_their_concurrency() {
 /// metrics in the namespace the functions are given) has an alarm.
 #[test]
 fn every_money_signal_has_an_alarm() {
-    use visitpay::ports::MoneySignal;
+    use visitpay_app::ports::MoneySignal;
     let t = template();
     let namespace = s(&t["Globals"]["Function"]["Environment"]["Variables"]["VISITPAY_METRICS_NAMESPACE"]);
     let alarms = resources_of_type(&t, "AWS::CloudWatch::Alarm");
@@ -333,8 +333,7 @@ fn status_events_come_from_the_tables_stream_in_order_and_failures_are_kept() {
     assert_eq!(s(&source["Stream"]), "VisitpayTable.StreamArn");
     let pattern: serde_json::Value =
         serde_json::from_str(&s(&source["FilterCriteria"]["Filters"][0]["Pattern"])).unwrap();
-    let ours: serde_json::Value =
-        serde_json::from_str(visitpay::adapters::dynamodb::stream::ACTION_RECORDS_FILTER).unwrap();
+    let ours: serde_json::Value = serde_json::from_str(visitpay_aws::dynamodb::stream::ACTION_RECORDS_FILTER).unwrap();
     assert_eq!(pattern, ours);
     assert_eq!(source["ParallelizationFactor"].as_u64(), Some(1));
     assert_eq!(s(&source["FunctionResponseTypes"][0]), "ReportBatchItemFailures");
@@ -366,7 +365,7 @@ fn the_patient_routes_are_behind_an_edge_with_per_client_limits() {
     assert_eq!(s(&origin["OriginPath"]), "/${Stage}");
     assert_eq!(s(&origin["CustomOriginConfig"]["OriginProtocolPolicy"]), "https-only");
     let header = &origin["OriginCustomHeaders"][0];
-    assert_eq!(s(&header["HeaderName"]), visitpay::http::request::EDGE_HEADER);
+    assert_eq!(s(&header["HeaderName"]), visitpay_edge::http::request::EDGE_HEADER);
     assert!(s(&header["HeaderValue"]).contains("resolve:secretsmanager:${EdgeOriginSecret}"));
     let behaviour = &edge["DefaultCacheBehavior"];
     assert_eq!(s(&behaviour["CachePolicyId"]), "4135ea2d-6df8-44a3-9df3-4b5a84be39ad", "CachingDisabled");

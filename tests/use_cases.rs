@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 
-use visitpay::app::actions::{self, AssignRequest, Assigned};
-use visitpay::app::{invoices, settings, AppError, NotFound};
-use visitpay::domain::action::InvoiceEffect;
-use visitpay::domain::hash_token;
-use visitpay::domain::{ActionStatus, DomainError, InvoiceStatus, Locale};
-use visitpay::ports::{Expect, Write};
+use visitpay_app::actions::{self, AssignRequest, Assigned};
+use visitpay_app::ports::{Expect, Write};
+use visitpay_app::{invoices, settings, AppError, NotFound};
+use visitpay_domain::action::InvoiceEffect;
+use visitpay_domain::hash_token;
+use visitpay_domain::{ActionStatus, DomainError, InvoiceStatus, Locale};
 use visitpay_tests::kit::deps_with;
 use visitpay_tests::*;
 
@@ -19,7 +19,7 @@ fn assign_req(p: &str, list: &[&str]) -> AssignRequest {
 fn code(e: AppError) -> String {
     match e {
         // The code a client would see for it (`http::error` decides codes).
-        AppError::Domain(d) => visitpay::http::ApiError::from(d).code.to_owned(),
+        AppError::Domain(d) => visitpay_edge::http::ApiError::from(d).code.to_owned(),
         AppError::NotFound(n) => format!("not_found:{n}"),
         other => format!("{other:?}"),
     }
@@ -300,7 +300,7 @@ async fn changing_the_stripe_account_is_checked_and_leaves_a_trace(store: DynSto
     second.stripe_account_id = Some("acct_1Second".into());
     let moved = settings::put(&deps, &support(), clinic("c1"), second.clone()).await.unwrap();
     assert_eq!(moved.stripe_account_id.as_ref().map(|a| a.as_str()), Some("acct_1Second"));
-    assert_eq!(metrics.signals(), vec![(visitpay::ports::MoneySignal::AccountChanged, None)]);
+    assert_eq!(metrics.signals(), vec![(visitpay_app::ports::MoneySignal::AccountChanged, None)]);
     // The same account again is no change: no Stripe call, no signal.
     let calls = stripe.emulator.requests().len();
     settings::put(&deps, &support(), clinic("c1"), second).await.unwrap();

@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use visitpay::adapters::system::{RandomIds, SystemClock};
-use visitpay::app::actions::{self, AssignRequest, Assigned};
-use visitpay::app::{invoices, settings, AppConfig, Caller, Deps, PatientLinks, Queue, Role, Stripe};
-use visitpay::domain::{
+use visitpay_app::actions::{self, AssignRequest, Assigned};
+use visitpay_app::ports::Store;
+use visitpay_app::{invoices, settings, AppConfig, Caller, Deps, PatientLinks, Queue, Role, Stripe};
+use visitpay_domain::{
     ActionId, ClinicId, InvoiceId, Label, LineItemText, Locale, PatientId, SettingsInput, UserId, VisitId,
 };
-use visitpay::ports::Store;
+use visitpay_edge::system::{RandomIds, SystemClock};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -140,7 +140,7 @@ pub fn deps(store: Arc<dyn Store>, payments: Stripe, queue: Queue) -> BenchDeps 
 
 /// A queue nobody reads, for benchmarks that do not follow events.
 pub fn unread_queue() -> Queue {
-    Arc::new(visitpay::adapters::embedded_queue::EmbeddedQueue::new(5, std::time::Duration::from_secs(1)))
+    Arc::new(visitpay_devkit::embedded_queue::EmbeddedQueue::new(5, std::time::Duration::from_secs(1)))
 }
 
 pub fn clinic() -> ClinicId {
@@ -169,7 +169,7 @@ pub async fn seed_clinic(deps: &BenchDeps) -> Result<(), BoxError> {
         receipt_issuer: Default::default(),
         embed_origins: Vec::new(),
         time_zone: None,
-        receipt_days: visitpay::domain::settings::DEFAULT_RECEIPT_DAYS,
+        receipt_days: visitpay_domain::settings::DEFAULT_RECEIPT_DAYS,
         checkout_domain: None,
     };
     settings::put(deps, &support, clinic(), input).await?;
@@ -180,7 +180,7 @@ pub async fn seed_clinic(deps: &BenchDeps) -> Result<(), BoxError> {
 pub async fn seed_selected_invoices(deps: &BenchDeps, ids: &[&str]) -> Result<Vec<InvoiceId>, BoxError> {
     let ids: Vec<InvoiceId> = ids.iter().map(|i| InvoiceId::parse(i)).collect::<Result<_, _>>()?;
     for id in &ids {
-        let input = visitpay::domain::invoice::InvoiceInput {
+        let input = visitpay_domain::invoice::InvoiceInput {
             amount: 2500,
             currency: "cad".into(),
             description: String::new(),
@@ -197,7 +197,7 @@ pub async fn seed_selected_invoices(deps: &BenchDeps, ids: &[&str]) -> Result<Ve
 /// and nothing more) and pays it at the emulator (no webhook sent); returns
 /// the session id, the last segment of the emulator's checkout URL.
 pub async fn open_and_pay(deps: &BenchDeps, stripe_base: &str, token: &str) -> Result<String, BoxError> {
-    let link = visitpay::app::checkout::open(deps, token).await?;
+    let link = visitpay_app::checkout::open(deps, token).await?;
     let session =
         link.url.rsplit('/').next().filter(|s| s.starts_with("cs_")).ok_or("no session in the url")?.to_owned();
     reqwest::Client::new()

@@ -52,7 +52,7 @@ impl Recorder {
     }
 
     /// An HTTP client for the SDK that records each request, then sends it
-    /// through `inner` (the production client: `visitpay::config::https_client`).
+    /// through `inner` (the production client: `visitpay_edge::config::https_client`).
     pub fn client(&self, inner: SharedHttpClient) -> SharedHttpClient {
         SharedHttpClient::new(RecordingClient { inner, log: self.clone() })
     }

@@ -5,17 +5,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use visitpay::adapters::dynamodb::DynamoStore;
-use visitpay::adapters::embedded::EmbeddedStore;
-use visitpay::adapters::embedded_queue::EmbeddedQueue;
-use visitpay::adapters::tables;
-use visitpay::app::{AppConfig, Deps, PatientLinks, Queue, Stripe};
-use visitpay::domain::StripeAccountId;
-use visitpay::domain::{ActionId, Timestamp};
-use visitpay::ports::{
+use visitpay_app::ports::{
     CheckoutRequest, CheckoutSession, Clock, ConnectedAccount, Ids, Metrics, MoneySignal, Payments, PaymentsError,
     Refund, RefundRequest, Store,
 };
+use visitpay_app::{AppConfig, Deps, PatientLinks, Queue, Stripe};
+use visitpay_aws::dynamodb::DynamoStore;
+use visitpay_aws::tables;
+use visitpay_devkit::embedded::EmbeddedStore;
+use visitpay_devkit::embedded_queue::EmbeddedQueue;
+use visitpay_domain::StripeAccountId;
+use visitpay_domain::{ActionId, Timestamp};
 
 /// A clock that only moves when told to (forward). It can be the Stripe
 /// emulator's own (`sharing`), so both sides of a webhook agree on "now".
@@ -88,7 +88,7 @@ pub async fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
 async fn dynamodb_store_at(endpoint: &str, prefix: &str) -> DynamoStore {
     let table = format!("{prefix}-{}", unique_suffix());
     let store = DynamoStore::new(dynamodb_client(endpoint).await, table);
-    store.ensure_table(&tables::main_table()).await.expect("create test table on moto");
+    visitpay_devkit::setup::ensure_table(&store, &tables::main_table()).await.expect("create test table on moto");
     store
 }
 
@@ -121,7 +121,7 @@ pub fn record_metrics<P, Q>(deps: &mut Deps<P, Q>) -> Arc<RecordedMetrics> {
 }
 
 impl Metrics for RecordedMetrics {
-    fn signal(&self, signal: MoneySignal, about: Option<(&visitpay::domain::ClinicId, &ActionId)>) {
+    fn signal(&self, signal: MoneySignal, about: Option<(&visitpay_domain::ClinicId, &ActionId)>) {
         self.0.lock().unwrap().push((signal, about.map(|(_, a)| a.to_string())));
     }
 }
@@ -197,25 +197,25 @@ pub fn deps_with(store: Arc<dyn Store>) -> (TestDeps, Arc<FixedClock>) {
 /// A status-event bus that keeps what it accepted and refuses the events
 /// `refuse` picks (as EventBridge answers an entry with an `ErrorCode`).
 pub struct RecordingBus {
-    pub accepted: std::sync::Mutex<Vec<visitpay::domain::ActionChanged>>,
-    refuse: Box<dyn Fn(&visitpay::domain::ActionChanged) -> bool + Send + Sync>,
+    pub accepted: std::sync::Mutex<Vec<visitpay_domain::ActionChanged>>,
+    refuse: Box<dyn Fn(&visitpay_domain::ActionChanged) -> bool + Send + Sync>,
 }
 
 impl RecordingBus {
     pub fn accepting() -> Self {
         Self::refusing(|_| false)
     }
-    pub fn refusing(refuse: impl Fn(&visitpay::domain::ActionChanged) -> bool + Send + Sync + 'static) -> Self {
+    pub fn refusing(refuse: impl Fn(&visitpay_domain::ActionChanged) -> bool + Send + Sync + 'static) -> Self {
         RecordingBus { accepted: Default::default(), refuse: Box::new(refuse) }
     }
 }
 
 #[async_trait::async_trait]
-impl visitpay::ports::StatusEvents for RecordingBus {
+impl visitpay_app::ports::StatusEvents for RecordingBus {
     async fn publish(
         &self,
-        events: &[visitpay::domain::ActionChanged],
-    ) -> Result<Vec<Option<String>>, visitpay::ports::PublishError> {
+        events: &[visitpay_domain::ActionChanged],
+    ) -> Result<Vec<Option<String>>, visitpay_app::ports::PublishError> {
         Ok(events
             .iter()
             .map(|e| {

@@ -27,20 +27,21 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use serde_json::json;
-use visitpay::adapters::dynamodb::items::item_size;
-use visitpay::adapters::dynamodb::DynamoStore;
-use visitpay::adapters::eventbridge::EventBridgeBus;
-use visitpay::adapters::sqs::{deliveries, ensure_queue, sqs_event, SqsQueue};
-use visitpay::adapters::stripe::webhook::{verify, Verified};
-use visitpay::adapters::stripe::StripePayments;
-use visitpay::adapters::tables;
-use visitpay::app::actions::{self, AssignRequest, Assigned};
-use visitpay::app::webhook;
-use visitpay::domain::{ActionStatus, Locale, VisitId};
-use visitpay::lambda::consumer;
-use visitpay::ports::Payments;
+use visitpay_app::actions::{self, AssignRequest, Assigned};
+use visitpay_app::ports::Payments;
+use visitpay_app::webhook;
+use visitpay_aws::dynamodb::items::item_size;
+use visitpay_aws::dynamodb::DynamoStore;
+use visitpay_aws::eventbridge::EventBridgeBus;
+use visitpay_aws::sqs::SqsQueue;
+use visitpay_aws::tables;
 use visitpay_bench::{STRIPE_KEY, WEBHOOK_SECRET};
+use visitpay_devkit::setup::{deliveries, ensure_queue, sqs_event};
+use visitpay_domain::{ActionStatus, Locale, VisitId};
+use visitpay_edge::lambda::consumer;
 use visitpay_local::stream_mapping::StreamMapping;
+use visitpay_stripe::webhook::{verify, Verified};
+use visitpay_stripe::StripePayments;
 
 /// What one function sent: requests by `Service.Operation`, and DynamoDB
 /// capacity, both as moto reports it (ReturnConsumedCapacity=TOTAL) and
@@ -231,7 +232,7 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
     if std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("RUST_LOG", "warn");
     }
-    visitpay::telemetry::init_stderr();
+    visitpay_edge::telemetry::init_stderr();
     let endpoint = visitpay_bench::moto_endpoint()?;
     let out = std::env::args().nth(1);
     let sdk = visitpay_bench::sdk(&endpoint).await;
@@ -271,7 +272,8 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
 
     // Setup, not counted: the table, a clinic switched on, two selected invoices.
     let setup = deps_for("setup");
-    DynamoStore::new(dynamodb(&sdk, &counters["setup"]), table.clone()).ensure_table(&definition).await?;
+    let creator = DynamoStore::new(dynamodb(&sdk, &counters["setup"]), table.clone());
+    visitpay_devkit::setup::ensure_table(&creator, &definition).await?;
     visitpay_bench::seed_clinic(&setup).await?;
     let ids = visitpay_bench::seed_selected_invoices(&setup, &["1", "2"]).await?;
     let clinic = visitpay_bench::clinic();

@@ -27,14 +27,14 @@ use axum::Router;
 use base64::Engine;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
-use visitpay::adapters::dynamodb::DynamoStore;
-use visitpay::adapters::sqs::ensure_queue;
-use visitpay::adapters::stripe::StripePayments;
-use visitpay::adapters::tables;
-use visitpay::app::actions;
-use visitpay::domain::ActionStatus;
-use visitpay::ports::Payments;
+use visitpay_app::actions;
+use visitpay_app::ports::Payments;
+use visitpay_aws::dynamodb::DynamoStore;
+use visitpay_aws::tables;
 use visitpay_bench::{BoxError, Summary, ACCOUNT, CLINIC, PATIENT, PATIENT_LINK_BASE, STRIPE_KEY, WEBHOOK_SECRET};
+use visitpay_devkit::setup::ensure_queue;
+use visitpay_domain::ActionStatus;
+use visitpay_stripe::StripePayments;
 
 type Answer = (Instant, Result<Value, String>);
 
@@ -283,7 +283,7 @@ async fn main() -> Result<(), BoxError> {
     let stripe_base = visitpay_bench::stripe_emulator().await?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let store = DynamoStore::new(dynamodb.clone(), table.clone());
-    store.ensure_table(&tables::main_table()).await?;
+    visitpay_devkit::setup::ensure_table(&store, &tables::main_table()).await?;
     let queue_url = ensure_queue(&aws_sdk_sqs::Client::new(&sdk), &format!("bench-cold-{stamp}"), 5, 30).await?;
     let bus = format!("bench-cold-status-{stamp}");
     aws_sdk_eventbridge::Client::new(&sdk).create_event_bus().name(&bus).send().await?;

@@ -33,23 +33,24 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tracing_subscriber::layer::SubscriberExt;
-use visitpay::adapters::dynamodb::DynamoStore;
-use visitpay::adapters::embedded::EmbeddedStore;
-use visitpay::adapters::embedded_queue::EmbeddedQueue;
-use visitpay::adapters::eventbridge::EventBridgeBus;
-use visitpay::adapters::sqs::{ensure_queue, poll, sqs_event, Delivery, SqsQueue};
-use visitpay::adapters::stripe::events::HANDLED_TYPES;
-use visitpay::adapters::stripe::StripePayments;
-use visitpay::adapters::tables;
-use visitpay::app::status_events::publish_in_order;
-use visitpay::app::{actions, Role};
-use visitpay::domain::{ActionId, ActionStatus, ACTION_CHANGED, EVENT_SOURCE};
-use visitpay::lambda::consumer;
-use visitpay::ports::{EventQueue, Payments};
+use visitpay_app::ports::{EventQueue, Payments};
+use visitpay_app::status_events::publish_in_order;
+use visitpay_app::{actions, Role};
+use visitpay_aws::dynamodb::DynamoStore;
+use visitpay_aws::eventbridge::EventBridgeBus;
+use visitpay_aws::sqs::SqsQueue;
+use visitpay_aws::tables;
 use visitpay_bench::{BenchDeps, BoxError, Percentiles, STRIPE_KEY, WEBHOOK_SECRET};
+use visitpay_devkit::embedded::EmbeddedStore;
+use visitpay_devkit::embedded_queue::EmbeddedQueue;
+use visitpay_devkit::setup::{ensure_queue, poll, sqs_event, Delivery};
+use visitpay_domain::{ActionId, ActionStatus, ACTION_CHANGED, EVENT_SOURCE};
+use visitpay_edge::lambda::consumer;
 use visitpay_local::events::LocalEvents;
 use visitpay_local::stream_mapping::StreamMapping;
 use visitpay_local::{Controls, Gateway, LocalClock};
+use visitpay_stripe::events::HANDLED_TYPES;
+use visitpay_stripe::StripePayments;
 
 const JWT_SECRET: &str = "bench-event-path";
 /// Lambda's DynamoDB event source mapping polls each shard four times a second.
@@ -207,7 +208,7 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, BoxEr
 /// A fresh DynamoDB table on moto, as the store.
 async fn moto_store(sdk: &aws_config::SdkConfig, name: &str) -> Result<DynamoStore, BoxError> {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), name.to_owned());
-    store.ensure_table(&tables::main_table()).await?;
+    visitpay_devkit::setup::ensure_table(&store, &tables::main_table()).await?;
     Ok(store)
 }
 
@@ -540,7 +541,7 @@ fn ms(samples: &[f64]) -> Value {
 async fn main() -> Result<(), BoxError> {
     let args = args()?;
     let conflicts = Conflicts::default();
-    let filter = tracing_subscriber::filter::Targets::new().with_target("visitpay::app", tracing::Level::DEBUG);
+    let filter = tracing_subscriber::filter::Targets::new().with_target("visitpay_app", tracing::Level::DEBUG);
     tracing::subscriber::set_global_default(
         tracing_subscriber::registry().with(tracing_subscriber::Layer::with_filter(conflicts.clone(), filter)),
     )?;

@@ -20,17 +20,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use visitpay::adapters::embedded::EmbeddedStore;
-use visitpay::adapters::embedded_queue::EmbeddedQueue;
-use visitpay::adapters::stripe::events::HANDLED_TYPES;
-use visitpay::adapters::stripe::StripePayments;
-use visitpay::app::views::{ActionView, InvoiceView};
-use visitpay::app::{actions, invoices, Deps};
-use visitpay::lambda::consumer::{self, apply_message};
-use visitpay::ports::{EventQueue, Payments};
+use visitpay_app::ports::{EventQueue, Payments};
+use visitpay_app::views::{ActionView, InvoiceView};
+use visitpay_app::{actions, invoices, Deps};
 use visitpay_bench::BenchDeps;
 use visitpay_bench::{BoxError, Summary, STRIPE_KEY, WEBHOOK_SECRET};
+use visitpay_devkit::embedded::EmbeddedStore;
+use visitpay_devkit::embedded_queue::EmbeddedQueue;
+use visitpay_edge::lambda::consumer::{self, apply_message};
 use visitpay_local::{Controls, Gateway, LocalClock};
+use visitpay_stripe::events::HANDLED_TYPES;
+use visitpay_stripe::StripePayments;
 use visitpay_tests::kit::FixedClock;
 
 struct Args {
@@ -344,7 +344,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
 async fn burst_world(
     deps: &BenchDeps,
     stripe_base: &str,
-) -> Result<(Vec<visitpay::domain::ActionId>, Vec<String>), BoxError> {
+) -> Result<(Vec<visitpay_domain::ActionId>, Vec<String>), BoxError> {
     let http = reqwest::Client::new();
     visitpay_bench::seed_clinic(deps).await?;
     let mut ids = Vec::new();
@@ -390,7 +390,7 @@ async fn burst_world(
 /// delivery order (three cumulative refund events in reverse are one step).
 /// So do its `version` (how many writes the arrivals took), left out, and
 /// the order its refunds were learnt in, compared as a set.
-async fn state_of(deps: &BenchDeps, ids: &[visitpay::domain::ActionId]) -> Result<(Value, Vec<Value>), BoxError> {
+async fn state_of(deps: &BenchDeps, ids: &[visitpay_domain::ActionId]) -> Result<(Value, Vec<Value>), BoxError> {
     let clinic = visitpay_bench::clinic();
     let (mut out, mut histories) = (Vec::new(), Vec::new());
     for id in ids {

@@ -11,7 +11,7 @@ use std::time::Instant;
 use hmac::{Hmac, Mac};
 use secrecy::SecretString;
 use sha2::Sha256;
-use visitpay::adapters::stripe::webhook::verify_signature;
+use visitpay_stripe::webhook::verify_signature;
 
 fn sign(body: &[u8], secret: &str, t: i64) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");

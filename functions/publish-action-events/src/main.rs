@@ -4,12 +4,12 @@
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use visitpay::config::{lambda_sdk, wiring, LambdaSettings};
-use visitpay::lambda::status_stream;
+use visitpay_edge::config::{lambda_sdk, wiring, LambdaSettings};
+use visitpay_edge::lambda::status_stream;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    visitpay::telemetry::init();
+    visitpay_edge::telemetry::init();
     let bus = wiring::publish_action_events(&lambda_sdk().await?, &LambdaSettings::from_env()).await?;
     run(service_fn(|event: LambdaEvent<Event>| {
         let bus = &bus;

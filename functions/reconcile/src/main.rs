@@ -3,18 +3,18 @@
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use visitpay::app::reconcile;
-use visitpay::config::{lambda_sdk, wiring, LambdaSettings};
+use visitpay_app::reconcile;
+use visitpay_edge::config::{lambda_sdk, wiring, LambdaSettings};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    visitpay::telemetry::init();
+    visitpay_edge::telemetry::init();
     let deps = wiring::reconcile(&lambda_sdk().await?, &LambdaSettings::from_env()).await?;
-    let config = visitpay::config::reconcile_config()?;
+    let config = visitpay_edge::config::reconcile_config()?;
     run(service_fn(|event: LambdaEvent<EventBridgeEvent<serde_json::Value>>| {
         let deps = &deps;
         async move {
-            let report = visitpay::lambda::within_deadline(&event.context, reconcile::run(deps, config)).await?;
+            let report = visitpay_edge::lambda::within_deadline(&event.context, reconcile::run(deps, config)).await?;
             Ok::<_, Error>(serde_json::to_value(report)?)
         }
     }))

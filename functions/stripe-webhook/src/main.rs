@@ -1,12 +1,12 @@
 //! The stripe-webhook Lambda: wiring only. Routes and logic live in the visitpay crate.
 
 use lambda_http::{run, service_fn, Error, Request};
-use visitpay::config::{lambda_sdk, wiring, LambdaSettings};
-use visitpay::http::functions;
+use visitpay_edge::config::{lambda_sdk, wiring, LambdaSettings};
+use visitpay_edge::http::functions;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    visitpay::telemetry::init();
+    visitpay_edge::telemetry::init();
     let deps = wiring::stripe_webhook(&lambda_sdk().await?, &LambdaSettings::from_env()).await?;
     run(service_fn(|req: Request| {
         let deps = &deps;

@@ -17,8 +17,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::sync::broadcast;
-use visitpay::domain::{ActionChanged, ACTION_CHANGED, EVENT_SOURCE};
-use visitpay::ports::{PublishError, StatusEvents};
+use visitpay_app::ports::{PublishError, StatusEvents};
+use visitpay_domain::{ActionChanged, ACTION_CHANGED, EVENT_SOURCE};
 
 /// The header carrying the signature of a POSTed event: `t=<unix
 /// seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`, as `Stripe-Signature`.
@@ -132,7 +132,7 @@ pub struct StreamQuery {
 }
 
 fn refuse(status: StatusCode, code: &'static str, message: &str) -> AxumResponse {
-    crate::to_axum(visitpay::http::ApiError::new(status, code, message).into_response())
+    crate::to_axum(visitpay_edge::http::ApiError::new(status, code, message).into_response())
 }
 
 /// One SSE frame: `id` is `<action_id>:<version>`, the pair to de-duplicate on.
@@ -148,7 +148,7 @@ pub async fn stream(
     Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> AxumResponse {
-    let Some(clinic) = query.clinic.filter(|c| visitpay::domain::ids::is_valid_id(c)) else {
+    let Some(clinic) = query.clinic.filter(|c| visitpay_domain::ids::is_valid_id(c)) else {
         return refuse(StatusCode::BAD_REQUEST, "invalid_query", "clinic=<clinic id> is required");
     };
     let Some(claims) = crate::bearer_claims(&headers, &stream.jwt_secret) else {

@@ -14,10 +14,10 @@ use axum::Router;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use visitpay::app::{Deps, Queue, Role, Stripe};
-use visitpay::http::cors::Cors;
-use visitpay::http::routes::{self, Access};
-use visitpay::http::{handle, ApiError};
+use visitpay_app::{Deps, Queue, Role, Stripe};
+use visitpay_edge::http::cors::Cors;
+use visitpay_edge::http::routes::{self, Access};
+use visitpay_edge::http::{handle, ApiError};
 
 pub mod console;
 pub mod dev_jwt;
@@ -102,8 +102,8 @@ impl LocalClock {
     }
 }
 
-impl visitpay::ports::Clock for LocalClock {
-    fn now(&self) -> visitpay::domain::Timestamp {
+impl visitpay_app::ports::Clock for LocalClock {
+    fn now(&self) -> visitpay_domain::Timestamp {
         // Whole milliseconds, as the system clock gives them.
         let millis = i128::from(self.0.now_millis());
         time::OffsetDateTime::from_unix_timestamp_nanos(millis * 1_000_000).expect("a representable time")
@@ -192,7 +192,7 @@ async fn advance_clock(State(controls): State<Controls>, body: axum::body::Bytes
         }
         None => controls.clock.advance(seconds),
     }
-    let now = visitpay::ports::Clock::now(controls.clock.as_ref());
+    let now = visitpay_app::ports::Clock::now(controls.clock.as_ref());
     let text =
         json!({ "now": now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default() }).to_string();
     AxumResponse::builder()
@@ -205,7 +205,7 @@ async fn advance_clock(State(controls): State<Controls>, body: axum::body::Bytes
 /// token, as `visitpay-local token` prints (the console signs in with it).
 async fn mint_token(State(secret): State<Arc<str>>, body: axum::body::Bytes) -> AxumResponse {
     let body = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
-    let clinic = body["clinic_id"].as_str().filter(|c| visitpay::domain::ids::is_valid_id(c));
+    let clinic = body["clinic_id"].as_str().filter(|c| visitpay_domain::ids::is_valid_id(c));
     let role = match body["role"].as_str() {
         Some("staff") => Some((Role::Staff, "console-staff")),
         Some("support") => Some((Role::Support, "console-support")),

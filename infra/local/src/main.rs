@@ -11,23 +11,23 @@ use std::time::Duration;
 
 use stripe_emulator::{Config as EmulatorConfig, Emulator};
 use tokio::sync::broadcast;
-use visitpay::adapters::embedded::EmbeddedStore;
-use visitpay::adapters::embedded_queue::EmbeddedQueue;
-use visitpay::adapters::emf::{EmfMetrics, Sink};
-use visitpay::adapters::sqs::SqsQueue;
-use visitpay::adapters::stripe::StripePayments;
-use visitpay::adapters::system::RandomIds;
-use visitpay::adapters::tables;
-use visitpay::app::reconcile;
-use visitpay::app::status_events::publish_in_order;
-use visitpay::app::{AppConfig, Deps, Role};
-use visitpay::lambda::consumer;
-use visitpay::ports::{EventQueue, Store};
+use visitpay_app::ports::{EventQueue, Store};
+use visitpay_app::reconcile;
+use visitpay_app::status_events::publish_in_order;
+use visitpay_app::{AppConfig, Deps, Role};
+use visitpay_aws::emf::{EmfMetrics, Sink};
+use visitpay_aws::sqs::SqsQueue;
+use visitpay_aws::tables;
+use visitpay_devkit::embedded::EmbeddedStore;
+use visitpay_devkit::embedded_queue::EmbeddedQueue;
+use visitpay_edge::lambda::consumer;
+use visitpay_edge::system::RandomIds;
 use visitpay_local::dev_jwt::DEFAULT_DEV_SECRET;
 use visitpay_local::events::LocalEvents;
 use visitpay_local::seed::{self, DEMO_CLINIC, DEMO_INVOICES, DEMO_PATIENT, DEMO_VISIT};
 use visitpay_local::stream_mapping::StreamMapping;
 use visitpay_local::{serve, token, BasePath, Controls, Gateway, LocalClock, OwnHosts};
+use visitpay_stripe::StripePayments;
 
 const USAGE: &str = "usage: visitpay-local [token --clinic <id> --role staff|support [--sub <id>]]";
 
@@ -89,7 +89,7 @@ fn token_command(args: &[String]) -> Result<String, String> {
         }
     }
     let clinic = clinic.ok_or("--clinic is required")?;
-    if !visitpay::domain::ids::is_valid_id(&clinic) {
+    if !visitpay_domain::ids::is_valid_id(&clinic) {
         return Err("--clinic must match [A-Za-z0-9_-]{1,64}".into());
     }
     let role = match role.as_deref() {
@@ -101,7 +101,7 @@ fn token_command(args: &[String]) -> Result<String, String> {
         Role::Staff => "demo-staff".into(),
         Role::Support => "demo-support".into(),
     });
-    if !visitpay::domain::ids::is_valid_id(&sub) {
+    if !visitpay_domain::ids::is_valid_id(&sub) {
         return Err("--sub must match [A-Za-z0-9_-]{1,64}".into());
     }
     Ok(token(&jwt_secret(), &clinic, role, &sub))
@@ -119,7 +119,7 @@ const DEFAULT_EVENTS_SECRET: &str = "visitpay_local_events_secret";
 const STREAM_POLL: Duration = Duration::from_millis(250);
 
 async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
-    visitpay::telemetry::init_stderr();
+    visitpay_edge::telemetry::init_stderr();
     let addr: SocketAddr = std::env::var("VISITPAY_ADDR")
         .unwrap_or_else(|_| "127.0.0.1:3000".into())
         .parse()
@@ -138,11 +138,11 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
     let (store, queue, store_name, sqs): (Arc<dyn Store>, Arc<dyn EventQueue>, String, Option<SqsQueue>) =
         if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
             let sdk = aws_config::load_from_env().await;
-            let dynamo = visitpay::config::dynamo_store(&sdk).await;
-            dynamo.ensure_table(&tables::main_table()).await?;
+            let dynamo = visitpay_edge::config::dynamo_store(&sdk).await;
+            visitpay_devkit::setup::ensure_table(&dynamo, &tables::main_table()).await?;
             let queue_name = std::env::var("VISITPAY_EVENTS_QUEUE").unwrap_or_else(|_| "visitpay-events".into());
             let sqs_client = aws_sdk_sqs::Client::new(&sdk);
-            let url = visitpay::adapters::sqs::ensure_queue(&sqs_client, &queue_name, 5, 30).await?;
+            let url = visitpay_devkit::setup::ensure_queue(&sqs_client, &queue_name, 5, 30).await?;
             let sqs = SqsQueue::new(sqs_client, url);
             let name = format!("dynamodb table {} and sqs queue {queue_name} at {endpoint}", dynamo.table());
             let region = sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
@@ -213,8 +213,8 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
         Sink::Stderr,
     );
     let config = AppConfig {
-        patient_links: visitpay::config::patient_links(&format!("{base}/patient/actions"))?,
-        webhook_secrets: visitpay::config::webhook_secrets(&webhook_secret.clone().into()),
+        patient_links: visitpay_edge::config::patient_links(&format!("{base}/patient/actions"))?,
+        webhook_secrets: visitpay_edge::config::webhook_secrets(&webhook_secret.clone().into()),
         // No edge on a laptop: the patient routes answer directly.
         edge_secret: None,
     };
@@ -228,7 +228,7 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
     match sqs {
         Some(sqs) => {
             tokio::spawn(async move {
-                visitpay::adapters::sqs::poll(&sqs, "arn:aws:sqs:local:000000000000:visitpay-events", |event| {
+                visitpay_devkit::setup::poll(&sqs, "arn:aws:sqs:local:000000000000:visitpay-events", |event| {
                     consumer::handle(&consumer_deps, event)
                 })
                 .await
@@ -242,7 +242,7 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
 
     // Reconcile, as the schedule would run it.
     let reconcile_every = Duration::from_secs(env_secs("VISITPAY_RECONCILE_INTERVAL_SECS", 60)?.max(1));
-    let reconcile_config = visitpay::config::reconcile_config()?;
+    let reconcile_config = visitpay_edge::config::reconcile_config()?;
     let reconciler = deps.clone();
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(reconcile_every);
@@ -256,7 +256,7 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     let secret = jwt_secret();
-    let cors = visitpay::http::cors::Cors::from_list(&std::env::var("VISITPAY_CORS_ORIGINS").unwrap_or_default())
+    let cors = visitpay_edge::http::cors::Cors::from_list(&std::env::var("VISITPAY_CORS_ORIGINS").unwrap_or_default())
         .map_err(|e| format!("VISITPAY_CORS_ORIGINS: {e}"))?;
     let gateway = Gateway { deps, jwt_secret: secret.clone().into(), cors, base_path };
     let controls = Controls { clock, emulator, events, own_hosts: OwnHosts::of(bound) };

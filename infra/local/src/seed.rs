@@ -3,9 +3,9 @@
 //! which is the emulator's own demo account by construction (and is seeded
 //! before the server, the emulator's included, answers anything).
 
-use visitpay::app::{invoices, AppError, HasClock, HasStore};
-use visitpay::domain::invoice::InvoiceInput;
-use visitpay::domain::{
+use visitpay_app::{invoices, AppError, HasClock, HasStore};
+use visitpay_domain::invoice::InvoiceInput;
+use visitpay_domain::{
     ClinicId, DomainError, InvoiceId, Label, LineItemText, PatientId, PaymentSettings, SettingsInput, UserId,
 };
 
@@ -34,7 +34,7 @@ pub async fn seed(deps: &(impl HasStore + HasClock)) -> Result<(), AppError> {
             receipt_issuer: Default::default(),
             embed_origins: Vec::new(),
             time_zone: None,
-            receipt_days: visitpay::domain::settings::DEFAULT_RECEIPT_DAYS,
+            receipt_days: visitpay_domain::settings::DEFAULT_RECEIPT_DAYS,
             checkout_domain: None,
         },
         deps.clock().now(),

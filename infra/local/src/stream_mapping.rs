@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use serde_json::{json, Value};
-use visitpay::adapters::dynamodb::stream::ACTION_RECORDS_FILTER;
-use visitpay::ports::StatusEvents;
+use visitpay_app::ports::StatusEvents;
+use visitpay_aws::dynamodb::stream::ACTION_RECORDS_FILTER;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
@@ -210,7 +210,7 @@ impl StreamMapping {
     pub async fn drain(&mut self, bus: &dyn StatusEvents, max_rounds: usize) -> Result<usize, StreamError> {
         let mut total = 0;
         for _ in 0..max_rounds {
-            let n = self.poll(|event| visitpay::lambda::status_stream::handle(bus, event)).await?;
+            let n = self.poll(|event| visitpay_edge::lambda::status_stream::handle(bus, event)).await?;
             total += n;
             if n == 0 {
                 break;

@@ -26,6 +26,7 @@ mod error;
 mod form;
 mod objects;
 mod page;
+mod records;
 mod routes;
 mod store;
 mod util;
@@ -162,7 +163,7 @@ impl Emulator {
     /// Adds a connected account (as a clinic connecting its Stripe account).
     pub fn connect_account(&self, account: &str) {
         self.with_state(|state| {
-            state.accounts.insert(account.to_owned(), store::Account { connected: true });
+            state.accounts.insert(account.to_owned(), records::Account { connected: true });
         });
     }
 

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use crate::store::{Account, Charge, Dispute, Event, LineItem, PaymentIntent, Refund, Session, SessionStatus};
+use crate::records::{Account, Charge, Dispute, Event, LineItem, PaymentIntent, Refund, Session, SessionStatus};
 
 pub(crate) const API_VERSION: &str = "2026-09-30.endive";
 

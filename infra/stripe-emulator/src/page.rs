@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde_json::Value;
 
 use crate::form;
-use crate::store::{Outcome, Session, SessionStatus};
+use crate::records::{Outcome, Session, SessionStatus};
 use crate::Emulator;
 
 const ZERO_DECIMAL: &[&str] =

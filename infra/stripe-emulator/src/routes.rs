@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::form::{as_bool, as_int};
-use crate::store::{Outcome, RefundStart, RefundStatus};
+use crate::records::{Outcome, RefundStart, RefundStatus};
 use crate::util::json_response;
 use crate::webhooks::DeliveryMode;
 use crate::{api, page, Emulator};
@@ -169,7 +169,7 @@ async fn deauthorize_account(State(emulator): State<Emulator>, Path(id): Path<St
             "account.application.deauthorized",
             crate::objects::application(),
             Some(id.clone()),
-            &crate::store::Origin::default(),
+            &crate::records::Origin::default(),
             true,
         );
         // The platform can no longer read the account's events, so the event itself is answered.
@@ -200,7 +200,7 @@ async fn latency(State(emulator): State<Emulator>, body: Bytes) -> Response {
 /// the next matching requests answer Stripe's 500 (kept under their idempotency key).
 async fn faults(State(emulator): State<Emulator>, body: Bytes) -> Response {
     answer(json_body(&body).and_then(|params| {
-        let fault: crate::store::Fault =
+        let fault: crate::records::Fault =
             serde_json::from_value(params).map_err(|e| ApiError::invalid(format!("Invalid fault: {e}"), None))?;
         let shown = json!({"method": fault.method, "path": fault.path, "times": fault.times, "effect": fault.effect});
         emulator.with_state(|state| state.faults.push(fault));

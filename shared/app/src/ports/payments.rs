@@ -1,0 +1,155 @@
+//! Payments: what visitpay asks of Stripe, in its own types. The adapter
+//! (`adapters::stripe`) speaks Stripe's API; use cases never see it.
+
+use async_trait::async_trait;
+
+use super::BoxError;
+use visitpay_domain::{Currency, Locale, RefundState, StripeAccountId, Timestamp};
+
+/// Metadata keys visitpay puts on every Checkout Session and PaymentIntent:
+/// opaque ids, never names or descriptions.
+pub const META_ACTION: &str = "visitpay_action_id";
+pub const META_CLINIC: &str = "visitpay_clinic_id";
+/// On a staff refund: the attempt it was sent as, so Stripe's list of a
+/// payment's refunds says which attempts happened.
+pub const META_REFUND_ATTEMPT: &str = "visitpay_refund_attempt";
+
+/// One line of a Checkout Session: a name Stripe shows and an amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutLine {
+    pub name: String,
+    pub amount: i64,
+}
+
+/// Everything Stripe needs to open a Checkout Session on a clinic's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutRequest {
+    pub account: StripeAccountId,
+    /// Deterministic: the same attempt always sends the same key and body.
+    pub idempotency_key: String,
+    pub currency: Currency,
+    pub lines: Vec<CheckoutLine>,
+    pub client_reference_id: String,
+    /// Opaque ids only: no names, no descriptions.
+    pub metadata: Vec<(String, String)>,
+    pub locale: Locale,
+    pub expires_at: Timestamp,
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    Open,
+    Complete,
+    Expired,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionPaymentStatus {
+    Paid,
+    Unpaid,
+    NoPaymentRequired,
+}
+
+/// What visitpay needs to know of a Checkout Session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckoutSession {
+    pub id: String,
+    pub url: Option<String>,
+    pub status: SessionStatus,
+    pub payment_status: SessionPaymentStatus,
+    pub expires_at: Timestamp,
+    pub payment_intent: Option<String>,
+    /// The PaymentIntent's status when Stripe returned it expanded
+    /// (`requires_payment_method` after a failed delayed payment).
+    pub payment_intent_status: Option<String>,
+    pub metadata: Vec<(String, String)>,
+    /// What the session charges: `amount_total`, `currency`, `mode`.
+    pub amount_total: Option<i64>,
+    pub currency: Option<String>,
+    pub mode: Option<String>,
+}
+
+impl CheckoutSession {
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequest {
+    pub account: StripeAccountId,
+    pub idempotency_key: String,
+    pub payment_intent: String,
+    /// `None` refunds what remains.
+    pub amount: Option<i64>,
+    pub metadata: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub id: String,
+    pub amount: i64,
+    pub status: RefundState,
+    /// The staff attempt it was made as (`META_REFUND_ATTEMPT`), if ours.
+    pub attempt: Option<u32>,
+}
+
+/// A clinic's connected Stripe account, as the platform reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectedAccount {
+    pub id: StripeAccountId,
+    pub charges_enabled: bool,
+    pub payouts_enabled: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentsError {
+    /// Network trouble, timeouts, 429 and 5xx after our own retries: the
+    /// same request (same idempotency key) may be sent again later.
+    #[error("payment provider unavailable: {}", super::ErrorChain(&**.0))]
+    Unavailable(#[source] BoxError),
+    #[error("payment provider has no such object")]
+    NotFound,
+    /// The clinic's connected account no longer lets visitpay in (Stripe's
+    /// 403 `account_invalid`): nothing on it can be done until it reconnects.
+    #[error("the clinic's Stripe account is disconnected")]
+    AccountDisconnected,
+    /// Stripe refused the request (4xx); retrying the same request will not help.
+    #[error("payment provider refused the request ({status}): {message}")]
+    Rejected { status: u16, code: Option<String>, message: String },
+    /// Stripe answered, but not what its API promises (a session without a URL).
+    #[error("payment provider answered unexpectedly: {0}")]
+    Unexpected(String),
+}
+
+#[async_trait]
+pub trait Payments: Send + Sync {
+    async fn create_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutSession, PaymentsError>;
+    async fn retrieve_checkout(
+        &self,
+        account: &StripeAccountId,
+        session_id: &str,
+    ) -> Result<CheckoutSession, PaymentsError>;
+    async fn expire_checkout(
+        &self,
+        account: &StripeAccountId,
+        session_id: &str,
+    ) -> Result<CheckoutSession, PaymentsError>;
+    async fn refund(&self, req: &RefundRequest) -> Result<Refund, PaymentsError>;
+    /// The session an earlier `create_checkout` made under the same key (the
+    /// same request sent again: Stripe answers with the session it made), or
+    /// `None` when Stripe refuses it: a refusal made no session.
+    async fn recover_checkout(&self, req: &CheckoutRequest) -> Result<Option<CheckoutSession>, PaymentsError>;
+    /// Every refund of a payment, with its current status.
+    async fn list_refunds(&self, account: &StripeAccountId, payment_intent: &str)
+        -> Result<Vec<Refund>, PaymentsError>;
+    /// A connected account, read by the platform: `NotFound` or
+    /// `AccountDisconnected` when the platform does not know it (Stripe
+    /// answers both as `account_invalid`: "or that account does not exist").
+    async fn retrieve_account(&self, account: &StripeAccountId) -> Result<ConnectedAccount, PaymentsError>;
+    /// Whether the key is a live one (`sk_live_`/`rk_live_`): events of the
+    /// other mode are not this deployment's.
+    fn livemode(&self) -> bool;
+}

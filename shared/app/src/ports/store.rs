@@ -1,0 +1,194 @@
+//! The store, split by what it holds. One adapter (DynamoDB, or the embedded
+//! store on a laptop) implements every part; `Store` is all of them.
+//! Every write is conditional and `Commit::commit` is all or nothing.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::BoxError;
+use visitpay_domain::action::InvoiceEffect;
+use visitpay_domain::{
+    Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentRef, PaymentSettings, StrayPayment, Timestamp,
+    VisitId,
+};
+
+/// What a conditional write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The item must not exist yet.
+    Absent,
+    /// The item must still be at this version (optimistic concurrency).
+    Version(u64),
+}
+
+/// The first answer to an `Idempotency-Key`, replayed for a repeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub clinic_id: ClinicId,
+    pub key: String,
+    /// SHA-256 of the route and body the key was first used with.
+    pub request_hash: String,
+    pub action_id: ActionId,
+    pub status: u16,
+    /// The first response body (JSON text), without the patient link token.
+    pub response: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: Timestamp,
+}
+
+/// One write of an all-or-nothing commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    Invoice {
+        invoice: Invoice,
+        expect: Expect,
+    },
+    Action {
+        action: Action,
+        expect: Expect,
+    },
+    /// An invoice follows its action's transition without being read first:
+    /// applied only if it is still held by `action_id` in the move's starting
+    /// state (`Invoice::follow`); otherwise the whole commit is a `Conflict`.
+    HeldInvoice {
+        clinic_id: ClinicId,
+        patient_id: PatientId,
+        invoice_id: InvoiceId,
+        action_id: ActionId,
+        effect: InvoiceEffect,
+        at: Timestamp,
+    },
+    /// Always created, never replaced: a second writer of the same key loses.
+    Idempotency(IdempotencyRecord),
+    /// Written when a payment is recorded or a charge event parked;
+    /// conditional on `PaymentRef::expect` (the version it replaces).
+    Payment(PaymentRef),
+    /// Always created, never replaced: one record per session.
+    StrayPayment(StrayPayment),
+}
+
+/// What the write of a payment record expects to find: its previous version.
+pub fn payment_expect(payment: &PaymentRef) -> Expect {
+    if payment.version <= 1 {
+        Expect::Absent
+    } else {
+        Expect::Version(payment.version - 1)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A condition did not hold (someone else wrote first). Re-read and retry.
+    #[error("a conditional write found a newer state")]
+    Conflict,
+    /// The store is throttling us even after the SDK's own retries.
+    #[error("the store is throttling requests")]
+    Throttled,
+    /// Anything else the store said; for logs, never for clients.
+    #[error("store unavailable: {}", super::ErrorChain(&**.0))]
+    Unavailable(#[source] BoxError),
+    /// An item that cannot be read back into the domain.
+    #[error("stored item is corrupt: {}", super::ErrorChain(&**.0))]
+    Corrupt(#[source] BoxError),
+    /// A write over DynamoDB's limits (an item over 400 KB, a transaction
+    /// over 100 items or 4 MB): refused whole; retrying cannot help.
+    #[error("a write exceeds the store's limits: {0}")]
+    TooLarge(String),
+}
+
+/// Everything assign decides on, read at once (on DynamoDB, one BatchGetItem).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AssignInputs {
+    pub settings: Option<PaymentSettings>,
+    pub idempotency: Option<IdempotencyRecord>,
+    /// The requested invoices that exist for this patient, in any order.
+    pub invoices: Vec<Invoice>,
+}
+
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    async fn get_settings(&self, clinic: &ClinicId) -> Result<Option<PaymentSettings>, StoreError>;
+    /// Settings have one writer (support) and are replaced whole.
+    async fn put_settings(&self, settings: &PaymentSettings) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait InvoiceStore: Send + Sync {
+    async fn get_invoice(
+        &self,
+        clinic: &ClinicId,
+        patient: &PatientId,
+        invoice: &InvoiceId,
+    ) -> Result<Option<Invoice>, StoreError>;
+    /// A patient's invoices, ordered by invoice id, strongly consistent.
+    async fn list_invoices(&self, clinic: &ClinicId, patient: &PatientId) -> Result<Vec<Invoice>, StoreError>;
+}
+
+#[async_trait]
+pub trait ActionStore: Send + Sync {
+    async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Action>, StoreError>;
+    /// A visit's actions, oldest first.
+    async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, StoreError>;
+    /// An action by its id alone, whatever its clinic: only for the patient
+    /// link, whose token names the action and proves itself by its hash.
+    async fn find_action(&self, action: &ActionId) -> Result<Option<Action>, StoreError>;
+}
+
+#[async_trait]
+pub trait AssignStore: Send + Sync {
+    async fn get_idempotency(&self, clinic: &ClinicId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// The clinic's settings, the idempotency record (when a key is given) and
+    /// the named invoices, strongly consistent, in one read.
+    async fn assign_inputs(
+        &self,
+        clinic: &ClinicId,
+        patient: &PatientId,
+        invoices: &[InvoiceId],
+        idempotency_key: Option<&str>,
+    ) -> Result<AssignInputs, StoreError>;
+}
+
+#[async_trait]
+pub trait PaymentStore: Send + Sync {
+    async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError>;
+    /// A payment recorded apart from the action it names, by its session.
+    async fn find_stray_payment(&self, session_id: &str) -> Result<Option<StrayPayment>, StoreError>;
+    /// An action and a payment record, strongly consistent, in one read.
+    async fn action_and_payment(
+        &self,
+        clinic: &ClinicId,
+        action: &ActionId,
+        payment_intent: &str,
+    ) -> Result<(Option<Action>, Option<PaymentRef>), StoreError>;
+}
+
+#[async_trait]
+pub trait ReconcileStore: Send + Sync {
+    /// Live actions waiting on Stripe (`checkout_open`, `processing`) that
+    /// nothing has touched since `untouched_since`: an index query, never a scan.
+    async fn actions_awaiting_stripe(
+        &self,
+        untouched_since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError>;
+    /// Actions still open to payment (`assigned`, `checkout_open`) whose
+    /// lifetime ended before `now`: an index query, never a scan.
+    async fn actions_past_lifetime(&self, now: Timestamp, limit: usize) -> Result<Vec<Action>, StoreError>;
+}
+
+#[async_trait]
+pub trait Commit: Send + Sync {
+    /// Applies every write or none; `Conflict` when any expectation fails.
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+}
+
+/// The whole store, as one adapter implements it.
+pub trait Store:
+    SettingsStore + InvoiceStore + ActionStore + AssignStore + PaymentStore + ReconcileStore + Commit
+{
+}
+
+impl<T> Store for T where
+    T: SettingsStore + InvoiceStore + ActionStore + AssignStore + PaymentStore + ReconcileStore + Commit
+{
+}

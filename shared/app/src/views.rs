@@ -1,0 +1,221 @@
+//! What clients see: the JSON views of invoices and actions (the stored
+//! shapes are the store adapters' business, `adapters::dynamodb::items`).
+
+use serde::Serialize;
+
+use visitpay_domain::{
+    Action, ActionStatus, Currency, DisputeRecord, HistoryEntry, Invoice, InvoiceId, InvoiceStatus, LatePayment,
+    Locale, Money, RefundRecord, RefundState, Timestamp,
+};
+
+#[derive(Debug, Serialize)]
+pub struct InvoiceView<'a> {
+    pub invoice_id: &'a str,
+    pub patient_id: &'a str,
+    pub amount: i64,
+    pub currency: Currency,
+    pub description: &'a str,
+    pub service_date: &'a visitpay_domain::ServiceDate,
+    /// What the receipt says of it, as imported.
+    #[serde(skip_serializing_if = "visitpay_domain::ReceiptDetails::is_empty")]
+    pub receipt: &'a visitpay_domain::ReceiptDetails,
+    pub status: InvoiceStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action_id: Option<&'a str>,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub paid_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+impl<'a> From<&'a Invoice> for InvoiceView<'a> {
+    fn from(i: &'a Invoice) -> Self {
+        InvoiceView {
+            invoice_id: i.invoice_id.as_str(),
+            patient_id: i.patient_id.as_str(),
+            amount: i.amount,
+            currency: i.currency,
+            description: &i.description,
+            service_date: &i.service_date,
+            receipt: &i.receipt,
+            status: i.status(),
+            action_id: i.action_id().map(|a| a.as_str()),
+            paid_at: i.paid_at,
+            updated_at: i.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct InvoiceList<'a> {
+    pub invoices: Vec<InvoiceView<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SelectionView<'a> {
+    pub invoices: Vec<InvoiceView<'a>>,
+    pub total: Money,
+}
+
+/// The staff view of an action. `patient_url` is present only in the answer
+/// that created the action: the token is not stored, so it cannot be shown again.
+#[derive(Debug, Serialize)]
+pub struct ActionView<'a> {
+    pub action_id: &'a str,
+    pub visit_id: &'a str,
+    pub patient_id: &'a str,
+    pub label: &'a str,
+    pub locale: Locale,
+    pub invoice_ids: Vec<&'a str>,
+    pub amount: i64,
+    pub currency: Currency,
+    pub status: ActionStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkout_session_id: Option<&'a str>,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub checkout_expires_at: Option<Timestamp>,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub paid_at: Option<Timestamp>,
+    /// Refunds that moved money, pending ones included.
+    pub refunded_amount: i64,
+    /// The part of `refunded_amount` still pending at Stripe.
+    pub refund_pending_amount: i64,
+    /// Every refund of the action's payment, with Stripe's status.
+    pub refunds: &'a [RefundRecord],
+    /// Some dispute of the payment is open.
+    pub disputed: bool,
+    pub disputes: Vec<DisputeView<'a>>,
+    /// What the clinic keeps of the payment: paid, less refunds and lost disputes.
+    pub kept_amount: i64,
+    pub refund_needed: bool,
+    /// Payments that arrived after the action could take them, or that were
+    /// not its own (another amount, currency or account); to refund.
+    pub late_payments: &'a [LatePayment],
+    /// Invoices collected again while a refund of this payment, since failed, was under way.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub collected_elsewhere: Vec<&'a str>,
+    /// The clinic's Stripe account no longer lets visitpay in.
+    pub account_disconnected: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: Timestamp,
+    pub history: &'a [HistoryEntry],
+    /// Routine entries (sessions opened and expired) left out of the middle of `history`.
+    pub history_omitted: u32,
+    /// Grows with every write: the `version` of the action's status events,
+    /// so a client merging reads and events keeps the newer.
+    pub version: u64,
+}
+
+impl<'a> ActionView<'a> {
+    pub fn new(a: &'a Action, patient_url: Option<String>) -> Self {
+        ActionView {
+            action_id: a.action_id.as_str(),
+            visit_id: a.visit_id.as_str(),
+            patient_id: a.patient_id.as_str(),
+            label: &a.label,
+            locale: a.locale,
+            invoice_ids: a.invoice_ids().map(InvoiceId::as_str).collect(),
+            amount: a.amount,
+            currency: a.currency,
+            status: a.status(),
+            patient_url,
+            checkout_session_id: a.checkout_session_id(),
+            checkout_expires_at: a.checkout.as_ref().filter(|c| c.session_id.is_some()).map(|c| c.expires_at),
+            paid_at: a.paid_at,
+            refunded_amount: a.refunded_amount,
+            refund_pending_amount: a
+                .refunds
+                .iter()
+                .filter(|r| matches!(r.status, RefundState::Pending | RefundState::RequiresAction))
+                .map(|r| r.amount)
+                .sum(),
+            refunds: &a.refunds,
+            disputed: a.disputed,
+            disputes: a.disputes.iter().map(DisputeView::from).collect(),
+            kept_amount: a.kept_amount(),
+            refund_needed: a.refund_needed(),
+            late_payments: &a.late_payments,
+            collected_elsewhere: a.collected_elsewhere.iter().map(InvoiceId::as_str).collect(),
+            account_disconnected: a.account_disconnected,
+            created_at: a.created_at,
+            expires_at: a.expires_at,
+            history: &a.history,
+            history_omitted: a.history_omitted,
+            version: a.version,
+        }
+    }
+}
+
+/// A dispute as staff see it: Stripe's status, the amount, and once closed
+/// the outcome (`won`, `lost`) and what it took.
+#[derive(Debug, Serialize)]
+pub struct DisputeView<'a> {
+    pub dispute_id: &'a str,
+    pub payment_intent: &'a str,
+    pub amount: i64,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+    pub funds_withdrawn: bool,
+    /// What the dispute took from the clinic and kept.
+    pub withdrawn_amount: i64,
+}
+
+impl<'a> From<&'a DisputeRecord> for DisputeView<'a> {
+    fn from(d: &'a DisputeRecord) -> Self {
+        DisputeView {
+            dispute_id: &d.dispute_id,
+            payment_intent: &d.payment_intent,
+            amount: d.amount,
+            status: d.status.as_str(),
+            outcome: d.outcome(),
+            funds_withdrawn: d.funds_withdrawn,
+            withdrawn_amount: d.withdrawn(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ActionList<'a> {
+    pub actions: Vec<ActionView<'a>>,
+}
+
+/// All the patient page may know: no names, no invoice descriptions.
+#[derive(Debug, Serialize)]
+pub struct PatientActionView<'a> {
+    pub label: &'a str,
+    pub amount: i64,
+    pub currency: Currency,
+    pub status: ActionStatus,
+    pub locale: Locale,
+}
+
+impl<'a> From<&'a Action> for PatientActionView<'a> {
+    fn from(a: &'a Action) -> Self {
+        PatientActionView {
+            label: &a.label,
+            amount: a.amount,
+            currency: a.currency,
+            status: a.status(),
+            locale: a.locale,
+        }
+    }
+}
+
+/// The patient's page: the action and its lines in the page's language.
+#[derive(Debug)]
+pub struct PatientPage {
+    pub action: Action,
+    pub lines: Vec<crate::ports::CheckoutLine>,
+    pub locale: Locale,
+    /// The clinic's origins that may frame the page (its `frame-ancestors`).
+    pub embed_origins: Vec<String>,
+    /// Where the clinic's Checkout pages are (the Pay form goes there).
+    pub checkout_domain: visitpay_domain::CheckoutDomain,
+    /// The zone the page's dates are days of.
+    pub time_zone: visitpay_domain::ClinicTimeZone,
+}

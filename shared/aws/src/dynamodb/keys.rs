@@ -1,0 +1,103 @@
+//! Every DynamoDB key shape, in one place. Ids cannot contain `#`
+//! (`[A-Za-z0-9_-]`), so these keys cannot collide or be forged.
+
+use visitpay_domain::{ActionId, ClinicId, InvoiceId, PatientId, Timestamp, VisitId};
+
+pub const PK: &str = "pk";
+pub const SK: &str = "sk";
+pub const GSI1PK: &str = "gsi1pk";
+pub const GSI1SK: &str = "gsi1sk";
+pub const GSI1: &str = "gsi1";
+pub const GSI2PK: &str = "gsi2pk";
+pub const GSI2SK: &str = "gsi2sk";
+pub const GSI2: &str = "gsi2";
+pub const GSI3PK: &str = "gsi3pk";
+pub const GSI3SK: &str = "gsi3sk";
+pub const GSI3: &str = "gsi3";
+pub const TTL: &str = "ttl";
+
+/// The reconcile indexes are spread over this many partition keys so that
+/// no single key takes every live action's writes; reconcile queries each.
+pub const RECONCILE_SHARDS: u32 = 4;
+pub const VERSION: &str = "version";
+
+/// The sort keys of single-item partitions, which also tell apart the items a
+/// BatchGetItem returns.
+pub const SETTINGS_SK: &str = "SETTINGS";
+pub const ACTION_SK: &str = "ACTION";
+pub const PAYMENT_SK: &str = "PAYMENT";
+pub const IDEMPOTENCY_SK: &str = "IDEMPOTENCY";
+pub const STRAY_SK: &str = "STRAY";
+
+pub fn settings(clinic: &ClinicId) -> (String, String) {
+    (format!("CLINIC#{clinic}"), SETTINGS_SK.into())
+}
+
+pub fn patient_partition(clinic: &ClinicId, patient: &PatientId) -> String {
+    format!("CLINIC#{clinic}#PATIENT#{patient}")
+}
+
+pub const INVOICE_PREFIX: &str = "INVOICE#";
+
+pub fn invoice(clinic: &ClinicId, patient: &PatientId, invoice: &InvoiceId) -> (String, String) {
+    (patient_partition(clinic, patient), format!("{INVOICE_PREFIX}{invoice}"))
+}
+
+/// By id alone (ids are random and unique across clinics), so a patient link
+/// naming the action reaches it in one read; reads by staff check the clinic.
+pub fn action(action: &ActionId) -> (String, String) {
+    (format!("ACTION#{action}"), ACTION_SK.into())
+}
+
+pub fn visit_partition(clinic: &ClinicId, visit: &VisitId) -> String {
+    format!("CLINIC#{clinic}#VISIT#{visit}")
+}
+
+/// Fixed-width milliseconds since the epoch: sorts as text exactly as in time.
+pub fn sortable_time(at: Timestamp) -> String {
+    format!("{:015}", at.unix_timestamp_nanos() / 1_000_000)
+}
+
+/// Sorts a visit's actions by creation time.
+pub fn visit_sort(created_at: Timestamp, action: &ActionId) -> String {
+    format!("{}#{action}", sortable_time(created_at))
+}
+
+fn shard(action: &ActionId) -> u32 {
+    // FNV-1a: stable across processes and releases, unlike std's hasher.
+    let hash = action.as_str().bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    hash % RECONCILE_SHARDS
+}
+
+pub fn awaiting_stripe_partition(shard: u32) -> String {
+    format!("AWAITING_STRIPE#{shard}")
+}
+
+pub fn open_to_payment_partition(shard: u32) -> String {
+    format!("OPEN_TO_PAYMENT#{shard}")
+}
+
+/// gsi2: an action waiting on Stripe, sorted by when it was last touched.
+pub fn awaiting_stripe(action: &ActionId, last_touched: Timestamp, clinic: &ClinicId) -> (String, String) {
+    (awaiting_stripe_partition(shard(action)), format!("{}#{clinic}#{action}", sortable_time(last_touched)))
+}
+
+/// gsi3: an action open to payment, sorted by the end of its lifetime.
+pub fn open_to_payment(action: &ActionId, expires_at: Timestamp, clinic: &ClinicId) -> (String, String) {
+    (open_to_payment_partition(shard(action)), format!("{}#{clinic}#{action}", sortable_time(expires_at)))
+}
+
+pub fn payment(payment_intent: &str) -> (String, String) {
+    (format!("PAYMENT#{payment_intent}"), PAYMENT_SK.into())
+}
+
+/// A payment naming an action but kept apart from it, by its Checkout
+/// Session (Stripe's ids hold no `#`).
+pub fn stray_payment(session_id: &str) -> (String, String) {
+    (format!("STRAY#{session_id}"), STRAY_SK.into())
+}
+
+pub fn idempotency(clinic: &ClinicId, key: &str) -> (String, String) {
+    // The key is validated to [A-Za-z0-9_.:-], so no '#'.
+    (format!("CLINIC#{clinic}#IDEMPOTENCY#{key}"), IDEMPOTENCY_SK.into())
+}

@@ -1,0 +1,308 @@
+//! The embedded store for the laptop run: the same port, the same
+//! all-or-nothing conditional commits, held in memory behind one lock. It is
+//! held to the same contract suite as DynamoDB (`tests/store_contract.rs`).
+//! Like the table's stream, it tells subscribers of each committed change of
+//! an action that someone watching would see (`changes`), in commit order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use visitpay_app::ports::{
+    payment_expect, ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore,
+    PaymentStore, ReconcileStore, SettingsStore, StoreError, Write,
+};
+use visitpay_aws::dynamodb::items::{self, MAX_ITEM_BYTES, MAX_TRANSACTION_BYTES, MAX_TRANSACTION_ITEMS};
+use visitpay_domain::{
+    Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentRef, PaymentSettings, StrayPayment, VisitId,
+};
+use visitpay_domain::{ActionChanged, ActionStatus, Timestamp};
+
+type InvoiceKey = (ClinicId, PatientId, InvoiceId);
+
+#[derive(Default, Clone)]
+struct Tables {
+    settings: HashMap<ClinicId, PaymentSettings>,
+    invoices: BTreeMap<InvoiceKey, Invoice>,
+    // By id alone, as on DynamoDB: ids are unique across clinics.
+    actions: HashMap<ActionId, Action>,
+    idempotency: HashMap<(ClinicId, String), IdempotencyRecord>,
+    payments: HashMap<String, PaymentRef>,
+    stray_payments: HashMap<String, StrayPayment>,
+}
+
+/// How many changes a subscriber may fall behind before it misses some
+/// (and is told so: `broadcast::error::RecvError::Lagged`).
+const CHANGES_KEPT: usize = 4096;
+
+pub struct EmbeddedStore {
+    tables: Mutex<Tables>,
+    changes: broadcast::Sender<ActionChanged>,
+}
+
+impl Default for EmbeddedStore {
+    fn default() -> Self {
+        EmbeddedStore { tables: Mutex::default(), changes: broadcast::channel(CHANGES_KEPT).0 }
+    }
+}
+
+impl EmbeddedStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An independent copy of everything stored: the same starting point for
+    /// two runs that must end alike (the webhook-burst benchmark).
+    pub fn fork(&self) -> Self {
+        EmbeddedStore { tables: Mutex::new(self.lock().clone()), ..Self::default() }
+    }
+
+    /// Every committed change of an action from now on, in commit order (as
+    /// the table's stream gives publish-action-events in AWS).
+    pub fn changes(&self) -> broadcast::Receiver<ActionChanged> {
+        self.changes.subscribe()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        // A panic elsewhere while holding the lock must not wedge the store;
+        // commits validate everything before mutating, so the data is whole.
+        self.tables.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// DynamoDB's limits, on the items DynamoDB would store for these writes
+/// (`items`: the same mapping as the DynamoDB adapter's, sized by DynamoDB's
+/// rules): an item over 400 KB is refused, as is a transaction over 100
+/// items or 4 MB, with the DynamoDB adapter's error.
+fn check_limits(written: impl Iterator<Item = items::Item>, count: usize) -> Result<(), StoreError> {
+    if count > MAX_TRANSACTION_ITEMS {
+        return Err(StoreError::TooLarge(format!(
+            "Member must have length less than or equal to {MAX_TRANSACTION_ITEMS} ({count} items)"
+        )));
+    }
+    let mut total = 0;
+    for item in written {
+        let size = items::item_size(&item);
+        if size > MAX_ITEM_BYTES {
+            return Err(StoreError::TooLarge(format!(
+                "Item size has exceeded the maximum allowed size ({size} bytes)"
+            )));
+        }
+        total += size;
+    }
+    if count > 1 && total > MAX_TRANSACTION_BYTES {
+        return Err(StoreError::TooLarge(format!("Transaction request cannot exceed 4 MB ({total} bytes)")));
+    }
+    Ok(())
+}
+
+fn check(expect: Expect, current: Option<u64>) -> Result<(), StoreError> {
+    match (expect, current) {
+        (Expect::Absent, None) => Ok(()),
+        (Expect::Version(v), Some(c)) if v == c => Ok(()),
+        _ => Err(StoreError::Conflict),
+    }
+}
+
+#[async_trait]
+impl SettingsStore for EmbeddedStore {
+    async fn get_settings(&self, clinic: &ClinicId) -> Result<Option<PaymentSettings>, StoreError> {
+        Ok(self.lock().settings.get(clinic).cloned())
+    }
+
+    async fn put_settings(&self, settings: &PaymentSettings) -> Result<(), StoreError> {
+        check_limits(std::iter::once(items::settings_item(settings)), 1)?;
+        self.lock().settings.insert(settings.clinic_id.clone(), settings.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl InvoiceStore for EmbeddedStore {
+    async fn get_invoice(
+        &self,
+        clinic: &ClinicId,
+        patient: &PatientId,
+        invoice: &InvoiceId,
+    ) -> Result<Option<Invoice>, StoreError> {
+        Ok(self.lock().invoices.get(&(clinic.clone(), patient.clone(), invoice.clone())).cloned())
+    }
+
+    async fn list_invoices(&self, clinic: &ClinicId, patient: &PatientId) -> Result<Vec<Invoice>, StoreError> {
+        let tables = self.lock();
+        Ok(tables
+            .invoices
+            .iter()
+            .filter(|((c, p, _), _)| c == clinic && p == patient)
+            .map(|(_, i)| i.clone())
+            .collect())
+    }
+}
+
+#[async_trait]
+impl ActionStore for EmbeddedStore {
+    async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Action>, StoreError> {
+        Ok(self.lock().actions.get(action).filter(|a| &a.clinic_id == clinic).cloned())
+    }
+
+    async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, StoreError> {
+        let tables = self.lock();
+        let mut list: Vec<Action> =
+            tables.actions.values().filter(|a| &a.clinic_id == clinic && &a.visit_id == visit).cloned().collect();
+        list.sort_by(|a, b| (a.created_at, &a.action_id).cmp(&(b.created_at, &b.action_id)));
+        Ok(list)
+    }
+
+    async fn find_action(&self, action: &ActionId) -> Result<Option<Action>, StoreError> {
+        Ok(self.lock().actions.get(action).cloned())
+    }
+}
+
+#[async_trait]
+impl AssignStore for EmbeddedStore {
+    async fn get_idempotency(&self, clinic: &ClinicId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self.lock().idempotency.get(&(clinic.clone(), key.to_owned())).cloned())
+    }
+
+    async fn assign_inputs(
+        &self,
+        clinic: &ClinicId,
+        patient: &PatientId,
+        invoices: &[InvoiceId],
+        idempotency_key: Option<&str>,
+    ) -> Result<AssignInputs, StoreError> {
+        let t = self.lock();
+        Ok(AssignInputs {
+            settings: t.settings.get(clinic).cloned(),
+            idempotency: idempotency_key.and_then(|k| t.idempotency.get(&(clinic.clone(), k.to_owned())).cloned()),
+            invoices: invoices
+                .iter()
+                .filter_map(|id| t.invoices.get(&(clinic.clone(), patient.clone(), id.clone())).cloned())
+                .collect(),
+        })
+    }
+}
+
+#[async_trait]
+impl PaymentStore for EmbeddedStore {
+    async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError> {
+        Ok(self.lock().payments.get(payment_intent).cloned())
+    }
+
+    async fn find_stray_payment(&self, session_id: &str) -> Result<Option<StrayPayment>, StoreError> {
+        Ok(self.lock().stray_payments.get(session_id).cloned())
+    }
+
+    async fn action_and_payment(
+        &self,
+        clinic: &ClinicId,
+        action: &ActionId,
+        payment_intent: &str,
+    ) -> Result<(Option<Action>, Option<PaymentRef>), StoreError> {
+        let t = self.lock();
+        Ok((t.actions.get(action).filter(|a| &a.clinic_id == clinic).cloned(), t.payments.get(payment_intent).cloned()))
+    }
+}
+
+#[async_trait]
+impl ReconcileStore for EmbeddedStore {
+    // In memory, a filter is the index: the same answers as DynamoDB's GSIs.
+    async fn actions_awaiting_stripe(
+        &self,
+        untouched_since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Action>, StoreError> {
+        let t = self.lock();
+        let mut due: Vec<Action> = t
+            .actions
+            .values()
+            .filter(|a| matches!(a.status(), ActionStatus::CheckoutOpen | ActionStatus::Processing))
+            .filter(|a| a.last_touched() < untouched_since)
+            .cloned()
+            .collect();
+        due.sort_by_key(|a| a.last_touched());
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn actions_past_lifetime(&self, now: Timestamp, limit: usize) -> Result<Vec<Action>, StoreError> {
+        let t = self.lock();
+        let mut due: Vec<Action> = t
+            .actions
+            .values()
+            .filter(|a| matches!(a.status(), ActionStatus::Assigned | ActionStatus::CheckoutOpen))
+            .filter(|a| a.expires_at < now)
+            .cloned()
+            .collect();
+        due.sort_by_key(|a| a.expires_at);
+        due.truncate(limit);
+        Ok(due)
+    }
+}
+
+#[async_trait]
+impl Commit for EmbeddedStore {
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let mut t = self.lock();
+        // Validate every condition first, then apply: all or nothing.
+        let mut followed = Vec::new();
+        for w in &writes {
+            match w {
+                Write::HeldInvoice { clinic_id, patient_id, invoice_id, action_id, effect, at } => {
+                    let key = (clinic_id.clone(), patient_id.clone(), invoice_id.clone());
+                    let moved = t.invoices.get(&key).and_then(|i| i.follow(action_id, *effect, *at));
+                    followed.push(moved.ok_or(StoreError::Conflict)?);
+                }
+                Write::Invoice { invoice: i, expect } => {
+                    let key = (i.clinic_id.clone(), i.patient_id.clone(), i.invoice_id.clone());
+                    check(*expect, t.invoices.get(&key).map(|x| x.version))?
+                }
+                Write::Action { action: a, expect } => {
+                    // Another clinic's action under the same id counts as present: ids never repeat.
+                    check(*expect, t.actions.get(&a.action_id).map(|x| x.version))?
+                }
+                Write::Idempotency(r) => {
+                    check(Expect::Absent, t.idempotency.get(&(r.clinic_id.clone(), r.key.clone())).map(|_| 0))?
+                }
+                Write::Payment(p) => check(payment_expect(p), t.payments.get(&p.payment_intent).map(|x| x.version))?,
+                Write::StrayPayment(p) => check(Expect::Absent, t.stray_payments.get(&p.session_id).map(|_| 0))?,
+            }
+        }
+        let moved = followed.iter().map(items::invoice_item);
+        check_limits(writes.iter().filter_map(items::put_item).map(|(item, _)| item).chain(moved), writes.len())?;
+        for i in followed {
+            t.invoices.insert((i.clinic_id.clone(), i.patient_id.clone(), i.invoice_id.clone()), i);
+        }
+        for w in writes {
+            match w {
+                Write::HeldInvoice { .. } => {}
+                Write::Invoice { invoice: i, .. } => {
+                    t.invoices.insert((i.clinic_id.clone(), i.patient_id.clone(), i.invoice_id.clone()), i);
+                }
+                Write::Action { action: a, .. } => {
+                    // Only when someone listens (not on the benchmark's hot path);
+                    // sent under the lock, so subscribers see commits in order.
+                    let change = (self.changes.receiver_count() > 0)
+                        .then(|| ActionChanged::between(t.actions.get(&a.action_id), &a))
+                        .flatten();
+                    t.actions.insert(a.action_id.clone(), a);
+                    if let Some(change) = change {
+                        let _ = self.changes.send(change);
+                    }
+                }
+                Write::Idempotency(r) => {
+                    t.idempotency.insert((r.clinic_id.clone(), r.key.clone()), r);
+                }
+                Write::Payment(p) => {
+                    t.payments.insert(p.payment_intent.clone(), p);
+                }
+                Write::StrayPayment(p) => {
+                    t.stray_payments.insert(p.session_id.clone(), p);
+                }
+            }
+        }
+        Ok(())
+    }
+}

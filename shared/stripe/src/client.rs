@@ -1,0 +1,396 @@
+//! Payments on Stripe: async-stripe's request builders, sent by our
+//! transport (`transport`), answers read into what we use (`answers`). The
+//! same code talks to Stripe or, with another base URL, to the project's
+//! emulator.
+//!
+//! Every POST carries a deterministic Idempotency-Key and is retried with the
+//! same key on network errors, 409, 429 and 5xx, so a retry can never create
+//! a second session or a second refund.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use stripe_checkout::checkout_session::{
+    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionLineItemsPriceData,
+    CreateCheckoutSessionPaymentIntentData, ExpireCheckoutSession, ProductData, RetrieveCheckoutSession,
+};
+use stripe_client_core::{IdempotencyKey, RequestBuilder, RequestStrategy, StripeMethod, StripeRequest};
+use stripe_core::refund::{CreateRefund, ListRefund};
+use stripe_shared::{AccountId, CheckoutSessionLocale, CheckoutSessionMode};
+
+use super::answers::{AccountAnswer, Page, RefundAnswer, SessionAnswer};
+use super::transport::{StripeCallError, StripeHttp};
+use visitpay_app::ports::{
+    CheckoutRequest, CheckoutSession, ConnectedAccount, Payments, PaymentsError, Refund, RefundRequest,
+    SessionPaymentStatus, SessionStatus, META_REFUND_ATTEMPT,
+};
+use visitpay_domain::{Locale, RefundState, StripeAccountId};
+
+/// Per attempt; the whole call stays well inside a Lambda's timeout.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
+const MAX_ATTEMPTS: u32 = 3;
+/// Pages of a list read at most (100 each): a payment's refunds (visitpay
+/// makes at most 250).
+const MAX_PAGES: usize = 10;
+
+pub struct StripePayments {
+    client: StripeHttp,
+    livemode: bool,
+}
+
+impl StripePayments {
+    /// `base_url` points the client at an emulator (`http://127.0.0.1:3000/stripe/`);
+    /// `None` means api.stripe.com.
+    pub fn new(secret_key: &str, base_url: Option<&str>) -> Result<Self, PaymentsError> {
+        Self::with_timeout(secret_key, base_url, ATTEMPT_TIMEOUT)
+    }
+
+    /// As `new`, with another per-attempt timeout (tests of slow answers).
+    pub fn with_timeout(secret_key: &str, base_url: Option<&str>, timeout: Duration) -> Result<Self, PaymentsError> {
+        let client =
+            StripeHttp::new(secret_key, base_url, timeout).map_err(|e| PaymentsError::Unavailable(Box::new(e)))?;
+        let livemode = secret_key.starts_with("sk_live_") || secret_key.starts_with("rk_live_");
+        Ok(StripePayments { client, livemode })
+    }
+}
+
+/// Stripe's advice first (`Stripe-Should-Retry`), else its transient
+/// statuses (https://docs.stripe.com/error-low-level#idempotency).
+fn retryable(e: &StripeCallError) -> bool {
+    match e {
+        // Stripe's answer kept under the key: sent again, it is replayed again.
+        StripeCallError::Api { replayed: true, .. } => false,
+        StripeCallError::Api { should_retry: Some(advice), .. } => *advice,
+        StripeCallError::Api { status, .. } => transient(*status),
+        StripeCallError::Transport(_) | StripeCallError::Body(_) | StripeCallError::Timeout(_) => true,
+        StripeCallError::Request(_) | StripeCallError::Decode(_) | StripeCallError::TooLarge => false,
+    }
+}
+
+fn transient(status: u16) -> bool {
+    matches!(status, 409 | 429 | 500..=599)
+}
+
+fn to_error(e: StripeCallError) -> PaymentsError {
+    match e {
+        StripeCallError::Api { status: 404, .. } => PaymentsError::NotFound,
+        // "The provided key … does not have access to account … Application
+        // access may have been revoked."
+        StripeCallError::Api { status: 403, error, .. } if error.code() == Some("account_invalid") => {
+            PaymentsError::AccountDisconnected
+        }
+        StripeCallError::Api { status, error, .. } if !transient(status) => PaymentsError::Rejected {
+            status,
+            code: error.code().map(str::to_owned),
+            message: error.message().unwrap_or_default().to_owned(),
+        },
+        StripeCallError::Decode(what) => PaymentsError::Unexpected(what),
+        StripeCallError::TooLarge => PaymentsError::Unexpected(e_too_large()),
+        other => PaymentsError::Unavailable(Box::new(other)),
+    }
+}
+
+fn e_too_large() -> String {
+    format!("an answer over {} bytes", super::transport::MAX_ANSWER_BYTES)
+}
+
+/// Below this much time left before the work's deadline, no attempt starts:
+/// it could not be answered in time.
+const LEAST_FOR_AN_ATTEMPT: Duration = Duration::from_millis(250);
+
+/// Runs `call` up to three times, with backoff, while the error is transient,
+/// and never past the deadline of the work in hand (`ports::deadline`): each
+/// attempt is bounded by what is left of it, and no retry starts too late.
+async fn with_retries<T, F, Fut>(call: F) -> Result<T, PaymentsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StripeCallError>>,
+{
+    with_retries_raw(call).await.map_err(to_error)
+}
+
+/// As `with_retries`, with the last error as the transport gave it.
+async fn with_retries_raw<T, F, Fut>(mut call: F) -> Result<T, StripeCallError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StripeCallError>>,
+{
+    let mut attempt = 0;
+    loop {
+        if let Some(left) = visitpay_app::ports::deadline::remaining().filter(|left| *left < LEAST_FOR_AN_ATTEMPT) {
+            return Err(StripeCallError::Timeout(left));
+        }
+        attempt += 1;
+        match call().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt < MAX_ATTEMPTS && retryable(&e) => {
+                let pause = Duration::from_millis(200 * 2u64.pow(attempt - 1));
+                if visitpay_app::ports::deadline::remaining().is_some_and(|left| left < pause + LEAST_FOR_AN_ATTEMPT) {
+                    return Err(e);
+                }
+                tracing::warn!(attempt, error = %e, "stripe call failed; retrying with the same idempotency key");
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn key(k: &str) -> Result<RequestStrategy, PaymentsError> {
+    let key = IdempotencyKey::new(k).map_err(|e| PaymentsError::Rejected {
+        status: 400,
+        code: None,
+        message: e.to_string(),
+    })?;
+    Ok(RequestStrategy::Idempotent(key))
+}
+
+fn account(a: &StripeAccountId) -> AccountId {
+    AccountId::from(a.as_str())
+}
+
+fn unexpected(what: String) -> PaymentsError {
+    PaymentsError::Unexpected(what)
+}
+
+fn session_of(s: SessionAnswer) -> Result<CheckoutSession, PaymentsError> {
+    let status = match s.status.as_deref() {
+        None | Some("open") => SessionStatus::Open,
+        Some("complete") => SessionStatus::Complete,
+        Some("expired") => SessionStatus::Expired,
+        Some(other) => return Err(unexpected(format!("session {} in an unknown status {other:?}", s.id))),
+    };
+    let payment_status = match s.payment_status.as_str() {
+        "paid" => SessionPaymentStatus::Paid,
+        "unpaid" => SessionPaymentStatus::Unpaid,
+        "no_payment_required" => SessionPaymentStatus::NoPaymentRequired,
+        other => return Err(unexpected(format!("session {} with an unknown payment status {other:?}", s.id))),
+    };
+    Ok(CheckoutSession {
+        expires_at: time::OffsetDateTime::from_unix_timestamp(s.expires_at)
+            .map_err(|_| unexpected(format!("session {} expires at {}", s.id, s.expires_at)))?,
+        payment_intent_status: s.payment_intent.as_ref().and_then(|p| p.status()).map(str::to_owned),
+        payment_intent: s.payment_intent.as_ref().and_then(|p| p.id()).map(str::to_owned),
+        id: s.id,
+        url: s.url,
+        status,
+        payment_status,
+        metadata: s.metadata.unwrap_or_default().into_iter().collect(),
+        amount_total: s.amount_total,
+        currency: s.currency,
+        mode: Some(s.mode),
+    })
+}
+
+fn refund_of(r: RefundAnswer) -> Result<Refund, PaymentsError> {
+    let status = r.status.as_deref().unwrap_or_default();
+    let status = RefundState::parse(status)
+        .ok_or_else(|| unexpected(format!("refund {} in an unknown status {status:?}", r.id)))?;
+    let attempt = r.metadata.as_ref().and_then(|m| m.get(META_REFUND_ATTEMPT)).and_then(|a| a.parse().ok());
+    Ok(Refund { id: r.id, amount: r.amount, status, attempt })
+}
+
+impl StripePayments {
+    /// Every page of a list (https://docs.stripe.com/api/pagination), up to
+    /// `MAX_PAGES`, each item read by `read`; `page` builds the request for
+    /// the page after the item id it is given.
+    async fn every_page<A, T>(
+        &self,
+        account_id: &StripeAccountId,
+        page: impl Fn(Option<&str>) -> RequestBuilder + Sync,
+        id: fn(&A) -> &String,
+        read: fn(A) -> Result<T, PaymentsError>,
+        what: &str,
+    ) -> Result<Vec<T>, PaymentsError>
+    where
+        A: miniserde::Deserialize + Send,
+        T: Send,
+    {
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let list: Page<A> = with_retries(|| {
+                page(after.as_deref()).customize::<Page<A>>().account_id(account(account_id)).send(&self.client)
+            })
+            .await?;
+            after = list.data.last().map(|item| id(item).clone());
+            for item in list.data {
+                found.push(read(item)?);
+            }
+            if !list.has_more {
+                return Ok(found);
+            }
+        }
+        Err(PaymentsError::Unexpected(format!("more than {} {what}", MAX_PAGES * 100)))
+    }
+}
+
+fn stripe_locale(l: Locale) -> CheckoutSessionLocale {
+    match l {
+        Locale::FrCa => CheckoutSessionLocale::FrMinusCa,
+        // Stripe has no en-CA; plain English is the closest page language.
+        Locale::EnCa => CheckoutSessionLocale::En,
+    }
+}
+
+/// The Checkout Session request, and its idempotency key.
+fn checkout_create(req: &CheckoutRequest) -> Result<(CreateCheckoutSession, RequestStrategy), PaymentsError> {
+    let currency: stripe_types::Currency = req.currency.code().parse().map_err(|_| PaymentsError::Rejected {
+        status: 400,
+        code: None,
+        message: "unsupported currency".into(),
+    })?;
+    let lines: Vec<CreateCheckoutSessionLineItems> = req
+        .lines
+        .iter()
+        .map(|l| {
+            let mut price = CreateCheckoutSessionLineItemsPriceData::new(currency.clone());
+            price.unit_amount = Some(l.amount);
+            price.product_data = Some(ProductData::new(l.name.clone()));
+            let mut item = CreateCheckoutSessionLineItems::new();
+            item.price_data = Some(price);
+            item.quantity = Some(1);
+            item
+        })
+        .collect();
+    let metadata: HashMap<String, String> = req.metadata.iter().cloned().collect();
+    let mut intent = CreateCheckoutSessionPaymentIntentData::new();
+    intent.metadata = Some(metadata.clone());
+    let create = CreateCheckoutSession::new()
+        .mode(CheckoutSessionMode::Payment)
+        .line_items(lines)
+        .client_reference_id(req.client_reference_id.clone())
+        .metadata(metadata)
+        .payment_intent_data(intent)
+        .locale(stripe_locale(req.locale))
+        .expires_at(req.expires_at.unix_timestamp())
+        .success_url(req.success_url.clone())
+        .cancel_url(req.cancel_url.clone());
+    Ok((create, key(&req.idempotency_key)?))
+}
+
+#[async_trait]
+impl Payments for StripePayments {
+    async fn create_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutSession, PaymentsError> {
+        let (create, strategy) = checkout_create(req)?;
+        let session = with_retries(|| {
+            create
+                .build()
+                .customize::<SessionAnswer>()
+                .account_id(account(&req.account))
+                .request_strategy(strategy.clone())
+                .send(&self.client)
+        })
+        .await?;
+        session_of(session)
+    }
+
+    async fn recover_checkout(&self, req: &CheckoutRequest) -> Result<Option<CheckoutSession>, PaymentsError> {
+        let (create, strategy) = checkout_create(req)?;
+        let sent = with_retries_raw(|| {
+            create
+                .build()
+                .customize::<SessionAnswer>()
+                .account_id(account(&req.account))
+                .request_strategy(strategy.clone())
+                .send(&self.client)
+        })
+        .await;
+        match sent {
+            Ok(session) => session_of(session).map(Some),
+            // An error Stripe kept under the key (`Idempotent-Replayed`): the
+            // request's outcome was that error, not a session.
+            Err(StripeCallError::Api { replayed: true, .. }) => Ok(None),
+            Err(e) => match to_error(e) {
+                // Refused now (a validation error is not kept under a key, and
+                // executes again): no session either way.
+                PaymentsError::Rejected { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn retrieve_checkout(
+        &self,
+        account_id: &StripeAccountId,
+        session_id: &str,
+    ) -> Result<CheckoutSession, PaymentsError> {
+        // Expanded, so a failed delayed payment shows in the intent's status.
+        let retrieve = RetrieveCheckoutSession::new(session_id).expand(vec!["payment_intent".to_owned()]);
+        let session = with_retries(|| {
+            retrieve.build().customize::<SessionAnswer>().account_id(account(account_id)).send(&self.client)
+        })
+        .await?;
+        session_of(session)
+    }
+
+    async fn expire_checkout(
+        &self,
+        account_id: &StripeAccountId,
+        session_id: &str,
+    ) -> Result<CheckoutSession, PaymentsError> {
+        // No idempotency key: expiring is safe to repeat, and Stripe would
+        // replay a first error (a 500 included) under a key for 24 hours.
+        let expire = ExpireCheckoutSession::new(session_id);
+        let session = with_retries(|| {
+            expire.build().customize::<SessionAnswer>().account_id(account(account_id)).send(&self.client)
+        })
+        .await?;
+        session_of(session)
+    }
+
+    async fn refund(&self, req: &RefundRequest) -> Result<Refund, PaymentsError> {
+        let mut create = CreateRefund::new()
+            .payment_intent(req.payment_intent.clone())
+            .metadata(req.metadata.iter().cloned().collect::<HashMap<_, _>>());
+        if let Some(amount) = req.amount {
+            create = create.amount(amount);
+        }
+        let strategy = key(&req.idempotency_key)?;
+        let refund = with_retries(|| {
+            create
+                .build()
+                .customize::<RefundAnswer>()
+                .account_id(account(&req.account))
+                .request_strategy(strategy.clone())
+                .send(&self.client)
+        })
+        .await?;
+        refund_of(refund)
+    }
+
+    async fn list_refunds(
+        &self,
+        account_id: &StripeAccountId,
+        payment_intent: &str,
+    ) -> Result<Vec<Refund>, PaymentsError> {
+        let page = |after: Option<&str>| {
+            let mut list = ListRefund::new().payment_intent(payment_intent).limit(100);
+            if let Some(last) = after {
+                list = list.starting_after(last);
+            }
+            list.build()
+        };
+        let what = format!("refunds of {payment_intent}");
+        self.every_page(account_id, page, |r: &RefundAnswer| &r.id, refund_of, &what).await
+    }
+
+    async fn retrieve_account(&self, account_id: &StripeAccountId) -> Result<ConnectedAccount, PaymentsError> {
+        // https://docs.stripe.com/api/accounts/retrieve, as the platform (no Stripe-Account).
+        let path = format!("/accounts/{}", account_id.as_str());
+        let answer = with_retries(|| {
+            RequestBuilder::new(StripeMethod::Get, path.clone()).customize::<AccountAnswer>().send(&self.client)
+        })
+        .await?;
+        Ok(ConnectedAccount {
+            id: StripeAccountId::parse(&answer.id).map_err(|_| unexpected(format!("an account id {:?}", answer.id)))?,
+            charges_enabled: answer.charges_enabled,
+            payouts_enabled: answer.payouts_enabled,
+        })
+    }
+
+    fn livemode(&self) -> bool {
+        self.livemode
+    }
+}

@@ -137,3 +137,16 @@ ensure_axe() {
   VISITPAY_AXE_JS="$(cd "$(dirname "$axe")" && pwd)/axe.min.js"
   export VISITPAY_AXE_JS
 }
+
+# cargo-machete (crates.io, pinned), for the check that no crate declares a
+# dependency it does not use: installed once per machine beside the build
+# cache, again only when the pin changes.
+ensure_machete() {
+  local version=0.9.2 root="$HOME/.cache/visitpay/tools"
+  machete="$root/bin/cargo-machete"
+  if [ ! -x "$machete" ] || [ "$("$machete" --version 2>/dev/null)" != "$version" ]; then
+    echo "==> installing cargo-machete $version from crates.io"
+    cargo install --quiet --locked --version "$version" cargo-machete --root "$root" \
+      || { echo "cargo-machete could not be installed: the unused-dependency check cannot run" >&2; exit 1; }
+  fi
+}

@@ -7,13 +7,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use visitpay_app::ports::{EventQueue, Payments};
 use visitpay_app::{actions, checkout, invoices, AppError};
 use visitpay_devkit::embedded_queue::EmbeddedQueue;
 use visitpay_domain::{ActionStatus, InvoiceStatus};
 use visitpay_edge::lambda::consumer;
 use visitpay_stripe::StripePayments;
-use visitpay_tests::*;
 
 fn post_to(path: &'static str) -> impl Fn(&str, &str, &axum::http::HeaderMap) -> bool + Send + Sync {
     move |method, p, _| method == "POST" && p.starts_with(path)
@@ -39,7 +39,7 @@ async fn sessions_at_stripe(stripe: &StripeFixture) -> usize {
 async fn a_lost_stripe_response_is_retried_into_the_same_session() {
     let stripe = stripe_emulator(None).await;
     let proxy = fault_proxy(&stripe.base, Fault::LoseResponse, 1, post_to("/v1/checkout/sessions")).await;
-    let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
+    let (mut deps, _clock) = deps_for_payments(Arc::new(crate::support::kit::embedded_store()), &stripe, None);
     deps.payments = through(&proxy, Duration::from_secs(5));
     let (_, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     let link = checkout::open(&deps, &token).await.unwrap();
@@ -53,7 +53,7 @@ async fn a_slow_stripe_times_out_and_the_retry_finds_the_same_session() {
     let stripe = stripe_emulator(None).await;
     let proxy =
         fault_proxy(&stripe.base, Fault::Delay(Duration::from_millis(1500)), 1, post_to("/v1/checkout/sessions")).await;
-    let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
+    let (mut deps, _clock) = deps_for_payments(Arc::new(crate::support::kit::embedded_store()), &stripe, None);
     deps.payments = through(&proxy, Duration::from_millis(500));
     let (_, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     checkout::open(&deps, &token).await.unwrap();
@@ -66,13 +66,13 @@ async fn stripe_down_answers_503_and_a_later_click_reuses_the_attempt() {
     let stripe = stripe_emulator(None).await;
     let refuse = Fault::Refuse { status: 500, body: r#"{"error":{"type":"api_error","message":"injected"}}"# };
     let proxy = fault_proxy(&stripe.base, refuse, 3, post_to("/v1/checkout/sessions")).await;
-    let (mut deps, clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
+    let (mut deps, clock) = deps_for_payments(Arc::new(crate::support::kit::embedded_store()), &stripe, None);
     deps.payments = through(&proxy, Duration::from_secs(5));
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     let e = checkout::open(&deps, &token).await.unwrap_err();
     assert!(matches!(e, AppError::Payments(visitpay_app::ports::PaymentsError::Unavailable(_))), "{e:?}");
-    let stored = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
-    assert_eq!((stored.status(), stored.checkout_attempts), (ActionStatus::Assigned, 1));
+    let stored = actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap();
+    assert_eq!((stored.status(), stored.checkout().attempts()), (ActionStatus::Assigned, 1));
     clock.advance(5);
     checkout::open(&deps, &token).await.unwrap();
     let keys: std::collections::BTreeSet<String> = stripe
@@ -91,7 +91,7 @@ async fn stripe_saying_do_not_retry_is_not_retried() {
     let stripe = stripe_emulator(None).await;
     let refuse = Fault::RefuseFinal { status: 500, body: r#"{"error":{"type":"api_error","message":"injected"}}"# };
     let proxy = fault_proxy(&stripe.base, refuse, 3, post_to("/v1/checkout/sessions")).await;
-    let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
+    let (mut deps, _clock) = deps_for_payments(Arc::new(crate::support::kit::embedded_store()), &stripe, None);
     deps.payments = through(&proxy, Duration::from_secs(5));
     let (_, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     let e = checkout::open(&deps, &token).await.unwrap_err();
@@ -103,10 +103,10 @@ async fn stripe_saying_do_not_retry_is_not_retried() {
 async fn stripe_calls_share_one_connection() {
     let stripe = stripe_emulator(None).await;
     let (base, opened) = counting_relay(stripe.base.trim_start_matches("http://")).await;
-    let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
+    let (mut deps, _clock) = deps_for_payments(Arc::new(crate::support::kit::embedded_store()), &stripe, None);
     deps.payments = Arc::new(StripePayments::new(STRIPE_KEY, Some(&format!("{base}/"))).unwrap());
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
-    let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    let session = open_checkout(&deps, "c1", action.action_id(), &token).await;
     let account = visitpay_domain::StripeAccountId::parse(ACCOUNT).unwrap();
     for _ in 0..3 {
         deps.payments.retrieve_checkout(&account, &session).await.unwrap();
@@ -118,17 +118,17 @@ async fn stripe_calls_share_one_connection() {
 #[tokio::test]
 async fn a_lost_refund_response_refunds_once() {
     let stripe = stripe_emulator(None).await;
-    let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
+    let (mut deps, _clock) = deps_for_payments(Arc::new(crate::support::kit::embedded_store()), &stripe, None);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
-    let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    let session = open_checkout(&deps, "c1", action.action_id(), &token).await;
     stripe.pay(&session, "succeeded").await;
     for e in stripe.events().await {
         apply_stripe_event(&deps, &e.to_string()).await.unwrap();
     }
     let proxy = fault_proxy(&stripe.base, Fault::LoseResponse, 1, post_to("/v1/refunds")).await;
     deps.payments = through(&proxy, Duration::from_secs(5));
-    let refunded = actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, None).await.unwrap();
-    assert_eq!((refunded.status(), refunded.refunds.len()), (ActionStatus::Refunded, 1));
+    let refunded = actions::refund(&deps, &staff("c1"), &clinic("c1"), action.action_id(), None).await.unwrap();
+    assert_eq!((refunded.status(), refunded.refunds().records().len()), (ActionStatus::Refunded, 1));
     let refund_events = stripe.events().await.iter().filter(|e| e["type"] == "refund.created").count();
     assert_eq!(refund_events, 1, "one refund at Stripe for two attempts");
 }
@@ -137,15 +137,15 @@ async fn a_lost_refund_response_refunds_once() {
 /// whose store then goes through a proxy injecting `body` into the first
 /// `times` requests of operation `target`.
 async fn faulty_dynamodb(times: usize, target: &'static str, body: &'static str) -> (TestDeps, FaultProxy) {
-    let direct = visitpay_tests::kit::dynamodb_store("faults").await;
+    let direct = crate::support::kit::dynamodb_store("faults").await;
     let table = direct.table().to_owned();
     let mut deps = prepared(direct).await;
     let matches = move |_: &str, _: &str, headers: &axum::http::HeaderMap| {
         headers.get("x-amz-target").and_then(|v| v.to_str().ok()).is_some_and(|t| t.ends_with(target))
     };
     let proxy =
-        fault_proxy(&visitpay_tests::kit::moto_endpoint(), Fault::Refuse { status: 400, body }, times, matches).await;
-    let client = visitpay_tests::kit::dynamodb_client(&proxy.base).await;
+        fault_proxy(&crate::support::kit::moto_endpoint(), Fault::Refuse { status: 400, body }, times, matches).await;
+    let client = crate::support::kit::dynamodb_client(&proxy.base).await;
     deps.store = Arc::new(visitpay_aws::dynamodb::DynamoStore::new(client, table));
     (deps, proxy)
 }
@@ -159,11 +159,11 @@ async fn assign_one(deps: &TestDeps) -> Result<actions::Assigned, AppError> {
         invoice_ids: ids(&["1", "2"]),
         locale: visitpay_domain::Locale::FrCa,
     };
-    actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None).await
+    actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None, first_answer).await
 }
 
 async fn prepared(store: visitpay_aws::dynamodb::DynamoStore) -> TestDeps {
-    let (deps, _) = visitpay_tests::kit::deps_with(Arc::new(store));
+    let (deps, _) = crate::support::kit::deps_with(Arc::new(store));
     enable_clinic(&deps, "c1").await;
     import(&deps, "c1", "p1", "1", 1000, "cad").await;
     import(&deps, "c1", "p1", "2", 500, "cad").await;
@@ -211,9 +211,9 @@ async fn a_consumer_dying_before_delete_changes_nothing_on_redelivery() {
     let stripe = stripe_emulator(None).await;
     let queue = Arc::new(EmbeddedQueue::new(5, Duration::from_millis(20)));
     let (deps, _clock) =
-        deps_for_payments(Arc::new(visitpay_tests::kit::dynamodb_store("crash").await), &stripe, Some(queue.clone()));
+        deps_for_payments(Arc::new(crate::support::kit::dynamodb_store("crash").await), &stripe, Some(queue.clone()));
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
-    let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    let session = open_checkout(&deps, "c1", action.action_id(), &token).await;
     stripe.pay(&session, "succeeded").await;
     for e in stripe.events().await {
         queue
@@ -253,10 +253,14 @@ async fn a_consumer_dying_before_delete_changes_nothing_on_redelivery() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     worker.abort();
-    let paid = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
+    let paid = actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap();
     assert_eq!(paid.status(), ActionStatus::Paid);
     assert_eq!(
-        paid.history.iter().filter(|h| h.to == ActionStatus::Paid && h.from != Some(ActionStatus::Paid)).count(),
+        paid.history()
+            .entries()
+            .iter()
+            .filter(|h| h.to == ActionStatus::Paid && h.from != Some(ActionStatus::Paid))
+            .count(),
         1,
         "applied once despite two deliveries"
     );
@@ -266,7 +270,7 @@ async fn a_consumer_dying_before_delete_changes_nothing_on_redelivery() {
 #[tokio::test]
 async fn a_poison_message_reaches_the_embedded_dead_letter_list() {
     let queue = Arc::new(EmbeddedQueue::new(3, Duration::from_millis(10)));
-    let (deps, _) = visitpay_tests::kit::deps_with(Arc::new(visitpay_tests::kit::embedded_store()));
+    let (deps, _) = crate::support::kit::deps_with(Arc::new(crate::support::kit::embedded_store()));
     queue.enqueue(&queued_stripe_event("evt_bad", "checkout.session.completed", "{broken".into())).await.unwrap();
     let q = queue.clone();
     let consumer = deps.clone();
@@ -299,7 +303,7 @@ async fn an_answer_over_the_size_cap_is_refused() {
     .await;
     let payments = through(&proxy, Duration::from_secs(5));
     let account = visitpay_domain::StripeAccountId::parse(ACCOUNT).unwrap();
-    let answer = payments.retrieve_checkout(&account, "cs_test_1").await;
+    let answer = payments.retrieve_checkout(&account, &sid("cs_test_1")).await;
     assert!(matches!(answer, Err(visitpay_app::ports::PaymentsError::Unexpected(_))), "{answer:?}");
     assert_eq!(proxy.injected.load(Ordering::SeqCst), 1, "a refused answer is not asked for again");
 }
@@ -326,7 +330,7 @@ fn a_live_key_never_goes_over_plain_http() {
 async fn stripe_calls_end_by_the_requests_deadline() {
     let stripe = stripe_emulator(None).await;
     let proxy = fault_proxy(&stripe.base, Fault::Delay(Duration::from_secs(20)), 100, |_, _, _| true).await;
-    let (mut deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
+    let (mut deps, _clock) = deps_for_payments(Arc::new(crate::support::kit::embedded_store()), &stripe, None);
     let (_, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     deps.payments = through(&proxy, Duration::from_secs(8));
     let started = std::time::Instant::now();

@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::support::kit::deps_with;
+use crate::support::*;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use serde_json::{json, Value};
 use visitpay_edge::http::{handle, routes};
-use visitpay_tests::kit::deps_with;
-use visitpay_tests::*;
 
 fn events_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
@@ -36,7 +36,7 @@ async fn send(deps: &TestDeps, event: &Value) -> (StatusCode, Value, Response<Bo
 }
 
 async fn seeded() -> TestDeps {
-    let (deps, _clock) = deps_with(Arc::new(visitpay_tests::kit::embedded_store()));
+    let (deps, _clock) = deps_with(Arc::new(crate::support::kit::embedded_store()));
     import(&deps, "clinic-a", "patient-42", "1042", 4500, "cad").await;
     deps
 }
@@ -332,7 +332,7 @@ async fn webhook_and_consumer_events_pay_the_action() {
 #[tokio::test]
 async fn create_checkout_event_opens_a_session() {
     let stripe = stripe_emulator(None).await;
-    let (deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
+    let (deps, _clock) = deps_for_payments(Arc::new(crate::support::kit::embedded_store()), &stripe, None);
     import(&deps, "clinic-a", "patient-42", "1042", 4500, "cad").await;
     let mut settings = event("put-payment-settings");
     settings["body"] = json!(settings["body"].as_str().unwrap().replace("acct_1ClinicA", ACCOUNT));
@@ -357,7 +357,7 @@ async fn refund_and_schedule_events() {
     let stripe = stripe_emulator(None).await;
     let queue = Arc::new(EmbeddedQueue::new(3, std::time::Duration::from_millis(10)));
     let (deps, clock) =
-        deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, Some(queue.clone()));
+        deps_for_payments(Arc::new(crate::support::kit::embedded_store()), &stripe, Some(queue.clone()));
     import(&deps, "clinic-a", "patient-42", "1042", 4500, "cad").await;
     let mut settings = event("put-payment-settings");
     settings["body"] = json!(settings["body"].as_str().unwrap().replace("acct_1ClinicA", ACCOUNT));
@@ -429,7 +429,7 @@ fn every_event_file_is_used_by_a_test() {
 /// once the action changes, 200 with a new ETag. The same for a visit's list.
 #[tokio::test]
 async fn reads_are_conditional_on_their_etag() {
-    let (deps, _clock) = deps_with(Arc::new(visitpay_tests::kit::embedded_store()));
+    let (deps, _clock) = deps_with(Arc::new(crate::support::kit::embedded_store()));
     let (action, _token) = assigned_action(&deps, "c1", &[("1", 4500, "")]).await;
     let staff_claims = claims("staff-1", "c1", "staff");
     let read = |path: String, etag: Option<String>| {
@@ -441,7 +441,7 @@ async fn reads_are_conditional_on_their_etag() {
             handle(&deps, routes::Function::ActionStatus, request).await
         }
     };
-    for path in [format!("/actions/{}", action.action_id), "/visits/v1/actions".to_owned()] {
+    for path in [format!("/actions/{}", action.action_id()), "/visits/v1/actions".to_owned()] {
         let first = read(path.clone(), None).await;
         assert_eq!(first.status(), StatusCode::OK);
         let etag = first.headers()["etag"].to_str().unwrap().to_owned();
@@ -455,13 +455,13 @@ async fn reads_are_conditional_on_their_etag() {
             assert_eq!(read(path.clone(), Some(list.clone())).await.status(), StatusCode::NOT_MODIFIED, "{list}");
         }
         assert_eq!(read(path.clone(), Some("\"other\"".into())).await.status(), StatusCode::OK);
-        let stored = visitpay_app::actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
+        let stored = visitpay_app::actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap();
         assert_eq!(stored.version, action.version, "a read writes nothing");
     }
 
-    let before = read(format!("/actions/{}", action.action_id), None).await.headers()["etag"].clone();
-    visitpay_app::actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
-    let changed = read(format!("/actions/{}", action.action_id), Some(before.to_str().unwrap().to_owned())).await;
+    let before = read(format!("/actions/{}", action.action_id()), None).await.headers()["etag"].clone();
+    visitpay_app::actions::cancel(&deps, &staff("c1"), &clinic("c1"), action.action_id()).await.unwrap();
+    let changed = read(format!("/actions/{}", action.action_id()), Some(before.to_str().unwrap().to_owned())).await;
     assert_eq!(changed.status(), StatusCode::OK, "a changed action is read again");
     assert_ne!(changed.headers()["etag"], before);
 }
@@ -472,9 +472,9 @@ async fn reads_are_conditional_on_their_etag() {
 /// the write that only reserved a checkout attempt is none.
 #[tokio::test]
 async fn the_stream_handler_publishes_each_visible_change_of_the_fixture() {
+    use crate::support::kit::RecordingBus;
     use aws_lambda_events::event::dynamodb::Event;
     use visitpay_edge::lambda::status_stream;
-    use visitpay_tests::kit::RecordingBus;
     let stream: Event = serde_json::from_value(event("dynamodb-stream-action-changes")).unwrap();
     let bus = RecordingBus::accepting();
     let response = status_stream::handle(&bus, stream.clone()).await;

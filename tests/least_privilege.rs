@@ -26,15 +26,15 @@ use visitpay_aws::tables;
 use visitpay_devkit::setup::{deliveries, ensure_queue, sqs_event};
 use visitpay_edge::lambda::consumer;
 
+use crate::support::aws_calls::{required_by, Grant, Names, Recorder, Template};
+use crate::support::*;
 use lambda_http::{Body, Response};
-use visitpay_app::ports::{ActionStore, Commit, Expect, InvoiceStore, Store, Write};
+use visitpay_app::ports::{ActionStore, Commit, Expect, InvoiceStore, Store, Stored, Write};
 use visitpay_app::{checkout, HasClock, HasMetrics, HasStore};
 use visitpay_domain::{Invoice, InvoiceEffect};
 use visitpay_edge::config::{wiring, LambdaSettings, SecretSource};
 use visitpay_edge::http::functions;
 use visitpay_edge::http::routes::{Function, ROUTES};
-use visitpay_tests::aws_calls::{required_by, Grant, Names, Recorder, Template};
-use visitpay_tests::*;
 
 const STRIPE_KEY_VALUE: &str = "sk_test_least_privilege";
 const WEBHOOK_SECRET_VALUE: &str = "whsec_least_privilege";
@@ -43,7 +43,7 @@ const WEBHOOK_SECRET_VALUE: &str = "whsec_least_privilege";
 async fn sdk(http: aws_smithy_runtime_api::client::http::SharedHttpClient) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http)
-        .endpoint_url(visitpay_tests::kit::moto_endpoint())
+        .endpoint_url(crate::support::kit::moto_endpoint())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
         .load()
@@ -66,7 +66,7 @@ struct Under<D> {
 struct Summary {
     logical_id: &'static str,
     function: Option<Function>,
-    calls: Vec<visitpay_tests::aws_calls::AwsCall>,
+    calls: Vec<crate::support::aws_calls::AwsCall>,
     routes_hit: BTreeSet<String>,
 }
 
@@ -161,10 +161,10 @@ async fn deliver_webhooks<D>(webhook: &mut Under<D>, stripe: &StripeFixture, see
 }
 
 /// The Checkout Session an action (as its JSON answer) has open.
-async fn session_of(store: &DynamoStore, clinic_id: &str, action: &Value) -> String {
+async fn session_of(store: &DynamoStore, clinic_id: &str, action: &Value) -> visitpay_domain::SessionId {
     let action_id = visitpay_domain::ActionId::parse(action["action_id"].as_str().unwrap()).unwrap();
     let stored = store.get_action(&clinic(clinic_id), &action_id).await.unwrap().expect("the action");
-    stored.checkout_session_id().expect("an open session").to_owned()
+    stored.checkout_session_id().expect("an open session").clone()
 }
 
 fn template() -> serde_yaml::Value {
@@ -390,7 +390,7 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     // Cancel, while someone else released one of its invoices meanwhile: the
     // held-invoice update conflicts and the retry re-reads the invoices.
     let cancelled_id = visitpay_domain::ActionId::parse(&id(&cancelled)).unwrap();
-    let other: Invoice =
+    let other: Stored<Invoice> =
         setup_store.get_invoice(&clinic("lp"), &patient("p1"), &ids(&["4"])[0]).await.unwrap().unwrap();
     let released = other.follow(&cancelled_id, InvoiceEffect::Release, other.updated_at).unwrap();
     setup_store
@@ -404,9 +404,9 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     // lifetime (assigned an hour and five minutes ago) is expired.
     stripe.pay(&session_of(&setup_store, "lp", &missed).await, "succeeded").await;
     seen.extend(stripe.events().await.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
-    let (mut past, _) = visitpay_tests::kit::deps_with(Arc::new(setup_store.clone()) as Arc<dyn Store>);
+    let (mut past, _) = crate::support::kit::deps_with(Arc::new(setup_store.clone()) as Arc<dyn Store>);
     past.payments = stripe.payments.clone();
-    past.clock = Arc::new(visitpay_tests::kit::FixedClock::at_unix(stripe.emulator.clock().now() - 65 * 60));
+    past.clock = Arc::new(crate::support::kit::FixedClock::at_unix(stripe.emulator.clock().now() - 65 * 60));
     let mut old_settings = settings_input(true, "cad");
     old_settings.action_ttl_hours = 1;
     old_settings.checkout_ttl_minutes = 1440;
@@ -419,7 +419,7 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
             invoice_ids: ids(&["7", "8"]),
             locale: visitpay_domain::Locale::FrCa,
         };
-        match assign(&past, &staff("lp"), &clinic("lp"), &visit("v3"), request, None).await.unwrap() {
+        match assign(&past, &staff("lp"), &clinic("lp"), &visit("v3"), request, None, first_answer).await.unwrap() {
             Assigned::Created { action, patient_url } => (action, patient_url.rsplit('/').next().unwrap().to_owned()),
             other => panic!("{other:?}"),
         }
@@ -435,7 +435,7 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     // Every change above reaches the publisher through the table's stream
     // (read as Lambda's event source mapping does, outside its code).
     let mut mapping = visitpay_local::stream_mapping::StreamMapping::connect(
-        &visitpay_tests::kit::moto_endpoint(),
+        &crate::support::kit::moto_endpoint(),
         "us-east-1",
         &table,
     )

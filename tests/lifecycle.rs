@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::json;
 use visitpay_app::ports::SessionStatus;
 use visitpay_app::reconcile::{self, ReconcileConfig};
@@ -11,7 +12,10 @@ use visitpay_app::{actions, checkout, invoices, AppError};
 use visitpay_devkit::embedded_queue::EmbeddedQueue;
 use visitpay_domain::{ActionStatus, DomainError, InvoiceStatus, StripeAccountId};
 use visitpay_edge::lambda::consumer::{self, Outcome};
-use visitpay_tests::*;
+
+fn money(amount: i64) -> visitpay_domain::Money {
+    visitpay_domain::Money { amount, currency: visitpay_domain::Currency::parse("cad").unwrap() }
+}
 
 fn account() -> StripeAccountId {
     StripeAccountId::parse(ACCOUNT).unwrap()
@@ -37,9 +41,9 @@ async fn cancel_expires_the_open_session(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let (deps, _clock) = deps_for_payments(store, &stripe, None);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, ""), ("2", 500, "")]).await;
-    let session_id = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    let session_id = open_checkout(&deps, "c1", action.action_id(), &token).await;
 
-    let cancelled = actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
+    let cancelled = actions::cancel(&deps, &staff("c1"), &clinic("c1"), action.action_id()).await.unwrap();
     assert_eq!(cancelled.status(), ActionStatus::Cancelled);
     assert_eq!(
         invoice_states(&deps, "c1", "p1").await.into_values().collect::<Vec<_>>(),
@@ -49,7 +53,7 @@ async fn cancel_expires_the_open_session(store: DynStore) {
     assert_eq!(session.status, SessionStatus::Expired, "expired at Stripe before the invoices were released");
     assert_eq!(stripe.pay_status(&session_id, "succeeded").await, 400, "the emulator, as Stripe, refuses to take it");
     deliver_all(&deps, &stripe).await;
-    let after = action_of(&deps, "c1", &action.action_id).await;
+    let after = action_of(&deps, "c1", action.action_id()).await;
     assert_eq!((after.status(), after.refund_needed()), (ActionStatus::Cancelled, false));
 }
 
@@ -58,26 +62,26 @@ async fn a_payment_racing_a_cancel_is_kept_and_flagged(store: DynStore) {
     let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
     deps.payments = Arc::new(RacingExpire(stripe.payments.clone()));
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
-    let session_id = open_checkout(&deps, "c1", &action.action_id, &token).await;
-    actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
+    let session_id = open_checkout(&deps, "c1", action.action_id(), &token).await;
+    actions::cancel(&deps, &staff("c1"), &clinic("c1"), action.action_id()).await.unwrap();
     assert_eq!(stripe.pay_status(&session_id, "succeeded").await, 200);
     deliver_all(&deps, &stripe).await;
-    let after = action_of(&deps, "c1", &action.action_id).await;
+    let after = action_of(&deps, "c1", action.action_id()).await;
     assert_eq!(after.status(), ActionStatus::Cancelled);
     assert!(after.refund_needed(), "the money is recorded and flagged");
-    assert!(after.late_payments[0].payment_intent.as_deref().is_some_and(|p| p.starts_with("pi_")));
+    assert!(after.late().payments()[0].payment_intent.as_ref().is_some_and(|p| p.as_str().starts_with("pi_")));
     assert_eq!(
         invoice_states(&deps, "c1", "p1").await.into_values().collect::<Vec<_>>(),
         vec![InvoiceStatus::Selected],
         "invoices are not marked paid"
     );
-    assert!(after.history.last().unwrap().reason.contains("refund needed"));
+    assert!(after.history().entries().last().unwrap().reason.contains("refund needed"));
 
     // Refunded from Stripe's dashboard: the flag clears.
-    let pi = after.late_payments[0].payment_intent.clone().unwrap();
+    let pi = after.late().payments()[0].payment_intent.clone().unwrap();
     stripe.dashboard_refund(&pi, None).await;
     deliver_all(&deps, &stripe).await;
-    assert!(!action_of(&deps, "c1", &action.action_id).await.refund_needed());
+    assert!(!action_of(&deps, "c1", action.action_id()).await.refund_needed());
 }
 
 fn refund_posts(stripe: &StripeFixture) -> usize {
@@ -90,40 +94,44 @@ async fn refunds_never_exceed_what_was_paid(store: DynStore) {
 
     // Full refund: refunded, invoices owed again.
     let full = paid_action(&deps, &stripe, "full", &[("1", 3000, ""), ("2", 1500, "")]).await;
-    let refunded = actions::refund(&deps, &staff("full"), &clinic("full"), &full.action_id, None).await.unwrap();
-    assert_eq!((refunded.status(), refunded.refunded_amount), (ActionStatus::Refunded, 4500));
+    let refunded = actions::refund(&deps, &staff("full"), &clinic("full"), full.action_id(), None).await.unwrap();
+    assert_eq!((refunded.status(), refunded.refunded().amount), (ActionStatus::Refunded, 4500));
     assert_eq!(
         invoice_states(&deps, "full", "p1").await.into_values().collect::<Vec<_>>(),
         vec![InvoiceStatus::Unprocessed; 2]
     );
     deliver_all(&deps, &stripe).await;
-    assert_eq!(action_of(&deps, "full", &full.action_id).await.refunds.len(), 1, "Stripe's event adds nothing new");
-    let e = actions::refund(&deps, &staff("full"), &clinic("full"), &full.action_id, Some(1)).await.unwrap_err();
+    assert_eq!(
+        action_of(&deps, "full", full.action_id()).await.refunds().records().len(),
+        1,
+        "Stripe's event adds nothing new"
+    );
+    let e = actions::refund(&deps, &staff("full"), &clinic("full"), full.action_id(), Some(1)).await.unwrap_err();
     assert!(matches!(e, AppError::Domain(DomainError::NotRefundable(ActionStatus::Refunded))), "{e:?}");
 
     // Two partial refunds summing to the total; one too many is refused before Stripe.
     let part = paid_action(&deps, &stripe, "part", &[("1", 4000, "")]).await;
-    let one = actions::refund(&deps, &staff("part"), &clinic("part"), &part.action_id, Some(1500)).await.unwrap();
-    assert_eq!((one.status(), one.refundable()), (ActionStatus::PartiallyRefunded, 2500));
+    let one = actions::refund(&deps, &staff("part"), &clinic("part"), part.action_id(), Some(1500)).await.unwrap();
+    assert_eq!((one.status(), one.refundable()), (ActionStatus::PartiallyRefunded, money(2500)));
     let posts = refund_posts(&stripe);
-    let e = actions::refund(&deps, &staff("part"), &clinic("part"), &part.action_id, Some(2501)).await.unwrap_err();
+    let e = actions::refund(&deps, &staff("part"), &clinic("part"), part.action_id(), Some(2501)).await.unwrap_err();
     assert!(matches!(e, AppError::Domain(DomainError::RefundExceedsRemaining(2500))), "{e:?}");
     assert_eq!(refund_posts(&stripe), posts, "nothing was sent to Stripe");
-    let two = actions::refund(&deps, &staff("part"), &clinic("part"), &part.action_id, Some(2500)).await.unwrap();
-    assert_eq!((two.status(), two.refunded_amount), (ActionStatus::Refunded, 4000));
-    let amounts: Vec<Option<i64>> = two.history.iter().map(|h| h.amount).collect();
+    let two = actions::refund(&deps, &staff("part"), &clinic("part"), part.action_id(), Some(2500)).await.unwrap();
+    assert_eq!((two.status(), two.refunded().amount), (ActionStatus::Refunded, 4000));
+    let amounts: Vec<Option<i64>> = two.history().entries().iter().map(|h| h.amount).collect();
     assert_eq!(amounts.last(), Some(&Some(4000)), "history carries amounts");
 
     // A refund made in Stripe's dashboard arrives as charge.refunded.
     let dash = paid_action(&deps, &stripe, "dash", &[("1", 2000, "")]).await;
-    stripe.dashboard_refund(dash.payment_intent_id.as_deref().unwrap(), Some(500)).await;
+    stripe.dashboard_refund(dash.payment_intent_id().unwrap(), Some(500)).await;
     deliver_all(&deps, &stripe).await;
-    let after = action_of(&deps, "dash", &dash.action_id).await;
+    let after = action_of(&deps, "dash", dash.action_id()).await;
     assert_eq!(
-        (after.status(), after.refunded_amount, after.refundable()),
-        (ActionStatus::PartiallyRefunded, 500, 1500)
+        (after.status(), after.refunded().amount, after.refundable()),
+        (ActionStatus::PartiallyRefunded, 500, money(1500))
     );
-    let e = actions::refund(&deps, &staff("dash"), &clinic("dash"), &dash.action_id, Some(1501)).await.unwrap_err();
+    let e = actions::refund(&deps, &staff("dash"), &clinic("dash"), dash.action_id(), Some(1501)).await.unwrap_err();
     assert!(matches!(e, AppError::Domain(DomainError::RefundExceedsRemaining(1500))));
 }
 
@@ -134,13 +142,13 @@ async fn a_dispute_flags_the_action(store: DynStore) {
     let dispute = json!({
         "id": "evt_dispute_1", "object": "event", "type": "charge.dispute.created", "account": ACCOUNT,
         "data": {"object": {"id": "dp_1", "object": "dispute", "amount": 2000, "charge": "ch_x",
-            "payment_intent": paid.payment_intent_id, "reason": "fraudulent", "status": "needs_response"}}
+            "payment_intent": paid.payment_intent_id(), "reason": "fraudulent", "status": "needs_response"}}
     });
     apply_stripe_event(&deps, &dispute.to_string()).await.unwrap();
-    let after = action_of(&deps, "c1", &paid.action_id).await;
-    assert!(after.disputed);
+    let after = action_of(&deps, "c1", paid.action_id()).await;
+    assert!(after.disputed());
     assert_eq!(after.status(), ActionStatus::Paid);
-    assert_eq!(after.history.last().unwrap().actor, "stripe:evt_dispute_1");
+    assert_eq!(after.history().entries().last().unwrap().actor, "stripe:evt_dispute_1");
 }
 
 /// Refunds and disputes made in Stripe's dashboard whose events arrive before
@@ -149,7 +157,7 @@ async fn charge_events_before_the_payment_wait_for_it(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let (deps, _clock) = deps_for_payments(store, &stripe, None);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1500, ""), ("2", 500, "")]).await;
-    let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    let session = open_checkout(&deps, "c1", action.action_id(), &token).await;
     stripe.pay(&session, "succeeded").await;
     let completed = stripe.events().await.into_iter().find(|e| e["type"] == "checkout.session.completed").unwrap();
     let pi = completed["data"]["object"]["payment_intent"].as_str().unwrap().to_owned();
@@ -166,18 +174,24 @@ async fn charge_events_before_the_payment_wait_for_it(store: DynStore) {
     for body in [&refunds[1], &dispute, &refunds[0], &refunds[1]] {
         assert_eq!(apply_stripe_event(&deps, body).await.unwrap(), Outcome::Parked);
     }
-    assert_eq!(action_of(&deps, "c1", &action.action_id).await.status(), ActionStatus::CheckoutOpen);
-    let parked = deps.store.find_payment(&pi).await.unwrap().unwrap();
+    assert_eq!(action_of(&deps, "c1", action.action_id()).await.status(), ActionStatus::CheckoutOpen);
+    let parked = deps.store.find_payment(&self::pi(&pi)).await.unwrap().unwrap();
     assert_eq!((parked.owner.is_none(), parked.parked.len()), (true, 3), "three distinct events kept");
 
     // The payment arrives: paid, then the refunds and the dispute, in one commit.
     assert_eq!(apply_stripe_event(&deps, &completed.to_string()).await.unwrap(), Outcome::Applied);
-    let after = action_of(&deps, "c1", &action.action_id).await;
-    assert_eq!((after.status(), after.refunded_amount, after.disputed), (ActionStatus::PartiallyRefunded, 500, true));
-    let actors: Vec<&str> = after.history.iter().map(|h| h.actor.as_str()).collect();
+    let after = action_of(&deps, "c1", action.action_id()).await;
+    assert_eq!(
+        (after.status(), after.refunded().amount, after.disputed()),
+        (ActionStatus::PartiallyRefunded, 500, true)
+    );
+    let actors: Vec<&str> = after.history().entries().iter().map(|h| h.actor.as_str()).collect();
     assert!(actors.contains(&dispute_event.as_str()), "{actors:?}");
-    let recorded = deps.store.find_payment(&pi).await.unwrap().unwrap();
-    assert_eq!((recorded.owner.map(|o| o.action_id), recorded.parked.len()), (Some(action.action_id.clone()), 0));
+    let recorded = deps.store.find_payment(&self::pi(&pi)).await.unwrap().unwrap();
+    assert_eq!(
+        (recorded.owner.as_ref().map(|o| o.action_id.clone()), recorded.parked.len()),
+        (Some(action.action_id().clone()), 0)
+    );
     assert!(invoice_states(&deps, "c1", "p1")
         .await
         .into_values()
@@ -188,7 +202,7 @@ async fn charge_events_before_the_payment_wait_for_it(store: DynStore) {
     for body in [&completed.to_string(), &refunds[0], &dispute, &refunds[1]] {
         assert_eq!(apply_stripe_event(&deps, body).await.unwrap(), Outcome::Unchanged, "{body}");
     }
-    assert_eq!(action_of(&deps, "c1", &action.action_id).await, after);
+    assert_eq!(action_of(&deps, "c1", action.action_id()).await, after);
 }
 
 async fn reconcile_learns_what_webhooks_missed(store: DynStore) {
@@ -205,7 +219,7 @@ async fn reconcile_learns_what_webhooks_missed(store: DynStore) {
     }
     let session = |a: &visitpay_domain::Action, c: &'static str| {
         let deps = deps.clone();
-        let id = a.action_id.clone();
+        let id = a.action_id().clone();
         async move { action_of(&deps, c, &id).await.checkout_session_id().unwrap().to_owned() }
     };
     stripe.pay(&session(&paid, "paid").await, "succeeded").await;
@@ -222,12 +236,12 @@ async fn reconcile_learns_what_webhooks_missed(store: DynStore) {
         "{report:?}"
     );
     drain_until(&deps, queue.clone(), "paid and processing", || async {
-        action_of(&deps, "paid", &paid.action_id).await.status() == ActionStatus::Paid
-            && action_of(&deps, "failed", &failed.action_id).await.status() == ActionStatus::Processing
+        action_of(&deps, "paid", paid.action_id()).await.status() == ActionStatus::Paid
+            && action_of(&deps, "failed", failed.action_id()).await.status() == ActionStatus::Processing
     })
     .await;
-    let history = action_of(&deps, "paid", &paid.action_id).await.history;
-    assert_eq!(history.last().unwrap().actor, "reconcile", "the cause is recorded");
+    let read = action_of(&deps, "paid", paid.action_id()).await;
+    assert_eq!(read.history().entries().last().unwrap().actor, "reconcile", "the cause is recorded");
 
     // Checked ones are left alone for min_age; then the failure is found too.
     assert_eq!(reconcile::run(&deps, config).await.unwrap().checked, 0);
@@ -235,7 +249,7 @@ async fn reconcile_learns_what_webhooks_missed(store: DynStore) {
     let report = reconcile::run(&deps, config).await.unwrap();
     assert_eq!((report.found_failed, report.still_open), (1, 1), "{report:?}");
     drain_until(&deps, queue.clone(), "failed", || async {
-        action_of(&deps, "failed", &failed.action_id).await.status() == ActionStatus::Failed
+        action_of(&deps, "failed", failed.action_id()).await.status() == ActionStatus::Failed
     })
     .await;
     assert_eq!(
@@ -243,7 +257,7 @@ async fn reconcile_learns_what_webhooks_missed(store: DynStore) {
         vec![InvoiceStatus::Selected]
     );
     assert_eq!(invoice_states(&deps, "paid", "p1").await.into_values().collect::<Vec<_>>(), vec![InvoiceStatus::Paid]);
-    assert_eq!(action_of(&deps, "open", &open.action_id).await.status(), ActionStatus::CheckoutOpen);
+    assert_eq!(action_of(&deps, "open", open.action_id()).await.status(), ActionStatus::CheckoutOpen);
 }
 
 async fn reconcile_expires_actions_past_their_lifetime(store: DynStore) {
@@ -253,7 +267,7 @@ async fn reconcile_expires_actions_past_their_lifetime(store: DynStore) {
     let config = ReconcileConfig { min_age: time::Duration::seconds(300), batch: 50 };
     let (idle, _) = assigned_action(&deps, "idle", &[("1", 1000, ""), ("2", 1000, "")]).await;
     let (open, open_token) = assigned_action(&deps, "open", &[("1", 1000, "")]).await;
-    let session_id = open_checkout(&deps, "open", &open.action_id, &open_token).await;
+    let session_id = open_checkout(&deps, "open", open.action_id(), &open_token).await;
 
     clock.advance(71 * 3600);
     assert_eq!(reconcile::run(&deps, config).await.unwrap().actions_expired, 0, "not yet");
@@ -261,8 +275,8 @@ async fn reconcile_expires_actions_past_their_lifetime(store: DynStore) {
     let report = reconcile::run(&deps, config).await.unwrap();
     assert_eq!(report.actions_expired, 2, "{report:?}");
     drain_until(&deps, queue.clone(), "both expired", || async {
-        action_of(&deps, "idle", &idle.action_id).await.status() == ActionStatus::Expired
-            && action_of(&deps, "open", &open.action_id).await.status() == ActionStatus::Expired
+        action_of(&deps, "idle", idle.action_id()).await.status() == ActionStatus::Expired
+            && action_of(&deps, "open", open.action_id()).await.status() == ActionStatus::Expired
     })
     .await;
     assert_eq!(
@@ -276,7 +290,7 @@ async fn reconcile_expires_actions_past_their_lifetime(store: DynStore) {
     let session = stripe.payments.retrieve_checkout(&account(), &session_id).await.unwrap();
     assert_eq!(session.status, SessionStatus::Expired, "its open session was expired at Stripe");
     assert_eq!(reconcile::run(&deps, config).await.unwrap().actions_expired, 0, "nothing left to expire");
-    let last = action_of(&deps, "idle", &idle.action_id).await.history.last().cloned().unwrap();
+    let last = action_of(&deps, "idle", idle.action_id()).await.history().entries().last().cloned().unwrap();
     assert_eq!((last.actor.as_str(), last.to), ("reconcile", ActionStatus::Expired));
 }
 
@@ -304,7 +318,7 @@ async fn an_action_lives_its_longest_life_within_the_item_limit(store: DynStore)
         locale: visitpay_domain::Locale::FrCa,
     };
     let actions::Assigned::Created { action, patient_url } =
-        actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None).await.unwrap()
+        actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None, first_answer).await.unwrap()
     else {
         panic!("a new action")
     };
@@ -318,7 +332,7 @@ async fn an_action_lives_its_longest_life_within_the_item_limit(store: DynStore)
     // a new one each time, until the action's lifetime is nearly over.
     let step = 32 * 60;
     let mut sessions = 0;
-    while clock.now() + time::Duration::seconds(step + 120) < action.expires_at {
+    while clock.now() + time::Duration::seconds(step + 120) < action.expires_at() {
         checkout::open(&deps, &token).await.unwrap();
         sessions += 1;
         // One clock for both sides, as the emulator's moves with real time too.
@@ -328,7 +342,7 @@ async fn an_action_lives_its_longest_life_within_the_item_limit(store: DynStore)
         }
     }
     assert!(sessions > 1300, "{sessions} sessions in 720 h");
-    let session_id = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    let session_id = open_checkout(&deps, "c1", action.action_id(), &token).await;
     stripe.pay(&session_id, "succeeded").await;
     for e in deliver_new(&mut seen, stripe.events().await) {
         apply_stripe_event(&deps, &e.to_string()).await.unwrap();
@@ -336,11 +350,11 @@ async fn an_action_lives_its_longest_life_within_the_item_limit(store: DynStore)
 
     // Refunds: the most visitpay allows, one at a time, and Stripe's own.
     for _ in 1..MAX_REFUNDS {
-        actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, Some(100)).await.unwrap();
+        actions::refund(&deps, &staff("c1"), &clinic("c1"), action.action_id(), Some(100)).await.unwrap();
     }
-    let over = actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, Some(100)).await;
+    let over = actions::refund(&deps, &staff("c1"), &clinic("c1"), action.action_id(), Some(100)).await;
     assert!(matches!(over, Err(AppError::Domain(DomainError::TooManyRefunds(_)))), "{over:?}");
-    let pi = action_of(&deps, "c1", &action.action_id).await.payment_intent_id.unwrap();
+    let pi = action_of(&deps, "c1", action.action_id()).await.payment_intent_id().unwrap().clone();
     for _ in 0..50 {
         stripe.dashboard_refund(&pi, Some(100)).await;
     }
@@ -348,43 +362,48 @@ async fn an_action_lives_its_longest_life_within_the_item_limit(store: DynStore)
     for e in refunded_events {
         apply_stripe_event(&deps, &e.to_string()).await.unwrap();
     }
-    let last = actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, None).await.unwrap();
-    assert_eq!((last.status(), last.refunded_amount), (ActionStatus::Refunded, 1_000_000));
+    let last = actions::refund(&deps, &staff("c1"), &clinic("c1"), action.action_id(), None).await.unwrap();
+    assert_eq!((last.status(), last.refunded().amount), (ActionStatus::Refunded, 1_000_000));
 
-    let lived = action_of(&deps, "c1", &action.action_id).await;
-    let size = item_size(&action_item(&lived));
+    let lived = action_of(&deps, "c1", action.action_id()).await;
+    let size = item_size(&action_item(&lived, lived.version));
     println!(
         "{sessions} sessions, {} refunds, {} history entries ({} omitted): {size} bytes",
-        lived.refunds.len(),
-        lived.history.len(),
-        lived.history_omitted
+        lived.refunds().records().len(),
+        lived.history().entries().len(),
+        lived.history().omitted()
     );
     assert!(size < MAX_ITEM_BYTES / 4, "{size} bytes: far below DynamoDB's 400 KB");
-    assert_eq!(lived.refunds.len(), MAX_REFUNDS + 50);
-    let routine = lived.history.iter().filter(|h| h.routine).count();
+    assert_eq!(lived.refunds().records().len(), MAX_REFUNDS + 50);
+    let routine = lived.history().entries().iter().filter(|h| h.routine).count();
     assert_eq!(routine, ROUTINE_HISTORY_HEAD + ROUTINE_HISTORY_TAIL);
     assert_eq!(
-        routine + lived.history_omitted as usize,
+        routine + lived.history().omitted() as usize,
         2 * sessions + 1,
         "each session opened and expired, the last paid"
     );
     // Stripe's list of refunds may bring several at once (`charge.refunded`):
     // each is named in the history, whichever entry brought it.
     let money: Vec<&str> = lived
-        .history
+        .history()
+        .entries()
         .iter()
         .filter(|h| matches!(h.to, ActionStatus::PartiallyRefunded | ActionStatus::Refunded))
         .map(|h| h.reason.as_str())
         .collect();
-    let named = lived.refunds.iter().filter(|r| money.iter().any(|m| m.contains(&format!("refund {} ", r.refund_id))));
-    assert_eq!(named.count(), lived.refunds.len(), "every refund is in the history");
-    assert_eq!(lived.history[0].from, None, "the assignment stays first");
-    assert!(lived.history.iter().any(|h| h.to == ActionStatus::Paid));
+    let named = lived
+        .refunds()
+        .records()
+        .iter()
+        .filter(|r| money.iter().any(|m| m.contains(&format!("refund {} ", r.refund_id))));
+    assert_eq!(named.count(), lived.refunds().records().len(), "every refund is in the history");
+    assert_eq!(lived.history().entries()[0].from, None, "the assignment stays first");
+    assert!(lived.history().entries().iter().any(|h| h.to == ActionStatus::Paid));
     // Still written and read: a dispute lands on it.
     stripe.dispute(&pi).await;
     let dispute = stripe.last_event("charge.dispute.created").await;
     apply_stripe_event(&deps, &dispute.to_string()).await.unwrap();
-    assert!(action_of(&deps, "c1", &action.action_id).await.disputed);
+    assert!(action_of(&deps, "c1", action.action_id()).await.disputed());
 }
 
 /// A Stripe that refuses every refund and every session lookup.
@@ -409,14 +428,14 @@ impl visitpay_app::ports::Payments for Refusing {
     async fn retrieve_checkout(
         &self,
         _: &StripeAccountId,
-        _: &str,
+        _: &visitpay_domain::SessionId,
     ) -> Result<visitpay_app::ports::CheckoutSession, visitpay_app::ports::PaymentsError> {
         Err(visitpay_app::ports::PaymentsError::Unavailable("injected".into()))
     }
     async fn expire_checkout(
         &self,
         a: &StripeAccountId,
-        s: &str,
+        s: &visitpay_domain::SessionId,
     ) -> Result<visitpay_app::ports::CheckoutSession, visitpay_app::ports::PaymentsError> {
         self.0.expire_checkout(a, s).await
     }
@@ -441,7 +460,7 @@ impl visitpay_app::ports::Payments for Refusing {
     async fn list_refunds(
         &self,
         a: &StripeAccountId,
-        pi: &str,
+        pi: &visitpay_domain::PaymentIntentId,
     ) -> Result<Vec<visitpay_app::ports::Refund>, visitpay_app::ports::PaymentsError> {
         self.0.list_refunds(a, pi).await
     }
@@ -458,18 +477,18 @@ async fn money_signals_reach_the_metrics(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let queue = Arc::new(EmbeddedQueue::new(3, Duration::from_millis(10)));
     let (mut deps, _clock) = deps_for_payments(store, &stripe, Some(queue));
-    let metrics = visitpay_tests::kit::record_metrics(&mut deps);
+    let metrics = crate::support::kit::record_metrics(&mut deps);
     deps.payments = Arc::new(RacingExpire(stripe.payments.clone()));
     let (late, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
-    let session_id = open_checkout(&deps, "c1", &late.action_id, &token).await;
-    actions::cancel(&deps, &staff("c1"), &clinic("c1"), &late.action_id).await.unwrap();
+    let session_id = open_checkout(&deps, "c1", late.action_id(), &token).await;
+    actions::cancel(&deps, &staff("c1"), &clinic("c1"), late.action_id()).await.unwrap();
     stripe.pay(&session_id, "succeeded").await;
     deliver_all(&deps, &stripe).await;
     deliver_all(&deps, &stripe).await;
 
     deps.payments = stripe.payments.clone();
     let paid = paid_action(&deps, &stripe, "c1", &[("2", 2000, "")]).await;
-    stripe.dispute(paid.payment_intent_id.as_deref().unwrap()).await;
+    stripe.dispute(paid.payment_intent_id().unwrap()).await;
     let dispute = stripe.last_event("charge.dispute.created").await;
     for _ in 0..2 {
         apply_stripe_event(&deps, &dispute.to_string()).await.unwrap();
@@ -478,7 +497,7 @@ async fn money_signals_reach_the_metrics(store: DynStore) {
     // so the refused refund is of another, undisputed payment.
     let refused = paid_action(&deps, &stripe, "c1", &[("4", 3000, "")]).await;
     deps.payments = Arc::new(Refusing(stripe.payments.clone()));
-    let refund = actions::refund(&deps, &staff("c1"), &clinic("c1"), &refused.action_id, None).await;
+    let refund = actions::refund(&deps, &staff("c1"), &clinic("c1"), refused.action_id(), None).await;
     assert!(
         matches!(refund, Err(AppError::Payments(visitpay_app::ports::PaymentsError::Rejected { .. }))),
         "{refund:?}"
@@ -490,13 +509,13 @@ async fn money_signals_reach_the_metrics(store: DynStore) {
     assert_eq!(report.errors, 1, "{report:?}");
 
     let signals: Vec<(MoneySignal, Option<String>)> = metrics.signals();
-    let (late_id, paid_id) = (Some(late.action_id.to_string()), Some(paid.action_id.to_string()));
+    let (late_id, paid_id) = (Some(late.action_id().to_string()), Some(paid.action_id().to_string()));
     assert_eq!(
         signals,
         vec![
             (MoneySignal::RefundNeeded, late_id),
             (MoneySignal::DisputeOpened, paid_id),
-            (MoneySignal::RefundFailed, Some(refused.action_id.to_string())),
+            (MoneySignal::RefundFailed, Some(refused.action_id().to_string())),
             (MoneySignal::ReconcileErrors(1), None),
         ]
     );

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::support::*;
 use serde_json::json;
 use visitpay_app::ports::{CheckoutRequest, Expect, MoneySignal, SessionStatus, Write};
 use visitpay_app::reconcile::{self, ReconcileConfig};
@@ -12,7 +13,10 @@ use visitpay_devkit::embedded_queue::EmbeddedQueue;
 use visitpay_domain::{ActionEvent, ActionStatus, Actor, DisputeStatus, DomainError, InvoiceStatus, RefundState};
 use visitpay_edge::lambda::consumer::Outcome;
 use visitpay_stripe::StripePayments;
-use visitpay_tests::*;
+
+fn money(amount: i64) -> visitpay_domain::Money {
+    visitpay_domain::Money { amount, currency: visitpay_domain::Currency::parse("cad").unwrap() }
+}
 
 fn statuses(states: std::collections::BTreeMap<String, InvoiceStatus>) -> Vec<InvoiceStatus> {
     states.into_values().collect()
@@ -26,7 +30,7 @@ async fn a_cancel_closes_the_session_opened_while_it_cancels(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let (plain, _clock) = deps_for_payments(store, &stripe, None);
     let (action, token) = assigned_action(&plain, "c1", &[("1", 1000, "")]).await;
-    let first = open_checkout(&plain, "c1", &action.action_id, &token).await;
+    let first = open_checkout(&plain, "c1", action.action_id(), &token).await;
     let opened = Arc::new(std::sync::Mutex::new(None));
     let meanwhile = {
         let (deps, stripe_events, opened) = (plain.clone(), stripe.base.clone(), opened.clone());
@@ -40,7 +44,7 @@ async fn a_cancel_closes_the_session_opened_while_it_cancels(store: DynStore) {
     };
     let mut deps = plain.clone();
     deps.payments = MeanwhileAfterExpire::new(stripe.payments.clone(), meanwhile);
-    let cancelled = actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
+    let cancelled = actions::cancel(&deps, &staff("c1"), &clinic("c1"), action.action_id()).await.unwrap();
     let second = opened.lock().unwrap().clone().expect("a session opened during the cancel");
     assert_ne!(second, first);
     assert_eq!(cancelled.status(), ActionStatus::Cancelled);
@@ -77,14 +81,14 @@ async fn an_expiry_waits_for_a_session_opened_after_reconcile_closed_them(store:
     (short.action_ttl_hours, short.checkout_ttl_minutes) = (1, 30);
     visitpay_app::settings::put(&deps, &support(), clinic("c1"), short).await.unwrap();
     let (action, token) = assigned_action_on(&deps, "c1", "1").await;
-    let first = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    let first = open_checkout(&deps, "c1", action.action_id(), &token).await;
     clock.advance(3600 + 60);
     let config = ReconcileConfig { min_age: time::Duration::seconds(60), batch: 10 };
     let report = reconcile::run(&deps, config).await.unwrap();
     assert_eq!(report.actions_expired, 1, "{report:?}");
     assert_eq!(stripe.session_status(&first).await, SessionStatus::Expired);
     // The late click: reserved before the end, its session recorded now.
-    let current = action_of(&deps, "c1", &action.action_id).await;
+    let current = action_of(&deps, "c1", action.action_id()).await;
     let back = current
         .apply(&ActionEvent::CheckoutExpired { session_id: first.clone() }, clock_now(&deps), &Actor::Patient)
         .unwrap()
@@ -107,12 +111,12 @@ async fn an_expiry_waits_for_a_session_opened_after_reconcile_closed_them(store:
     // (Reconcile also found the first session expired: that changes nothing either.)
     let applied = drain(&deps, &queue).await;
     assert_eq!(applied, vec![Outcome::Unchanged, Outcome::Unchanged]);
-    assert_eq!(action_of(&deps, "c1", &action.action_id).await.status(), ActionStatus::CheckoutOpen);
+    assert_eq!(action_of(&deps, "c1", action.action_id()).await.status(), ActionStatus::CheckoutOpen);
     // The next run closes the second session, and the action ends.
     assert_eq!(reconcile::run(&deps, config).await.unwrap().actions_expired, 1);
     assert_eq!(drain(&deps, &queue).await, vec![Outcome::Applied]);
     assert_eq!(stripe.session_status(&second).await, SessionStatus::Expired);
-    assert_eq!(action_of(&deps, "c1", &action.action_id).await.status(), ActionStatus::Expired);
+    assert_eq!(action_of(&deps, "c1", action.action_id()).await.status(), ActionStatus::Expired);
 }
 
 fn clock_now(deps: &TestDeps) -> visitpay_domain::Timestamp {
@@ -138,8 +142,8 @@ async fn a_session_is_expired_before_it_is_replaced(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let (deps, clock) = deps_for_payments(store, &stripe, None);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
-    let first = open_checkout(&deps, "c1", &action.action_id, &token).await;
-    let opened = action_of(&deps, "c1", &action.action_id).await.checkout.unwrap();
+    let first = open_checkout(&deps, "c1", action.action_id(), &token).await;
+    let opened = action_of(&deps, "c1", action.action_id()).await.checkout().current().cloned().unwrap();
     // 30 seconds left: not handed out again.
     clock.advance((opened.expires_at - clock_now(&deps)).whole_seconds() - 30);
     let link = checkout::open(&deps, &token).await.unwrap();
@@ -173,21 +177,25 @@ async fn a_paid_actions_other_sessions_are_expired(store: DynStore) {
     deps.payments = stripe.payments.clone();
     let lost = stripe.emulator.requests().iter().filter(|r| r["path"] == "/v1/checkout/sessions").count();
     assert_eq!(lost, 3, "sent three times under one key");
-    let unrecorded = action_of(&deps, "c1", &action.action_id).await;
-    assert_eq!(unrecorded.open_sessions.len(), 1);
-    assert_eq!(unrecorded.open_sessions[0].session_id, None, "recorded before Stripe answered, its id unknown");
+    let unrecorded = action_of(&deps, "c1", action.action_id()).await;
+    assert_eq!(unrecorded.checkout().open().len(), 1);
+    assert_eq!(unrecorded.checkout().open()[0].session_id, None, "recorded before Stripe answered, its id unknown");
     let orphan = sessions_at_stripe(&stripe).await.into_iter().next().expect("Stripe made one");
     // The patient comes back later: a new attempt, a new session.
     clock.advance(120);
-    let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
-    assert_ne!(session, orphan);
+    let session = open_checkout(&deps, "c1", action.action_id(), &token).await;
+    assert_ne!(session.as_str(), orphan);
     stripe.pay(&session, "succeeded").await;
     deliver_all(&deps, &stripe).await;
-    let paid = action_of(&deps, "c1", &action.action_id).await;
+    let paid = action_of(&deps, "c1", action.action_id()).await;
     assert_eq!(paid.status(), ActionStatus::Paid);
     assert_eq!(stripe.session_status(&orphan).await, SessionStatus::Expired);
     assert_eq!(stripe.session_status(&session).await, SessionStatus::Complete);
-    assert!(paid.open_sessions.is_empty(), "the action knows its sessions are closed: {:?}", paid.open_sessions);
+    assert!(
+        paid.checkout().open().is_empty(),
+        "the action knows its sessions are closed: {:?}",
+        paid.checkout().open()
+    );
     // A repeat of the completion: nothing to close, no Stripe call.
     let completed = stripe.last_event("checkout.session.completed").await;
     let before = stripe.emulator.requests().len();
@@ -228,20 +236,20 @@ async fn other_softwares_open_sessions_change_nothing(store: DynStore) {
     for n in 0..1100 {
         theirs.push(foreign_session(&stripe, n).await);
     }
-    let first_cancelled = open_checkout(&deps, "c1", &cancelled.action_id, &cancelled_token).await;
-    actions::cancel(&deps, &staff("c1"), &clinic("c1"), &cancelled.action_id).await.unwrap();
+    let first_cancelled = open_checkout(&deps, "c1", cancelled.action_id(), &cancelled_token).await;
+    actions::cancel(&deps, &staff("c1"), &clinic("c1"), cancelled.action_id()).await.unwrap();
     assert_eq!(stripe.session_status(&first_cancelled).await, SessionStatus::Expired);
-    let paying = open_checkout(&deps, "c1", &paid.action_id, &paid_token).await;
+    let paying = open_checkout(&deps, "c1", paid.action_id(), &paid_token).await;
     stripe.pay(&paying, "succeeded").await;
     deliver_all(&deps, &stripe).await;
-    assert_eq!(action_of(&deps, "c1", &paid.action_id).await.status(), ActionStatus::Paid);
-    let left = open_checkout(&deps, "c1", &expiring.action_id, &expiring_token).await;
+    assert_eq!(action_of(&deps, "c1", paid.action_id()).await.status(), ActionStatus::Paid);
+    let left = open_checkout(&deps, "c1", expiring.action_id(), &expiring_token).await;
     clock.advance(3600 + 120);
     assert_eq!(stripe.session_status(&left).await, SessionStatus::Open, "still open at Stripe when the action ends");
     let config = ReconcileConfig { min_age: time::Duration::seconds(60), batch: 10 };
     reconcile::run(&deps, config).await.unwrap();
     drain(&deps, &queue).await;
-    assert_eq!(action_of(&deps, "c1", &expiring.action_id).await.status(), ActionStatus::Expired);
+    assert_eq!(action_of(&deps, "c1", expiring.action_id()).await.status(), ActionStatus::Expired);
     assert_eq!(stripe.session_status(&left).await, SessionStatus::Expired);
     let listed = stripe
         .emulator
@@ -256,7 +264,7 @@ async fn other_softwares_open_sessions_change_nothing(store: DynStore) {
 }
 
 /// A session another integration made on the clinic's account, with its own metadata.
-async fn foreign_session(stripe: &StripeFixture, n: usize) -> String {
+async fn foreign_session(stripe: &StripeFixture, n: usize) -> visitpay_domain::SessionId {
     use visitpay_app::ports::CheckoutLine;
     let now = stripe.emulator.clock().now();
     let request = CheckoutRequest {
@@ -280,7 +288,7 @@ async fn foreign_session(stripe: &StripeFixture, n: usize) -> String {
 async fn a_session_that_is_not_the_actions_pays_nothing(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
-    let metrics = visitpay_tests::kit::record_metrics(&mut deps);
+    let metrics = crate::support::kit::record_metrics(&mut deps);
     let (action, _token) = assigned_action(&deps, "c1", &[("1", 4500, "")]).await;
     // 0.50: the least Stripe takes in CAD.
     let cheap = session_at_stripe(&stripe, ACCOUNT, &action, 50).await;
@@ -292,12 +300,12 @@ async fn a_session_that_is_not_the_actions_pays_nothing(store: DynStore) {
     let completed = elsewhere_event(&stripe, "acct_1Elsewhere").await;
     assert_eq!(apply_stripe_event(&deps, &completed.to_string()).await.unwrap(), Outcome::Stray);
 
-    let after = action_of(&deps, "c1", &action.action_id).await;
+    let after = action_of(&deps, "c1", action.action_id()).await;
     assert_eq!(after.status(), ActionStatus::Assigned, "neither is the action's payment");
     assert_eq!(statuses(invoice_states(&deps, "c1", "p1").await), vec![InvoiceStatus::Pending]);
     // The cent on the clinic's own account is kept on the action, flagged.
     let late: Vec<(Option<i64>, bool)> =
-        after.late_payments.iter().map(|p| (p.amount, p.reason.contains("not this action's payment"))).collect();
+        after.late().payments().iter().map(|p| (p.amount, p.reason.contains("not this action's payment"))).collect();
     assert_eq!(late, vec![(Some(50), true)]);
     assert!(after.refund_needed());
     // The payment on another account is not the clinic's money: never on the
@@ -305,7 +313,7 @@ async fn a_session_that_is_not_the_actions_pays_nothing(store: DynStore) {
     let stray = deps.store.find_stray_payment(&elsewhere).await.unwrap().expect("recorded apart");
     assert_eq!(
         (stray.account.as_deref(), stray.amount, &stray.action_id),
-        (Some("acct_1Elsewhere"), Some(4500), &action.action_id)
+        (Some("acct_1Elsewhere"), Some(4500), action.action_id())
     );
     let signals = metrics.signals();
     assert_eq!(signals.iter().filter(|(s, _)| *s == MoneySignal::RefundNeeded).count(), 1);
@@ -319,7 +327,7 @@ async fn late_payments_on_an_action_are_bounded(store: DynStore) {
     use visitpay_domain::action::MAX_LATE_PAYMENTS;
     let stripe = stripe_emulator(None).await;
     let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
-    let metrics = visitpay_tests::kit::record_metrics(&mut deps);
+    let metrics = crate::support::kit::record_metrics(&mut deps);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 4500, "")]).await;
     let mut cheap = Vec::new();
     for _ in 0..MAX_LATE_PAYMENTS + 3 {
@@ -328,8 +336,8 @@ async fn late_payments_on_an_action_are_bounded(store: DynStore) {
         cheap.push(session);
     }
     deliver_all(&deps, &stripe).await;
-    let after = action_of(&deps, "c1", &action.action_id).await;
-    assert_eq!(after.late_payments.len(), MAX_LATE_PAYMENTS);
+    let after = action_of(&deps, "c1", action.action_id()).await;
+    assert_eq!(after.late().payments().len(), MAX_LATE_PAYMENTS);
     let apart = [&cheap[MAX_LATE_PAYMENTS], &cheap[MAX_LATE_PAYMENTS + 1], &cheap[MAX_LATE_PAYMENTS + 2]];
     let mut recorded_apart = 0;
     for session in cheap.iter() {
@@ -340,10 +348,10 @@ async fn late_payments_on_an_action_are_bounded(store: DynStore) {
     assert_eq!(recorded_apart, 3, "{apart:?}");
     assert_eq!(metrics.signals().iter().filter(|(s, _)| *s == MoneySignal::StrayPayment).count(), 3);
     // The real payment still lands.
-    let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    let session = open_checkout(&deps, "c1", action.action_id(), &token).await;
     stripe.pay(&session, "succeeded").await;
     deliver_all(&deps, &stripe).await;
-    assert_eq!(action_of(&deps, "c1", &action.action_id).await.status(), ActionStatus::Paid);
+    assert_eq!(action_of(&deps, "c1", action.action_id()).await.status(), ActionStatus::Paid);
 }
 
 async fn elsewhere_event(stripe: &StripeFixture, account: &str) -> serde_json::Value {
@@ -368,20 +376,20 @@ async fn a_late_payment_is_flagged_until_all_of_it_is_refunded(store: DynStore) 
     let stripe = stripe_emulator(None).await;
     let (deps, _clock) = deps_for_payments(store, &stripe, None);
     let (action, _token) = assigned_action(&deps, "c1", &[("1", 4500, "")]).await;
-    actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
+    actions::cancel(&deps, &staff("c1"), &clinic("c1"), action.action_id()).await.unwrap();
     let stray = session_at_stripe(&stripe, ACCOUNT, &action, 4500).await;
     let paid = stripe.pay(&stray, "succeeded").await;
     let pi = paid["session"]["payment_intent"].as_str().unwrap().to_owned();
     deliver_all(&deps, &stripe).await;
-    assert!(action_of(&deps, "c1", &action.action_id).await.refund_needed());
+    assert!(action_of(&deps, "c1", action.action_id()).await.refund_needed());
     stripe.dashboard_refund(&pi, Some(100)).await;
     deliver_all(&deps, &stripe).await;
-    assert!(action_of(&deps, "c1", &action.action_id).await.refund_needed(), "1.00 of 45.00 is not a refund");
+    assert!(action_of(&deps, "c1", action.action_id()).await.refund_needed(), "1.00 of 45.00 is not a refund");
     stripe.dashboard_refund(&pi, None).await;
     deliver_all(&deps, &stripe).await;
-    let after = action_of(&deps, "c1", &action.action_id).await;
+    let after = action_of(&deps, "c1", action.action_id()).await;
     assert!(!after.refund_needed());
-    assert_eq!(after.late_payments[0].refunds.len(), 2);
+    assert_eq!(after.late().payments()[0].refunds.len(), 2);
 }
 
 /// Stripe: refunds may be `pending` and later `failed` (refund.failed) or
@@ -392,20 +400,20 @@ async fn a_late_payment_is_flagged_until_all_of_it_is_refunded(store: DynStore) 
 async fn a_refund_that_fails_puts_the_action_and_its_invoices_back(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
-    let metrics = visitpay_tests::kit::record_metrics(&mut deps);
+    let metrics = crate::support::kit::record_metrics(&mut deps);
     stripe.control("/test/refunds/behaviour", json!({"start": "pending"})).await;
     let paid = paid_action(&deps, &stripe, "c1", &[("1", 3000, ""), ("2", 1500, "")]).await;
-    let refunded = actions::refund(&deps, &staff("c1"), &clinic("c1"), &paid.action_id, None).await.unwrap();
-    assert_eq!((refunded.status(), refunded.refunded_amount), (ActionStatus::Refunded, 4500));
-    assert_eq!(refunded.refunds[0].status, RefundState::Pending, "the answer is Stripe's status");
-    let view = serde_json::to_value(visitpay_app::views::ActionView::new(&refunded, None)).unwrap();
+    let refunded = actions::refund(&deps, &staff("c1"), &clinic("c1"), paid.action_id(), None).await.unwrap();
+    assert_eq!((refunded.status(), refunded.refunded().amount), (ActionStatus::Refunded, 4500));
+    assert_eq!(refunded.refunds().records()[0].status, RefundState::Pending, "the answer is Stripe's status");
+    let view = serde_json::to_value(visitpay_edge::http::views::ActionView::new(&refunded, None)).unwrap();
     assert_eq!(
         (view["refund_pending_amount"].as_i64(), view["refunds"][0]["status"].as_str()),
         (Some(4500), Some("pending"))
     );
     assert_eq!(statuses(invoice_states(&deps, "c1", "p1").await), vec![InvoiceStatus::Unprocessed; 2]);
 
-    let refund_id = refunded.refunds[0].refund_id.clone();
+    let refund_id = refunded.refunds().records()[0].refund_id.clone();
     stripe
         .control(
             &format!("/test/refunds/{refund_id}"),
@@ -413,14 +421,14 @@ async fn a_refund_that_fails_puts_the_action_and_its_invoices_back(store: DynSto
         )
         .await;
     deliver_all(&deps, &stripe).await;
-    let back = action_of(&deps, "c1", &paid.action_id).await;
-    assert_eq!((back.status(), back.refunded_amount, back.refundable()), (ActionStatus::Paid, 0, 4500));
+    let back = action_of(&deps, "c1", paid.action_id()).await;
+    assert_eq!((back.status(), back.refunded().amount, back.refundable()), (ActionStatus::Paid, 0, money(4500)));
     assert_eq!(statuses(invoice_states(&deps, "c1", "p1").await), vec![InvoiceStatus::Paid; 2]);
-    assert!(back.history.last().unwrap().reason.contains(&format!("refund {refund_id} of 4500 failed")));
-    assert!(metrics.signals().contains(&(MoneySignal::RefundFailed, Some(paid.action_id.to_string()))));
+    assert!(back.history().entries().last().unwrap().reason.contains(&format!("refund {refund_id} of 4500 failed")));
+    assert!(metrics.signals().contains(&(MoneySignal::RefundFailed, Some(paid.action_id().to_string()))));
 
     // Again, but one invoice is collected by another action before it fails.
-    let again = actions::refund(&deps, &staff("c1"), &clinic("c1"), &paid.action_id, None).await.unwrap();
+    let again = actions::refund(&deps, &staff("c1"), &clinic("c1"), paid.action_id(), None).await.unwrap();
     assert_eq!(again.status(), ActionStatus::Refunded);
     visitpay_app::invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["2"])).await.unwrap();
     let request = actions::AssignRequest {
@@ -428,13 +436,13 @@ async fn a_refund_that_fails_puts_the_action_and_its_invoices_back(store: DynSto
         invoice_ids: ids(&["2"]),
         locale: visitpay_domain::Locale::FrCa,
     };
-    actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v2"), request, None).await.unwrap();
-    let second = again.refunds.iter().find(|r| r.refund_id != refund_id).unwrap().refund_id.clone();
+    actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v2"), request, None, first_answer).await.unwrap();
+    let second = again.refunds().records().iter().find(|r| r.refund_id != refund_id).unwrap().refund_id.clone();
     stripe.control(&format!("/test/refunds/{second}"), json!({"status": "canceled"})).await;
     deliver_all(&deps, &stripe).await;
-    let flagged = action_of(&deps, "c1", &paid.action_id).await;
+    let flagged = action_of(&deps, "c1", paid.action_id()).await;
     assert_eq!(flagged.status(), ActionStatus::Paid);
-    assert_eq!(flagged.collected_elsewhere.iter().map(|i| i.as_str()).collect::<Vec<_>>(), vec!["2"]);
+    assert_eq!(flagged.late().collected_elsewhere().iter().map(|i| i.as_str()).collect::<Vec<_>>(), vec!["2"]);
     assert!(flagged.refund_needed(), "the patient paid invoice 2 twice");
     let states = invoice_states(&deps, "c1", "p1").await;
     assert_eq!((states["1"], states["2"]), (InvoiceStatus::Paid, InvoiceStatus::Pending));
@@ -446,49 +454,55 @@ async fn a_refund_that_fails_puts_the_action_and_its_invoices_back(store: DynSto
 async fn a_dispute_is_followed_to_its_outcome(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
-    let metrics = visitpay_tests::kit::record_metrics(&mut deps);
+    let metrics = crate::support::kit::record_metrics(&mut deps);
     let lost = paid_action(&deps, &stripe, "c1", &[("1", 2000, "")]).await;
-    let dispute = stripe.dispute(lost.payment_intent_id.as_deref().unwrap()).await;
+    let dispute = stripe.dispute(lost.payment_intent_id().unwrap()).await;
     let id = dispute["id"].as_str().unwrap().to_owned();
     deliver_all(&deps, &stripe).await;
-    let open = action_of(&deps, "c1", &lost.action_id).await;
-    assert!(open.disputed);
-    assert_eq!((open.disputes[0].status, open.disputes[0].amount), (DisputeStatus::NeedsResponse, 2000));
+    let open = action_of(&deps, "c1", lost.action_id()).await;
+    assert!(open.disputed());
+    assert_eq!(
+        (open.disputes().records()[0].status, open.disputes().records()[0].amount),
+        (DisputeStatus::NeedsResponse, 2000)
+    );
     // Stripe refuses refunds of a disputed charge (`charge_disputed`): staff are
     // told why before anything is sent, and nothing changes.
     let refunds_sent = || stripe.emulator.requests().iter().filter(|r| r["path"] == "/v1/refunds").count();
     let sent_before = refunds_sent();
-    let refused = actions::refund(&deps, &staff("c1"), &clinic("c1"), &lost.action_id, Some(500)).await;
+    let refused = actions::refund(&deps, &staff("c1"), &clinic("c1"), lost.action_id(), Some(500)).await;
     assert!(matches!(refused, Err(AppError::Domain(DomainError::PaymentDisputed))), "{refused:?}");
     let answer = visitpay_edge::http::error::ApiError::from(refused.unwrap_err());
     assert_eq!((answer.status.as_u16(), answer.code), (409, "payment_disputed"));
     assert_eq!(refunds_sent(), sent_before, "nothing sent to Stripe");
-    assert_eq!(action_of(&deps, "c1", &lost.action_id).await.version, open.version, "nothing changed");
+    assert_eq!(action_of(&deps, "c1", lost.action_id()).await.version, open.version, "nothing changed");
     stripe.control(&format!("/test/disputes/{id}/funds_withdrawn"), json!({})).await;
     stripe.control(&format!("/test/disputes/{id}/close"), json!({"status": "lost"})).await;
     deliver_all(&deps, &stripe).await;
-    let closed = action_of(&deps, "c1", &lost.action_id).await;
-    let view = serde_json::to_value(visitpay_app::views::ActionView::new(&closed, None)).unwrap();
+    let closed = action_of(&deps, "c1", lost.action_id()).await;
+    let view = serde_json::to_value(visitpay_edge::http::views::ActionView::new(&closed, None)).unwrap();
     assert_eq!(view["disputed"], false, "closed");
     assert_eq!(
         (view["disputes"][0]["outcome"].as_str(), view["disputes"][0]["withdrawn_amount"].as_i64()),
         (Some("lost"), Some(2000))
     );
     assert_eq!(view["kept_amount"], 0, "the money went back to the patient's bank");
-    assert!(closed.history.iter().any(|h| h.reason.contains("lost: 2000 withdrawn")));
-    assert!(metrics.signals().contains(&(MoneySignal::DisputeLost, Some(lost.action_id.to_string()))));
+    assert!(closed.history().entries().iter().any(|h| h.reason.contains("lost: 2000 withdrawn")));
+    assert!(metrics.signals().contains(&(MoneySignal::DisputeLost, Some(lost.action_id().to_string()))));
 
     let won = paid_action(&deps, &stripe, "c2", &[("9", 1500, "")]).await;
-    let dispute = stripe.dispute(won.payment_intent_id.as_deref().unwrap()).await;
+    let dispute = stripe.dispute(won.payment_intent_id().unwrap()).await;
     let id = dispute["id"].as_str().unwrap().to_owned();
     stripe.control(&format!("/test/disputes/{id}/funds_withdrawn"), json!({})).await;
     stripe.control(&format!("/test/disputes/{id}/close"), json!({"status": "won"})).await;
     deliver_all(&deps, &stripe).await;
-    let kept = action_of(&deps, "c2", &won.action_id).await;
-    assert_eq!((kept.disputed, kept.disputes[0].outcome(), kept.kept_amount()), (false, Some("won"), 1500));
+    let kept = action_of(&deps, "c2", won.action_id()).await;
+    assert_eq!(
+        (kept.disputed(), kept.disputes().records()[0].outcome(), kept.kept().amount),
+        (false, Some("won"), 1500)
+    );
     // A won dispute gives the charge back to the clinic: it can be refunded again.
-    let refunded = actions::refund(&deps, &staff("c2"), &clinic("c2"), &won.action_id, Some(500)).await.unwrap();
-    assert_eq!(refunded.refunded_amount, 500);
+    let refunded = actions::refund(&deps, &staff("c2"), &clinic("c2"), won.action_id(), Some(500)).await.unwrap();
+    assert_eq!(refunded.refunded().amount, 500);
 }
 
 /// Stripe refuses a payment-mode session under the currency's minimum
@@ -504,7 +518,8 @@ async fn assign_refuses_a_total_stripe_would_not_take(store: DynStore) {
         invoice_ids: ids(&["small"]),
         locale: visitpay_domain::Locale::EnCa,
     };
-    let refused = actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), request.clone(), None).await;
+    let refused =
+        actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), request.clone(), None, first_answer).await;
     assert!(
         matches!(refused, Err(AppError::Domain(DomainError::AmountBelowMinimum { minimum: 50, .. }))),
         "{refused:?}"
@@ -516,7 +531,7 @@ async fn assign_refuses_a_total_stripe_would_not_take(store: DynStore) {
     import(&deps, "c1", "p1", "fifty", 50, "cad").await;
     visitpay_app::invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["fifty"])).await.unwrap();
     let ok = actions::AssignRequest { invoice_ids: ids(&["fifty"]), ..request };
-    assert!(actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), ok, None).await.is_ok());
+    assert!(actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), ok, None, first_answer).await.is_ok());
 }
 
 /// Reconcile is fair: an action whose Stripe lookup keeps failing is backed
@@ -526,12 +541,12 @@ async fn reconcile_backs_off_what_fails_and_expires_a_disconnected_clinics_actio
     let stripe = stripe_emulator(None).await;
     let queue = Arc::new(EmbeddedQueue::new(3, std::time::Duration::from_millis(10)));
     let (mut deps, clock) = deps_for_payments(store, &stripe, Some(queue.clone()));
-    let metrics = visitpay_tests::kit::record_metrics(&mut deps);
+    let metrics = crate::support::kit::record_metrics(&mut deps);
     let (failing, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
-    let failing_session = open_checkout(&deps, "c1", &failing.action_id, &token).await;
+    let failing_session = open_checkout(&deps, "c1", failing.action_id(), &token).await;
     clock.advance(10);
     let (healthy, token) = assigned_action(&deps, "c2", &[("2", 1000, "")]).await;
-    let healthy_session = open_checkout(&deps, "c2", &healthy.action_id, &token).await;
+    let healthy_session = open_checkout(&deps, "c2", healthy.action_id(), &token).await;
     stripe.pay(&healthy_session, "succeeded").await; // its webhook is lost
     clock.advance(600);
     stripe
@@ -546,9 +561,9 @@ async fn reconcile_backs_off_what_fails_and_expires_a_disconnected_clinics_actio
     let second = reconcile::run(&deps, config).await.unwrap();
     assert_eq!((second.checked, second.found_paid), (1, 1), "the healthy action is reached: {second:?}");
     drain(&deps, &queue).await;
-    assert_eq!(action_of(&deps, "c2", &healthy.action_id).await.status(), ActionStatus::Paid);
-    let backed = action_of(&deps, "c1", &failing.action_id).await;
-    assert_eq!(backed.failed_checks, 1);
+    assert_eq!(action_of(&deps, "c2", healthy.action_id()).await.status(), ActionStatus::Paid);
+    let backed = action_of(&deps, "c1", failing.action_id()).await;
+    assert_eq!(backed.checks().failed, 1);
 
     // c3's account disconnects visitpay (account.application.deauthorized).
     stripe.emulator.connect_account("acct_1Gone");
@@ -556,7 +571,7 @@ async fn reconcile_backs_off_what_fails_and_expires_a_disconnected_clinics_actio
     gone.stripe_account_id = Some("acct_1Gone".into());
     visitpay_app::settings::put(&deps, &support(), clinic("c3"), gone).await.unwrap();
     let (left, token) = assigned_action_on(&deps, "c3", "3").await;
-    open_checkout(&deps, "c3", &left.action_id, &token).await;
+    open_checkout(&deps, "c3", left.action_id(), &token).await;
     // The platform can no longer read a disconnected account's events (Stripe
     // answers `account_invalid`), so the event is the one Stripe sent.
     let disconnect = stripe.control("/test/accounts/acct_1Gone/deauthorize", json!({})).await;
@@ -569,15 +584,15 @@ async fn reconcile_backs_off_what_fails_and_expires_a_disconnected_clinics_actio
     let report = reconcile::run(&deps, config).await.unwrap();
     assert_eq!(report.accounts_disconnected, 1, "{report:?}");
     drain(&deps, &queue).await;
-    let expired = action_of(&deps, "c3", &left.action_id).await;
-    assert_eq!((expired.status(), expired.account_disconnected), (ActionStatus::Expired, true));
+    let expired = action_of(&deps, "c3", left.action_id()).await;
+    assert_eq!((expired.status(), expired.account_disconnected()), (ActionStatus::Expired, true));
     assert_eq!(statuses(invoice_states_of(&deps, "c3").await), vec![InvoiceStatus::Selected]);
     let later = reconcile::run(&deps, config).await.unwrap();
     assert_eq!(later.accounts_disconnected, 0, "not retried: {later:?}");
 }
 
 /// Assign for a clinic whose settings were already put (another account).
-async fn assigned_action_on(deps: &TestDeps, c: &str, invoice: &str) -> (visitpay_domain::Action, String) {
+async fn assigned_action_on(deps: &TestDeps, c: &str, invoice: &str) -> (StoredAction, String) {
     import(deps, c, "p1", invoice, 1000, "cad").await;
     visitpay_app::invoices::select(deps, &clinic(c), &patient("p1"), &ids(&[invoice])).await.unwrap();
     let request = actions::AssignRequest {
@@ -585,7 +600,7 @@ async fn assigned_action_on(deps: &TestDeps, c: &str, invoice: &str) -> (visitpa
         invoice_ids: ids(&[invoice]),
         locale: visitpay_domain::Locale::FrCa,
     };
-    match actions::assign(deps, &staff(c), &clinic(c), &visit("v1"), request, None).await.unwrap() {
+    match actions::assign(deps, &staff(c), &clinic(c), &visit("v1"), request, None, first_answer).await.unwrap() {
         actions::Assigned::Created { action, patient_url } => {
             (action, patient_url.rsplit('/').next().unwrap().to_owned())
         }
@@ -608,7 +623,7 @@ async fn refund_keys_stay_valid_after_stripes_errors(store: DynStore) {
     let (deps, clock) = deps_for_payments(store, &stripe, None);
     let paid = paid_action(&deps, &stripe, "c1", &[("1", 5000, "")]).await;
     let (by, c1) = (staff("c1"), clinic("c1"));
-    let refund = |amount: i64| actions::refund(&deps, &by, &c1, &paid.action_id, Some(amount));
+    let refund = |amount: i64| actions::refund(&deps, &by, &c1, paid.action_id(), Some(amount));
 
     // A 500 that did nothing, replayed to every retry with its key.
     stripe.control("/test/faults", json!({"method": "POST", "path": "/v1/refunds", "times": 1})).await;
@@ -621,7 +636,7 @@ async fn refund_keys_stay_valid_after_stripes_errors(store: DynStore) {
     assert!(quick.is_err(), "within the minute, the same key: Stripe replays its 500");
     clock.advance(61);
     let done = refund(1000).await.unwrap();
-    assert_eq!((done.refunded_amount, done.refunds.len()), (1000, 1));
+    assert_eq!((done.refunded().amount, done.refunds().records().len()), (1000, 1));
 
     // A 500 whose refund did happen; staff then ask for another amount.
     stripe.control("/test/faults", json!({"method": "POST", "path": "/v1/refunds", "times": 1, "effect": true})).await;
@@ -629,8 +644,8 @@ async fn refund_keys_stay_valid_after_stripes_errors(store: DynStore) {
     // Stripe's list shows the 500's refund happened: it is recorded, then the
     // new one is made under a new key (the old key would be an idempotency_error).
     let both = refund(700).await.unwrap();
-    assert_eq!(both.refunds.len(), 3, "the 500's refund is recorded, then the new one made");
-    assert_eq!(both.refunded_amount, 1000 + 500 + 700);
+    assert_eq!(both.refunds().records().len(), 3, "the 500's refund is recorded, then the new one made");
+    assert_eq!(both.refunded().amount, 1000 + 500 + 700);
 
     // An unanswered attempt Stripe has no trace of may still be in flight:
     // another refund waits until it cannot be.
@@ -639,7 +654,7 @@ async fn refund_keys_stay_valid_after_stripes_errors(store: DynStore) {
     let too_soon = refund(200).await;
     assert!(matches!(too_soon, Err(AppError::Domain(DomainError::RefundInProgress))), "{too_soon:?}");
     clock.advance(61);
-    assert_eq!(refund(200).await.unwrap().refunded_amount, 2400);
+    assert_eq!(refund(200).await.unwrap().refunded().amount, 2400);
     let keys: Vec<String> = stripe
         .emulator
         .requests()
@@ -657,13 +672,13 @@ async fn an_event_of_the_other_mode_changes_nothing(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let (deps, _clock) = deps_for_payments(store, &stripe, None);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
-    let session = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    let session = open_checkout(&deps, "c1", action.action_id(), &token).await;
     stripe.control("/test/livemode", json!({"livemode": true})).await;
     stripe.pay(&session, "succeeded").await;
     let completed = stripe.last_event("checkout.session.completed").await;
     assert_eq!(completed["livemode"], true);
     assert!(matches!(apply_stripe_event(&deps, &completed.to_string()).await.unwrap(), Outcome::Ignored(_)));
-    assert_eq!(action_of(&deps, "c1", &action.action_id).await.status(), ActionStatus::CheckoutOpen);
+    assert_eq!(action_of(&deps, "c1", action.action_id()).await.status(), ActionStatus::CheckoutOpen);
 }
 
 /// `charge.refunded` alone (the charge no longer lists its refunds) is
@@ -672,12 +687,12 @@ async fn a_charge_refunded_event_alone_is_enough(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let (deps, _clock) = deps_for_payments(store, &stripe, None);
     let paid = paid_action(&deps, &stripe, "c1", &[("1", 1000, "")]).await;
-    stripe.dashboard_refund(paid.payment_intent_id.as_deref().unwrap(), Some(400)).await;
+    stripe.dashboard_refund(paid.payment_intent_id().unwrap(), Some(400)).await;
     let charge_refunded = stripe.last_event("charge.refunded").await;
     assert!(charge_refunded["data"]["object"].get("refunds").is_none(), "as Stripe sends it since 2022-11-15");
     assert_eq!(apply_stripe_event(&deps, &charge_refunded.to_string()).await.unwrap(), Outcome::Applied);
-    let after = action_of(&deps, "c1", &paid.action_id).await;
-    assert_eq!((after.status(), after.refunded_amount), (ActionStatus::PartiallyRefunded, 400));
+    let after = action_of(&deps, "c1", paid.action_id()).await;
+    assert_eq!((after.status(), after.refunded().amount), (ActionStatus::PartiallyRefunded, 400));
 }
 
 /// How the patient paid comes only on the charge (`charge.succeeded`:
@@ -687,22 +702,22 @@ async fn the_payment_method_is_learned_in_any_order(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let (deps, _clock) = deps_for_payments(store, &stripe, None);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 4500, "")]).await;
-    let session_id = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    let session_id = open_checkout(&deps, "c1", action.action_id(), &token).await;
     stripe.pay(&session_id, "succeeded").await;
     let charge = stripe.last_event("charge.succeeded").await;
     let completed = stripe.last_event("checkout.session.completed").await;
     apply_stripe_event(&deps, &charge.to_string()).await.unwrap();
-    assert_eq!(action_of(&deps, "c1", &action.action_id).await.payment_method, None, "parked until the payment");
+    assert_eq!(action_of(&deps, "c1", action.action_id()).await.payment_method(), None, "parked until the payment");
     apply_stripe_event(&deps, &completed.to_string()).await.unwrap();
-    let paid = action_of(&deps, "c1", &action.action_id).await;
-    let method = paid.payment_method.clone().expect("the parked charge applied with the payment");
+    let paid = action_of(&deps, "c1", action.action_id()).await;
+    let method = paid.payment_method().expect("the parked charge applied with the payment");
     assert_eq!(
         (method.kind.as_str(), method.brand.as_deref(), method.last4.as_deref()),
         ("card", Some("visa"), Some("4242"))
     );
     // Again, and late: nothing changes.
     apply_stripe_event(&deps, &charge.to_string()).await.unwrap();
-    assert_eq!(action_of(&deps, "c1", &action.action_id).await.version, paid.version);
+    assert_eq!(action_of(&deps, "c1", action.action_id()).await.version, paid.version);
 }
 
 /// The clinic's other software charges and refunds on the same Stripe
@@ -713,7 +728,7 @@ async fn the_payment_method_is_learned_in_any_order(store: DynStore) {
 async fn other_softwares_charges_and_refunds_are_ignored(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
-    let metrics = visitpay_tests::kit::record_metrics(&mut deps);
+    let metrics = crate::support::kit::record_metrics(&mut deps);
     enable_clinic(&deps, "c1").await;
     let pi = "pi_3OtherSoftware0001";
     let charge = json!({"id": "ch_3OtherSoftware0001", "object": "charge", "payment_intent": pi, "amount": 2500,
@@ -737,7 +752,7 @@ async fn other_softwares_charges_and_refunds_are_ignored(store: DynStore) {
         assert!(matches!(outcome, Outcome::Ignored(_)), "{event_type}: {outcome:?}");
     }
     assert_eq!(stripe.emulator.requests().len(), before, "no Stripe call (charge.refunded was once looked up)");
-    assert!(deps.store.find_payment(pi).await.unwrap().is_none(), "nothing parked");
+    assert!(deps.store.find_payment(&self::pi(pi)).await.unwrap().is_none(), "nothing parked");
     assert!(metrics.signals().is_empty(), "no alarm");
 }
 

@@ -4,8 +4,8 @@
 //! without the link's secret, and never "paid" before the action is.
 //! (The same pages in a real browser: tests/browser.rs.)
 
+use crate::support::*;
 use visitpay_edge::http::routes::Function;
-use visitpay_tests::*;
 
 /// A browser's `GET` of `path` through the action-status function.
 async fn browse(deps: &TestDeps, path: &str, cookie: Option<&str>) -> lambda_http::Response<lambda_http::Body> {
@@ -55,7 +55,7 @@ async fn the_link_opens_a_page_in_the_visits_language_and_switches() {
     assert!(page.contains(&format!("40,00{NBSP}$")) && page.contains("Services cliniques — facture 1042"));
     assert_eq!(state_of(&page), "open");
     assert!(page.contains(&format!("action=\"{token}/checkout\"")), "a Pay form, no script needed");
-    assert!(page.contains(&action.label), "the clinic's label");
+    assert!(page.contains(action.label()), "the clinic's label");
 
     // Headers every page carries.
     assert_eq!(header(&response, "content-type"), "text/html; charset=utf-8");
@@ -99,12 +99,12 @@ async fn back_from_stripe_the_page_confirms_then_shows_paid() {
     assert!(session_id.starts_with("cs_"), "{location}");
     let requests = serde_json::to_string(&stripe.emulator.requests()).unwrap();
     assert!(!requests.contains(&secret), "the link's secret never reaches Stripe: {requests}");
-    assert!(requests.contains(&format!("/patient/return/{}", action.action_id)), "{requests}");
+    assert!(requests.contains(&format!("/patient/return/{}", action.action_id())), "{requests}");
 
     stripe
         .control(&format!("/test/checkout_sessions/{session_id}/pay"), serde_json::json!({"send_webhooks": false}))
         .await;
-    let back = format!("/patient/return/{}?checkout=success&session_id={session_id}", action.action_id);
+    let back = format!("/patient/return/{}?checkout=success&session_id={session_id}", action.action_id());
     let cookie = format!("visitpay_link={token}");
     let confirming = text(&browse(&deps, &back, Some(&cookie)).await);
     assert_eq!(state_of(&confirming), "confirming", "not paid before the webhook is applied");
@@ -129,7 +129,7 @@ async fn every_ending_is_said_in_words() {
     let stripe = stripe_emulator(None).await;
     let (deps, _clock) = deps_for_payments(std::sync::Arc::new(kit::embedded_store()), &stripe, None);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 4500, "")]).await;
-    visitpay_app::actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
+    visitpay_app::actions::cancel(&deps, &staff("c1"), &clinic("c1"), action.action_id()).await.unwrap();
     let page = text(&browse(&deps, &format!("/patient/actions/{token}?lang=en"), None).await);
     assert_eq!(state_of(&page), "cancelled");
     assert!(page.contains("Contact the clinic") && !page.contains("<form"), "{page}");
@@ -137,7 +137,7 @@ async fn every_ending_is_said_in_words() {
     let answer = press_pay(&deps, &token).await;
     assert_eq!((answer.status().as_u16(), header(&answer, "location")), (303, &*format!("../{token}")));
 
-    let unknown = browse(&deps, &format!("/patient/actions/{}.wrong", action.action_id), None).await;
+    let unknown = browse(&deps, &format!("/patient/actions/{}.wrong", action.action_id()), None).await;
     assert_eq!(unknown.status(), 404);
     assert!(text(&unknown).contains("n’est pas valide"), "a page, not JSON");
     assert_eq!(header(&unknown, "content-type"), "text/html; charset=utf-8");
@@ -156,11 +156,11 @@ async fn reconciles_repair_shows_on_the_page() {
     ));
     let (deps, clock) = deps_for_payments(std::sync::Arc::new(kit::embedded_store()), &stripe, Some(queue.clone()));
     let (action, token) = assigned_action(&deps, "c1", &[("1", 4500, "")]).await;
-    let session_id = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    let session_id = open_checkout(&deps, "c1", action.action_id(), &token).await;
     stripe
         .control(&format!("/test/checkout_sessions/{session_id}/pay"), serde_json::json!({"send_webhooks": false}))
         .await;
-    let back = format!("/patient/return/{}?checkout=success", action.action_id);
+    let back = format!("/patient/return/{}?checkout=success", action.action_id());
     let cookie = format!("visitpay_link={token}");
     assert_eq!(state_of(&text(&browse(&deps, &back, Some(&cookie)).await)), "confirming");
 
@@ -230,16 +230,23 @@ async fn the_receipt_has_what_an_insurer_asks_for() {
         invoice_ids: ids(&["1", "2"]),
         locale: visitpay_domain::Locale::FrCa,
     };
-    let (action, token) =
-        match visitpay_app::actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None)
-            .await
-            .unwrap()
-        {
-            visitpay_app::actions::Assigned::Created { action, patient_url } => {
-                (action, patient_url.rsplit('/').next().unwrap().to_owned())
-            }
-            other => panic!("{other:?}"),
-        };
+    let (action, token) = match visitpay_app::actions::assign(
+        &deps,
+        &staff("c1"),
+        &clinic("c1"),
+        &visit("v1"),
+        request,
+        None,
+        first_answer,
+    )
+    .await
+    .unwrap()
+    {
+        visitpay_app::actions::Assigned::Created { action, patient_url } => {
+            (action, patient_url.rsplit('/').next().unwrap().to_owned())
+        }
+        other => panic!("{other:?}"),
+    };
 
     let early = get(&deps, &format!("/patient/actions/{token}/receipt"), None).await;
     let (status, body) = status_and_json(&early);
@@ -247,14 +254,14 @@ async fn the_receipt_has_what_an_insurer_asks_for() {
     let unpaid_page = text(&browse(&deps, &format!("/patient/actions/{token}/receipt"), None).await);
     assert!(unpaid_page.contains("Pas encore de reçu"), "{unpaid_page}");
 
-    let session_id = open_checkout(&deps, "c1", &action.action_id, &token).await;
+    let session_id = open_checkout(&deps, "c1", action.action_id(), &token).await;
     let paid = stripe.pay(&session_id, "succeeded").await;
     let payment_intent = paid["session"]["payment_intent"].as_str().unwrap().to_owned();
     deliver_all(&deps, &stripe).await;
     let page = text(&browse(&deps, &format!("/patient/actions/{token}"), None).await);
     assert!(page.contains(&format!("href=\"{token}/receipt?lang=fr\"")), "the paid page offers the receipt");
 
-    let number = format!("R-{}", action.action_id.as_str().trim_start_matches("act_").to_ascii_uppercase());
+    let number = format!("R-{}", action.action_id().as_str().trim_start_matches("act_").to_ascii_uppercase());
     let expected = [
         number.as_str(),
         "Clinique Santé Nord inc.",
@@ -285,10 +292,10 @@ async fn the_receipt_has_what_an_insurer_asks_for() {
     assert!(!html.contains("Remboursement"), "no refund yet");
 
     // A refund shows once made; staff get the same receipt, in English on request.
-    visitpay_app::actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, Some(1000)).await.unwrap();
+    visitpay_app::actions::refund(&deps, &staff("c1"), &clinic("c1"), action.action_id(), Some(1000)).await.unwrap();
     deliver_all(&deps, &stripe).await;
     let staff_claims = claims("staff-1", "c1", "staff");
-    let staff_path = format!("/actions/{}/receipt?lang=en&format=pdf", action.action_id);
+    let staff_path = format!("/actions/{}/receipt?lang=en&format=pdf", action.action_id());
     let staff_pdf = get(&deps, &staff_path, Some(&staff_claims)).await;
     let lambda_http::Body::Binary(bytes) = staff_pdf.body() else { panic!("a PDF body") };
     let english = pdf_text(bytes);
@@ -340,7 +347,7 @@ async fn assigned_with(
     deps: &TestDeps,
     settings: visitpay_domain::SettingsInput,
     invoices: Vec<(&str, visitpay_domain::invoice::InvoiceInput)>,
-) -> (visitpay_domain::Action, String) {
+) -> (StoredAction, String) {
     visitpay_app::settings::put(deps, &support(), clinic("c1"), settings).await.unwrap();
     let names: Vec<&str> = invoices.iter().map(|(id, _)| *id).collect();
     for (id, input) in invoices {
@@ -352,7 +359,10 @@ async fn assigned_with(
         invoice_ids: ids(&names),
         locale: visitpay_domain::Locale::FrCa,
     };
-    match visitpay_app::actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None).await.unwrap() {
+    match visitpay_app::actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None, first_answer)
+        .await
+        .unwrap()
+    {
         visitpay_app::actions::Assigned::Created { action, patient_url } => {
             (action, patient_url.rsplit('/').next().unwrap().to_owned())
         }
@@ -361,7 +371,7 @@ async fn assigned_with(
 }
 
 async fn pay_through_stripe(deps: &TestDeps, stripe: &StripeFixture, action: &visitpay_domain::Action, token: &str) {
-    let session = open_checkout(deps, "c1", &action.action_id, token).await;
+    let session = open_checkout(deps, "c1", action.action_id(), token).await;
     stripe.pay(&session, "succeeded").await;
     deliver_all(deps, stripe).await;
 }
@@ -392,7 +402,7 @@ async fn a_paid_receipt_outlasts_the_link(store: DynStore) {
     let pay = visitpay_app::checkout::open(&deps, &token).await;
     assert!(matches!(pay, Err(visitpay_app::AppError::NotFound(_))), "the Pay link ended: {pay:?}");
     let (status, _) = status_and_json(&get(&deps, &format!("/patient/actions/{unpaid_token}"), None).await);
-    assert_eq!(status, 404, "an action never paid is gone with its lifetime ({})", unpaid.action_id);
+    assert_eq!(status, 404, "an action never paid is gone with its lifetime ({})", unpaid.action_id());
 
     // Past the clinic's receipt period the link reaches nothing; staff still do.
     clock.advance(30 * 24 * 3600);
@@ -400,11 +410,11 @@ async fn a_paid_receipt_outlasts_the_link(store: DynStore) {
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("link_not_found")));
     assert_eq!(browse(&deps, &format!("/patient/actions/{token}"), None).await.status(), 404);
     let staff = claims("staff-1", "c1", "staff");
-    assert_eq!(get(&deps, &format!("/actions/{}/receipt", action.action_id), Some(&staff)).await.status(), 200);
+    assert_eq!(get(&deps, &format!("/actions/{}/receipt", action.action_id()), Some(&staff)).await.status(), 200);
 }
 
 /// A second action of the same clinic and patient, on invoice `id`.
-async fn assigned_action_like(deps: &TestDeps, id: &str) -> (visitpay_domain::Action, String) {
+async fn assigned_action_like(deps: &TestDeps, id: &str) -> (StoredAction, String) {
     visitpay_app::invoices::import(deps, &clinic("c1"), &patient("p1"), &ids(&[id])[0], invoice_input(1000, "cad"))
         .await
         .unwrap();
@@ -414,7 +424,10 @@ async fn assigned_action_like(deps: &TestDeps, id: &str) -> (visitpay_domain::Ac
         invoice_ids: ids(&[id]),
         locale: visitpay_domain::Locale::FrCa,
     };
-    match visitpay_app::actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v2"), request, None).await.unwrap() {
+    match visitpay_app::actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v2"), request, None, first_answer)
+        .await
+        .unwrap()
+    {
         visitpay_app::actions::Assigned::Created { action, patient_url } => {
             (action, patient_url.rsplit('/').next().unwrap().to_owned())
         }
@@ -447,7 +460,7 @@ async fn an_issued_receipt_never_changes(store: DynStore) {
     let receipt_path = format!("/patient/actions/{token}/receipt");
     let issued = text(&get(&deps, &receipt_path, None).await);
 
-    visitpay_app::actions::refund(&deps, &staff("c1"), &clinic("c1"), &action.action_id, None).await.unwrap();
+    visitpay_app::actions::refund(&deps, &staff("c1"), &clinic("c1"), action.action_id(), None).await.unwrap();
     deliver_all(&deps, &stripe).await;
     let mut again = invoice_input(4500, "cad");
     again.service_date = "2027-02-02".into();
@@ -496,7 +509,7 @@ async fn dates_are_days_in_the_clinics_time_zone(store: DynStore) {
     assert!(pdf_text(bytes).contains("15 janvier 2027"));
     // The clinic's default zone (Toronto) would say the 16th.
     let toronto = visitpay_domain::ClinicTimeZone::default();
-    assert_eq!(toronto.date_of(action.created_at).day(), 16);
+    assert_eq!(toronto.date_of(action.created_at()).day(), 16);
 }
 
 /// A clinic that serves Stripe Checkout on its own domain: the Pay form's

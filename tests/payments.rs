@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::support::*;
 use serde_json::{json, Value};
 use visitpay_app::{actions, checkout, invoices, AppError};
 use visitpay_devkit::embedded_queue::EmbeddedQueue;
 use visitpay_domain::{ActionStatus, DomainError, InvoiceStatus};
 use visitpay_edge::lambda::consumer::Outcome;
-use visitpay_tests::*;
 
 /// Feeds every event Stripe recorded so far through the consumer.
 
@@ -20,7 +20,7 @@ async fn checkout_then_pay(store: DynStore) {
 
     let link = checkout::open(&deps, &token).await.unwrap();
     assert!(link.url.starts_with(&stripe.base), "{}", link.url);
-    let opened = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
+    let opened = actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap();
     assert_eq!(opened.status(), ActionStatus::CheckoutOpen);
     let session_id = opened.checkout_session_id().unwrap().to_owned();
 
@@ -32,14 +32,14 @@ async fn checkout_then_pay(store: DynStore) {
     let paid = stripe.pay(&session_id, "succeeded").await;
     assert_eq!(paid["session"]["payment_status"], "paid");
     deliver_all(&deps, &stripe).await;
-    let done = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
+    let done = actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap();
     assert_eq!(done.status(), ActionStatus::Paid);
-    assert!(done.payment_intent_id.as_deref().is_some_and(|p| p.starts_with("pi_")));
+    assert!(done.payment_intent_id().is_some_and(|p| p.as_str().starts_with("pi_")));
     assert!(invoice_states(&deps, "c1", "p1").await.iter().all(|(_, s)| *s == InvoiceStatus::Paid));
 
     // Re-delivering every event changes nothing.
     deliver_all(&deps, &stripe).await;
-    assert_eq!(actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap(), done);
+    assert_eq!(actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap(), done);
     let e = checkout::open(&deps, &token).await.unwrap_err();
     assert!(matches!(e, AppError::Domain(DomainError::AlreadyPaid)), "{e:?}");
 }
@@ -67,9 +67,9 @@ async fn concurrent_clicks_open_one_session(store: DynStore) {
         .map(|r| r["idempotency_key"].as_str().unwrap_or("<none>").to_owned())
         .collect();
     assert_eq!(sessions.len(), 1, "one idempotency key, so one session at Stripe: {sessions:?}");
-    let stored = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
-    assert_eq!(stored.checkout.as_ref().and_then(|c| c.url.clone()), urls.into_iter().next());
-    assert_eq!(stored.checkout_attempts, 1);
+    let stored = actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap();
+    assert_eq!(stored.checkout().current().as_ref().and_then(|c| c.url.clone()), urls.into_iter().next());
+    assert_eq!(stored.checkout().attempts(), 1);
 }
 
 async fn an_expired_session_is_replaced(store: DynStore) {
@@ -78,21 +78,21 @@ async fn an_expired_session_is_replaced(store: DynStore) {
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     let first = checkout::open(&deps, &token).await.unwrap();
     let first_id =
-        actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap().checkout_session_id().unwrap().to_owned();
+        actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap().checkout_session_id().unwrap().to_owned();
     let account = visitpay_domain::StripeAccountId::parse(ACCOUNT).unwrap();
     stripe.payments.expire_checkout(&account, &first_id).await.unwrap();
     deliver_all(&deps, &stripe).await;
-    let back = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
+    let back = actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap();
     assert_eq!(back.status(), ActionStatus::Assigned, "the patient may try again");
 
     let second = checkout::open(&deps, &token).await.unwrap();
     assert_ne!(second.url, first.url);
-    let now = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
-    assert_eq!((now.status(), now.checkout_attempts), (ActionStatus::CheckoutOpen, 2));
+    let now = actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap();
+    assert_eq!((now.status(), now.checkout().attempts()), (ActionStatus::CheckoutOpen, 2));
     // The old session's expiry, delivered again, does not touch the new one.
     deliver_all(&deps, &stripe).await;
     assert_eq!(
-        actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap().status(),
+        actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap().status(),
         ActionStatus::CheckoutOpen
     );
 }
@@ -106,7 +106,7 @@ async fn delayed_methods_succeed_or_fail(store: DynStore) {
     ] {
         let (action, token) = assigned_action(&deps, clinic_id, &[("1", 1000, "")]).await;
         checkout::open(&deps, &token).await.unwrap();
-        let session = actions::get(&deps, &clinic(clinic_id), &action.action_id).await.unwrap();
+        let session = actions::get(&deps, &clinic(clinic_id), action.action_id()).await.unwrap();
         let events = stripe.pay(session.checkout_session_id().unwrap(), outcome).await;
         // A debit that clears also has its charge.succeeded.
         let expected = if outcome == "delayed_succeeded" { 3 } else { 2 };
@@ -115,14 +115,14 @@ async fn delayed_methods_succeed_or_fail(store: DynStore) {
         let all = stripe.events().await;
         let mine: Vec<&Value> = all
             .iter()
-            .filter(|e| e["data"]["object"]["metadata"]["visitpay_action_id"] == action.action_id.as_str())
+            .filter(|e| e["data"]["object"]["metadata"]["visitpay_action_id"] == action.action_id().as_str())
             .filter(|e| e["type"].as_str().is_some_and(|t| t.starts_with("checkout.session.")))
             .collect();
         apply_stripe_event(&deps, &mine[0].to_string()).await.unwrap();
-        let mid = actions::get(&deps, &clinic(clinic_id), &action.action_id).await.unwrap();
+        let mid = actions::get(&deps, &clinic(clinic_id), action.action_id()).await.unwrap();
         assert_eq!(mid.status(), ActionStatus::Processing, "{outcome}");
         apply_stripe_event(&deps, &mine[1].to_string()).await.unwrap();
-        let end = actions::get(&deps, &clinic(clinic_id), &action.action_id).await.unwrap();
+        let end = actions::get(&deps, &clinic(clinic_id), action.action_id()).await.unwrap();
         assert_eq!(end.status(), final_status, "{outcome}");
         assert!(invoice_states(&deps, clinic_id, "p1").await.iter().all(|(_, s)| *s == invoice_status), "{outcome}");
     }
@@ -143,8 +143,8 @@ impl Rng {
 }
 
 /// What must not depend on delivery order or repetition.
-fn outcome_of(a: &visitpay_domain::Action) -> (ActionStatus, Option<String>, usize) {
-    (a.status(), a.paid_session_id.clone(), a.late_payments.len())
+fn outcome_of(a: &visitpay_domain::Action) -> (ActionStatus, Option<visitpay_domain::SessionId>, usize) {
+    (a.status(), a.payment().map(|p| p.session_id.clone()), a.late().payments().len())
 }
 
 /// Each scenario's events, delivered 1 to 3 times each in random order,
@@ -171,17 +171,17 @@ async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) 
                     actions::get(&deps, &clinic(&c), &id).await.unwrap().checkout_session_id().unwrap().to_owned()
                 };
                 checkout::open(&deps, &token).await.unwrap();
-                let first = session(deps.clone(), action.action_id.clone(), clinic_id.clone()).await;
+                let first = session(deps.clone(), action.action_id().clone(), clinic_id.clone()).await;
                 match scenario {
                     "expired_then_paid" => {
                         let account = visitpay_domain::StripeAccountId::parse(ACCOUNT).unwrap();
                         stripe.payments.expire_checkout(&account, &first).await.unwrap();
                         // The expiry is learnt before the next click (in both runs).
-                        for e in events_of(&stripe, &action.action_id).await {
+                        for e in events_of(&stripe, action.action_id()).await {
                             apply_stripe_event(&deps, &e).await.unwrap();
                         }
                         checkout::open(&deps, &token).await.unwrap();
-                        let second = session(deps.clone(), action.action_id.clone(), clinic_id.clone()).await;
+                        let second = session(deps.clone(), action.action_id().clone(), clinic_id.clone()).await;
                         stripe.pay(&second, "succeeded").await;
                     }
                     "cancel_then_paid" => {
@@ -189,7 +189,7 @@ async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) 
                         // as the payment went through): the payment must be kept and flagged.
                         let mut racing = deps.clone();
                         racing.payments = Arc::new(RacingExpire(stripe.payments.clone()));
-                        actions::cancel(&racing, &staff(clinic_id), &clinic(clinic_id), &action.action_id)
+                        actions::cancel(&racing, &staff(clinic_id), &clinic(clinic_id), action.action_id())
                             .await
                             .unwrap();
                         stripe.pay(&first, "succeeded").await;
@@ -197,7 +197,7 @@ async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) 
                     "refunded_in_dashboard" => {
                         // Two refunds made in Stripe's dashboard: their events may come first.
                         stripe.pay(&first, "succeeded").await;
-                        let pi = payment_intent_of(&stripe, &action.action_id).await;
+                        let pi = payment_intent_of(&stripe, action.action_id()).await;
                         stripe.dashboard_refund(&pi, Some(100)).await;
                         stripe.dashboard_refund(&pi, Some(200)).await;
                     }
@@ -205,9 +205,9 @@ async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) 
                         stripe.pay(&first, outcome).await;
                     }
                 }
-                let mut events = events_of(&stripe, &action.action_id).await;
+                let mut events = events_of(&stripe, action.action_id()).await;
                 if scenario == "refunded_in_dashboard" {
-                    let pi = payment_intent_of(&stripe, &action.action_id).await;
+                    let pi = payment_intent_of(&stripe, action.action_id()).await;
                     let charges = stripe.events().await.into_iter().filter(|e| {
                         e["type"] == "charge.refunded" && e["data"]["object"]["payment_intent"] == pi.as_str()
                     });
@@ -241,12 +241,12 @@ async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) 
                     let outcome = apply_stripe_event(&deps, body).await.unwrap();
                     assert!(!matches!(outcome, Outcome::Ignored(_)), "{outcome:?}");
                 }
-                let end = actions::get(&deps, &clinic(clinic_id), &action.action_id).await.unwrap();
+                let end = actions::get(&deps, &clinic(clinic_id), action.action_id()).await.unwrap();
                 finals.push((
                     outcome_of(&end).0,
-                    end.paid_session_id.is_some(),
-                    end.late_payments.len(),
-                    end.refunded_amount,
+                    end.payment().is_some(),
+                    end.late().payments().len(),
+                    end.refunded().amount,
                     invoice_states(&deps, clinic_id, "p1").await,
                 ));
             }
@@ -314,7 +314,7 @@ async fn nothing_phi_like_reaches_stripe(store: DynStore) {
         locale: visitpay_domain::Locale::EnCa,
     };
     let actions::Assigned::Created { patient_url, .. } =
-        actions::assign(&deps, &staff("c2"), &clinic("c2"), &visit("v1"), request, None).await.unwrap()
+        actions::assign(&deps, &staff("c2"), &clinic("c2"), &visit("v1"), request, None, first_answer).await.unwrap()
     else {
         panic!()
     };
@@ -332,12 +332,12 @@ on_both_stores!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn property_on_the_embedded_store() {
-    any_order_any_repetition_same_final_state(Arc::new(visitpay_tests::kit::embedded_store()), 12).await;
+    any_order_any_repetition_same_final_state(Arc::new(crate::support::kit::embedded_store()), 12).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn property_on_dynamodb() {
-    let store = visitpay_tests::kit::dynamodb_store("property").await;
+    let store = crate::support::kit::dynamodb_store("property").await;
     any_order_any_repetition_same_final_state(Arc::new(store), 2).await;
 }
 
@@ -352,13 +352,13 @@ async fn stripes_fixture_session_is_applied() {
     };
     let fixtures: Value = serde_json::from_str(&text).unwrap();
     let stripe = stripe_emulator(None).await;
-    let (deps, _clock) = deps_for_payments(Arc::new(visitpay_tests::kit::embedded_store()), &stripe, None);
+    let (deps, _clock) = deps_for_payments(Arc::new(crate::support::kit::embedded_store()), &stripe, None);
     let (action, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
     checkout::open(&deps, &token).await.unwrap();
 
     let mut session = fixtures["resources"]["checkout.session"].clone();
-    session["metadata"] = json!({"visitpay_action_id": action.action_id.as_str(), "visitpay_clinic_id": "c1"});
-    session["client_reference_id"] = json!(action.action_id.as_str());
+    session["metadata"] = json!({"visitpay_action_id": action.action_id().as_str(), "visitpay_clinic_id": "c1"});
+    session["client_reference_id"] = json!(action.action_id().as_str());
     session["status"] = json!("complete");
     session["payment_status"] = json!("paid");
     // What Stripe would say it charged for this action.
@@ -368,9 +368,9 @@ async fn stripes_fixture_session_is_applied() {
     event["account"] = json!(ACCOUNT);
     event["data"] = json!({ "object": session });
     assert_eq!(apply_stripe_event(&deps, &event.to_string()).await.unwrap(), Outcome::Applied);
-    let paid = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
+    let paid = actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap();
     assert_eq!(paid.status(), ActionStatus::Paid);
-    assert_eq!(paid.history.last().unwrap().actor, format!("stripe:{}", event["id"].as_str().unwrap()));
+    assert_eq!(paid.history().entries().last().unwrap().actor, format!("stripe:{}", event["id"].as_str().unwrap()));
 
     // The same session completed on another connected account is not this
     // action's payment, nor this clinic's money: recorded apart (with its
@@ -380,18 +380,18 @@ async fn stripes_fixture_session_is_applied() {
     session["id"] = json!("cs_test_other_account");
     event["data"] = json!({ "object": session });
     assert_eq!(apply_stripe_event(&deps, &event.to_string()).await.unwrap(), Outcome::Stray);
-    assert_eq!(actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap(), paid);
-    let stray = deps.store.find_stray_payment("cs_test_other_account").await.unwrap().unwrap();
+    assert_eq!(actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap(), paid);
+    let stray = deps.store.find_stray_payment(&sid("cs_test_other_account")).await.unwrap().unwrap();
     assert_eq!(
         (stray.account.as_deref(), stray.amount, &stray.action_id, stray.reason.contains("acct_1SomeoneElse")),
-        (Some("acct_1SomeoneElse"), Some(1000), &action.action_id, true)
+        (Some("acct_1SomeoneElse"), Some(1000), action.action_id(), true)
     );
     assert_eq!(apply_stripe_event(&deps, &event.to_string()).await.unwrap(), Outcome::Unchanged, "recorded once");
     // An expiry from that account is not about this action at all.
     event["type"] = json!("checkout.session.expired");
     event["id"] = json!("evt_other_account_expired");
     assert!(matches!(apply_stripe_event(&deps, &event.to_string()).await.unwrap(), Outcome::Ignored(_)));
-    assert_eq!(actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap(), paid);
+    assert_eq!(actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap(), paid);
 }
 
 /// The verifier agrees with Stripe's official library (signatures made by
@@ -402,8 +402,8 @@ async fn webhook_signatures_match_stripes_library() {
     let path = std::env::var("VISITPAY_STRIPE_SIGNATURES")
         .expect("VISITPAY_STRIPE_SIGNATURES is not set: run the tests with scripts/test");
     let cases: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let (mut deps, _) = visitpay_tests::kit::deps_with(Arc::new(visitpay_tests::kit::embedded_store()));
-    deps.clock = Arc::new(visitpay_tests::kit::FixedClock::at_unix(cases["now"].as_i64().unwrap()));
+    let (mut deps, _) = crate::support::kit::deps_with(Arc::new(crate::support::kit::embedded_store()));
+    deps.clock = Arc::new(crate::support::kit::FixedClock::at_unix(cases["now"].as_i64().unwrap()));
     deps.config.webhook_secrets = vec![cases["secret"].as_str().unwrap().to_owned().into()];
     let queue = Arc::new(EmbeddedQueue::new(3, std::time::Duration::from_millis(10)));
     deps.queue = queue.clone();
@@ -445,7 +445,7 @@ async fn webhook_signatures_match_stripes_library() {
 /// overflow: a debug build (as these tests are) would panic on `now - t`.
 #[tokio::test]
 async fn extreme_signature_timestamps_are_stale_not_a_crash() {
-    let (deps, _) = visitpay_tests::kit::deps_with(Arc::new(visitpay_tests::kit::embedded_store()));
+    let (deps, _) = crate::support::kit::deps_with(Arc::new(crate::support::kit::embedded_store()));
     for t in ["-9223372036854775808", "9223372036854775807"] {
         let mut event: Value = serde_json::from_str(include_str!("../events/stripe-webhook.json")).unwrap();
         event["headers"]["stripe-signature"] =
@@ -453,7 +453,7 @@ async fn extreme_signature_timestamps_are_stale_not_a_crash() {
         let request = lambda_http::request::from_str(&event.to_string()).unwrap();
         let response =
             visitpay_edge::http::handle(&deps, visitpay_edge::http::routes::Function::StripeWebhook, request).await;
-        let (status, body) = visitpay_tests::status_and_json(&response);
+        let (status, body) = crate::support::status_and_json(&response);
         assert_eq!((status, body["error"]["code"].as_str()), (400, Some("stale_signature")), "t={t}");
     }
 }

@@ -21,13 +21,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::support::*;
 use serde_json::{json, Value};
 use visitpay_app::ports::{EventQueue, PaymentsError, QueueMessage};
 use visitpay_app::reconcile::{self, ReconcileConfig};
 use visitpay_app::{actions, checkout, invoices, AppError};
 use visitpay_devkit::embedded_queue::EmbeddedQueue;
 use visitpay_domain::{Action, ActionId, ActionStatus, InvoiceStatus};
-use visitpay_tests::*;
 
 /// splitmix64: small, fast, and the same sequence for the same seed everywhere.
 struct Rng(u64);
@@ -64,7 +64,7 @@ struct World {
     actions: Vec<(String, ActionId, String)>,
     next_invoice: u32,
     /// Sessions visitpay handed out, by action.
-    ours: BTreeMap<String, Vec<String>>,
+    ours: BTreeMap<String, Vec<visitpay_domain::SessionId>>,
     log: Vec<String>,
 }
 
@@ -87,11 +87,11 @@ impl World {
         }
     }
 
-    async fn action(&self, clinic: &str, id: &ActionId) -> Action {
+    async fn action(&self, clinic: &str, id: &ActionId) -> StoredAction {
         action_of(&self.deps, clinic, id).await
     }
 
-    async fn all_actions(&self) -> Vec<Action> {
+    async fn all_actions(&self) -> Vec<StoredAction> {
         let mut all = Vec::new();
         for (c, id, _) in &self.actions {
             all.push(self.action(c, id).await);
@@ -99,9 +99,9 @@ impl World {
         all
     }
 
-    async fn pick_action(&mut self, want: impl Fn(&Action) -> bool) -> Option<Action> {
+    async fn pick_action(&mut self, want: impl Fn(&Action) -> bool) -> Option<StoredAction> {
         let all = self.all_actions().await;
-        let fitting: Vec<Action> = all.into_iter().filter(|a| want(a)).collect();
+        let fitting: Vec<StoredAction> = all.into_iter().filter(|a| want(a)).collect();
         self.rng.pick(&fitting).cloned()
     }
 
@@ -138,25 +138,26 @@ impl World {
             invoice_ids: ids(&list),
             locale: visitpay_domain::Locale::FrCa,
         };
-        let assigned = actions::assign(&self.deps, &staff(c), &clinic(c), &visit("v1"), request, None).await;
+        let assigned =
+            actions::assign(&self.deps, &staff(c), &clinic(c), &visit("v1"), request, None, first_answer).await;
         if let Some(actions::Assigned::Created { action, patient_url }) = self.expected("assign", assigned) {
             let token = patient_url.rsplit('/').next().unwrap().to_owned();
-            self.log.push(format!("assign {} {list:?} = {}", action.action_id, action.amount));
-            self.actions.push((c.to_owned(), action.action_id, token));
+            self.log.push(format!("assign {} {list:?} = {}", action.action_id(), action.total().amount));
+            self.actions.push((c.to_owned(), action.action_id().clone(), token));
         }
     }
 
     async fn open(&mut self) {
         let Some(a) = self.pick_action(|a| a.status().is_live()).await else { return };
-        let token = self.token_of(&a.action_id);
+        let token = self.token_of(a.action_id());
         let opened = checkout::open(&self.deps, &token).await;
         self.log.push(format!(
             "open {} -> {:?}",
-            a.action_id,
+            a.action_id(),
             opened.as_ref().map(|l| l.session_id.clone()).map_err(|e| e.to_string())
         ));
         if let Some(link) = self.expected("open", opened) {
-            let ours = self.ours.entry(a.action_id.to_string()).or_default();
+            let ours = self.ours.entry(a.action_id().to_string()).or_default();
             if !ours.contains(&link.session_id) {
                 ours.push(link.session_id);
             }
@@ -181,31 +182,32 @@ impl World {
     /// crashed), or one for another amount carrying its metadata.
     async fn stray(&mut self) {
         let Some(a) = self.pick_action(|a| a.status().is_live()).await else { return };
-        let amount = if self.rng.chance(50) { a.amount } else { 50 + 50 * self.rng.below(10) as i64 };
+        let amount = if self.rng.chance(50) { a.total().amount } else { 50 + 50 * self.rng.below(10) as i64 };
         let id = session_at_stripe(&self.stripe, ACCOUNT, &a, amount).await;
-        self.log.push(format!("stray session {id} for {} ({amount})", a.action_id));
+        self.log.push(format!("stray session {id} for {} ({amount})", a.action_id()));
     }
 
     async fn cancel(&mut self) {
         let Some(a) = self.pick_action(|a| a.status().is_live()).await else { return };
-        let c = a.clinic_id.to_string();
-        let done = actions::cancel(&self.deps, &staff(&c), &clinic(&c), &a.action_id).await;
+        let c = a.clinic_id().to_string();
+        let done = actions::cancel(&self.deps, &staff(&c), &clinic(&c), a.action_id()).await;
         self.log.push(format!(
             "cancel {} -> {:?}",
-            a.action_id,
+            a.action_id(),
             done.as_ref().map(|a| a.status()).map_err(|e| e.to_string())
         ));
         self.expected("cancel", done);
     }
 
     async fn staff_refund(&mut self) {
-        let Some(a) = self.pick_action(|a| a.refundable() > 0).await else { return };
-        let c = a.clinic_id.to_string();
-        let amount = if self.rng.chance(40) { None } else { Some(1 + self.rng.below(a.refundable() as usize) as i64) };
-        let done = actions::refund(&self.deps, &staff(&c), &clinic(&c), &a.action_id, amount).await;
+        let Some(a) = self.pick_action(|a| a.refundable().amount > 0).await else { return };
+        let c = a.clinic_id().to_string();
+        let amount =
+            if self.rng.chance(40) { None } else { Some(1 + self.rng.below(a.refundable().amount as usize) as i64) };
+        let done = actions::refund(&self.deps, &staff(&c), &clinic(&c), a.action_id(), amount).await;
         self.log.push(format!(
             "refund {} {amount:?} -> {:?}",
-            a.action_id,
+            a.action_id(),
             done.as_ref().map(|a| a.status()).map_err(|e| e.to_string())
         ));
         self.expected("refund", done);
@@ -479,7 +481,8 @@ impl World {
             .map(|s| s["id"].as_str().unwrap().to_owned())
             .collect();
         for (action, sessions) in &self.ours {
-            let payable: Vec<&String> = sessions.iter().filter(|s| open.contains(*s)).collect();
+            let payable: Vec<&visitpay_domain::SessionId> =
+                sessions.iter().filter(|s| open.iter().any(|o| *s == o.as_str())).collect();
             if payable.len() > 1 {
                 self.fail(format!("action {action} has {} payable sessions at once: {payable:?}", payable.len()));
             }
@@ -488,30 +491,31 @@ impl World {
 
     async fn check_invariants(&self) {
         let all = self.all_actions().await;
-        let by_id: BTreeMap<String, &Action> = all.iter().map(|a| (a.action_id.to_string(), a)).collect();
+        let by_id: BTreeMap<String, &Action> = all.iter().map(|a| (a.action_id().to_string(), &a.value)).collect();
         let paid_family = |a: &Action| {
             matches!(a.status(), ActionStatus::Paid | ActionStatus::PartiallyRefunded | ActionStatus::Refunded)
         };
 
         // Money: what Stripe holds is what each action shows.
         for a in &all {
-            if let Some(pi) = &a.payment_intent_id {
-                let held = self.held_at_stripe(pi).await;
-                if held != a.kept_amount() {
+            if let Some(pi) = a.payment_intent_id() {
+                let held = self.held_at_stripe(pi.as_str()).await;
+                if held != a.kept().amount {
                     self.fail(format!(
                         "{}: Stripe holds {held} of its payment, the action shows {} kept ({a:?})",
-                        a.action_id,
-                        a.kept_amount()
+                        a.action_id(),
+                        a.kept().amount
                     ));
                 }
             }
-            for late in &a.late_payments {
+            for late in a.late().payments() {
                 let Some(pi) = &late.payment_intent else { continue };
-                let held = self.held_at_stripe(pi).await;
-                if (held > 0) != !late.refunded {
+                let held = self.held_at_stripe(pi.as_str()).await;
+                if (held > 0) == late.refunded {
                     self.fail(format!(
                         "{}: late payment {pi}: Stripe holds {held}, flagged {}",
-                        a.action_id, !late.refunded
+                        a.action_id(),
+                        !late.refunded
                     ));
                 }
             }
@@ -522,8 +526,8 @@ impl World {
             let a = by_id.get(action).unwrap_or_else(|| self.fail(format!("a session for an unknown action {action}")));
             if s["payment_status"] == "paid" {
                 let pi = s["payment_intent"].as_str().unwrap();
-                let own = a.payment_intent_id.as_deref() == Some(pi) && paid_family(a);
-                let flagged = a.late_payments.iter().any(|p| p.payment_intent.as_deref() == Some(pi));
+                let own = a.payment_intent_id().is_some_and(|p| p == pi) && paid_family(a);
+                let flagged = a.late().payments().iter().any(|p| p.payment_intent.as_ref().is_some_and(|p| p == pi));
                 if !own && !flagged {
                     self.fail(format!("{action}: payment {pi} is neither its own nor flagged ({a:?})"));
                 }
@@ -537,17 +541,22 @@ impl World {
             let list = invoices::list(&self.deps, &clinic(c), &patient("p1"), None).await.unwrap();
             for invoice in list {
                 let id = &invoice.invoice_id;
-                let listing: Vec<&Action> = all.iter().filter(|a| a.invoice_ids().any(|i| i == id)).collect();
+                let listing: Vec<&Action> =
+                    all.iter().map(|a| &a.value).filter(|a| a.invoice_ids().any(|i| i == id)).collect();
                 let live: Vec<_> = listing.iter().filter(|a| a.status().is_live()).collect();
                 if live.len() > 1 {
                     self.fail(format!("invoice {id} is held by {} live actions", live.len()));
                 }
                 let keeping: Vec<_> = listing
                     .iter()
-                    .filter(|a| paid_family(a) && a.refunded_amount < a.amount && !a.collected_elsewhere.contains(id))
+                    .filter(|a| {
+                        paid_family(a)
+                            && a.refunded().amount < a.total().amount
+                            && !a.late().collected_elsewhere().contains(id)
+                    })
                     .collect();
                 if keeping.len() > 1 {
-                    let which: Vec<String> = keeping.iter().map(|a| a.action_id.to_string()).collect();
+                    let which: Vec<String> = keeping.iter().map(|a| a.action_id().to_string()).collect();
                     self.fail(format!("invoice {id} is paid by {which:?}"));
                 }
                 match invoice.status() {
@@ -571,7 +580,7 @@ impl World {
                     }
                     InvoiceStatus::Unprocessed | InvoiceStatus::Selected => {
                         if let Some(a) = keeping.first() {
-                            self.fail(format!("invoice {id} is owed although {} keeps its payment", a.action_id));
+                            self.fail(format!("invoice {id} is owed although {} keeps its payment", a.action_id()));
                         }
                     }
                 }
@@ -662,7 +671,7 @@ async fn the_lifecycle_keeps_its_invariants_under_any_interleaving(store: DynSto
         count(ActionStatus::Expired),
         count(ActionStatus::Failed),
         all.iter().filter(|a| a.refund_needed()).count(),
-        all.iter().filter(|a| !a.disputes.is_empty()).count(),
+        all.iter().filter(|a| !a.disputes().records().is_empty()).count(),
     );
 }
 

@@ -4,16 +4,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use visitpay_app::actions;
 use visitpay_app::ports::EventQueue;
 use visitpay_aws::sqs::SqsQueue;
 use visitpay_devkit::setup::{ensure_queue, poll};
 use visitpay_domain::ActionStatus;
 use visitpay_edge::lambda::consumer;
-use visitpay_tests::*;
 
 async fn sqs_client() -> aws_sdk_sqs::Client {
-    let endpoint = std::env::var(visitpay_tests::kit::DYNAMODB_ENDPOINT_ENV)
+    let endpoint = std::env::var(crate::support::kit::DYNAMODB_ENDPOINT_ENV)
         .expect("VISITPAY_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts moto");
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -45,9 +45,9 @@ async fn a_webhook_travels_through_sqs_to_the_consumer() {
     let client = sqs_client().await;
     let url = ensure_queue(&client, &unique("events"), 3, 1).await.unwrap();
     let queue = SqsQueue::new(client, url);
-    let store = Arc::new(visitpay_tests::kit::dynamodb_store("sqs-flow").await);
-    let (mut deps, _) = visitpay_tests::kit::deps_with(store);
-    deps.clock = Arc::new(visitpay_tests::kit::FixedClock::at_unix(time::OffsetDateTime::now_utc().unix_timestamp()));
+    let store = Arc::new(crate::support::kit::dynamodb_store("sqs-flow").await);
+    let (mut deps, _) = crate::support::kit::deps_with(store);
+    deps.clock = Arc::new(crate::support::kit::FixedClock::at_unix(time::OffsetDateTime::now_utc().unix_timestamp()));
     deps.queue = Arc::new(queue.clone());
     let (action, _token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
 
@@ -55,7 +55,7 @@ async fn a_webhook_travels_through_sqs_to_the_consumer() {
         "id": "evt_sqs_1", "object": "event", "type": "checkout.session.completed", "account": ACCOUNT,
         "data": {"object": {"id": "cs_test_sqs", "object": "checkout.session", "payment_status": "paid",
             "mode": "payment", "amount_total": 1000, "currency": "cad",
-            "payment_intent": "pi_sqs", "metadata": {"visitpay_action_id": action.action_id.as_str(), "visitpay_clinic_id": "c1"}}}
+            "payment_intent": "pi_sqs", "metadata": {"visitpay_action_id": action.action_id().as_str(), "visitpay_clinic_id": "c1"}}}
     })
     .to_string();
     let now = deps.clock.now().unix_timestamp();
@@ -70,7 +70,7 @@ async fn a_webhook_travels_through_sqs_to_the_consumer() {
         poll(&q, "arn:aws:sqs:us-east-1:123456789012:events", |e| consumer::handle(&consumer, e)).await
     });
     wait_for("the action to be paid", || async {
-        actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap().status() == ActionStatus::Paid
+        actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap().status() == ActionStatus::Paid
     })
     .await;
     wait_for("the queue to drain", || async {
@@ -87,8 +87,12 @@ async fn a_webhook_travels_through_sqs_to_the_consumer() {
     })
     .await;
     worker.abort();
-    let paid = actions::get(&deps, &clinic("c1"), &action.action_id).await.unwrap();
-    assert_eq!(paid.history.iter().filter(|h| h.to == ActionStatus::Paid).count(), 1, "applied exactly once");
+    let paid = actions::get(&deps, &clinic("c1"), action.action_id()).await.unwrap();
+    assert_eq!(
+        paid.history().entries().iter().filter(|h| h.to == ActionStatus::Paid).count(),
+        1,
+        "applied exactly once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -97,7 +101,7 @@ async fn a_poison_message_ends_in_the_dead_letter_queue() {
     let name = unique("poison");
     let url = ensure_queue(&client, &name, 2, 1).await.unwrap();
     let queue = SqsQueue::new(client.clone(), url);
-    let (deps, _) = visitpay_tests::kit::deps_with(Arc::new(visitpay_tests::kit::embedded_store()));
+    let (deps, _) = crate::support::kit::deps_with(Arc::new(crate::support::kit::embedded_store()));
     queue.enqueue(&queued_stripe_event("evt_poison", "checkout.session.completed", "{not json".into())).await.unwrap();
     let consumer = deps.clone();
     let q = queue.clone();
@@ -140,7 +144,7 @@ async fn an_event_larger_than_the_queue_takes_is_413_on_every_queue() {
         ("sqs", Arc::new(SqsQueue::new(client.clone(), url.clone()))),
     ];
     for (name, queue) in queues {
-        let (mut deps, _) = visitpay_tests::kit::deps_with(Arc::new(visitpay_tests::kit::embedded_store()));
+        let (mut deps, _) = crate::support::kit::deps_with(Arc::new(crate::support::kit::embedded_store()));
         deps.queue = queue;
         let (status, _) = deliver(&deps, &event_of_size(MAX_MESSAGE_BYTES - 200)).await;
         assert_eq!(status, 200, "{name}: an event that fits with its attributes is queued");

@@ -7,6 +7,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use crate::support::kit::{dynamodb_store, moto_endpoint};
+use crate::support::*;
 use serde_json::{json, Value};
 use visitpay_app::actions;
 use visitpay_app::ports::Store;
@@ -14,8 +16,6 @@ use visitpay_aws::dynamodb::DynamoStore;
 use visitpay_aws::eventbridge::EventBridgeBus;
 use visitpay_domain::{ActionStatus, ACTION_CHANGED, EVENT_SOURCE};
 use visitpay_local::stream_mapping::StreamMapping;
-use visitpay_tests::kit::{dynamodb_store, moto_endpoint};
-use visitpay_tests::*;
 
 async fn sdk() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -104,13 +104,13 @@ fn deduplicated(events: &[Value]) -> Vec<Value> {
 }
 
 /// assign → checkout → paid → partial refund → refund; the action at the end.
-async fn scripted_payment(deps: &TestDeps, stripe: &StripeFixture) -> visitpay_domain::Action {
+async fn scripted_payment(deps: &TestDeps, stripe: &StripeFixture) -> StoredAction {
     let paid = paid_action(deps, stripe, "c1", &[("1", 3000, ""), ("2", 1500, "")]).await;
-    actions::refund(deps, &staff("c1"), &clinic("c1"), &paid.action_id, Some(1000)).await.unwrap();
+    actions::refund(deps, &staff("c1"), &clinic("c1"), paid.action_id(), Some(1000)).await.unwrap();
     deliver_all(deps, stripe).await;
-    actions::refund(deps, &staff("c1"), &clinic("c1"), &paid.action_id, None).await.unwrap();
+    actions::refund(deps, &staff("c1"), &clinic("c1"), paid.action_id(), None).await.unwrap();
     deliver_all(deps, stripe).await;
-    let done = action_of(deps, "c1", &paid.action_id).await;
+    let done = action_of(deps, "c1", paid.action_id()).await;
     assert_eq!(done.status(), ActionStatus::Refunded);
     done
 }
@@ -193,7 +193,7 @@ async fn the_emr_receives_exactly_the_actions_transitions_in_order_once_each() {
     // (A charge's payment method is written to the paid action without a
     // change anyone watching sees: no event.)
     let history: Vec<String> =
-        done.history.iter().filter(|h| h.from != Some(h.to)).map(|h| format!("{:?}", h.to)).collect();
+        done.history().entries().iter().filter(|h| h.from != Some(h.to)).map(|h| format!("{:?}", h.to)).collect();
     let statuses: Vec<String> = events
         .iter()
         .map(|d| format!("{:?}", serde_json::from_value::<ActionStatus>(d["status"].clone()).unwrap()))
@@ -205,7 +205,7 @@ async fn the_emr_receives_exactly_the_actions_transitions_in_order_once_each() {
     for d in &events {
         assert_eq!(
             (d["action_id"].as_str(), d["clinic_id"].as_str(), d["amount"].as_i64()),
-            (Some(done.action_id.as_str()), Some("c1"), Some(4500))
+            (Some(done.action_id().as_str()), Some("c1"), Some(4500))
         );
     }
 }

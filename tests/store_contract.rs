@@ -1,14 +1,24 @@
 //! The store contract: what every `Store` adapter must do. Each case runs on
 //! the embedded store and on DynamoDB (moto), so the laptop run behaves as AWS.
 
+use crate::support::*;
 use time::OffsetDateTime;
-use visitpay_app::ports::{Expect, IdempotencyRecord, StoreError, Write};
-use visitpay_domain::action::{InvoiceEffect, NewAction};
+use visitpay_app::ports::{Expect, IdempotencyRecord, StoreError, Stored, Write};
+use visitpay_domain::action::{NewAction, Terms};
 use visitpay_domain::{
-    Action, ActionId, Actor, Currency, Invoice, LineItemText, Locale, Money, PaymentSettings, StripeAccountId, UserId,
+    Action, ActionId, Actor, Currency, Invoice, InvoiceEffect, LineItemText, Locale, Money, PaymentIntentId,
+    PaymentSettings, RefundId, StripeAccountId, UserId,
 };
 use visitpay_domain::{ChargeChange, ParkedEvent, PaymentRef};
-use visitpay_tests::*;
+
+/// A value as the store should hold it after `version` writes.
+fn at_version<T>(value: T, version: u64) -> Option<Stored<T>> {
+    Some(Stored { value, version })
+}
+
+fn pi(s: &str) -> PaymentIntentId {
+    PaymentIntentId::parse(s).unwrap()
+}
 
 fn at(secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()
@@ -30,16 +40,23 @@ fn action(c: &str, v: &str, id: &str, created: i64) -> Action {
             lines: ids(&["1", "2"])
                 .into_iter()
                 .zip([4000, 2000])
-                .map(|(invoice_id, amount)| visitpay_domain::ActionLine::new(invoice_id, amount))
+                .map(|(invoice_id, amount)| {
+                    visitpay_domain::ActionLine::new(
+                        invoice_id,
+                        Money::new(amount, Currency::parse("cad").unwrap()).unwrap(),
+                    )
+                })
                 .collect(),
             total: Money::new(6000, Currency::parse("cad").unwrap()).unwrap(),
             token_hash: format!("hash-{id}"),
             expires_at: at(3600),
-            stripe_account_id: StripeAccountId::parse("acct_1Test").unwrap(),
-            checkout_ttl_minutes: 60,
-            line_item_text: LineItemText::Generic,
-            receipt_issuer: Default::default(),
-            time_zone: Default::default(),
+            terms: Terms {
+                stripe_account_id: StripeAccountId::parse("acct_1Test").unwrap(),
+                checkout_ttl_minutes: 60,
+                line_item_text: LineItemText::Generic,
+                receipt_issuer: Some(Default::default()),
+                time_zone: Some(Default::default()),
+            },
         },
         at(created),
         &Actor::Staff(UserId::parse("u1").unwrap()),
@@ -70,7 +87,8 @@ async fn invoice_writes_are_conditional(store: DynStore) {
     let missing = invoice("c1", "p1", "9999", 1);
     let r = store.commit(vec![Write::Invoice { invoice: missing, expect: Expect::Version(1) }]).await;
     assert!(matches!(r, Err(StoreError::Conflict)), "a version cannot match an absent item: {r:?}");
-    assert_eq!(store.get_invoice(&clinic("c1"), &patient("p1"), &ids(&["1042"])[0]).await.unwrap(), Some(selected));
+    let read = store.get_invoice(&clinic("c1"), &patient("p1"), &ids(&["1042"])[0]).await.unwrap();
+    assert_eq!(read, at_version(selected, 2), "the store counts each write of an item");
 }
 
 async fn invoices_are_listed_per_patient_in_order(store: DynStore) {
@@ -106,7 +124,7 @@ async fn commit_is_all_or_nothing(store: DynStore) {
     assert!(matches!(r, Err(StoreError::Conflict)), "{r:?}");
     assert_eq!(store.get_invoice(&clinic("c1"), &patient("p1"), &b.invoice_id).await.unwrap(), None);
     assert_eq!(store.get_action(&clinic("c1"), &ActionId::parse("act_1").unwrap()).await.unwrap(), None);
-    assert_eq!(store.get_invoice(&clinic("c1"), &patient("p1"), &a.invoice_id).await.unwrap(), Some(a));
+    assert_eq!(store.get_invoice(&clinic("c1"), &patient("p1"), &a.invoice_id).await.unwrap(), at_version(a, 1));
 }
 
 async fn actions_and_idempotency_round_trip(store: DynStore) {
@@ -115,8 +133,7 @@ async fn actions_and_idempotency_round_trip(store: DynStore) {
         clinic_id: clinic("c1"),
         key: "key-1".into(),
         request_hash: "h".into(),
-        action_id: act.action_id.clone(),
-        status: 201,
+        action_id: act.action_id().clone(),
         response: r#"{"action_id":"act_1"}"#.into(),
         expires_at: at(86400),
     };
@@ -124,11 +141,11 @@ async fn actions_and_idempotency_round_trip(store: DynStore) {
         .commit(vec![Write::Action { action: act.clone(), expect: Expect::Absent }, Write::Idempotency(record.clone())])
         .await
         .unwrap();
-    assert_eq!(store.get_action(&clinic("c1"), &act.action_id).await.unwrap(), Some(act.clone()));
-    assert_eq!(store.get_action(&clinic("c2"), &act.action_id).await.unwrap(), None, "another clinic sees nothing");
+    assert_eq!(store.get_action(&clinic("c1"), act.action_id()).await.unwrap(), at_version(act.clone(), 1));
+    assert_eq!(store.get_action(&clinic("c2"), act.action_id()).await.unwrap(), None, "another clinic sees nothing");
     assert_eq!(
-        store.find_action(&act.action_id).await.unwrap(),
-        Some(act.clone()),
+        store.find_action(act.action_id()).await.unwrap(),
+        at_version(act.clone(), 1),
         "by id alone, for the patient link"
     );
     assert_eq!(store.find_action(&ActionId::parse("act_9").unwrap()).await.unwrap(), None);
@@ -145,7 +162,9 @@ async fn actions_and_idempotency_round_trip(store: DynStore) {
         .unwrap()
         .action;
     store.commit(vec![Write::Action { action: cancelled.clone(), expect: Expect::Version(1) }]).await.unwrap();
-    assert_eq!(store.get_action(&clinic("c1"), &act.action_id).await.unwrap(), Some(cancelled));
+    assert_eq!(store.get_action(&clinic("c1"), act.action_id()).await.unwrap(), at_version(cancelled.clone(), 2));
+    let stale = store.commit(vec![Write::Action { action: cancelled, expect: Expect::Version(1) }]).await;
+    assert!(matches!(stale, Err(StoreError::Conflict)), "the version moved on: {stale:?}");
 }
 
 async fn visit_actions_are_scoped_and_ordered(store: DynStore) {
@@ -160,7 +179,7 @@ async fn visit_actions_are_scoped_and_ordered(store: DynStore) {
     .collect();
     store.commit(writes).await.unwrap();
     let list = store.list_visit_actions(&clinic("c1"), &visit("v1")).await.unwrap();
-    let seen: Vec<&str> = list.iter().map(|a| a.action_id.as_str()).collect();
+    let seen: Vec<&str> = list.iter().map(|a| a.action_id().as_str()).collect();
     assert_eq!(seen, vec!["act_a", "act_b"]);
 }
 
@@ -202,8 +221,7 @@ async fn assign_inputs_come_in_one_read(store: DynStore) {
         clinic_id: clinic("c1"),
         key: "k".into(),
         request_hash: "h".into(),
-        action_id: act.action_id.clone(),
-        status: 201,
+        action_id: act.action_id().clone(),
         response: "{}".into(),
         expires_at: at(86400),
     };
@@ -259,8 +277,8 @@ async fn held_invoices_follow_their_action_unread(store: DynStore) {
     ] {
         let r = store.commit(refused.clone()).await;
         assert!(matches!(r, Err(StoreError::Conflict)), "{refused:?}: {r:?}");
-        assert_eq!(read(&pending).await, Some(pending.clone()));
-        assert_eq!(read(&selected).await, Some(selected.clone()));
+        assert_eq!(read(&pending).await, at_version(pending.clone(), 1));
+        assert_eq!(read(&selected).await, at_version(selected.clone(), 1));
     }
     // Paid, then reopened after a refund: the same invoices `follow` gives.
     let paid = pending.follow(&a, InvoiceEffect::MarkPaid, at(4)).unwrap();
@@ -272,20 +290,19 @@ async fn held_invoices_follow_their_action_unread(store: DynStore) {
         ])
         .await
         .unwrap();
-    assert_eq!(read(&pending).await, Some(paid.clone()));
-    assert_eq!(store.get_action(&clinic("c1"), &a).await.unwrap(), Some(act), "in the same commit");
+    assert_eq!(read(&pending).await, at_version(paid.clone(), 2), "an unread move counts as a write");
+    assert_eq!(store.get_action(&clinic("c1"), &a).await.unwrap(), at_version(act, 1), "in the same commit");
     let again = store.commit(vec![follow(&pending, &a, InvoiceEffect::MarkPaid, 5)]).await;
     assert!(matches!(again, Err(StoreError::Conflict)), "a move happens once: {again:?}");
     store.commit(vec![follow(&pending, &a, InvoiceEffect::Reopen, 6)]).await.unwrap();
-    assert_eq!(read(&pending).await, Some(paid.follow(&a, InvoiceEffect::Reopen, at(6)).unwrap()));
+    assert_eq!(read(&pending).await, at_version(paid.follow(&a, InvoiceEffect::Reopen, at(6)).unwrap(), 3));
     // A versioned write after an unread move sees the bumped version.
     let reselected = paid.follow(&a, InvoiceEffect::Reopen, at(6)).unwrap().select(at(7)).unwrap().unwrap();
-    let stale = Expect::Version(paid.version);
+    let stale = Expect::Version(2);
     let r = store.commit(vec![Write::Invoice { invoice: reselected.clone(), expect: stale }]).await;
     assert!(matches!(r, Err(StoreError::Conflict)), "{r:?}");
-    let current = Expect::Version(paid.version + 1);
-    store.commit(vec![Write::Invoice { invoice: reselected.clone(), expect: current }]).await.unwrap();
-    assert_eq!(read(&pending).await, Some(reselected));
+    store.commit(vec![Write::Invoice { invoice: reselected.clone(), expect: Expect::Version(3) }]).await.unwrap();
+    assert_eq!(read(&pending).await, at_version(reselected, 4));
 }
 
 /// Payment records: written on condition of the version they replace, and
@@ -295,29 +312,33 @@ async fn payment_records_are_conditional_and_read_with_their_action(store: DynSt
     store.commit(vec![Write::Action { action: act.clone(), expect: Expect::Absent }]).await.unwrap();
     let event = |id: &str, change: ChargeChange, secs: i64| ParkedEvent { event_id: id.into(), change, at: at(secs) };
     let dispute = event("evt_1", ChargeChange::Disputed, 1);
-    let parked = PaymentRef::park("pi_1", None, dispute.clone()).unwrap();
-    store.commit(vec![Write::Payment(parked.clone())]).await.unwrap();
-    let again = store.commit(vec![Write::Payment(parked.clone())]).await;
+    let parked = PaymentRef::park(&pi("pi_1"), None, dispute.clone()).unwrap();
+    store.commit(vec![Write::Payment { payment: parked.clone(), expect: Expect::Absent }]).await.unwrap();
+    let again = store.commit(vec![Write::Payment { payment: parked.clone(), expect: Expect::Absent }]).await;
     assert!(matches!(again, Err(StoreError::Conflict)), "a second first version: {again:?}");
-    assert_eq!(PaymentRef::park("pi_1", Some(&parked), dispute), None, "an event is parked once");
+    assert_eq!(PaymentRef::park(&pi("pi_1"), Some(&parked), dispute), None, "an event is parked once");
     let refund = ChargeChange::Refunded {
-        refunds: vec![visitpay_domain::RefundRecord::new("re_1", 100, visitpay_domain::RefundState::Succeeded)],
+        refunds: vec![visitpay_domain::RefundRecord::new(
+            RefundId::parse("re_1").unwrap(),
+            100,
+            visitpay_domain::RefundState::Succeeded,
+        )],
     };
-    let two = PaymentRef::park("pi_1", Some(&parked), event("evt_2", refund, 2)).unwrap();
-    store.commit(vec![Write::Payment(two.clone())]).await.unwrap();
-    assert_eq!(store.find_payment("pi_1").await.unwrap(), Some(two.clone()));
-    let stale = PaymentRef::park("pi_1", Some(&parked), event("evt_3", ChargeChange::Disputed, 3)).unwrap();
-    let r = store.commit(vec![Write::Payment(stale)]).await;
+    let two = PaymentRef::park(&pi("pi_1"), Some(&parked), event("evt_2", refund, 2)).unwrap();
+    store.commit(vec![Write::Payment { payment: two.clone(), expect: Expect::Version(1) }]).await.unwrap();
+    assert_eq!(store.find_payment(&pi("pi_1")).await.unwrap(), at_version(two.clone(), 2));
+    let stale = PaymentRef::park(&pi("pi_1"), Some(&parked), event("evt_3", ChargeChange::Disputed, 3)).unwrap();
+    let r = store.commit(vec![Write::Payment { payment: stale, expect: Expect::Version(1) }]).await;
     assert!(matches!(r, Err(StoreError::Conflict)), "built on an old version: {r:?}");
-    let owned = PaymentRef::owned("pi_1", clinic("c1"), act.action_id.clone(), Some(&two));
-    store.commit(vec![Write::Payment(owned.clone())]).await.unwrap();
-    let read = |c: &str, pi: &str| {
-        let (store, c, pi, id) = (store.clone(), clinic(c), pi.to_owned(), act.action_id.clone());
-        async move { store.action_and_payment(&c, &id, &pi).await.unwrap() }
+    let owned = PaymentRef::owned(&pi("pi_1"), clinic("c1"), act.action_id().clone());
+    store.commit(vec![Write::Payment { payment: owned.clone(), expect: Expect::Version(2) }]).await.unwrap();
+    let read = |c: &str, payment: &str| {
+        let (store, c, payment, id) = (store.clone(), clinic(c), pi(payment), act.action_id().clone());
+        async move { store.action_and_payment(&c, &id, &payment).await.unwrap() }
     };
-    assert_eq!(read("c1", "pi_1").await, (Some(act.clone()), Some(owned.clone())));
-    assert_eq!(read("c2", "pi_1").await, (None, Some(owned)), "another clinic's action is not read");
-    assert_eq!(read("c1", "pi_none").await, (Some(act), None));
+    assert_eq!(read("c1", "pi_1").await, (at_version(act.clone(), 1), at_version(owned.clone(), 3)));
+    assert_eq!(read("c2", "pi_1").await, (None, at_version(owned, 3)), "another clinic's action is not read");
+    assert_eq!(read("c1", "pi_none").await, (at_version(act, 1), None));
 }
 
 /// An invoice whose item is about `bytes` long: DynamoDB's limits are on
@@ -338,7 +359,7 @@ async fn writes_over_dynamodbs_limits_are_refused_whole(store: DynStore) {
     let (c, p) = (clinic("c1"), patient("p-big"));
     let big = invoice_of_size("big", 395_000);
     store.commit(vec![Write::Invoice { invoice: big.clone(), expect: Expect::Absent }]).await.unwrap();
-    assert_eq!(store.get_invoice(&c, &p, &big.invoice_id).await.unwrap(), Some(big));
+    assert_eq!(store.get_invoice(&c, &p, &big.invoice_id).await.unwrap(), at_version(big, 1));
 
     let too_big = invoice_of_size("too-big", 415_000);
     let r = store.commit(vec![Write::Invoice { invoice: too_big.clone(), expect: Expect::Absent }]).await;
@@ -388,7 +409,7 @@ on_both_stores!(
 #[tokio::test]
 async fn an_embedded_fork_starts_equal_and_then_goes_its_own_way() {
     use visitpay_app::ports::{Commit, InvoiceStore};
-    let store = visitpay_tests::kit::embedded_store();
+    let store = crate::support::kit::embedded_store();
     store
         .commit(vec![Write::Invoice { invoice: invoice("c1", "p1", "1", 100), expect: Expect::Absent }])
         .await
@@ -408,7 +429,7 @@ async fn the_lambda_https_client_reaches_dynamodb() {
     use visitpay_app::ports::SettingsStore;
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(visitpay_edge::config::https_client().expect("a TLS context from the compiled-in roots"))
-        .endpoint_url(visitpay_tests::kit::moto_endpoint())
+        .endpoint_url(crate::support::kit::moto_endpoint())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
         .load()

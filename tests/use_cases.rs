@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 
+use crate::support::kit::deps_with;
+use crate::support::*;
 use visitpay_app::actions::{self, AssignRequest, Assigned};
 use visitpay_app::ports::{Expect, Write};
 use visitpay_app::{invoices, settings, AppError, NotFound};
-use visitpay_domain::action::InvoiceEffect;
 use visitpay_domain::hash_token;
+use visitpay_domain::InvoiceEffect;
 use visitpay_domain::{ActionStatus, DomainError, InvoiceStatus, Locale};
-use visitpay_tests::kit::deps_with;
-use visitpay_tests::*;
 
 fn assign_req(p: &str, list: &[&str]) -> AssignRequest {
     AssignRequest { patient_id: patient(p), invoice_ids: ids(list), locale: Locale::FrCa }
@@ -39,22 +39,29 @@ async fn staff_flow_end_to_end(store: DynStore) {
         invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["1042", "1043"])).await.unwrap();
     assert_eq!((selected.len(), total.amount, total.currency.code()), (2, 6000, "cad"));
 
-    let Assigned::Created { action, patient_url } =
-        actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), assign_req("p1", &["1042", "1043"]), None)
-            .await
-            .unwrap()
-    else {
+    let Assigned::Created { action, patient_url } = actions::assign(
+        &deps,
+        &staff("c1"),
+        &clinic("c1"),
+        &visit("v1"),
+        assign_req("p1", &["1042", "1043"]),
+        None,
+        first_answer,
+    )
+    .await
+    .unwrap() else {
         panic!("expected a new action")
     };
     assert_eq!(
-        (action.label.as_str(), action.amount, action.status()),
+        (action.label(), action.total().amount, action.status()),
         ("Facturation privée", 6000, ActionStatus::Assigned)
     );
     let token = patient_url.rsplit('/').next().unwrap();
     assert!(token.len() >= 22, "at least 128 bits of base64url");
-    assert_eq!(action.token_hash, hash_token(token), "only the hash is stored");
-    assert!(!serde_json::to_string(&action).unwrap().contains(token));
-    assert_eq!(actions::for_patient(&deps, token, actions::Reach::Pay).await.unwrap().action_id, action.action_id);
+    assert_eq!(action.token_hash(), hash_token(token), "only the hash is stored");
+    let stored = visitpay_aws::dynamodb::records::ActionRecord::of(&action, action.version);
+    assert!(!serde_json::to_string(&stored).unwrap().contains(token));
+    assert_eq!(actions::for_patient(&deps, token, actions::Reach::Pay).await.unwrap().action_id(), action.action_id());
 
     let s = invoice_states(&deps, "c1", "p1").await;
     assert_eq!(
@@ -62,18 +69,27 @@ async fn staff_flow_end_to_end(store: DynStore) {
         (InvoiceStatus::Pending, InvoiceStatus::Pending, InvoiceStatus::Unprocessed)
     );
     let listed = actions::list_for_visit(&deps, &clinic("c1"), &visit("v1")).await.unwrap();
-    assert_eq!(listed.iter().map(|a| &a.action_id).collect::<Vec<_>>(), vec![&action.action_id]);
+    assert_eq!(listed.iter().map(|a| a.action_id()).collect::<Vec<_>>(), vec![action.action_id()]);
 
-    let cancelled = actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap();
+    let cancelled = actions::cancel(&deps, &staff("c1"), &clinic("c1"), action.action_id()).await.unwrap();
     assert_eq!(cancelled.status(), ActionStatus::Cancelled);
-    assert_eq!(cancelled.history.last().unwrap().actor, "staff:staff-1");
+    assert_eq!(cancelled.history().entries().last().unwrap().actor, "staff:staff-1");
     let s = invoice_states(&deps, "c1", "p1").await;
     assert_eq!((s["1042"], s["1043"]), (InvoiceStatus::Selected, InvoiceStatus::Selected));
-    let again = actions::cancel(&deps, &staff("c1"), &clinic("c1"), &action.action_id).await.unwrap_err();
+    let again = actions::cancel(&deps, &staff("c1"), &clinic("c1"), action.action_id()).await.unwrap_err();
     assert_eq!(code(again), "invalid_transition");
 
     // The released invoices can be assigned again.
-    let r = actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), assign_req("p1", &["1042"]), None).await;
+    let r = actions::assign(
+        &deps,
+        &staff("c1"),
+        &clinic("c1"),
+        &visit("v1"),
+        assign_req("p1", &["1042"]),
+        None,
+        first_answer,
+    )
+    .await;
     assert!(matches!(r, Ok(Assigned::Created { .. })));
 }
 
@@ -85,7 +101,9 @@ async fn select_refusals_change_nothing(store: DynStore) {
     import(&deps, "c1", "p1", "dollars", 300, "usd").await;
     import(&deps, "c1", "p2", "theirs", 400, "cad").await;
     invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["held"])).await.unwrap();
-    actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), assign_req("p1", &["held"]), None).await.unwrap();
+    actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), assign_req("p1", &["held"]), None, first_answer)
+        .await
+        .unwrap();
     let before = invoice_states(&deps, "c1", "p1").await;
 
     let cases: &[(&[&str], &str)] = &[
@@ -117,17 +135,25 @@ async fn assign_refusals_change_nothing(store: DynStore) {
     invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["ok", "held", "paid"])).await.unwrap();
     invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["usd"])).await.unwrap();
     invoices::select(&deps, &clinic("c1"), &patient("p2"), &ids(&["theirs"])).await.unwrap();
-    actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v0"), assign_req("p1", &["held"]), None).await.unwrap();
+    actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v0"), assign_req("p1", &["held"]), None, first_answer)
+        .await
+        .unwrap();
     // Pay "paid" through the domain, as the payment consumer will.
-    let Assigned::Created { action, .. } =
-        actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v0"), assign_req("p1", &["paid"]), None)
-            .await
-            .unwrap()
-    else {
+    let Assigned::Created { action, .. } = actions::assign(
+        &deps,
+        &staff("c1"),
+        &clinic("c1"),
+        &visit("v0"),
+        assign_req("p1", &["paid"]),
+        None,
+        first_answer,
+    )
+    .await
+    .unwrap() else {
         panic!()
     };
     let pending = store.get_invoice(&clinic("c1"), &patient("p1"), &ids(&["paid"])[0]).await.unwrap().unwrap();
-    let paid = pending.follow(&action.action_id, InvoiceEffect::MarkPaid, deps.clock.now()).unwrap();
+    let paid = pending.follow(action.action_id(), InvoiceEffect::MarkPaid, deps.clock.now()).unwrap();
     store.commit(vec![Write::Invoice { invoice: paid, expect: Expect::Version(pending.version) }]).await.unwrap();
 
     let before = invoice_states(&deps, "c1", "p1").await;
@@ -142,9 +168,17 @@ async fn assign_refusals_change_nothing(store: DynStore) {
         (&["ok", "usd"], "currency_mismatch"),
     ];
     for (list, expected) in cases {
-        let e = actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), assign_req("p1", list), None)
-            .await
-            .unwrap_err();
+        let e = actions::assign(
+            &deps,
+            &staff("c1"),
+            &clinic("c1"),
+            &visit("v1"),
+            assign_req("p1", list),
+            None,
+            first_answer,
+        )
+        .await
+        .unwrap_err();
         assert_eq!(code(e), *expected, "{list:?}");
         assert_eq!(invoice_states(&deps, "c1", "p1").await, before, "{list:?} changed an invoice");
     }
@@ -152,9 +186,27 @@ async fn assign_refusals_change_nothing(store: DynStore) {
 
     // Switched off, or never configured: payments_disabled, nothing written.
     settings::put(&deps, &support(), clinic("c1"), settings_input(false, "cad")).await.unwrap();
-    let e = actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), assign_req("p1", &["ok"]), None).await;
+    let e = actions::assign(
+        &deps,
+        &staff("c1"),
+        &clinic("c1"),
+        &visit("v1"),
+        assign_req("p1", &["ok"]),
+        None,
+        first_answer,
+    )
+    .await;
     assert_eq!(code(e.unwrap_err()), "payments_disabled");
-    let e = actions::assign(&deps, &staff("c9"), &clinic("c9"), &visit("v1"), assign_req("p1", &["ok"]), None).await;
+    let e = actions::assign(
+        &deps,
+        &staff("c9"),
+        &clinic("c9"),
+        &visit("v1"),
+        assign_req("p1", &["ok"]),
+        None,
+        first_answer,
+    )
+    .await;
     assert_eq!(code(e.unwrap_err()), "payments_disabled");
     assert_eq!(invoice_states(&deps, "c1", "p1").await, before);
 }
@@ -165,21 +217,44 @@ async fn assign_honours_idempotency_keys(store: DynStore) {
     import(&deps, "c1", "p1", "1", 1000, "cad").await;
     import(&deps, "c1", "p1", "2", 2000, "cad").await;
     invoices::select(&deps, &clinic("c1"), &patient("p1"), &ids(&["1", "2"])).await.unwrap();
-    let first =
-        actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), assign_req("p1", &["1"]), Some("k-1"))
-            .await
-            .unwrap();
+    let first = actions::assign(
+        &deps,
+        &staff("c1"),
+        &clinic("c1"),
+        &visit("v1"),
+        assign_req("p1", &["1"]),
+        Some("k-1"),
+        first_answer,
+    )
+    .await
+    .unwrap();
     let Assigned::Created { action, .. } = first else { panic!() };
-    let repeat =
-        actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), assign_req("p1", &["1"]), Some("k-1"))
-            .await
-            .unwrap();
-    let Assigned::Replayed { status, body } = repeat else { panic!("a repeat must replay") };
+    let repeat = actions::assign(
+        &deps,
+        &staff("c1"),
+        &clinic("c1"),
+        &visit("v1"),
+        assign_req("p1", &["1"]),
+        Some("k-1"),
+        first_answer,
+    )
+    .await
+    .unwrap();
+    // The edge answers a replay with its first status, 201 (`handlers`).
+    let Assigned::Replayed { body } = repeat else { panic!("a repeat must replay") };
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((status, body["action_id"].as_str()), (201, Some(action.action_id.as_str())));
+    assert_eq!(body["action_id"].as_str(), Some(action.action_id().as_str()));
     assert_eq!(body["amount"], 1000);
-    let other =
-        actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), assign_req("p1", &["2"]), Some("k-1")).await;
+    let other = actions::assign(
+        &deps,
+        &staff("c1"),
+        &clinic("c1"),
+        &visit("v1"),
+        assign_req("p1", &["2"]),
+        Some("k-1"),
+        first_answer,
+    )
+    .await;
     assert!(matches!(other, Err(AppError::IdempotencyKeyReused)), "{other:?}");
     assert_eq!(
         invoice_states(&deps, "c1", "p1").await["2"],
@@ -191,8 +266,16 @@ async fn assign_honours_idempotency_keys(store: DynStore) {
     enable_clinic(&deps, "c2").await;
     import(&deps, "c2", "p1", "1", 1000, "cad").await;
     invoices::select(&deps, &clinic("c2"), &patient("p1"), &ids(&["1"])).await.unwrap();
-    let r =
-        actions::assign(&deps, &staff("c2"), &clinic("c2"), &visit("v1"), assign_req("p1", &["1"]), Some("k-1")).await;
+    let r = actions::assign(
+        &deps,
+        &staff("c2"),
+        &clinic("c2"),
+        &visit("v1"),
+        assign_req("p1", &["1"]),
+        Some("k-1"),
+        first_answer,
+    )
+    .await;
     assert!(matches!(r, Ok(Assigned::Created { .. })));
 }
 
@@ -203,21 +286,23 @@ async fn tenants_are_isolated(store: DynStore) {
     import(&deps, "a", "p1", "1", 1000, "cad").await;
     invoices::select(&deps, &clinic("a"), &patient("p1"), &ids(&["1"])).await.unwrap();
     let Assigned::Created { action, .. } =
-        actions::assign(&deps, &staff("a"), &clinic("a"), &visit("v1"), assign_req("p1", &["1"]), None).await.unwrap()
+        actions::assign(&deps, &staff("a"), &clinic("a"), &visit("v1"), assign_req("p1", &["1"]), None, first_answer)
+            .await
+            .unwrap()
     else {
         panic!()
     };
     let b = clinic("b");
-    assert!(matches!(actions::get(&deps, &b, &action.action_id).await, Err(AppError::NotFound(NotFound::Action))));
+    assert!(matches!(actions::get(&deps, &b, action.action_id()).await, Err(AppError::NotFound(NotFound::Action))));
     assert!(matches!(
-        actions::cancel(&deps, &staff("b"), &b, &action.action_id).await,
+        actions::cancel(&deps, &staff("b"), &b, action.action_id()).await,
         Err(AppError::NotFound(NotFound::Action))
     ));
     assert!(actions::list_for_visit(&deps, &b, &visit("v1")).await.unwrap().is_empty());
     assert!(invoices::list(&deps, &b, &patient("p1"), None).await.unwrap().is_empty());
     let e = invoices::select(&deps, &b, &patient("p1"), &ids(&["1"])).await.unwrap_err();
     assert_eq!(code(e), "not_found:invoice 1");
-    assert_eq!(actions::get(&deps, &clinic("a"), &action.action_id).await.unwrap().status(), ActionStatus::Assigned);
+    assert_eq!(actions::get(&deps, &clinic("a"), action.action_id()).await.unwrap().status(), ActionStatus::Assigned);
 }
 
 /// 20 staff assign at once over overlapping invoices: every invoice ends in at
@@ -239,7 +324,16 @@ async fn twenty_concurrent_assigns_never_share_an_invoice(store: DynStore) {
             let pick: Vec<String> = [i % 10, (i + 1) % 10, (i + 3) % 10].iter().map(|n| format!("inv{n}")).collect();
             tokio::spawn(async move {
                 let pick: Vec<&str> = pick.iter().map(String::as_str).collect();
-                actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), assign_req("p1", &pick), None).await
+                actions::assign(
+                    &deps,
+                    &staff("c1"),
+                    &clinic("c1"),
+                    &visit("v1"),
+                    assign_req("p1", &pick),
+                    None,
+                    first_answer,
+                )
+                .await
             })
         })
         .collect();
@@ -255,11 +349,11 @@ async fn twenty_concurrent_assigns_never_share_an_invoice(store: DynStore) {
     assert!(!winners.is_empty(), "some assign must succeed");
     let mut holder: HashMap<String, String> = HashMap::new();
     for a in &winners {
-        let stored = actions::get(&deps, &clinic("c1"), &a.action_id).await.unwrap();
+        let stored = actions::get(&deps, &clinic("c1"), a.action_id()).await.unwrap();
         assert!(stored.status().is_live());
         for inv in stored.invoice_ids() {
-            let previous = holder.insert(inv.to_string(), a.action_id.to_string());
-            assert!(previous.is_none(), "{inv} is in two live actions: {previous:?} and {}", a.action_id);
+            let previous = holder.insert(inv.to_string(), a.action_id().to_string());
+            assert!(previous.is_none(), "{inv} is in two live actions: {previous:?} and {}", a.action_id());
         }
     }
     for inv in invoices::list(&deps, &clinic("c1"), &patient("p1"), None).await.unwrap() {
@@ -271,7 +365,7 @@ async fn twenty_concurrent_assigns_never_share_an_invoice(store: DynStore) {
             None => assert_eq!(inv.status(), InvoiceStatus::Selected, "{} was not taken", inv.invoice_id),
         }
     }
-    let total: i64 = winners.iter().map(|a| a.amount).sum();
+    let total: i64 = winners.iter().map(|a| a.total().amount).sum();
     assert_eq!(total, 1000 * holder.len() as i64, "every amount is the sum of its own invoices");
 }
 
@@ -282,7 +376,7 @@ async fn twenty_concurrent_assigns_never_share_an_invoice(store: DynStore) {
 async fn changing_the_stripe_account_is_checked_and_leaves_a_trace(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
-    let metrics = visitpay_tests::kit::record_metrics(&mut deps);
+    let metrics = crate::support::kit::record_metrics(&mut deps);
     let first = settings::put(&deps, &support(), clinic("c1"), settings_input(true, "cad")).await.unwrap();
     assert_eq!(first.stripe_account_id.as_ref().map(|a| a.as_str()), Some(ACCOUNT));
     assert!(metrics.signals().is_empty(), "a clinic's first account is no change of where its money goes");

@@ -132,7 +132,7 @@ pub fn deps(store: Arc<dyn Store>, payments: Stripe, queue: Queue) -> BenchDeps 
         webhook_secrets: vec![WEBHOOK_SECRET.into()],
         edge_secret: None,
     };
-    let metrics = Arc::new(visitpay_tests::kit::RecordedMetrics::default());
+    let metrics = Arc::new(visitpay_devkit::recorded_metrics::RecordedMetrics::default());
     Deps::new(store, Arc::new(SystemClock), Arc::new(RandomIds), metrics, config)
         .with_payments(payments)
         .with_queue(queue)
@@ -230,10 +230,11 @@ pub async fn seed_action(deps: &BenchDeps, invoice_ids: &[&str], visit: &str) ->
     let ids = seed_selected_invoices(deps, invoice_ids).await?;
     let request = AssignRequest { patient_id: patient(), invoice_ids: ids, locale: Locale::FrCa };
     let visit = VisitId::parse(visit)?;
-    match actions::assign(deps, &staff(), &clinic(), &visit, request, None).await? {
+    // No key, so nothing is kept for a repeat.
+    match actions::assign(deps, &staff(), &clinic(), &visit, request, None, |_| String::new()).await? {
         Assigned::Created { action, patient_url } => {
             let token = patient_url.rsplit('/').next().ok_or("no token in the patient url")?.to_owned();
-            Ok((action.action_id, token))
+            Ok((action.action_id().clone(), token))
         }
         Assigned::Replayed { .. } => Err("expected a new action".into()),
     }

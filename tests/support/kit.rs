@@ -6,16 +6,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use visitpay_app::ports::{
-    CheckoutRequest, CheckoutSession, Clock, ConnectedAccount, Ids, Metrics, MoneySignal, Payments, PaymentsError,
-    Refund, RefundRequest, Store,
+    CheckoutRequest, CheckoutSession, Clock, ConnectedAccount, Ids, Payments, PaymentsError, Refund, RefundRequest,
+    Store,
 };
 use visitpay_app::{AppConfig, Deps, PatientLinks, Queue, Stripe};
 use visitpay_aws::dynamodb::DynamoStore;
 use visitpay_aws::tables;
 use visitpay_devkit::embedded::EmbeddedStore;
 use visitpay_devkit::embedded_queue::EmbeddedQueue;
-use visitpay_domain::StripeAccountId;
 use visitpay_domain::{ActionId, Timestamp};
+use visitpay_domain::{PaymentIntentId, SessionId, StripeAccountId};
 
 /// A clock that only moves when told to (forward). It can be the Stripe
 /// emulator's own (`sharing`), so both sides of a webhook agree on "now".
@@ -102,28 +102,13 @@ pub fn embedded_store() -> EmbeddedStore {
     EmbeddedStore::new()
 }
 
-/// Money signals kept for a test to read.
-#[derive(Default)]
-pub struct RecordedMetrics(std::sync::Mutex<Vec<(MoneySignal, Option<String>)>>);
-
-impl RecordedMetrics {
-    /// Each signal with the action it was about.
-    pub fn signals(&self) -> Vec<(MoneySignal, Option<String>)> {
-        self.0.lock().unwrap().clone()
-    }
-}
+pub use visitpay_devkit::recorded_metrics::RecordedMetrics;
 
 /// Gives `deps` a fresh recorder of money signals and returns it.
 pub fn record_metrics<P, Q>(deps: &mut Deps<P, Q>) -> Arc<RecordedMetrics> {
     let recorder = Arc::new(RecordedMetrics::default());
     deps.metrics = recorder.clone();
     recorder
-}
-
-impl Metrics for RecordedMetrics {
-    fn signal(&self, signal: MoneySignal, about: Option<(&visitpay_domain::ClinicId, &ActionId)>) {
-        self.0.lock().unwrap().push((signal, about.map(|(_, a)| a.to_string())));
-    }
 }
 
 /// A Stripe no test reaches for money: any call that would move or show
@@ -134,7 +119,7 @@ pub struct NoStripe;
 
 /// The accounts connected to the tests' Stripe platform: the emulator
 /// fixture's (`ACCOUNT`) and the clinic the `events/` files name.
-pub const CONNECTED_ACCOUNTS: &[&str] = &[crate::ACCOUNT, "acct_1ClinicA"];
+pub const CONNECTED_ACCOUNTS: &[&str] = &[crate::support::ACCOUNT, "acct_1ClinicA"];
 
 fn no_stripe() -> PaymentsError {
     PaymentsError::Unavailable("this test has no Stripe".into())
@@ -145,10 +130,10 @@ impl Payments for NoStripe {
     async fn create_checkout(&self, _: &CheckoutRequest) -> Result<CheckoutSession, PaymentsError> {
         Err(no_stripe())
     }
-    async fn retrieve_checkout(&self, _: &StripeAccountId, _: &str) -> Result<CheckoutSession, PaymentsError> {
+    async fn retrieve_checkout(&self, _: &StripeAccountId, _: &SessionId) -> Result<CheckoutSession, PaymentsError> {
         Err(no_stripe())
     }
-    async fn expire_checkout(&self, _: &StripeAccountId, _: &str) -> Result<CheckoutSession, PaymentsError> {
+    async fn expire_checkout(&self, _: &StripeAccountId, _: &SessionId) -> Result<CheckoutSession, PaymentsError> {
         Err(no_stripe())
     }
     async fn refund(&self, _: &RefundRequest) -> Result<Refund, PaymentsError> {
@@ -166,7 +151,7 @@ impl Payments for NoStripe {
         }
         Err(PaymentsError::AccountDisconnected)
     }
-    async fn list_refunds(&self, _: &StripeAccountId, _: &str) -> Result<Vec<Refund>, PaymentsError> {
+    async fn list_refunds(&self, _: &StripeAccountId, _: &PaymentIntentId) -> Result<Vec<Refund>, PaymentsError> {
         Err(no_stripe())
     }
     fn livemode(&self) -> bool {

@@ -283,7 +283,10 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
     let visit = VisitId::parse("bench-visit")?;
     let staff = visitpay_bench::staff();
     let Assigned::Created { action, patient_url } =
-        actions::assign(&deps_for("assign-action"), &staff, &clinic, &visit, request, Some("bench-key-1")).await?
+        actions::assign(&deps_for("assign-action"), &staff, &clinic, &visit, request, Some("bench-key-1"), |a| {
+            serde_json::to_string(&visitpay_edge::http::views::ActionView::new(a, None)).expect("serializable")
+        })
+        .await?
     else {
         return Err("expected a new action".into());
     };
@@ -333,7 +336,7 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
     }
     delete.send().await?;
 
-    let paid = actions::get(&setup, &clinic, &action.action_id).await?;
+    let paid = actions::get(&setup, &clinic, action.action_id()).await?;
     if paid.status() != ActionStatus::Paid {
         return Err(format!("expected paid, got {}", paid.status()).into());
     }

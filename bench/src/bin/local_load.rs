@@ -21,17 +21,16 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use visitpay_app::ports::{EventQueue, Payments};
-use visitpay_app::views::{ActionView, InvoiceView};
 use visitpay_app::{actions, invoices, Deps};
 use visitpay_bench::BenchDeps;
 use visitpay_bench::{BoxError, Summary, STRIPE_KEY, WEBHOOK_SECRET};
 use visitpay_devkit::embedded::EmbeddedStore;
 use visitpay_devkit::embedded_queue::EmbeddedQueue;
+use visitpay_edge::http::views::{ActionView, InvoiceView};
 use visitpay_edge::lambda::consumer::{self, apply_message};
 use visitpay_local::{Controls, Gateway, LocalClock};
 use visitpay_stripe::events::HANDLED_TYPES;
 use visitpay_stripe::StripePayments;
-use visitpay_tests::kit::FixedClock;
 
 struct Args {
     bin_dir: PathBuf,
@@ -420,7 +419,7 @@ async fn burst_once(round: usize) -> Result<BurstRun, BoxError> {
     let stripe_base = visitpay_bench::stripe_emulator().await?;
     let payments: Arc<dyn Payments> = Arc::new(StripePayments::new(STRIPE_KEY, Some(&format!("{stripe_base}/")))?);
     // One fixed clock for both worlds, so "equal" includes every timestamp we write.
-    let clock = Arc::new(FixedClock::at_unix(visitpay_bench::unix_now()));
+    let clock = Arc::new(LocalClock::sharing(Arc::new(stripe_emulator::Clock::fixed(visitpay_bench::unix_now()))));
     let store = Arc::new(EmbeddedStore::new());
     let mut deps = visitpay_bench::deps(store.clone(), payments, visitpay_bench::unread_queue());
     deps.clock = clock.clone();

@@ -8,20 +8,19 @@ use tracing::instrument;
 
 use super::invoices::pick;
 use super::sessions::close_open_sessions;
-use super::transitions::{apply_event, Known};
-use super::views::ActionView;
+use super::transitions::{apply_event, replace_action, Known};
 use super::{
     check_invoice_ids, with_retries, AppError, Caller, HasClock, HasConfig, HasIds, HasMetrics, HasPayments, HasStore,
     NotFound,
 };
 use crate::ports::{
-    Expect, IdempotencyRecord, MoneySignal, PaymentsError, RefundRequest, Write, META_ACTION, META_CLINIC,
+    Expect, IdempotencyRecord, MoneySignal, PaymentsError, RefundRequest, Stored, Write, META_ACTION, META_CLINIC,
     META_REFUND_ATTEMPT,
 };
 use visitpay_domain::action::{NewAction, REFUND_ATTEMPT_IN_FLIGHT};
 use visitpay_domain::{
     hash_token, link_token, link_token_action, Action, ActionEvent, ActionId, ActionLine, Actor, ClinicId, DomainError,
-    Invoice, InvoiceId, Locale, Money, PatientId, RefundAttempt, RefundRecord, SessionsClosed, VisitId,
+    Invoice, InvoiceId, Locale, Money, PatientId, RefundAttempt, RefundRecord, SessionsClosed, Terms, VisitId,
 };
 
 /// How long a repeat of the same `Idempotency-Key` returns the first answer.
@@ -37,9 +36,10 @@ pub struct AssignRequest {
 #[derive(Debug)]
 pub enum Assigned {
     /// A new action; `patient_url` carries the one copy of the link token.
-    Created { action: Action, patient_url: String },
-    /// A repeat of an earlier request with the same key: its first answer.
-    Replayed { status: u16, body: String },
+    Created { action: Stored<Action>, patient_url: String },
+    /// A repeat of an earlier request with the same key: the first answer,
+    /// as the edge rendered it (`first_answer`).
+    Replayed { body: String },
 }
 
 fn request_hash(visit: &VisitId, req: &AssignRequest) -> String {
@@ -49,7 +49,9 @@ fn request_hash(visit: &VisitId, req: &AssignRequest) -> String {
 
 /// Assigns a payment action for selected invoices in a visit. The amount is
 /// the sum of the stored invoices; the label comes from the clinic's settings
-/// in the visit's language. All writes land together or not at all.
+/// in the visit's language. All writes land together or not at all: with an
+/// `Idempotency-Key`, the key's record too, holding the first answer as the
+/// edge renders it (`first_answer`, without the link), which a repeat gets.
 #[instrument(skip_all, fields(clinic_id = %clinic, visit_id = %visit, invoices = req.invoice_ids.len()))]
 pub async fn assign(
     deps: &(impl HasStore + HasClock + HasIds + HasConfig),
@@ -58,6 +60,7 @@ pub async fn assign(
     visit: &VisitId,
     req: AssignRequest,
     idempotency_key: Option<&str>,
+    first_answer: impl Fn(&Stored<Action>) -> String + Send + Sync,
 ) -> Result<Assigned, AppError> {
     check_invoice_ids(&req.invoice_ids)?;
     let hash = request_hash(visit, &req);
@@ -67,7 +70,7 @@ pub async fn assign(
             if first.request_hash != hash {
                 return Err(AppError::IdempotencyKeyReused);
             }
-            return Ok(Assigned::Replayed { status: first.status, body: first.response });
+            return Ok(Assigned::Replayed { body: first.response });
         }
         let settings = inputs.settings.filter(|s| s.enabled).ok_or(DomainError::PaymentsDisabled)?;
         let chosen = pick(&inputs.invoices, &req.invoice_ids)?;
@@ -75,6 +78,7 @@ pub async fn assign(
         let action_id = deps.ids().action_id();
         let reserved: Vec<Invoice> = chosen.iter().map(|i| i.reserve_for(&action_id, now)).collect::<Result<_, _>>()?;
         let total = Money::sum(chosen.iter().map(|i| i.money()).collect::<Vec<_>>().iter())?;
+        let stripe_account_id = settings.stripe_account_id.clone().ok_or(DomainError::PaymentsDisabled)?;
         if total.currency != settings.currency {
             return Err(DomainError::CurrencyMismatch.into());
         }
@@ -101,19 +105,22 @@ pub async fn assign(
                 total,
                 token_hash: hash_token(&token),
                 expires_at,
-                stripe_account_id: settings.stripe_account_id.clone().ok_or(DomainError::PaymentsDisabled)?,
-                checkout_ttl_minutes: settings.checkout_ttl_minutes,
-                line_item_text: settings.line_item_text,
-                receipt_issuer: settings.receipt_issuer.clone(),
-                time_zone: settings.time_zone.clone(),
+                terms: Terms {
+                    stripe_account_id,
+                    checkout_ttl_minutes: settings.checkout_ttl_minutes,
+                    line_item_text: settings.line_item_text,
+                    receipt_issuer: Some(settings.receipt_issuer.clone()),
+                    time_zone: Some(settings.time_zone.clone()),
+                },
             },
             now,
             &Actor::Staff(by.sub.clone()),
         );
 
         let mut writes = vec![Write::Action { action: action.clone(), expect: Expect::Absent }];
+        let action = Stored { value: action, version: Expect::Absent.next_version() };
         for (old, new) in chosen.iter().zip(reserved) {
-            writes.push(Write::Invoice { invoice: new, expect: Expect::Version(old.version) });
+            writes.push(Write::Invoice { invoice: new, expect: old.expect() });
         }
         if let Some(key) = idempotency_key {
             writes.push(Write::Idempotency(IdempotencyRecord {
@@ -121,8 +128,7 @@ pub async fn assign(
                 key: key.to_owned(),
                 request_hash: hash.clone(),
                 action_id: action_id.clone(),
-                status: 201,
-                response: serde_json::to_string(&ActionView::new(&action, None)).expect("serializable"),
+                response: first_answer(&action),
                 expires_at: now + IDEMPOTENCY_WINDOW,
             }));
         }
@@ -133,11 +139,15 @@ pub async fn assign(
     })
 }
 
-pub async fn get(deps: &impl HasStore, clinic: &ClinicId, action: &ActionId) -> Result<Action, AppError> {
+pub async fn get(deps: &impl HasStore, clinic: &ClinicId, action: &ActionId) -> Result<Stored<Action>, AppError> {
     deps.store().get_action(clinic, action).await?.ok_or(AppError::NotFound(NotFound::Action))
 }
 
-pub async fn list_for_visit(deps: &impl HasStore, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, AppError> {
+pub async fn list_for_visit(
+    deps: &impl HasStore,
+    clinic: &ClinicId,
+    visit: &VisitId,
+) -> Result<Vec<Stored<Action>>, AppError> {
     Ok(deps.store().list_visit_actions(clinic, visit).await?)
 }
 
@@ -152,7 +162,7 @@ pub async fn cancel(
     by: &Caller,
     clinic: &ClinicId,
     action_id: &ActionId,
-) -> Result<Action, AppError> {
+) -> Result<Stored<Action>, AppError> {
     let actor = Actor::Staff(by.sub.clone());
     for _ in 0..MAX_CLOSE_ROUNDS {
         let current = get(deps, clinic, action_id).await?;
@@ -201,50 +211,30 @@ pub async fn refund(
     clinic: &ClinicId,
     action_id: &ActionId,
     amount: Option<i64>,
-) -> Result<Action, AppError> {
+) -> Result<Stored<Action>, AppError> {
     let actor = Actor::Staff(by.sub.clone());
     /// What one look at the action decides.
     enum Next {
         /// Send this attempt to Stripe.
-        Send(Action, u32, i64),
+        Send(Stored<Action>, u32, i64),
         /// Another refund is unanswered: learn from Stripe whether it happened.
-        Settle(Action, RefundAttempt),
+        Settle(Stored<Action>, RefundAttempt),
     }
     let mut rounds = 0;
     let (action, attempt, amount) = loop {
         let next = with_retries!({
             let action = get(deps, clinic, action_id).await?;
-            let remaining = action.refundable();
-            if remaining == 0 {
-                return Err(DomainError::NotRefundable(action.status()).into());
-            }
-            if action.refunds_blocked_by_dispute() {
-                return Err(DomainError::PaymentDisputed.into());
-            }
-            let amount = amount.unwrap_or(remaining);
-            if amount <= 0 || amount > visitpay_domain::MAX_AMOUNT {
-                return Err(DomainError::InvalidAmount.into());
-            }
+            let amount = action.refund_amount(amount)?;
             let now = deps.clock().now();
             if let Some(same) = action.usable_refund_attempt(amount, now) {
                 let attempt = same.attempt;
                 return Ok(Next::Send(action, attempt, amount));
             }
-            if let Some(unanswered) = action.refund_attempt.clone() {
+            if let Some(unanswered) = action.refunds().attempt().cloned() {
                 return Ok(Next::Settle(action, unanswered));
             }
-            if amount > remaining {
-                return Err(DomainError::RefundExceedsRemaining(remaining).into());
-            }
-            // Bounded so the action's item stays small however it is refunded; the
-            // last one may always take all that remains.
-            if action.refunds.len() + 1 >= visitpay_domain::action::MAX_REFUNDS && amount < remaining {
-                return Err(DomainError::TooManyRefunds(action.refunds.len()).into());
-            }
-            let reserved = action.reserve_refund(amount, now);
-            let write = Write::Action { action: reserved.clone(), expect: Expect::Version(action.version) };
-            deps.store().commit(vec![write]).await?;
-            let attempt = reserved.refund_attempt.as_ref().expect("reserved").attempt;
+            let reserved = replace_action(deps, &action, action.reserve_refund(amount, now)?).await?;
+            let attempt = reserved.refunds().attempt().expect("reserved").attempt;
             Ok(Next::Send(reserved, attempt, amount))
         })?;
         match next {
@@ -255,11 +245,11 @@ pub async fn refund(
         rounds += 1;
     };
     let payment_intent = action
-        .payment_intent_id
-        .clone()
+        .payment_intent_id()
+        .cloned()
         .ok_or_else(|| AppError::Inconsistent(format!("paid action {action_id} without a payment intent")))?;
     let request = RefundRequest {
-        account: action.stripe_account_id.clone(),
+        account: action.stripe_account_id().clone(),
         idempotency_key: format!("visitpay-refund-{action_id}-{attempt}"),
         payment_intent: payment_intent.clone(),
         amount: Some(amount),
@@ -283,7 +273,7 @@ pub async fn refund(
                 PaymentsError::Rejected { code: Some(code), .. }
                     if code == "amount_too_large" || code == "charge_already_refunded" =>
                 {
-                    DomainError::RefundExceedsRemaining(action.refundable()).into()
+                    DomainError::RefundExceedsRemaining(action.refundable().amount).into()
                 }
                 other => other.into(),
             });
@@ -305,24 +295,26 @@ pub async fn refund(
 /// flight, it is dropped; otherwise the caller must wait.
 async fn settle_unanswered(
     deps: &(impl HasStore + HasClock + HasMetrics + HasPayments),
-    action: &Action,
+    action: &Stored<Action>,
     unanswered: &RefundAttempt,
     actor: &Actor,
 ) -> Result<(), AppError> {
-    let payment_intent = action.payment_intent_id.clone().unwrap_or_default();
-    let listed = deps.payments().list_refunds(&action.stripe_account_id, &payment_intent).await?;
+    let payment_intent = action.payment_intent_id().cloned().ok_or_else(|| {
+        AppError::Inconsistent(format!("paid action {} without a payment intent", action.action_id()))
+    })?;
+    let listed = deps.payments().list_refunds(action.stripe_account_id(), &payment_intent).await?;
     let happened = listed.iter().any(|r| r.attempt == Some(unanswered.attempt));
     if happened {
         let refunds = listed.into_iter().map(|r| RefundRecord::new(r.id, r.amount, r.status)).collect();
         let event = ActionEvent::Refunded { payment_intent, refunds, attempt: Some(unanswered.attempt) };
         let known = Known { action: action.clone(), payment: None };
-        apply_event(deps, &action.clinic_id, &action.action_id, Some(known), &event, actor).await?;
+        apply_event(deps, action.clinic_id(), action.action_id(), Some(known), &event, actor).await?;
         return Ok(());
     }
     if deps.clock().now() - unanswered.reserved_at < REFUND_ATTEMPT_IN_FLIGHT {
         return Err(DomainError::RefundInProgress.into());
     }
-    drop_refund_attempt(deps, &action.clinic_id, &action.action_id, unanswered.attempt).await
+    drop_refund_attempt(deps, action.clinic_id(), action.action_id(), unanswered.attempt).await
 }
 
 /// Forgets a refund attempt (conditional on the action as read again).
@@ -335,9 +327,7 @@ async fn drop_refund_attempt(
     with_retries!({
         let action = get(deps, clinic, action_id).await?;
         if let Some(dropped) = action.drop_refund_attempt(attempt) {
-            deps.store()
-                .commit(vec![Write::Action { action: dropped, expect: Expect::Version(action.version) }])
-                .await?;
+            replace_action(deps, &action, dropped).await?;
         }
         Ok(())
     })
@@ -358,24 +348,28 @@ pub enum Reach {
 /// action it names, then its hash must match (in constant time) and the link
 /// must still reach it (`Reach`). Every failure looks the same: 404
 /// `link_not_found`.
-pub async fn for_patient(deps: &(impl HasStore + HasClock), token: &str, reach: Reach) -> Result<Action, AppError> {
+pub async fn for_patient(
+    deps: &(impl HasStore + HasClock),
+    token: &str,
+    reach: Reach,
+) -> Result<Stored<Action>, AppError> {
     let not_found = || AppError::NotFound(NotFound::Link);
     let action_id = link_token_action(token).ok_or_else(not_found)?;
     let action = deps.store().find_action(&action_id).await?.ok_or_else(not_found)?;
-    let proved: bool = hash_token(token).as_bytes().ct_eq(action.token_hash.as_bytes()).into();
+    let proved: bool = hash_token(token).as_bytes().ct_eq(action.token_hash().as_bytes()).into();
     if !proved {
         return Err(not_found());
     }
     let now = deps.clock().now();
-    if action.expires_at > now {
+    if action.expires_at() > now {
         return Ok(action);
     }
-    let Some(paid_at) = action.paid_at.filter(|_| reach == Reach::Look) else {
+    let Some(paid_at) = action.paid_at().filter(|_| reach == Reach::Look) else {
         return Err(not_found());
     };
     let days = deps
         .store()
-        .get_settings(&action.clinic_id)
+        .get_settings(action.clinic_id())
         .await?
         .map_or(visitpay_domain::settings::DEFAULT_RECEIPT_DAYS, |s| s.receipt_days);
     if now < paid_at + Duration::days(i64::from(days)) {

@@ -10,13 +10,17 @@ use tracing::instrument;
 
 use super::actions::{for_patient, Reach};
 use super::sessions::{checkout_lines, expire_session, request_for};
+use super::transitions::replace_action;
 use super::{with_retries, AppError, HasClock, HasConfig, HasPayments, HasStore};
-use crate::ports::{Expect, PaymentsError, SessionStatus, Write};
-use visitpay_domain::{Action, ActionEvent, ActionStatus, Actor, Checkout, DomainError, StripeAccountId, Timestamp};
+use crate::ports::{CheckoutLine, PaymentsError, SessionStatus, Stored};
+use visitpay_domain::{
+    Action, ActionEvent, Actor, Checkout, CheckoutDomain, ClinicTimeZone, DomainError, Locale, SessionId,
+    StripeAccountId, Timestamp,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckoutLink {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub url: String,
     pub expires_at: Timestamp,
 }
@@ -24,18 +28,18 @@ pub struct CheckoutLink {
 /// A session this close to its end is not handed out again.
 const MIN_REMAINING: time::Duration = time::Duration::seconds(60);
 
-fn refuse_unpayable(action: &Action, now: Timestamp) -> Result<(), DomainError> {
-    match action.status() {
-        ActionStatus::Assigned | ActionStatus::CheckoutOpen if action.expires_at <= now => {
-            Err(DomainError::ActionExpired)
-        }
-        ActionStatus::Assigned | ActionStatus::CheckoutOpen => Ok(()),
-        ActionStatus::Processing => Err(DomainError::PaymentProcessing),
-        ActionStatus::Paid | ActionStatus::PartiallyRefunded | ActionStatus::Refunded => Err(DomainError::AlreadyPaid),
-        s @ (ActionStatus::Failed | ActionStatus::Cancelled | ActionStatus::Expired) => {
-            Err(DomainError::ActionClosed(s))
-        }
-    }
+/// The patient's page: the action and its lines in the page's language.
+#[derive(Debug)]
+pub struct PatientPage {
+    pub action: Stored<Action>,
+    pub lines: Vec<CheckoutLine>,
+    pub locale: Locale,
+    /// The clinic's origins that may frame the page (its `frame-ancestors`).
+    pub embed_origins: Vec<String>,
+    /// Where the clinic's Checkout pages are (the Pay form goes there).
+    pub checkout_domain: CheckoutDomain,
+    /// The zone the page's dates are days of.
+    pub time_zone: ClinicTimeZone,
 }
 
 /// What the patient's page shows, in `locale` (the visit's unless the
@@ -43,19 +47,19 @@ fn refuse_unpayable(action: &Action, now: Timestamp) -> Result<(), DomainError> 
 pub async fn patient_page(
     deps: &(impl HasStore + HasClock),
     token: &str,
-    locale: Option<visitpay_domain::Locale>,
-) -> Result<super::views::PatientPage, AppError> {
+    locale: Option<Locale>,
+) -> Result<PatientPage, AppError> {
     let action = for_patient(deps, token, Reach::Look).await?;
-    let locale = locale.unwrap_or(action.locale);
+    let locale = locale.unwrap_or(action.locale());
     let lines = checkout_lines(deps, &action, locale).await?;
-    let settings = deps.store().get_settings(&action.clinic_id).await?;
+    let settings = deps.store().get_settings(action.clinic_id()).await?;
     let (embed_origins, checkout_domain, clinic_zone) = match settings {
         Some(s) => (s.embed_origins, s.checkout_domain, s.time_zone),
         None => Default::default(),
     };
     // The zone the action was assigned in, as its receipt says; else the clinic's.
-    let time_zone = action.time_zone.clone().unwrap_or(clinic_zone);
-    Ok(super::views::PatientPage { action, lines, locale, embed_origins, checkout_domain, time_zone })
+    let time_zone = action.terms().time_zone.clone().unwrap_or(clinic_zone);
+    Ok(PatientPage { action, lines, locale, embed_origins, checkout_domain, time_zone })
 }
 
 /// `POST /patient/actions/{token}/checkout`.
@@ -66,19 +70,21 @@ pub async fn open(
 ) -> Result<CheckoutLink, AppError> {
     let payments = deps.payments();
     // Sessions created on the way, in case the action ends before one is recorded.
-    let mut created: Vec<(StripeAccountId, String)> = Vec::new();
+    let mut created: Vec<(StripeAccountId, SessionId)> = Vec::new();
     let result = with_retries!({
         let action = for_patient(deps, token, Reach::Pay).await?;
         let now = deps.clock().now();
-        refuse_unpayable(&action, now)?;
+        action.payable(now)?;
 
         // A repeat click: the same open session.
-        if let Some(Checkout { session_id: Some(session_id), url: Some(url), expires_at, .. }) = &action.checkout {
+        if let Some(Checkout { session_id: Some(session_id), url: Some(url), expires_at, .. }) =
+            action.checkout().current()
+        {
             if *expires_at - now > MIN_REMAINING {
                 return Ok(CheckoutLink { session_id: session_id.clone(), url: url.clone(), expires_at: *expires_at });
             }
             // Its time is up; Stripe may yet know an outcome we have not heard of.
-            let session = payments.retrieve_checkout(&action.stripe_account_id, session_id).await?;
+            let session = payments.retrieve_checkout(action.stripe_account_id(), session_id).await?;
             match session.status {
                 SessionStatus::Complete => return Err(DomainError::PaymentProcessing.into()),
                 SessionStatus::Open if session.expires_at - now > MIN_REMAINING => {
@@ -95,15 +101,9 @@ pub async fn open(
         // Reserve an attempt (or join the one a concurrent click just reserved).
         let action = match action.usable_reservation(now) {
             Some(_) => action,
-            None => {
-                let reserved = action.reserve_checkout(now)?;
-                deps.store()
-                    .commit(vec![Write::Action { action: reserved.clone(), expect: Expect::Version(action.version) }])
-                    .await?;
-                reserved
-            }
+            None => replace_action(deps, &action, action.reserve_checkout(now)?).await?,
         };
-        let attempt = action.checkout.clone().expect("reserved above");
+        let attempt = action.checkout().current().cloned().expect("reserved above");
         let request = request_for(deps, &action, &attempt).await?;
         let session = match payments.create_checkout(&request).await {
             Ok(session) => session,
@@ -111,8 +111,7 @@ pub async fn open(
             // must reserve a new attempt, not replay this answer.
             Err(e @ PaymentsError::Rejected { .. }) => {
                 if let Some(dropped) = action.drop_reservation(attempt.attempt) {
-                    let write = Write::Action { action: dropped, expect: Expect::Version(action.version) };
-                    if let Err(store) = deps.store().commit(vec![write]).await {
+                    if let Err(store) = replace_action(deps, &action, dropped).await {
                         tracing::warn!(error = %store, "could not drop a refused checkout attempt; it lapses in a minute");
                     }
                 }
@@ -121,10 +120,10 @@ pub async fn open(
             Err(e) => return Err(e.into()),
         };
         if !created.iter().any(|(_, id)| *id == session.id) {
-            created.push((action.stripe_account_id.clone(), session.id.clone()));
+            created.push((action.stripe_account_id().clone(), session.id.clone()));
         }
         let url = session.url.clone().ok_or_else(|| PaymentsError::Unexpected("a session without url".into()))?;
-        tracing::info!(action_id = %action.action_id, attempt = attempt.attempt, session_id = %session.id, "checkout session ready");
+        tracing::info!(action_id = %action.action_id(), attempt = attempt.attempt, session_id = %session.id, "checkout session ready");
 
         let event = ActionEvent::CheckoutOpened {
             session_id: session.id.clone(),
@@ -133,9 +132,7 @@ pub async fn open(
         };
         let opened = action.apply(&event, now, &Actor::Patient)?;
         if opened.changed {
-            deps.store()
-                .commit(vec![Write::Action { action: opened.action, expect: Expect::Version(action.version) }])
-                .await?;
+            replace_action(deps, &action, opened.action).await?;
         }
         Ok(CheckoutLink { session_id: session.id, url, expires_at: session.expires_at })
     });

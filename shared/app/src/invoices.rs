@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use tracing::instrument;
 
 use super::{check_invoice_ids, with_retries, AppError, HasClock, HasStore, NotFound};
-use crate::ports::{Expect, Write};
+use crate::ports::{expect_of, Stored, Write};
 use visitpay_domain::invoice::InvoiceInput;
 use visitpay_domain::{ClinicId, Invoice, InvoiceId, InvoiceStatus, Money, PatientId};
 
@@ -17,20 +17,20 @@ pub async fn import(
     patient: &PatientId,
     invoice_id: &InvoiceId,
     input: InvoiceInput,
-) -> Result<(Invoice, bool), AppError> {
+) -> Result<(Stored<Invoice>, bool), AppError> {
     with_retries!({
         let existing = deps.store().get_invoice(clinic, patient, invoice_id).await?;
         let invoice = Invoice::import(
-            existing.as_ref(),
+            existing.as_ref().map(|e| &e.value),
             clinic.clone(),
             patient.clone(),
             invoice_id.clone(),
             input.clone(),
             deps.clock().now(),
         )?;
-        let expect = existing.as_ref().map_or(Expect::Absent, |old| Expect::Version(old.version));
+        let expect = expect_of(existing.as_ref());
         deps.store().commit(vec![Write::Invoice { invoice: invoice.clone(), expect }]).await?;
-        Ok((invoice, existing.is_none()))
+        Ok((Stored { value: invoice, version: expect.next_version() }, existing.is_none()))
     })
 }
 
@@ -39,7 +39,7 @@ pub async fn list(
     clinic: &ClinicId,
     patient: &PatientId,
     status: Option<InvoiceStatus>,
-) -> Result<Vec<Invoice>, AppError> {
+) -> Result<Vec<Stored<Invoice>>, AppError> {
     let mut invoices = deps.store().list_invoices(clinic, patient).await?;
     if let Some(status) = status {
         invoices.retain(|i| i.status() == status);
@@ -48,8 +48,8 @@ pub async fn list(
 }
 
 /// Looks up each requested invoice in the patient's invoices, in request order.
-pub(crate) fn pick<'a>(all: &'a [Invoice], ids: &[InvoiceId]) -> Result<Vec<&'a Invoice>, AppError> {
-    let by_id: HashMap<&InvoiceId, &Invoice> = all.iter().map(|i| (&i.invoice_id, i)).collect();
+pub(crate) fn pick<'a>(all: &'a [Stored<Invoice>], ids: &[InvoiceId]) -> Result<Vec<&'a Stored<Invoice>>, AppError> {
+    let by_id: HashMap<&InvoiceId, &Stored<Invoice>> = all.iter().map(|i| (&i.invoice_id, i)).collect();
     ids.iter()
         .map(|id| by_id.get(id).copied().ok_or_else(|| AppError::NotFound(NotFound::Invoice(id.clone()))))
         .collect()
@@ -63,7 +63,7 @@ pub async fn select(
     clinic: &ClinicId,
     patient: &PatientId,
     ids: &[InvoiceId],
-) -> Result<(Vec<Invoice>, Money), AppError> {
+) -> Result<(Vec<Stored<Invoice>>, Money), AppError> {
     check_invoice_ids(ids)?;
     with_retries!({
         let all = deps.store().list_invoices(clinic, patient).await?;
@@ -74,8 +74,8 @@ pub async fn select(
         for old in &chosen {
             match old.select(now)? {
                 Some(new) => {
-                    writes.push(Write::Invoice { invoice: new.clone(), expect: Expect::Version(old.version) });
-                    result.push(new);
+                    writes.push(Write::Invoice { invoice: new.clone(), expect: old.expect() });
+                    result.push(Stored { value: new, version: old.expect().next_version() });
                 }
                 None => result.push((*old).clone()),
             }

@@ -20,7 +20,6 @@ mod sessions;
 pub mod settings;
 pub mod status_events;
 mod transitions;
-pub mod views;
 pub mod webhook;
 
 use std::sync::Arc;

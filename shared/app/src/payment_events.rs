@@ -10,12 +10,12 @@
 use tracing::Instrument;
 
 use super::sessions::close_open_sessions;
-use super::transitions::{apply_event, Known};
+use super::transitions::{apply_event, replace_action, Known};
 use super::{with_retries, AppError, HasClock, HasConfig, HasMetrics, HasPayments, HasStore, NotFound};
-use crate::ports::{Expect, MoneySignal, PaymentsError, StoreError, Write};
+use crate::ports::{expect_of, MoneySignal, PaymentsError, StoreError, Stored, Write};
 use visitpay_domain::{
-    Action, ActionEvent, ActionId, Actor, ChargeChange, ClinicId, DomainError, ParkedEvent, PaymentOwner, PaymentRef,
-    PaymentSignal, RefundRecord, SessionsClosed, SignalKind, StrayPayment, StripeAccountId,
+    Action, ActionEvent, ActionId, Actor, ChargeChange, ClinicId, DomainError, ParkedEvent, PaymentIntentId,
+    PaymentOwner, PaymentRef, PaymentSignal, RefundRecord, SessionsClosed, SignalKind, StrayPayment, StripeAccountId,
 };
 
 /// What applying a signal did.
@@ -87,9 +87,9 @@ fn event_id(actor: &Actor) -> String {
 async fn park(
     deps: &(impl HasStore + HasClock),
     event_id: &str,
-    payment_intent: &str,
+    payment_intent: &PaymentIntentId,
     change: &ChargeChange,
-    known: Option<PaymentRef>,
+    known: Option<Stored<PaymentRef>>,
 ) -> Result<Option<PaymentOwner>, ConsumeError> {
     let parked = ParkedEvent { event_id: event_id.to_owned(), change: change.clone(), at: deps.clock().now() };
     let mut first = Some(known);
@@ -101,8 +101,8 @@ async fn park(
         if let Some(owner) = current.as_ref().and_then(|p| p.owner.clone()) {
             return Ok(Some(owner));
         }
-        if let Some(next) = PaymentRef::park(payment_intent, current.as_ref(), parked.clone()) {
-            deps.store().commit(vec![Write::Payment(next)]).await?;
+        if let Some(next) = PaymentRef::park(payment_intent, current.as_ref().map(|c| &c.value), parked.clone()) {
+            deps.store().commit(vec![Write::Payment { payment: next, expect: expect_of(current.as_ref()) }]).await?;
         }
         Ok(None)
     })?)
@@ -113,7 +113,7 @@ async fn park(
 async fn looked_up(
     deps: &impl HasPayments,
     account: Option<&StripeAccountId>,
-    payment_intent: &str,
+    payment_intent: &PaymentIntentId,
     change: &ChargeChange,
 ) -> Result<ChargeChange, AppError> {
     match (change, account) {
@@ -124,20 +124,6 @@ async fn looked_up(
         }
         _ => Ok(change.clone()),
     }
-}
-
-/// The account a charge event must come from: the action's own, or that of
-/// the late payment it is about.
-fn payment_account<'a>(action: &'a Action, payment_intent: &str) -> Option<&'a str> {
-    if action.payment_intent_id.as_deref() == Some(payment_intent) {
-        return Some(action.stripe_account_id.as_str());
-    }
-    action
-        .late_payments
-        .iter()
-        .find(|p| p.payment_intent.as_deref() == Some(payment_intent))
-        .and_then(|p| p.account.as_deref())
-        .or(Some(action.stripe_account_id.as_str()))
 }
 
 /// Keeps a payment that names an action apart from it, once per session,
@@ -159,8 +145,8 @@ async fn record_stray(
         account: signal.account.clone(),
         amount: charged.amount,
         currency: charged.currency,
-        clinic_id: action.clinic_id.clone(),
-        action_id: action.action_id.clone(),
+        clinic_id: action.clinic_id().clone(),
+        action_id: action.action_id().clone(),
         reason,
         reported_by: signal.actor.to_string(),
         at: deps.clock().now(),
@@ -172,24 +158,23 @@ async fn record_stray(
         Err(e) => return Err(e.into()),
     }
     tracing::error!(
-        action_id = %action.action_id,
+        action_id = %action.action_id(),
         session_id = %stray.session_id,
         account = stray.account.as_deref().unwrap_or("-"),
         amount = stray.amount.unwrap_or_default(),
         reason = %stray.reason,
         "a payment naming this action was kept apart from it: refund it"
     );
-    deps.metrics().signal(MoneySignal::StrayPayment, Some((&action.clinic_id, &action.action_id)));
+    deps.metrics().signal(MoneySignal::StrayPayment, Some((action.clinic_id(), action.action_id())));
     Ok(Applied::Stray)
 }
 
 /// Writes that the action's other sessions are closed (bookkeeping; a
 /// conflict means someone wrote first, and a later completion closes again).
-async fn note_sessions_closed(deps: &impl HasStore, action: &Action, closed: &SessionsClosed) {
+async fn note_sessions_closed(deps: &impl HasStore, action: &Stored<Action>, closed: &SessionsClosed) {
     let Some(next) = action.sessions_closed(closed) else { return };
-    let write = Write::Action { action: next, expect: Expect::Version(action.version) };
-    if let Err(e) = deps.store().commit(vec![write]).await {
-        tracing::info!(action_id = %action.action_id, error = %e, "could not note the action's sessions closed; a later event does");
+    if let Err(e) = replace_action(deps, action, next).await {
+        tracing::info!(action_id = %action.action_id(), error = %e, "could not note the action's sessions closed; a later event does");
     }
 }
 
@@ -204,7 +189,8 @@ pub async fn apply(
             tracing::warn!(livemode = signal.livemode, "an event of Stripe's other mode; not this deployment's");
             return Ok(Applied::Ignored("an event of Stripe's other mode"));
         }
-        let (clinic, action_id, event, payment_intent) = match &signal.kind {
+        // The action, when finding the payment's owner read it already.
+        let (clinic, action_id, event, read) = match &signal.kind {
             SignalKind::Action { clinic_id, action_id, event } => {
                 (clinic_id.clone(), action_id.clone(), event.clone(), None)
             }
@@ -245,12 +231,11 @@ pub async fn apply(
                     .get_action(&owner.clinic_id, &owner.action_id)
                     .await?
                     .ok_or_else(|| ConsumeError::UnknownAction(owner.action_id.clone(), owner.clinic_id.clone()))?;
-                if let (Some(account), Some(expected)) = (&signal.account, payment_account(&action, payment_intent)) {
-                    if account != expected {
-                        return Err(ConsumeError::WrongAccount(owner.action_id));
-                    }
+                let expected = action.account_of_payment(payment_intent).to_owned();
+                if signal.account.as_deref().is_some_and(|account| account != expected) {
+                    return Err(ConsumeError::WrongAccount(owner.action_id));
                 }
-                let account = StripeAccountId::parse(payment_account(&action, payment_intent).unwrap_or_default()).ok();
+                let account = StripeAccountId::parse(&expected).ok();
                 let change = looked_up(deps, account.as_ref(), payment_intent, change).await?;
                 let Some(event) = change.event(payment_intent) else { return Ok(Applied::Unchanged) };
                 (owner.clinic_id, owner.action_id, event, Some(action))
@@ -258,7 +243,7 @@ pub async fn apply(
         };
         let unknown = || ConsumeError::UnknownAction(action_id.clone(), clinic.clone());
         // A payment is read with its PaymentIntent's record (one request).
-        let known = match (&event, payment_intent) {
+        let known = match (&event, read) {
             (_, Some(action)) => Known { action, payment: None },
             (ActionEvent::PaymentSucceeded { payment_intent: Some(pi), .. }, None) => {
                 match deps.store().action_and_payment(&clinic, &action_id, pi).await? {
@@ -273,7 +258,7 @@ pub async fn apply(
         // a payment there is recorded apart (it is not the clinic's money to
         // keep on its action), anything else is ignored.
         let foreign = matches!(signal.kind, SignalKind::Action { .. })
-            && signal.account.as_deref() != Some(known.action.stripe_account_id.as_str());
+            && signal.account.as_deref() != Some(known.action.stripe_account_id().as_str());
         if foreign {
             return match &event {
                 ActionEvent::PaymentSucceeded { .. } => {

@@ -58,7 +58,7 @@ impl Receipt {
 /// `R-` and the action id's random part: stable, and no secret (the action id
 /// is not the link's secret).
 pub fn receipt_number(action: &Action) -> String {
-    let id = action.action_id.as_str();
+    let id = action.action_id().as_str();
     format!("R-{}", id.strip_prefix("act_").unwrap_or(id).to_ascii_uppercase())
 }
 
@@ -86,36 +86,33 @@ pub async fn for_staff(
 async fn build(deps: &impl HasStore, action: &Action, locale: Option<Locale>) -> Result<Receipt, AppError> {
     let status = action.status();
     let paid = matches!(status, ActionStatus::Paid | ActionStatus::PartiallyRefunded | ActionStatus::Refunded);
-    let (Some(paid_at), Some(reference), true) = (action.paid_at, action.payment_intent_id.clone(), paid) else {
+    let (Some(paid_at), Some(reference), true) = (action.paid_at(), action.payment_intent_id(), paid) else {
         return Err(DomainError::ReceiptNotAvailable(status).into());
     };
-    let locale = locale.unwrap_or(action.locale);
+    let locale = locale.unwrap_or(action.locale());
+    let terms = action.terms();
     // What the receipt says was fixed when the action was assigned (its
     // invoices could not change until paid): an issued receipt never
     // changes. Actions older than that read the settings and invoices.
-    let frozen = action.lines.iter().all(|l| l.service_date.is_some())
-        && action.receipt_issuer.is_some()
-        && action.time_zone.is_some();
+    let frozen = action.lines().iter().all(|l| l.service_date.is_some())
+        && terms.receipt_issuer.is_some()
+        && terms.time_zone.is_some();
     let (issuer, time_zone, invoices) = if frozen {
-        (
-            action.receipt_issuer.clone().unwrap_or_default(),
-            action.time_zone.clone().unwrap_or_default(),
-            HashMap::new(),
-        )
+        (terms.receipt_issuer.clone().unwrap_or_default(), terms.time_zone.clone().unwrap_or_default(), HashMap::new())
     } else {
-        let settings = deps.store().get_settings(&action.clinic_id).await?;
+        let settings = deps.store().get_settings(action.clinic_id()).await?;
         let (issuer, zone) = settings.map(|s| (s.receipt_issuer, s.time_zone)).unwrap_or_default();
         let invoices: HashMap<InvoiceId, visitpay_domain::Invoice> = deps
             .store()
-            .list_invoices(&action.clinic_id, &action.patient_id)
+            .list_invoices(action.clinic_id(), action.patient_id())
             .await?
             .into_iter()
-            .map(|i| (i.invoice_id.clone(), i))
+            .map(|i| (i.invoice_id.clone(), i.into_value()))
             .collect();
-        (action.receipt_issuer.clone().unwrap_or(issuer), action.time_zone.clone().unwrap_or(zone), invoices)
+        (terms.receipt_issuer.clone().unwrap_or(issuer), terms.time_zone.clone().unwrap_or(zone), invoices)
     };
     let lines = action
-        .lines
+        .lines()
         .iter()
         .map(|line| {
             let invoice = invoices.get(&line.invoice_id);
@@ -132,25 +129,25 @@ async fn build(deps: &impl HasStore, action: &Action, locale: Option<Locale>) ->
                     .unwrap_or_else(|| super::sessions::generic_name(&line.invoice_id, locale)),
                 service_date,
                 details,
-                amount: line.amount,
+                amount: line.amount.amount,
             }
         })
         .collect();
     let own: Vec<(i64, RefundState)> =
-        action.refunds.iter().filter(|r| r.status.moves_money()).map(|r| (r.amount, r.status)).collect();
+        action.refunds().records().iter().filter(|r| r.status.moves_money()).map(|r| (r.amount, r.status)).collect();
     Ok(Receipt {
         number: receipt_number(action),
         locale,
         issuer,
-        clinic_label: action.label.clone(),
+        clinic_label: action.label().to_owned(),
         lines,
-        currency: action.currency,
-        total: action.amount,
+        currency: action.currency(),
+        total: action.total().amount,
         paid_at,
         time_zone,
-        payment_reference: reference,
-        payment_method: action.payment_method.clone(),
+        payment_reference: reference.to_string(),
+        payment_method: action.payment_method().cloned(),
         refunds: own,
-        refunded_amount: action.refunded_amount,
+        refunded_amount: action.refunded().amount,
     })
 }

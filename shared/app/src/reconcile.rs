@@ -7,10 +7,10 @@ use serde::Serialize;
 use tracing::instrument;
 
 use super::sessions::close_open_sessions;
+use super::transitions::replace_action;
 use super::{AppError, HasClock, HasConfig, HasMetrics, HasPayments, HasQueue, HasStore};
 use crate::ports::{
-    CheckoutSession, Expect, MoneySignal, PaymentsError, QueueMessage, SessionPaymentStatus, SessionStatus, StoreError,
-    Write,
+    CheckoutSession, MoneySignal, PaymentsError, QueueMessage, SessionPaymentStatus, SessionStatus, StoreError, Stored,
 };
 use visitpay_domain::{
     Action, ActionEvent, ActionStatus, Actor, Charged, DomainError, PaymentSignal, SessionsClosed, SignalKind,
@@ -58,9 +58,13 @@ fn out_of_time() -> bool {
 fn signal(deps: &impl HasPayments, action: &Action, event: ActionEvent) -> QueueMessage {
     QueueMessage::Signal(PaymentSignal {
         actor: Actor::Reconcile,
-        account: Some(action.stripe_account_id.as_str().to_owned()),
+        account: Some(action.stripe_account_id().as_str().to_owned()),
         livemode: deps.payments().livemode(),
-        kind: SignalKind::Action { clinic_id: action.clinic_id.clone(), action_id: action.action_id.clone(), event },
+        kind: SignalKind::Action {
+            clinic_id: action.clinic_id().clone(),
+            action_id: action.action_id().clone(),
+            event,
+        },
     })
 }
 
@@ -77,7 +81,7 @@ fn learnt(action: &Action, session: &CheckoutSession) -> Option<ActionEvent> {
             amount: session.amount_total,
             currency: session.currency.clone(),
             mode: session.mode.clone(),
-            account: Some(action.stripe_account_id.as_str().to_owned()),
+            account: Some(action.stripe_account_id().as_str().to_owned()),
         }),
     };
     match (action.status(), session.status, session.payment_status) {
@@ -97,11 +101,11 @@ fn learnt(action: &Action, session: &CheckoutSession) -> Option<ActionEvent> {
 
 /// Writes what reconcile did with an action that is still its own (a
 /// conflict means the consumer moved it meanwhile, which is fine).
-async fn note(deps: &impl HasStore, before: &Action, after: Action, report: &mut Report) {
-    match deps.store().commit(vec![Write::Action { action: after, expect: Expect::Version(before.version) }]).await {
-        Ok(()) | Err(StoreError::Conflict) => {}
+async fn note(deps: &impl HasStore, before: &Stored<Action>, after: Action, report: &mut Report) {
+    match replace_action(deps, before, after).await {
+        Ok(_) | Err(AppError::Store(StoreError::Conflict)) => {}
         Err(e) => {
-            tracing::warn!(action_id = %before.action_id, error = %e, "could not note a reconcile check");
+            tracing::warn!(action_id = %before.action_id(), error = %e, "could not note a reconcile check");
             report.errors += 1;
         }
     }
@@ -109,12 +113,18 @@ async fn note(deps: &impl HasStore, before: &Action, after: Action, report: &mut
 
 /// A check that failed: the action waits behind the healthy ones, longer
 /// after each failure in a row.
-async fn back_off(deps: &impl HasStore, action: &Action, now: Timestamp, base: time::Duration, report: &mut Report) {
+async fn back_off(
+    deps: &impl HasStore,
+    action: &Stored<Action>,
+    now: Timestamp,
+    base: time::Duration,
+    report: &mut Report,
+) {
     let next = action.check_failed(now, base);
     tracing::warn!(
-        action_id = %action.action_id,
-        failed_checks = next.failed_checks,
-        retry_after = ?next.retry_after,
+        action_id = %action.action_id(),
+        failed_checks = next.checks().failed,
+        retry_after = ?next.checks().retry_after,
         "reconcile could not check this action; backed off"
     );
     report.backed_off += 1;
@@ -137,7 +147,7 @@ async fn queue_expiry(
             true
         }
         Err(e) => {
-            tracing::error!(action_id = %action.action_id, error = %e, "could not queue an expiry");
+            tracing::error!(action_id = %action.action_id(), error = %e, "could not queue an expiry");
             report.errors += 1;
             false
         }
@@ -160,11 +170,11 @@ pub async fn run(
         }
         report.checked += 1;
         let Some(session_id) = action.checkout_session_id() else { continue };
-        let session = match deps.payments().retrieve_checkout(&action.stripe_account_id, session_id).await {
+        let session = match deps.payments().retrieve_checkout(action.stripe_account_id(), session_id).await {
             Ok(s) => s,
             // Nothing can be learnt or paid there any more: an open action ends, flagged.
             Err(PaymentsError::AccountDisconnected) if action.status() == ActionStatus::CheckoutOpen => {
-                tracing::error!(action_id = %action.action_id, "the clinic's Stripe account is disconnected");
+                tracing::error!(action_id = %action.action_id(), "the clinic's Stripe account is disconnected");
                 if queue_expiry(deps, &action, SessionsClosed::disconnected(), &mut report).await {
                     // Until the expiry lands, not ahead of the healthy ones.
                     note(deps, &action, action.check_failed(now, base), &mut report).await;
@@ -172,7 +182,7 @@ pub async fn run(
                 continue;
             }
             Err(e) => {
-                tracing::warn!(action_id = %action.action_id, error = %e, "could not retrieve a session");
+                tracing::warn!(action_id = %action.action_id(), error = %e, "could not retrieve a session");
                 back_off(deps, &action, now, base, &mut report).await;
                 continue;
             }
@@ -186,7 +196,7 @@ pub async fn run(
                     _ => report.found_paid += 1,
                 }
                 if let Err(e) = deps.queue().enqueue(&signal(deps, &action, event)).await {
-                    tracing::error!(action_id = %action.action_id, error = %e, "could not queue what reconcile learnt");
+                    tracing::error!(action_id = %action.action_id(), error = %e, "could not queue what reconcile learnt");
                     report.errors += 1;
                     continue;
                 }
@@ -212,7 +222,7 @@ pub async fn run(
                 continue;
             }
             Err(e) => {
-                tracing::warn!(action_id = %action.action_id, error = %e, "could not expire a session");
+                tracing::warn!(action_id = %action.action_id(), error = %e, "could not expire a session");
                 back_off(deps, &action, now, base, &mut report).await;
                 continue;
             }

@@ -144,11 +144,17 @@ mod tests {
 
     /// `n` changes of action `id`, versions 1..=n.
     fn changes_of(id: &str, n: u64) -> Vec<ActionChanged> {
-        let mut a = action();
-        a.action_id = ActionId::parse(id).unwrap();
-        let first = ActionChanged::between(None, &a).unwrap();
-        let open = ActionChanged::between(Some(&a), &step(&reserved(&a), opened("cs_1")).action).unwrap();
-        (1..=n).map(|v| ActionChanged { version: v, ..if v == 1 { first.clone() } else { open.clone() } }).collect()
+        let a = action();
+        let first = ActionChanged::between(None, &a, 1).unwrap();
+        let open = ActionChanged::between(Some((&a, 1)), &step(&reserved(&a), opened("cs_1")).action, 3).unwrap();
+        let action_id = ActionId::parse(id).unwrap();
+        (1..=n)
+            .map(|v| ActionChanged {
+                version: v,
+                action_id: action_id.clone(),
+                ..if v == 1 { first.clone() } else { open.clone() }
+            })
+            .collect()
     }
 
     fn positioned(changes: Vec<ActionChanged>) -> Vec<(usize, ActionChanged)> {

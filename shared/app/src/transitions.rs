@@ -1,36 +1,20 @@
 //! Applying an event to a stored action: the state machine decides, one
 //! conditional commit writes the action, the invoices that follow it and the
-//! payment's record. Every caller (staff cancel and refund, the consumer)
-//! goes through here.
+//! payment's record, and what the event caused (`Outcome`) is signalled.
+//! Every caller (staff cancel and refund, the consumer) goes through here.
 
 use super::{with_retries, AppError, HasClock, HasMetrics, HasStore, NotFound};
-use crate::ports::{Expect, MoneySignal, Write};
+use crate::ports::{expect_of, Expect, MoneySignal, Stored, Write};
 use visitpay_domain::{
-    Action, ActionEvent, ActionId, Actor, ClinicId, Invoice, InvoiceEffect, InvoiceId, PaymentRef, Timestamp,
+    follow_action, Action, ActionEvent, ActionId, Actor, Applied, ClinicId, InvoiceEffect, InvoiceId, Outcome,
+    PaymentRef,
 };
-
-/// The invoice writes that one or more transitions imply (in order), each
-/// conditional on the version read. Invoices no longer held by this action are
-/// left alone.
-fn invoice_writes(action: &Action, effects: &[InvoiceEffect], invoices: &[Invoice], at: Timestamp) -> Vec<Write> {
-    let mine = invoices.iter().filter(|i| action.invoice_ids().any(|id| id == &i.invoice_id));
-    mine.filter_map(|old| {
-        let mut new = old.clone();
-        for effect in effects {
-            if let Some(next) = new.follow(&action.action_id, *effect, at) {
-                new = next;
-            }
-        }
-        (new != *old).then_some(Write::Invoice { invoice: new, expect: Expect::Version(old.version) })
-    })
-    .collect()
-}
 
 /// An action as a caller just read it, with its payment record when the
 /// event records a payment (the consumer reads both in one request).
 pub(crate) struct Known {
-    pub action: Action,
-    pub payment: Option<PaymentRef>,
+    pub action: Stored<Action>,
+    pub payment: Option<Stored<PaymentRef>>,
 }
 
 /// Applies an event to a stored action through the state machine, with the
@@ -47,14 +31,14 @@ pub(crate) async fn apply_event(
     mut known: Option<Known>,
     event: &ActionEvent,
     actor: &Actor,
-) -> Result<Action, AppError> {
+) -> Result<Stored<Action>, AppError> {
     let payment_intent = match event {
-        ActionEvent::PaymentSucceeded { payment_intent: Some(pi), .. } => Some(pi.as_str()),
+        ActionEvent::PaymentSucceeded { payment_intent: Some(pi), .. } => Some(pi),
         _ => None,
     };
     // First try: the invoices follow as conditional updates, unread. If one
     // is not where the action left it, the commit conflicts and the retry
-    // reads them and moves only those still held (`invoice_writes`).
+    // reads them and moves only those still held (`follow_action`).
     let mut unread = true;
     with_retries!({
         let Known { action: current, payment } = match (known.take(), payment_intent) {
@@ -73,8 +57,8 @@ pub(crate) async fn apply_event(
             },
         };
         let now = deps.clock().now();
-        let transition = current.apply(event, now, actor)?;
-        let (mut action, mut changed, mut effects) = (transition.action, transition.changed, vec![transition.invoices]);
+        let Applied { action, invoices, mut changed, mut outcomes } = current.apply(event, now, actor)?;
+        let (mut action, mut effects) = (action, vec![invoices]);
         let mut writes = Vec::new();
         if let Some(pi) = payment_intent {
             if payment.as_ref().and_then(|p| p.owner.as_ref()).is_none() {
@@ -88,6 +72,7 @@ pub(crate) async fn apply_event(
                         Ok(t) if t.changed => {
                             (action, changed) = (t.action, true);
                             effects.push(t.invoices);
+                            outcomes.extend(t.outcomes);
                         }
                         Ok(_) => {}
                         Err(e) => {
@@ -95,7 +80,8 @@ pub(crate) async fn apply_event(
                         }
                     }
                 }
-                writes.push(Write::Payment(PaymentRef::owned(pi, clinic.clone(), action_id.clone(), payment.as_ref())));
+                let owned = PaymentRef::owned(pi, clinic.clone(), action_id.clone());
+                writes.push(Write::Payment { payment: owned, expect: expect_of(payment.as_ref()) });
             }
         }
         if !changed && writes.is_empty() {
@@ -112,7 +98,7 @@ pub(crate) async fn apply_event(
                 unread = false;
                 invoice_moves.extend(current.invoice_ids().map(|invoice_id| Write::HeldInvoice {
                     clinic_id: clinic.clone(),
-                    patient_id: current.patient_id.clone(),
+                    patient_id: current.patient_id().clone(),
                     invoice_id: invoice_id.clone(),
                     action_id: action_id.clone(),
                     effect: *effect,
@@ -120,58 +106,66 @@ pub(crate) async fn apply_event(
                 }));
             }
             _ => {
-                let invoices = deps.store().list_invoices(clinic, &current.patient_id).await?;
-                invoice_moves = invoice_writes(&current, &effects, &invoices, now);
-                if repay {
-                    let moved: Vec<&InvoiceId> = invoice_moves
-                        .iter()
-                        .filter_map(|w| match w {
-                            Write::Invoice { invoice, .. } => Some(&invoice.invoice_id),
-                            _ => None,
-                        })
-                        .collect();
-                    let elsewhere: Vec<InvoiceId> =
-                        current.invoice_ids().filter(|id| !moved.contains(id)).cloned().collect();
-                    if !elsewhere.is_empty() {
-                        tracing::error!(
-                            invoices = elsewhere.len(),
-                            "a failed refund's invoices were collected again: the payment must be refunded"
-                        );
-                        action = action.collected_elsewhere(elsewhere);
-                    }
+                let stored = deps.store().list_invoices(clinic, current.patient_id()).await?;
+                let (versions, invoices): (Vec<u64>, Vec<_>) = stored.into_iter().map(|s| (s.version, s.value)).unzip();
+                let held: Vec<InvoiceId> = current.invoice_ids().cloned().collect();
+                let followed = follow_action(action_id, &held, &effects, &invoices, now);
+                invoice_moves.extend(
+                    followed
+                        .moved
+                        .into_iter()
+                        .map(|(index, invoice)| Write::Invoice { invoice, expect: Expect::Version(versions[index]) }),
+                );
+                if !followed.collected_elsewhere.is_empty() {
+                    tracing::error!(
+                        invoices = followed.collected_elsewhere.len(),
+                        "a failed refund's invoices were collected again: the payment must be refunded"
+                    );
+                    let elsewhere = action.collected_elsewhere(followed.collected_elsewhere);
+                    action = elsewhere.action;
+                    outcomes.extend(elsewhere.outcomes);
                 }
             }
         }
+        let expect = current.expect();
         if changed {
-            writes.push(Write::Action { action: action.clone(), expect: Expect::Version(current.version) });
+            writes.push(Write::Action { action: action.clone(), expect });
         }
         writes.extend(invoice_moves);
         deps.store().commit(writes).await?;
-        signal_money(deps, &current, &action);
-        Ok(action)
+        signal_money(deps, &action, outcomes);
+        let version = if changed { expect.next_version() } else { current.version };
+        Ok(Stored { value: action, version })
     })
 }
 
-/// What a committed transition means for the money alarms: a payment kept
-/// for refund, a refund that failed, a dispute opened or lost.
-fn signal_money(deps: &impl HasMetrics, before: &Action, after: &Action) {
-    let about = Some((&after.clinic_id, &after.action_id));
-    let newly_needed = after.refund_needed() && !before.refund_needed();
-    if after.late_payments.len() > before.late_payments.len() || newly_needed {
-        deps.metrics().signal(MoneySignal::RefundNeeded, about);
+/// What a committed change caused, as the money alarms hear it: once each
+/// per commit, whatever number of events caused it.
+fn signal_money(deps: &impl HasMetrics, action: &Action, mut outcomes: Vec<Outcome>) {
+    outcomes.sort_unstable();
+    outcomes.dedup();
+    let about = Some((action.clinic_id(), action.action_id()));
+    for outcome in outcomes {
+        let signal = match outcome {
+            Outcome::RefundNeeded => MoneySignal::RefundNeeded,
+            Outcome::RefundFailed => MoneySignal::RefundFailed,
+            Outcome::DisputeOpened => MoneySignal::DisputeOpened,
+            Outcome::DisputeLost => MoneySignal::DisputeLost,
+        };
+        deps.metrics().signal(signal, about);
     }
-    let failed = |a: &Action| {
-        let late = a.late_payments.iter().flat_map(|p| &p.refunds);
-        a.refunds.iter().chain(late).filter(|r| r.status.is_final_failure()).count()
-    };
-    if failed(after) > failed(before) {
-        deps.metrics().signal(MoneySignal::RefundFailed, about);
-    }
-    if after.disputes.len() > before.disputes.len() || (after.disputed && !before.disputed) {
-        deps.metrics().signal(MoneySignal::DisputeOpened, about);
-    }
-    let lost = |a: &Action| a.disputes.iter().filter(|d| d.outcome() == Some("lost")).count();
-    if lost(after) > lost(before) {
-        deps.metrics().signal(MoneySignal::DisputeLost, about);
-    }
+}
+
+/// Writes `next` in place of `current`, conditional on its version: a
+/// change that moves no invoice and signals nothing (a reservation, a
+/// session opened, a check, a dropped attempt). Returns `next` as the
+/// store now holds it.
+pub(crate) async fn replace_action(
+    deps: &impl HasStore,
+    current: &Stored<Action>,
+    next: Action,
+) -> Result<Stored<Action>, AppError> {
+    let expect = current.expect();
+    deps.store().commit(vec![Write::Action { action: next.clone(), expect }]).await?;
+    Ok(Stored { value: next, version: expect.next_version() })
 }

@@ -11,26 +11,29 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use visitpay_app::ports::{
-    payment_expect, ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore,
-    PaymentStore, ReconcileStore, SettingsStore, StoreError, Write,
+    ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore, PaymentStore,
+    ReconcileStore, SettingsStore, StoreError, Stored, Write,
 };
 use visitpay_aws::dynamodb::items::{self, MAX_ITEM_BYTES, MAX_TRANSACTION_BYTES, MAX_TRANSACTION_ITEMS};
 use visitpay_domain::{
-    Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentRef, PaymentSettings, StrayPayment, VisitId,
+    Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentIntentId, PaymentRef, PaymentSettings, SessionId,
+    StrayPayment, VisitId,
 };
 use visitpay_domain::{ActionChanged, ActionStatus, Timestamp};
 
 type InvoiceKey = (ClinicId, PatientId, InvoiceId);
 
+/// The domain's values, each with the version the store counts its writes
+/// by, as the DynamoDB adapter keeps it in the item.
 #[derive(Default, Clone)]
 struct Tables {
     settings: HashMap<ClinicId, PaymentSettings>,
-    invoices: BTreeMap<InvoiceKey, Invoice>,
+    invoices: BTreeMap<InvoiceKey, Stored<Invoice>>,
     // By id alone, as on DynamoDB: ids are unique across clinics.
-    actions: HashMap<ActionId, Action>,
+    actions: HashMap<ActionId, Stored<Action>>,
     idempotency: HashMap<(ClinicId, String), IdempotencyRecord>,
-    payments: HashMap<String, PaymentRef>,
-    stray_payments: HashMap<String, StrayPayment>,
+    payments: HashMap<PaymentIntentId, Stored<PaymentRef>>,
+    stray_payments: HashMap<SessionId, StrayPayment>,
 }
 
 /// How many changes a subscriber may fall behind before it misses some
@@ -126,11 +129,11 @@ impl InvoiceStore for EmbeddedStore {
         clinic: &ClinicId,
         patient: &PatientId,
         invoice: &InvoiceId,
-    ) -> Result<Option<Invoice>, StoreError> {
+    ) -> Result<Option<Stored<Invoice>>, StoreError> {
         Ok(self.lock().invoices.get(&(clinic.clone(), patient.clone(), invoice.clone())).cloned())
     }
 
-    async fn list_invoices(&self, clinic: &ClinicId, patient: &PatientId) -> Result<Vec<Invoice>, StoreError> {
+    async fn list_invoices(&self, clinic: &ClinicId, patient: &PatientId) -> Result<Vec<Stored<Invoice>>, StoreError> {
         let tables = self.lock();
         Ok(tables
             .invoices
@@ -143,19 +146,19 @@ impl InvoiceStore for EmbeddedStore {
 
 #[async_trait]
 impl ActionStore for EmbeddedStore {
-    async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Action>, StoreError> {
-        Ok(self.lock().actions.get(action).filter(|a| &a.clinic_id == clinic).cloned())
+    async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Stored<Action>>, StoreError> {
+        Ok(self.lock().actions.get(action).filter(|a| a.clinic_id() == clinic).cloned())
     }
 
-    async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, StoreError> {
+    async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Stored<Action>>, StoreError> {
         let tables = self.lock();
-        let mut list: Vec<Action> =
-            tables.actions.values().filter(|a| &a.clinic_id == clinic && &a.visit_id == visit).cloned().collect();
-        list.sort_by(|a, b| (a.created_at, &a.action_id).cmp(&(b.created_at, &b.action_id)));
+        let mut list: Vec<Stored<Action>> =
+            tables.actions.values().filter(|a| a.clinic_id() == clinic && a.visit_id() == visit).cloned().collect();
+        list.sort_by(|a, b| (a.created_at(), a.action_id()).cmp(&(b.created_at(), b.action_id())));
         Ok(list)
     }
 
-    async fn find_action(&self, action: &ActionId) -> Result<Option<Action>, StoreError> {
+    async fn find_action(&self, action: &ActionId) -> Result<Option<Stored<Action>>, StoreError> {
         Ok(self.lock().actions.get(action).cloned())
     }
 }
@@ -187,11 +190,11 @@ impl AssignStore for EmbeddedStore {
 
 #[async_trait]
 impl PaymentStore for EmbeddedStore {
-    async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError> {
+    async fn find_payment(&self, payment_intent: &PaymentIntentId) -> Result<Option<Stored<PaymentRef>>, StoreError> {
         Ok(self.lock().payments.get(payment_intent).cloned())
     }
 
-    async fn find_stray_payment(&self, session_id: &str) -> Result<Option<StrayPayment>, StoreError> {
+    async fn find_stray_payment(&self, session_id: &SessionId) -> Result<Option<StrayPayment>, StoreError> {
         Ok(self.lock().stray_payments.get(session_id).cloned())
     }
 
@@ -199,10 +202,11 @@ impl PaymentStore for EmbeddedStore {
         &self,
         clinic: &ClinicId,
         action: &ActionId,
-        payment_intent: &str,
-    ) -> Result<(Option<Action>, Option<PaymentRef>), StoreError> {
+        payment_intent: &PaymentIntentId,
+    ) -> Result<(Option<Stored<Action>>, Option<Stored<PaymentRef>>), StoreError> {
         let t = self.lock();
-        Ok((t.actions.get(action).filter(|a| &a.clinic_id == clinic).cloned(), t.payments.get(payment_intent).cloned()))
+        let action = t.actions.get(action).filter(|a| a.clinic_id() == clinic).cloned();
+        Ok((action, t.payments.get(payment_intent).cloned()))
     }
 }
 
@@ -213,9 +217,9 @@ impl ReconcileStore for EmbeddedStore {
         &self,
         untouched_since: Timestamp,
         limit: usize,
-    ) -> Result<Vec<Action>, StoreError> {
+    ) -> Result<Vec<Stored<Action>>, StoreError> {
         let t = self.lock();
-        let mut due: Vec<Action> = t
+        let mut due: Vec<Stored<Action>> = t
             .actions
             .values()
             .filter(|a| matches!(a.status(), ActionStatus::CheckoutOpen | ActionStatus::Processing))
@@ -227,16 +231,16 @@ impl ReconcileStore for EmbeddedStore {
         Ok(due)
     }
 
-    async fn actions_past_lifetime(&self, now: Timestamp, limit: usize) -> Result<Vec<Action>, StoreError> {
+    async fn actions_past_lifetime(&self, now: Timestamp, limit: usize) -> Result<Vec<Stored<Action>>, StoreError> {
         let t = self.lock();
-        let mut due: Vec<Action> = t
+        let mut due: Vec<Stored<Action>> = t
             .actions
             .values()
             .filter(|a| matches!(a.status(), ActionStatus::Assigned | ActionStatus::CheckoutOpen))
-            .filter(|a| a.expires_at < now)
+            .filter(|a| a.expires_at() < now)
             .cloned()
             .collect();
-        due.sort_by_key(|a| a.expires_at);
+        due.sort_by_key(|a| a.expires_at());
         due.truncate(limit);
         Ok(due)
     }
@@ -252,7 +256,10 @@ impl Commit for EmbeddedStore {
             match w {
                 Write::HeldInvoice { clinic_id, patient_id, invoice_id, action_id, effect, at } => {
                     let key = (clinic_id.clone(), patient_id.clone(), invoice_id.clone());
-                    let moved = t.invoices.get(&key).and_then(|i| i.follow(action_id, *effect, *at));
+                    let moved = t.invoices.get(&key).and_then(|i| {
+                        let version = i.version + 1;
+                        i.follow(action_id, *effect, *at).map(|value| Stored { value, version })
+                    });
                     followed.push(moved.ok_or(StoreError::Conflict)?);
                 }
                 Write::Invoice { invoice: i, expect } => {
@@ -261,16 +268,18 @@ impl Commit for EmbeddedStore {
                 }
                 Write::Action { action: a, expect } => {
                     // Another clinic's action under the same id counts as present: ids never repeat.
-                    check(*expect, t.actions.get(&a.action_id).map(|x| x.version))?
+                    check(*expect, t.actions.get(a.action_id()).map(|x| x.version))?
                 }
                 Write::Idempotency(r) => {
                     check(Expect::Absent, t.idempotency.get(&(r.clinic_id.clone(), r.key.clone())).map(|_| 0))?
                 }
-                Write::Payment(p) => check(payment_expect(p), t.payments.get(&p.payment_intent).map(|x| x.version))?,
+                Write::Payment { payment: p, expect } => {
+                    check(*expect, t.payments.get(&p.payment_intent).map(|x| x.version))?
+                }
                 Write::StrayPayment(p) => check(Expect::Absent, t.stray_payments.get(&p.session_id).map(|_| 0))?,
             }
         }
-        let moved = followed.iter().map(items::invoice_item);
+        let moved = followed.iter().map(|i| items::invoice_item(i, i.version));
         check_limits(writes.iter().filter_map(items::put_item).map(|(item, _)| item).chain(moved), writes.len())?;
         for i in followed {
             t.invoices.insert((i.clinic_id.clone(), i.patient_id.clone(), i.invoice_id.clone()), i);
@@ -278,16 +287,21 @@ impl Commit for EmbeddedStore {
         for w in writes {
             match w {
                 Write::HeldInvoice { .. } => {}
-                Write::Invoice { invoice: i, .. } => {
-                    t.invoices.insert((i.clinic_id.clone(), i.patient_id.clone(), i.invoice_id.clone()), i);
+                Write::Invoice { invoice: i, expect } => {
+                    let key = (i.clinic_id.clone(), i.patient_id.clone(), i.invoice_id.clone());
+                    t.invoices.insert(key, Stored { value: i, version: expect.next_version() });
                 }
-                Write::Action { action: a, .. } => {
+                Write::Action { action: a, expect } => {
+                    let version = expect.next_version();
                     // Only when someone listens (not on the benchmark's hot path);
                     // sent under the lock, so subscribers see commits in order.
                     let change = (self.changes.receiver_count() > 0)
-                        .then(|| ActionChanged::between(t.actions.get(&a.action_id), &a))
+                        .then(|| {
+                            let previous = t.actions.get(a.action_id()).map(|p| (&p.value, p.version));
+                            ActionChanged::between(previous, &a, version)
+                        })
                         .flatten();
-                    t.actions.insert(a.action_id.clone(), a);
+                    t.actions.insert(a.action_id().clone(), Stored { value: a, version });
                     if let Some(change) = change {
                         let _ = self.changes.send(change);
                     }
@@ -295,8 +309,8 @@ impl Commit for EmbeddedStore {
                 Write::Idempotency(r) => {
                     t.idempotency.insert((r.clinic_id.clone(), r.key.clone()), r);
                 }
-                Write::Payment(p) => {
-                    t.payments.insert(p.payment_intent.clone(), p);
+                Write::Payment { payment: p, expect } => {
+                    t.payments.insert(p.payment_intent.clone(), Stored { value: p, version: expect.next_version() });
                 }
                 Write::StrayPayment(p) => {
                     t.stray_payments.insert(p.session_id.clone(), p);

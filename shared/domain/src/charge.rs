@@ -5,7 +5,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Currency, StripeAccountId};
+use super::{DisputeId, Money, PaymentIntentId, RefundId, StripeAccountId};
+
+/// An id that older records kept as an empty string when unknown.
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PaymentIntentId>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) => PaymentIntentId::parse(&s).map(Some).map_err(serde::de::Error::custom),
+    }
+}
 
 /// What a completed Checkout Session says it charged, as Stripe said it
 /// (`amount_total`, `currency`, `mode`, and the account the event came from).
@@ -22,9 +31,10 @@ pub struct Charged {
 }
 
 impl Charged {
-    /// Why this is not the payment of an action for `amount` in `currency` on
-    /// `account`, or `None` if it is. Anything Stripe did not say is a reason.
-    pub fn mismatch(&self, amount: i64, currency: Currency, account: &StripeAccountId) -> Option<String> {
+    /// Why this is not the payment of an action of `total` on `account`, or
+    /// `None` if it is. Anything Stripe did not say is a reason.
+    pub fn mismatch(&self, total: &Money, account: &StripeAccountId) -> Option<String> {
+        let (amount, currency) = (total.amount, total.currency);
         if self.account.as_deref() != Some(account.as_str()) {
             return Some(format!("it was taken on account {}", self.account.as_deref().unwrap_or("(unstated)")));
         }
@@ -123,18 +133,19 @@ impl PaymentMethod {
     }
 }
 
-/// One refund of a payment, by Stripe's id.
+/// One refund of a payment, by Stripe's id; its amount in the payment's
+/// currency (minor units).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundRecord {
-    pub refund_id: String,
+    pub refund_id: RefundId,
     pub amount: i64,
     #[serde(default)]
     pub status: RefundState,
 }
 
 impl RefundRecord {
-    pub fn new(refund_id: impl Into<String>, amount: i64, status: RefundState) -> Self {
-        RefundRecord { refund_id: refund_id.into(), amount, status }
+    pub fn new(refund_id: RefundId, amount: i64, status: RefundState) -> Self {
+        RefundRecord { refund_id, amount, status }
     }
 }
 
@@ -227,10 +238,11 @@ impl DisputeStatus {
 /// One dispute of a payment, as Stripe last told us.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DisputeRecord {
-    pub dispute_id: String,
-    /// The payment disputed (the action's own, or a late one).
-    #[serde(default)]
-    pub payment_intent: String,
+    pub dispute_id: DisputeId,
+    /// The payment disputed (the action's own, or a late one); `None` on
+    /// records kept before disputes named it.
+    #[serde(default, deserialize_with = "empty_as_none", skip_serializing_if = "Option::is_none")]
+    pub payment_intent: Option<PaymentIntentId>,
     pub amount: i64,
     pub status: DisputeStatus,
     /// Stripe took the disputed amount from the clinic's balance
@@ -290,12 +302,14 @@ pub fn merge_dispute(known: &mut Vec<DisputeRecord>, seen: &DisputeRecord) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Currency;
 
     #[test]
     fn refunds_only_move_forward_whatever_the_order() {
-        let pending = RefundRecord::new("re_1", 500, RefundState::Pending);
-        let failed = RefundRecord::new("re_1", 500, RefundState::Failed);
-        let succeeded = RefundRecord::new("re_1", 500, RefundState::Succeeded);
+        let re = RefundId::parse("re_1").unwrap();
+        let pending = RefundRecord::new(re.clone(), 500, RefundState::Pending);
+        let failed = RefundRecord::new(re.clone(), 500, RefundState::Failed);
+        let succeeded = RefundRecord::new(re, 500, RefundState::Succeeded);
         let mut known = Vec::new();
         assert_eq!(merge_refunds(&mut known, &[pending.clone()]).added, vec![pending.clone()]);
         assert_eq!(refunded_total(&known), 500, "a pending refund counts: the money is on its way");
@@ -311,8 +325,8 @@ mod tests {
     #[test]
     fn disputes_only_move_forward_and_a_lost_one_keeps_the_money() {
         let open = DisputeRecord {
-            dispute_id: "dp_1".into(),
-            payment_intent: "pi_1".into(),
+            dispute_id: DisputeId::parse("dp_1").unwrap(),
+            payment_intent: Some(PaymentIntentId::parse("pi_1").unwrap()),
             amount: 4500,
             status: DisputeStatus::NeedsResponse,
             funds_withdrawn: false,
@@ -345,7 +359,8 @@ mod tests {
             mode: Some("payment".into()),
             account: Some("acct_1".into()),
         };
-        assert_eq!(right.mismatch(4500, cad, &acct), None);
+        let total = Money::new(4500, cad).unwrap();
+        assert_eq!(right.mismatch(&total, &acct), None);
         let wrong = [
             Charged { amount: Some(1), ..right.clone() },
             Charged { amount: None, ..right.clone() },
@@ -355,7 +370,7 @@ mod tests {
             Charged { account: None, ..right },
         ];
         for c in wrong {
-            assert!(c.mismatch(4500, cad, &acct).is_some(), "{c:?}");
+            assert!(c.mismatch(&total, &acct).is_some(), "{c:?}");
         }
     }
 }

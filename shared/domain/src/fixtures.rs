@@ -4,15 +4,44 @@
 
 use crate::action::*;
 use crate::{
-    ActionId, Charged, ClinicId, ClinicTimeZone, Currency, InvoiceId, LineItemText, Locale, Money, PatientId,
-    ReceiptIssuer, RefundRecord, RefundState, StripeAccountId, Timestamp, UserId, VisitId,
+    ActionId, Charged, ClinicId, Currency, InvoiceId, LineItemText, Locale, Money, PatientId, PaymentIntentId,
+    RefundId, RefundRecord, RefundState, SessionId, StripeAccountId, Timestamp, UserId, VisitId,
 };
 
 pub fn t(s: i64) -> Timestamp {
     time::OffsetDateTime::from_unix_timestamp(1_800_000_000 + s).unwrap()
 }
 
-pub fn action() -> Action {
+/// An amount in CAD, zero included (what is refunded or kept may be nothing).
+pub fn cad(amount: i64) -> Money {
+    Money { amount, currency: Currency::parse("cad").unwrap() }
+}
+
+pub fn sid(s: &str) -> SessionId {
+    SessionId::parse(s).unwrap()
+}
+
+pub fn pi(s: &str) -> PaymentIntentId {
+    PaymentIntentId::parse(s).unwrap()
+}
+
+pub fn re(s: &str) -> RefundId {
+    RefundId::parse(s).unwrap()
+}
+
+/// The terms of the fixture action: account `acct_1`, an hour to pay.
+pub fn terms(checkout_ttl_minutes: u32) -> Terms {
+    Terms {
+        stripe_account_id: StripeAccountId::parse("acct_1").unwrap(),
+        checkout_ttl_minutes,
+        line_item_text: LineItemText::Generic,
+        receipt_issuer: None,
+        time_zone: None,
+    }
+}
+
+/// The fixture action, paid by Checkout Sessions of `ttl` minutes.
+pub fn action_with_ttl(ttl: u32) -> Action {
     Action::assign(
         NewAction {
             clinic_id: ClinicId::parse("c").unwrap(),
@@ -21,31 +50,31 @@ pub fn action() -> Action {
             patient_id: PatientId::parse("p").unwrap(),
             label: "Payer".into(),
             locale: Locale::FrCa,
-            lines: vec![ActionLine::new(InvoiceId::parse("1").unwrap(), 4500)],
-            total: Money::new(4500, Currency::parse("cad").unwrap()).unwrap(),
+            lines: vec![ActionLine::new(InvoiceId::parse("1").unwrap(), cad(4500))],
+            total: cad(4500),
             token_hash: "h".into(),
             expires_at: t(3600),
-            stripe_account_id: StripeAccountId::parse("acct_1").unwrap(),
-            checkout_ttl_minutes: 60,
-            line_item_text: LineItemText::Generic,
-            receipt_issuer: ReceiptIssuer::default(),
-            time_zone: ClinicTimeZone::default(),
+            terms: terms(ttl),
         },
         t(0),
         &Actor::Staff(UserId::parse("u").unwrap()),
     )
 }
 
+pub fn action() -> Action {
+    action_with_ttl(60)
+}
+
 pub fn stripe() -> Actor {
     Actor::Stripe { event_id: "evt_1".into() }
 }
 
-pub fn step(a: &Action, e: ActionEvent) -> Transition {
+pub fn step(a: &Action, e: ActionEvent) -> Applied {
     a.apply(&e, t(10), &stripe()).unwrap()
 }
 
-pub fn opened(sid: &str) -> ActionEvent {
-    ActionEvent::CheckoutOpened { session_id: sid.into(), url: format!("https://pay.test/{sid}"), expires_at: t(1800) }
+pub fn opened(s: &str) -> ActionEvent {
+    ActionEvent::CheckoutOpened { session_id: sid(s), url: format!("https://pay.test/{s}"), expires_at: t(1800) }
 }
 
 pub fn reserved(a: &Action) -> Action {
@@ -62,10 +91,10 @@ pub fn charged(amount: i64) -> Option<Charged> {
     })
 }
 
-pub fn paid(sid: &str) -> ActionEvent {
+pub fn paid(s: &str) -> ActionEvent {
     ActionEvent::PaymentSucceeded {
-        session_id: sid.into(),
-        payment_intent: Some(format!("pi_{sid}")),
+        session_id: sid(s),
+        payment_intent: Some(pi(&format!("pi_{s}"))),
         charged: charged(4500),
     }
 }
@@ -74,10 +103,20 @@ pub fn cancel() -> ActionEvent {
     ActionEvent::Cancel { closed: SessionsClosed::default() }
 }
 
-pub fn refunded(pi: &str, refunds: &[(&str, i64, RefundState)]) -> ActionEvent {
+pub fn refunded(payment_intent: &str, refunds: &[(&str, i64, RefundState)]) -> ActionEvent {
     ActionEvent::Refunded {
-        payment_intent: pi.into(),
-        refunds: refunds.iter().map(|(id, amount, status)| RefundRecord::new(*id, *amount, *status)).collect(),
+        payment_intent: pi(payment_intent),
+        refunds: refunds.iter().map(|(id, amount, status)| RefundRecord::new(re(id), *amount, *status)).collect(),
         attempt: None,
     }
+}
+
+/// The fixture action, paid on session `cs`.
+pub fn paid_action() -> Action {
+    step(&action(), paid("cs")).action
+}
+
+/// The fixture action with session `cs_1` open.
+pub fn open_action() -> Action {
+    step(&reserved(&action()), opened("cs_1")).action
 }

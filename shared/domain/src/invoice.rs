@@ -5,7 +5,6 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::action::InvoiceEffect;
 use super::{ActionId, ClinicId, Currency, DomainError, InvoiceId, Money, PatientId, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -20,6 +19,35 @@ pub enum InvoiceStatus {
 impl InvoiceStatus {
     pub fn parse(s: &str) -> Option<Self> {
         serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+    }
+}
+
+/// What a transition implies for the action's invoices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvoiceEffect {
+    Unchanged,
+    /// Back to `selected` (cancelled, expired, failed).
+    Release,
+    MarkPaid,
+    /// Owed again after a full refund.
+    Reopen,
+    /// Paid again: a refund that had reopened them failed. Only invoices
+    /// still free and last paid by this action follow (`Invoice::follow`).
+    Repay,
+}
+
+impl InvoiceEffect {
+    /// The state an invoice held by the action must be in, and the state it
+    /// moves to: the one definition of these moves (see `Invoice::follow`).
+    pub fn invoice_move(self) -> Option<(InvoiceStatus, InvoiceStatus)> {
+        match self {
+            InvoiceEffect::Unchanged => None,
+            InvoiceEffect::Release => Some((InvoiceStatus::Pending, InvoiceStatus::Selected)),
+            InvoiceEffect::MarkPaid => Some((InvoiceStatus::Pending, InvoiceStatus::Paid)),
+            InvoiceEffect::Reopen => Some((InvoiceStatus::Paid, InvoiceStatus::Unprocessed)),
+            // From unprocessed or selected: see `Invoice::follow`.
+            InvoiceEffect::Repay => None,
+        }
     }
 }
 
@@ -121,7 +149,7 @@ impl ReceiptDetails {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invoice {
     pub clinic_id: ClinicId,
     pub patient_id: PatientId,
@@ -132,22 +160,75 @@ pub struct Invoice {
     /// logged, never sent to Stripe unless the clinic opted in.
     pub description: String,
     pub service_date: ServiceDate,
-    #[serde(default, skip_serializing_if = "ReceiptDetails::is_empty")]
     pub receipt: ReceiptDetails,
     status: InvoiceStatus,
     /// Set exactly when `status` is `pending` or `paid`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     action_id: Option<ActionId>,
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub paid_at: Option<Timestamp>,
     /// The action whose full refund reopened it, while it is free: if that
     /// refund fails, the invoice is paid again by that action.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     refunded_from: Option<ActionId>,
-    /// Bumped on every change; every write is conditional on the version read.
-    pub version: u64,
-    #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Timestamp,
+}
+
+/// An invoice as a store kept it (`Invoice::restore`).
+pub struct InvoiceParts {
+    pub clinic_id: ClinicId,
+    pub patient_id: PatientId,
+    pub invoice_id: InvoiceId,
+    pub money: Money,
+    pub description: String,
+    pub service_date: ServiceDate,
+    pub receipt: ReceiptDetails,
+    pub status: InvoiceStatus,
+    pub action_id: Option<ActionId>,
+    pub paid_at: Option<Timestamp>,
+    pub refunded_from: Option<ActionId>,
+    pub updated_at: Timestamp,
+}
+
+/// The invoices of an action that follow its transitions, and those that
+/// cannot because they were collected again elsewhere meanwhile.
+#[derive(Debug, Default, PartialEq)]
+pub struct Followed {
+    /// Each moved invoice: its index in the invoices given, and what it becomes.
+    pub moved: Vec<(usize, Invoice)>,
+    /// The action's invoices a failed refund could not take back (`Repay`):
+    /// collected again by another action, so the patient paid twice.
+    pub collected_elsewhere: Vec<InvoiceId>,
+}
+
+/// Moves the invoices `action` holds through its transitions' `effects` (in
+/// order); invoices no longer held by it are left alone. Repaying reads the
+/// invoices: only those still free follow, and the others were collected
+/// again, which the action must record.
+pub fn follow_action(
+    action: &ActionId,
+    held: &[InvoiceId],
+    effects: &[InvoiceEffect],
+    invoices: &[Invoice],
+    at: Timestamp,
+) -> Followed {
+    let mut followed = Followed::default();
+    for (index, old) in invoices.iter().enumerate().filter(|(_, i)| held.contains(&i.invoice_id)) {
+        let mut new = old.clone();
+        for effect in effects {
+            if let Some(next) = new.follow(action, *effect, at) {
+                new = next;
+            }
+        }
+        if new != *old {
+            followed.moved.push((index, new));
+        }
+    }
+    if effects.contains(&InvoiceEffect::Repay) {
+        followed.collected_elsewhere = held
+            .iter()
+            .filter(|id| !followed.moved.iter().any(|(_, moved)| &moved.invoice_id == *id))
+            .cloned()
+            .collect();
+    }
+    followed
 }
 
 impl Invoice {
@@ -168,10 +249,10 @@ impl Invoice {
         }
         let service_date = ServiceDate::parse(&input.service_date)?;
         let receipt = input.receipt.validate()?;
-        let (status, version) = match existing {
-            None => (InvoiceStatus::Unprocessed, 1),
+        let status = match existing {
+            None => InvoiceStatus::Unprocessed,
             Some(old) => match old.status {
-                InvoiceStatus::Unprocessed | InvoiceStatus::Selected => (old.status, old.version + 1),
+                InvoiceStatus::Unprocessed | InvoiceStatus::Selected => old.status,
                 InvoiceStatus::Pending | InvoiceStatus::Paid => {
                     return Err(DomainError::InvoiceLocked(old.invoice_id.to_string()))
                 }
@@ -193,9 +274,36 @@ impl Invoice {
             refunded_from: existing
                 .filter(|old| old.amount == money.amount && old.currency == money.currency)
                 .and_then(|old| old.refunded_from.clone()),
-            version,
             updated_at: at,
         })
+    }
+
+    /// An invoice as a store kept it; refused if it contradicts itself
+    /// (pending or paid without its action, or the reverse): a hand-edited
+    /// or corrupt record must not drive a decision.
+    pub fn restore(parts: InvoiceParts) -> Result<Invoice, String> {
+        let invoice = Invoice {
+            clinic_id: parts.clinic_id,
+            patient_id: parts.patient_id,
+            invoice_id: parts.invoice_id,
+            amount: parts.money.amount,
+            currency: parts.money.currency,
+            description: parts.description,
+            service_date: parts.service_date,
+            receipt: parts.receipt,
+            status: parts.status,
+            action_id: parts.action_id,
+            paid_at: parts.paid_at,
+            refunded_from: parts.refunded_from,
+            updated_at: parts.updated_at,
+        };
+        if !invoice.is_consistent() {
+            return Err(format!(
+                "invoice {} is {:?} with action {:?}",
+                invoice.invoice_id, invoice.status, invoice.action_id
+            ));
+        }
+        Ok(invoice)
     }
 
     pub fn status(&self) -> InvoiceStatus {
@@ -209,7 +317,7 @@ impl Invoice {
     }
 
     fn next(&self, status: InvoiceStatus, action_id: Option<ActionId>, at: Timestamp) -> Invoice {
-        Invoice { status, action_id, version: self.version + 1, updated_at: at, ..self.clone() }
+        Invoice { status, action_id, updated_at: at, ..self.clone() }
     }
 
     /// "Make a payment": ready to collect. Selecting a selected invoice is a
@@ -324,14 +432,14 @@ mod tests {
     fn walks_the_happy_path() {
         let a = ActionId::parse("a1").unwrap();
         let inv = invoice();
-        assert_eq!((inv.status(), inv.version), (InvoiceStatus::Unprocessed, 1));
+        assert_eq!(inv.status(), InvoiceStatus::Unprocessed);
         let sel = inv.select(at()).unwrap().unwrap();
         assert_eq!(sel.status(), InvoiceStatus::Selected);
         assert_eq!(sel.select(at()).unwrap(), None, "selecting twice changes nothing");
         let pending = sel.reserve_for(&a, at()).unwrap();
         assert_eq!((pending.status(), pending.action_id()), (InvoiceStatus::Pending, Some(&a)));
         let paid = pending.follow(&a, InvoiceEffect::MarkPaid, at()).unwrap();
-        assert_eq!((paid.status(), paid.version), (InvoiceStatus::Paid, 4));
+        assert_eq!((paid.status(), paid.paid_at), (InvoiceStatus::Paid, Some(at())));
         let owed = paid.follow(&a, InvoiceEffect::Reopen, at()).unwrap();
         assert_eq!((owed.status(), owed.action_id(), owed.paid_at), (InvoiceStatus::Unprocessed, None, None));
         assert!([&inv, &sel, &pending, &paid, &owed].iter().all(|i| i.is_consistent()));
@@ -364,7 +472,7 @@ mod tests {
                 moves += 1;
                 let (from, to) = effect.invoice_move().unwrap();
                 assert_eq!((inv.status(), moved.status()), (from, to));
-                assert_eq!(moved.version, inv.version + 1);
+                assert_eq!(moved.updated_at, at());
                 assert_eq!(moved.paid_at.is_some(), to == InvoiceStatus::Paid);
                 assert!(moved.is_consistent());
             }
@@ -428,5 +536,26 @@ mod tests {
         for date in ["+2026-01-01", "0000-01-01", "2026-1-01", "2026-01-01T00:00", "20260101"] {
             assert_eq!(bad(5, "cad", date), DomainError::InvalidDate, "{date}");
         }
+    }
+
+    /// Only invoices the action still holds follow it; a failed refund's
+    /// invoices collected again by another action are named, so the action
+    /// records that the patient paid twice.
+    #[test]
+    fn an_actions_invoices_follow_it_and_repaying_names_those_collected_elsewhere() {
+        let (a, b) = (ActionId::parse("a").unwrap(), ActionId::parse("b").unwrap());
+        let paid = invoice().select(at()).unwrap().unwrap().reserve_for(&a, at()).unwrap();
+        let paid = paid.follow(&a, InvoiceEffect::MarkPaid, at()).unwrap();
+        let reopened = paid.follow(&a, InvoiceEffect::Reopen, at()).unwrap();
+        let mut other = reopened.clone();
+        other.invoice_id = InvoiceId::parse("1043").unwrap();
+        let taken = other.select(at()).unwrap().unwrap().reserve_for(&b, at()).unwrap();
+        let held = [reopened.invoice_id.clone(), taken.invoice_id.clone()];
+        let followed = follow_action(&a, &held, &[InvoiceEffect::Repay], &[reopened.clone(), taken.clone()], at());
+        assert_eq!(followed.moved.len(), 1);
+        assert_eq!((followed.moved[0].0, followed.moved[0].1.status()), (0, InvoiceStatus::Paid));
+        assert_eq!(followed.collected_elsewhere, vec![taken.invoice_id.clone()]);
+        let released = follow_action(&a, &held, &[InvoiceEffect::Release], &[reopened, taken], at());
+        assert_eq!(released, Followed::default(), "nothing pending for a: nothing moves, nothing is named");
     }
 }

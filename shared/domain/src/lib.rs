@@ -14,12 +14,17 @@ pub mod signal;
 pub mod status_event;
 
 pub use action::{
-    Action, ActionEvent, ActionLine, ActionStatus, Actor, Checkout, HistoryEntry, InvoiceEffect, LatePayment,
-    NewAction, OpenSession, RefundAttempt, SessionsClosed, Transition,
+    Action, ActionEvent, ActionLine, ActionParts, ActionStatus, Actor, Applied, Checkout, Checkouts, Checks, Disputes,
+    History, HistoryEntry, LatePayment, LatePayments, NewAction, OpenSession, Outcome, Payment, RefundAttempt, Refunds,
+    SessionsClosed, Terms,
 };
 pub use charge::{Charged, DisputeRecord, DisputeStatus, PaymentMethod, RefundRecord, RefundState};
-pub use ids::{ActionId, ClinicId, InvoiceId, PatientId, UserId, VisitId};
-pub use invoice::{Invoice, InvoiceStatus, ReceiptDetails, ServiceDate};
+pub use ids::{
+    ActionId, ClinicId, DisputeId, InvoiceId, PatientId, PaymentIntentId, RefundId, SessionId, UserId, VisitId,
+};
+pub use invoice::{
+    follow_action, Followed, Invoice, InvoiceEffect, InvoiceParts, InvoiceStatus, ReceiptDetails, ServiceDate,
+};
 pub use link::{hash_token, link_token, link_token_action};
 pub use money::{format_amount, Currency, Money, MAX_AMOUNT};
 pub use payment::{ChargeChange, ParkedEvent, PaymentOwner, PaymentRef, StrayPayment};

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::action::ActionEvent;
 use super::charge::{DisputeRecord, RefundRecord};
-use super::{ActionId, ClinicId, Timestamp};
+use super::{ActionId, ClinicId, PaymentIntentId, SessionId, Timestamp};
 
 /// A payment Stripe took that names an action (its metadata) but is not
 /// kept on it: taken on another Stripe account than the action's clinic's
@@ -17,9 +17,9 @@ use super::{ActionId, ClinicId, Timestamp};
 /// once per session, with an alarm: a person refunds it on its account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StrayPayment {
-    pub session_id: String,
+    pub session_id: SessionId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payment_intent: Option<String>,
+    pub payment_intent: Option<PaymentIntentId>,
     /// The account Stripe took it on (`None`: the platform's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
@@ -39,13 +39,12 @@ pub struct StrayPayment {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentRef {
-    pub payment_intent: String,
+    pub payment_intent: PaymentIntentId,
     /// `None` until the payment is recorded on its action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<PaymentOwner>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parked: Vec<ParkedEvent>,
-    pub version: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,8 +85,8 @@ pub enum ChargeChange {
 impl ChargeChange {
     /// The action event this change is; `None` for a change still to be
     /// looked up at Stripe.
-    pub fn event(&self, payment_intent: &str) -> Option<ActionEvent> {
-        let payment_intent = payment_intent.to_owned();
+    pub fn event(&self, payment_intent: &PaymentIntentId) -> Option<ActionEvent> {
+        let payment_intent = payment_intent.clone();
         Some(match self {
             ChargeChange::Refunded { refunds } => {
                 ActionEvent::Refunded { payment_intent, refunds: refunds.clone(), attempt: None }
@@ -102,33 +101,25 @@ impl ChargeChange {
 
 impl PaymentRef {
     /// The record once the payment is known: owned, nothing left parked.
-    pub fn owned(
-        payment_intent: &str,
-        clinic_id: ClinicId,
-        action_id: ActionId,
-        previous: Option<&PaymentRef>,
-    ) -> Self {
+    pub fn owned(payment_intent: &PaymentIntentId, clinic_id: ClinicId, action_id: ActionId) -> Self {
         PaymentRef {
-            payment_intent: payment_intent.to_owned(),
+            payment_intent: payment_intent.clone(),
             owner: Some(PaymentOwner { clinic_id, action_id }),
             parked: Vec::new(),
-            version: previous.map_or(1, |p| p.version + 1),
         }
     }
 
     /// `previous` with one more parked event (`None`: already parked).
-    pub fn park(payment_intent: &str, previous: Option<&PaymentRef>, event: ParkedEvent) -> Option<Self> {
+    pub fn park(payment_intent: &PaymentIntentId, previous: Option<&PaymentRef>, event: ParkedEvent) -> Option<Self> {
         let mut next = previous.cloned().unwrap_or(PaymentRef {
-            payment_intent: payment_intent.to_owned(),
+            payment_intent: payment_intent.clone(),
             owner: None,
             parked: Vec::new(),
-            version: 0,
         });
         if next.parked.iter().any(|p| p.event_id == event.event_id) {
             return None;
         }
         next.parked.push(event);
-        next.version += 1;
         Some(next)
     }
 }

@@ -286,7 +286,7 @@ fn default_action_ttl() -> u32 {
     72
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentSettings {
     pub clinic_id: ClinicId,
     pub enabled: bool,
@@ -296,17 +296,11 @@ pub struct PaymentSettings {
     pub checkout_ttl_minutes: u32,
     pub action_ttl_hours: u32,
     pub line_item_text: LineItemText,
-    #[serde(default)]
     pub receipt_issuer: ReceiptIssuer,
-    #[serde(default)]
     pub embed_origins: Vec<String>,
-    #[serde(default)]
     pub time_zone: ClinicTimeZone,
-    #[serde(default = "default_receipt_days")]
     pub receipt_days: u32,
-    #[serde(default)]
     pub checkout_domain: CheckoutDomain,
-    #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Timestamp,
     pub updated_by: UserId,
 }
@@ -481,12 +475,5 @@ mod tests {
         assert!(with("receipt_days", 29.into()).is_err() && with("receipt_days", 3651.into()).is_err());
         assert_eq!(with("receipt_days", 365.into()).unwrap().receipt_days, 365);
         assert!(with("time_zone", "Nowhere/Town".into()).is_err());
-        // Settings stored before these fields read back with the defaults.
-        let mut stored = serde_json::to_value(&s).unwrap();
-        for field in ["time_zone", "receipt_days", "checkout_domain"] {
-            stored.as_object_mut().unwrap().remove(field);
-        }
-        let old: PaymentSettings = serde_json::from_value(stored).unwrap();
-        assert_eq!((old.time_zone, old.receipt_days, old.checkout_domain), (s.time_zone, 548, s.checkout_domain));
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ActionEvent, ActionId, Actor, ChargeChange, ClinicId};
+use super::{ActionEvent, ActionId, Actor, ChargeChange, ClinicId, PaymentIntentId};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaymentSignal {
@@ -34,7 +34,7 @@ pub enum SignalKind {
     /// even before its payment is recorded; anything unmarked and unrecorded
     /// is some other software's activity on the clinic's account.
     Payment {
-        payment_intent: String,
+        payment_intent: PaymentIntentId,
         change: ChargeChange,
         #[serde(default)]
         marked: bool,

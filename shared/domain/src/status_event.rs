@@ -38,30 +38,30 @@ pub struct ActionChanged {
 /// (reconcile noting it checked, a refund attempt reserved, a replacement
 /// Checkout Session) publishes nothing.
 fn visible(action: &Action) -> (ActionStatus, i64, bool, bool) {
-    (action.status(), action.refunded_amount, action.disputed, action.refund_needed())
+    (action.status(), action.refunded().amount, action.disputed(), action.refund_needed())
 }
 
 impl ActionChanged {
-    /// The event for `action` as committed, `previous` as it was before the
-    /// write (`None` when the write created it); `None` when nothing an
-    /// observer sees changed.
-    pub fn between(previous: Option<&Action>, action: &Action) -> Option<ActionChanged> {
-        if previous.is_some_and(|p| p.version >= action.version || visible(p) == visible(action)) {
+    /// The event for `action` as committed at `version`, `previous` as it was
+    /// before the write, at its version (`None` when the write created it);
+    /// `None` when nothing an observer sees changed.
+    pub fn between(previous: Option<(&Action, u64)>, action: &Action, version: u64) -> Option<ActionChanged> {
+        if previous.is_some_and(|(p, at)| at >= version || visible(p) == visible(action)) {
             return None;
         }
         Some(ActionChanged {
-            clinic_id: action.clinic_id.clone(),
-            visit_id: action.visit_id.clone(),
-            action_id: action.action_id.clone(),
+            clinic_id: action.clinic_id().clone(),
+            visit_id: action.visit_id().clone(),
+            action_id: action.action_id().clone(),
             status: action.status(),
-            previous_status: previous.map(Action::status),
-            amount: action.amount,
-            currency: action.currency,
-            refunded_amount: action.refunded_amount,
-            disputed: action.disputed,
+            previous_status: previous.map(|(p, _)| p.status()),
+            amount: action.total().amount,
+            currency: action.currency(),
+            refunded_amount: action.refunded().amount,
+            disputed: action.disputed(),
             refund_needed: action.refund_needed(),
-            version: action.version,
-            at: action.history.last().map_or(action.created_at, |h| h.at),
+            version,
+            at: action.history().last_at().unwrap_or(action.created_at()),
         })
     }
 }
@@ -75,33 +75,38 @@ mod tests {
     #[test]
     fn the_first_event_is_the_assignment_and_has_no_previous_status() {
         let assigned = action();
-        let event = ActionChanged::between(None, &assigned).unwrap();
+        let event = ActionChanged::between(None, &assigned, 1).unwrap();
         assert_eq!((event.status, event.previous_status, event.version), (ActionStatus::Assigned, None, 1));
         assert_eq!((event.amount, event.currency.code(), event.refunded_amount), (4500, "cad", 0));
-        assert_eq!(event.at, assigned.created_at);
+        assert_eq!(event.at, assigned.created_at());
     }
 
+    /// Versions as the store counts its writes: assign 1, reserve 2, open 3, pay 4…
     #[test]
     fn each_visible_change_is_one_event_and_bookkeeping_writes_are_none() {
         let assigned = action();
         let reserved = reserved(&assigned);
-        assert_eq!(ActionChanged::between(Some(&assigned), &reserved), None, "a reserved attempt shows nothing");
+        assert_eq!(
+            ActionChanged::between(Some((&assigned, 1)), &reserved, 2),
+            None,
+            "a reserved attempt shows nothing"
+        );
         let open = step(&reserved, opened("cs_1")).action;
-        let event = ActionChanged::between(Some(&reserved), &open).unwrap();
+        let event = ActionChanged::between(Some((&reserved, 2)), &open, 3).unwrap();
         assert_eq!((event.previous_status, event.status), (Some(ActionStatus::Assigned), ActionStatus::CheckoutOpen));
         let paid = step(&open, paid("cs_1")).action;
-        let event = ActionChanged::between(Some(&open), &paid).unwrap();
-        assert_eq!((event.status, event.version), (ActionStatus::Paid, paid.version));
-        assert_eq!(event.at, paid.history.last().unwrap().at);
+        let event = ActionChanged::between(Some((&open, 3)), &paid, 4).unwrap();
+        assert_eq!((event.status, event.version), (ActionStatus::Paid, 4));
+        assert_eq!(event.at, paid.history().entries().last().unwrap().at);
         let part = step(&paid, refunded("pi_cs_1", &[("re_1", 1000, RefundState::Succeeded)])).action;
-        let event = ActionChanged::between(Some(&paid), &part).unwrap();
+        let event = ActionChanged::between(Some((&paid, 4)), &part, 5).unwrap();
         assert_eq!((event.status, event.refunded_amount), (ActionStatus::PartiallyRefunded, 1000));
         let more = step(
             &part,
             refunded("pi_cs_1", &[("re_1", 1000, RefundState::Succeeded), ("re_2", 500, RefundState::Succeeded)]),
         )
         .action;
-        let event = ActionChanged::between(Some(&part), &more).unwrap();
+        let event = ActionChanged::between(Some((&part, 5)), &more, 6).unwrap();
         assert_eq!(
             (event.previous_status, event.status, event.refunded_amount),
             (Some(ActionStatus::PartiallyRefunded), ActionStatus::PartiallyRefunded, 1500),
@@ -113,13 +118,13 @@ mod tests {
     fn an_old_image_not_older_than_the_new_one_is_no_change() {
         let assigned = action();
         let open = step(&reserved(&assigned), opened("cs_1")).action;
-        assert_eq!(ActionChanged::between(Some(&open), &assigned), None);
-        assert_eq!(ActionChanged::between(Some(&open), &open), None);
+        assert_eq!(ActionChanged::between(Some((&open, 3)), &assigned, 1), None);
+        assert_eq!(ActionChanged::between(Some((&open, 3)), &open, 3), None);
     }
 
     #[test]
     fn the_event_carries_ids_and_money_only() {
-        let json = serde_json::to_value(ActionChanged::between(None, &action()).unwrap()).unwrap();
+        let json = serde_json::to_value(ActionChanged::between(None, &action(), 1).unwrap()).unwrap();
         let mut keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort_unstable();
         let mut expected = [

@@ -25,7 +25,7 @@ use visitpay_app::ports::{
     CheckoutRequest, CheckoutSession, ConnectedAccount, Payments, PaymentsError, Refund, RefundRequest,
     SessionPaymentStatus, SessionStatus, META_REFUND_ATTEMPT,
 };
-use visitpay_domain::{Locale, RefundState, StripeAccountId};
+use visitpay_domain::{Locale, PaymentIntentId, RefundId, RefundState, SessionId, StripeAccountId};
 
 /// Per attempt; the whole call stays well inside a Lambda's timeout.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
@@ -167,12 +167,18 @@ fn session_of(s: SessionAnswer) -> Result<CheckoutSession, PaymentsError> {
         "no_payment_required" => SessionPaymentStatus::NoPaymentRequired,
         other => return Err(unexpected(format!("session {} with an unknown payment status {other:?}", s.id))),
     };
+    let payment_intent = s
+        .payment_intent
+        .as_ref()
+        .and_then(|p| p.id())
+        .map(|id| PaymentIntentId::parse(id).map_err(|_| unexpected(format!("a payment intent id {id:?}"))))
+        .transpose()?;
     Ok(CheckoutSession {
         expires_at: time::OffsetDateTime::from_unix_timestamp(s.expires_at)
             .map_err(|_| unexpected(format!("session {} expires at {}", s.id, s.expires_at)))?,
         payment_intent_status: s.payment_intent.as_ref().and_then(|p| p.status()).map(str::to_owned),
-        payment_intent: s.payment_intent.as_ref().and_then(|p| p.id()).map(str::to_owned),
-        id: s.id,
+        payment_intent,
+        id: SessionId::parse(&s.id).map_err(|_| unexpected(format!("a session id {:?}", s.id)))?,
         url: s.url,
         status,
         payment_status,
@@ -188,7 +194,8 @@ fn refund_of(r: RefundAnswer) -> Result<Refund, PaymentsError> {
     let status = RefundState::parse(status)
         .ok_or_else(|| unexpected(format!("refund {} in an unknown status {status:?}", r.id)))?;
     let attempt = r.metadata.as_ref().and_then(|m| m.get(META_REFUND_ATTEMPT)).and_then(|a| a.parse().ok());
-    Ok(Refund { id: r.id, amount: r.amount, status, attempt })
+    let id = RefundId::parse(&r.id).map_err(|_| unexpected(format!("a refund id {:?}", r.id)))?;
+    Ok(Refund { id, amount: r.amount, status, attempt })
 }
 
 impl StripePayments {
@@ -314,10 +321,10 @@ impl Payments for StripePayments {
     async fn retrieve_checkout(
         &self,
         account_id: &StripeAccountId,
-        session_id: &str,
+        session_id: &SessionId,
     ) -> Result<CheckoutSession, PaymentsError> {
         // Expanded, so a failed delayed payment shows in the intent's status.
-        let retrieve = RetrieveCheckoutSession::new(session_id).expand(vec!["payment_intent".to_owned()]);
+        let retrieve = RetrieveCheckoutSession::new(session_id.as_str()).expand(vec!["payment_intent".to_owned()]);
         let session = with_retries(|| {
             retrieve.build().customize::<SessionAnswer>().account_id(account(account_id)).send(&self.client)
         })
@@ -328,11 +335,11 @@ impl Payments for StripePayments {
     async fn expire_checkout(
         &self,
         account_id: &StripeAccountId,
-        session_id: &str,
+        session_id: &SessionId,
     ) -> Result<CheckoutSession, PaymentsError> {
         // No idempotency key: expiring is safe to repeat, and Stripe would
         // replay a first error (a 500 included) under a key for 24 hours.
-        let expire = ExpireCheckoutSession::new(session_id);
+        let expire = ExpireCheckoutSession::new(session_id.as_str());
         let session = with_retries(|| {
             expire.build().customize::<SessionAnswer>().account_id(account(account_id)).send(&self.client)
         })
@@ -342,7 +349,7 @@ impl Payments for StripePayments {
 
     async fn refund(&self, req: &RefundRequest) -> Result<Refund, PaymentsError> {
         let mut create = CreateRefund::new()
-            .payment_intent(req.payment_intent.clone())
+            .payment_intent(req.payment_intent.as_str())
             .metadata(req.metadata.iter().cloned().collect::<HashMap<_, _>>());
         if let Some(amount) = req.amount {
             create = create.amount(amount);
@@ -363,10 +370,10 @@ impl Payments for StripePayments {
     async fn list_refunds(
         &self,
         account_id: &StripeAccountId,
-        payment_intent: &str,
+        payment_intent: &PaymentIntentId,
     ) -> Result<Vec<Refund>, PaymentsError> {
         let page = |after: Option<&str>| {
-            let mut list = ListRefund::new().payment_intent(payment_intent).limit(100);
+            let mut list = ListRefund::new().payment_intent(payment_intent.as_str()).limit(100);
             if let Some(last) = after {
                 list = list.starting_after(last);
             }

@@ -8,8 +8,9 @@ use serde_json::Value;
 
 use visitpay_app::ports::{META_ACTION, META_CLINIC, META_REFUND_ATTEMPT};
 use visitpay_domain::{
-    ActionEvent, ActionId, Actor, ChargeChange, Charged, ClinicId, DisputeRecord, DisputeStatus, PaymentMethod,
-    PaymentSignal, RefundRecord, RefundState, SignalKind,
+    ActionEvent, ActionId, Actor, ChargeChange, Charged, ClinicId, DisputeId, DisputeRecord, DisputeStatus,
+    DomainError, PaymentIntentId, PaymentMethod, PaymentSignal, RefundId, RefundRecord, RefundState, SessionId,
+    SignalKind,
 };
 
 /// The event types visitpay acts on; anything else is acknowledged and dropped.
@@ -90,6 +91,16 @@ fn id_of(object: &Value, key: &str) -> Option<String> {
     }
 }
 
+/// An id Stripe sent, checked to be one (`visitpay_domain::ids`).
+fn parsed<T>(raw: &str, parse: impl Fn(&str) -> Result<T, DomainError>) -> Result<T, DecodeError> {
+    parse(raw).map_err(|e| DecodeError::Invalid(e.to_string()))
+}
+
+/// The PaymentIntent an object names, if it names one.
+fn payment_intent_of(object: &Value) -> Result<Option<PaymentIntentId>, DecodeError> {
+    id_of(object, "payment_intent").map(|id| parsed(&id, PaymentIntentId::parse)).transpose()
+}
+
 fn ids(clinic: &str, action: &str) -> Result<(ClinicId, ActionId), DecodeError> {
     let clinic = ClinicId::parse(clinic).map_err(|e| DecodeError::Invalid(e.to_string()))?;
     let action = ActionId::parse(action).map_err(|e| DecodeError::Invalid(e.to_string()))?;
@@ -99,10 +110,12 @@ fn ids(clinic: &str, action: &str) -> Result<(ClinicId, ActionId), DecodeError> 
 /// What a Checkout Session event means for the action.
 fn session_event(event_type: &str, session: &Value, account: Option<&str>) -> Result<Option<ActionEvent>, DecodeError> {
     let session_id = text(session, "id").ok_or_else(|| DecodeError::Invalid("checkout session without id".into()))?;
+    let session_id = parsed(&session_id, SessionId::parse)?;
     let payment_status = session.get("payment_status").and_then(Value::as_str).unwrap_or("");
+    let payment_intent = payment_intent_of(session)?;
     let succeeded = || ActionEvent::PaymentSucceeded {
         session_id: session_id.clone(),
-        payment_intent: id_of(session, "payment_intent"),
+        payment_intent: payment_intent.clone(),
         charged: Some(Charged {
             amount: session.get("amount_total").and_then(Value::as_i64),
             currency: text(session, "currency"),
@@ -125,7 +138,7 @@ fn session_event(event_type: &str, session: &Value, account: Option<&str>) -> Re
 /// A Refund object, as `refund.*` and `charge.refund.updated` carry it.
 fn refund(object: &Value) -> Result<RefundRecord, DecodeError> {
     let invalid = |what: &str| DecodeError::Invalid(format!("a refund without {what}"));
-    let id = text(object, "id").ok_or_else(|| invalid("id"))?;
+    let id = parsed(&text(object, "id").ok_or_else(|| invalid("id"))?, RefundId::parse)?;
     let amount = object.get("amount").and_then(Value::as_i64).ok_or_else(|| invalid("amount"))?;
     let status = object.get("status").and_then(Value::as_str).ok_or_else(|| invalid("status"))?;
     let status = RefundState::parse(status).ok_or_else(|| invalid("a known status"))?;
@@ -154,8 +167,8 @@ fn dispute(event_type: &str, object: &Value) -> Result<DisputeRecord, DecodeErro
     let invalid = |what: &str| DecodeError::Invalid(format!("a dispute without {what}"));
     let status = object.get("status").and_then(Value::as_str).ok_or_else(|| invalid("status"))?;
     Ok(DisputeRecord {
-        dispute_id: text(object, "id").ok_or_else(|| invalid("id"))?,
-        payment_intent: id_of(object, "payment_intent").unwrap_or_default(),
+        dispute_id: parsed(&text(object, "id").ok_or_else(|| invalid("id"))?, DisputeId::parse)?,
+        payment_intent: payment_intent_of(object)?,
         amount: object.get("amount").and_then(Value::as_i64).ok_or_else(|| invalid("amount"))?,
         status: DisputeStatus::parse(status).ok_or_else(|| invalid("a known status"))?,
         funds_withdrawn: event_type == "charge.dispute.funds_withdrawn",
@@ -196,7 +209,7 @@ pub fn decode(body: &str) -> Result<Decoded, DecodeError> {
         | "charge.dispute.funds_withdrawn"
         | "charge.dispute.funds_reinstated"
         | "charge.dispute.closed" => {
-            let Some(payment_intent) = id_of(object, "payment_intent") else {
+            let Some(payment_intent) = payment_intent_of(object)? else {
                 return Ok(Decoded::Ignored(NOT_OURS));
             };
             let change = match t {
@@ -231,6 +244,7 @@ pub fn decode(body: &str) -> Result<Decoded, DecodeError> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use visitpay_domain::fixtures::{pi, re, sid};
 
     fn session(event_type: &str, payment_status: &str) -> String {
         json!({"id": "evt_1", "object": "event", "type": event_type, "account": "acct_1", "livemode": false,
@@ -263,8 +277,8 @@ mod tests {
         assert_eq!(
             event,
             ActionEvent::PaymentSucceeded {
-                session_id: "cs_1".into(),
-                payment_intent: Some("pi_1".into()),
+                session_id: sid("cs_1"),
+                payment_intent: Some(pi("pi_1")),
                 charged: Some(Charged {
                     amount: Some(4500),
                     currency: Some("cad".into()),
@@ -303,7 +317,11 @@ mod tests {
             let object = json!({"id": "re_1", "object": "refund", "amount": 500, "status": status,
                 "charge": "ch_1", "payment_intent": "pi_1"});
             let SignalKind::Payment { change, .. } = signal(&charge_event(t, object)).kind else { panic!() };
-            assert_eq!(change, ChargeChange::Refunded { refunds: vec![RefundRecord::new("re_1", 500, state)] }, "{t}");
+            assert_eq!(
+                change,
+                ChargeChange::Refunded { refunds: vec![RefundRecord::new(re("re_1"), 500, state)] },
+                "{t}"
+            );
         }
         let strange =
             json!({"id": "re_1", "object": "refund", "amount": 500, "status": "teleported", "payment_intent": "pi_1"});
@@ -324,7 +342,7 @@ mod tests {
         );
         let lost = signal(&charge_event("charge.dispute.closed", object("lost")));
         let SignalKind::Payment { change: ChargeChange::Dispute { dispute }, .. } = lost.kind else { panic!() };
-        assert_eq!((dispute.status, dispute.payment_intent.as_str()), (DisputeStatus::Lost, "pi_1"));
+        assert_eq!((dispute.status, dispute.payment_intent), (DisputeStatus::Lost, Some(pi("pi_1"))));
     }
 
     #[test]

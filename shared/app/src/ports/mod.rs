@@ -22,8 +22,8 @@ pub use payments::{
 pub use queue::{message_size, EventQueue, QueueError, QueueMessage, StripeDelivery, MAX_MESSAGE_BYTES};
 pub use status_events::{PublishError, StatusEvents, MAX_EVENTS_PER_PUT};
 pub use store::{
-    payment_expect, ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore,
-    PaymentStore, ReconcileStore, SettingsStore, Store, StoreError, Write,
+    expect_of, ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore, PaymentStore,
+    ReconcileStore, SettingsStore, Store, StoreError, Stored, Write,
 };
 
 /// An error kept as the source of ours, whatever produced it (an SDK, a client).

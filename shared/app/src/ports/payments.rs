@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 
 use super::BoxError;
-use visitpay_domain::{Currency, Locale, RefundState, StripeAccountId, Timestamp};
+use visitpay_domain::{
+    Currency, Locale, PaymentIntentId, RefundId, RefundState, SessionId, StripeAccountId, Timestamp,
+};
 
 /// Metadata keys visitpay puts on every Checkout Session and PaymentIntent:
 /// opaque ids, never names or descriptions.
@@ -55,12 +57,12 @@ pub enum SessionPaymentStatus {
 /// What visitpay needs to know of a Checkout Session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckoutSession {
-    pub id: String,
+    pub id: SessionId,
     pub url: Option<String>,
     pub status: SessionStatus,
     pub payment_status: SessionPaymentStatus,
     pub expires_at: Timestamp,
-    pub payment_intent: Option<String>,
+    pub payment_intent: Option<PaymentIntentId>,
     /// The PaymentIntent's status when Stripe returned it expanded
     /// (`requires_payment_method` after a failed delayed payment).
     pub payment_intent_status: Option<String>,
@@ -81,7 +83,7 @@ impl CheckoutSession {
 pub struct RefundRequest {
     pub account: StripeAccountId,
     pub idempotency_key: String,
-    pub payment_intent: String,
+    pub payment_intent: PaymentIntentId,
     /// `None` refunds what remains.
     pub amount: Option<i64>,
     pub metadata: Vec<(String, String)>,
@@ -89,7 +91,7 @@ pub struct RefundRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refund {
-    pub id: String,
+    pub id: RefundId,
     pub amount: i64,
     pub status: RefundState,
     /// The staff attempt it was made as (`META_REFUND_ATTEMPT`), if ours.
@@ -130,12 +132,12 @@ pub trait Payments: Send + Sync {
     async fn retrieve_checkout(
         &self,
         account: &StripeAccountId,
-        session_id: &str,
+        session_id: &SessionId,
     ) -> Result<CheckoutSession, PaymentsError>;
     async fn expire_checkout(
         &self,
         account: &StripeAccountId,
-        session_id: &str,
+        session_id: &SessionId,
     ) -> Result<CheckoutSession, PaymentsError>;
     async fn refund(&self, req: &RefundRequest) -> Result<Refund, PaymentsError>;
     /// The session an earlier `create_checkout` made under the same key (the
@@ -143,8 +145,11 @@ pub trait Payments: Send + Sync {
     /// `None` when Stripe refuses it: a refusal made no session.
     async fn recover_checkout(&self, req: &CheckoutRequest) -> Result<Option<CheckoutSession>, PaymentsError>;
     /// Every refund of a payment, with its current status.
-    async fn list_refunds(&self, account: &StripeAccountId, payment_intent: &str)
-        -> Result<Vec<Refund>, PaymentsError>;
+    async fn list_refunds(
+        &self,
+        account: &StripeAccountId,
+        payment_intent: &PaymentIntentId,
+    ) -> Result<Vec<Refund>, PaymentsError>;
     /// A connected account, read by the platform: `NotFound` or
     /// `AccountDisconnected` when the platform does not know it (Stripe
     /// answers both as `account_invalid`: "or that account does not exist").

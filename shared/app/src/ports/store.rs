@@ -6,10 +6,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::BoxError;
-use visitpay_domain::action::InvoiceEffect;
 use visitpay_domain::{
-    Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentRef, PaymentSettings, StrayPayment, Timestamp,
-    VisitId,
+    Action, ActionId, ClinicId, Invoice, InvoiceEffect, InvoiceId, PatientId, PaymentIntentId, PaymentRef,
+    PaymentSettings, SessionId, StrayPayment, Timestamp, VisitId,
 };
 
 /// What a conditional write expects to find.
@@ -21,6 +20,44 @@ pub enum Expect {
     Version(u64),
 }
 
+impl Expect {
+    /// The version the write leaves the item at: the store counts its
+    /// writes of an item, from 1 when it creates it.
+    pub fn next_version(self) -> u64 {
+        match self {
+            Expect::Absent => 1,
+            Expect::Version(v) => v + 1,
+        }
+    }
+}
+
+/// An item as the store read it, with the version it was last written at:
+/// the store's counter, which the next write of it expects. The domain knows
+/// nothing of versions; use cases pass them back untouched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+impl<T> Stored<T> {
+    /// A write of `next` in place of this item, conditional on its version.
+    pub fn expect(&self) -> Expect {
+        Expect::Version(self.version)
+    }
+
+    pub fn into_value(self) -> T {
+        self.value
+    }
+}
+
+impl<T> std::ops::Deref for Stored<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
 /// The first answer to an `Idempotency-Key`, replayed for a repeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
@@ -29,8 +66,8 @@ pub struct IdempotencyRecord {
     /// SHA-256 of the route and body the key was first used with.
     pub request_hash: String,
     pub action_id: ActionId,
-    pub status: u16,
-    /// The first response body (JSON text), without the patient link token.
+    /// The first answer's body, as the edge rendered it (JSON text, without
+    /// the patient link token); its status is the edge's to know.
     pub response: String,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: Timestamp,
@@ -60,20 +97,18 @@ pub enum Write {
     },
     /// Always created, never replaced: a second writer of the same key loses.
     Idempotency(IdempotencyRecord),
-    /// Written when a payment is recorded or a charge event parked;
-    /// conditional on `PaymentRef::expect` (the version it replaces).
-    Payment(PaymentRef),
+    /// Written when a payment is recorded or a charge event parked.
+    Payment {
+        payment: PaymentRef,
+        expect: Expect,
+    },
     /// Always created, never replaced: one record per session.
     StrayPayment(StrayPayment),
 }
 
-/// What the write of a payment record expects to find: its previous version.
-pub fn payment_expect(payment: &PaymentRef) -> Expect {
-    if payment.version <= 1 {
-        Expect::Absent
-    } else {
-        Expect::Version(payment.version - 1)
-    }
+/// What a write replacing `previous` (or creating the item) expects.
+pub fn expect_of<T>(previous: Option<&Stored<T>>) -> Expect {
+    previous.map_or(Expect::Absent, Stored::expect)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +137,7 @@ pub struct AssignInputs {
     pub settings: Option<PaymentSettings>,
     pub idempotency: Option<IdempotencyRecord>,
     /// The requested invoices that exist for this patient, in any order.
-    pub invoices: Vec<Invoice>,
+    pub invoices: Vec<Stored<Invoice>>,
 }
 
 #[async_trait]
@@ -119,19 +154,19 @@ pub trait InvoiceStore: Send + Sync {
         clinic: &ClinicId,
         patient: &PatientId,
         invoice: &InvoiceId,
-    ) -> Result<Option<Invoice>, StoreError>;
+    ) -> Result<Option<Stored<Invoice>>, StoreError>;
     /// A patient's invoices, ordered by invoice id, strongly consistent.
-    async fn list_invoices(&self, clinic: &ClinicId, patient: &PatientId) -> Result<Vec<Invoice>, StoreError>;
+    async fn list_invoices(&self, clinic: &ClinicId, patient: &PatientId) -> Result<Vec<Stored<Invoice>>, StoreError>;
 }
 
 #[async_trait]
 pub trait ActionStore: Send + Sync {
-    async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Action>, StoreError>;
+    async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Stored<Action>>, StoreError>;
     /// A visit's actions, oldest first.
-    async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, StoreError>;
+    async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Stored<Action>>, StoreError>;
     /// An action by its id alone, whatever its clinic: only for the patient
     /// link, whose token names the action and proves itself by its hash.
-    async fn find_action(&self, action: &ActionId) -> Result<Option<Action>, StoreError>;
+    async fn find_action(&self, action: &ActionId) -> Result<Option<Stored<Action>>, StoreError>;
 }
 
 #[async_trait]
@@ -150,16 +185,16 @@ pub trait AssignStore: Send + Sync {
 
 #[async_trait]
 pub trait PaymentStore: Send + Sync {
-    async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError>;
+    async fn find_payment(&self, payment_intent: &PaymentIntentId) -> Result<Option<Stored<PaymentRef>>, StoreError>;
     /// A payment recorded apart from the action it names, by its session.
-    async fn find_stray_payment(&self, session_id: &str) -> Result<Option<StrayPayment>, StoreError>;
+    async fn find_stray_payment(&self, session_id: &SessionId) -> Result<Option<StrayPayment>, StoreError>;
     /// An action and a payment record, strongly consistent, in one read.
     async fn action_and_payment(
         &self,
         clinic: &ClinicId,
         action: &ActionId,
-        payment_intent: &str,
-    ) -> Result<(Option<Action>, Option<PaymentRef>), StoreError>;
+        payment_intent: &PaymentIntentId,
+    ) -> Result<(Option<Stored<Action>>, Option<Stored<PaymentRef>>), StoreError>;
 }
 
 #[async_trait]
@@ -170,10 +205,10 @@ pub trait ReconcileStore: Send + Sync {
         &self,
         untouched_since: Timestamp,
         limit: usize,
-    ) -> Result<Vec<Action>, StoreError>;
+    ) -> Result<Vec<Stored<Action>>, StoreError>;
     /// Actions still open to payment (`assigned`, `checkout_open`) whose
     /// lifetime ended before `now`: an index query, never a scan.
-    async fn actions_past_lifetime(&self, now: Timestamp, limit: usize) -> Result<Vec<Action>, StoreError>;
+    async fn actions_past_lifetime(&self, now: Timestamp, limit: usize) -> Result<Vec<Stored<Action>>, StoreError>;
 }
 
 #[async_trait]

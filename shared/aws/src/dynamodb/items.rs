@@ -1,8 +1,7 @@
-//! What each record looks like as a DynamoDB item: its attributes (as serde
-//! writes the domain type), its keys and index keys, its TTL; and its size by
-//! DynamoDB's rules. The one mapping used by puts, by the held-invoice update
-//! (its field names) and by the embedded store, which sizes every write as
-//! the item DynamoDB would store.
+//! What each write looks like as a DynamoDB item: its record's attributes
+//! (`records`), its keys and index keys, its TTL; and its size by DynamoDB's
+//! rules. The one mapping used by puts and by the embedded store, which
+//! sizes every write as the item DynamoDB would store.
 
 use std::collections::HashMap;
 
@@ -11,9 +10,9 @@ use serde::Serialize;
 use serde_dynamo::aws_sdk_dynamodb_1::to_item;
 
 use super::keys;
-use visitpay_app::ports::{payment_expect, Expect, IdempotencyRecord, Write};
-use visitpay_domain::{Action, ActionStatus, Invoice, PaymentSettings, Timestamp};
-use visitpay_domain::{PaymentRef, StrayPayment};
+use super::records::{ActionRecord, InvoiceRecord, PaymentRecord, SettingsRecord};
+use visitpay_app::ports::{Expect, IdempotencyRecord, Write};
+use visitpay_domain::{Action, ActionStatus, Invoice, PaymentRef, PaymentSettings, StrayPayment, Timestamp};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -25,21 +24,11 @@ pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
 pub const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
 
-/// The invoice attributes the held-invoice update sets: the names serde
-/// gives `Invoice`'s fields (checked by a test below).
-pub mod invoice_fields {
-    pub const STATUS: &str = "status";
-    pub const ACTION_ID: &str = "action_id";
-    pub const PAID_AT: &str = "paid_at";
-    pub const UPDATED_AT: &str = "updated_at";
-    pub const REFUNDED_FROM: &str = "refunded_from";
-}
-
 /// How long charge events wait for a payment that is never recorded.
 const PARKED_DAYS: i64 = 30;
 
 fn encode<T: Serialize>(value: &T, (pk, sk): (String, String)) -> Item {
-    let mut item: Item = to_item(value).expect("domain types serialize to DynamoDB items");
+    let mut item: Item = to_item(value).expect("records serialize to DynamoDB items");
     item.insert(keys::PK.into(), AttributeValue::S(pk));
     item.insert(keys::SK.into(), AttributeValue::S(sk));
     item
@@ -50,25 +39,27 @@ fn epoch(at: Timestamp) -> AttributeValue {
 }
 
 pub fn settings_item(settings: &PaymentSettings) -> Item {
-    encode(settings, keys::settings(&settings.clinic_id))
+    encode(&SettingsRecord::from(settings), keys::settings(&settings.clinic_id))
 }
 
-pub fn invoice_item(invoice: &Invoice) -> Item {
-    encode(invoice, keys::invoice(&invoice.clinic_id, &invoice.patient_id, &invoice.invoice_id))
+pub fn invoice_item(invoice: &Invoice, version: u64) -> Item {
+    let key = keys::invoice(&invoice.clinic_id, &invoice.patient_id, &invoice.invoice_id);
+    encode(&InvoiceRecord::of(invoice, version), key)
 }
 
-pub fn action_item(action: &Action) -> Item {
-    let mut item = encode(action, keys::action(&action.action_id));
-    item.insert(keys::GSI1PK.into(), AttributeValue::S(keys::visit_partition(&action.clinic_id, &action.visit_id)));
-    item.insert(keys::GSI1SK.into(), AttributeValue::S(keys::visit_sort(action.created_at, &action.action_id)));
+pub fn action_item(action: &Action, version: u64) -> Item {
+    let (clinic, id) = (action.clinic_id(), action.action_id());
+    let mut item = encode(&ActionRecord::of(action, version), keys::action(id));
+    item.insert(keys::GSI1PK.into(), AttributeValue::S(keys::visit_partition(clinic, action.visit_id())));
+    item.insert(keys::GSI1SK.into(), AttributeValue::S(keys::visit_sort(action.created_at(), id)));
     // Sparse reconcile indexes: present only while the action is in their state.
     if matches!(action.status(), ActionStatus::CheckoutOpen | ActionStatus::Processing) {
-        let (pk, sk) = keys::awaiting_stripe(&action.action_id, action.last_touched(), &action.clinic_id);
+        let (pk, sk) = keys::awaiting_stripe(id, action.last_touched(), clinic);
         item.insert(keys::GSI2PK.into(), AttributeValue::S(pk));
         item.insert(keys::GSI2SK.into(), AttributeValue::S(sk));
     }
     if matches!(action.status(), ActionStatus::Assigned | ActionStatus::CheckoutOpen) {
-        let (pk, sk) = keys::open_to_payment(&action.action_id, action.expires_at, &action.clinic_id);
+        let (pk, sk) = keys::open_to_payment(id, action.expires_at(), clinic);
         item.insert(keys::GSI3PK.into(), AttributeValue::S(pk));
         item.insert(keys::GSI3SK.into(), AttributeValue::S(sk));
     }
@@ -81,8 +72,8 @@ pub fn idempotency_item(record: &IdempotencyRecord) -> Item {
     item
 }
 
-pub fn payment_item(payment: &PaymentRef) -> Item {
-    let mut item = encode(payment, keys::payment(&payment.payment_intent));
+pub fn payment_item(payment: &PaymentRef, version: u64) -> Item {
+    let mut item = encode(&PaymentRecord::of(payment, version), keys::payment(&payment.payment_intent));
     // Parked events of a payment never recorded (another system's charge on the
     // clinic's account) are not kept forever.
     if let (None, Some(last)) = (&payment.owner, payment.parked.last()) {
@@ -95,15 +86,16 @@ pub fn stray_payment_item(stray: &StrayPayment) -> Item {
     encode(stray, keys::stray_payment(&stray.session_id))
 }
 
-/// A write that replaces a whole item: the item and what the put expects.
-/// `None` for a held invoice, which is an update of an item not read.
+/// A write that replaces a whole item: the item, at the version the write
+/// leaves it at, and what the put expects. `None` for a held invoice, which
+/// is an update of an item not read.
 pub fn put_item(write: &Write) -> Option<(Item, Expect)> {
     Some(match write {
         Write::HeldInvoice { .. } => return None,
-        Write::Invoice { invoice, expect } => (invoice_item(invoice), *expect),
-        Write::Action { action, expect } => (action_item(action), *expect),
+        Write::Invoice { invoice, expect } => (invoice_item(invoice, expect.next_version()), *expect),
+        Write::Action { action, expect } => (action_item(action, expect.next_version()), *expect),
         Write::Idempotency(record) => (idempotency_item(record), Expect::Absent),
-        Write::Payment(payment) => (payment_item(payment), payment_expect(payment)),
+        Write::Payment { payment, expect } => (payment_item(payment, expect.next_version()), *expect),
         Write::StrayPayment(stray) => (stray_payment_item(stray), Expect::Absent),
     })
 }
@@ -157,7 +149,7 @@ mod tests {
     }
 
     #[test]
-    fn the_held_invoice_update_names_invoice_fields_as_serde_writes_them() {
+    fn the_held_invoice_update_names_invoice_fields_as_records_write_them() {
         let invoice = Invoice::import(
             None,
             visitpay_domain::ClinicId::parse("c").unwrap(),
@@ -177,7 +169,8 @@ mod tests {
         let at = time::OffsetDateTime::UNIX_EPOCH;
         let held = invoice.select(at).unwrap().unwrap().reserve_for(&action, at).unwrap();
         let paid = held.follow(&action, visitpay_domain::InvoiceEffect::MarkPaid, at).unwrap();
-        let item = invoice_item(&paid);
+        let item = invoice_item(&paid, 3);
+        use super::super::records::invoice_fields;
         for field in
             [invoice_fields::STATUS, invoice_fields::ACTION_ID, invoice_fields::PAID_AT, invoice_fields::UPDATED_AT]
         {
@@ -185,6 +178,6 @@ mod tests {
         }
         assert!(item.contains_key(keys::VERSION));
         let reopened = paid.follow(&action, visitpay_domain::InvoiceEffect::Reopen, at).unwrap();
-        assert!(invoice_item(&reopened).contains_key(invoice_fields::REFUNDED_FROM));
+        assert!(invoice_item(&reopened, 4).contains_key(invoice_fields::REFUNDED_FROM));
     }
 }

@@ -1,7 +1,7 @@
 //! Every DynamoDB key shape, in one place. Ids cannot contain `#`
 //! (`[A-Za-z0-9_-]`), so these keys cannot collide or be forged.
 
-use visitpay_domain::{ActionId, ClinicId, InvoiceId, PatientId, Timestamp, VisitId};
+use visitpay_domain::{ActionId, ClinicId, InvoiceId, PatientId, PaymentIntentId, SessionId, Timestamp, VisitId};
 
 pub const PK: &str = "pk";
 pub const SK: &str = "sk";
@@ -87,13 +87,13 @@ pub fn open_to_payment(action: &ActionId, expires_at: Timestamp, clinic: &Clinic
     (open_to_payment_partition(shard(action)), format!("{}#{clinic}#{action}", sortable_time(expires_at)))
 }
 
-pub fn payment(payment_intent: &str) -> (String, String) {
+pub fn payment(payment_intent: &PaymentIntentId) -> (String, String) {
     (format!("PAYMENT#{payment_intent}"), PAYMENT_SK.into())
 }
 
 /// A payment naming an action but kept apart from it, by its Checkout
 /// Session (Stripe's ids hold no `#`).
-pub fn stray_payment(session_id: &str) -> (String, String) {
+pub fn stray_payment(session_id: &SessionId) -> (String, String) {
     (format!("STRAY#{session_id}"), STRAY_SK.into())
 }
 

@@ -4,6 +4,7 @@
 
 pub mod items;
 pub mod keys;
+pub mod records;
 pub mod stream;
 
 use std::collections::HashMap;
@@ -18,15 +19,15 @@ use serde_dynamo::aws_sdk_dynamodb_1::from_item;
 
 use visitpay_app::ports::{
     ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore, PaymentStore,
-    ReconcileStore, SettingsStore, StoreError, Write,
+    ReconcileStore, SettingsStore, StoreError, Stored, Write,
 };
-use visitpay_domain::action::InvoiceEffect;
 use visitpay_domain::{
-    Action, ActionId, ClinicId, Invoice, InvoiceId, InvoiceStatus, PatientId, PaymentSettings, Timestamp, VisitId,
+    Action, ActionId, ClinicId, Invoice, InvoiceEffect, InvoiceId, InvoiceStatus, PatientId, PaymentIntentId,
+    PaymentRef, PaymentSettings, SessionId, StrayPayment, Timestamp, VisitId,
 };
-use visitpay_domain::{PaymentRef, StrayPayment};
 
 use items::Item;
+use records::{invoice_fields, ActionRecord, InvoiceRecord, PaymentRecord, SettingsRecord};
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -157,17 +158,19 @@ fn decode<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     from_item(item).map_err(|e| StoreError::Corrupt(Box::new(e)))
 }
 
-/// An invoice read back, refused if it contradicts itself (pending or paid
-/// without its action, or the reverse): a hand-edited or corrupt item must not
-/// drive a decision.
-fn consistent(invoice: Invoice) -> Result<Invoice, StoreError> {
-    if !invoice.is_consistent() {
-        return Err(StoreError::Corrupt(
-            format!("invoice {} is {:?} with action {:?}", invoice.invoice_id, invoice.status(), invoice.action_id())
-                .into(),
-        ));
-    }
-    Ok(invoice)
+/// A record read back as the domain's value, refused if the domain refuses
+/// it (an invoice pending without its action, an action paid without its
+/// payment): a hand-edited or corrupt item must not drive a decision.
+fn restore<R, T: TryFrom<R, Error = records::Unreadable>>(record: R) -> Result<T, StoreError> {
+    T::try_from(record).map_err(|e| StoreError::Corrupt(Box::new(e)))
+}
+
+fn action_of(record: ActionRecord) -> Result<Stored<Action>, StoreError> {
+    restore(record)
+}
+
+fn invoice_of(record: InvoiceRecord) -> Result<Stored<Invoice>, StoreError> {
+    restore(record)
 }
 
 /// Maps an SDK error to the port's error, keeping the SDK's words for logs.
@@ -222,7 +225,8 @@ fn attribute<T: Serialize>(value: &T) -> AttributeValue {
 }
 
 /// `Invoice::follow` as a conditional update, so the invoice need not be read
-/// first: the same move, the same fields (as `encode` writes them), version + 1.
+/// first: the same move, the same fields (as `InvoiceRecord` names them),
+/// version + 1.
 fn held_invoice_update(
     table: &str,
     (pk, sk): (String, String),
@@ -258,11 +262,11 @@ fn held_invoice_update(
         .key(keys::SK, AttributeValue::S(sk))
         .update_expression(format!("SET {}{removes} ADD #v :one", sets.join(", ")))
         .condition_expression("#action_id = :action AND #status = :from")
-        .expression_attribute_names("#status", items::invoice_fields::STATUS)
-        .expression_attribute_names("#updated_at", items::invoice_fields::UPDATED_AT)
-        .expression_attribute_names("#paid_at", items::invoice_fields::PAID_AT)
-        .expression_attribute_names("#action_id", items::invoice_fields::ACTION_ID)
-        .expression_attribute_names("#refunded_from", items::invoice_fields::REFUNDED_FROM)
+        .expression_attribute_names("#status", invoice_fields::STATUS)
+        .expression_attribute_names("#updated_at", invoice_fields::UPDATED_AT)
+        .expression_attribute_names("#paid_at", invoice_fields::PAID_AT)
+        .expression_attribute_names("#action_id", invoice_fields::ACTION_ID)
+        .expression_attribute_names("#refunded_from", invoice_fields::REFUNDED_FROM)
         .expression_attribute_names("#v", keys::VERSION)
         .expression_attribute_values(":to", attribute(&to))
         .expression_attribute_values(":from", attribute(&from))
@@ -292,7 +296,8 @@ fn put_of(table: &str, write: &Write) -> Put {
 #[async_trait]
 impl SettingsStore for DynamoStore {
     async fn get_settings(&self, clinic: &ClinicId) -> Result<Option<PaymentSettings>, StoreError> {
-        self.get(keys::settings(clinic)).await
+        let found: Option<SettingsRecord> = self.get(keys::settings(clinic)).await?;
+        Ok(found.map(PaymentSettings::from))
     }
 
     async fn put_settings(&self, settings: &PaymentSettings) -> Result<(), StoreError> {
@@ -314,36 +319,38 @@ impl InvoiceStore for DynamoStore {
         clinic: &ClinicId,
         patient: &PatientId,
         invoice: &InvoiceId,
-    ) -> Result<Option<Invoice>, StoreError> {
-        let found: Option<Invoice> = self.get(keys::invoice(clinic, patient, invoice)).await?;
-        found.map(consistent).transpose()
+    ) -> Result<Option<Stored<Invoice>>, StoreError> {
+        let found: Option<InvoiceRecord> = self.get(keys::invoice(clinic, patient, invoice)).await?;
+        found.map(invoice_of).transpose()
     }
 
-    async fn list_invoices(&self, clinic: &ClinicId, patient: &PatientId) -> Result<Vec<Invoice>, StoreError> {
-        let found: Vec<Invoice> = self
+    async fn list_invoices(&self, clinic: &ClinicId, patient: &PatientId) -> Result<Vec<Stored<Invoice>>, StoreError> {
+        let found: Vec<InvoiceRecord> = self
             .query_all(
                 None,
                 "pk = :pk AND begins_with(sk, :prefix)",
                 vec![(":pk", keys::patient_partition(clinic, patient)), (":prefix", keys::INVOICE_PREFIX.to_owned())],
             )
             .await?;
-        found.into_iter().map(consistent).collect()
+        found.into_iter().map(invoice_of).collect()
     }
 }
 
 #[async_trait]
 impl ActionStore for DynamoStore {
-    async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Action>, StoreError> {
-        let found: Option<Action> = self.get(keys::action(action)).await?;
-        Ok(found.filter(|a| &a.clinic_id == clinic))
+    async fn get_action(&self, clinic: &ClinicId, action: &ActionId) -> Result<Option<Stored<Action>>, StoreError> {
+        Ok(self.find_action(action).await?.filter(|a| a.clinic_id() == clinic))
     }
 
-    async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Action>, StoreError> {
-        self.query_all(Some(keys::GSI1), "gsi1pk = :v", vec![(":v", keys::visit_partition(clinic, visit))]).await
+    async fn list_visit_actions(&self, clinic: &ClinicId, visit: &VisitId) -> Result<Vec<Stored<Action>>, StoreError> {
+        let found: Vec<ActionRecord> =
+            self.query_all(Some(keys::GSI1), "gsi1pk = :v", vec![(":v", keys::visit_partition(clinic, visit))]).await?;
+        found.into_iter().map(action_of).collect()
     }
 
-    async fn find_action(&self, action: &ActionId) -> Result<Option<Action>, StoreError> {
-        self.get(keys::action(action)).await
+    async fn find_action(&self, action: &ActionId) -> Result<Option<Stored<Action>>, StoreError> {
+        let found: Option<ActionRecord> = self.get(keys::action(action)).await?;
+        found.map(action_of).transpose()
     }
 }
 
@@ -368,9 +375,9 @@ impl AssignStore for DynamoStore {
         let mut inputs = AssignInputs::default();
         for item in self.batch_get(wanted).await? {
             match sort_key(&item)?.as_str() {
-                keys::SETTINGS_SK => inputs.settings = Some(decode(item)?),
+                keys::SETTINGS_SK => inputs.settings = Some(decode::<SettingsRecord>(item)?.into()),
                 keys::IDEMPOTENCY_SK => inputs.idempotency = Some(decode(item)?),
-                _ => inputs.invoices.push(consistent(decode(item)?)?),
+                _ => inputs.invoices.push(invoice_of(decode(item)?)?),
             }
         }
         Ok(inputs)
@@ -379,11 +386,12 @@ impl AssignStore for DynamoStore {
 
 #[async_trait]
 impl PaymentStore for DynamoStore {
-    async fn find_payment(&self, payment_intent: &str) -> Result<Option<PaymentRef>, StoreError> {
-        self.get(keys::payment(payment_intent)).await
+    async fn find_payment(&self, payment_intent: &PaymentIntentId) -> Result<Option<Stored<PaymentRef>>, StoreError> {
+        let found: Option<PaymentRecord> = self.get(keys::payment(payment_intent)).await?;
+        Ok(found.map(Stored::from))
     }
 
-    async fn find_stray_payment(&self, session_id: &str) -> Result<Option<StrayPayment>, StoreError> {
+    async fn find_stray_payment(&self, session_id: &SessionId) -> Result<Option<StrayPayment>, StoreError> {
         self.get(keys::stray_payment(session_id)).await
     }
 
@@ -391,13 +399,15 @@ impl PaymentStore for DynamoStore {
         &self,
         clinic: &ClinicId,
         action: &ActionId,
-        payment_intent: &str,
-    ) -> Result<(Option<Action>, Option<PaymentRef>), StoreError> {
+        payment_intent: &PaymentIntentId,
+    ) -> Result<(Option<Stored<Action>>, Option<Stored<PaymentRef>>), StoreError> {
         let (mut found_action, mut found_payment) = (None, None);
         for item in self.batch_get(vec![keys::action(action), keys::payment(payment_intent)]).await? {
             match sort_key(&item)?.as_str() {
-                keys::ACTION_SK => found_action = Some(decode::<Action>(item)?).filter(|a| &a.clinic_id == clinic),
-                _ => found_payment = Some(decode(item)?),
+                keys::ACTION_SK => {
+                    found_action = Some(action_of(decode(item)?)?).filter(|a| a.clinic_id() == clinic);
+                }
+                _ => found_payment = Some(Stored::from(decode::<PaymentRecord>(item)?)),
             }
         }
         Ok((found_action, found_payment))
@@ -410,12 +420,12 @@ impl ReconcileStore for DynamoStore {
         &self,
         untouched_since: Timestamp,
         limit: usize,
-    ) -> Result<Vec<Action>, StoreError> {
+    ) -> Result<Vec<Stored<Action>>, StoreError> {
         let before = keys::sortable_time(untouched_since);
         let mut due = Vec::new();
         for shard in 0..keys::RECONCILE_SHARDS {
             let part = keys::awaiting_stripe_partition(shard);
-            let mut found: Vec<Action> = self
+            let found: Vec<ActionRecord> = self
                 .query_up_to(
                     Some(keys::GSI2),
                     "gsi2pk = :p AND gsi2sk < :t",
@@ -423,19 +433,21 @@ impl ReconcileStore for DynamoStore {
                     limit,
                 )
                 .await?;
-            due.append(&mut found);
+            for record in found {
+                due.push(action_of(record)?);
+            }
         }
         due.sort_by_key(|a| a.last_touched());
         due.truncate(limit);
         Ok(due)
     }
 
-    async fn actions_past_lifetime(&self, now: Timestamp, limit: usize) -> Result<Vec<Action>, StoreError> {
+    async fn actions_past_lifetime(&self, now: Timestamp, limit: usize) -> Result<Vec<Stored<Action>>, StoreError> {
         let before = keys::sortable_time(now);
         let mut due = Vec::new();
         for shard in 0..keys::RECONCILE_SHARDS {
             let part = keys::open_to_payment_partition(shard);
-            let mut found: Vec<Action> = self
+            let found: Vec<ActionRecord> = self
                 .query_up_to(
                     Some(keys::GSI3),
                     "gsi3pk = :p AND gsi3sk < :t",
@@ -443,9 +455,11 @@ impl ReconcileStore for DynamoStore {
                     limit,
                 )
                 .await?;
-            due.append(&mut found);
+            for record in found {
+                due.push(action_of(record)?);
+            }
         }
-        due.sort_by_key(|a| a.expires_at);
+        due.sort_by_key(|a| a.expires_at());
         due.truncate(limit);
         Ok(due)
     }

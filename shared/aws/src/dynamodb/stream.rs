@@ -5,6 +5,8 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use serde_dynamo::AttributeValue;
 
 use super::keys;
+use super::records::{ActionRecord, Unreadable};
+use visitpay_app::ports::Stored;
 use visitpay_domain::{Action, ActionChanged};
 
 /// The event source mapping's `FilterCriteria` pattern (template.yaml, checked
@@ -15,8 +17,10 @@ pub const ACTION_RECORDS_FILTER: &str =
 #[derive(Debug, thiserror::Error)]
 pub enum StreamRecordError {
     /// An action item the domain cannot read: it must not vanish unseen.
-    #[error("an action image that is not an action: {0}")]
+    #[error("an action image that is not an action item: {0}")]
     Image(#[source] serde_dynamo::Error),
+    #[error("an action image the domain refuses: {0}")]
+    Refused(#[source] Unreadable),
     #[error("a {0} record of an action without its new image (the stream must be NEW_AND_OLD_IMAGES)")]
     NoNewImage(String),
 }
@@ -27,11 +31,12 @@ fn is_action(record: &EventRecord) -> bool {
     matches!(record.change.keys.get(keys::SK), Some(AttributeValue::S(sk)) if sk == keys::ACTION_SK)
 }
 
-fn image(item: &serde_dynamo::Item) -> Result<Option<Action>, StreamRecordError> {
+fn image(item: &serde_dynamo::Item) -> Result<Option<Stored<Action>>, StreamRecordError> {
     if item.is_empty() {
         return Ok(None);
     }
-    serde_dynamo::from_item(item.clone()).map(Some).map_err(StreamRecordError::Image)
+    let record: ActionRecord = serde_dynamo::from_item(item.clone()).map_err(StreamRecordError::Image)?;
+    Stored::try_from(record).map(Some).map_err(StreamRecordError::Refused)
 }
 
 /// What an observer sees change in this record: `None` for another item,
@@ -43,5 +48,5 @@ pub fn action_change(record: &EventRecord) -> Result<Option<ActionChanged>, Stre
     let new =
         image(&record.change.new_image)?.ok_or_else(|| StreamRecordError::NoNewImage(record.event_name.clone()))?;
     let old = image(&record.change.old_image)?;
-    Ok(ActionChanged::between(old.as_ref(), &new))
+    Ok(ActionChanged::between(old.as_ref().map(|o| (&o.value, o.version)), &new.value, new.version))
 }

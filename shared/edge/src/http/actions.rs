@@ -6,8 +6,8 @@ use serde::Deserialize;
 
 use super::invoices::invoice_ids;
 use super::request::Ctx;
+use super::views::{ActionList, ActionView};
 use super::{json, json_text, Answer};
-use visitpay_app::views::{ActionList, ActionView};
 use visitpay_app::{actions, HasClock, HasConfig, HasIds, HasMetrics, HasPayments, HasStore};
 use visitpay_domain::{ActionId, Locale, PatientId, VisitId};
 
@@ -44,13 +44,15 @@ pub(super) async fn assign(deps: &(impl HasStore + HasClock + HasIds + HasConfig
             Some(l) => Locale::parse(&l)?,
         },
     };
-    Ok(match actions::assign(deps, caller, clinic, &visit, request, key.as_deref()).await? {
+    // The answer a repeat of the same key gets: the first, without the link.
+    let first_answer = |action: &_| serde_json::to_string(&ActionView::new(action, None)).expect("serializable");
+    Ok(match actions::assign(deps, caller, clinic, &visit, request, key.as_deref(), first_answer).await? {
         actions::Assigned::Created { action, patient_url } => {
             json(StatusCode::CREATED, &ActionView::new(&action, Some(patient_url)))
         }
-        actions::Assigned::Replayed { status, body } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED);
-            let mut response = json_text(status, body);
+        actions::Assigned::Replayed { body } => {
+            // Only an assignment that created its action is kept under a key.
+            let mut response = json_text(StatusCode::CREATED, body);
             response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             response
         }

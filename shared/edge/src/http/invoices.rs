@@ -4,8 +4,8 @@ use lambda_http::http::StatusCode;
 use serde::Deserialize;
 
 use super::request::{Ctx, RequestError};
+use super::views::{InvoiceList, InvoiceView, SelectionView};
 use super::{json, Answer};
-use visitpay_app::views::{InvoiceList, InvoiceView, SelectionView};
 use visitpay_app::{invoices, HasClock, HasStore};
 use visitpay_domain::invoice::InvoiceInput;
 use visitpay_domain::{InvoiceId, InvoiceStatus, PatientId};

@@ -19,6 +19,7 @@ mod receipt;
 pub mod request;
 pub mod routes;
 mod settings;
+pub mod views;
 mod webhook;
 
 use std::time::Instant;

@@ -15,7 +15,7 @@ use lambda_http::http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Response};
 use sha2::{Digest, Sha256};
 
-use visitpay_app::views::PatientPage;
+use visitpay_app::checkout::PatientPage;
 use visitpay_domain::{format_amount, ActionStatus, CheckoutDomain, ClinicTimeZone, Locale, Timestamp};
 
 /// The cookie that carries the link token back from Stripe.
@@ -115,13 +115,13 @@ struct PageHtml<'a> {
 pub(crate) fn render(page: &PatientPage, place: &Place, arrival: Arrival) -> Response<Body> {
     let t = texts(page.locale);
     let action = &page.action;
-    let money = |amount: i64| format_amount(amount, action.currency, page.locale);
-    let total = money(action.amount);
+    let money = |amount: i64| format_amount(amount, action.currency(), page.locale);
+    let total = money(action.total().amount);
     let status = action.status();
     let open = matches!(status, ActionStatus::Assigned | ActionStatus::CheckoutOpen);
     // Back from paying but not applied yet: never "paid" before it is.
     let confirming = open && arrival == Arrival::Paid;
-    let paid_on = action.paid_at.map(|at| date(at, page.locale, &page.time_zone));
+    let paid_on = action.paid_at().map(|at| date(at, page.locale, &page.time_zone));
     let (state, state_title, state_detail) = match status {
         _ if confirming => ("confirming", t.confirming.to_owned(), Some(t.confirming_detail.to_owned())),
         ActionStatus::Assigned | ActionStatus::CheckoutOpen => ("open", t.to_pay.to_owned(), None),
@@ -130,7 +130,7 @@ pub(crate) fn render(page: &PatientPage, place: &Place, arrival: Arrival) -> Res
         ActionStatus::PartiallyRefunded => (
             "partially_refunded",
             paid_title(t, paid_on),
-            Some(format!("{} {}", t.refunded_amount, money(action.refunded_amount))),
+            Some(format!("{} {}", t.refunded_amount, money(action.refunded().amount))),
         ),
         ActionStatus::Refunded => ("refunded", t.refunded.to_owned(), Some(t.refunded_detail.to_owned())),
         ActionStatus::Failed => ("failed", t.failed.to_owned(), Some(t.failed_detail.to_owned())),
@@ -145,8 +145,8 @@ pub(crate) fn render(page: &PatientPage, place: &Place, arrival: Arrival) -> Res
     let here = |lang: &str| format!("?{}lang={lang}", arrival.query());
     let html = PageHtml {
         t,
-        title: format!("{} — {}", t.title, action.label),
-        heading: &action.label,
+        title: format!("{} — {}", t.title, action.label()),
+        heading: action.label(),
         css: CSS,
         script: REFRESH_SCRIPT,
         notice,
@@ -157,7 +157,7 @@ pub(crate) fn render(page: &PatientPage, place: &Place, arrival: Arrival) -> Res
         state_detail,
         pay_action: (open && !confirming).then(|| place.pay_action.clone()),
         pay_label: format!("{} {total}", t.pay),
-        receipt_href: action.paid_at.is_some().then(|| format!("{}{}", place.receipt, here(t.lang))),
+        receipt_href: action.paid_at().is_some().then(|| format!("{}{}", place.receipt, here(t.lang))),
         refresh: waiting,
         refresh_href: here(t.lang),
         switch_href: here(t.other_lang),

@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::actions::NoBody;
 use super::page::{self, Arrival, Message, Place};
 use super::request::Ctx;
+use super::views::PatientActionView;
 use super::{json, Answer, ApiError};
-use visitpay_app::views::PatientActionView;
 use visitpay_app::{actions, checkout, AppError, HasClock, HasConfig, HasPayments, HasStore};
 use visitpay_domain::{link_token_action, Locale, Timestamp};
 
@@ -32,7 +32,7 @@ pub(super) async fn view(deps: &(impl HasStore + HasClock + HasConfig), ctx: Ctx
     };
     if !html {
         let action = actions::for_patient(deps, &token, actions::Reach::Look).await?;
-        return Ok(json(StatusCode::OK, &PatientActionView::from(&action)));
+        return Ok(json(StatusCode::OK, &PatientActionView::from(&action.value)));
     }
     let lang = page_locale(&ctx);
     match checkout::patient_page(deps, &token, lang).await {

@@ -3,6 +3,7 @@
 use lambda_http::http::StatusCode;
 
 use super::request::Ctx;
+use super::views::SettingsView;
 use super::{json, Answer};
 use visitpay_app::{settings, AppError, HasClock, HasMetrics, HasPayments, HasStore, NotFound, Role};
 use visitpay_domain::{ClinicId, SettingsInput};
@@ -21,10 +22,12 @@ fn clinic(ctx: &Ctx<'_>) -> Result<ClinicId, super::ApiError> {
 pub(super) async fn put(deps: &(impl HasStore + HasClock + HasMetrics + HasPayments), ctx: Ctx<'_>) -> Answer {
     let clinic = clinic(&ctx)?;
     let input: SettingsInput = ctx.body()?;
-    Ok(json(StatusCode::OK, &settings::put(deps, ctx.caller()?, clinic, input).await?))
+    let written = settings::put(deps, ctx.caller()?, clinic, input).await?;
+    Ok(json(StatusCode::OK, &SettingsView::from(&written)))
 }
 
 pub(super) async fn get(deps: &impl HasStore, ctx: Ctx<'_>) -> Answer {
     let clinic = clinic(&ctx)?;
-    Ok(json(StatusCode::OK, &settings::get(deps, &clinic).await?))
+    let stored = settings::get(deps, &clinic).await?;
+    Ok(json(StatusCode::OK, &SettingsView::from(&stored)))
 }

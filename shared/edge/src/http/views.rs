@@ -1,11 +1,13 @@
-//! What clients see: the JSON views of invoices and actions (the stored
-//! shapes are the store adapters' business, `adapters::dynamodb::items`).
+//! What clients see: the JSON views of invoices and actions, beside the
+//! pages (the stored shapes are the AWS crate's business, its `records`).
 
 use serde::Serialize;
 
+use visitpay_app::ports::Stored;
 use visitpay_domain::{
-    Action, ActionStatus, Currency, DisputeRecord, HistoryEntry, Invoice, InvoiceId, InvoiceStatus, LatePayment,
-    Locale, Money, RefundRecord, RefundState, Timestamp,
+    Action, ActionStatus, CheckoutDomain, ClinicId, ClinicTimeZone, Currency, DisputeRecord, HistoryEntry, Invoice,
+    InvoiceId, InvoiceStatus, Label, LatePayment, LineItemText, Locale, Money, PaymentSettings, ReceiptIssuer,
+    RefundRecord, RefundState, StripeAccountId, Timestamp, UserId,
 };
 
 #[derive(Debug, Serialize)]
@@ -43,6 +45,12 @@ impl<'a> From<&'a Invoice> for InvoiceView<'a> {
             paid_at: i.paid_at,
             updated_at: i.updated_at,
         }
+    }
+}
+
+impl<'a> From<&'a Stored<Invoice>> for InvoiceView<'a> {
+    fn from(i: &'a Stored<Invoice>) -> Self {
+        InvoiceView::from(&i.value)
     }
 }
 
@@ -111,41 +119,43 @@ pub struct ActionView<'a> {
 }
 
 impl<'a> ActionView<'a> {
-    pub fn new(a: &'a Action, patient_url: Option<String>) -> Self {
+    pub fn new(stored: &'a Stored<Action>, patient_url: Option<String>) -> Self {
+        let a = &stored.value;
         ActionView {
-            action_id: a.action_id.as_str(),
-            visit_id: a.visit_id.as_str(),
-            patient_id: a.patient_id.as_str(),
-            label: &a.label,
-            locale: a.locale,
+            action_id: a.action_id().as_str(),
+            visit_id: a.visit_id().as_str(),
+            patient_id: a.patient_id().as_str(),
+            label: a.label(),
+            locale: a.locale(),
             invoice_ids: a.invoice_ids().map(InvoiceId::as_str).collect(),
-            amount: a.amount,
-            currency: a.currency,
+            amount: a.total().amount,
+            currency: a.currency(),
             status: a.status(),
             patient_url,
-            checkout_session_id: a.checkout_session_id(),
-            checkout_expires_at: a.checkout.as_ref().filter(|c| c.session_id.is_some()).map(|c| c.expires_at),
-            paid_at: a.paid_at,
-            refunded_amount: a.refunded_amount,
+            checkout_session_id: a.checkout_session_id().map(|s| s.as_str()),
+            checkout_expires_at: a.checkout().current().filter(|c| c.session_id.is_some()).map(|c| c.expires_at),
+            paid_at: a.paid_at(),
+            refunded_amount: a.refunded().amount,
             refund_pending_amount: a
-                .refunds
+                .refunds()
+                .records()
                 .iter()
                 .filter(|r| matches!(r.status, RefundState::Pending | RefundState::RequiresAction))
                 .map(|r| r.amount)
                 .sum(),
-            refunds: &a.refunds,
-            disputed: a.disputed,
-            disputes: a.disputes.iter().map(DisputeView::from).collect(),
-            kept_amount: a.kept_amount(),
+            refunds: a.refunds().records(),
+            disputed: a.disputed(),
+            disputes: a.disputes().records().iter().map(DisputeView::from).collect(),
+            kept_amount: a.kept().amount,
             refund_needed: a.refund_needed(),
-            late_payments: &a.late_payments,
-            collected_elsewhere: a.collected_elsewhere.iter().map(InvoiceId::as_str).collect(),
-            account_disconnected: a.account_disconnected,
-            created_at: a.created_at,
-            expires_at: a.expires_at,
-            history: &a.history,
-            history_omitted: a.history_omitted,
-            version: a.version,
+            late_payments: a.late().payments(),
+            collected_elsewhere: a.late().collected_elsewhere().iter().map(InvoiceId::as_str).collect(),
+            account_disconnected: a.account_disconnected(),
+            created_at: a.created_at(),
+            expires_at: a.expires_at(),
+            history: a.history().entries(),
+            history_omitted: a.history().omitted(),
+            version: stored.version,
         }
     }
 }
@@ -168,8 +178,8 @@ pub struct DisputeView<'a> {
 impl<'a> From<&'a DisputeRecord> for DisputeView<'a> {
     fn from(d: &'a DisputeRecord) -> Self {
         DisputeView {
-            dispute_id: &d.dispute_id,
-            payment_intent: &d.payment_intent,
+            dispute_id: d.dispute_id.as_str(),
+            payment_intent: d.payment_intent.as_ref().map_or("", |p| p.as_str()),
             amount: d.amount,
             status: d.status.as_str(),
             outcome: d.outcome(),
@@ -197,25 +207,54 @@ pub struct PatientActionView<'a> {
 impl<'a> From<&'a Action> for PatientActionView<'a> {
     fn from(a: &'a Action) -> Self {
         PatientActionView {
-            label: &a.label,
-            amount: a.amount,
-            currency: a.currency,
+            label: a.label(),
+            amount: a.total().amount,
+            currency: a.currency(),
             status: a.status(),
-            locale: a.locale,
+            locale: a.locale(),
         }
     }
 }
 
-/// The patient's page: the action and its lines in the page's language.
-#[derive(Debug)]
-pub struct PatientPage {
-    pub action: Action,
-    pub lines: Vec<crate::ports::CheckoutLine>,
-    pub locale: Locale,
-    /// The clinic's origins that may frame the page (its `frame-ancestors`).
-    pub embed_origins: Vec<String>,
-    /// Where the clinic's Checkout pages are (the Pay form goes there).
-    pub checkout_domain: visitpay_domain::CheckoutDomain,
-    /// The zone the page's dates are days of.
-    pub time_zone: visitpay_domain::ClinicTimeZone,
+/// A clinic's payment settings, as support wrote them.
+#[derive(Debug, Serialize)]
+pub struct SettingsView<'a> {
+    pub clinic_id: &'a ClinicId,
+    pub enabled: bool,
+    pub label: &'a Label,
+    pub stripe_account_id: Option<&'a StripeAccountId>,
+    pub currency: Currency,
+    pub checkout_ttl_minutes: u32,
+    pub action_ttl_hours: u32,
+    pub line_item_text: LineItemText,
+    pub receipt_issuer: &'a ReceiptIssuer,
+    pub embed_origins: &'a [String],
+    pub time_zone: &'a ClinicTimeZone,
+    pub receipt_days: u32,
+    pub checkout_domain: &'a CheckoutDomain,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: Timestamp,
+    pub updated_by: &'a UserId,
+}
+
+impl<'a> From<&'a PaymentSettings> for SettingsView<'a> {
+    fn from(s: &'a PaymentSettings) -> Self {
+        SettingsView {
+            clinic_id: &s.clinic_id,
+            enabled: s.enabled,
+            label: &s.label,
+            stripe_account_id: s.stripe_account_id.as_ref(),
+            currency: s.currency,
+            checkout_ttl_minutes: s.checkout_ttl_minutes,
+            action_ttl_hours: s.action_ttl_hours,
+            line_item_text: s.line_item_text,
+            receipt_issuer: &s.receipt_issuer,
+            embed_origins: &s.embed_origins,
+            time_zone: &s.time_zone,
+            receipt_days: s.receipt_days,
+            checkout_domain: &s.checkout_domain,
+            updated_at: s.updated_at,
+            updated_by: &s.updated_by,
+        }
+    }
 }

@@ -75,14 +75,13 @@ pub async fn import(deps: &TestDeps, clinic_id: &str, patient_id: &str, invoice:
 
 /// Runs each listed `async fn(Arc<dyn Store>)` once on the embedded store and
 /// once on DynamoDB (moto, a fresh table per test).
-#[macro_export]
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod embedded {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    super::$name(std::sync::Arc::new($crate::kit::embedded_store())).await
+                    super::$name(std::sync::Arc::new($crate::support::kit::embedded_store())).await
                 }
             )*
         }
@@ -90,7 +89,7 @@ macro_rules! on_both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
-                    let store = $crate::kit::dynamodb_store(stringify!($name)).await;
+                    let store = $crate::support::kit::dynamodb_store(stringify!($name)).await;
                     super::$name(std::sync::Arc::new(store)).await
                 }
             )*
@@ -101,9 +100,26 @@ macro_rules! on_both_stores {
 pub type DynStore = Arc<dyn Store>;
 
 use visitpay_app::ports::{
-    CheckoutRequest, CheckoutSession, ConnectedAccount, Payments, PaymentsError, Refund, RefundRequest,
+    CheckoutRequest, CheckoutSession, ConnectedAccount, Payments, PaymentsError, Refund, RefundRequest, Stored,
 };
-use visitpay_domain::StripeAccountId;
+use visitpay_domain::{Action, PaymentIntentId, SessionId, StripeAccountId};
+
+/// An action as the store holds it: the value and its version.
+pub type StoredAction = Stored<Action>;
+
+/// The first answer an assignment keeps under its `Idempotency-Key`, as the
+/// edge renders it.
+pub fn first_answer(action: &StoredAction) -> String {
+    serde_json::to_string(&visitpay_edge::http::views::ActionView::new(action, None)).unwrap()
+}
+
+/// Stripe ids from a test's strings.
+pub fn sid(s: &str) -> SessionId {
+    SessionId::parse(s).unwrap()
+}
+pub fn pi(s: &str) -> PaymentIntentId {
+    PaymentIntentId::parse(s).unwrap()
+}
 
 /// The project's Stripe emulator on a free loopback port, and a real Stripe
 /// client (async-stripe) pointed at it.
@@ -121,7 +137,7 @@ pub async fn stripe_emulator(webhook_url: Option<String>) -> StripeFixture {
     let base = format!("http://{}", listener.local_addr().unwrap());
     // Frozen at the real now: tests move it, and every side reads it.
     let mut config =
-        stripe_emulator::Config::new(base.clone(), webhook_url, crate::kit::TEST_WEBHOOK_SECRET, &[ACCOUNT]);
+        stripe_emulator::Config::new(base.clone(), webhook_url, crate::support::kit::TEST_WEBHOOK_SECRET, &[ACCOUNT]);
     config.clock = Arc::new(stripe_emulator::Clock::fixed(time::OffsetDateTime::now_utc().unix_timestamp()));
     let emulator = stripe_emulator::Emulator::new(config);
     let router = emulator.router();
@@ -132,7 +148,8 @@ pub async fn stripe_emulator(webhook_url: Option<String>) -> StripeFixture {
 
 impl StripeFixture {
     /// `POST /test/checkout_sessions/{id}/pay` on the emulator (no webhook).
-    async fn try_pay(&self, session_id: &str, outcome: &str) -> reqwest::Response {
+    async fn try_pay(&self, session_id: impl AsRef<str>, outcome: &str) -> reqwest::Response {
+        let session_id = session_id.as_ref();
         reqwest::Client::new()
             .post(format!("{}/test/checkout_sessions/{session_id}/pay", self.base))
             .json(&serde_json::json!({"outcome": outcome, "send_webhooks": false}))
@@ -142,20 +159,20 @@ impl StripeFixture {
     }
 
     /// The patient pays (or tries to); the session after it.
-    pub async fn pay(&self, session_id: &str, outcome: &str) -> serde_json::Value {
+    pub async fn pay(&self, session_id: impl AsRef<str>, outcome: &str) -> serde_json::Value {
         let res = self.try_pay(session_id, outcome).await;
         assert!(res.status().is_success(), "pay {outcome}: {}", res.status());
         res.json().await.unwrap()
     }
 
     /// The status the emulator answers an attempt to pay with.
-    pub async fn pay_status(&self, session_id: &str, outcome: &str) -> u16 {
+    pub async fn pay_status(&self, session_id: impl AsRef<str>, outcome: &str) -> u16 {
         self.try_pay(session_id, outcome).await.status().as_u16()
     }
 
     /// A refund made in Stripe's dashboard (not through visitpay).
-    pub async fn dashboard_refund(&self, payment_intent: &str, amount: Option<i64>) {
-        let mut form = vec![("payment_intent".to_owned(), payment_intent.to_owned())];
+    pub async fn dashboard_refund(&self, payment_intent: impl AsRef<str>, amount: Option<i64>) {
+        let mut form = vec![("payment_intent".to_owned(), payment_intent.as_ref().to_owned())];
         if let Some(a) = amount {
             form.push(("amount".into(), a.to_string()));
         }
@@ -183,7 +200,8 @@ impl StripeFixture {
     }
 
     /// The patient disputes the payment with their bank; Stripe's dispute.
-    pub async fn dispute(&self, payment_intent: &str) -> serde_json::Value {
+    pub async fn dispute(&self, payment_intent: impl AsRef<str>) -> serde_json::Value {
+        let payment_intent = payment_intent.as_ref();
         self.control(&format!("/test/payment_intents/{payment_intent}/dispute"), serde_json::json!({})).await
     }
 
@@ -222,9 +240,9 @@ pub fn deps_for_payments(
     store: DynStore,
     stripe: &StripeFixture,
     queue: Option<Arc<dyn visitpay_app::ports::EventQueue>>,
-) -> (TestDeps, Arc<crate::kit::FixedClock>) {
-    let (mut deps, _) = crate::kit::deps_with(store);
-    let clock = Arc::new(crate::kit::FixedClock::sharing(stripe.emulator.clock()));
+) -> (TestDeps, Arc<crate::support::kit::FixedClock>) {
+    let (mut deps, _) = crate::support::kit::deps_with(store);
+    let clock = Arc::new(crate::support::kit::FixedClock::sharing(stripe.emulator.clock()));
     deps.clock = clock.clone();
     deps.payments = stripe.payments.clone();
     if let Some(queue) = queue {
@@ -238,7 +256,7 @@ pub async fn assigned_action(
     deps: &TestDeps,
     clinic_id: &str,
     invoices_: &[(&str, i64, &str)],
-) -> (visitpay_domain::Action, String) {
+) -> (StoredAction, String) {
     use visitpay_app::actions::{assign, AssignRequest, Assigned};
     enable_clinic(deps, clinic_id).await;
     for (id, amount, description) in invoices_ {
@@ -250,7 +268,8 @@ pub async fn assigned_action(
     invoices::select(deps, &clinic(clinic_id), &patient("p1"), &ids(&list)).await.unwrap();
     let request =
         AssignRequest { patient_id: patient("p1"), invoice_ids: ids(&list), locale: visitpay_domain::Locale::FrCa };
-    match assign(deps, &staff(clinic_id), &clinic(clinic_id), &visit("v1"), request, None).await.unwrap() {
+    match assign(deps, &staff(clinic_id), &clinic(clinic_id), &visit("v1"), request, None, first_answer).await.unwrap()
+    {
         Assigned::Created { action, patient_url } => {
             let token = patient_url.rsplit('/').next().unwrap().to_owned();
             (action, token)
@@ -402,10 +421,10 @@ impl Payments for RacingExpire {
     async fn create_checkout(&self, r: &CheckoutRequest) -> Result<CheckoutSession, PaymentsError> {
         self.0.create_checkout(r).await
     }
-    async fn retrieve_checkout(&self, a: &StripeAccountId, s: &str) -> Result<CheckoutSession, PaymentsError> {
+    async fn retrieve_checkout(&self, a: &StripeAccountId, s: &SessionId) -> Result<CheckoutSession, PaymentsError> {
         self.0.retrieve_checkout(a, s).await
     }
-    async fn expire_checkout(&self, a: &StripeAccountId, s: &str) -> Result<CheckoutSession, PaymentsError> {
+    async fn expire_checkout(&self, a: &StripeAccountId, s: &SessionId) -> Result<CheckoutSession, PaymentsError> {
         self.0.retrieve_checkout(a, s).await
     }
     async fn refund(&self, r: &RefundRequest) -> Result<Refund, PaymentsError> {
@@ -417,7 +436,7 @@ impl Payments for RacingExpire {
     async fn retrieve_account(&self, a: &StripeAccountId) -> Result<ConnectedAccount, PaymentsError> {
         self.0.retrieve_account(a).await
     }
-    async fn list_refunds(&self, a: &StripeAccountId, pi: &str) -> Result<Vec<Refund>, PaymentsError> {
+    async fn list_refunds(&self, a: &StripeAccountId, pi: &PaymentIntentId) -> Result<Vec<Refund>, PaymentsError> {
         self.0.list_refunds(a, pi).await
     }
     fn livemode(&self) -> bool {
@@ -431,12 +450,12 @@ pub async fn paid_action(
     stripe: &StripeFixture,
     c: &str,
     lines: &[(&str, i64, &str)],
-) -> visitpay_domain::Action {
+) -> StoredAction {
     let (action, token) = assigned_action(deps, c, lines).await;
-    let session = open_checkout(deps, c, &action.action_id, &token).await;
+    let session = open_checkout(deps, c, action.action_id(), &token).await;
     stripe.pay(&session, "succeeded").await;
     deliver_all(deps, stripe).await;
-    let paid = action_of(deps, c, &action.action_id).await;
+    let paid = action_of(deps, c, action.action_id()).await;
     assert_eq!(paid.status(), visitpay_domain::ActionStatus::Paid);
     paid
 }
@@ -444,25 +463,20 @@ pub async fn paid_action(
 /// A Checkout Session made at Stripe for `action` but not through visitpay's
 /// checkout (a click that crashed before recording it, or someone else's,
 /// on `account`), for `amount`; its id.
-pub async fn session_at_stripe(
-    stripe: &StripeFixture,
-    account: &str,
-    action: &visitpay_domain::Action,
-    amount: i64,
-) -> String {
+pub async fn session_at_stripe(stripe: &StripeFixture, account: &str, action: &Action, amount: i64) -> SessionId {
     use visitpay_app::ports::{CheckoutLine, META_ACTION, META_CLINIC};
     let now = stripe.emulator.clock().now();
     let request = CheckoutRequest {
         account: StripeAccountId::parse(account).unwrap(),
-        idempotency_key: format!("stray-{}-{amount}-{now}-{}", action.action_id, stripe.emulator.requests().len()),
-        currency: action.currency,
+        idempotency_key: format!("stray-{}-{amount}-{now}-{}", action.action_id(), stripe.emulator.requests().len()),
+        currency: action.currency(),
         lines: vec![CheckoutLine { name: "Services".into(), amount }],
-        client_reference_id: action.action_id.to_string(),
+        client_reference_id: action.action_id().to_string(),
         metadata: vec![
-            (META_ACTION.to_owned(), action.action_id.to_string()),
-            (META_CLINIC.to_owned(), action.clinic_id.to_string()),
+            (META_ACTION.to_owned(), action.action_id().to_string()),
+            (META_CLINIC.to_owned(), action.clinic_id().to_string()),
         ],
-        locale: action.locale,
+        locale: action.locale(),
         expires_at: time::OffsetDateTime::from_unix_timestamp(now + 3600).unwrap(),
         success_url: "https://pay.example.test/done".into(),
         cancel_url: "https://pay.example.test/back".into(),
@@ -472,9 +486,9 @@ pub async fn session_at_stripe(
 
 impl StripeFixture {
     /// A session's status at Stripe, on the tests' account.
-    pub async fn session_status(&self, session_id: &str) -> visitpay_app::ports::SessionStatus {
+    pub async fn session_status(&self, session_id: impl AsRef<str>) -> visitpay_app::ports::SessionStatus {
         let account = StripeAccountId::parse(ACCOUNT).unwrap();
-        self.payments.retrieve_checkout(&account, session_id).await.unwrap().status
+        self.payments.retrieve_checkout(&account, &sid(session_id.as_ref())).await.unwrap().status
     }
 }
 
@@ -500,10 +514,10 @@ impl Payments for MeanwhileAfterExpire {
     async fn create_checkout(&self, r: &CheckoutRequest) -> Result<CheckoutSession, PaymentsError> {
         self.inner.create_checkout(r).await
     }
-    async fn retrieve_checkout(&self, a: &StripeAccountId, s: &str) -> Result<CheckoutSession, PaymentsError> {
+    async fn retrieve_checkout(&self, a: &StripeAccountId, s: &SessionId) -> Result<CheckoutSession, PaymentsError> {
         self.inner.retrieve_checkout(a, s).await
     }
-    async fn expire_checkout(&self, a: &StripeAccountId, s: &str) -> Result<CheckoutSession, PaymentsError> {
+    async fn expire_checkout(&self, a: &StripeAccountId, s: &SessionId) -> Result<CheckoutSession, PaymentsError> {
         let answer = self.inner.expire_checkout(a, s).await;
         let meanwhile = self.meanwhile.lock().unwrap().take();
         if let Some(meanwhile) = meanwhile {
@@ -520,7 +534,7 @@ impl Payments for MeanwhileAfterExpire {
     async fn retrieve_account(&self, a: &StripeAccountId) -> Result<ConnectedAccount, PaymentsError> {
         self.inner.retrieve_account(a).await
     }
-    async fn list_refunds(&self, a: &StripeAccountId, pi: &str) -> Result<Vec<Refund>, PaymentsError> {
+    async fn list_refunds(&self, a: &StripeAccountId, pi: &PaymentIntentId) -> Result<Vec<Refund>, PaymentsError> {
         self.inner.list_refunds(a, pi).await
     }
     fn livemode(&self) -> bool {
@@ -534,17 +548,14 @@ pub async fn open_checkout(
     clinic_id: &str,
     action: &visitpay_domain::ActionId,
     token: &str,
-) -> String {
+) -> SessionId {
     visitpay_app::checkout::open(deps, token).await.unwrap();
     let opened = visitpay_app::actions::get(deps, &clinic(clinic_id), action).await.unwrap();
-    opened.checkout_session_id().expect("an open session").to_owned()
+    opened.checkout_session_id().expect("an open session").clone()
 }
 
-#[path = "support/aws_calls.rs"]
 pub mod aws_calls;
-#[path = "support/kit.rs"]
 pub mod kit;
-#[path = "support/schema.rs"]
 pub mod schema;
 
 /// An API Gateway HTTP API (v2) request for `method path`, routed by the
@@ -638,7 +649,7 @@ pub fn queued_stripe_event(event_id: &str, event_type: &str, body: String) -> vi
 
 /// `Stripe-Signature` for `body` signed with the tests' webhook secret at `t`.
 pub fn signed(body: &str, t: i64) -> String {
-    stripe_emulator::sign(body, crate::kit::TEST_WEBHOOK_SECRET, t)
+    stripe_emulator::sign(body, crate::support::kit::TEST_WEBHOOK_SECRET, t)
 }
 
 /// Delivers a webhook to the stripe-webhook function, as API Gateway would.
@@ -663,11 +674,7 @@ pub async fn invoice_states(
 }
 
 /// An action as staff of its clinic read it.
-pub async fn action_of(
-    deps: &TestDeps,
-    clinic_id: &str,
-    action: &visitpay_domain::ActionId,
-) -> visitpay_domain::Action {
+pub async fn action_of(deps: &TestDeps, clinic_id: &str, action: &visitpay_domain::ActionId) -> StoredAction {
     visitpay_app::actions::get(deps, &clinic(clinic_id), action).await.unwrap()
 }
 

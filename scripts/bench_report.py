@@ -41,6 +41,21 @@ MEMORY_GB = 0.25
 STAFF = ("clinic-settings", "select-invoices", "action-status")
 
 
+def route_table_trial(cold, x86_dir, arm_dir):
+    """The axum Router trial against action-status as built, as ratios
+    measured in this one run: its median init and its artifact sizes."""
+    by_name = {f["function"]: f for f in cold["functions"]}
+    trial, built = by_name["axum-trial"], by_name["action-status"]
+    ratios = {"init (median)": round(trial["init_ms"]["median"] / built["init_ms"]["median"], 3)}
+    if x86_dir:
+        size = lambda f: os.path.getsize(os.path.join(x86_dir, f))
+        ratios["size x86_64"] = round(size("axum-trial") / size("action-status"), 3)
+    if arm_dir:
+        size = lambda f: os.path.getsize(os.path.join(arm_dir, f, "bootstrap"))
+        ratios["size arm64"] = round(size("axum-trial") / size("action-status"), 3)
+    return ratios
+
+
 def invocations_per_payment(requests):
     """Which function runs how many times for one card payment (the
     aws-requests story): assign, the patient page, checkout, one webhook per
@@ -90,7 +105,7 @@ def svg_chart(cold, path_part):
     axis, and the paid-visible latencies of both stores; plain SVG."""
     rows = cold["functions"]
     width, left, row_h, top = 900, 230, 22, 40
-    colours = {"ours": "#1b6ac9", "baseline": "#2e7d32", "node": "#b85c00"}
+    colours = {"ours": "#1b6ac9", "trial": "#7b1fa2", "baseline": "#2e7d32", "node": "#b85c00"}
     lo, hi = 0.2, 5000.0
 
     def x(ms):
@@ -113,7 +128,8 @@ def svg_chart(cold, path_part):
         out.append(f'<line x1="{x(med):.1f}" y1="{y - 8:.1f}" x2="{x(med):.1f}" y2="{y + 8:.1f}" stroke="black" '
                    f'stroke-width="2"/>')
     legend = " · ".join(f'<tspan fill="{c}">● {k}</tspan>' for k, c in
-                        (("ours", colours["ours"]), ("hello-world", colours["baseline"]), ("Node.js 20", colours["node"])))
+                        (("ours", colours["ours"]), ("axum trial", colours["trial"]),
+                         ("hello-world", colours["baseline"]), ("Node.js 20", colours["node"])))
     out.append(f'<text x="{left}" y="{h1 - 2}" font-size="12">{legend} · <tspan>| median</tspan></text>')
 
     top2 = h1 + 40
@@ -167,6 +183,11 @@ def main():
         x86 = f"{r['x86_64_bytes'] / MB:.2f}" if "x86_64_bytes" in r else "-"
         print(f"{r['function']:<24} {arm:>10} {x86:>10}")
 
+    trial = route_table_trial(cold, a.x86_64_dir, a.arm64_dir)
+    print("\nRoute-table trial: action-status through an axum Router (bench/axum-trial) / as built")
+    for name, ratio in trial.items():
+        print(f"  {name:<28} {ratio:>6.3f}  {'within' if abs(ratio - 1) < 0.05 else 'beyond'} 5%")
+
     checks = []
     ours = [f for f in cold["functions"] if f["kind"] == "ours"]
     for f in ours:
@@ -216,6 +237,7 @@ def main():
         "cold_start": cold,
         "artifact_sizes": {"rows": sizes, "arm64": bool(a.arm64_dir),
                            "arm64_how": "cargo lambda build --release --arm64 (zig, offline)" if a.arm64_dir else None},
+        "route_table_trial": trial,
         "aws_requests_per_payment": requests,
         "local_runner": local,
         "event_path": path_part,

@@ -9,7 +9,8 @@ use crate::support::*;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Response};
 use serde_json::{json, Value};
-use visitpay_edge::http::{handle, routes};
+use visitpay_edge::http::functions::{self, Function};
+use visitpay_edge::http::handle;
 
 fn events_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
@@ -23,7 +24,7 @@ fn event(name: &str) -> Value {
 /// Sends an event to the function API Gateway would route it to.
 async fn send(deps: &TestDeps, event: &Value) -> (StatusCode, Value, Response<Body>) {
     let route_key = event["routeKey"].as_str().unwrap();
-    let function = routes::by_key(route_key).map_or(routes::Function::ActionStatus, |r| r.function);
+    let function = functions::by_key(route_key).map_or(Function::ActionStatus, Function::serving);
     let request = lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event");
     let response = handle(deps, function, request).await;
     let body: Value = match response.body() {
@@ -285,7 +286,7 @@ async fn base64_bodies_are_decoded_and_misrouted_events_refused() {
 
     // An event for a route this function does not serve.
     let request = lambda_http::request::from_str(&event("get-action").to_string()).unwrap();
-    let response = handle(&deps, routes::Function::ClinicSettings, request).await;
+    let response = handle(&deps, Function::ClinicSettings, request).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
 
@@ -438,7 +439,7 @@ async fn reads_are_conditional_on_their_etag() {
         async move {
             let headers: Vec<(&str, &str)> = etag.as_deref().map(|e| vec![("if-none-match", e)]).unwrap_or_default();
             let request = api_request("GET", &path, Some(&staff_claims), &headers, None);
-            handle(&deps, routes::Function::ActionStatus, request).await
+            handle(&deps, Function::ActionStatus, request).await
         }
     };
     for path in [format!("/actions/{}", action.action_id()), "/visits/v1/actions".to_owned()] {

@@ -5,7 +5,7 @@
 //! (The same pages in a real browser: tests/browser.rs.)
 
 use crate::support::*;
-use visitpay_edge::http::routes::Function;
+use visitpay_edge::http::functions::Function;
 
 /// A browser's `GET` of `path` through the action-status function.
 async fn browse(deps: &TestDeps, path: &str, cookie: Option<&str>) -> lambda_http::Response<lambda_http::Body> {

@@ -432,7 +432,7 @@ async fn webhook_signatures_match_stripes_library() {
         }
         let request = lambda_http::request::from_str(&event.to_string()).unwrap();
         let response =
-            visitpay_edge::http::handle(&deps, visitpay_edge::http::routes::Function::StripeWebhook, request).await;
+            visitpay_edge::http::handle(&deps, visitpay_edge::http::functions::Function::StripeWebhook, request).await;
         assert_eq!(response.status().as_u16(), want, "{name}");
         if want == 200 {
             accepted += 1;
@@ -452,7 +452,7 @@ async fn extreme_signature_timestamps_are_stale_not_a_crash() {
             json!(format!("t={t},v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd"));
         let request = lambda_http::request::from_str(&event.to_string()).unwrap();
         let response =
-            visitpay_edge::http::handle(&deps, visitpay_edge::http::routes::Function::StripeWebhook, request).await;
+            visitpay_edge::http::handle(&deps, visitpay_edge::http::functions::Function::StripeWebhook, request).await;
         let (status, body) = crate::support::status_and_json(&response);
         assert_eq!((status, body["error"]["code"].as_str()), (400, Some("stale_signature")), "t={t}");
     }

@@ -570,7 +570,7 @@ pub fn api_request(
 ) -> lambda_http::Request {
     use serde_json::{json, Value};
     let (path_only, query) = path.split_once('?').unwrap_or((path, ""));
-    let (route, params) = visitpay_edge::http::routes::match_path(method, path_only)
+    let (route, params) = visitpay_edge::http::functions::match_path(method, path_only)
         .unwrap_or_else(|| panic!("{method} {path} matches no route"));
     // Payload 2.0 carries cookies in `cookies`, not in the headers.
     let cookies: Vec<Value> = headers

@@ -385,6 +385,9 @@ async fn main() -> Result<(), BoxError> {
         ours("process-payment-events", "node-dynamodb-read", no_batch_failures),
         ours("reconcile", "node-create-checkout", any_answer),
         ours("publish-action-events", "node-publish-events", no_batch_failures),
+        // The route-table trial (bench/axum-trial): action-status through an
+        // axum Router, its same wiring and job.
+        Subject { kind: "trial", ..ours("axum-trial", "node-dynamodb-read", ok_2xx) },
     ];
     for s in &subjects {
         if s.kind != "node" && !s.program.exists() {
@@ -406,6 +409,7 @@ async fn main() -> Result<(), BoxError> {
         events.entry("hello-world").or_default().push(get_action.clone());
         events.entry("node-hello").or_default().push(get_action.clone());
         events.entry("action-status").or_default().push(get_action.clone());
+        events.entry("axum-trial").or_default().push(get_action.clone());
         events.entry("clinic-settings").or_default().push(event(dir, "get-payment-settings")?);
         events.entry("select-invoices").or_default().push(event(dir, "list-invoices")?);
 

@@ -16,7 +16,8 @@ use serde_json::{json, Map, Value};
 
 use visitpay_app::{Deps, Queue, Role, Stripe};
 use visitpay_edge::http::cors::Cors;
-use visitpay_edge::http::routes::{self, Access};
+use visitpay_edge::http::functions;
+use visitpay_edge::http::routes::Access;
 use visitpay_edge::http::{handle, ApiError};
 
 pub mod console;
@@ -317,8 +318,8 @@ async fn serve_request(State(gw): State<Gateway>, request: AxumRequest) -> AxumR
 async fn route_request(gw: &Gateway, request: AxumRequest) -> AxumResponse {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
-    let Some((route, path_params)) = routes::match_path(parts.method.as_str(), &path) else {
-        let error = if routes::path_exists(&path) {
+    let Some((route, path_params)) = functions::match_path(parts.method.as_str(), &path) else {
+        let error = if functions::path_exists(&path) {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
         } else {
             ApiError::route_not_found()
@@ -429,7 +430,7 @@ async fn route_request(gw: &Gateway, request: AxumRequest) -> AxumResponse {
             );
         }
     };
-    to_axum(handle(&gw.deps, route.function, request).await)
+    to_axum(handle(&gw.deps, functions::Function::serving(route), request).await)
 }
 
 /// `%2D` → `-`; an invalid escape is kept as it is.

@@ -3,8 +3,10 @@
 //! `CorsConfiguration` (checked against these lists by tests/template.rs);
 //! locally, `visitpay-local` answers them from the same lists.
 
-/// The methods the API's routes use.
-pub const ALLOW_METHODS: &[&str] = &["GET", "POST", "PUT"];
+/// The methods the API's routes use, from the route table.
+pub fn allow_methods() -> Vec<&'static str> {
+    super::functions::methods()
+}
 /// The request headers the API reads (`if-none-match` for conditional reads).
 pub const ALLOW_HEADERS: &[&str] = &["authorization", "content-type", "idempotency-key", "if-none-match"];
 /// The response headers a browser client needs to read.
@@ -43,7 +45,7 @@ impl Cors {
         }
         vec![
             ("access-control-allow-origin", origin.to_owned()),
-            ("access-control-allow-methods", ALLOW_METHODS.join(",")),
+            ("access-control-allow-methods", allow_methods().join(",")),
             ("access-control-allow-headers", ALLOW_HEADERS.join(",")),
             ("access-control-max-age", MAX_AGE_SECS.to_string()),
             ("vary", "origin".to_owned()),

@@ -31,8 +31,8 @@ use serde::Serialize;
 
 pub use error::ApiError;
 pub use functions::handle;
+use functions::Function;
 use request::{authorize, Ctx, RequestError};
-use routes::Function;
 
 /// What a handler answers: a response, or an error `error` maps.
 pub type Answer = Result<Response<Body>, ApiError>;
@@ -88,8 +88,8 @@ impl<'r> Incoming<'r> {
 
     /// The request as its handler sees it, once its route admits it.
     pub(crate) fn admit(&self, config: &visitpay_app::AppConfig) -> Result<Ctx<'r>, ApiError> {
-        let route = routes::by_key(&self.route_key)
-            .filter(|r| r.function == self.function)
+        let route = functions::by_key(&self.route_key)
+            .filter(|r| r.function == self.function.name())
             .ok_or_else(ApiError::route_not_found)?;
         let caller = authorize(self.req, route.access, config.edge_secret.as_ref())?;
         if self.req.body().len() > route.max_body_bytes() {
@@ -114,19 +114,25 @@ impl<'r> Incoming<'r> {
     }
 }
 
-/// A function's entry point: its routes, each with its handler.
+/// A function's entry point: the request admitted by its route, then
+/// `dispatch` (its routes' handlers, by route key), within its deadline.
 macro_rules! serve {
-    ($deps:expr, $function:expr, $req:expr, { $($key:literal => $handler:path),+ $(,)? }) => {{
+    ($deps:expr, $function:expr, $req:expr, |$d:ident, $key:ident, $ctx:ident| $dispatch:block) => {{
         let incoming = $crate::http::Incoming::new($function, &$req);
         let span = incoming.span();
         let deadline = incoming.deadline();
         let work = async {
             let answer = match incoming.admit(::visitpay_app::HasConfig::config($deps)) {
                 Err(e) => Err(e),
-                Ok(ctx) => match incoming.route_key() {
-                    $($key => $handler($deps, ctx).await,)+
-                    _ => Err($crate::http::ApiError::route_not_found()),
-                },
+                Ok($ctx) => {
+                    let ($d, $key) = ($deps, incoming.route_key());
+                    async move {
+                        $dispatch
+                        #[allow(unreachable_code)]
+                        Err($crate::http::ApiError::route_not_found())
+                    }
+                    .await
+                }
             };
             incoming.finish(answer)
         };

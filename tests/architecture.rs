@@ -345,14 +345,19 @@ fn no_function_links_the_dev_kit_and_the_inner_crates_link_no_sdk() {
             panic!("{function} links the dev kit: {}", path.join(" -> "));
         }
     }
+    // The words: data only.
+    for dep in &graph["visitpay-words"] {
+        assert_eq!(dep, "serde_json", "the words depend on {dep}");
+    }
     // The domain: pure crates only (and what those bring).
-    let pure = ["serde", "serde_json", "thiserror", "time", "jiff", "sha2"];
+    let pure = ["visitpay-words", "serde", "serde_json", "thiserror", "time", "jiff", "sha2"];
     for dep in &graph["visitpay-domain"] {
         assert!(pure.contains(&dep.as_str()), "the domain depends on {dep}");
     }
     // The app: the domain and pure or async plumbing, no SDK, no Stripe, no HTTP.
     let app_may = [
         "visitpay-domain",
+        "visitpay-words",
         "async-trait",
         "getrandom",
         "secrecy",

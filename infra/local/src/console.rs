@@ -1,5 +1,5 @@
-//! The reference clinic console (`/console`): plain HTML and a little
-//! JavaScript showing an EMR's front-end team how to call the API, served by
+//! The reference clinic console (`/console`): plain HTML and a few ES
+//! modules showing an EMR's front-end team how to call the API, served by
 //! the local runner only (never deployed). Compiled in, so the binary is
 //! the whole local run.
 
@@ -8,8 +8,26 @@ use axum::response::Response as AxumResponse;
 use axum::Router;
 
 const INDEX: &str = include_str!("../console/index.html");
-const SCRIPT: &str = include_str!("../console/console.js");
 const STYLE: &str = include_str!("../console/console.css");
+
+/// The script: ES modules, each at `/console/<path>`. The page loads
+/// main.js, which imports the rest by relative paths (so any base path works).
+const MODULES: &[(&str, &str)] = &[
+    ("main.js", include_str!("../console/main.js")),
+    ("state.js", include_str!("../console/state.js")),
+    ("http.js", include_str!("../console/http.js")),
+    ("words.js", include_str!("../console/words.js")),
+    ("dom.js", include_str!("../console/dom.js")),
+    ("tokens.js", include_str!("../console/tokens.js")),
+    ("api.js", include_str!("../console/api.js")),
+    ("events.js", include_str!("../console/events.js")),
+    ("screens/chart.js", include_str!("../console/screens/chart.js")),
+    ("screens/tiles.js", include_str!("../console/screens/tiles.js")),
+    ("screens/visit.js", include_str!("../console/screens/visit.js")),
+    ("screens/settings.js", include_str!("../console/screens/settings.js")),
+    ("screens/tile-buttons.js", include_str!("../console/screens/tile-buttons.js")),
+    ("screens/context.js", include_str!("../console/screens/context.js")),
+];
 
 /// Only its own files: no inline script or style, no other origin.
 const CSP: &str = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
@@ -25,14 +43,23 @@ fn file(content_type: &'static str, text: &'static str) -> AxumResponse {
 }
 
 /// The console's routes. Its page names its own files under the server's
-/// base path (`VISITPAY_BASE_PATH`); its script finds the API under the same
-/// base from its own address.
+/// base path (`VISITPAY_BASE_PATH`); its script finds the API (and its words)
+/// under the same base from its own address.
 pub fn router(base_path: &str) -> Router {
     let index: &'static str =
         Box::leak(INDEX.replace("\"/console/", &format!("\"{base_path}/console/")).into_boxed_str());
-    Router::new()
+    let router = Router::new()
         .route("/console", axum::routing::get(move || async move { file("text/html; charset=utf-8", index) }))
         .route("/console/", axum::routing::get(move || async move { file("text/html; charset=utf-8", index) }))
-        .route("/console/console.js", axum::routing::get(|| async { file("text/javascript; charset=utf-8", SCRIPT) }))
-        .route("/console/console.css", axum::routing::get(|| async { file("text/css; charset=utf-8", STYLE) }))
+        .route("/console/console.css", axum::routing::get(|| async { file("text/css; charset=utf-8", STYLE) }));
+    // Its words, the same as every page's (visitpay-words), as JSON.
+    let words: &'static str = Box::leak(visitpay_words::console_json().into_boxed_str());
+    let router =
+        router.route("/console/words.json", axum::routing::get(move || async move { file("application/json", words) }));
+    MODULES.iter().fold(router, |router, &(path, text)| {
+        router.route(
+            &format!("/console/{path}"),
+            axum::routing::get(move || async move { file("text/javascript; charset=utf-8", text) }),
+        )
+    })
 }

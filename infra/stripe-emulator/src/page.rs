@@ -67,56 +67,11 @@ fn not_found(id: &str) -> Response {
     (StatusCode::NOT_FOUND, Html(html)).into_response()
 }
 
-/// The page's words in the session's `locale`, as Stripe's own page follows it.
-struct Words {
-    badge: &'static str,
-    pay: &'static str,
-    decline: &'static str,
-    debit_succeeds: &'static str,
-    debit_fails: &'static str,
-    cancel: &'static str,
-    declined: &'static str,
-    expired: &'static str,
-    complete: &'static str,
-    paid: &'static str,
-    unpaid: &'static str,
-    title: &'static str,
-}
-
-const ENGLISH: Words = Words {
-    badge: "Test mode · Stripe emulator",
-    pay: "Pay",
-    decline: "Decline card",
-    debit_succeeds: "Pay by bank debit (succeeds later)",
-    debit_fails: "Pay by bank debit (fails later)",
-    cancel: "Cancel",
-    declined: "Your card was declined. Try again or choose another way to pay.",
-    expired: "This checkout session has expired and can no longer be paid. Ask the clinic for a new payment link.",
-    complete: "This checkout session is complete",
-    paid: "paid",
-    unpaid: "unpaid",
-    title: "Checkout",
-};
-
-const FRENCH: Words = Words {
-    badge: "Mode test · émulateur Stripe",
-    pay: "Payer",
-    decline: "Carte refusée",
-    debit_succeeds: "Payer par prélèvement bancaire (réussit plus tard)",
-    debit_fails: "Payer par prélèvement bancaire (échoue plus tard)",
-    cancel: "Annuler",
-    declined: "Votre carte a été refusée. Réessayez ou choisissez un autre moyen de paiement.",
-    expired: "Cette session de paiement a expiré et ne peut plus être payée. Demandez un nouveau lien à la clinique.",
-    complete: "Cette session de paiement est terminée",
-    paid: "payée",
-    unpaid: "non payée",
-    title: "Paiement",
-};
-
 fn render(session: &Session, base: &str, declined: bool) -> String {
     let locale = session.locale.as_deref();
-    let french = locale.is_some_and(|l| l.to_ascii_lowercase().starts_with("fr"));
-    let words = if french { &FRENCH } else { &ENGLISH };
+    // The page's words in the session's `locale`, as Stripe's own page follows it.
+    let lang = visitpay_words::Lang::of_tag(locale.unwrap_or("en"));
+    let words = &lang.words().emulator;
     let money = |amount: i64| format_amount(amount, &session.currency, locale);
     let total = money(session.amount_total);
     let mut body = String::new();
@@ -162,8 +117,7 @@ fn render(session: &Session, base: &str, declined: bool) -> String {
             if session.paid { words.paid } else { words.unpaid }
         )),
     }
-    let lang = if french { "fr" } else { "en" };
-    page(&format!("{} – {total}", words.title), lang, &body)
+    page(&format!("{} – {total}", words.title), lang.words().lang, &body)
 }
 
 fn page(title: &str, lang: &str, body: &str) -> String {

@@ -104,11 +104,13 @@ pub(crate) async fn close_open_sessions(
     landing.map_or(Ok(closed), Err)
 }
 
+/// The line Checkout shows for an invoice without its description.
 pub(crate) fn generic_name(invoice: &InvoiceId, locale: Locale) -> String {
-    match locale {
-        Locale::FrCa => format!("Services cliniques — facture {invoice}"),
-        Locale::EnCa => format!("Clinic services — invoice {invoice}"),
-    }
+    let lang = match locale {
+        Locale::FrCa => visitpay_words::Lang::Fr,
+        Locale::EnCa => visitpay_words::Lang::En,
+    };
+    lang.words().checkout.generic_line(invoice.as_str())
 }
 
 /// What the line items say at Stripe: generic ("Clinic services — invoice

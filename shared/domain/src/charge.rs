@@ -114,7 +114,7 @@ pub struct PaymentMethod {
 
 impl PaymentMethod {
     /// As a receipt says it: `Visa •••• 4242`, `Débit préautorisé •••• 6789`.
-    pub fn describe(&self, french: bool) -> String {
+    pub fn describe(&self, words: &visitpay_words::PaymentMethodWords) -> String {
         let name = match (self.kind.as_str(), self.brand.as_deref()) {
             ("card", Some(brand)) => match brand {
                 "amex" => "American Express".to_owned(),
@@ -122,8 +122,8 @@ impl PaymentMethod {
                 "visa" => "Visa".to_owned(),
                 other => other.to_owned(),
             },
-            ("card", None) => if french { "Carte" } else { "Card" }.to_owned(),
-            ("acss_debit", _) => if french { "Débit préautorisé" } else { "Pre-authorized debit" }.to_owned(),
+            ("card", None) => words.card.to_owned(),
+            ("acss_debit", _) => words.pre_authorized_debit.to_owned(),
             (other, _) => other.to_owned(),
         };
         match &self.last4 {

@@ -544,7 +544,9 @@ impl Action {
                     return Ok(Step::Unchanged);
                 }
                 payment.method = Some(method.clone());
-                stay(status, format!("paid by {}", method.describe(false)), None)
+                // The history is the record, in English.
+                let by = method.describe(&visitpay_words::en::WORDS.payment_method);
+                stay(status, format!("paid by {by}"), None)
             }
         })
     }

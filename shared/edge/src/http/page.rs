@@ -17,6 +17,15 @@ use sha2::{Digest, Sha256};
 
 use visitpay_app::checkout::PatientPage;
 use visitpay_domain::{format_amount, ActionStatus, CheckoutDomain, ClinicTimeZone, Locale, Timestamp};
+use visitpay_words::{Lang, PageWords, Words};
+
+/// The words of a locale.
+pub(crate) fn words(locale: Locale) -> &'static Words {
+    match locale {
+        Locale::FrCa => Lang::Fr.words(),
+        Locale::EnCa => Lang::En.words(),
+    }
+}
 
 /// The cookie that carries the link token back from Stripe.
 pub(crate) const LINK_COOKIE: &str = "visitpay_link";
@@ -24,16 +33,8 @@ pub(crate) const LINK_COOKIE: &str = "visitpay_link";
 /// later opens their link again.
 const LINK_COOKIE_SECS: u32 = 24 * 3600;
 
-const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;background:#f5f6f8;\
-color:#1a1f36;line-height:1.5}main{max-width:32rem;margin:0 auto;padding:1rem 1.25rem 2rem;background:#fff;\
-min-height:100vh;box-sizing:border-box}nav{text-align:right}a{color:#3730a3}h1{font-size:1.5rem;margin:.5rem 0 1rem}\
-h2{font-size:1.1rem;margin:1.25rem 0 .5rem}.lines{list-style:none;padding:0;margin:0}.lines li{display:flex;\
-justify-content:space-between;gap:1rem;padding:.5rem 0;border-bottom:1px solid #d5d9e0}.amount{white-space:nowrap}\
-.total{display:flex;justify-content:space-between;font-size:1.25rem;margin:.75rem 0}.notice{background:#eef2ff;\
-border-left:4px solid #3730a3;padding:.75rem 1rem}button{width:100%;min-height:3rem;font-size:1.1rem;\
-border:0;border-radius:.5rem;background:#3730a3;color:#fff;cursor:pointer}button:focus-visible,a:focus-visible{\
-outline:3px solid #f59e0b;outline-offset:2px}.secure{font-size:.9rem;color:#4a5160}\
-@media print{nav,form,.secure{display:none}main{min-height:0}}";
+/// The page's style (its hash is in the page's policy).
+const CSS: &str = include_str!("../../templates/patient.css");
 const REFRESH_SCRIPT: &str = "setTimeout(function(){location.reload()},4000);";
 
 /// Whether the client asked for a page rather than JSON: browsers send
@@ -92,7 +93,8 @@ impl Place {
 #[derive(Template)]
 #[template(path = "patient.html")]
 struct PageHtml<'a> {
-    t: &'static Texts,
+    lang: &'static str,
+    t: &'static PageWords,
     title: String,
     heading: &'a str,
     css: &'static str,
@@ -113,7 +115,7 @@ struct PageHtml<'a> {
 
 /// The page for an action.
 pub(crate) fn render(page: &PatientPage, place: &Place, arrival: Arrival) -> Response<Body> {
-    let t = texts(page.locale);
+    let (lang, t) = (words(page.locale).lang, &words(page.locale).page);
     let action = &page.action;
     let money = |amount: i64| format_amount(amount, action.currency(), page.locale);
     let total = money(action.total().amount);
@@ -144,6 +146,7 @@ pub(crate) fn render(page: &PatientPage, place: &Place, arrival: Arrival) -> Res
     let waiting = confirming || status == ActionStatus::Processing;
     let here = |lang: &str| format!("?{}lang={lang}", arrival.query());
     let html = PageHtml {
+        lang,
         t,
         title: format!("{} — {}", t.title, action.label()),
         heading: action.label(),
@@ -157,9 +160,9 @@ pub(crate) fn render(page: &PatientPage, place: &Place, arrival: Arrival) -> Res
         state_detail,
         pay_action: (open && !confirming).then(|| place.pay_action.clone()),
         pay_label: format!("{} {total}", t.pay),
-        receipt_href: action.paid_at().is_some().then(|| format!("{}{}", place.receipt, here(t.lang))),
+        receipt_href: action.paid_at().is_some().then(|| format!("{}{}", place.receipt, here(lang))),
         refresh: waiting,
-        refresh_href: here(t.lang),
+        refresh_href: here(lang),
         switch_href: here(t.other_lang),
     };
     with_headers(
@@ -172,7 +175,7 @@ pub(crate) fn render(page: &PatientPage, place: &Place, arrival: Arrival) -> Res
 /// A page with no action on it: a link that is not (or no longer) valid,
 /// or a return from Stripe in a browser that did not open the link.
 pub(crate) fn message(status: StatusCode, locale: Locale, kind: Message) -> Response<Body> {
-    let t = texts(locale);
+    let (lang, t) = (words(locale).lang, &words(locale).page);
     let (title, detail) = match kind {
         Message::LinkNotFound => (t.link_not_found, t.contact_clinic),
         Message::OpenYourLink => (t.open_your_link, t.open_your_link_detail),
@@ -180,6 +183,7 @@ pub(crate) fn message(status: StatusCode, locale: Locale, kind: Message) -> Resp
         Message::NoReceipt => (t.no_receipt, t.no_receipt_detail),
     };
     let html = PageHtml {
+        lang,
         t,
         title: title.to_owned(),
         heading: t.title,
@@ -209,7 +213,7 @@ pub(crate) enum Message {
     NoReceipt,
 }
 
-fn paid_title(t: &Texts, paid_on: Option<String>) -> String {
+fn paid_title(t: &PageWords, paid_on: Option<String>) -> String {
     match paid_on {
         Some(on) => format!("{} {on}", t.paid_on),
         None => t.paid.to_owned(),
@@ -283,145 +287,12 @@ fn sha256_source(text: &str) -> String {
 /// `December 1, 2026`.
 pub(crate) fn date(at: Timestamp, locale: Locale, zone: &ClinicTimeZone) -> String {
     let at = zone.date_of(at);
-    const FR: [&str; 12] = [
-        "janvier",
-        "février",
-        "mars",
-        "avril",
-        "mai",
-        "juin",
-        "juillet",
-        "août",
-        "septembre",
-        "octobre",
-        "novembre",
-        "décembre",
-    ];
-    let month = at.month() as usize - 1;
+    let month = words(locale).months[at.month() as usize - 1];
     match locale {
-        Locale::FrCa => format!("{}\u{a0}{}\u{a0}{}", at.day(), FR[month], at.year()),
-        Locale::EnCa => format!("{} {}, {}", at.month(), at.day(), at.year()),
+        Locale::FrCa => format!("{}\u{a0}{month}\u{a0}{}", at.day(), at.year()),
+        Locale::EnCa => format!("{month} {}, {}", at.day(), at.year()),
     }
 }
-
-/// Every word the page says, in one language.
-pub(crate) struct Texts {
-    lang: &'static str,
-    other_lang: &'static str,
-    language: &'static str,
-    switch: &'static str,
-    title: &'static str,
-    owed: &'static str,
-    total: &'static str,
-    pay: &'static str,
-    secure: &'static str,
-    to_pay: &'static str,
-    confirming: &'static str,
-    confirming_detail: &'static str,
-    processing: &'static str,
-    processing_detail: &'static str,
-    paid: &'static str,
-    paid_on: &'static str,
-    refunded: &'static str,
-    refunded_detail: &'static str,
-    refunded_amount: &'static str,
-    failed: &'static str,
-    failed_detail: &'static str,
-    cancelled: &'static str,
-    expired: &'static str,
-    contact_clinic: &'static str,
-    not_paid: &'static str,
-    refresh: &'static str,
-    link_not_found: &'static str,
-    open_your_link: &'static str,
-    open_your_link_detail: &'static str,
-    unavailable: &'static str,
-    unavailable_detail: &'static str,
-    receipt: &'static str,
-    no_receipt: &'static str,
-    no_receipt_detail: &'static str,
-}
-
-fn texts(locale: Locale) -> &'static Texts {
-    match locale {
-        Locale::FrCa => &FRENCH,
-        Locale::EnCa => &ENGLISH,
-    }
-}
-
-static FRENCH: Texts = Texts {
-    lang: "fr",
-    other_lang: "en",
-    language: "Langue",
-    switch: "English",
-    title: "Paiement",
-    owed: "Montant à payer",
-    total: "Total",
-    pay: "Payer",
-    secure: "Le paiement est traité par Stripe\u{a0}; la clinique ne voit jamais votre carte.",
-    to_pay: "À payer",
-    confirming: "Paiement reçu, confirmation en cours…",
-    confirming_detail: "Cette page se met à jour dès que Stripe confirme le paiement.",
-    processing: "Prélèvement bancaire en cours",
-    processing_detail: "Votre banque traite le paiement\u{a0}; cela peut prendre quelques jours ouvrables.",
-    paid: "Payé",
-    paid_on: "Payé le",
-    refunded: "Remboursé",
-    refunded_detail: "Ce paiement vous a été remboursé.",
-    refunded_amount: "Remboursé\u{a0}:",
-    failed: "Le paiement a échoué",
-    failed_detail: "Votre banque a refusé le prélèvement. Pour réessayer, demandez un nouveau lien à la clinique.",
-    cancelled: "Paiement annulé",
-    expired: "Lien expiré",
-    contact_clinic: "Communiquez avec la clinique.",
-    not_paid: "Aucun paiement n’a été fait. Vous pouvez payer quand vous êtes prêt.",
-    refresh: "Actualiser",
-    link_not_found: "Ce lien de paiement n’est pas valide ou a expiré.",
-    open_your_link: "Ouvrez votre lien de paiement",
-    open_your_link_detail: "Pour voir l’état de votre paiement, ouvrez le lien reçu de la clinique.",
-    unavailable: "Service momentanément indisponible",
-    unavailable_detail: "Réessayez dans un instant.",
-    receipt: "Reçu pour votre assureur",
-    no_receipt: "Pas encore de reçu",
-    no_receipt_detail: "Le reçu est disponible une fois le paiement confirmé.",
-};
-
-static ENGLISH: Texts = Texts {
-    lang: "en",
-    other_lang: "fr",
-    language: "Language",
-    switch: "Français",
-    title: "Payment",
-    owed: "What you owe",
-    total: "Total",
-    pay: "Pay",
-    secure: "Payment is handled by Stripe; the clinic never sees your card.",
-    to_pay: "To pay",
-    confirming: "Payment received, confirming…",
-    confirming_detail: "This page updates as soon as Stripe confirms the payment.",
-    processing: "Bank debit processing",
-    processing_detail: "Your bank is processing the payment; this can take a few business days.",
-    paid: "Paid",
-    paid_on: "Paid on",
-    refunded: "Refunded",
-    refunded_detail: "This payment was refunded to you.",
-    refunded_amount: "Refunded:",
-    failed: "The payment failed",
-    failed_detail: "Your bank declined the debit. To try again, ask the clinic for a new link.",
-    cancelled: "Payment cancelled",
-    expired: "Link expired",
-    contact_clinic: "Contact the clinic.",
-    not_paid: "No payment was made. You can pay when you are ready.",
-    refresh: "Refresh",
-    link_not_found: "This payment link is not valid or has expired.",
-    open_your_link: "Open your payment link",
-    open_your_link_detail: "To see your payment, open the link you received from the clinic.",
-    unavailable: "Service briefly unavailable",
-    unavailable_detail: "Try again in a moment.",
-    receipt: "Receipt for your insurer",
-    no_receipt: "No receipt yet",
-    no_receipt_detail: "The receipt is available once the payment is confirmed.",
-};
 
 #[cfg(test)]
 mod tests {

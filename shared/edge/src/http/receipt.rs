@@ -24,102 +24,89 @@ struct Document {
     rows: Vec<[String; 4]>,
     footer: Vec<(String, String)>,
     missing: String,
+    download_pdf: &'static str,
 }
 
 fn document(r: &Receipt) -> Document {
-    let fr = r.locale == Locale::FrCa;
-    let say = |fr_text: &'static str, en_text: &'static str| if fr { fr_text } else { en_text };
+    let words = page::words(r.locale);
+    let w = &words.receipt;
     let money = |amount: i64| format_amount(amount, r.currency, r.locale);
     let mut missing: Vec<&str> = Vec::new();
-    let mut given = |value: &Option<String>, what_fr: &'static str, what_en: &'static str| match value {
+    let mut given = |value: &Option<String>, what: &'static str| match value {
         Some(v) => v.clone(),
         None => {
-            let what = if fr { what_fr } else { what_en };
             if !missing.contains(&what) {
                 missing.push(what);
             }
-            say("(non fourni)", "(not provided)").to_owned()
+            w.not_provided.to_owned()
         }
     };
     let mut header = vec![
-        (say("Reçu n°", "Receipt no.").to_owned(), r.number.clone()),
-        (
-            say("Émis par", "Issued by").to_owned(),
-            given(&r.issuer.legal_name, "raison sociale de la clinique", "clinic's legal name"),
-        ),
+        (w.receipt_no.to_owned(), r.number.clone()),
+        (w.issued_by.to_owned(), given(&r.issuer.legal_name, w.missing_legal_name)),
         // An address may be given on several lines; the receipt writes it on one.
         (
-            say("Adresse", "Address").to_owned(),
+            w.address.to_owned(),
             given(
                 &r.issuer.address.as_ref().map(|a| a.lines().map(str::trim).collect::<Vec<_>>().join(", ")),
-                "adresse",
-                "address",
+                w.missing_address,
             ),
         ),
-        (say("Téléphone", "Phone").to_owned(), given(&r.issuer.phone, "téléphone", "phone")),
+        (w.phone.to_owned(), given(&r.issuer.phone, w.missing_phone)),
     ];
     let patient = r.patient_name().map(str::to_owned);
-    header.push((say("Patient", "Patient").to_owned(), given(&patient, "nom du patient", "patient's name")));
+    header.push((w.patient.to_owned(), given(&patient, w.missing_patient_name)));
     let rows = r
         .lines
         .iter()
         .map(|line| {
             let d = &line.details;
             let provider = [
-                given(&d.provider_name, "nom du professionnel", "provider's name"),
-                given(&d.profession, "profession", "profession"),
-                format!(
-                    "{} {}",
-                    say("n° de permis", "reg. no."),
-                    given(&d.registration_number, "numéro de permis", "registration number")
-                ),
+                given(&d.provider_name, w.missing_provider_name),
+                given(&d.profession, w.missing_profession),
+                format!("{} {}", w.registration_no, given(&d.registration_number, w.missing_registration_number)),
             ]
             .join(", ");
-            let date = given(&line.service_date, "date du service", "service date");
+            let date = given(&line.service_date, w.missing_service_date);
             [line.service.clone(), date, provider, money(line.amount)]
         })
         .collect();
     let mut footer = vec![
-        (say("Total payé", "Total paid").to_owned(), money(r.total)),
-        (say("Payé le", "Paid on").to_owned(), page::date(r.paid_at, r.locale, &r.time_zone)),
-        (say("Référence du paiement (Stripe)", "Payment reference (Stripe)").to_owned(), r.payment_reference.clone()),
+        (w.total_paid.to_owned(), money(r.total)),
+        (w.paid_on.to_owned(), page::date(r.paid_at, r.locale, &r.time_zone)),
+        (w.payment_reference.to_owned(), r.payment_reference.clone()),
         (
-            say("Moyen de paiement", "Payment method").to_owned(),
-            r.payment_method.as_ref().map_or_else(
-                || say("(pas encore transmis par Stripe)", "(not yet reported by Stripe)").to_owned(),
-                |m| m.describe(fr),
-            ),
+            w.payment_method.to_owned(),
+            r.payment_method
+                .as_ref()
+                .map_or_else(|| w.not_yet_reported.to_owned(), |m| m.describe(&words.payment_method)),
         ),
     ];
     for (amount, status) in &r.refunds {
         let state = match status {
-            RefundState::Succeeded => say("effectué", "completed"),
-            _ => say("en cours", "in progress"),
+            RefundState::Succeeded => w.refund_completed,
+            _ => w.refund_in_progress,
         };
-        footer.push((say("Remboursement", "Refund").to_owned(), format!("{} ({state})", money(*amount))));
+        footer.push((w.refund.to_owned(), format!("{} ({state})", money(*amount))));
     }
     if r.refunded_amount > 0 {
-        footer.push((say("Montant net payé", "Net amount paid").to_owned(), money(r.total - r.refunded_amount)));
+        footer.push((w.net_paid.to_owned(), money(r.total - r.refunded_amount)));
     }
     let missing = if missing.is_empty() {
         String::new()
     } else {
-        format!("{} {}.", say("Non fourni par la clinique :", "Not provided by the clinic:"), missing.join(", "))
+        format!("{} {}.", w.not_provided_by_clinic, missing.join(", "))
     };
     Document {
-        lang: say("fr", "en"),
-        title: format!("{} — {}", say("Reçu", "Receipt"), r.clinic_label),
+        lang: words.lang,
+        title: format!("{} — {}", w.receipt, r.clinic_label),
         header,
-        services_caption: say("Services", "Services"),
-        columns: [
-            say("Service", "Service"),
-            say("Date", "Date"),
-            say("Professionnel", "Provider"),
-            say("Montant", "Amount"),
-        ],
+        services_caption: w.services,
+        columns: [w.column_service, w.column_date, w.column_provider, w.column_amount],
         rows,
         footer,
         missing,
+        download_pdf: w.download_pdf,
     }
 }
 
@@ -139,11 +126,8 @@ struct ReceiptHtml<'a> {
     pdf_label: &'static str,
 }
 
-const RECEIPT_CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;color:#1a1f36;margin:0;\
-line-height:1.5}main{max-width:48rem;margin:0 auto;padding:1rem 1.25rem}h1{font-size:1.4rem}.field{margin:.2rem 0}\
-.name{font-weight:600}table{width:100%;border-collapse:collapse;margin:1rem 0}caption{text-align:left;font-weight:600}\
-th,td{text-align:left;padding:.4rem;border-bottom:1px solid #8a93a3;vertical-align:top}a{color:#3730a3}\
-.missing{font-style:italic}@media print{.actions{display:none}main{max-width:none}}";
+/// The receipt's style (its hash is in the page's policy).
+const RECEIPT_CSS: &str = include_str!("../../templates/receipt.css");
 
 fn html(doc: &Document, lang_query: &str) -> Response<Body> {
     let pdf_href = format!("?format=pdf{lang_query}");
@@ -158,7 +142,7 @@ fn html(doc: &Document, lang_query: &str) -> Response<Body> {
         footer: &doc.footer,
         missing: &doc.missing,
         pdf_href,
-        pdf_label: if doc.lang == "fr" { "Télécharger le PDF" } else { "Download the PDF" },
+        pdf_label: doc.download_pdf,
     };
     page::html_response_with_style(StatusCode::OK, page.render().expect("the receipt renders"), RECEIPT_CSS)
 }

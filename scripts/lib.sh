@@ -107,19 +107,36 @@ cleanup_files=()
 # VISITPAY_CHROMIUM, VISITPAY_CHROMEDRIVER and VISITPAY_PDFTOTEXT. Fails with
 # the reason when they cannot be installed: those tests never silently skip.
 ensure_browser() {
-  local chromium=/usr/bin/chromium driver=/usr/bin/chromedriver pdftotext=/usr/bin/pdftotext
-  if [ ! -x "$chromium" ] || [ ! -x "$driver" ] || [ ! -x "$pdftotext" ]; then
+  local chromium=/usr/bin/chromium driver=/usr/bin/chromedriver pdftotext=/usr/bin/pdftotext pdffonts=/usr/bin/pdffonts
+  if [ ! -x "$chromium" ] || [ ! -x "$driver" ] || [ ! -x "$pdftotext" ] || [ ! -x "$pdffonts" ]; then
     echo "==> installing Chromium, ChromeDriver and poppler-utils from Debian (apt-get)"
-    local sudo=""
-    if [ "$(id -u)" != 0 ]; then
-      command -v sudo >/dev/null || { echo "the browser and receipt tests need chromium, chromium-driver and poppler-utils: run as root or install them with apt-get" >&2; exit 1; }
-      sudo=sudo
-    fi
-    $sudo apt-get update -qq || true
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver poppler-utils >/dev/null \
-      || { echo "apt-get could not install chromium, chromium-driver and poppler-utils; the browser and receipt tests cannot run" >&2; exit 1; }
+    debian_install chromium chromium-driver poppler-utils
   fi
   export VISITPAY_CHROMIUM="$chromium" VISITPAY_CHROMEDRIVER="$driver" VISITPAY_PDFTOTEXT="$pdftotext"
+  export VISITPAY_PDFFONTS="$pdffonts"
+}
+
+# The fonts the receipt's PDF embeds (shared/pdf/build.rs reads them at build
+# time): Noto (Latin, Greek, Cyrillic, Arabic, Devanagari, Gurmukhi) and
+# WenQuanYi Micro Hei (Chinese, Japanese, Korean), from Debian.
+ensure_fonts() {
+  if [ -n "${VISITPAY_FONTS_DIR:-}" ]; then return; fi
+  if [ ! -f /usr/share/fonts/truetype/noto/NotoSansGurmukhi-Regular.ttf ] || [ ! -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then
+    echo "==> installing the receipt's fonts from Debian (fonts-noto-core, fonts-wqy-microhei)"
+    debian_install fonts-noto-core fonts-wqy-microhei
+  fi
+}
+
+# apt-get install, as root or through sudo; fails with the reason.
+debian_install() {
+  local sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "installing $* needs root or sudo (apt-get)" >&2; exit 1; }
+    sudo=sudo
+  fi
+  $sudo apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || { echo "apt-get could not install $*; the tests that need them cannot run" >&2; exit 1; }
 }
 
 # axe-core from npm, pinned, into $venv/npm (beside the Python tools):

@@ -158,6 +158,7 @@ async fn assign_one(deps: &TestDeps) -> Result<actions::Assigned, AppError> {
         patient_id: patient("p1"),
         invoice_ids: ids(&["1", "2"]),
         locale: visitpay_domain::Locale::FrCa,
+        notify: Default::default(),
     };
     actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None, first_answer).await
 }

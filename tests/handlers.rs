@@ -30,7 +30,8 @@ async fn send(deps: &TestDeps, event: &Value) -> (StatusCode, Value, Response<Bo
     let body: Value = match response.body() {
         Body::Text(t) => serde_json::from_str(t).unwrap(),
         Body::Empty => Value::Null,
-        Body::Binary(b) => serde_json::from_slice(b).unwrap(),
+        // A PDF is no JSON: its bytes stay in the response.
+        Body::Binary(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
         _ => Value::Null,
     };
     (response.status(), body, response)
@@ -327,6 +328,58 @@ async fn webhook_and_consumer_events_pay_the_action() {
     assert_eq!(again.batch_item_failures.len(), 1);
     let (_, after, _) = send(&deps, &event("get-action")).await;
     assert_eq!(after, paid, "a duplicate delivery changes nothing");
+
+    // The receipt's PDF, from its own function.
+    let (s, _, pdf) = send(&deps, &event("get-patient-receipt-pdf")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    assert!(matches!(pdf.body(), Body::Binary(b) if b.starts_with(b"%PDF-")));
+}
+
+/// The send route's event, then send-messages' three triggers as Lambda
+/// delivers them: the table's stream record of the new message (twice),
+/// the schedule, and the patient's STOP through the SMS topic.
+#[tokio::test]
+async fn send_messages_events_deliver_the_link_and_take_the_reply() {
+    use visitpay_domain::Channel;
+    use visitpay_edge::lambda::messages::{self, Trigger};
+    let mut deps = seeded().await;
+    let outbox = crate::support::kit::record_messages(&mut deps);
+    for name in ["put-payment-settings", "put-invoice", "select-invoices", "assign-action"] {
+        assert!(send(&deps, &event(name)).await.0.is_success(), "{name}");
+    }
+    let mut bad = event("send-action-link");
+    bad["body"] = json!(r#"{"sms":"514-555-0142"}"#);
+    let (s, b, _) = send(&deps, &bad).await;
+    assert_eq!((s, error_code(&b)), (StatusCode::BAD_REQUEST, "invalid_phone"), "no country code");
+    let (s, b, _) = send(&deps, &event("send-action-link")).await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::ACCEPTED, Some("assigned")), "{b}");
+
+    let stream = || match messages::trigger(event("dynamodb-stream-new-messages")).unwrap() {
+        Trigger::Stream(batch) => batch,
+        _ => panic!("a stream batch"),
+    };
+    assert!(messages::stream(&deps, stream()).await.batch_item_failures.is_empty());
+    let sent = outbox.all();
+    let to: Vec<(Channel, &str)> = sent.iter().map(|m| (m.channel, m.to.as_str())).collect();
+    assert_eq!(to, [(Channel::Email, "patient42@example.com"), (Channel::Sms, "+15145550142")]);
+    // The same record again (Lambda delivers at least once): nothing more goes out.
+    assert!(messages::stream(&deps, stream()).await.batch_item_failures.is_empty());
+    assert_eq!(outbox.all().len(), 2);
+
+    assert!(matches!(messages::trigger(event("send-messages-schedule")).unwrap(), Trigger::Schedule));
+    assert_eq!(visitpay_app::messages::deliver_due(&deps, messages::SWEEP_BATCH).await.unwrap().due, 0);
+
+    let Trigger::Inbound(texts) = messages::trigger(event("sns-inbound-sms")).unwrap() else {
+        panic!("an inbound text")
+    };
+    assert_eq!(messages::inbound(&deps, texts).await.unwrap(), 1, "STOP recorded");
+    // The link again: by email only, the number having said STOP.
+    assert_eq!(send(&deps, &event("send-action-link")).await.0, StatusCode::ACCEPTED);
+    visitpay_app::messages::deliver_due(&deps, messages::SWEEP_BATCH).await.unwrap();
+    let channels: Vec<Channel> = outbox.all().iter().map(|m| m.channel).collect();
+    assert_eq!(channels, [Channel::Email, Channel::Sms, Channel::Email]);
+    assert!(messages::trigger(json!({"detail-type": "something else"})).is_err(), "not an event it takes");
 }
 
 /// The patient's checkout event, against the Stripe emulator through the real client.

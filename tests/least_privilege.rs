@@ -1,4 +1,4 @@
-//! Least privilege, proven: each of the eight functions is built exactly as
+//! Least privilege, proven: each function is built exactly as
 //! its `main.rs` builds it (`visitpay_edge::config::wiring`), with an SDK whose
 //! HTTP client records every request, and does its real work against moto
 //! and the Stripe emulator: every one of its routes or events, successes,
@@ -24,10 +24,11 @@ use visitpay_app::reconcile::{self, ReconcileConfig};
 use visitpay_aws::dynamodb::DynamoStore;
 use visitpay_aws::tables;
 use visitpay_devkit::setup::{deliveries, ensure_queue, sqs_event};
-use visitpay_edge::lambda::consumer;
+use visitpay_edge::lambda::{consumer, messages};
 
 use crate::support::aws_calls::{required_by, Grant, Names, Recorder, Template};
 use crate::support::*;
+use crate::support::{kit, moto_mail};
 use lambda_http::{Body, Response};
 use visitpay_app::ports::{ActionStore, Commit, Expect, InvoiceStore, Store, Stored, Write};
 use visitpay_app::{checkout, HasClock, HasMetrics, HasStore};
@@ -38,6 +39,14 @@ use visitpay_edge::http::functions::{Function, ROUTES};
 
 const STRIPE_KEY_VALUE: &str = "sk_test_least_privilege";
 const WEBHOOK_SECRET_VALUE: &str = "whsec_least_privilege";
+const EMAIL_FROM: &str = "paiements@visitpay.example";
+const SES_CONFIGURATION_SET: &str = "visitpay-least-privilege";
+const PATIENT_EMAIL: &str = "patient.lp@example.com";
+const PATIENT_PHONE: &str = "+15145550142";
+
+fn browser_accept() -> [(&'static str, &'static str); 1] {
+    [("accept", "text/html")]
+}
 
 /// The SDK as a function builds it, pointed at moto, through `http`.
 async fn sdk(http: aws_smithy_runtime_api::client::http::SharedHttpClient) -> aws_config::SdkConfig {
@@ -192,6 +201,9 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     let queue_url = ensure_queue(&sqs, &queue_name, 5, 30).await.unwrap();
     let bus_name = format!("lp-status-{stamp}");
     aws_sdk_eventbridge::Client::new(&setup_sdk).create_event_bus().name(&bus_name).send().await.unwrap();
+    // The sender's identity and configuration set, as the template creates them.
+    let ses = aws_sdk_sesv2::Client::new(&setup_sdk);
+    visitpay_devkit::setup::ensure_email_sender(&ses, EMAIL_FROM, Some(SES_CONFIGURATION_SET)).await.unwrap();
     let ssm = aws_sdk_ssm::Client::new(&setup_sdk);
     for (name, value) in [(&key_param, STRIPE_KEY_VALUE), (&secret_param, WEBHOOK_SECRET_VALUE)] {
         ssm.put_parameter().name(name).value(value).r#type(ParameterType::SecureString).send().await.unwrap();
@@ -207,6 +219,9 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
         metrics_namespace: "visitpay/test".into(),
         event_bus: Some(bus_name.clone()),
         edge_secret: None,
+        email_from: Some(EMAIL_FROM.into()),
+        ses_configuration_set: Some(SES_CONFIGURATION_SET.into()),
+        sms_origination: None,
     };
 
     let mut settings_fn = build(
@@ -251,6 +266,35 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
         wiring::stripe_webhook,
     )
     .await;
+    let mut pdf_fn = build(
+        "ReceiptPdfFunction",
+        Some((Function::ReceiptPdf, |d, r| Box::pin(functions::receipt_pdf(d, r)))),
+        &settings,
+        async |sdk: &aws_config::SdkConfig, s: &LambdaSettings| wiring::receipt_pdf(sdk, s, kit::pdf()).await,
+    )
+    .await;
+    let mut unsubscribe_fn = build(
+        "UnsubscribeFunction",
+        Some((Function::Unsubscribe, |d, r| Box::pin(functions::unsubscribe(d, r)))),
+        &settings,
+        wiring::unsubscribe,
+    )
+    .await;
+    let messenger =
+        build("SendMessagesFunction", None, &settings, async |sdk: &aws_config::SdkConfig, s: &LambdaSettings| {
+            wiring::send_messages(sdk, s, kit::pdf()).await
+        })
+        .await;
+    // New message items reach send-messages through the table's stream, as
+    // its event source mapping delivers them (filter included).
+    let mut message_stream = visitpay_local::stream_mapping::StreamMapping::connect_filtered(
+        &kit::moto_endpoint(),
+        "us-east-1",
+        &table,
+        visitpay_aws::dynamodb::stream::MESSAGE_RECORDS_FILTER,
+    )
+    .await
+    .unwrap();
     let consumer = build("ProcessPaymentEventsFunction", None, &settings, wiring::process_payment_events).await;
     let reconcile_fn = build("ReconcileFunction", None, &settings, wiring::reconcile).await;
     let publisher = build("PublishActionEventsFunction", None, &settings, wiring::publish_action_events).await;
@@ -304,8 +348,11 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
         .call("POST", "/patients/p1/invoices/select", Some(&staff_claims), &[], Some(&select(&["404"])), 404)
         .await;
 
-    // assign-action: assign (with a key, its replay, refused), per visit.
-    let assign = |ids: &[&str]| json!({"patient_id": "p1", "invoice_ids": ids, "locale": "en-CA"}).to_string();
+    // assign-action: assign (with a key, its replay, refused), per visit; the
+    // first one's link sent by email and text.
+    let notify = json!({"email": PATIENT_EMAIL, "sms": PATIENT_PHONE});
+    let assign =
+        |ids: &[&str]| json!({"patient_id": "p1", "invoice_ids": ids, "locale": "en-CA", "notify": notify}).to_string();
     let key = [("idempotency-key", "lp-assign-1")];
     let paid_action =
         assign_fn.call("POST", "/visits/v1/actions", Some(&staff_claims), &key, Some(&assign(&["1", "2"])), 201).await;
@@ -319,6 +366,19 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     let optin = assign_fn.call("POST", "/visits/v2/actions", Some(&optin_staff), &[], Some(&optin_body), 201).await;
     let token = |a: &Value| a["patient_url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
     let id = |a: &Value| a["action_id"].as_str().unwrap().to_owned();
+    // The link again (202: sent off the request path), and refused input.
+    let send_path = format!("/actions/{}/send", id(&paid_action));
+    assign_fn.call("POST", &send_path, Some(&staff_claims), &[], Some(&notify.to_string()), 202).await;
+    assign_fn.call("POST", &send_path, Some(&staff_claims), &[], Some(r#"{"email":"not an address"}"#), 400).await;
+
+    // send-messages: the links just decided come through the stream; the
+    // patient answers STOP to the texts (the SMS topic's notification).
+    let delivered = message_stream.poll(|batch| messages::stream(&messenger.deps, batch)).await.unwrap();
+    assert!(delivered >= 2, "the assignment's and the resend's messages: {delivered}");
+    assert!(!moto_mail::emails_to(PATIENT_EMAIL).await.is_empty(), "SES took the link");
+    assert!(!moto_mail::texts_to(PATIENT_PHONE).await.is_empty(), "SNS took the link");
+    let stop = messages::InboundSms { origination_number: PATIENT_PHONE.into(), message_body: "STOP".into() };
+    assert_eq!(messages::inbound(&messenger.deps, vec![stop]).await.unwrap(), 1);
 
     // action-status: staff reads, a visit's actions, the patient's view.
     status_fn.call("GET", &format!("/actions/{}", id(&paid_action)), Some(&staff_claims), &[], None, 200).await;
@@ -373,8 +433,26 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     // Its receipt: the patient's (page and PDF) and the staff's.
     let receipt = format!("/patient/actions/{}/receipt", token(&optin));
     status_fn.call("GET", &receipt, None, &browser, None, 200).await;
-    status_fn.call("GET", &format!("{receipt}?format=pdf"), None, &[], None, 200).await;
+    status_fn.call("GET", &format!("{receipt}?format=pdf"), None, &[], None, 303).await;
     status_fn.call("GET", &format!("/actions/{}/receipt", id(&optin)), Some(&optin_staff), &[], None, 200).await;
+    // receipt-pdf: the patient's and the staff's, and none before payment.
+    pdf_fn.call("GET", &format!("{receipt}.pdf"), None, &[], None, 200).await;
+    pdf_fn.call("GET", &format!("/actions/{}/receipt.pdf", id(&optin)), Some(&optin_staff), &[], None, 200).await;
+    pdf_fn.call("GET", &format!("/patient/actions/{}/receipt.pdf", token(&cancelled)), None, &[], None, 409).await;
+    // The receipt by email of the first payment (it had an address), with the
+    // minute's sweep (everything due), which the stream may have left.
+    message_stream.poll(|batch| messages::stream(&messenger.deps, batch)).await.unwrap();
+    visitpay_app::messages::deliver_due(&messenger.deps, messages::SWEEP_BATCH).await.unwrap();
+    let emails = moto_mail::emails_to(PATIENT_EMAIL).await;
+    assert!(emails.iter().any(|e| e.contains("application/pdf")), "the receipt's email carries its PDF");
+    // unsubscribe: the email's link (its page, the confirmation), and an unknown one.
+    let raw = moto_mail::emails_to(PATIENT_EMAIL).await.pop().unwrap();
+    let unsubscribe_url = moto_mail::unsubscribe_url(&raw).expect("a List-Unsubscribe header");
+    let unsubscribe_path = format!("/unsubscribe/{}", unsubscribe_url.rsplit('/').next().unwrap());
+    unsubscribe_fn.call("GET", &unsubscribe_path, None, &browser_accept(), None, 200).await;
+    unsubscribe_fn.call("POST", &unsubscribe_path, None, &browser_accept(), None, 200).await;
+    let unknown = format!("/unsubscribe/{}", "x".repeat(43));
+    unsubscribe_fn.call("GET", &unknown, None, &browser_accept(), None, 404).await;
     let refund_path = format!("/actions/{}/refund", id(&optin));
     assign_fn.call("POST", &refund_path, Some(&optin_staff), &[], Some(r#"{"amount":1000}"#), 200).await;
     assign_fn.call("POST", &refund_path, Some(&optin_staff), &[], None, 200).await;
@@ -418,6 +496,7 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
             patient_id: patient("p1"),
             invoice_ids: ids(&["7", "8"]),
             locale: visitpay_domain::Locale::FrCa,
+            notify: Default::default(),
         };
         match assign(&past, &staff("lp"), &clinic("lp"), &visit("v3"), request, None, first_answer).await.unwrap() {
             Assigned::Created { action, patient_url } => (action, patient_url.rsplit('/').next().unwrap().to_owned()),
@@ -449,6 +528,8 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
         invoices_fn.summary(),
         assign_fn.summary(),
         status_fn.summary(),
+        pdf_fn.summary(),
+        unsubscribe_fn.summary(),
         checkout_fn.summary(),
         webhook_fn.summary(),
     ];
@@ -468,10 +549,20 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
             (key_param.clone(), "StripeSecretKeyParameter".to_owned()),
             (secret_param.clone(), "StripeWebhookSecretParameter".to_owned()),
         ]),
+        sender_domains: BTreeMap::from([(
+            EMAIL_FROM.rsplit_once('@').unwrap().1.to_owned(),
+            "EmailFromAddress".to_owned(),
+        )]),
+        configuration_sets: BTreeMap::from([(
+            SES_CONFIGURATION_SET.to_owned(),
+            "MessagingConfigurationSet".to_owned(),
+        )]),
         secrets_key: None,
     };
-    let functions =
-        http.into_iter().chain([consumer.summary(), reconcile_fn.summary(), publisher.summary()]).collect::<Vec<_>>();
+    let functions = http
+        .into_iter()
+        .chain([consumer.summary(), reconcile_fn.summary(), publisher.summary(), messenger.summary()])
+        .collect::<Vec<_>>();
     let mut problems = Vec::new();
     for customer_key in [false, true] {
         names.secrets_key = customer_key.then(|| "SecretsKmsKeyArn".to_owned());

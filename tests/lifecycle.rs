@@ -316,6 +316,7 @@ async fn an_action_lives_its_longest_life_within_the_item_limit(store: DynStore)
         patient_id: patient("p1"),
         invoice_ids: ids(&["1"]),
         locale: visitpay_domain::Locale::FrCa,
+        notify: Default::default(),
     };
     let actions::Assigned::Created { action, patient_url } =
         actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None, first_answer).await.unwrap()

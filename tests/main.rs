@@ -10,6 +10,7 @@ mod faults;
 mod handlers;
 mod least_privilege;
 mod lifecycle;
+mod messages;
 mod money_paths;
 mod patient_page;
 mod payments;

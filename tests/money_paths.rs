@@ -435,6 +435,7 @@ async fn a_refund_that_fails_puts_the_action_and_its_invoices_back(store: DynSto
         patient_id: patient("p1"),
         invoice_ids: ids(&["2"]),
         locale: visitpay_domain::Locale::FrCa,
+        notify: Default::default(),
     };
     actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v2"), request, None, first_answer).await.unwrap();
     let second = again.refunds().records().iter().find(|r| r.refund_id != refund_id).unwrap().refund_id.clone();
@@ -517,6 +518,7 @@ async fn assign_refuses_a_total_stripe_would_not_take(store: DynStore) {
         patient_id: patient("p1"),
         invoice_ids: ids(&["small"]),
         locale: visitpay_domain::Locale::EnCa,
+        notify: Default::default(),
     };
     let refused =
         actions::assign(&deps, &staff("c1"), &clinic("c1"), &visit("v1"), request.clone(), None, first_answer).await;
@@ -599,6 +601,7 @@ async fn assigned_action_on(deps: &TestDeps, c: &str, invoice: &str) -> (StoredA
         patient_id: patient("p1"),
         invoice_ids: ids(&[invoice]),
         locale: visitpay_domain::Locale::FrCa,
+        notify: Default::default(),
     };
     match actions::assign(deps, &staff(c), &clinic(c), &visit("v1"), request, None, first_answer).await.unwrap() {
         actions::Assigned::Created { action, patient_url } => {

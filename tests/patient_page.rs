@@ -183,18 +183,23 @@ fn pdf_text(pdf: &[u8]) -> String {
     assert!(std::path::Path::new(&tool).exists(), "{tool} not found: scripts/test installs poppler-utils (apt-get)");
     let path = std::env::temp_dir().join(format!("visitpay-receipt-{}.pdf", std::process::id()));
     std::fs::write(&path, pdf).unwrap();
-    let out = std::process::Command::new(tool).arg("-layout").arg(&path).arg("-").output().unwrap();
+    // In the order the text was written (a cell's wrapped lines together), read as
+    // words: a long cell wraps, and an insurer's software reads it whole.
+    let out = std::process::Command::new(tool).arg("-raw").arg(&path).arg("-").output().unwrap();
     let _ = std::fs::remove_file(&path);
     assert!(out.status.success(), "pdftotext: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().replace('\u{a0}', " ")
+    let text = String::from_utf8(out.stdout).unwrap().replace('\u{a0}', " ");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A GET to the function the route table sends `path` to.
 async fn get(
     deps: &TestDeps,
     path: &str,
     claims: Option<&serde_json::Value>,
 ) -> lambda_http::Response<lambda_http::Body> {
-    visitpay_edge::http::handle(deps, Function::ActionStatus, api_request("GET", path, claims, &[], None)).await
+    let route = visitpay_edge::http::functions::match_path("GET", path.split('?').next().unwrap()).expect("a route").0;
+    visitpay_edge::http::handle(deps, Function::serving(route), api_request("GET", path, claims, &[], None)).await
 }
 
 /// What an extended health insurer asks for, on the page and in the PDF,
@@ -229,6 +234,7 @@ async fn the_receipt_has_what_an_insurer_asks_for() {
         patient_id: patient("p1"),
         invoice_ids: ids(&["1", "2"]),
         locale: visitpay_domain::Locale::FrCa,
+        notify: Default::default(),
     };
     let (action, token) = match visitpay_app::actions::assign(
         &deps,
@@ -281,7 +287,10 @@ async fn the_receipt_has_what_an_insurer_asks_for() {
         "Non fourni par la clinique : téléphone, nom du professionnel, profession, numéro de permis.",
     ];
     let html = text(&get(&deps, &format!("/patient/actions/{token}/receipt"), None).await).replace('\u{a0}', " ");
-    let pdf = get(&deps, &format!("/patient/actions/{token}/receipt?format=pdf"), None).await;
+    // A link from before the PDF had its own route is sent there.
+    let old = get(&deps, &format!("/patient/actions/{token}/receipt?format=pdf"), None).await;
+    assert_eq!((old.status().as_u16(), header(&old, "location")), (303, "receipt.pdf"));
+    let pdf = get(&deps, &format!("/patient/actions/{token}/receipt.pdf"), None).await;
     assert_eq!(header(&pdf, "content-type"), "application/pdf");
     let lambda_http::Body::Binary(bytes) = pdf.body() else { panic!("a PDF body") };
     let pdf = pdf_text(bytes);
@@ -295,7 +304,7 @@ async fn the_receipt_has_what_an_insurer_asks_for() {
     visitpay_app::actions::refund(&deps, &staff("c1"), &clinic("c1"), action.action_id(), Some(1000)).await.unwrap();
     deliver_all(&deps, &stripe).await;
     let staff_claims = claims("staff-1", "c1", "staff");
-    let staff_path = format!("/actions/{}/receipt?lang=en&format=pdf", action.action_id());
+    let staff_path = format!("/actions/{}/receipt.pdf?lang=en", action.action_id());
     let staff_pdf = get(&deps, &staff_path, Some(&staff_claims)).await;
     let lambda_http::Body::Binary(bytes) = staff_pdf.body() else { panic!("a PDF body") };
     let english = pdf_text(bytes);
@@ -358,6 +367,7 @@ async fn assigned_with(
         patient_id: patient("p1"),
         invoice_ids: ids(&names),
         locale: visitpay_domain::Locale::FrCa,
+        notify: Default::default(),
     };
     match visitpay_app::actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v1"), request, None, first_answer)
         .await
@@ -423,6 +433,7 @@ async fn assigned_action_like(deps: &TestDeps, id: &str) -> (StoredAction, Strin
         patient_id: patient("p1"),
         invoice_ids: ids(&[id]),
         locale: visitpay_domain::Locale::FrCa,
+        notify: Default::default(),
     };
     match visitpay_app::actions::assign(deps, &staff("c1"), &clinic("c1"), &visit("v2"), request, None, first_answer)
         .await
@@ -504,7 +515,7 @@ async fn dates_are_days_in_the_clinics_time_zone(store: DynStore) {
     assert!(page.contains("Payé le 15 janvier 2027"), "{page}");
     let receipt = text(&get(&deps, &format!("/patient/actions/{token}/receipt?lang=en"), None).await);
     assert!(receipt.replace(NBSP, " ").contains("January 15, 2027"), "{receipt}");
-    let pdf = get(&deps, &format!("/patient/actions/{token}/receipt?format=pdf"), None).await;
+    let pdf = get(&deps, &format!("/patient/actions/{token}/receipt.pdf"), None).await;
     let lambda_http::Body::Binary(bytes) = pdf.body() else { panic!("a PDF body") };
     assert!(pdf_text(bytes).contains("15 janvier 2027"));
     // The clinic's default zone (Toronto) would say the 16th.

@@ -312,6 +312,7 @@ async fn nothing_phi_like_reaches_stripe(store: DynStore) {
         patient_id: patient("p1"),
         invoice_ids: ids(&["9"]),
         locale: visitpay_domain::Locale::EnCa,
+        notify: Default::default(),
     };
     let actions::Assigned::Created { patient_url, .. } =
         actions::assign(&deps, &staff("c2"), &clinic("c2"), &visit("v1"), request, None, first_answer).await.unwrap()

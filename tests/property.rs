@@ -137,6 +137,7 @@ impl World {
             patient_id: patient("p1"),
             invoice_ids: ids(&list),
             locale: visitpay_domain::Locale::FrCa,
+            notify: Default::default(),
         };
         let assigned =
             actions::assign(&self.deps, &staff(c), &clinic(c), &visit("v1"), request, None, first_answer).await;

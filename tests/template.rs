@@ -161,7 +161,11 @@ fn functions_are_arm64_rust_on_al2023_with_least_privilege() {
                 }
                 let mut resources = Vec::new();
                 all_strings(&st["Resource"], &mut resources);
-                assert!(resources.iter().all(|r| r != "*"), "{name}: wildcard resource");
+                // The one exception: a text published to a phone number names
+                // no topic, and SNS authorizes it on "*" (SNS Developer Guide,
+                // "Publishing to a mobile phone"); nothing else rides along.
+                let sms = name == "SendMessagesFunction" && actions == ["sns:Publish"];
+                assert!(sms || resources.iter().all(|r| r != "*"), "{name}: wildcard resource");
             }
         }
         // Secrets come from SSM at cold start, never as plain environment values.
@@ -382,10 +386,12 @@ fn the_patient_routes_are_behind_an_edge_with_per_client_limits() {
     all_strings(&association["FunctionARN"], &mut function);
     assert!(function.iter().any(|f| f.contains("PatientPathFunction")), "{function:?}");
     // The functions behind the patient routes know the secret; no other does.
+    let patient_functions: BTreeSet<&str> =
+        ROUTES.iter().filter(|r| r.access == Access::Patient).map(|r| r.function).collect();
     for (id, resource) in resources_of_type(&t, "AWS::Serverless::Function") {
         let secret = &resource["Properties"]["Environment"]["Variables"]["VISITPAY_EDGE_SECRET"];
-        let patient = matches!(id, "ActionStatusFunction" | "CreateCheckoutFunction");
-        assert_eq!(!secret.is_null(), patient, "{id}");
+        let binary = s(&resource["Metadata"]["BuildProperties"]["Binary"]);
+        assert_eq!(!secret.is_null(), patient_functions.contains(binary.as_str()), "{id}");
     }
     // The backstop stays.
     let routes = &t["Resources"]["HttpApi"]["Properties"]["RouteSettings"];
@@ -431,6 +437,13 @@ fn the_edge_refuses_malformed_links_before_any_function_runs() {
         ("GET", format!("/patient/actions/{token}/receipt"), true),
         ("POST", format!("/patient/actions/{token}/checkout"), true),
         ("GET", format!("/patient/return/{action}"), true),
+        ("GET", format!("/patient/actions/{token}/receipt.pdf"), true),
+        ("GET", format!("/unsubscribe/{}", "A1b2-C3d4_".repeat(4) + "xyz"), true),
+        ("POST", format!("/unsubscribe/{}", "A1b2-C3d4_".repeat(4) + "xyz"), true),
+        ("GET", format!("/patient/actions/{token}/receiptxpdf"), false),
+        ("GET", format!("/unsubscribe/{}", "A1b2-C3d4_".repeat(4) + "xy"), false),
+        ("GET", format!("/unsubscribe/{}", "A1b2-C3d4_".repeat(4) + "xy."), false),
+        ("PUT", format!("/unsubscribe/{}", "A1b2-C3d4_".repeat(4) + "xyz"), false),
         ("GET", "/patient/actions/x.y".to_owned(), false),
         ("GET", format!("/patient/actions/{token}x"), false),
         ("GET", format!("/patient/actions/{action}"), false),
@@ -455,4 +468,90 @@ fn the_edge_refuses_malformed_links_before_any_function_runs() {
         let expected = if *pass { "pass" } else { "404" };
         assert_eq!(verdict, expected, "{method} {uri}");
     }
+}
+
+/// Every patient route goes through the edge function: each one's shape
+/// (with tokens as visitpay makes them) is let through. A route added to the
+/// table but not to the CloudFront Function would 404 at the edge.
+#[test]
+fn the_edge_lets_every_patient_route_through() {
+    let t = template();
+    let code = s(&t["Resources"]["PatientPathFunction"]["Properties"]["FunctionCode"]);
+    let token = format!("act_0123456789abcdef01234567.{}", "A1b2-C3d4_".repeat(4) + "xyz");
+    let unsubscribe_token = "A1b2-C3d4_".repeat(4) + "xyz";
+    let cases: Vec<(String, String)> = ROUTES
+        .iter()
+        .filter(|r| r.access == Access::Patient)
+        .map(|r| {
+            let path = r
+                .path
+                .replace("{token}", if r.path.starts_with("/unsubscribe") { &unsubscribe_token } else { &token })
+                .replace("{action_id}", "act_0123456789abcdef01234567");
+            (r.method.to_owned(), path)
+        })
+        .collect();
+    let script = format!(
+        "{code}\nconst cases = {};\nconsole.log(JSON.stringify(cases.map(([method, uri]) => handler({{ request: {{ method, uri, headers: {{}}, querystring: {{}} }} }}).statusCode === undefined)));",
+        serde_json::to_string(&cases).unwrap()
+    );
+    let out = std::process::Command::new("node").arg("-e").arg(&script).output().expect("node runs the edge function");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let passed: Vec<bool> = serde_json::from_slice(&out.stdout).unwrap();
+    for ((method, path), pass) in cases.iter().zip(passed) {
+        assert!(pass, "the edge refuses the patient route {method} {path}");
+    }
+}
+
+/// Messages to patients: new message items reach send-messages through the
+/// table's stream with the filter the local stream mapping applies (a test
+/// drives it against moto), partial failures reported, what it gives up on
+/// kept in a queue with an alarm; the minute's sweep; the patients' replies
+/// from the SMS topic. Email leaves through a configuration set that
+/// suppresses bounced and complaining addresses.
+#[test]
+fn messages_come_from_the_stream_the_sweep_and_the_replies() {
+    let t = template();
+    let f = &t["Resources"]["SendMessagesFunction"]["Properties"];
+    let stream = &f["Events"]["NewMessages"];
+    assert_eq!(s(&stream["Type"]), "DynamoDB");
+    let source = &stream["Properties"];
+    assert_eq!(s(&source["Stream"]), "VisitpayTable.StreamArn");
+    let pattern: serde_json::Value =
+        serde_json::from_str(&s(&source["FilterCriteria"]["Filters"][0]["Pattern"])).unwrap();
+    let ours: serde_json::Value = serde_json::from_str(visitpay_aws::dynamodb::stream::MESSAGE_RECORDS_FILTER).unwrap();
+    assert_eq!(pattern, ours);
+    assert_eq!(s(&source["FunctionResponseTypes"][0]), "ReportBatchItemFailures");
+    assert_eq!(s(&source["DestinationConfig"]["OnFailure"]["Destination"]), "MessagesFailedQueue.Arn");
+    let schedule = &f["Events"]["EveryMinute"];
+    assert_eq!(s(&schedule["Type"]), "ScheduleV2");
+    assert_eq!(s(&schedule["Properties"]["ScheduleExpression"]), "rate(1 minute)");
+    let replies = &f["Events"]["PatientReplies"];
+    assert_eq!(
+        (s(&replies["Type"]), s(&replies["Properties"]["Topic"])),
+        ("SNS".to_owned(), "InboundSmsTopic".to_owned())
+    );
+    let env = &f["Environment"]["Variables"];
+    assert_eq!(s(&env["VISITPAY_SES_CONFIGURATION_SET"]), "MessagingConfigurationSet");
+    assert_eq!(s(&env["VISITPAY_EMAIL_FROM"]), "EmailFromAddress");
+    let set = &t["Resources"]["MessagingConfigurationSet"]["Properties"];
+    let mut reasons = Vec::new();
+    all_strings(&set["SuppressionOptions"]["SuppressedReasons"], &mut reasons);
+    assert_eq!(reasons, ["BOUNCE", "COMPLAINT"]);
+    // The topic takes what the SMS service publishes, of this account only.
+    let policy = &t["Resources"]["InboundSmsTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(s(&policy["Principal"]["Service"]), "sms-voice.amazonaws.com");
+    assert!(!policy["Condition"]["StringEquals"]["aws:SourceAccount"].is_null());
+    // Alarms: the queue of given-up batches, bounces, complaints.
+    let alarms = resources_of_type(&t, "AWS::CloudWatch::Alarm");
+    let watches = |metric: &str, value: &str| {
+        alarms.iter().any(|(_, a)| {
+            s(&a["Properties"]["MetricName"]) == metric
+                && a["Properties"]["Dimensions"]
+                    .as_sequence()
+                    .is_some_and(|d| d.iter().any(|d| s(&d["Value"]) == value))
+        })
+    };
+    assert!(watches("ApproximateNumberOfMessagesVisible", "MessagesFailedQueue.QueueName"));
+    assert!(watches("Bounce", "MessagingConfigurationSet"));
+    assert!(watches("Complaint", "MessagingConfigurationSet"));
 }

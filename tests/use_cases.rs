@@ -13,7 +13,7 @@ use visitpay_domain::InvoiceEffect;
 use visitpay_domain::{ActionStatus, DomainError, InvoiceStatus, Locale};
 
 fn assign_req(p: &str, list: &[&str]) -> AssignRequest {
-    AssignRequest { patient_id: patient(p), invoice_ids: ids(list), locale: Locale::FrCa }
+    AssignRequest { patient_id: patient(p), invoice_ids: ids(list), locale: Locale::FrCa, notify: Default::default() }
 }
 
 fn code(e: AppError) -> String {

@@ -171,6 +171,8 @@ pub async fn seed_clinic(deps: &BenchDeps) -> Result<(), BoxError> {
         time_zone: None,
         receipt_days: visitpay_domain::settings::DEFAULT_RECEIPT_DAYS,
         checkout_domain: None,
+        reminder_hours: Vec::new(),
+        quiet_hours: Default::default(),
     };
     settings::put(deps, &support, clinic(), input).await?;
     Ok(())
@@ -228,7 +230,8 @@ pub async fn stripe_events(stripe_base: &str) -> Result<Vec<Value>, BoxError> {
 /// An action assigned to the bench patient over fresh invoices; returns its id and link token.
 pub async fn seed_action(deps: &BenchDeps, invoice_ids: &[&str], visit: &str) -> Result<(ActionId, String), BoxError> {
     let ids = seed_selected_invoices(deps, invoice_ids).await?;
-    let request = AssignRequest { patient_id: patient(), invoice_ids: ids, locale: Locale::FrCa };
+    let request =
+        AssignRequest { patient_id: patient(), invoice_ids: ids, locale: Locale::FrCa, notify: Default::default() };
     let visit = VisitId::parse(visit)?;
     // No key, so nothing is kept for a repeat.
     match actions::assign(deps, &staff(), &clinic(), &visit, request, None, |_| String::new()).await? {

@@ -23,6 +23,13 @@
 //!   `aws/ssm` key, whose key policy already lets any principal of the account
 //!   that may read the parameter decrypt through Parameter Store (Systems
 //!   Manager User Guide, "How AWS Systems Manager Parameter Store uses AWS KMS").
+//! - SES API v2: SendEmail is `ses:SendEmail` on the sending identity and on
+//!   the configuration set it names (Service Authorization Reference,
+//!   "Actions defined by Amazon Simple Email Service v2": SendEmail, resource
+//!   types identity and configuration-set), whatever its content (raw
+//!   included; v2 has no separate SendRawEmail).
+//! - SNS: Publish to a phone number names no topic; it is `sns:Publish` on
+//!   "*" (Amazon SNS Developer Guide, "Publishing to a mobile phone").
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -35,11 +42,16 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use serde_json::Value;
 
-/// One request as sent: its `X-Amz-Target` (`DynamoDB_20120810.Query`) and JSON body.
+/// One request as sent: the service it is signed for (`dynamodb`, `ses`,
+/// `sns`), its `X-Amz-Target` (`DynamoDB_20120810.Query`) if any, path, and
+/// body (as JSON when it is, and as text).
 #[derive(Debug, Clone)]
 pub struct AwsCall {
+    pub service: String,
     pub target: String,
+    pub path: String,
     pub body: Value,
+    pub text: String,
 }
 
 /// Every AWS request one function's clients sent, in order.
@@ -82,8 +94,20 @@ struct RecordingConnector {
 impl HttpConnector for RecordingConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let target = request.headers().get("x-amz-target").unwrap_or("<no X-Amz-Target>").to_owned();
-        let body = request.body().bytes().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or(Value::Null);
-        self.log.0.lock().unwrap().push(AwsCall { target, body });
+        // SigV4's credential scope names the service: …/<date>/<region>/<service>/aws4_request.
+        let service = request
+            .headers()
+            .get("authorization")
+            .and_then(|a| a.split("Credential=").nth(1))
+            .and_then(|c| c.split('/').nth(3))
+            .unwrap_or("<unsigned>")
+            .to_owned();
+        let path =
+            request.uri().split("://").nth(1).and_then(|r| r.find('/').map(|i| r[i..].to_owned())).unwrap_or_default();
+        let bytes = request.body().bytes().unwrap_or_default();
+        let body = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        self.log.0.lock().unwrap().push(AwsCall { service, target, path, body, text });
         self.inner.call(request)
     }
 }
@@ -103,6 +127,12 @@ pub enum Resource {
     Key(String),
     /// `!GetAtt <EventBus>.Arn`
     Bus(String),
+    /// The SES identity of the domain of the address a template parameter holds.
+    SenderDomain(String),
+    /// `!Sub "arn:…:ses:…:configuration-set/${<ConfigurationSet>}"`
+    ConfigurationSet(String),
+    /// `"*"`
+    Any,
 }
 
 impl fmt::Display for Resource {
@@ -114,6 +144,9 @@ impl fmt::Display for Resource {
             Resource::Parameter(p) => write!(f, "parameter ${{{p}}}"),
             Resource::Key(k) => write!(f, "kms key ${{{k}}}"),
             Resource::Bus(b) => write!(f, "event bus {b}"),
+            Resource::SenderDomain(p) => write!(f, "the SES identity of ${{{p}}}'s domain"),
+            Resource::ConfigurationSet(c) => write!(f, "configuration set {c}"),
+            Resource::Any => write!(f, "*"),
         }
     }
 }
@@ -132,6 +165,10 @@ pub struct Names {
     pub buses: BTreeMap<String, String>,
     /// SSM parameter name → the template parameter holding it.
     pub parameters: BTreeMap<String, String>,
+    /// An email domain → the template parameter whose address has it.
+    pub sender_domains: BTreeMap<String, String>,
+    /// SES configuration set name → logical id.
+    pub configuration_sets: BTreeMap<String, String>,
     /// When set, SecureStrings are encrypted with the customer managed key
     /// named by this template parameter (else the AWS managed `aws/ssm`).
     pub secrets_key: Option<String>,
@@ -145,6 +182,11 @@ impl Names {
 
 /// The IAM actions AWS checks for one request.
 pub fn required(call: &AwsCall, names: &Names) -> Result<Vec<Grant>, String> {
+    match call.service.as_str() {
+        "ses" => return ses_required(call, names),
+        "sns" => return sns_required(call),
+        _ => {}
+    }
     let (service, operation) = call.target.split_once('.').ok_or_else(|| format!("no operation: {}", call.target))?;
     let body = &call.body;
     let s = |v: &Value, field: &str| -> Result<String, String> {
@@ -230,6 +272,36 @@ pub fn required(call: &AwsCall, names: &Names) -> Result<Vec<Grant>, String> {
     Ok(out)
 }
 
+/// SES API v2 (REST: the operation is the method and path).
+fn ses_required(call: &AwsCall, names: &Names) -> Result<Vec<Grant>, String> {
+    if call.path.split('?').next() != Some("/v2/email/outbound-emails") {
+        return Err(format!("no IAM translation for SES {}", call.path));
+    }
+    let from = call.body["FromEmailAddress"].as_str().ok_or("SendEmail without FromEmailAddress")?;
+    // "Name <address>" or the address alone.
+    let address = from.rsplit('<').next().unwrap_or(from).trim_end_matches('>');
+    let domain = address.rsplit_once('@').map(|(_, d)| d).ok_or_else(|| format!("not an address: {from}"))?;
+    let parameter =
+        names.sender_domains.get(domain).cloned().ok_or_else(|| format!("unknown sender domain {domain}"))?;
+    let mut out = vec![("ses:SendEmail".to_owned(), Resource::SenderDomain(parameter))];
+    if let Some(set) = call.body["ConfigurationSetName"].as_str() {
+        let logical =
+            names.configuration_sets.get(set).cloned().ok_or_else(|| format!("unknown configuration set {set}"))?;
+        out.push(("ses:SendEmail".to_owned(), Resource::ConfigurationSet(logical)));
+    }
+    Ok(out)
+}
+
+/// SNS (the query protocol: `Action=…` in a form body).
+fn sns_required(call: &AwsCall) -> Result<Vec<Grant>, String> {
+    let form: BTreeMap<String, String> = form_urlencoded::parse(call.text.as_bytes()).into_owned().collect();
+    match form.get("Action").map(String::as_str) {
+        Some("Publish") if form.contains_key("PhoneNumber") => Ok(vec![("sns:Publish".to_owned(), Resource::Any)]),
+        Some("Publish") => Err("no IAM translation for SNS Publish to a topic (no topic is granted)".into()),
+        other => Err(format!("no IAM translation for SNS {other:?}")),
+    }
+}
+
 /// Everything a function's recorded calls need, or the calls that cannot be translated.
 pub fn required_by(calls: &[AwsCall], names: &Names) -> Result<BTreeSet<Grant>, Vec<String>> {
     let mut grants = BTreeSet::new();
@@ -294,7 +366,26 @@ impl Template<'_> {
     /// A policy resource in one of the shapes visitpay's template uses.
     fn resource(&self, v: &serde_yaml::Value) -> Result<Resource, String> {
         let unknown = || format!("unrecognised policy resource {v:?}");
+        if text(v) == Some("*") && tag(v).is_none() {
+            return Ok(Resource::Any);
+        }
         match tag(v).as_ref().map(|(t, a)| (t.as_str(), *a)) {
+            // `!Sub ["arn:…:identity/${Domain}", {Domain: !Select [1, !Split ["@", !Ref <Parameter>]]}]`
+            Some(("Sub", serde_yaml::Value::Sequence(parts))) => {
+                let template = parts.first().and_then(text).ok_or_else(unknown)?;
+                if !template.ends_with(":identity/${Domain}") {
+                    return Err(unknown());
+                }
+                let select = tag(&parts.get(1).ok_or_else(unknown)?["Domain"]).ok_or_else(unknown)?;
+                let split = select.1.as_sequence().and_then(|s| s.get(1)).and_then(tag).ok_or_else(unknown)?;
+                let reference = split.1.as_sequence().and_then(|s| s.get(1)).and_then(tag).ok_or_else(unknown)?;
+                match (select.0.as_str(), split.0.as_str(), reference.0.as_str()) {
+                    ("Select", "Split", "Ref") => {
+                        Ok(Resource::SenderDomain(text(reference.1).ok_or_else(unknown)?.to_owned()))
+                    }
+                    _ => Err(unknown()),
+                }
+            }
             Some(("GetAtt", target)) => {
                 let target = text(target).ok_or_else(unknown)?;
                 let logical = target.strip_suffix(".Arn").ok_or_else(unknown)?;
@@ -312,6 +403,10 @@ impl Template<'_> {
                     if self.kind(arn) == Some("AWS::DynamoDB::Table") {
                         return Ok(Resource::Index(arn.to_owned(), index.to_owned()));
                     }
+                }
+                let sets = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:configuration-set/${";
+                if let Some(set) = template.strip_prefix(sets).and_then(|s| s.strip_suffix('}')) {
+                    return Ok(Resource::ConfigurationSet(set.to_owned()));
                 }
                 let prefix = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${";
                 let parameter = template.strip_prefix(prefix).and_then(|p| p.strip_suffix('}')).ok_or_else(unknown)?;

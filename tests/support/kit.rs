@@ -6,15 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use visitpay_app::ports::{
-    CheckoutRequest, CheckoutSession, Clock, ConnectedAccount, Ids, Payments, PaymentsError, Refund, RefundRequest,
-    Store,
+    CheckoutRequest, CheckoutSession, Clock, ConnectedAccount, Email, Ids, MessagingError, Messenger, Payments,
+    PaymentsError, Refund, RefundRequest, Sms, Store,
 };
-use visitpay_app::{AppConfig, Deps, PatientLinks, Queue, Stripe};
+use visitpay_app::{AppConfig, Deps, Outbox, PatientLinks, Pdf, Queue, Stripe};
 use visitpay_aws::dynamodb::DynamoStore;
 use visitpay_aws::tables;
 use visitpay_devkit::embedded::EmbeddedStore;
 use visitpay_devkit::embedded_queue::EmbeddedQueue;
-use visitpay_domain::{ActionId, Timestamp};
+use visitpay_domain::{ActionId, ClinicId, Timestamp};
 use visitpay_domain::{PaymentIntentId, SessionId, StripeAccountId};
 
 /// A clock that only moves when told to (forward). It can be the Stripe
@@ -105,7 +105,7 @@ pub fn embedded_store() -> EmbeddedStore {
 pub use visitpay_devkit::recorded_metrics::RecordedMetrics;
 
 /// Gives `deps` a fresh recorder of money signals and returns it.
-pub fn record_metrics<P, Q>(deps: &mut Deps<P, Q>) -> Arc<RecordedMetrics> {
+pub fn record_metrics<P, Q, R, M>(deps: &mut Deps<P, Q, R, M>) -> Arc<RecordedMetrics> {
     let recorder = Arc::new(RecordedMetrics::default());
     deps.metrics = recorder.clone();
     recorder
@@ -160,7 +160,70 @@ impl Payments for NoStripe {
 }
 
 /// Deps as the tests use them: every port wired, as in the local runner.
-pub type TestDeps = Deps<Stripe, Queue>;
+pub type TestDeps = Deps<Stripe, Queue, Pdf, Outbox>;
+
+/// The receipt renderer, built once for the whole binary (its fonts are megabytes).
+pub fn pdf() -> Pdf {
+    static PDF: std::sync::OnceLock<Pdf> = std::sync::OnceLock::new();
+    PDF.get_or_init(|| Arc::new(visitpay_pdf::KrillaPdf::new())).clone()
+}
+
+/// Gives `deps` a fresh outbox and returns it: every email and text the
+/// test's deliveries send (each one checked by `NoHealthData` on the way).
+pub fn record_messages(deps: &mut TestDeps) -> Arc<visitpay_devkit::outbox::Outbox> {
+    let outbox = Arc::new(visitpay_devkit::outbox::Outbox::new(deps.clock.clone(), None));
+    deps.messenger = Arc::new(NoHealthData { store: deps.store.clone(), inner: outbox.clone() });
+    outbox
+}
+
+/// Every message any test sends passes here (`deps_with` and
+/// `record_messages` put it in front of the outbox): it fails the test when
+/// an email's subject or text, or a text message, carries anything of the
+/// action's invoices beyond the amount: a description, a service, a
+/// provider, a profession or a registration number, whatever the clinic's
+/// line-item setting. (The receipt's PDF attachment is the receipt itself,
+/// which names the services by design; it is not message text.)
+pub struct NoHealthData {
+    store: Arc<dyn Store>,
+    inner: Arc<dyn Messenger>,
+}
+
+impl NoHealthData {
+    async fn check(&self, clinic_id: &ClinicId, action_id: &ActionId, texts: &[&str]) {
+        let action = self.store.get_action(clinic_id, action_id).await.expect("the store answers");
+        let Some(action) = action else { return };
+        let mut secrets: Vec<String> = Vec::new();
+        for line in action.lines() {
+            let r = &line.receipt;
+            secrets.extend(
+                [&r.service, &r.provider_name, &r.profession, &r.registration_number].into_iter().flatten().cloned(),
+            );
+            let invoice = self.store.get_invoice(clinic_id, action.patient_id(), &line.invoice_id).await.unwrap();
+            secrets.extend(invoice.map(|i| i.description.clone()));
+        }
+        for text in texts {
+            let text = text.to_lowercase();
+            for secret in secrets.iter().filter(|s| !s.trim().is_empty()) {
+                assert!(
+                    !text.contains(&secret.to_lowercase()),
+                    "a message to the patient carries health data ({secret:?}): {text}"
+                );
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Messenger for NoHealthData {
+    async fn send_email(&self, email: &Email) -> Result<String, MessagingError> {
+        self.check(&email.clinic_id, &email.action_id, &[&email.subject, &email.text, &email.from_name]).await;
+        self.inner.send_email(email).await
+    }
+    async fn send_sms(&self, sms: &Sms) -> Result<String, MessagingError> {
+        self.check(&sms.clinic_id, &sms.action_id, &[&sms.text]).await;
+        self.inner.send_sms(sms).await
+    }
+}
 
 /// Deps over `store` with a fixed clock (2027-01-15T12:00:00Z), sequential
 /// ids, recorded metrics, no Stripe (`NoStripe`) and an embedded queue nobody
@@ -175,8 +238,11 @@ pub fn deps_with(store: Arc<dyn Store>) -> (TestDeps, Arc<FixedClock>) {
     let deps =
         Deps::new(store, clock.clone(), Arc::new(SeqIds::default()), Arc::new(RecordedMetrics::default()), config)
             .with_payments(Arc::new(NoStripe))
-            .with_queue(Arc::new(EmbeddedQueue::new(3, std::time::Duration::from_millis(10))));
-    (deps, clock)
+            .with_queue(Arc::new(EmbeddedQueue::new(3, std::time::Duration::from_millis(10))))
+            .with_pdf(pdf());
+    let outbox = Arc::new(visitpay_devkit::outbox::Outbox::new(clock.clone(), None));
+    let guarded: Outbox = Arc::new(NoHealthData { store: deps.store.clone(), inner: outbox });
+    (deps.with_messenger(guarded), clock)
 }
 
 /// A status-event bus that keeps what it accepted and refuses the events

@@ -44,6 +44,8 @@ pub fn settings_input(enabled: bool, currency: &str) -> SettingsInput {
         time_zone: None,
         receipt_days: visitpay_domain::settings::DEFAULT_RECEIPT_DAYS,
         checkout_domain: None,
+        reminder_hours: Vec::new(),
+        quiet_hours: Default::default(),
     }
 }
 
@@ -133,12 +135,18 @@ pub const STRIPE_KEY: &str = "sk_test_visitpay_tests";
 pub const ACCOUNT: &str = "acct_1Test";
 
 pub async fn stripe_emulator(webhook_url: Option<String>) -> StripeFixture {
+    stripe_emulator_at(webhook_url, time::OffsetDateTime::now_utc().unix_timestamp()).await
+}
+
+/// The emulator with its clock frozen at `unix` (tests that need a given
+/// time of day: quiet hours).
+pub async fn stripe_emulator_at(webhook_url: Option<String>, unix: i64) -> StripeFixture {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    // Frozen at the real now: tests move it, and every side reads it.
+    // Frozen: tests move it, and every side reads it.
     let mut config =
         stripe_emulator::Config::new(base.clone(), webhook_url, crate::support::kit::TEST_WEBHOOK_SECRET, &[ACCOUNT]);
-    config.clock = Arc::new(stripe_emulator::Clock::fixed(time::OffsetDateTime::now_utc().unix_timestamp()));
+    config.clock = Arc::new(stripe_emulator::Clock::fixed(unix));
     let emulator = stripe_emulator::Emulator::new(config);
     let router = emulator.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -266,8 +274,12 @@ pub async fn assigned_action(
     }
     let list: Vec<&str> = invoices_.iter().map(|(id, _, _)| *id).collect();
     invoices::select(deps, &clinic(clinic_id), &patient("p1"), &ids(&list)).await.unwrap();
-    let request =
-        AssignRequest { patient_id: patient("p1"), invoice_ids: ids(&list), locale: visitpay_domain::Locale::FrCa };
+    let request = AssignRequest {
+        patient_id: patient("p1"),
+        invoice_ids: ids(&list),
+        locale: visitpay_domain::Locale::FrCa,
+        notify: Default::default(),
+    };
     match assign(deps, &staff(clinic_id), &clinic(clinic_id), &visit("v1"), request, None, first_answer).await.unwrap()
     {
         Assigned::Created { action, patient_url } => {
@@ -556,6 +568,7 @@ pub async fn open_checkout(
 
 pub mod aws_calls;
 pub mod kit;
+pub mod moto_mail;
 pub mod schema;
 
 /// An API Gateway HTTP API (v2) request for `method path`, routed by the

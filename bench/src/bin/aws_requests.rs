@@ -279,7 +279,12 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
     let clinic = visitpay_bench::clinic();
 
     // 1. assign-action (with an Idempotency-Key, as the clinic web app sends).
-    let request = AssignRequest { patient_id: visitpay_bench::patient(), invoice_ids: ids, locale: Locale::FrCa };
+    let request = AssignRequest {
+        patient_id: visitpay_bench::patient(),
+        invoice_ids: ids,
+        locale: Locale::FrCa,
+        notify: Default::default(),
+    };
     let visit = VisitId::parse("bench-visit")?;
     let staff = visitpay_bench::staff();
     let Assigned::Created { action, patient_url } =

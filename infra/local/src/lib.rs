@@ -14,7 +14,7 @@ use axum::Router;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use visitpay_app::{Deps, Queue, Role, Stripe};
+use visitpay_app::{Deps, Outbox, Pdf, Queue, Role, Stripe};
 use visitpay_edge::http::cors::Cors;
 use visitpay_edge::http::functions;
 use visitpay_edge::http::routes::Access;
@@ -31,7 +31,7 @@ pub mod stream_mapping;
 const GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
 
 /// Every function's ports: the local run serves them all behind one port.
-pub type LocalDeps = Deps<Stripe, Queue>;
+pub type LocalDeps = Deps<Stripe, Queue, Pdf, Outbox>;
 
 #[derive(Clone)]
 pub struct Gateway {
@@ -121,6 +121,8 @@ pub struct Controls {
     /// The `Host` values this server answers `/_local/*` for: its own
     /// address, and the loopback names of its port.
     pub own_hosts: OwnHosts,
+    /// Every email and text the run would send (`GET /_local/outbox`).
+    pub outbox: Arc<visitpay_devkit::outbox::Outbox>,
 }
 
 /// The hosts that are this server: the bound address and, on its port,
@@ -202,6 +204,59 @@ async fn advance_clock(State(controls): State<Controls>, body: axum::body::Bytes
         .expect("valid response")
 }
 
+#[derive(serde::Deserialize)]
+struct ClinicQuery {
+    clinic: Option<String>,
+}
+
+/// `GET /_local/outbox?clinic=<id>` (that clinic's staff token): every email
+/// and text the run would have sent for it, newest last.
+async fn outbox(
+    State((outbox, secret)): State<(Arc<visitpay_devkit::outbox::Outbox>, Arc<str>)>,
+    axum::extract::Query(query): axum::extract::Query<ClinicQuery>,
+    headers: axum::http::HeaderMap,
+) -> AxumResponse {
+    let Some(clinic) = query.clinic.and_then(|c| visitpay_domain::ClinicId::parse(&c).ok()) else {
+        return to_axum(ApiError::bad_request("invalid_query", "clinic=<clinic id> is required").into_response());
+    };
+    let Some(claims) = bearer_claims(&headers, &secret) else {
+        return to_axum(ApiError::unauthorized().into_response());
+    };
+    let staff = claims.get("role").map(String::as_str) == Some("staff")
+        && claims.get("clinic_id").map(String::as_str) == Some(clinic.as_str());
+    if !staff {
+        let refused = ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only this clinic's staff see its outbox");
+        return to_axum(refused.into_response());
+    }
+    let text = json!({ "messages": outbox.of_clinic(&clinic) }).to_string();
+    AxumResponse::builder()
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(AxumBody::from(text))
+        .expect("valid response")
+}
+
+/// `POST /_local/sms/inbound {"from": "+1…", "body": "STOP"}`: a patient's
+/// reply, as the SMS service's two-way channel brings it in AWS.
+async fn sms_inbound(State(gateway): State<Gateway>, body: axum::body::Bytes) -> AxumResponse {
+    let body = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+    let from = body["from"].as_str().and_then(|f| visitpay_domain::PhoneNumber::parse(f).ok());
+    let (Some(from), Some(text)) = (from, body["body"].as_str()) else {
+        let refused = ApiError::bad_request("invalid_body", "expected {\"from\": <E.164 number>, \"body\": <text>}");
+        return to_axum(refused.into_response());
+    };
+    match visitpay_app::messages::sms_received(&gateway.deps, &from, text).await {
+        Ok(word) => {
+            let text = json!({ "opted_out": word }).to_string();
+            AxumResponse::builder()
+                .header("content-type", "application/json")
+                .body(AxumBody::from(text))
+                .expect("valid response")
+        }
+        Err(e) => to_axum(ApiError::from(e).into_response()),
+    }
+}
+
 /// `POST /_local/tokens {"clinic_id": …, "role": "staff"|"support"}`: a dev
 /// token, as `visitpay-local token` prints (the console signs in with it).
 async fn mint_token(State(secret): State<Arc<str>>, body: axum::body::Bytes) -> AxumResponse {
@@ -240,6 +295,12 @@ pub fn router(gateway: Gateway, controls: Controls) -> Router {
                 .route("/_local/tokens", axum::routing::post(mint_token))
                 .with_state(gateway.jwt_secret.clone()),
         )
+        .merge(
+            Router::new()
+                .route("/_local/outbox", axum::routing::get(outbox))
+                .with_state((controls.outbox.clone(), gateway.jwt_secret.clone())),
+        )
+        .merge(Router::new().route("/_local/sms/inbound", axum::routing::post(sms_inbound)).with_state(gateway.clone()))
         .layer(axum::middleware::from_fn_with_state(controls.own_hosts.clone(), local_only));
     let base_path = gateway.base_path.clone();
     let router = Router::new()

@@ -114,6 +114,8 @@ const DEFAULT_WEBHOOK_SECRET: &str = "whsec_visitpay_dev_secret";
 /// Signs the events POSTed to `VISITPAY_LOCAL_EVENTS_URL` unless
 /// `VISITPAY_LOCAL_EVENTS_SECRET` says otherwise.
 const DEFAULT_EVENTS_SECRET: &str = "visitpay_local_events_secret";
+/// The sender of the laptop's email (`VISITPAY_EMAIL_FROM` overrides it).
+const DEFAULT_EMAIL_FROM: &str = "paiements@visitpay.localhost";
 /// How often the table's stream is read against moto (Lambda polls a
 /// stream's shards four times a second).
 const STREAM_POLL: Duration = Duration::from_millis(250);
@@ -135,9 +137,11 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
     // store's own feed, or the table's stream read as Lambda reads it.
     let events = LocalEvents::default();
     let embedded_queue = Arc::new(EmbeddedQueue::new(5, Duration::from_secs(1)));
+    let mut aws_sdk = None;
     let (store, queue, store_name, sqs): (Arc<dyn Store>, Arc<dyn EventQueue>, String, Option<SqsQueue>) =
         if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
             let sdk = aws_config::load_from_env().await;
+            aws_sdk = Some(sdk.clone());
             let dynamo = visitpay_edge::config::dynamo_store(&sdk).await;
             visitpay_devkit::setup::ensure_table(&dynamo, &tables::main_table()).await?;
             let queue_name = std::env::var("VISITPAY_EVENTS_QUEUE").unwrap_or_else(|_| "visitpay-events".into());
@@ -218,9 +222,33 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
         // No edge on a laptop: the patient routes answer directly.
         edge_secret: None,
     };
+    // Messages: kept in the outbox, and with AWS_ENDPOINT_URL also handed to SES and SNS there.
+    let ses_sns = match &aws_sdk {
+        Some(sdk) => {
+            let settings = visitpay_edge::config::LambdaSettings::from_env();
+            let from = settings.email_from.clone().unwrap_or_else(|| DEFAULT_EMAIL_FROM.to_owned());
+            let set = settings.ses_configuration_set.clone().unwrap_or_else(|| "visitpay-local".to_owned());
+            visitpay_devkit::setup::ensure_email_sender(&aws_sdk_sesv2::Client::new(sdk), &from, Some(&set)).await?;
+            let sender = visitpay_aws::messaging::SenderSettings {
+                from_address: from,
+                configuration_set: Some(set),
+                sms_origination: settings.sms_origination.clone(),
+            };
+            let messenger = visitpay_aws::messaging::SesSnsMessenger::new(
+                aws_sdk_sesv2::Client::new(sdk),
+                aws_sdk_sns::Client::new(sdk),
+                sender,
+            );
+            Some(Arc::new(messenger) as Arc<dyn visitpay_app::ports::Messenger>)
+        }
+        None => None,
+    };
+    let outbox = Arc::new(visitpay_devkit::outbox::Outbox::new(clock.clone(), ses_sns));
     let deps = Deps::new(store, clock.clone(), Arc::new(RandomIds), Arc::new(metrics), config)
         .with_payments(Arc::new(payments))
-        .with_queue(queue);
+        .with_queue(queue)
+        .with_pdf(Arc::new(visitpay_pdf::KrillaPdf::new()))
+        .with_messenger(outbox.clone());
     seed::seed(&deps).await?;
 
     // The consumer, fed as Lambda's SQS event source would feed it.
@@ -239,6 +267,19 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
             tokio::spawn(async move { queue.run(|event| consumer::handle(&consumer_deps, event)).await });
         }
     }
+
+    // Messages to patients, as send-messages delivers them (each second here:
+    // in AWS the table's stream at once, the schedule every minute).
+    let sender = deps.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            ticks.tick().await;
+            if let Err(e) = visitpay_app::messages::deliver_due(&sender, 100).await {
+                tracing::error!(error = %e, "delivering messages failed");
+            }
+        }
+    });
 
     // Reconcile, as the schedule would run it.
     let reconcile_every = Duration::from_secs(env_secs("VISITPAY_RECONCILE_INTERVAL_SECS", 60)?.max(1));
@@ -259,7 +300,7 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
     let cors = visitpay_edge::http::cors::Cors::from_list(&std::env::var("VISITPAY_CORS_ORIGINS").unwrap_or_default())
         .map_err(|e| format!("VISITPAY_CORS_ORIGINS: {e}"))?;
     let gateway = Gateway { deps, jwt_secret: secret.clone().into(), cors, base_path };
-    let controls = Controls { clock, emulator, events, own_hosts: OwnHosts::of(bound) };
+    let controls = Controls { clock, emulator, events, own_hosts: OwnHosts::of(bound), outbox };
     {
         let invoices: Vec<&str> = DEMO_INVOICES.iter().map(|(id, _, _)| *id).collect();
         println!("visitpay-local listening on {base}");
@@ -272,6 +313,7 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
         println!("demo visit: {DEMO_VISIT}");
         println!("console: {base}/console");
         println!("status events: GET {base}/_local/events?clinic={DEMO_CLINIC} (staff token)");
+        println!("outbox (email and texts, sent nowhere): GET {base}/_local/outbox?clinic={DEMO_CLINIC} (staff token)");
         if let Some(url) = &events_url {
             println!("status events POSTed to {url} (signed: visitpay-signature)");
         }

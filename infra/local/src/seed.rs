@@ -36,6 +36,9 @@ pub async fn seed(deps: &(impl HasStore + HasClock)) -> Result<(), AppError> {
             time_zone: None,
             receipt_days: visitpay_domain::settings::DEFAULT_RECEIPT_DAYS,
             checkout_domain: None,
+            // The demo reminds a day before the link's end; never at night in Toronto.
+            reminder_hours: vec![48],
+            quiet_hours: Default::default(),
         },
         deps.clock().now(),
         UserId::parse("demo-support")?,

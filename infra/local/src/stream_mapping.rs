@@ -31,11 +31,20 @@ pub enum StreamError {
 
 /// Does `value` match an EventBridge-style `pattern` (the syntax Lambda
 /// event filtering uses): every key of the pattern present, an array of
-/// literals matching any one of them? Only the forms our filter uses.
+/// options matching when any one does, an option being a literal or
+/// `{"prefix": "…"}` (Lambda Developer Guide, "Lambda event filtering":
+/// "Prefix matching")? Only the forms our filters use; any other operator
+/// matches nothing, so a filter this does not understand fails its test.
 pub fn matches(pattern: &Value, value: &Value) -> bool {
     match pattern {
         Value::Object(fields) => fields.iter().all(|(k, p)| value.get(k).is_some_and(|v| matches(p, v))),
-        Value::Array(options) => options.iter().any(|o| o == value),
+        Value::Array(options) => options.iter().any(|o| match o {
+            Value::Object(op) => match (op.len(), op.get("prefix")) {
+                (1, Some(Value::String(prefix))) => value.as_str().is_some_and(|v| v.starts_with(prefix.as_str())),
+                _ => false,
+            },
+            literal => literal == value,
+        }),
         other => other == value,
     }
 }
@@ -56,14 +65,25 @@ pub struct StreamMapping {
 }
 
 impl StreamMapping {
-    /// Starts at the oldest record of every shard (`StartingPosition: TRIM_HORIZON`).
+    /// publish-action-events' mapping: action records, from the oldest
+    /// record of every shard (`StartingPosition: TRIM_HORIZON`).
     pub async fn connect(endpoint: &str, region: &str, table: &str) -> Result<Self, StreamError> {
+        Self::connect_filtered(endpoint, region, table, ACTION_RECORDS_FILTER).await
+    }
+
+    /// A mapping with the given filter pattern, from the oldest record of every shard.
+    pub async fn connect_filtered(
+        endpoint: &str,
+        region: &str,
+        table: &str,
+        filter: &str,
+    ) -> Result<Self, StreamError> {
         let mut mapping = StreamMapping {
             http: reqwest::Client::new(),
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             region: region.to_owned(),
             stream_arn: String::new(),
-            filter: serde_json::from_str(ACTION_RECORDS_FILTER).expect("the filter is JSON"),
+            filter: serde_json::from_str(filter).expect("the filter is JSON"),
             shards: BTreeMap::new(),
         };
         let table_info =
@@ -223,6 +243,7 @@ impl StreamMapping {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use visitpay_aws::dynamodb::stream::MESSAGE_RECORDS_FILTER;
 
     #[test]
     fn the_filter_keeps_created_and_changed_actions_only() {
@@ -233,5 +254,17 @@ mod tests {
         assert!(!matches(&filter, &record("REMOVE", "ACTION")));
         assert!(!matches(&filter, &record("MODIFY", "INVOICE#1042")));
         assert!(!matches(&filter, &record("INSERT", "PAYMENT")));
+    }
+
+    #[test]
+    fn the_message_filter_keeps_created_messages_only() {
+        let filter: Value = serde_json::from_str(MESSAGE_RECORDS_FILTER).unwrap();
+        let record = |name: &str, sk: &str| json!({ "eventName": name, "dynamodb": { "Keys": { "pk": { "S": "x" }, "sk": { "S": sk } } } });
+        assert!(matches(&filter, &record("INSERT", "MESSAGE#link-1")));
+        assert!(!matches(&filter, &record("MODIFY", "MESSAGE#link-1")));
+        assert!(!matches(&filter, &record("INSERT", "ACTION")));
+        assert!(!matches(&filter, &record("INSERT", "XMESSAGE#link-1")));
+        // An operator this does not know matches nothing.
+        assert!(!matches(&json!({"a": [{"suffix": "x"}]}), &json!({"a": "x"})));
     }
 }

@@ -465,3 +465,187 @@ async fn console_story(local: &Local) {
     wait_for_state(p, "refunded").await;
     assert_accessible(s, "console: refunded").await;
 }
+
+/// What a patient's receipt says of them and their providers, in scripts an
+/// insurer must read back exactly.
+const PATIENT_NAME: &str = "Nguyễn Thị Minh Khai";
+const PROVIDERS: [&str; 2] = ["محمد عبد الله", "王小明"];
+/// The invoices' clinical text: in no message, ever.
+const CLINICAL: [&str; 3] = ["Psychothérapie", "anxiété", "Physiothérapie"];
+
+/// Reached by text and email: staff assign in the console with the patient's
+/// email and mobile number; the console's outbox shows the two messages
+/// (the amount and the link, nothing clinical); the patient opens the link
+/// from the text on a 390-pixel phone and pays; the receipt arrives by email
+/// with its PDF, in which pdftotext reads the patient's and providers' names
+/// exactly and pdffonts lists every font embedded; the email's unsubscribe
+/// page, opened then confirmed, passes axe-core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_reached_by_text_and_email_pays_and_gets_the_receipt() {
+    let local = start();
+    reached_by_messages(&local).await;
+}
+
+/// The same with moto: the messages also go through moto's SES and SNS
+/// (`AWS_ENDPOINT_URL`), and are read back from moto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_reached_by_text_and_email_on_moto() {
+    let envs = moto_envs("messages");
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let local = start_with(&envs);
+    let (email, sms) = reached_by_messages(&local).await;
+    let endpoint = std::env::var("VISITPAY_TEST_DYNAMODB_ENDPOINT").unwrap();
+    let moto: Value = reqwest::get(format!("{endpoint}/moto-api/data.json")).await.unwrap().json().await.unwrap();
+    let raw: Vec<&str> = moto["ses"]["RawMessage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["destinations"].as_array().unwrap().iter().any(|d| d == email))
+        .map(|m| m["raw_data"].as_str().unwrap())
+        .collect();
+    assert_eq!(raw.len(), 2, "SES took the link's email and the receipt's");
+    assert!(raw[1].contains("application/pdf") && raw[1].contains("List-Unsubscribe-Post"), "{}", raw[1]);
+    let texts: Vec<&Value> =
+        moto["sns"]["SMS"].as_array().unwrap().iter().filter(|t| t["phone_number"] == sms).collect();
+    assert_eq!(texts.len(), 1, "SNS took the link's text");
+}
+
+/// The outbox's messages for demo-clinic, as the console's API call reads them.
+async fn outbox(local: &Local) -> Vec<Value> {
+    let url = format!("{}/_local/outbox?clinic=demo-clinic", local.base);
+    let (status, body) = call(&Client::new(), "GET", url, Some(&local.staff), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["messages"].as_array().unwrap().clone()
+}
+
+/// Runs a poppler tool over a PDF's bytes; its output.
+fn poppler(var: &str, default: &str, pdf: &[u8]) -> String {
+    let tool = tool(var, default);
+    let path = std::env::temp_dir().join(format!("visitpay-receipt-{}-{}.pdf", std::process::id(), pdf.len()));
+    std::fs::write(&path, pdf).unwrap();
+    let mut command = Command::new(&tool);
+    command.arg(&path);
+    if tool.ends_with("pdftotext") {
+        command.arg("-");
+    }
+    let out = command.output().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(out.status.success(), "{tool}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The story; the patient's email address and number.
+async fn reached_by_messages(local: &Local) -> (&'static str, &'static str) {
+    const EMAIL: &str = "minh.khai@example.com";
+    const SMS: &str = "+15145550177";
+    let c = Client::new();
+    let u = &local.base;
+    let staff_token = Some(local.staff.as_str());
+    for (id, amount, service, description, provider) in [
+        ("7001", 4500, "Psychothérapie", "Psychothérapie — anxiété", PROVIDERS[0]),
+        ("7002", 3000, "Physiothérapie", "Physiothérapie — suivi", PROVIDERS[1]),
+    ] {
+        let invoice = json!({"amount": amount, "currency": "cad", "service_date": "2026-11-25", "description": description,
+            "receipt": {"service": service, "provider_name": provider, "profession": "Thérapeute", "patient_name": PATIENT_NAME}});
+        let (s, b) =
+            call(&c, "PUT", format!("{u}/patients/demo-patient/invoices/{id}"), staff_token, Some(invoice)).await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let select = json!({"invoice_ids": ["7001", "7002"]});
+    let (s, b) =
+        call(&c, "POST", format!("{u}/patients/demo-patient/invoices/select"), staff_token, Some(select)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    // Staff assign in the visit, with the patient's email and number.
+    let staff = drive(DESKTOP).await;
+    let s = &staff.browser;
+    s.goto(&format!("{u}/console")).await.unwrap();
+    wait_for(s, "#live-status[data-state=\"connected\"]", Duration::from_secs(10)).await.unwrap();
+    click(s, "#nav-visit").await;
+    click(s, "#open-visit").await;
+    click(s, "#open-actions-notes").await;
+    click(s, "#open-patient-actions").await;
+    click(s, "#assign-actions").await;
+    click(s, "#choose-payment-label").await;
+    tick(s, "assign-invoice", &["7001", "7002"]).await;
+    s.find(Locator::Css("#assign-email")).await.unwrap().send_keys(EMAIL).await.unwrap();
+    s.find(Locator::Css("#assign-sms")).await.unwrap().send_keys("+1 514 555 0177").await.unwrap();
+    assert_accessible(s, "console: assign with contacts").await;
+    click(s, "#assign-submit").await;
+    wait_for(s, ".action-tile .action-status[data-status=\"assigned\"]", Duration::from_secs(10)).await.unwrap();
+
+    // The outbox: the text and the email, with the amount and the link, nothing clinical.
+    click(s, "#nav-outbox").await;
+    wait_for(s, ".outbox-message[data-channel=\"sms\"] a.outbox-link", Duration::from_secs(10)).await.unwrap();
+    wait_for(s, ".outbox-message[data-channel=\"email\"] a.outbox-link", Duration::from_secs(10)).await.unwrap();
+    let shown = s.find(Locator::Css("#outbox")).await.unwrap().text().await.unwrap().replace('\u{a0}', " ");
+    assert!(shown.contains("$75.00") && shown.contains(EMAIL) && shown.contains(SMS), "{shown}");
+    for clinical in CLINICAL.iter().chain(&PROVIDERS) {
+        assert!(!shown.contains(clinical), "a message says {clinical:?}: {shown}");
+    }
+    assert_accessible(s, "console: outbox").await;
+    let link = s
+        .find(Locator::Css(".outbox-message[data-channel=\"sms\"] a.outbox-link"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The patient taps the text's link on a phone and pays.
+    let phone = drive(PHONE).await;
+    let p = &phone.browser;
+    p.goto(&link).await.unwrap();
+    wait_for_state(p, "open").await;
+    assert!(text(p).await.contains("$75.00"));
+    click(p, "form button").await;
+    wait_for(p, "button[data-outcome=\"succeeded\"]", Duration::from_secs(10)).await.unwrap();
+    click(p, "button[data-outcome=\"succeeded\"]").await;
+    wait_for_state(p, "paid").await;
+
+    // The receipt by email, its PDF attached.
+    let mut receipt = None;
+    for _ in 0..100 {
+        receipt = outbox(local).await.into_iter().find(|m| !m["attachments"].as_array().unwrap().is_empty());
+        if receipt.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let receipt = receipt.expect("the receipt's email within 10 s of the payment");
+    assert_eq!(receipt["to"], EMAIL);
+    let body = receipt["body"].as_str().unwrap();
+    assert!(body.contains("/receipt"), "the lasting receipt link: {body}");
+    for clinical in CLINICAL.iter().chain(&PROVIDERS) {
+        assert!(!body.contains(clinical) && !receipt["subject"].as_str().unwrap().contains(clinical), "{body}");
+    }
+    let attachment = &receipt["attachments"][0];
+    assert_eq!(attachment["content_type"], "application/pdf");
+    use base64::Engine;
+    let pdf = base64::engine::general_purpose::STANDARD.decode(attachment["content_base64"].as_str().unwrap()).unwrap();
+    let words =
+        poppler("VISITPAY_PDFTOTEXT", "/usr/bin/pdftotext", &pdf).split_whitespace().collect::<Vec<_>>().join(" ");
+    for name in std::iter::once(PATIENT_NAME).chain(PROVIDERS) {
+        assert!(words.contains(name), "pdftotext does not read {name:?} in:\n{words}");
+    }
+    let fonts = poppler("VISITPAY_PDFFONTS", "/usr/bin/pdffonts", &pdf);
+    let rows: Vec<&str> = fonts.lines().skip(2).filter(|l| !l.trim().is_empty()).collect();
+    assert!(!rows.is_empty(), "{fonts}");
+    for row in rows {
+        // …, emb, sub, uni, then the object's number and generation: "emb" is fifth from the end.
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        let emb = columns[columns.len() - 5];
+        assert_eq!(emb, "yes", "a font is not embedded: {row}\n{fonts}");
+    }
+
+    // The email's unsubscribe link: the page asks, confirming says done.
+    let unsubscribe = body.split_whitespace().find(|w| w.contains("/unsubscribe/")).expect("an unsubscribe link");
+    p.goto(unsubscribe).await.unwrap();
+    wait_for_state(p, "confirm").await;
+    assert_accessible(p, "unsubscribe: confirm").await;
+    click(p, "form button").await;
+    wait_for_state(p, "done").await;
+    assert_accessible(p, "unsubscribe: done").await;
+    (EMAIL, SMS)
+}

@@ -829,3 +829,69 @@ async fn local_controls_refuse_other_hosts_and_other_sites() {
         .unwrap();
     assert_eq!(moved.status(), StatusCode::FORBIDDEN, "another site cannot move the clock");
 }
+
+/// The local run's stand-ins for SES, SNS and the two-way SMS channel: an
+/// action given an email and a number shows both messages in the clinic's
+/// outbox (its staff only, newest last) within a second; STOP posted as the
+/// patient's reply leaves the next send by email only; a reply that is not
+/// a number is refused with its code.
+#[tokio::test]
+async fn the_outbox_and_replies_through_the_local_run() {
+    let local = start();
+    let (c, u) = (Client::new(), local.base.as_str());
+    let staff = local.staff.as_str();
+    let (action_id, _) = assign_fresh(&c, u, staff, "out").await;
+    let notify = json!({"email": "patient@example.com", "sms": "+15145550123"});
+    let (s, b) = call(&c, "POST", format!("{u}/actions/{action_id}/send"), Some(staff), Some(notify.clone())).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+
+    let outbox = |token: String| {
+        let c = c.clone();
+        let url = format!("{u}/_local/outbox?clinic=demo-clinic");
+        async move { call(&c, "GET", url, Some(&token), None).await }
+    };
+    let mut messages = Vec::new();
+    for _ in 0..50 {
+        let (s, b) = outbox(staff.to_owned()).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        messages = b["messages"].as_array().unwrap().clone();
+        if messages.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let channels: Vec<(&str, &str)> =
+        messages.iter().map(|m| (m["channel"].as_str().unwrap(), m["to"].as_str().unwrap())).collect();
+    assert_eq!(channels, [("email", "patient@example.com"), ("sms", "+15145550123")], "{messages:?}");
+    for m in &messages {
+        assert_eq!(m["action_id"], action_id.as_str());
+        assert!(m["body"].as_str().unwrap().contains(&format!("{u}/patient/actions/{action_id}.")), "{m}");
+    }
+    assert!(messages[0]["subject"].is_string() && messages[1].get("subject").is_none());
+
+    // Another clinic's staff, and support, see nothing of it.
+    let (s, _) = outbox(mint("other-clinic", "staff")).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = outbox(local.support.clone()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // The patient answers STOP; the next send goes by email only.
+    let (s, b) =
+        call(&c, "POST", format!("{u}/_local/sms/inbound"), None, Some(json!({"from": "5145550123", "body": "STOP"})))
+            .await;
+    assert_eq!((s, code(&b)), (StatusCode::BAD_REQUEST, "invalid_body"), "not an E.164 number");
+    let reply = json!({"from": "+1 514 555 0123", "body": "stop"});
+    let (s, b) = call(&c, "POST", format!("{u}/_local/sms/inbound"), None, Some(reply)).await;
+    assert_eq!((s, &b), (StatusCode::OK, &json!({"opted_out": true})));
+    let (s, _) = call(&c, "POST", format!("{u}/actions/{action_id}/send"), Some(staff), Some(notify)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, b) = outbox(staff.to_owned()).await;
+    let channels: Vec<&str> =
+        b["messages"].as_array().unwrap().iter().map(|m| m["channel"].as_str().unwrap()).collect();
+    assert_eq!(channels, ["email", "sms", "email"]);
+    let (_, action) = call(&c, "GET", format!("{u}/actions/{action_id}"), Some(staff), None).await;
+    let reasons: Vec<&str> =
+        action["history"].as_array().unwrap().iter().map(|h| h["reason"].as_str().unwrap()).collect();
+    assert!(reasons.contains(&"link sent by email") && reasons.contains(&"link sent by sms"), "{reasons:?}");
+}

@@ -19,8 +19,9 @@ use crate::ports::{
 };
 use visitpay_domain::action::{NewAction, REFUND_ATTEMPT_IN_FLIGHT};
 use visitpay_domain::{
-    hash_token, link_token, link_token_action, Action, ActionEvent, ActionId, ActionLine, Actor, ClinicId, DomainError,
-    Invoice, InvoiceId, Locale, Money, PatientId, RefundAttempt, RefundRecord, SessionsClosed, Terms, VisitId,
+    hash_token, link_token, link_token_action, Action, ActionEvent, ActionId, ActionLine, Actor, ClinicId, Contacts,
+    DomainError, Invoice, InvoiceId, Locale, Money, PatientId, RefundAttempt, RefundRecord, SessionsClosed, Terms,
+    VisitId,
 };
 
 /// How long a repeat of the same `Idempotency-Key` returns the first answer.
@@ -31,6 +32,8 @@ pub struct AssignRequest {
     pub patient_id: PatientId,
     pub invoice_ids: Vec<InvoiceId>,
     pub locale: Locale,
+    /// Where to send the patient the link (and reminders, and the receipt).
+    pub notify: Contacts,
 }
 
 #[derive(Debug)]
@@ -111,13 +114,19 @@ pub async fn assign(
                     line_item_text: settings.line_item_text,
                     receipt_issuer: Some(settings.receipt_issuer.clone()),
                     time_zone: Some(settings.time_zone.clone()),
+                    reminder_hours: settings.reminder_hours.clone(),
                 },
+                contacts: req.notify.clone(),
             },
             now,
             &Actor::Staff(by.sub.clone()),
         );
 
         let mut writes = vec![Write::Action { action: action.clone(), expect: Expect::Absent }];
+        // The link now and its reminders, decided with the action.
+        writes.extend(
+            action.messages_at_assignment().into_iter().map(|intent| Write::Message { intent, expect: Expect::Absent }),
+        );
         let action = Stored { value: action, version: Expect::Absent.next_version() };
         for (old, new) in chosen.iter().zip(reserved) {
             writes.push(Write::Invoice { invoice: new, expect: old.expect() });
@@ -193,6 +202,30 @@ pub async fn cancel(
 /// Rounds of "close the sessions, then end the action" before giving up to
 /// a patient who keeps opening new ones.
 const MAX_CLOSE_ROUNDS: usize = 4;
+
+/// Staff send the link (again), by email and/or text, to the contacts given
+/// now or those the action has: the message is decided here, with the
+/// action, and delivered off the request path.
+#[instrument(skip_all, fields(clinic_id = %clinic, action_id = %action_id))]
+pub async fn send_link(
+    deps: &(impl HasStore + HasClock),
+    clinic: &ClinicId,
+    action_id: &ActionId,
+    contacts: Contacts,
+) -> Result<Stored<Action>, AppError> {
+    with_retries!({
+        let current = get(deps, clinic, action_id).await?;
+        let (next, intent) = current.send_link(&contacts, deps.clock().now())?;
+        let expect = current.expect();
+        let writes = vec![
+            Write::Action { action: next.clone(), expect },
+            Write::Message { intent: intent.clone(), expect: Expect::Absent },
+        ];
+        deps.store().commit(writes).await?;
+        tracing::info!(key = %intent.key, "link to send again decided");
+        Ok(Stored { value: next, version: expect.next_version() })
+    })
+}
 
 /// Staff refund of the action's payment: all that remains, or `amount`.
 /// Never more than was paid: checked here, before anything is sent to Stripe.
@@ -356,7 +389,10 @@ pub async fn for_patient(
     let not_found = || AppError::NotFound(NotFound::Link);
     let action_id = link_token_action(token).ok_or_else(not_found)?;
     let action = deps.store().find_action(&action_id).await?.ok_or_else(not_found)?;
-    let proved: bool = hash_token(token).as_bytes().ct_eq(action.token_hash().as_bytes()).into();
+    // The visit's link, or one a message carried: each compared in constant time.
+    let hash = hash_token(token);
+    let proved =
+        action.link_hashes().fold(false, |found, known| found | bool::from(hash.as_bytes().ct_eq(known.as_bytes())));
     if !proved {
         return Err(not_found());
     }

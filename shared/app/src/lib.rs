@@ -5,13 +5,15 @@
 //!
 //! A use case names the ports it uses as bounds on its `deps`
 //! (`impl HasStore + HasPayments + …`). `Deps` has the store, clock, ids and
-//! metrics always, and payments and the queue only when a function is wired
-//! with them: a use case that needs Stripe does not compile against a
-//! function built without it.
+//! metrics always, and payments, the queue, the PDF renderer and the
+//! messenger only when a function is wired with them: a use case that needs
+//! Stripe (or to send email) does not compile against a function built
+//! without it.
 
 pub mod actions;
 pub mod checkout;
 pub mod invoices;
+pub mod messages;
 pub mod payment_events;
 pub mod ports;
 pub mod receipt;
@@ -19,6 +21,7 @@ pub mod reconcile;
 mod sessions;
 pub mod settings;
 pub mod status_events;
+pub mod texts;
 mod transitions;
 pub mod webhook;
 
@@ -27,7 +30,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::ports::{Clock, EventQueue, Ids, Metrics, Payments, PaymentsError, QueueError, Store, StoreError};
+use crate::ports::{
+    Clock, EventQueue, Ids, Messenger, Metrics, Payments, PaymentsError, QueueError, ReceiptPdf, Store, StoreError,
+};
 use visitpay_domain::{ClinicId, DomainError, InvoiceId, UserId, MAX_INVOICES_PER_REQUEST};
 
 /// A port a function was not wired with: no use case can reach it.
@@ -38,12 +43,16 @@ pub struct Unwired;
 pub type Stripe = Arc<dyn Payments>;
 /// The payment-event queue, as a function wired with it holds it.
 pub type Queue = Arc<dyn EventQueue>;
+/// The receipt's PDF renderer (its own crate and fonts), as a function wired with it holds it.
+pub type Pdf = Arc<dyn ReceiptPdf>;
+/// Email and text out, as a function wired with them holds them.
+pub type Outbox = Arc<dyn Messenger>;
 
 /// Everything a function's use cases need, built once per cold start by the
 /// one builder (`Deps::new` and its `with_*` methods): the Lambda wiring
 /// (`config::wiring`), the local runner and the tests use it alike.
 #[derive(Clone)]
-pub struct Deps<P = Unwired, Q = Unwired> {
+pub struct Deps<P = Unwired, Q = Unwired, R = Unwired, M = Unwired> {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn Ids>,
@@ -54,6 +63,10 @@ pub struct Deps<P = Unwired, Q = Unwired> {
     pub payments: P,
     /// `Queue` when the function feeds the consumer, else `Unwired`.
     pub queue: Q,
+    /// `Pdf` when the function renders receipts as PDFs, else `Unwired`.
+    pub pdf: R,
+    /// `Outbox` when the function sends email and texts, else `Unwired`.
+    pub messenger: M,
 }
 
 impl Deps {
@@ -65,19 +78,29 @@ impl Deps {
         metrics: Arc<dyn Metrics>,
         config: AppConfig,
     ) -> Self {
-        Deps { store, clock, ids, metrics, config, payments: Unwired, queue: Unwired }
+        Deps { store, clock, ids, metrics, config, payments: Unwired, queue: Unwired, pdf: Unwired, messenger: Unwired }
     }
 }
 
-impl<P, Q> Deps<P, Q> {
-    pub fn with_payments(self, payments: Stripe) -> Deps<Stripe, Q> {
-        let Deps { store, clock, ids, metrics, config, queue, .. } = self;
-        Deps { store, clock, ids, metrics, config, payments, queue }
+impl<P, Q, R, M> Deps<P, Q, R, M> {
+    pub fn with_payments(self, payments: Stripe) -> Deps<Stripe, Q, R, M> {
+        let Deps { store, clock, ids, metrics, config, queue, pdf, messenger, .. } = self;
+        Deps { store, clock, ids, metrics, config, payments, queue, pdf, messenger }
     }
 
-    pub fn with_queue(self, queue: Queue) -> Deps<P, Queue> {
-        let Deps { store, clock, ids, metrics, config, payments, .. } = self;
-        Deps { store, clock, ids, metrics, config, payments, queue }
+    pub fn with_queue(self, queue: Queue) -> Deps<P, Queue, R, M> {
+        let Deps { store, clock, ids, metrics, config, payments, pdf, messenger, .. } = self;
+        Deps { store, clock, ids, metrics, config, payments, queue, pdf, messenger }
+    }
+
+    pub fn with_pdf(self, pdf: Pdf) -> Deps<P, Q, Pdf, M> {
+        let Deps { store, clock, ids, metrics, config, payments, queue, messenger, .. } = self;
+        Deps { store, clock, ids, metrics, config, payments, queue, pdf, messenger }
+    }
+
+    pub fn with_messenger(self, messenger: Outbox) -> Deps<P, Q, R, Outbox> {
+        let Deps { store, clock, ids, metrics, config, payments, queue, pdf, .. } = self;
+        Deps { store, clock, ids, metrics, config, payments, queue, pdf, messenger }
     }
 }
 
@@ -103,40 +126,56 @@ pub trait HasPayments: Send + Sync {
 pub trait HasQueue: Send + Sync {
     fn queue(&self) -> &dyn EventQueue;
 }
+pub trait HasPdf: Send + Sync {
+    fn pdf(&self) -> &dyn ReceiptPdf;
+}
+pub trait HasMessenger: Send + Sync {
+    fn messenger(&self) -> &dyn Messenger;
+}
 
-impl<P: Send + Sync, Q: Send + Sync> HasStore for Deps<P, Q> {
+impl<P: Send + Sync, Q: Send + Sync, R: Send + Sync, M: Send + Sync> HasStore for Deps<P, Q, R, M> {
     fn store(&self) -> &dyn Store {
         self.store.as_ref()
     }
 }
-impl<P: Send + Sync, Q: Send + Sync> HasClock for Deps<P, Q> {
+impl<P: Send + Sync, Q: Send + Sync, R: Send + Sync, M: Send + Sync> HasClock for Deps<P, Q, R, M> {
     fn clock(&self) -> &dyn Clock {
         self.clock.as_ref()
     }
 }
-impl<P: Send + Sync, Q: Send + Sync> HasIds for Deps<P, Q> {
+impl<P: Send + Sync, Q: Send + Sync, R: Send + Sync, M: Send + Sync> HasIds for Deps<P, Q, R, M> {
     fn ids(&self) -> &dyn Ids {
         self.ids.as_ref()
     }
 }
-impl<P: Send + Sync, Q: Send + Sync> HasMetrics for Deps<P, Q> {
+impl<P: Send + Sync, Q: Send + Sync, R: Send + Sync, M: Send + Sync> HasMetrics for Deps<P, Q, R, M> {
     fn metrics(&self) -> &dyn Metrics {
         self.metrics.as_ref()
     }
 }
-impl<P: Send + Sync, Q: Send + Sync> HasConfig for Deps<P, Q> {
+impl<P: Send + Sync, Q: Send + Sync, R: Send + Sync, M: Send + Sync> HasConfig for Deps<P, Q, R, M> {
     fn config(&self) -> &AppConfig {
         &self.config
     }
 }
-impl<Q: Send + Sync> HasPayments for Deps<Stripe, Q> {
+impl<Q: Send + Sync, R: Send + Sync, M: Send + Sync> HasPayments for Deps<Stripe, Q, R, M> {
     fn payments(&self) -> &dyn Payments {
         self.payments.as_ref()
     }
 }
-impl<P: Send + Sync> HasQueue for Deps<P, Queue> {
+impl<P: Send + Sync, R: Send + Sync, M: Send + Sync> HasQueue for Deps<P, Queue, R, M> {
     fn queue(&self) -> &dyn EventQueue {
         self.queue.as_ref()
+    }
+}
+impl<P: Send + Sync, Q: Send + Sync, M: Send + Sync> HasPdf for Deps<P, Q, Pdf, M> {
+    fn pdf(&self) -> &dyn ReceiptPdf {
+        self.pdf.as_ref()
+    }
+}
+impl<P: Send + Sync, Q: Send + Sync, R: Send + Sync> HasMessenger for Deps<P, Q, R, Outbox> {
+    fn messenger(&self) -> &dyn Messenger {
+        self.messenger.as_ref()
     }
 }
 
@@ -234,6 +273,12 @@ impl PatientLinks {
         format!("{}/{token}", self.link_base())
     }
 
+    /// An email's unsubscribe page: `…/unsubscribe/{token}`, under the same
+    /// base path as the link.
+    pub fn unsubscribe_url(&self, token: &str) -> String {
+        format!("{}{}/unsubscribe/{token}", self.origin, self.base_path)
+    }
+
     /// Where Stripe sends the patient back (`…/patient/return/{action_id}`,
     /// beside the link's `…/patient/actions/`): the action id only, never the
     /// link's secret, which Stripe would keep in the session's record.
@@ -292,6 +337,7 @@ pub enum NotFound {
     Invoice(InvoiceId),
     Action,
     Link,
+    Unsubscribe,
 }
 
 impl std::fmt::Display for NotFound {
@@ -301,6 +347,7 @@ impl std::fmt::Display for NotFound {
             NotFound::Invoice(id) => write!(f, "invoice {id}"),
             NotFound::Action => f.write_str("action"),
             NotFound::Link => f.write_str("payment link"),
+            NotFound::Unsubscribe => f.write_str("unsubscribe link"),
         }
     }
 }

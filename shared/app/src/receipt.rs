@@ -7,7 +7,8 @@
 use std::collections::HashMap;
 
 use super::actions::{self, for_patient, Reach};
-use super::{AppError, HasClock, HasStore};
+use super::{texts, AppError, HasClock, HasStore};
+use crate::ports::ReceiptDocument;
 use visitpay_domain::{
     Action, ActionStatus, ClinicId, Currency, DomainError, InvoiceId, Locale, ReceiptDetails, ReceiptIssuer,
     RefundState, Timestamp,
@@ -69,7 +70,7 @@ pub async fn for_patient_link(
     locale: Option<Locale>,
 ) -> Result<Receipt, AppError> {
     let action = for_patient(deps, token, Reach::Look).await?;
-    build(deps, &action, locale).await
+    of_action(deps, &action, locale).await
 }
 
 /// The same receipt for the clinic's staff.
@@ -80,10 +81,11 @@ pub async fn for_staff(
     locale: Option<Locale>,
 ) -> Result<Receipt, AppError> {
     let action = actions::get(deps, clinic, action_id).await?;
-    build(deps, &action, locale).await
+    of_action(deps, &action, locale).await
 }
 
-async fn build(deps: &impl HasStore, action: &Action, locale: Option<Locale>) -> Result<Receipt, AppError> {
+/// The receipt of a paid action, in `locale` (the visit's by default).
+pub async fn of_action(deps: &impl HasStore, action: &Action, locale: Option<Locale>) -> Result<Receipt, AppError> {
     let status = action.status();
     let paid = matches!(status, ActionStatus::Paid | ActionStatus::PartiallyRefunded | ActionStatus::Refunded);
     let (Some(paid_at), Some(reference), true) = (action.paid_at(), action.payment_intent_id(), paid) else {
@@ -150,4 +152,89 @@ async fn build(deps: &impl HasStore, action: &Action, locale: Option<Locale>) ->
         refunds: own,
         refunded_amount: action.refunded().amount,
     })
+}
+
+/// What the receipt says, in order, whatever its form (the edge's page, the
+/// PDF renderer's document).
+pub fn document(r: &Receipt) -> ReceiptDocument {
+    let words = texts::words(r.locale);
+    let w = &words.receipt;
+    let money = |amount: i64| texts::money(amount, r.currency, r.locale);
+    let mut missing: Vec<&str> = Vec::new();
+    let mut given = |value: &Option<String>, what: &'static str| match value {
+        Some(v) => v.clone(),
+        None => {
+            if !missing.contains(&what) {
+                missing.push(what);
+            }
+            w.not_provided.to_owned()
+        }
+    };
+    let mut header = vec![
+        (w.receipt_no.to_owned(), r.number.clone()),
+        (w.issued_by.to_owned(), given(&r.issuer.legal_name, w.missing_legal_name)),
+        // An address may be given on several lines; the receipt writes it on one.
+        (
+            w.address.to_owned(),
+            given(
+                &r.issuer.address.as_ref().map(|a| a.lines().map(str::trim).collect::<Vec<_>>().join(", ")),
+                w.missing_address,
+            ),
+        ),
+        (w.phone.to_owned(), given(&r.issuer.phone, w.missing_phone)),
+    ];
+    let patient = r.patient_name().map(str::to_owned);
+    header.push((w.patient.to_owned(), given(&patient, w.missing_patient_name)));
+    let rows = r
+        .lines
+        .iter()
+        .map(|line| {
+            let d = &line.details;
+            let provider = [
+                given(&d.provider_name, w.missing_provider_name),
+                given(&d.profession, w.missing_profession),
+                format!("{} {}", w.registration_no, given(&d.registration_number, w.missing_registration_number)),
+            ]
+            .join(", ");
+            let date = given(&line.service_date, w.missing_service_date);
+            [line.service.clone(), date, provider, money(line.amount)]
+        })
+        .collect();
+    let mut footer = vec![
+        (w.total_paid.to_owned(), money(r.total)),
+        (w.paid_on.to_owned(), texts::date(r.paid_at, r.locale, &r.time_zone)),
+        (w.payment_reference.to_owned(), r.payment_reference.clone()),
+        (
+            w.payment_method.to_owned(),
+            r.payment_method
+                .as_ref()
+                .map_or_else(|| w.not_yet_reported.to_owned(), |m| m.describe(&words.payment_method)),
+        ),
+    ];
+    for (amount, status) in &r.refunds {
+        let state = match status {
+            RefundState::Succeeded => w.refund_completed,
+            _ => w.refund_in_progress,
+        };
+        footer.push((w.refund.to_owned(), format!("{} ({state})", money(*amount))));
+    }
+    if r.refunded_amount > 0 {
+        footer.push((w.net_paid.to_owned(), money(r.total - r.refunded_amount)));
+    }
+    let missing = if missing.is_empty() {
+        String::new()
+    } else {
+        format!("{} {}.", w.not_provided_by_clinic, missing.join(", "))
+    };
+    ReceiptDocument {
+        lang: words.lang,
+        title: format!("{} — {}", w.receipt, r.clinic_label),
+        header,
+        services_caption: w.services,
+        columns: [w.column_service, w.column_date, w.column_provider, w.column_amount],
+        rows,
+        footer,
+        missing,
+        number: r.number.clone(),
+    }
 }

@@ -131,6 +131,12 @@ pub(crate) async fn apply_event(
         if changed {
             writes.push(Write::Action { action: action.clone(), expect });
         }
+        // Paid just now: its receipt goes to the patient's address, if given.
+        if !current.status().was_paid() && action.status().was_paid() {
+            if let Some(intent) = action.receipt_message(now) {
+                writes.push(Write::Message { intent, expect: Expect::Absent });
+            }
+        }
         writes.extend(invoice_moves);
         deps.store().commit(writes).await?;
         signal_money(deps, &action, outcomes);

@@ -7,6 +7,7 @@
 pub mod dynamodb;
 pub mod emf;
 pub mod eventbridge;
+pub mod messaging;
 pub mod sdk;
 pub mod sqs;
 pub mod tables;

@@ -11,15 +11,15 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use visitpay_app::ports::{
-    ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore, PaymentStore,
-    ReconcileStore, SettingsStore, StoreError, Stored, Write,
+    ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore, MessageStore,
+    PaymentStore, ReconcileStore, SettingsStore, StoreError, Stored, Write,
 };
 use visitpay_aws::dynamodb::items::{self, MAX_ITEM_BYTES, MAX_TRANSACTION_BYTES, MAX_TRANSACTION_ITEMS};
 use visitpay_domain::{
     Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentIntentId, PaymentRef, PaymentSettings, SessionId,
     StrayPayment, VisitId,
 };
-use visitpay_domain::{ActionChanged, ActionStatus, Timestamp};
+use visitpay_domain::{ActionChanged, ActionStatus, Channel, MessageIntent, OptOut, Timestamp, UnsubscribeLink};
 
 type InvoiceKey = (ClinicId, PatientId, InvoiceId);
 
@@ -34,6 +34,11 @@ struct Tables {
     idempotency: HashMap<(ClinicId, String), IdempotencyRecord>,
     payments: HashMap<PaymentIntentId, Stored<PaymentRef>>,
     stray_payments: HashMap<SessionId, StrayPayment>,
+    messages: BTreeMap<(ActionId, String), Stored<MessageIntent>>,
+    /// By (clinic, or every clinic), channel and digest.
+    opt_outs: HashMap<(Option<ClinicId>, Channel, String), OptOut>,
+    last_sms: HashMap<String, ClinicId>,
+    unsubscribe: HashMap<String, UnsubscribeLink>,
 }
 
 /// How many changes a subscriber may fall behind before it misses some
@@ -105,6 +110,7 @@ fn check(expect: Expect, current: Option<u64>) -> Result<(), StoreError> {
     match (expect, current) {
         (Expect::Absent, None) => Ok(()),
         (Expect::Version(v), Some(c)) if v == c => Ok(()),
+        (Expect::Any, _) => Ok(()),
         _ => Err(StoreError::Conflict),
     }
 }
@@ -247,6 +253,38 @@ impl ReconcileStore for EmbeddedStore {
 }
 
 #[async_trait]
+impl MessageStore for EmbeddedStore {
+    async fn get_message(&self, action: &ActionId, key: &str) -> Result<Option<Stored<MessageIntent>>, StoreError> {
+        Ok(self.lock().messages.get(&(action.clone(), key.to_owned())).cloned())
+    }
+
+    // In memory, a filter is the index: the same answers as DynamoDB's gsi4.
+    async fn due_messages(&self, now: Timestamp, limit: usize) -> Result<Vec<Stored<MessageIntent>>, StoreError> {
+        let t = self.lock();
+        let mut due: Vec<Stored<MessageIntent>> =
+            t.messages.values().filter(|m| m.is_pending() && m.due_at <= now).cloned().collect();
+        due.sort_by_key(|m| m.due_at);
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn opted_out(&self, clinic: &ClinicId, channel: Channel, digest: &str) -> Result<bool, StoreError> {
+        let t = self.lock();
+        Ok([Some(clinic.clone()), None]
+            .into_iter()
+            .any(|scope| t.opt_outs.get(&(scope, channel, digest.to_owned())).is_some_and(|o| o.opted_out)))
+    }
+
+    async fn last_sms_clinic(&self, phone_digest: &str) -> Result<Option<ClinicId>, StoreError> {
+        Ok(self.lock().last_sms.get(phone_digest).cloned())
+    }
+
+    async fn get_unsubscribe(&self, token_hash: &str) -> Result<Option<UnsubscribeLink>, StoreError> {
+        Ok(self.lock().unsubscribe.get(token_hash).cloned())
+    }
+}
+
+#[async_trait]
 impl Commit for EmbeddedStore {
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         let mut t = self.lock();
@@ -277,6 +315,12 @@ impl Commit for EmbeddedStore {
                     check(*expect, t.payments.get(&p.payment_intent).map(|x| x.version))?
                 }
                 Write::StrayPayment(p) => check(Expect::Absent, t.stray_payments.get(&p.session_id).map(|_| 0))?,
+                Write::Message { intent, expect } => {
+                    let key = (intent.action_id.clone(), intent.key.clone());
+                    check(*expect, t.messages.get(&key).map(|m| m.version))?
+                }
+                Write::Unsubscribe(link) => check(Expect::Absent, t.unsubscribe.get(&link.token_hash).map(|_| 0))?,
+                Write::OptOut(_) | Write::LastSms { .. } => {}
             }
         }
         let moved = followed.iter().map(|i| items::invoice_item(i, i.version));
@@ -314,6 +358,19 @@ impl Commit for EmbeddedStore {
                 }
                 Write::StrayPayment(p) => {
                     t.stray_payments.insert(p.session_id.clone(), p);
+                }
+                Write::Message { intent, expect } => {
+                    let key = (intent.action_id.clone(), intent.key.clone());
+                    t.messages.insert(key, Stored { value: intent, version: expect.next_version() });
+                }
+                Write::OptOut(o) => {
+                    t.opt_outs.insert((o.clinic_id.clone(), o.channel, o.digest.clone()), o);
+                }
+                Write::LastSms { phone_digest, clinic_id, .. } => {
+                    t.last_sms.insert(phone_digest, clinic_id);
+                }
+                Write::Unsubscribe(link) => {
+                    t.unsubscribe.insert(link.token_hash.clone(), link);
                 }
             }
         }

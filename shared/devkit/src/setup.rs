@@ -228,3 +228,31 @@ pub fn sqs_event(deliveries: &[Delivery<'_>], queue_arn: &str) -> SqsEvent {
         .collect();
     serde_json::from_value(json!({ "Records": records })).expect("a valid SQS event")
 }
+
+/// SES's side of sending, as the template and the operations guide set it
+/// up in AWS: the sender's domain as a verified identity (moto verifies it at
+/// once; in AWS its DNS records do) and the configuration set. Either may
+/// exist already.
+pub async fn ensure_email_sender(
+    client: &aws_sdk_sesv2::Client,
+    from_address: &str,
+    configuration_set: Option<&str>,
+) -> Result<(), String> {
+    let domain = from_address.rsplit_once('@').map_or(from_address, |(_, d)| d);
+    let exists = |e: &dyn std::fmt::Display| e.to_string().contains("AlreadyExists");
+    if let Err(e) = client.create_email_identity().email_identity(domain).send().await {
+        let e = DisplayErrorContext(&e);
+        if !exists(&e) {
+            return Err(format!("creating the SES identity {domain}: {e}"));
+        }
+    }
+    if let Some(set) = configuration_set {
+        if let Err(e) = client.create_configuration_set().configuration_set_name(set).send().await {
+            let e = DisplayErrorContext(&e);
+            if !exists(&e) {
+                return Err(format!("creating the SES configuration set {set}: {e}"));
+            }
+        }
+    }
+    Ok(())
+}

@@ -37,6 +37,7 @@ pub fn terms(checkout_ttl_minutes: u32) -> Terms {
         line_item_text: LineItemText::Generic,
         receipt_issuer: None,
         time_zone: None,
+        reminder_hours: Vec::new(),
     }
 }
 
@@ -55,6 +56,7 @@ pub fn action_with_ttl(ttl: u32) -> Action {
             token_hash: "h".into(),
             expires_at: t(3600),
             terms: terms(ttl),
+            contacts: Default::default(),
         },
         t(0),
         &Actor::Staff(UserId::parse("u").unwrap()),

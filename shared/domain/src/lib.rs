@@ -2,11 +2,13 @@
 
 pub mod action;
 pub mod charge;
+pub mod contact;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod ids;
 pub mod invoice;
 pub mod link;
+pub mod messaging;
 pub mod money;
 pub mod payment;
 pub mod settings;
@@ -19,6 +21,7 @@ pub use action::{
     SessionsClosed, Terms,
 };
 pub use charge::{Charged, DisputeRecord, DisputeStatus, PaymentMethod, RefundRecord, RefundState};
+pub use contact::{Channel, Contacts, EmailAddress, PhoneNumber};
 pub use ids::{
     ActionId, ClinicId, DisputeId, InvoiceId, PatientId, PaymentIntentId, RefundId, SessionId, UserId, VisitId,
 };
@@ -26,6 +29,7 @@ pub use invoice::{
     follow_action, Followed, Invoice, InvoiceEffect, InvoiceParts, InvoiceStatus, ReceiptDetails, ServiceDate,
 };
 pub use link::{hash_token, link_token, link_token_action};
+pub use messaging::{ChannelOutcome, MessageIntent, MessageKind, OptOut, Plan, QuietHours, TimeOfDay, UnsubscribeLink};
 pub use money::{format_amount, Currency, Money, MAX_AMOUNT};
 pub use payment::{ChargeChange, ParkedEvent, PaymentOwner, PaymentRef, StrayPayment};
 pub use settings::{
@@ -110,6 +114,14 @@ pub enum DomainError {
     /// another is recorded apart.
     #[error("the action already holds {0} payments that are not its own")]
     LatePaymentsFull(usize),
+    #[error("notify.email must be an email address (local@domain)")]
+    InvalidEmail,
+    #[error("notify.sms must be a mobile number in E.164 form, like +15145550100")]
+    InvalidPhone,
+    #[error("the link can be sent only to an email address or a mobile number: give one")]
+    NoContact,
+    #[error("the link was sent {0} times already")]
+    TooManySends(u32),
 }
 
 /// Times are UTC, serialized as RFC 3339 everywhere (API and storage).

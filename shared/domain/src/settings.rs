@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::messaging::QuietHours;
+
 use super::{ClinicId, Currency, DomainError, Timestamp, UserId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,10 +110,15 @@ impl ClinicTimeZone {
         &self.0
     }
 
-    /// The calendar day `at` falls on in this zone (UTC if the name is not
-    /// in the database: stored names were checked when written).
+    /// The zone's rules (UTC if the name is not in the database: stored
+    /// names were checked when written).
+    pub(crate) fn tz(&self) -> jiff::tz::TimeZone {
+        jiff::tz::db().get(&self.0).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+
+    /// The calendar day `at` falls on in this zone.
     pub fn date_of(&self, at: Timestamp) -> time::Date {
-        let zone = jiff::tz::db().get(&self.0).unwrap_or(jiff::tz::TimeZone::UTC);
+        let zone = self.tz();
         let offset = jiff::Timestamp::from_second(at.unix_timestamp())
             .map(|instant| zone.to_offset(instant).seconds())
             .unwrap_or(0);
@@ -218,6 +225,12 @@ pub struct SettingsInput {
     /// The host of the clinic's Stripe Checkout pages; `checkout.stripe.com` by default.
     #[serde(default)]
     pub checkout_domain: Option<String>,
+    /// Hours after assignment at which the patient is reminded (at most 3); none by default.
+    #[serde(default)]
+    pub reminder_hours: Vec<u32>,
+    /// When nothing is sent, in the clinic's time zone; 20:00 to 09:00 by default.
+    #[serde(default)]
+    pub quiet_hours: QuietHours,
 }
 
 fn default_receipt_days() -> u32 {
@@ -301,6 +314,8 @@ pub struct PaymentSettings {
     pub time_zone: ClinicTimeZone,
     pub receipt_days: u32,
     pub checkout_domain: CheckoutDomain,
+    pub reminder_hours: Vec<u32>,
+    pub quiet_hours: QuietHours,
     pub updated_at: Timestamp,
     pub updated_by: UserId,
 }
@@ -356,6 +371,8 @@ impl PaymentSettings {
                 .map(CheckoutDomain::parse)
                 .transpose()?
                 .unwrap_or_default(),
+            reminder_hours: crate::messaging::reminder_hours(input.reminder_hours)?,
+            quiet_hours: input.quiet_hours,
             updated_at: at,
             updated_by: by,
         })

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use crate::system::{RandomIds, SystemClock};
 use secrecy::{ExposeSecret, SecretString};
-use visitpay_app::{AppConfig, Deps, Queue, Stripe};
+use visitpay_app::{AppConfig, Deps, Outbox, Queue, Stripe};
 use visitpay_aws::dynamodb::DynamoStore;
 use visitpay_aws::emf::{EmfMetrics, Sink};
+use visitpay_aws::messaging::{SenderSettings, SesSnsMessenger};
 pub use visitpay_aws::sdk::SecretSource;
 use visitpay_aws::sdk::{secret, SetupError};
 use visitpay_aws::sqs::SqsQueue;
@@ -68,6 +69,12 @@ pub struct LambdaSettings {
     pub event_bus: Option<String>,
     /// `VISITPAY_EDGE_SECRET`: what the edge sends in `x-visitpay-edge`.
     pub edge_secret: Option<SecretString>,
+    /// `VISITPAY_EMAIL_FROM`: the verified SES address email comes from.
+    pub email_from: Option<String>,
+    /// `VISITPAY_SES_CONFIGURATION_SET`: suppression and event destinations.
+    pub ses_configuration_set: Option<String>,
+    /// `VISITPAY_SMS_ORIGINATION`: the SMS origination number or sender id, if any.
+    pub sms_origination: Option<String>,
 }
 
 fn optional(name: &str) -> Option<String> {
@@ -95,6 +102,9 @@ impl LambdaSettings {
             metrics_namespace: optional("VISITPAY_METRICS_NAMESPACE").unwrap_or_else(|| "visitpay".into()),
             event_bus: optional("VISITPAY_EVENT_BUS"),
             edge_secret: optional("VISITPAY_EDGE_SECRET").map(SecretString::from),
+            email_from: optional("VISITPAY_EMAIL_FROM"),
+            ses_configuration_set: optional("VISITPAY_SES_CONFIGURATION_SET"),
+            sms_origination: optional("VISITPAY_SMS_ORIGINATION"),
         }
     }
 }
@@ -130,15 +140,26 @@ fn queue(sdk: &aws_config::SdkConfig, settings: &LambdaSettings) -> Result<Queue
     Ok(Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url)))
 }
 
+/// Email through SES, texts through SNS (`VISITPAY_EMAIL_FROM`, …).
+pub fn messenger(sdk: &aws_config::SdkConfig, settings: &LambdaSettings) -> Result<Outbox, ConfigError> {
+    let from_address = settings.email_from.clone().ok_or(ConfigError::Missing("VISITPAY_EMAIL_FROM"))?;
+    let sender = SenderSettings {
+        from_address,
+        configuration_set: settings.ses_configuration_set.clone(),
+        sms_origination: settings.sms_origination.clone(),
+    };
+    Ok(Arc::new(SesSnsMessenger::new(aws_sdk_sesv2::Client::new(sdk), aws_sdk_sns::Client::new(sdk), sender)))
+}
+
 /// Each function's ports, decided here once and at compile time (a function
 /// links only the clients it calls: no Stripe, SQS or SSM client in
 /// `select-invoices`): its `main.rs` calls its line, and the least-privilege
 /// test (`tests/least_privilege.rs`) builds each function the same way to
 /// record the AWS calls it really makes.
 pub mod wiring {
-    use super::{base, payments, queue, secret, webhook_secrets, ConfigError, LambdaSettings};
+    use super::{base, messenger, payments, queue, secret, webhook_secrets, ConfigError, LambdaSettings};
     use aws_config::SdkConfig;
-    use visitpay_app::{Deps, Queue, Stripe};
+    use visitpay_app::{Deps, Outbox, Pdf, Queue, Stripe, Unwired};
 
     /// Stripe, to check an account support names before payments go to it.
     pub async fn clinic_settings(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps<Stripe>, ConfigError> {
@@ -177,6 +198,25 @@ pub mod wiring {
     ) -> Result<visitpay_aws::eventbridge::EventBridgeBus, ConfigError> {
         let bus = s.event_bus.clone().ok_or(ConfigError::Missing("VISITPAY_EVENT_BUS"))?;
         Ok(visitpay_aws::eventbridge::EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), bus))
+    }
+    /// The PDF renderer, which its function links (the other functions do not carry its fonts).
+    pub async fn receipt_pdf(
+        sdk: &SdkConfig,
+        s: &LambdaSettings,
+        pdf: Pdf,
+    ) -> Result<Deps<Unwired, Unwired, Pdf>, ConfigError> {
+        Ok(base(sdk, s)?.with_pdf(pdf))
+    }
+    pub async fn unsubscribe(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
+        base(sdk, s)
+    }
+    /// Email (SES) and texts (SNS), and the PDF renderer for the receipt's email.
+    pub async fn send_messages(
+        sdk: &SdkConfig,
+        s: &LambdaSettings,
+        pdf: Pdf,
+    ) -> Result<Deps<Unwired, Unwired, Pdf, Outbox>, ConfigError> {
+        Ok(base(sdk, s)?.with_pdf(pdf).with_messenger(messenger(sdk, s)?))
     }
     /// Stripe to ask, the queue to feed what it learns to the consumer.
     pub async fn reconcile(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps<Stripe, Queue>, ConfigError> {

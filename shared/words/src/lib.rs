@@ -48,6 +48,8 @@ pub struct Words {
     pub receipt: ReceiptWords,
     pub checkout: CheckoutWords,
     pub payment_method: PaymentMethodWords,
+    pub messages: MessageWords,
+    pub unsubscribe: UnsubscribeWords,
     pub emulator: EmulatorWords,
     /// The reference console's words (flat keys, `{name}` placeholders).
     pub console: &'static [(&'static str, &'static str)],
@@ -147,6 +149,38 @@ impl CheckoutWords {
 pub struct PaymentMethodWords {
     pub card: &'static str,
     pub pre_authorized_debit: &'static str,
+}
+
+/// What the patient receives by email and text: the clinic's name, the
+/// amount, the link, and nothing of health (no service, no description).
+/// `{clinic}`, `{amount}`, `{link}`, `{until}`, `{unsubscribe}` are filled in.
+pub struct MessageWords {
+    pub link_subject: &'static str,
+    pub link_email: &'static str,
+    pub link_sms: &'static str,
+    pub reminder_subject: &'static str,
+    pub reminder_email: &'static str,
+    pub reminder_sms: &'static str,
+    pub receipt_subject: &'static str,
+    pub receipt_email: &'static str,
+    /// The last lines of every email: how to stop them.
+    pub email_footer: &'static str,
+    /// The receipt PDF's file name, before its number.
+    pub receipt_file: &'static str,
+}
+
+/// The page an email's unsubscribe link opens.
+pub struct UnsubscribeWords {
+    pub title: &'static str,
+    pub question: &'static str,
+    pub button: &'static str,
+    pub done: &'static str,
+    pub not_found: &'static str,
+}
+
+/// Fills `{name}` placeholders.
+pub fn fill(text: &str, vars: &[(&str, &str)]) -> String {
+    vars.iter().fold(text.to_owned(), |out, (name, value)| out.replace(&format!("{{{name}}}"), value))
 }
 
 /// The Stripe emulator's Checkout page (test mode).

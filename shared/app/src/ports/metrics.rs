@@ -23,11 +23,14 @@ pub enum MoneySignal {
     /// A payment naming an action was recorded apart from it (another
     /// account's, or one more than the action may hold): refund it.
     StrayPayment,
+    /// A message to a patient was refused by SES or SNS, or given up after
+    /// failing again and again: the patient may not have their link.
+    MessageFailed,
 }
 
 impl MoneySignal {
     /// Every signal (each must have its alarm in the template).
-    pub const ALL: [MoneySignal; 8] = [
+    pub const ALL: [MoneySignal; 9] = [
         MoneySignal::RefundNeeded,
         MoneySignal::RefundFailed,
         MoneySignal::DisputeOpened,
@@ -36,6 +39,7 @@ impl MoneySignal {
         MoneySignal::ReconcileErrors(0),
         MoneySignal::AccountChanged,
         MoneySignal::StrayPayment,
+        MoneySignal::MessageFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +52,7 @@ impl MoneySignal {
             MoneySignal::ReconcileErrors(_) => "ReconcileErrors",
             MoneySignal::AccountChanged => "AccountChanged",
             MoneySignal::StrayPayment => "StrayPayment",
+            MoneySignal::MessageFailed => "MessageFailed",
         }
     }
     pub fn value(self) -> u32 {

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::BoxError;
 use visitpay_domain::{
-    Action, ActionId, ClinicId, Invoice, InvoiceEffect, InvoiceId, PatientId, PaymentIntentId, PaymentRef,
-    PaymentSettings, SessionId, StrayPayment, Timestamp, VisitId,
+    Action, ActionId, Channel, ClinicId, Invoice, InvoiceEffect, InvoiceId, MessageIntent, OptOut, PatientId,
+    PaymentIntentId, PaymentRef, PaymentSettings, SessionId, StrayPayment, Timestamp, UnsubscribeLink, VisitId,
 };
 
 /// What a conditional write expects to find.
@@ -18,6 +18,9 @@ pub enum Expect {
     Absent,
     /// The item must still be at this version (optimistic concurrency).
     Version(u64),
+    /// Whatever is there is replaced (a patient's latest word on opting
+    /// out, the clinic that last texted a number): no version is kept.
+    Any,
 }
 
 impl Expect {
@@ -25,7 +28,7 @@ impl Expect {
     /// writes of an item, from 1 when it creates it.
     pub fn next_version(self) -> u64 {
         match self {
-            Expect::Absent => 1,
+            Expect::Absent | Expect::Any => 1,
             Expect::Version(v) => v + 1,
         }
     }
@@ -104,6 +107,23 @@ pub enum Write {
     },
     /// Always created, never replaced: one record per session.
     StrayPayment(StrayPayment),
+    /// A message decided for an action (created once per key), or what
+    /// became of it.
+    Message {
+        intent: MessageIntent,
+        expect: Expect,
+    },
+    /// A patient's latest word on being messaged (`Expect::Any`).
+    OptOut(OptOut),
+    /// Which clinic last texted a number (its digest), so a STOP reply
+    /// reaches that clinic (`Expect::Any`).
+    LastSms {
+        phone_digest: String,
+        clinic_id: ClinicId,
+        at: Timestamp,
+    },
+    /// An email's unsubscribe link; always created, never replaced.
+    Unsubscribe(UnsubscribeLink),
 }
 
 /// What a write replacing `previous` (or creating the item) expects.
@@ -212,6 +232,22 @@ pub trait ReconcileStore: Send + Sync {
 }
 
 #[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// A message of an action, by its key.
+    async fn get_message(&self, action: &ActionId, key: &str) -> Result<Option<Stored<MessageIntent>>, StoreError>;
+    /// Messages still to deliver whose time came before `now`, oldest
+    /// first: an index query, never a scan.
+    async fn due_messages(&self, now: Timestamp, limit: usize) -> Result<Vec<Stored<MessageIntent>>, StoreError>;
+    /// Whether the patient at `digest` opted out of `channel` from this
+    /// clinic, or from every clinic.
+    async fn opted_out(&self, clinic: &ClinicId, channel: Channel, digest: &str) -> Result<bool, StoreError>;
+    /// The clinic that last texted this number, if any.
+    async fn last_sms_clinic(&self, phone_digest: &str) -> Result<Option<ClinicId>, StoreError>;
+    /// An unsubscribe link, by its token's hash.
+    async fn get_unsubscribe(&self, token_hash: &str) -> Result<Option<UnsubscribeLink>, StoreError>;
+}
+
+#[async_trait]
 pub trait Commit: Send + Sync {
     /// Applies every write or none; `Conflict` when any expectation fails.
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
@@ -219,11 +255,11 @@ pub trait Commit: Send + Sync {
 
 /// The whole store, as one adapter implements it.
 pub trait Store:
-    SettingsStore + InvoiceStore + ActionStore + AssignStore + PaymentStore + ReconcileStore + Commit
+    SettingsStore + InvoiceStore + ActionStore + AssignStore + PaymentStore + ReconcileStore + MessageStore + Commit
 {
 }
 
 impl<T> Store for T where
-    T: SettingsStore + InvoiceStore + ActionStore + AssignStore + PaymentStore + ReconcileStore + Commit
+    T: SettingsStore + InvoiceStore + ActionStore + AssignStore + PaymentStore + ReconcileStore + MessageStore + Commit
 {
 }

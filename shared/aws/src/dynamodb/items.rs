@@ -3,18 +3,15 @@
 //! rules. The one mapping used by puts and by the embedded store, which
 //! sizes every write as the item DynamoDB would store.
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde::Serialize;
-use serde_dynamo::aws_sdk_dynamodb_1::to_item;
 
-use super::keys;
+use super::attributes::{encode, epoch};
 use super::records::{ActionRecord, InvoiceRecord, PaymentRecord, SettingsRecord};
+use super::{keys, messages};
 use visitpay_app::ports::{Expect, IdempotencyRecord, Write};
-use visitpay_domain::{Action, ActionStatus, Invoice, PaymentRef, PaymentSettings, StrayPayment, Timestamp};
+use visitpay_domain::{Action, ActionStatus, Invoice, PaymentRef, PaymentSettings, StrayPayment};
 
-pub type Item = HashMap<String, AttributeValue>;
+pub use super::attributes::Item;
 
 /// DynamoDB's largest item: "400 KB", where "1 KB = 1,024 bytes" (Amazon
 /// DynamoDB Developer Guide, "Service, account, and table quotas").
@@ -26,17 +23,6 @@ pub const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
 
 /// How long charge events wait for a payment that is never recorded.
 const PARKED_DAYS: i64 = 30;
-
-fn encode<T: Serialize>(value: &T, (pk, sk): (String, String)) -> Item {
-    let mut item: Item = to_item(value).expect("records serialize to DynamoDB items");
-    item.insert(keys::PK.into(), AttributeValue::S(pk));
-    item.insert(keys::SK.into(), AttributeValue::S(sk));
-    item
-}
-
-fn epoch(at: Timestamp) -> AttributeValue {
-    AttributeValue::N(at.unix_timestamp().to_string())
-}
 
 pub fn settings_item(settings: &PaymentSettings) -> Item {
     encode(&SettingsRecord::from(settings), keys::settings(&settings.clinic_id))
@@ -97,6 +83,12 @@ pub fn put_item(write: &Write) -> Option<(Item, Expect)> {
         Write::Idempotency(record) => (idempotency_item(record), Expect::Absent),
         Write::Payment { payment, expect } => (payment_item(payment, expect.next_version()), *expect),
         Write::StrayPayment(stray) => (stray_payment_item(stray), Expect::Absent),
+        Write::Message { intent, expect } => (messages::message_item(intent, expect.next_version()), *expect),
+        Write::OptOut(opt_out) => (messages::opt_out_item(opt_out), Expect::Any),
+        Write::LastSms { phone_digest, clinic_id, at } => {
+            (messages::last_sms_item(phone_digest, clinic_id, *at), Expect::Any)
+        }
+        Write::Unsubscribe(link) => (messages::unsubscribe_item(link), Expect::Absent),
     })
 }
 
@@ -133,6 +125,7 @@ fn value_size(v: &AttributeValue) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn sizes_follow_dynamodbs_published_rules() {

@@ -14,6 +14,9 @@ pub const GSI2: &str = "gsi2";
 pub const GSI3PK: &str = "gsi3pk";
 pub const GSI3SK: &str = "gsi3sk";
 pub const GSI3: &str = "gsi3";
+pub const GSI4PK: &str = "gsi4pk";
+pub const GSI4SK: &str = "gsi4sk";
+pub const GSI4: &str = "gsi4";
 pub const TTL: &str = "ttl";
 
 /// The reconcile indexes are spread over this many partition keys so that
@@ -28,6 +31,10 @@ pub const ACTION_SK: &str = "ACTION";
 pub const PAYMENT_SK: &str = "PAYMENT";
 pub const IDEMPOTENCY_SK: &str = "IDEMPOTENCY";
 pub const STRAY_SK: &str = "STRAY";
+pub const LAST_SK: &str = "LAST";
+pub const UNSUBSCRIBE_SK: &str = "UNSUB";
+/// Message items sort under their action: `MESSAGE#<key>`.
+pub const MESSAGE_PREFIX: &str = "MESSAGE#";
 
 pub fn settings(clinic: &ClinicId) -> (String, String) {
     (format!("CLINIC#{clinic}"), SETTINGS_SK.into())
@@ -100,4 +107,39 @@ pub fn stray_payment(session_id: &SessionId) -> (String, String) {
 pub fn idempotency(clinic: &ClinicId, key: &str) -> (String, String) {
     // The key is validated to [A-Za-z0-9_.:-], so no '#'.
     (format!("CLINIC#{clinic}#IDEMPOTENCY#{key}"), IDEMPOTENCY_SK.into())
+}
+
+/// A message of an action, in the action's partition (its key, `link-1`,
+/// `reminder-24`, `receipt`, holds no `#`).
+pub fn message(action: &ActionId, key: &str) -> (String, String) {
+    (format!("ACTION#{action}"), format!("{MESSAGE_PREFIX}{key}"))
+}
+
+pub fn messages_due_partition(shard: u32) -> String {
+    format!("MESSAGES_DUE#{shard}")
+}
+
+/// gsi4: a message still to deliver, sorted by when it is due.
+pub fn message_due(action: &ActionId, key: &str, due_at: Timestamp) -> (String, String) {
+    (messages_due_partition(shard(action)), format!("{}#{action}#{key}", sortable_time(due_at)))
+}
+
+/// A patient's word on being messaged, by the clinic (or every clinic) and
+/// the digest of the address or number.
+pub fn opt_out(clinic: Option<&ClinicId>, channel: &str, digest: &str) -> (String, String) {
+    let pk = match clinic {
+        Some(c) => format!("CLINIC#{c}#OPTOUT"),
+        None => "OPTOUT#ANY".to_owned(),
+    };
+    (pk, format!("{channel}#{digest}"))
+}
+
+/// The clinic that last texted a number (by its digest).
+pub fn last_sms(phone_digest: &str) -> (String, String) {
+    (format!("SMSTO#{phone_digest}"), LAST_SK.into())
+}
+
+/// An unsubscribe link, by its token's hash.
+pub fn unsubscribe(token_hash: &str) -> (String, String) {
+    (format!("UNSUB#{token_hash}"), UNSUBSCRIBE_SK.into())
 }

@@ -2,8 +2,10 @@
 //! TransactWriteItems for every multi-item invariant. Reads are keyed gets and
 //! queries (base table or `gsi1`), never scans.
 
+mod attributes;
 pub mod items;
 pub mod keys;
+pub mod messages;
 pub mod records;
 pub mod stream;
 
@@ -282,6 +284,7 @@ fn put_of(table: &str, write: &Write) -> Put {
     let (item, expect) = items::put_item(write).expect("a held invoice is written as an update (transact_item)");
     let put = Put::builder().table_name(table).set_item(Some(item));
     let put = match expect {
+        Expect::Any => put,
         Expect::Absent => {
             put.condition_expression("attribute_not_exists(#pk)").expression_attribute_names("#pk", keys::PK)
         }

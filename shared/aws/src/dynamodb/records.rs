@@ -10,15 +10,15 @@ use serde::{Deserialize, Serialize};
 use visitpay_app::ports::Stored;
 use visitpay_domain::action::{
     ActionParts, ActionStatus, Checkout, Checkouts, Checks, Disputes, History, HistoryEntry, LatePayment, LatePayments,
-    OpenSession, Payment, RefundAttempt, Refunds, Terms,
+    Messages, OpenSession, Payment, RefundAttempt, Refunds, Terms,
 };
 use visitpay_domain::invoice::InvoiceParts;
 use visitpay_domain::settings::DEFAULT_RECEIPT_DAYS;
 use visitpay_domain::{
-    Action, ActionId, ActionLine, CheckoutDomain, ClinicId, ClinicTimeZone, Currency, DisputeRecord, Invoice,
+    Action, ActionId, ActionLine, CheckoutDomain, ClinicId, ClinicTimeZone, Contacts, Currency, DisputeRecord, Invoice,
     InvoiceId, InvoiceStatus, Label, LineItemText, Locale, Money, ParkedEvent, PatientId, PaymentIntentId,
-    PaymentMethod, PaymentOwner, PaymentRef, PaymentSettings, ReceiptDetails, ReceiptIssuer, RefundRecord, ServiceDate,
-    SessionId, StripeAccountId, Timestamp, UserId, VisitId,
+    PaymentMethod, PaymentOwner, PaymentRef, PaymentSettings, QuietHours, ReceiptDetails, ReceiptIssuer, RefundRecord,
+    ServiceDate, SessionId, StripeAccountId, Timestamp, UserId, VisitId,
 };
 
 /// A stored record the domain refuses: it contradicts itself, or an older
@@ -65,6 +65,16 @@ pub struct ActionRecord {
     pub receipt_issuer: Option<ReceiptIssuer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<ClinicTimeZone>,
+    /// Absent on actions older than reminders.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reminder_hours: Vec<u32>,
+    /// Where the patient is reached, only while the action lives.
+    #[serde(default, skip_serializing_if = "Contacts::is_empty")]
+    pub contacts: Contacts,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub link_sends: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub message_links: Vec<String>,
     pub checkout_attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkout: Option<Checkout>,
@@ -146,6 +156,10 @@ impl ActionRecord {
             line_item_text: terms.line_item_text,
             receipt_issuer: terms.receipt_issuer.clone(),
             time_zone: terms.time_zone.clone(),
+            reminder_hours: terms.reminder_hours.clone(),
+            contacts: action.contacts().clone(),
+            link_sends: action.messages().link_sends(),
+            message_links: action.messages().link_hashes().to_vec(),
             checkout_attempts: checkout.attempts(),
             checkout: checkout.current().cloned(),
             open_sessions: checkout.open().to_vec(),
@@ -209,7 +223,10 @@ impl TryFrom<ActionRecord> for Stored<Action> {
                 line_item_text: r.line_item_text,
                 receipt_issuer: r.receipt_issuer,
                 time_zone: r.time_zone,
+                reminder_hours: r.reminder_hours,
             },
+            contacts: r.contacts,
+            messages: Messages::new(r.link_sends, r.message_links),
             checkout: Checkouts::new(r.checkout_attempts, r.checkout, r.open_sessions),
             refunds: Refunds::new(r.refunds, r.refund_attempt, r.refund_attempts),
             disputes: Disputes::new(r.disputes, r.disputed),
@@ -338,6 +355,10 @@ pub struct SettingsRecord {
     pub receipt_days: u32,
     #[serde(default)]
     pub checkout_domain: CheckoutDomain,
+    #[serde(default)]
+    pub reminder_hours: Vec<u32>,
+    #[serde(default)]
+    pub quiet_hours: QuietHours,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Timestamp,
     pub updated_by: UserId,
@@ -359,6 +380,8 @@ impl From<&PaymentSettings> for SettingsRecord {
             time_zone: s.time_zone.clone(),
             receipt_days: s.receipt_days,
             checkout_domain: s.checkout_domain.clone(),
+            reminder_hours: s.reminder_hours.clone(),
+            quiet_hours: s.quiet_hours,
             updated_at: s.updated_at,
             updated_by: s.updated_by.clone(),
         }
@@ -381,6 +404,8 @@ impl From<SettingsRecord> for PaymentSettings {
             time_zone: r.time_zone,
             receipt_days: r.receipt_days,
             checkout_domain: r.checkout_domain,
+            reminder_hours: r.reminder_hours,
+            quiet_hours: r.quiet_hours,
             updated_at: r.updated_at,
             updated_by: r.updated_by,
         }

@@ -14,6 +14,11 @@ use visitpay_domain::{Action, ActionChanged};
 pub const ACTION_RECORDS_FILTER: &str =
     r#"{"dynamodb":{"Keys":{"sk":{"S":["ACTION"]}}},"eventName":["INSERT","MODIFY"]}"#;
 
+/// send-messages' event source mapping's pattern (template.yaml, checked
+/// equal by a test): message items (`sk` beginning `MESSAGE#`) just created.
+pub const MESSAGE_RECORDS_FILTER: &str =
+    r#"{"dynamodb":{"Keys":{"sk":{"S":[{"prefix":"MESSAGE#"}]}}},"eventName":["INSERT"]}"#;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StreamRecordError {
     /// An action item the domain cannot read: it must not vanish unseen.

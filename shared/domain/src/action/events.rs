@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Charged, DisputeRecord, PaymentIntentId, PaymentMethod, RefundRecord, SessionId, Timestamp};
+use crate::{
+    Channel, Charged, DisputeRecord, MessageKind, PaymentIntentId, PaymentMethod, RefundRecord, SessionId, Timestamp,
+};
 
 /// What happened to an action, from staff, Stripe or the schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +68,12 @@ pub enum ActionEvent {
         payment_intent: PaymentIntentId,
         method: PaymentMethod,
     },
+    /// A message to the patient (its intent's `key`) went out on `channel`.
+    MessageSent {
+        key: String,
+        kind: MessageKind,
+        channel: Channel,
+    },
 }
 
 impl ActionEvent {
@@ -82,6 +90,7 @@ impl ActionEvent {
             ActionEvent::Refunded { .. } => "refunded",
             ActionEvent::Dispute { .. } | ActionEvent::Disputed => "disputed",
             ActionEvent::PaymentMethod { .. } => "payment_method",
+            ActionEvent::MessageSent { .. } => "message_sent",
         }
     }
 

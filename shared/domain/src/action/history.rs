@@ -64,6 +64,8 @@ pub enum Actor {
         event_id: String,
     },
     Reconcile,
+    /// The deliverer of messages to the patient.
+    Messages,
 }
 
 impl fmt::Display for Actor {
@@ -73,6 +75,7 @@ impl fmt::Display for Actor {
             Actor::Patient => f.write_str("patient"),
             Actor::Stripe { event_id } => write!(f, "stripe:{event_id}"),
             Actor::Reconcile => f.write_str("reconcile"),
+            Actor::Messages => f.write_str("messages"),
         }
     }
 }

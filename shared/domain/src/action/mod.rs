@@ -17,6 +17,7 @@ mod disputes;
 mod events;
 mod history;
 mod late;
+mod messages;
 mod refunds;
 #[cfg(test)]
 mod tests;
@@ -27,12 +28,13 @@ pub use disputes::Disputes;
 pub use events::{ActionEvent, Outcome, SessionsClosed};
 pub use history::{ActionStatus, Actor, History, HistoryEntry, ROUTINE_HISTORY_HEAD, ROUTINE_HISTORY_TAIL};
 pub use late::{LatePayment, LatePayments, MAX_LATE_PAYMENTS};
+pub use messages::{Messages, MAX_MESSAGE_LINKS};
 pub use refunds::{RefundAttempt, Refunds, MAX_REFUNDS, REFUND_ATTEMPT_IN_FLIGHT};
 
 use crate::invoice::InvoiceEffect;
 use crate::{
-    ActionId, Charged, ClinicId, ClinicTimeZone, Currency, DomainError, Invoice, InvoiceId, LineItemText, Locale,
-    Money, PatientId, PaymentIntentId, PaymentMethod, ReceiptDetails, ReceiptIssuer, ServiceDate, SessionId,
+    ActionId, Charged, ClinicId, ClinicTimeZone, Contacts, Currency, DomainError, Invoice, InvoiceId, LineItemText,
+    Locale, Money, PatientId, PaymentIntentId, PaymentMethod, ReceiptDetails, ReceiptIssuer, ServiceDate, SessionId,
     StripeAccountId, Timestamp, VisitId,
 };
 
@@ -79,6 +81,9 @@ pub struct Terms {
     /// on actions older than that (their receipt reads the settings).
     pub receipt_issuer: Option<ReceiptIssuer>,
     pub time_zone: Option<ClinicTimeZone>,
+    /// Hours after assignment at which the patient is reminded (none on
+    /// actions older than reminders).
+    pub reminder_hours: Vec<u32>,
 }
 
 /// The action's own payment, once Stripe took it.
@@ -112,6 +117,9 @@ pub struct Action {
     payment: Option<Payment>,
     /// The clinic's Stripe account no longer lets visitpay in.
     account_disconnected: bool,
+    /// Where the patient is reached, while the action lives.
+    contacts: Contacts,
+    messages: Messages,
     checkout: Checkouts,
     refunds: Refunds,
     disputes: Disputes,
@@ -134,6 +142,8 @@ pub struct NewAction {
     pub token_hash: String,
     pub expires_at: Timestamp,
     pub terms: Terms,
+    /// Where to send the link, if staff gave anything.
+    pub contacts: Contacts,
 }
 
 /// An action as a store kept it, every part whole: what the stores read back
@@ -154,6 +164,8 @@ pub struct ActionParts {
     pub status: ActionStatus,
     pub payment: Option<Payment>,
     pub account_disconnected: bool,
+    pub contacts: Contacts,
+    pub messages: Messages,
     pub checkout: Checkouts,
     pub refunds: Refunds,
     pub disputes: Disputes,
@@ -219,6 +231,9 @@ impl Action {
             status: ActionStatus::Assigned,
             payment: None,
             account_disconnected: false,
+            // The link's first message (`link-1`) is decided with the action.
+            messages: Messages::new(u32::from(!new.contacts.is_empty()), Vec::new()),
+            contacts: new.contacts,
             checkout: Checkouts::default(),
             refunds: Refunds::default(),
             disputes: Disputes::default(),
@@ -254,6 +269,8 @@ impl Action {
             status: parts.status,
             payment: parts.payment,
             account_disconnected: parts.account_disconnected,
+            contacts: parts.contacts,
+            messages: parts.messages,
             checkout: parts.checkout,
             refunds: parts.refunds,
             disputes: parts.disputes,
@@ -434,6 +451,9 @@ impl Action {
             amount,
             routine: event.is_routine(),
         });
+        if to != self.status {
+            next.forget_contacts_on(to);
+        }
         next.status = to;
         if next.refund_needed() && !needed_before && !outcomes.contains(&Outcome::RefundNeeded) {
             outcomes.push(Outcome::RefundNeeded);
@@ -535,6 +555,8 @@ impl Action {
 
             (_, E::Dispute { payment_intent, dispute }) => self.dispute_moved(payment_intent, dispute, outcomes),
             (_, E::Disputed) => self.dispute_flagged(outcomes),
+
+            (_, E::MessageSent { kind, channel, .. }) => self.message_sent(*kind, *channel),
 
             (_, E::PaymentMethod { payment_intent, method }) => {
                 let ours = self.payment_intent_id() == Some(payment_intent);

@@ -164,6 +164,8 @@ fn a_record_that_contradicts_itself_is_refused() {
         status: a.status,
         payment,
         account_disconnected: a.account_disconnected,
+        contacts: a.contacts.clone(),
+        messages: a.messages.clone(),
         checkout: a.checkout.clone(),
         refunds: a.refunds.clone(),
         disputes: a.disputes.clone(),

@@ -9,7 +9,7 @@ use super::request::Ctx;
 use super::views::{ActionList, ActionView};
 use super::{json, json_text, Answer};
 use visitpay_app::{actions, HasClock, HasConfig, HasIds, HasMetrics, HasPayments, HasStore};
-use visitpay_domain::{ActionId, Locale, PatientId, VisitId};
+use visitpay_domain::{ActionId, Contacts, DomainError, EmailAddress, Locale, PatientId, PhoneNumber, VisitId};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,6 +18,27 @@ struct AssignBody {
     invoice_ids: Vec<String>,
     #[serde(default)]
     locale: Option<String>,
+    #[serde(default)]
+    notify: Option<NotifyBody>,
+}
+
+/// Where to send the link: an email address, a mobile number, or both.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NotifyBody {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    sms: Option<String>,
+}
+
+impl NotifyBody {
+    fn contacts(self) -> Result<Contacts, DomainError> {
+        Ok(Contacts {
+            email: self.email.as_deref().map(EmailAddress::parse).transpose()?,
+            sms: self.sms.as_deref().map(PhoneNumber::parse).transpose()?,
+        })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -35,7 +56,7 @@ pub(super) async fn assign(deps: &(impl HasStore + HasClock + HasIds + HasConfig
     let (caller, clinic) = ctx.staff()?;
     let visit = ctx.id("visit_id", VisitId::parse)?;
     let key = ctx.idempotency_key()?;
-    let AssignBody { patient_id, invoice_ids: raw, locale } = ctx.body()?;
+    let AssignBody { patient_id, invoice_ids: raw, locale, notify } = ctx.body()?;
     let request = actions::AssignRequest {
         patient_id: PatientId::parse(&patient_id)?,
         invoice_ids: invoice_ids(&raw)?,
@@ -43,6 +64,7 @@ pub(super) async fn assign(deps: &(impl HasStore + HasClock + HasIds + HasConfig
             None => Locale::FrCa,
             Some(l) => Locale::parse(&l)?,
         },
+        notify: notify.unwrap_or_default().contacts()?,
     };
     // The answer a repeat of the same key gets: the first, without the link.
     let first_answer = |action: &_| serde_json::to_string(&ActionView::new(action, None)).expect("serializable");
@@ -68,6 +90,16 @@ pub(super) async fn cancel(
     let NoBody {} = ctx.optional_body()?;
     let action = actions::cancel(deps, caller, clinic, &action_id).await?;
     Ok(json(StatusCode::OK, &ActionView::new(&action, None)))
+}
+
+/// `POST /actions/{action_id}/send`: the link again, to the contacts given
+/// (or those the action has).
+pub(super) async fn send(deps: &(impl HasStore + HasClock), ctx: Ctx<'_>) -> Answer {
+    let (_, clinic) = ctx.staff()?;
+    let action_id = ctx.id("action_id", ActionId::parse)?;
+    let notify: NotifyBody = ctx.optional_body()?;
+    let action = actions::send_link(deps, clinic, &action_id, notify.contacts()?).await?;
+    Ok(json(StatusCode::ACCEPTED, &ActionView::new(&action, None)))
 }
 
 pub(super) async fn refund(deps: &(impl HasStore + HasClock + HasMetrics + HasPayments), ctx: Ctx<'_>) -> Answer {

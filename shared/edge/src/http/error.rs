@@ -122,6 +122,10 @@ impl From<DomainError> for ApiError {
             StripeAccountUnknown => (bad, "stripe_account_unknown"),
             TooManyCheckoutSessions(_) => (conflict, "too_many_checkout_sessions"),
             LatePaymentsFull(_) => (conflict, "late_payments_full"),
+            InvalidEmail => (bad, "invalid_email"),
+            InvalidPhone => (bad, "invalid_phone"),
+            NoContact => (bad, "no_contact"),
+            TooManySends(_) => (conflict, "too_many_sends"),
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -138,6 +142,7 @@ impl From<AppError> for ApiError {
                     NotFound::Settings => "settings_not_found",
                     NotFound::Invoice(_) => "invoice_not_found",
                     NotFound::Action => "action_not_found",
+                    NotFound::Unsubscribe => "unsubscribe_not_found",
                     NotFound::Link => "link_not_found",
                 };
                 ApiError::new(StatusCode::NOT_FOUND, code, format!("{what} not found"))

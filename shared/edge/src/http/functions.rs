@@ -9,8 +9,8 @@
 use lambda_http::{Body, Request, Response};
 
 use super::routes::{Access, Route};
-use super::{actions, invoices, patient, receipt, serve, settings, webhook};
-use visitpay_app::{HasClock, HasConfig, HasIds, HasMetrics, HasPayments, HasQueue, HasStore};
+use super::{actions, invoices, patient, receipt, serve, settings, unsubscribe, webhook};
+use visitpay_app::{HasClock, HasConfig, HasIds, HasMetrics, HasPayments, HasPdf, HasQueue, HasStore};
 
 /// Declares the functions and their routes (see the module's comment).
 macro_rules! functions {
@@ -59,7 +59,7 @@ macro_rules! functions {
         /// Any function's request, for deps wired with every port (the
         /// local runner, which serves them all behind one port, and tests).
         pub async fn handle(
-            deps: &(impl HasStore + HasClock + HasIds + HasConfig + HasMetrics + HasPayments + HasQueue),
+            deps: &(impl HasStore + HasClock + HasIds + HasConfig + HasMetrics + HasPayments + HasQueue + HasPdf),
             function: Function,
             req: Request,
         ) -> Response<Body> {
@@ -82,9 +82,11 @@ functions! {
         GET "/patients/{patient_id}/invoices" Staff => invoices::list;
         POST "/patients/{patient_id}/invoices/select" Staff => invoices::select;
     }
-    /// Payment actions: assign in a visit, cancel, refund.
+    /// Payment actions: assign in a visit (and send the link), send it
+    /// again, cancel, refund.
     AssignAction "assign-action", fn assign_action(deps: [HasStore, HasClock, HasIds, HasConfig, HasMetrics, HasPayments]) {
         POST "/visits/{visit_id}/actions" Staff => actions::assign;
+        POST "/actions/{action_id}/send" Staff => actions::send;
         POST "/actions/{action_id}/cancel" Staff => actions::cancel;
         POST "/actions/{action_id}/refund" Staff => actions::refund;
     }
@@ -96,6 +98,16 @@ functions! {
         GET "/patient/return/{action_id}" Patient => patient::back_from_stripe;
         GET "/patient/actions/{token}/receipt" Patient => receipt::for_patient;
         GET "/actions/{action_id}/receipt" Staff => receipt::for_staff;
+    }
+    /// The receipt as a PDF (its fonts stay out of the pages' function).
+    ReceiptPdf "receipt-pdf", fn receipt_pdf(deps: [HasStore, HasClock, HasConfig, HasPdf]) {
+        GET "/patient/actions/{token}/receipt.pdf" Patient => receipt::pdf_for_patient;
+        GET "/actions/{action_id}/receipt.pdf" Staff => receipt::pdf_for_staff;
+    }
+    /// An email's unsubscribe link: the page, and its confirmation.
+    Unsubscribe "unsubscribe", fn unsubscribe(deps: [HasStore, HasClock, HasConfig]) {
+        GET "/unsubscribe/{token}" Patient => unsubscribe::view;
+        POST "/unsubscribe/{token}" Patient => unsubscribe::confirm;
     }
     /// The patient opens Stripe Checkout.
     CreateCheckout "create-checkout", fn create_checkout(deps: [HasStore, HasClock, HasConfig, HasPayments]) {

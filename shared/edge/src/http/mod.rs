@@ -14,11 +14,11 @@ pub mod functions;
 mod invoices;
 mod page;
 mod patient;
-mod pdf;
 mod receipt;
 pub mod request;
 pub mod routes;
 mod settings;
+mod unsubscribe;
 pub mod views;
 mod webhook;
 

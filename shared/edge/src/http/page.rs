@@ -16,16 +16,10 @@ use lambda_http::{Body, Response};
 use sha2::{Digest, Sha256};
 
 use visitpay_app::checkout::PatientPage;
-use visitpay_domain::{format_amount, ActionStatus, CheckoutDomain, ClinicTimeZone, Locale, Timestamp};
-use visitpay_words::{Lang, PageWords, Words};
+use visitpay_domain::{format_amount, ActionStatus, CheckoutDomain, Locale};
+use visitpay_words::PageWords;
 
-/// The words of a locale.
-pub(crate) fn words(locale: Locale) -> &'static Words {
-    match locale {
-        Locale::FrCa => Lang::Fr.words(),
-        Locale::EnCa => Lang::En.words(),
-    }
-}
+pub(crate) use visitpay_app::texts::{date, words};
 
 /// The cookie that carries the link token back from Stripe.
 pub(crate) const LINK_COOKIE: &str = "visitpay_link";
@@ -34,7 +28,7 @@ pub(crate) const LINK_COOKIE: &str = "visitpay_link";
 const LINK_COOKIE_SECS: u32 = 24 * 3600;
 
 /// The page's style (its hash is in the page's policy).
-const CSS: &str = include_str!("../../templates/patient.css");
+pub(crate) const CSS: &str = include_str!("../../templates/patient.css");
 const REFRESH_SCRIPT: &str = "setTimeout(function(){location.reload()},4000);";
 
 /// Whether the client asked for a page rather than JSON: browsers send
@@ -239,6 +233,10 @@ pub(crate) fn cookie_token(cookie_header: Option<&str>) -> Option<String> {
 /// An HTML answer with the headers every page carries: a CSP that allows
 /// only the page's own hashed style and script, forms to itself and Stripe,
 /// no framing; no referrer (the link is a credential); never cached.
+pub(crate) fn html_page(status: StatusCode, body: String) -> Response<Body> {
+    html_response(status, body)
+}
+
 fn html_response(status: StatusCode, body: String) -> Response<Body> {
     with_headers(status, body, &content_security_policy(&[], &CheckoutDomain::default()))
 }
@@ -283,20 +281,10 @@ fn sha256_source(text: &str) -> String {
     format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(text.as_bytes())))
 }
 
-/// A day as the patient reads it, in the clinic's zone: `1 décembre 2026`,
-/// `December 1, 2026`.
-pub(crate) fn date(at: Timestamp, locale: Locale, zone: &ClinicTimeZone) -> String {
-    let at = zone.date_of(at);
-    let month = words(locale).months[at.month() as usize - 1];
-    match locale {
-        Locale::FrCa => format!("{}\u{a0}{month}\u{a0}{}", at.day(), at.year()),
-        Locale::EnCa => format!("{month} {}, {}", at.day(), at.year()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use visitpay_domain::ClinicTimeZone;
 
     #[test]
     fn browsers_get_the_page_and_api_clients_json() {

@@ -6,8 +6,8 @@ use serde::Serialize;
 use visitpay_app::ports::Stored;
 use visitpay_domain::{
     Action, ActionStatus, CheckoutDomain, ClinicId, ClinicTimeZone, Currency, DisputeRecord, HistoryEntry, Invoice,
-    InvoiceId, InvoiceStatus, Label, LatePayment, LineItemText, Locale, Money, PaymentSettings, ReceiptIssuer,
-    RefundRecord, RefundState, StripeAccountId, Timestamp, UserId,
+    InvoiceId, InvoiceStatus, Label, LatePayment, LineItemText, Locale, Money, PaymentSettings, QuietHours,
+    ReceiptIssuer, RefundRecord, RefundState, StripeAccountId, Timestamp, UserId,
 };
 
 #[derive(Debug, Serialize)]
@@ -232,6 +232,8 @@ pub struct SettingsView<'a> {
     pub time_zone: &'a ClinicTimeZone,
     pub receipt_days: u32,
     pub checkout_domain: &'a CheckoutDomain,
+    pub reminder_hours: &'a [u32],
+    pub quiet_hours: QuietHours,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Timestamp,
     pub updated_by: &'a UserId,
@@ -253,6 +255,8 @@ impl<'a> From<&'a PaymentSettings> for SettingsView<'a> {
             time_zone: &s.time_zone,
             receipt_days: s.receipt_days,
             checkout_domain: &s.checkout_domain,
+            reminder_hours: &s.reminder_hours,
+            quiet_hours: s.quiet_hours,
             updated_at: s.updated_at,
             updated_by: &s.updated_by,
         }

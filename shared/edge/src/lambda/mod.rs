@@ -1,9 +1,10 @@
 //! Lambda's event entry points other than HTTP (`http` has those): the
-//! consumer's SQS batch and the table's stream batch, turned into use-case
-//! calls and the partial batch answer. (Reconcile's schedule carries nothing
+//! consumer's SQS batch, the table's stream batch (status events, messages)
+//! and the patients' texts, turned into use-case calls and partial batch answers. (Reconcile's schedule carries nothing
 //! to decode: its function calls `app::reconcile::run` directly.)
 
 pub mod consumer;
+pub mod messages;
 pub mod status_stream;
 
 /// Runs an invocation's work within its deadline (Lambda's, less a second

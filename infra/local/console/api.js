@@ -70,6 +70,12 @@ export async function getAction(actionId) {
   return body;
 }
 
+/** POST /actions/{action_id}/send: the link again, to these contacts ({} for the action's own); 202. */
+export async function sendLink(actionId, notify) {
+  const { body } = await api('POST', `/actions/${seg(actionId)}/send`, { token: await staffToken(), body: notify });
+  return body;
+}
+
 /** POST /actions/{action_id}/cancel (no body needed): the invoices go back to `selected`. */
 export async function cancelAction(actionId) {
   const { body } = await api('POST', `/actions/${seg(actionId)}/cancel`, { token: await staffToken() });
@@ -89,15 +95,21 @@ export async function refundAction(actionId, amountCents) {
   return body;
 }
 
-/** GET /actions/{action_id}/receipt[?format=pdf]&lang=fr|en: the patient's receipt, as a Blob. */
+/** GET /actions/{action_id}/receipt[.pdf]?lang=fr|en: the patient's receipt, as a Blob. */
 export async function getReceipt(actionId, format) {
   const query = new URLSearchParams({ lang: state.lang });
-  if (format === 'pdf') query.set('format', 'pdf');
-  const { body } = await api('GET', `/actions/${seg(actionId)}/receipt?${query}`, {
+  const path = format === 'pdf' ? 'receipt.pdf' : 'receipt';
+  const { body } = await api('GET', `/actions/${seg(actionId)}/${path}?${query}`, {
     token: await staffToken(),
     accept: format === 'pdf' ? 'application/pdf' : 'text/html',
   });
   return body;
+}
+
+/** Local only: GET /_local/outbox?clinic=…, every message the clinic's patients would have got, oldest first. */
+export async function getOutbox(clinicId) {
+  const { body } = await api('GET', `/_local/outbox?clinic=${seg(clinicId)}`, { token: await staffToken() });
+  return body.messages;
 }
 
 /**

@@ -27,6 +27,7 @@ import {
 import { loadSettingsForm, renderSettingsUpdated, onSettingsSubmit } from './screens/settings.js';
 import { onTileButton, onRefundSubmit } from './screens/tile-buttons.js';
 import { connectClinic, onContextSubmit } from './screens/context.js';
+import { startOutbox, stopOutbox, loadOutbox, renderOutbox, onOutboxClick } from './screens/outbox.js';
 
 // --- Language -------------------------------------------------------------
 
@@ -47,13 +48,16 @@ function applyLanguage(lang) {
   if (state.lastInvoices) renderInvoices(state.lastInvoices);
   if (state.lastSelection) renderSelectionTotal(state.lastSelection);
   if (state.lastAssignable) renderAssignInvoices(state.lastAssignable);
+  if (state.lastOutbox) renderOutbox(state.lastOutbox);
   renderAllTiles();
 }
 
 // --- Navigation -----------------------------------------------------------
 
+const SCREENS = ['support', 'chart', 'visit', 'outbox'];
+
 function showScreen(name, { focus = true } = {}) {
-  for (const screen of ['support', 'chart', 'visit']) {
+  for (const screen of SCREENS) {
     $(`#screen-${screen}`).hidden = screen !== name;
     const button = $(`#nav-${screen}`);
     if (screen === name) button.setAttribute('aria-current', 'page');
@@ -62,6 +66,8 @@ function showScreen(name, { focus = true } = {}) {
   // Moving focus to the screen's heading tells screen-reader users the view changed.
   if (focus) $(`#screen-${name} h2`).focus();
   if (name === 'support') loadSettingsForm().catch(showError);
+  if (name === 'outbox') startOutbox();
+  else stopOutbox();
 }
 
 // --- Start ----------------------------------------------------------------
@@ -69,7 +75,7 @@ function showScreen(name, { focus = true } = {}) {
 function bind() {
   $('#lang-en').addEventListener('click', () => applyLanguage('en'));
   $('#lang-fr').addEventListener('click', () => applyLanguage('fr'));
-  for (const name of ['support', 'chart', 'visit']) {
+  for (const name of SCREENS) {
     $(`#nav-${name}`).addEventListener('click', () => { clearError(); showScreen(name); });
   }
   $('#context-form').addEventListener('submit', userAction(onContextSubmit));
@@ -91,6 +97,8 @@ function bind() {
   // A field typed in is the user's: a settings read still under way leaves it alone.
   $('#settings-form').addEventListener('input', (event) => state.settingsEdited.add(event.target.id));
   $('#actions').addEventListener('submit', userAction(onRefundSubmit));
+  $('#outbox-refresh').addEventListener('click', userAction(loadOutbox));
+  $('#outbox').addEventListener('click', onOutboxClick);
 }
 
 /**

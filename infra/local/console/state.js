@@ -19,6 +19,8 @@ export const state = {
   lastInvoices: null,       // the last invoice list, the last selection, the last assignable invoices:
   lastSelection: null,      //   kept to redraw them in the other language
   lastAssignable: null,
+  lastOutbox: null,         // the outbox's messages as last shown…
+  outboxSeen: null,         // …and their ids, to redraw only when they change
   actions: new Map(),       // action_id -> the action as shown in its tile
   shownSeq: 0,              // counts answers shown on tiles…
   shownAt: new Map(),       // …and action_id -> when its tile last changed from an answer

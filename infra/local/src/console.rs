@@ -27,6 +27,7 @@ const MODULES: &[(&str, &str)] = &[
     ("screens/settings.js", include_str!("../console/screens/settings.js")),
     ("screens/tile-buttons.js", include_str!("../console/screens/tile-buttons.js")),
     ("screens/context.js", include_str!("../console/screens/context.js")),
+    ("screens/outbox.js", include_str!("../console/screens/outbox.js")),
 ];
 
 /// Only its own files: no inline script or style, no other origin.
@@ -62,4 +63,48 @@ pub fn router(base_path: &str) -> Router {
             axum::routing::get(move || async move { file("text/javascript; charset=utf-8", text) }),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MODULES;
+
+    /// Every module in `console/` is served, and every module a served one
+    /// imports is served too: a file left out would stop the console from
+    /// starting (its imports fail), with nothing on screen but the error.
+    #[test]
+    fn every_module_and_every_import_is_served() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("console");
+        let mut on_disk = Vec::new();
+        for sub in ["", "screens"] {
+            for entry in std::fs::read_dir(dir.join(sub)).unwrap() {
+                let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+                if name.ends_with(".js") {
+                    on_disk.push(if sub.is_empty() { name } else { format!("{sub}/{name}") });
+                }
+            }
+        }
+        let served: Vec<&str> = MODULES.iter().map(|(path, _)| *path).collect();
+        for path in &on_disk {
+            assert!(served.contains(&path.as_str()), "console/{path} is not served (console.rs MODULES)");
+        }
+        for (path, text) in MODULES {
+            let base = std::path::Path::new(path).parent().unwrap();
+            for import in text.split("from '").skip(1).filter_map(|rest| rest.split('\'').next()) {
+                let resolved = base.join(import);
+                let mut parts: Vec<String> = Vec::new();
+                for part in resolved.components() {
+                    match part.as_os_str().to_str().unwrap() {
+                        "." => {}
+                        ".." => {
+                            parts.pop();
+                        }
+                        other => parts.push(other.to_owned()),
+                    }
+                }
+                let target = parts.join("/");
+                assert!(served.contains(&target.as_str()), "{path} imports {import} ({target}), which is not served");
+            }
+        }
+    }
 }

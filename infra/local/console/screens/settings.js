@@ -20,6 +20,8 @@ const DEFAULT_SETTINGS = {
   time_zone: 'America/Toronto',
   receipt_days: 548,
   checkout_domain: 'checkout.stripe.com',
+  reminder_hours: [],
+  quiet_hours: { from: '20:00', to: '09:00' },
 };
 
 export async function loadSettingsForm() {
@@ -59,6 +61,9 @@ function fillSettingsForm(s) {
   set('settings-checkout-domain', s.checkout_domain);
   set('settings-receipt-days', s.receipt_days);
   set('settings-time-zone', s.time_zone);
+  set('settings-reminder-hours', (s.reminder_hours || []).join(', '));
+  set('settings-quiet-from', (s.quiet_hours || DEFAULT_SETTINGS.quiet_hours).from);
+  set('settings-quiet-to', (s.quiet_hours || DEFAULT_SETTINGS.quiet_hours).to);
   state.settingsShown = s;
   renderSettingsUpdated();
 }
@@ -92,6 +97,9 @@ function readSettingsForm() {
     time_zone: $('#settings-time-zone').value.trim() || undefined,
     receipt_days: integer('#settings-receipt-days'),
     checkout_domain: $('#settings-checkout-domain').value.trim() || undefined,
+    // "24, 48" -> [24, 48]; anything else is the server's to refuse (invalid_settings).
+    reminder_hours: $('#settings-reminder-hours').value.split(',').map((h) => h.trim()).filter(Boolean).map(Number),
+    quiet_hours: { from: $('#settings-quiet-from').value, to: $('#settings-quiet-to').value },
   };
 }
 

@@ -4,7 +4,7 @@ import { state } from '../state.js';
 import { BASE } from '../http.js';
 import { t } from '../words.js';
 import { $, $$, el, money, toCents, say, showError } from '../dom.js';
-import { cancelAction, refundAction, getReceipt } from '../api.js';
+import { cancelAction, refundAction, getReceipt, sendLink } from '../api.js';
 import { scheduleInvoiceRefresh } from './chart.js';
 import { showAction, renderTile, tileOf } from './tiles.js';
 
@@ -15,9 +15,16 @@ export async function onTileButton(event) {
   const tile = button.closest('.action-tile');
   const id = tile.dataset.actionId;
   if (button.classList.contains('action-cancel')) await onCancel(id);
+  else if (button.classList.contains('send-link')) await onSendLink(id);
   else if (button.classList.contains('copy-link')) await copyLink($('.patient-link', tile));
   else if (button.classList.contains('receipt-link')) await openReceipt(id);
   else if (button.classList.contains('receipt-pdf')) await downloadReceiptPdf(id);
+}
+
+/** The link again, to the contacts the action was given (the API answers 202: it goes within seconds). */
+async function onSendLink(actionId) {
+  showAction(await sendLink(actionId, {}));
+  say(t('link_sent_again'));
 }
 
 async function onCancel(actionId) {
@@ -104,11 +111,12 @@ function receiptPage(html) {
   return `<!doctype html>\n${doc.documentElement.outerHTML}`;
 }
 
-/** A link such as `?format=pdf&lang=fr`: relative (no scheme, no host) and asking for the PDF. */
+/** A link such as `receipt.pdf?lang=fr` (or an old `?format=pdf`): relative (no scheme, no host) and to the PDF. */
 function isRelativePdfLink(link) {
   const href = link.getAttribute('href');
   if (/^([a-z][a-z0-9+.-]*:|\/\/)/i.test(href)) return false;
-  return new URL(href, 'https://receipt.invalid/').searchParams.get('format') === 'pdf';
+  const url = new URL(href, 'https://receipt.invalid/r/');
+  return url.pathname.endsWith('.pdf') || url.searchParams.get('format') === 'pdf';
 }
 
 function rememberReceiptUrl(actionId, url) {

@@ -186,6 +186,7 @@ function isWebUrl(url) {
 function tileButtons(a) {
   const receiptUrl = state.receiptUrls.get(a.action_id);
   const buttons = [
+    CANCELLABLE.includes(a.status) ? el('button', { type: 'button', class: 'send-link' }, t('send_link')) : null,
     CANCELLABLE.includes(a.status) ? el('button', { type: 'button', class: 'action-cancel' }, t('cancel')) : null,
     HAS_RECEIPT.includes(a.status) ? el('button', { type: 'button', class: 'receipt-link' }, t('receipt')) : null,
     HAS_RECEIPT.includes(a.status) ? el('button', { type: 'button', class: 'receipt-pdf' }, t('receipt_pdf')) : null,

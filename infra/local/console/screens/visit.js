@@ -30,6 +30,9 @@ export async function onAssignActions() {
   $('#assign-form').hidden = false;
   $('#choose-payment-label').setAttribute('aria-pressed', 'false');
   $('#assign-invoices').hidden = true;
+  $('#assign-notify').hidden = true;
+  $('#assign-email').value = '';
+  $('#assign-sms').value = '';
   $('#assign-submit').hidden = true;
   $('#assign-invoice-list').replaceChildren();
   await loadPaymentLabel();
@@ -65,6 +68,7 @@ export async function onChoosePaymentLabel() {
   state.lastAssignable = invoices;
   renderAssignInvoices(invoices);
   $('#assign-invoices').hidden = false;
+  $('#assign-notify').hidden = false;
   $('#assign-submit').hidden = false;
 }
 
@@ -83,6 +87,14 @@ export function renderAssignInvoices(invoices) {
         el('span', { class: 'invoice-title' }, t('invoice', { id: invoice.invoice_id }), invoice.description ? ` — ${invoice.description}` : ''),
         el('span', { class: 'invoice-meta' }, `${day(invoice.service_date)} · ${money(invoice.amount, invoice.currency)}`)));
   })));
+}
+
+/** The contacts typed in step 3 (the server checks them: invalid_email, invalid_phone), or null. */
+function readNotify() {
+  const email = $('#assign-email').value.trim();
+  const sms = $('#assign-sms').value.trim();
+  if (!email && !sms) return null;
+  return { ...(email ? { email } : {}), ...(sms ? { sms } : {}) };
 }
 
 /**
@@ -108,6 +120,8 @@ export async function onAssignSubmit(event) {
   }
   // The amount is never sent: the server adds up the stored invoices.
   const input = { patient_id: state.patientId, invoice_ids: invoiceIds, locale: locale() };
+  const notify = readNotify();
+  if (notify) input.notify = notify;
   const { action, replayed } = await assignAction(state.visitId, input, idempotencyKeyFor(input));
   // patient_url is only in this answer (the server keeps the token hashed). The link is the
   // patient's secret: a production EMR should not persist it in the browser. It is kept here
@@ -115,6 +129,6 @@ export async function onAssignSubmit(event) {
   if (action.patient_url) sessionStorage.setItem(linkKey(action.action_id), action.patient_url);
   showAction(action);
   closeAssignForm();
-  say(replayed ? t('replayed') : t('assigned', { amount: money(action.amount, action.currency) }));
+  say(replayed ? t('replayed') : t(input.notify ? 'assigned_sent' : 'assigned', { amount: money(action.amount, action.currency) }));
   scheduleInvoiceRefresh();
 }

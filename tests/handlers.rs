@@ -354,6 +354,21 @@ async fn send_messages_events_deliver_the_link_and_take_the_reply() {
     assert_eq!((s, error_code(&b)), (StatusCode::BAD_REQUEST, "invalid_phone"), "no country code");
     let (s, b, _) = send(&deps, &event("send-action-link")).await;
     assert_eq!((s, b["status"].as_str()), (StatusCode::ACCEPTED, Some("assigned")), "{b}");
+    // With an Idempotency-Key, a retried request decides nothing more.
+    let mut keyed = event("send-action-link");
+    keyed["headers"]["idempotency-key"] = json!("send-again-1");
+    let (s, first, _) = send(&deps, &keyed).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (s, again, replayed) = send(&deps, &keyed).await;
+    assert_eq!((s, &again), (StatusCode::ACCEPTED, &first));
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    let mut other = keyed.clone();
+    other["body"] = json!(r#"{"email":"someone.else@example.com"}"#);
+    let (s, b, _) = send(&deps, &other).await;
+    assert_eq!((s, error_code(&b)), (StatusCode::CONFLICT, "idempotency_key_reused"));
+    let (_, action, _) = send(&deps, &event("get-action")).await;
+    let sends = action["history"].as_array().unwrap().len();
+    assert_eq!(sends, 1, "deciding a send writes no history until it goes: {action}");
 
     let stream = || match messages::trigger(event("dynamodb-stream-new-messages")).unwrap() {
         Trigger::Stream(batch) => batch,
@@ -367,8 +382,11 @@ async fn send_messages_events_deliver_the_link_and_take_the_reply() {
     assert!(messages::stream(&deps, stream()).await.batch_item_failures.is_empty());
     assert_eq!(outbox.all().len(), 2);
 
+    // The schedule's sweep: the keyed send's message (link-2), once.
     assert!(matches!(messages::trigger(event("send-messages-schedule")).unwrap(), Trigger::Schedule));
+    assert_eq!(visitpay_app::messages::deliver_due(&deps, messages::SWEEP_BATCH).await.unwrap().sent, 1);
     assert_eq!(visitpay_app::messages::deliver_due(&deps, messages::SWEEP_BATCH).await.unwrap().due, 0);
+    assert_eq!(outbox.all().len(), 4);
 
     let Trigger::Inbound(texts) = messages::trigger(event("sns-inbound-sms")).unwrap() else {
         panic!("an inbound text")
@@ -378,7 +396,7 @@ async fn send_messages_events_deliver_the_link_and_take_the_reply() {
     assert_eq!(send(&deps, &event("send-action-link")).await.0, StatusCode::ACCEPTED);
     visitpay_app::messages::deliver_due(&deps, messages::SWEEP_BATCH).await.unwrap();
     let channels: Vec<Channel> = outbox.all().iter().map(|m| m.channel).collect();
-    assert_eq!(channels, [Channel::Email, Channel::Sms, Channel::Email]);
+    assert_eq!(channels, [Channel::Email, Channel::Sms, Channel::Email, Channel::Sms, Channel::Email]);
     assert!(messages::trigger(json!({"detail-type": "something else"})).is_err(), "not an event it takes");
 }
 

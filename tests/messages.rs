@@ -33,6 +33,7 @@ struct Reach {
     deps: TestDeps,
     clock: Arc<FixedClock>,
     outbox: Arc<Outbox>,
+    metrics: Arc<visitpay_devkit::recorded_metrics::RecordedMetrics>,
     stripe: StripeFixture,
 }
 
@@ -46,12 +47,13 @@ async fn reach(store: DynStore, reminder_hours: Vec<u32>) -> Reach {
     let stripe = stripe_emulator_at(None, T0).await;
     let (mut deps, clock) = deps_for_payments(store, &stripe, None);
     let outbox = kit::record_messages(&mut deps);
+    let metrics = kit::record_metrics(&mut deps);
     let mut input = settings_input(true, "cad");
     input.reminder_hours = reminder_hours;
     input.time_zone = Some("America/Toronto".into());
     input.line_item_text = visitpay_domain::LineItemText::InvoiceDescription;
     settings::put(&deps, &support(), clinic("c1"), input).await.unwrap();
-    Reach { deps, clock, outbox, stripe }
+    Reach { deps, clock, outbox, metrics, stripe }
 }
 
 impl Reach {
@@ -90,6 +92,19 @@ impl Reach {
     fn at(&self, hours: i64) {
         let now = visitpay_app::ports::Clock::now(self.clock.as_ref()).unix_timestamp();
         self.clock.advance(T0 + hours * HOUR - now);
+    }
+}
+
+/// Staff send the link again, without an Idempotency-Key.
+async fn send_again(
+    deps: &TestDeps,
+    clinic: &visitpay_domain::ClinicId,
+    action: &visitpay_domain::ActionId,
+    contacts: Contacts,
+) -> Result<StoredAction, AppError> {
+    match send_link(deps, clinic, action, contacts, None, first_answer).await? {
+        visitpay_app::actions::LinkSent::Decided(action) => Ok(action),
+        other => panic!("no key, no replay: {other:?}"),
     }
 }
 
@@ -137,20 +152,20 @@ async fn staff_send_the_link_again_and_bad_input_changes_nothing(store: DynStore
     assert_eq!(r.sweep().await.due, 0, "nobody to send to: no message at all");
     let before = action_of(&r.deps, "c1", action.action_id()).await;
     let code = |e: AppError| visitpay_edge::http::ApiError::from(e).code.to_owned();
-    let nobody = send_link(&r.deps, &clinic("c1"), action.action_id(), Contacts::default()).await.unwrap_err();
+    let nobody = send_again(&r.deps, &clinic("c1"), action.action_id(), Contacts::default()).await.unwrap_err();
     assert_eq!(code(nobody), "no_contact");
     assert_eq!(action_of(&r.deps, "c1", action.action_id()).await.version, before.version, "refused: nothing changed");
     let email_only = Contacts { email: Some(EmailAddress::parse(EMAIL).unwrap()), sms: None };
     for _ in 0..visitpay_domain::messaging::MAX_LINK_SENDS {
-        send_link(&r.deps, &clinic("c1"), action.action_id(), email_only.clone()).await.unwrap();
+        send_again(&r.deps, &clinic("c1"), action.action_id(), email_only.clone()).await.unwrap();
     }
-    let too_many = send_link(&r.deps, &clinic("c1"), action.action_id(), email_only.clone()).await.unwrap_err();
+    let too_many = send_again(&r.deps, &clinic("c1"), action.action_id(), email_only.clone()).await.unwrap_err();
     assert_eq!(code(too_many), "too_many_sends");
     let sweep = r.sweep().await;
     assert_eq!(sweep.sent, visitpay_domain::messaging::MAX_LINK_SENDS, "{sweep:?}");
     assert!(r.sent_on(Channel::Sms).is_empty(), "no number was given");
     // Another clinic's staff cannot send it.
-    let theirs = send_link(&r.deps, &clinic("c2"), action.action_id(), email_only).await.unwrap_err();
+    let theirs = send_again(&r.deps, &clinic("c2"), action.action_id(), email_only).await.unwrap_err();
     assert_eq!(code(theirs), "action_not_found");
 }
 
@@ -222,7 +237,8 @@ async fn no_reminder_after_cancellation_or_expiry(store: DynStore) {
     r.at(10);
     let sweep = r.sweep().await;
     assert_eq!((sweep.sent, sweep.skipped), (1, 1), "{sweep:?}");
-    assert!(r.sent().iter().all(|m| m.action_id != *cancelled.action_id() || m.body.contains("/patient/actions/")));
+    let to_cancelled = r.sent().iter().filter(|m| m.action_id == *cancelled.action_id()).count();
+    assert_eq!(to_cancelled, 2, "the cancelled action's link (email and text), and no reminder");
     // The action lives 72 hours: at 80 it has expired, and its reminder never
     // goes (nor the cancelled one's).
     r.at(80);
@@ -253,11 +269,11 @@ async fn stop_and_unsubscribe_are_honoured_until_start(store: DynStore) {
     let sweep = r.sweep().await;
     assert_eq!((sweep.sent, sweep.skipped), (0, 1), "opted out of both: {sweep:?}");
     // Staff may still send the link: the patient's word stands.
-    send_link(&r.deps, &clinic("c1"), action.action_id(), both()).await.unwrap();
+    send_again(&r.deps, &clinic("c1"), action.action_id(), both()).await.unwrap();
     assert_eq!(r.sweep().await.sent, 0);
     // START brings texts back.
     assert_eq!(messages::sms_received(&r.deps, &phone, "START").await.unwrap(), Some(false));
-    send_link(&r.deps, &clinic("c1"), action.action_id(), both()).await.unwrap();
+    send_again(&r.deps, &clinic("c1"), action.action_id(), both()).await.unwrap();
     r.sweep().await;
     assert_eq!(r.sent().last().unwrap().channel, Channel::Sms);
     assert_eq!(r.sent().len(), 4);
@@ -281,7 +297,71 @@ async fn a_redelivered_prompt_sends_once(store: DynStore) {
     assert_eq!(r.sent().len(), 2);
 }
 
+/// One number, every clinic: they all text from the same number, so the
+/// patient's STOP to one clinic's text stops every clinic's texts to it
+/// (the carrier and the patient see one sender); email is each clinic's own.
+async fn stop_from_a_number_stops_every_clinic(store: DynStore) {
+    let r = reach(store, vec![]).await;
+    let mut other = settings_input(true, "cad");
+    other.time_zone = Some("America/Toronto".into());
+    settings::put(&r.deps, &support(), clinic("c2"), other).await.unwrap();
+    r.assign("1", both()).await;
+    r.sweep().await;
+    let phone = PhoneNumber::parse(PHONE).unwrap();
+    assert_eq!(messages::sms_received(&r.deps, &phone, "STOP").await.unwrap(), Some(true));
+    // Clinic c2 assigns to the same patient's number and address.
+    import(&r.deps, "c2", "p1", "9", 2000, "cad").await;
+    invoices::select(&r.deps, &clinic("c2"), &patient("p1"), &ids(&["9"])).await.unwrap();
+    let request =
+        AssignRequest { patient_id: patient("p1"), invoice_ids: ids(&["9"]), locale: Locale::EnCa, notify: both() };
+    assign(&r.deps, &staff("c2"), &clinic("c2"), &visit("v9"), request, None, first_answer).await.unwrap();
+    r.sweep().await;
+    let theirs = r.outbox.of_clinic(&clinic("c2"));
+    assert_eq!(theirs.iter().map(|m| m.channel).collect::<Vec<_>>(), [Channel::Email], "no text after STOP");
+}
+
+/// A deliverer that stopped between sending and recording (a crash, a
+/// timeout) leaves its claim: when it runs out, the message may have gone,
+/// so it is not sent again (at most once), and the alarm's signal says so.
+async fn a_delivery_cut_short_is_never_sent_twice(store: DynStore) {
+    use visitpay_app::ports::{MoneySignal, Write};
+    let r = reach(store.clone(), vec![]).await;
+    let (action, _) = r.assign("1", both()).await;
+    let intent = store.get_message(action.action_id(), "link-1").await.unwrap().unwrap();
+    // Claimed by a deliverer that never came back.
+    let claimed = intent.value.claim(visitpay_app::ports::Clock::now(r.clock.as_ref()) + time::Duration::minutes(2));
+    store.commit(vec![Write::Message { intent: claimed, expect: intent.expect() }]).await.unwrap();
+    assert_eq!(r.sweep().await.due, 0, "claimed: not due");
+    r.clock.advance(121);
+    let sweep = r.sweep().await;
+    assert_eq!((sweep.due, sweep.sent, sweep.skipped), (1, 0, 1), "{sweep:?}");
+    assert!(r.sent().is_empty(), "not sent again");
+    let done = store.get_message(action.action_id(), "link-1").await.unwrap().unwrap();
+    assert_eq!(done.done.as_deref(), Some("unknown"));
+    let failed = r.metrics.signals().iter().filter(|(s, _)| *s == MoneySignal::MessageFailed).count();
+    assert_eq!(failed, 1, "someone is told");
+}
+
+/// A receipt that cannot go (the address unsubscribed) still takes the
+/// address off the paid action: contacts live no longer than they serve.
+async fn an_unsent_receipt_still_forgets_the_address(store: DynStore) {
+    let r = reach(store, vec![]).await;
+    let (action, token) = r.assign("1", Contacts { email: Some(EmailAddress::parse(EMAIL).unwrap()), sms: None }).await;
+    r.sweep().await;
+    let unsubscribe = r.sent()[0].body.split_whitespace().find(|w| w.contains("/unsubscribe/")).unwrap().to_owned();
+    messages::unsubscribe(&r.deps, unsubscribe.rsplit('/').next().unwrap()).await.unwrap();
+    let session = open_checkout(&r.deps, "c1", action.action_id(), &token).await;
+    r.stripe.pay(&session, "succeeded").await;
+    deliver_all(&r.deps, &r.stripe).await;
+    let sweep = r.sweep().await;
+    assert_eq!((sweep.sent, sweep.skipped), (0, 1), "{sweep:?}");
+    assert!(action_of(&r.deps, "c1", action.action_id()).await.contacts().is_empty());
+}
+
 on_both_stores!(
+    stop_from_a_number_stops_every_clinic,
+    a_delivery_cut_short_is_never_sent_twice,
+    an_unsent_receipt_still_forgets_the_address,
     link_goes_out_at_once_by_email_and_text_in_the_visits_language,
     staff_send_the_link_again_and_bad_input_changes_nothing,
     reminders_wait_out_quiet_hours_and_never_come_twice,

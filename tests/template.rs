@@ -555,3 +555,30 @@ fn messages_come_from_the_stream_the_sweep_and_the_replies() {
     assert!(watches("Bounce", "MessagingConfigurationSet"));
     assert!(watches("Complaint", "MessagingConfigurationSet"));
 }
+
+/// openapi.yaml's `ErrorCode` lists exactly the codes the API answers with:
+/// every code `http::error` (the one place statuses and codes are decided)
+/// writes, and nothing else. A code added there without the contract, or a
+/// documented code nothing answers, fails here rather than in a client.
+#[test]
+fn the_contract_lists_every_error_code_the_api_answers_with() {
+    let source = std::fs::read_to_string(root().join("shared/edge/src/http/error.rs")).unwrap();
+    let code = source.split("#[cfg(test)]").next().unwrap();
+    let answered: BTreeSet<String> = code
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        .map(str::to_owned)
+        .collect();
+    let contract: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root().join("openapi.yaml")).unwrap()).unwrap();
+    let documented: BTreeSet<String> = contract["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert!(answered.len() > 40, "the codes were read: {answered:?}");
+    assert_eq!(answered, documented, "http::error's codes vs openapi.yaml's ErrorCode");
+}

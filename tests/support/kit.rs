@@ -191,7 +191,8 @@ pub struct NoHealthData {
 impl NoHealthData {
     async fn check(&self, clinic_id: &ClinicId, action_id: &ActionId, texts: &[&str]) {
         let action = self.store.get_action(clinic_id, action_id).await.expect("the store answers");
-        let Some(action) = action else { return };
+        let action =
+            action.unwrap_or_else(|| panic!("a message about an action its clinic does not have: {action_id}"));
         let mut secrets: Vec<String> = Vec::new();
         for line in action.lines() {
             let r = &line.receipt;

@@ -388,6 +388,9 @@ async fn main() -> Result<(), BoxError> {
         // The route-table trial (bench/axum-trial): action-status through an
         // axum Router, its same wiring and job.
         Subject { kind: "trial", ..ours("axum-trial", "node-dynamodb-read", ok_2xx) },
+        // The receipt's PDF, in a function of its own so that its fonts weigh
+        // on no other: measured, not held to the others' targets.
+        Subject { kind: "pdf", ..ours("receipt-pdf", "node-dynamodb-read", ok_2xx) },
     ];
     for s in &subjects {
         if s.kind != "node" && !s.program.exists() {
@@ -401,6 +404,18 @@ async fn main() -> Result<(), BoxError> {
     println!("==> seeding moto and the Stripe emulator for {runs} rounds (a cold and a warm job each)");
     visitpay_bench::seed_clinic(&deps).await?;
     let (status_action, _) = visitpay_bench::seed_action(&deps, &["cold-read-1"], "cold-read").await?;
+    // receipt-pdf renders the receipt of one action, paid once here.
+    let (receipt_action, receipt_token) =
+        visitpay_bench::seed_action(&deps, &["cold-receipt-1"], "cold-receipt").await?;
+    let receipt_session = visitpay_bench::open_and_pay(&deps, &stripe_base, &receipt_token).await?;
+    let paid = visitpay_bench::stripe_events(&stripe_base)
+        .await?
+        .into_iter()
+        .find(|e| e["type"] == "checkout.session.completed" && e["data"]["object"]["id"] == receipt_session.as_str())
+        .ok_or("no checkout.session.completed for the receipt's action")?;
+    visitpay_edge::lambda::consumer::apply_message(&deps, Some(&paid.to_string()))
+        .await
+        .map_err(|e| format!("the receipt's action was not paid: {e}"))?;
     let mut events: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     let mut consumer_actions = Vec::new();
     let dir = &args.events_dir;
@@ -410,6 +425,13 @@ async fn main() -> Result<(), BoxError> {
         events.entry("node-hello").or_default().push(get_action.clone());
         events.entry("action-status").or_default().push(get_action.clone());
         events.entry("axum-trial").or_default().push(get_action.clone());
+        let mut receipt_pdf = replaced(event(dir, "get-action")?, "act_0001", receipt_action.as_str());
+        let path = format!("/actions/{receipt_action}/receipt.pdf");
+        receipt_pdf["routeKey"] = json!("GET /actions/{action_id}/receipt.pdf");
+        receipt_pdf["requestContext"]["routeKey"] = receipt_pdf["routeKey"].clone();
+        receipt_pdf["rawPath"] = json!(path);
+        receipt_pdf["requestContext"]["http"]["path"] = json!(path);
+        events.entry("receipt-pdf").or_default().push(receipt_pdf);
         events.entry("clinic-settings").or_default().push(event(dir, "get-payment-settings")?);
         events.entry("select-invoices").or_default().push(event(dir, "list-invoices")?);
 

@@ -234,11 +234,7 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
                 configuration_set: Some(set),
                 sms_origination: settings.sms_origination.clone(),
             };
-            let messenger = visitpay_aws::messaging::SesSnsMessenger::new(
-                aws_sdk_sesv2::Client::new(sdk),
-                aws_sdk_sns::Client::new(sdk),
-                sender,
-            );
+            let messenger = visitpay_aws::messaging::SesSnsMessenger::from_sdk(sdk, sender);
             Some(Arc::new(messenger) as Arc<dyn visitpay_app::ports::Messenger>)
         }
         None => None,

@@ -203,27 +203,64 @@ pub async fn cancel(
 /// a patient who keeps opening new ones.
 const MAX_CLOSE_ROUNDS: usize = 4;
 
+/// What staff sending the link got.
+#[derive(Debug)]
+pub enum LinkSent {
+    /// The message is decided (delivered off the request path).
+    Decided(Stored<Action>),
+    /// A repeat of an earlier request with the same key: the first answer,
+    /// as the edge rendered it. Nothing is sent again.
+    Replayed { body: String },
+}
+
 /// Staff send the link (again), by email and/or text, to the contacts given
 /// now or those the action has: the message is decided here, with the
-/// action, and delivered off the request path.
+/// action, and delivered off the request path. With an `Idempotency-Key`, a
+/// retry (a timeout, a double click) gets the first answer, and the patient
+/// one message.
 #[instrument(skip_all, fields(clinic_id = %clinic, action_id = %action_id))]
 pub async fn send_link(
     deps: &(impl HasStore + HasClock),
     clinic: &ClinicId,
     action_id: &ActionId,
     contacts: Contacts,
-) -> Result<Stored<Action>, AppError> {
+    idempotency_key: Option<&str>,
+    first_answer: impl Fn(&Stored<Action>) -> String + Send + Sync,
+) -> Result<LinkSent, AppError> {
+    let canonical = serde_json::to_string(&("send", action_id, &contacts)).expect("serializable");
+    let hash: String = Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     with_retries!({
+        if let Some(key) = idempotency_key {
+            if let Some(first) = deps.store().get_idempotency(clinic, key).await? {
+                if first.request_hash != hash {
+                    return Err(AppError::IdempotencyKeyReused);
+                }
+                return Ok(LinkSent::Replayed { body: first.response });
+            }
+        }
         let current = get(deps, clinic, action_id).await?;
-        let (next, intent) = current.send_link(&contacts, deps.clock().now())?;
+        let now = deps.clock().now();
+        let (next, intent) = current.send_link(&contacts, now)?;
         let expect = current.expect();
-        let writes = vec![
-            Write::Action { action: next.clone(), expect },
+        let sent = Stored { value: next.clone(), version: expect.next_version() };
+        let mut writes = vec![
+            Write::Action { action: next, expect },
             Write::Message { intent: intent.clone(), expect: Expect::Absent },
         ];
+        if let Some(key) = idempotency_key {
+            // Created with the message, or not at all: a concurrent repeat conflicts and replays.
+            writes.push(Write::Idempotency(IdempotencyRecord {
+                clinic_id: clinic.clone(),
+                key: key.to_owned(),
+                request_hash: hash.clone(),
+                action_id: action_id.clone(),
+                response: first_answer(&sent),
+                expires_at: now + IDEMPOTENCY_WINDOW,
+            }));
+        }
         deps.store().commit(writes).await?;
         tracing::info!(key = %intent.key, "link to send again decided");
-        Ok(Stored { value: next, version: expect.next_version() })
+        Ok(LinkSent::Decided(sent))
     })
 }
 

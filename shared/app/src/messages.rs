@@ -52,17 +52,29 @@ pub struct Sweep {
     pub deferred: u32,
     pub skipped: u32,
     pub failed: u32,
+    /// Due, but left for the next run: this one was near its end.
+    pub left: u32,
 }
 
 /// The ports a deliverer uses.
 pub trait Deliverer: HasStore + HasClock + HasIds + HasConfig + HasMetrics + HasMessenger + HasPdf {}
 impl<T: HasStore + HasClock + HasIds + HasConfig + HasMetrics + HasMessenger + HasPdf> Deliverer for T {}
 
+/// A sweep takes no new message this close to the invocation's end: one
+/// delivery (a PDF, two sends, two commits) fits well within it, and a
+/// delivery cut short after sending is one that cannot be told apart from
+/// one never sent.
+const SWEEP_MARGIN: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Delivers every message due now, oldest first, at most `limit`.
 #[instrument(skip_all)]
 pub async fn deliver_due(deps: &impl Deliverer, limit: usize) -> Result<Sweep, AppError> {
     let mut sweep = Sweep::default();
     for intent in deps.store().due_messages(deps.clock().now(), limit).await? {
+        if crate::ports::deadline::remaining().is_some_and(|left| left < SWEEP_MARGIN) {
+            sweep.left += 1;
+            continue;
+        }
         sweep.due += 1;
         match deliver(deps, &intent.action_id, &intent.key).await {
             Ok(Delivered::Sent(_)) => sweep.sent += 1,
@@ -73,20 +85,41 @@ pub async fn deliver_due(deps: &impl Deliverer, limit: usize) -> Result<Sweep, A
             Err(e) => {
                 tracing::warn!(action_id = %intent.action_id, key = %intent.key, error = %e, "a message could not be delivered now");
                 sweep.failed += 1;
+                // What could not even be tried waits its turn again, behind the
+                // others, and is given up on like any failure: one unreadable
+                // message never holds the sweep's head.
+                back_off(deps, &intent).await;
             }
         }
     }
-    if sweep.due > 0 {
+    if sweep.due > 0 || sweep.left > 0 {
         tracing::info!(
             due = sweep.due,
             sent = sweep.sent,
             deferred = sweep.deferred,
             skipped = sweep.skipped,
             failed = sweep.failed,
+            left = sweep.left,
             "messages swept"
         );
     }
     Ok(sweep)
+}
+
+/// A message whose delivery failed before it was claimed: its next try later.
+async fn back_off(deps: &(impl HasStore + HasClock + HasMetrics), intent: &Stored<MessageIntent>) {
+    let now = deps.clock().now();
+    let Ok(Some(current)) = deps.store().get_message(&intent.action_id, &intent.key).await else { return };
+    if !current.is_pending() || current.sending || current.due_at > now {
+        return; // claimed, done or moved on meanwhile: not this one's to touch
+    }
+    let next = current.failed(now);
+    if next.done.is_some() {
+        deps.metrics().signal(MoneySignal::MessageFailed, Some((&current.clinic_id, &current.action_id)));
+    }
+    if let Err(e) = settle(deps, &current, next).await {
+        tracing::warn!(action_id = %intent.action_id, key = %intent.key, error = %e, "a failed message could not be put back");
+    }
 }
 
 /// Delivers one message, if it is due.
@@ -100,8 +133,16 @@ pub async fn deliver(deps: &impl Deliverer, action_id: &ActionId, key: &str) -> 
     if intent.due_at > now {
         return Ok(Delivered::NotDue);
     }
+    if intent.abandoned(now) {
+        // Its deliverer stopped between sending and recording: it may have
+        // gone out. At most once: it is not sent again, and someone looks.
+        tracing::warn!(kind = intent.kind.as_str(), "a message's delivery was cut short; it is not sent again");
+        deps.metrics().signal(MoneySignal::MessageFailed, Some((&intent.clinic_id, action_id)));
+        settle(deps, &intent, intent.finish("unknown")).await?;
+        return Ok(Delivered::Skipped("unknown".into()));
+    }
     let Some(action) = deps.store().get_action(&intent.clinic_id, action_id).await? else {
-        finish(deps, &intent, intent.finish("no_action")).await?;
+        settle(deps, &intent, intent.finish("no_action")).await?;
         return Ok(Delivered::Skipped("no_action".into()));
     };
     let settings = deps.store().get_settings(action.clinic_id()).await?;
@@ -109,13 +150,13 @@ pub async fn deliver(deps: &impl Deliverer, action_id: &ActionId, key: &str) -> 
         Some(s) => (s.quiet_hours, action.terms().time_zone.clone().unwrap_or_else(|| s.time_zone.clone())),
         None => Default::default(),
     };
-    let channels = match action.plan(intent.kind, now, &quiet, &zone) {
+    let channels = match action.plan(&intent, now, &quiet, &zone) {
         Plan::Skip(why) => {
-            finish(deps, &intent, intent.finish(why)).await?;
+            settle(deps, &intent, intent.finish(why)).await?;
             return Ok(Delivered::Skipped(why.into()));
         }
         Plan::Defer(until) => {
-            finish(deps, &intent, intent.defer(until)).await?;
+            settle(deps, &intent, intent.defer(until)).await?;
             return Ok(Delivered::Deferred(until));
         }
         Plan::Send(channels) => channels,
@@ -143,17 +184,20 @@ pub async fn deliver(deps: &impl Deliverer, action_id: &ActionId, key: &str) -> 
     if to_send.is_empty() {
         let done = if next.is_pending() { next.finish("opted_out") } else { next };
         let why = done.done.clone().unwrap_or_default();
-        finish(deps, &intent, done).await?;
+        settle(deps, &intent, done).await?;
         return Ok(Delivered::Skipped(why));
     }
-    // Claim it, and make the link it carries valid, before anything goes out.
-    let secret = deps.ids().link_token();
-    let token = link_token(action_id, &secret);
+    // Claim it, and make the links it carries valid (one per channel, so that
+    // a replaced address's links can be taken back), before anything goes out.
+    let tokens: Vec<(Channel, String)> =
+        to_send.iter().map(|c| (*c, link_token(action_id, &deps.ids().link_token()))).collect();
     let unsubscribe_token = deps.ids().link_token();
-    let claimed = next.defer(now + CLAIM);
+    let claimed = next.claim(now + CLAIM);
+    let linked =
+        tokens.iter().fold(action.value.clone(), |a, (channel, token)| a.add_message_link(*channel, hash_token(token)));
     let mut writes = vec![
         Write::Message { intent: claimed.clone(), expect: intent.expect() },
-        Write::Action { action: action.add_message_link(hash_token(&token)), expect: action.expect() },
+        Write::Action { action: linked, expect: action.expect() },
     ];
     if let (true, Some(email)) = (to_send.contains(&Channel::Email), &action.contacts().email) {
         writes.push(Write::Unsubscribe(UnsubscribeLink {
@@ -163,9 +207,6 @@ pub async fn deliver(deps: &impl Deliverer, action_id: &ActionId, key: &str) -> 
             expires_at: now + time::Duration::days(UNSUBSCRIBE_LINK_DAYS),
         }));
     }
-    if let (true, Some(phone)) = (to_send.contains(&Channel::Sms), &action.contacts().sms) {
-        writes.push(Write::LastSms { phone_digest: phone.digest(), clinic_id: action.clinic_id().clone(), at: now });
-    }
     match deps.store().commit(writes).await {
         Ok(()) => {}
         // Another deliverer claimed it, or the action moved: the next prompt decides again.
@@ -174,7 +215,19 @@ pub async fn deliver(deps: &impl Deliverer, action_id: &ActionId, key: &str) -> 
     }
     let claimed = Stored { value: claimed, version: intent.expect().next_version() };
 
-    let composed = compose(deps, &action, settings.as_ref(), &zone, intent.kind, &token, &unsubscribe_token).await?;
+    // Ours now: whatever stops it before a send is a failure, tried again later.
+    let composed =
+        match compose(deps, &action, settings.as_ref(), &zone, intent.kind, &tokens, &unsubscribe_token).await {
+            Ok(composed) => composed,
+            Err(e) => {
+                let retry = claimed.value.failed(now);
+                if retry.done.is_some() {
+                    deps.metrics().signal(MoneySignal::MessageFailed, Some((action.clinic_id(), action_id)));
+                }
+                record(deps, &claimed, retry, &[]).await?;
+                return Err(e);
+            }
+        };
     let mut outcome = claimed.value.clone();
     let mut sent = Vec::new();
     let mut unavailable = false;
@@ -184,9 +237,9 @@ pub async fn deliver(deps: &impl Deliverer, action_id: &ActionId, key: &str) -> 
                 (Some(email), Some(_)) => deps.messenger().send_email(email).await,
                 _ => Err(MessagingError::Rejected("no email to send".into())),
             },
-            Channel::Sms => match &action.contacts().sms {
-                Some(to) => deps.messenger().send_sms(&sms(&action, to, &composed.sms)).await,
-                None => Err(MessagingError::Rejected("no number".into())),
+            Channel::Sms => match (&composed.sms, &action.contacts().sms) {
+                (Some(text), Some(to)) => deps.messenger().send_sms(&sms(&action, to, text)).await,
+                _ => Err(MessagingError::Rejected("no text to send".into())),
             },
         };
         match result {
@@ -196,11 +249,13 @@ pub async fn deliver(deps: &impl Deliverer, action_id: &ActionId, key: &str) -> 
                 outcome = outcome.with_outcome(sent_on, &channels);
                 sent.push(*channel);
             }
-            Err(MessagingError::Rejected(why)) => {
-                tracing::warn!(channel = channel.as_str(), why = %why, "a message was refused");
+            Err(e @ (MessagingError::Rejected(_) | MessagingError::Unknown(_))) => {
+                // The error carries the service's code, never the address or number.
+                tracing::warn!(channel = channel.as_str(), error = %e, "a message was not sent, and is not tried again");
                 deps.metrics().signal(MoneySignal::MessageFailed, Some((action.clinic_id(), action_id)));
-                let skipped = ChannelOutcome::Skipped { channel: *channel, reason: "rejected".into() };
-                outcome = outcome.with_outcome(skipped, &channels);
+                let reason = if matches!(e, MessagingError::Unknown(_)) { "unknown" } else { "rejected" };
+                outcome = outcome
+                    .with_outcome(ChannelOutcome::Skipped { channel: *channel, reason: reason.into() }, &channels);
             }
             Err(e @ MessagingError::Unavailable(_)) => {
                 tracing::warn!(channel = channel.as_str(), error = %e, "messaging unavailable; tried again later");
@@ -216,10 +271,21 @@ pub async fn deliver(deps: &impl Deliverer, action_id: &ActionId, key: &str) -> 
     Ok(if unavailable && sent.is_empty() { Delivered::Failed } else { Delivered::Sent(sent) })
 }
 
-/// Writes what became of a message that went nowhere (or not now).
-async fn finish(deps: &impl HasStore, intent: &Stored<MessageIntent>, next: MessageIntent) -> Result<(), AppError> {
-    match deps.store().commit(vec![Write::Message { intent: next, expect: intent.expect() }]).await {
-        // Another deliverer got there first: its word stands.
+/// Writes what became of a message that went nowhere (or not now). A receipt
+/// settled for good, sent or not, takes the address off its action.
+async fn settle(deps: &impl HasStore, intent: &Stored<MessageIntent>, next: MessageIntent) -> Result<(), AppError> {
+    let mut writes = Vec::new();
+    if next.kind == MessageKind::Receipt && next.done.is_some() {
+        if let Some(action) = deps.store().get_action(&intent.clinic_id, &intent.action_id).await? {
+            if !action.contacts().is_empty() {
+                writes.push(Write::Action { action: action.receipt_settled(), expect: action.expect() });
+            }
+        }
+    }
+    writes.push(Write::Message { intent: next, expect: intent.expect() });
+    match deps.store().commit(writes).await {
+        // Another deliverer (or the action's own change) got there first: the
+        // next prompt decides again.
         Ok(()) | Err(crate::ports::StoreError::Conflict) => Ok(()),
         Err(e) => Err(e.into()),
     }
@@ -245,8 +311,11 @@ async fn record(
             let event = ActionEvent::MessageSent { key: claimed.key.clone(), kind: claimed.kind, channel: *channel };
             action = action.apply(&event, deps.clock().now(), &Actor::Messages)?.action;
         }
+        if claimed.kind == MessageKind::Receipt && outcome.done.is_some() {
+            action = action.receipt_settled();
+        }
         let mut writes = vec![Write::Message { intent: outcome.clone(), expect: claimed.expect() }];
-        if !sent.is_empty() {
+        if action != current.value {
             writes.push(Write::Action { action, expect: current.expect() });
         }
         match deps.store().commit(writes).await {
@@ -265,10 +334,11 @@ async fn record(
 }
 
 /// A message in the patient's language, from the clinic, with the amount and
-/// the link: nothing of health (no service, description or provider).
+/// a link (each channel its own): nothing of health (no service, description
+/// or provider).
 struct Composed {
     email: Option<Email>,
-    sms: String,
+    sms: Option<String>,
 }
 
 async fn compose(
@@ -277,7 +347,7 @@ async fn compose(
     settings: Option<&PaymentSettings>,
     zone: &visitpay_domain::ClinicTimeZone,
     kind: MessageKind,
-    token: &str,
+    tokens: &[(Channel, String)],
     unsubscribe_token: &str,
 ) -> Result<Composed, AppError> {
     let words = texts::words(action.locale());
@@ -286,42 +356,54 @@ async fn compose(
         .and_then(|s| s.receipt_issuer.legal_name.clone())
         .or_else(|| action.terms().receipt_issuer.as_ref().and_then(|i| i.legal_name.clone()))
         .unwrap_or_else(|| action.label().to_owned());
+    // A name is one line: it goes into the subject and the sender's name.
+    let clinic: String = clinic.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let amount = texts::money(action.total().amount, action.currency(), action.locale());
     let links = &deps.config().patient_links;
-    let link = match kind {
-        MessageKind::Receipt => format!("{}/receipt", links.link(token)),
-        _ => links.link(token),
+    let link_for = |channel: Channel| {
+        tokens.iter().find(|(c, _)| *c == channel).map(|(_, token)| match kind {
+            MessageKind::Receipt => format!("{}/receipt", links.link(token)),
+            _ => links.link(token),
+        })
     };
     let until = texts::date(action.expires_at(), action.locale(), zone);
     let unsubscribe = links.unsubscribe_url(unsubscribe_token);
-    let vars = [("clinic", clinic.as_str()), ("amount", &amount), ("link", &link), ("until", &until)];
     let (subject, body, sms) = match kind {
         MessageKind::Link => (m.link_subject, m.link_email, m.link_sms),
         MessageKind::Reminder => (m.reminder_subject, m.reminder_email, m.reminder_sms),
         MessageKind::Receipt => (m.receipt_subject, m.receipt_email, ""),
     };
-    let mut attachments = Vec::new();
-    if kind == MessageKind::Receipt {
-        let document = receipt::document(&receipt::of_action(deps, action, None).await?);
-        let bytes = deps.pdf().render(&document).map_err(|e| AppError::Inconsistent(e.to_string()))?;
-        attachments.push(Attachment {
-            filename: format!("{}-{}.pdf", m.receipt_file, document.number),
-            content_type: "application/pdf".into(),
-            bytes,
-        });
-    }
-    let footer = fill(m.email_footer, &[("clinic", clinic.as_str()), ("unsubscribe", &unsubscribe)]);
-    let email = action.contacts().email.clone().map(|to| Email {
-        clinic_id: action.clinic_id().clone(),
-        action_id: action.action_id().clone(),
-        to,
-        from_name: clinic.clone(),
-        subject: fill(subject, &vars),
-        text: format!("{}\n\n--\n{footer}\n", fill(body, &vars)),
-        attachments,
-        unsubscribe_url: unsubscribe,
-    });
-    Ok(Composed { email, sms: fill(sms, &vars) })
+    let fill_with = |text: &str, link: &str| {
+        fill(text, &[("clinic", clinic.as_str()), ("amount", &amount), ("link", link), ("until", &until)])
+    };
+    let email = match (link_for(Channel::Email), action.contacts().email.clone()) {
+        (Some(link), Some(to)) => {
+            let mut attachments = Vec::new();
+            if kind == MessageKind::Receipt {
+                let document = receipt::document(&receipt::of_action(deps, action, None).await?);
+                let bytes = deps.pdf().render(&document).map_err(|e| AppError::Inconsistent(e.to_string()))?;
+                attachments.push(Attachment {
+                    filename: format!("{}-{}.pdf", m.receipt_file, document.number),
+                    content_type: "application/pdf".into(),
+                    bytes,
+                });
+            }
+            let footer = fill(m.email_footer, &[("clinic", clinic.as_str()), ("unsubscribe", &unsubscribe)]);
+            Some(Email {
+                clinic_id: action.clinic_id().clone(),
+                action_id: action.action_id().clone(),
+                to,
+                from_name: clinic.clone(),
+                subject: fill_with(subject, &link),
+                text: format!("{}\n\n--\n{footer}\n", fill_with(body, &link)),
+                attachments,
+                unsubscribe_url: unsubscribe.clone(),
+            })
+        }
+        _ => None,
+    };
+    let sms = link_for(Channel::Sms).filter(|_| !sms.is_empty()).map(|link| fill_with(sms, &link));
+    Ok(Composed { email, sms })
 }
 
 fn sms(action: &Action, to: &PhoneNumber, text: &str) -> Sms {
@@ -335,9 +417,9 @@ fn sms(action: &Action, to: &PhoneNumber, text: &str) -> Sms {
 
 /// A text from a patient (the SMS service's two-way channel; locally,
 /// `POST /_local/sms/inbound`): STOP (and the carriers' other words) stops
-/// every further text to that number from the clinic that last texted it
-/// (from every clinic when that is not known); START undoes it. Anything
-/// else is not ours to read.
+/// every further text to that number, from every clinic: they all text from
+/// the same number, which is the one the patient answers and the carrier
+/// stops. START undoes it. Anything else is not ours to read.
 #[instrument(skip_all)]
 pub async fn sms_received(
     deps: &(impl HasStore + HasClock),
@@ -345,18 +427,16 @@ pub async fn sms_received(
     body: &str,
 ) -> Result<Option<bool>, AppError> {
     let Some(opted_out) = visitpay_domain::messaging::sms_keyword(body) else { return Ok(None) };
-    let digest = from.digest();
-    let clinic = deps.store().last_sms_clinic(&digest).await?;
     let record = OptOut {
-        clinic_id: clinic.clone(),
+        clinic_id: None,
         channel: Channel::Sms,
-        digest,
+        digest: from.digest(),
         opted_out,
         at: deps.clock().now(),
         source: "sms_keyword",
     };
     deps.store().commit(vec![Write::OptOut(record)]).await?;
-    tracing::info!(opted_out, clinic_known = clinic.is_some(), "a patient's word on texts recorded");
+    tracing::info!(opted_out, "a patient's word on texts recorded");
     Ok(Some(opted_out))
 }
 

@@ -37,6 +37,17 @@ impl SesSnsMessenger {
     pub fn new(ses: aws_sdk_sesv2::Client, sns: aws_sdk_sns::Client, settings: SenderSettings) -> Self {
         SesSnsMessenger { ses, sns, settings }
     }
+
+    /// Its clients from the function's SDK configuration, without the SDK's
+    /// retries: neither SES's SendEmail nor SNS's Publish takes an
+    /// idempotency token, so an attempt retried after a timeout may deliver
+    /// twice. A failure goes back to the message, which decides (`classify`).
+    pub fn from_sdk(sdk: &aws_config::SdkConfig, settings: SenderSettings) -> Self {
+        let no_retries = aws_config::retry::RetryConfig::disabled();
+        let ses = aws_sdk_sesv2::config::Builder::from(sdk).retry_config(no_retries.clone()).build();
+        let sns = aws_sdk_sns::config::Builder::from(sdk).retry_config(no_retries).build();
+        Self::new(aws_sdk_sesv2::Client::from_conf(ses), aws_sdk_sns::Client::from_conf(sns), settings)
+    }
 }
 
 /// The email as MIME: plain text in UTF-8, attachments, one-click unsubscribe.
@@ -51,40 +62,68 @@ pub fn mime(email: &Email, from_address: &str) -> Result<Vec<u8>, MessagingError
     for a in &email.attachments {
         builder = builder.attachment(a.content_type.as_str(), a.filename.as_str(), a.bytes.as_slice());
     }
-    builder.write_to_vec().map_err(|e| MessagingError::Rejected(format!("the email could not be written: {e}")))
+    builder.write_to_vec().map_err(|_| MessagingError::Rejected("mime_not_written".into()))
 }
 
-/// SES's and SNS's refusals that sending again cannot change; anything
-/// else (throttling, an outage, a network error) may pass later.
-fn classify<E, R>(e: SdkError<E, R>) -> MessagingError
+/// What a failed call means for the message, from the SDK's error: its
+/// kind, and for an answer, the service's error code. Never its message text,
+/// which may name the address or the number.
+///
+/// - An answer from the service: a refusal of the recipient (`recipient`,
+///   e.g. SES's `MessageRejected`) is final; any other (throttling, an
+///   outage, a set-up the deployment must fix, such as an unverified
+///   identity or a missing configuration set) is tried again later, and
+///   given up on with an alarm after eight tries.
+/// - No answer after the request may have gone (a timeout, a response lost
+///   or unreadable): it may have been sent, so it is never sent again.
+/// - The request never left (it could not be built, the service could not be
+///   reached): tried again later.
+fn classify<E, R>(e: SdkError<E, R>, recipient: impl Fn(&str, &str) -> bool) -> MessagingError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    const REFUSED: &[&str] = &[
-        "MessageRejected",
-        "BadRequestException",
-        "NotFoundException",
-        "MailFromDomainNotVerifiedException",
-        "InvalidParameter",
-        "InvalidParameterValue",
-        "InvalidParameterException",
-        "OptedOutException",
-    ];
-    match e.code() {
-        Some(code) if REFUSED.contains(&code) => {
-            MessagingError::Rejected(format!("{code}: {}", e.message().unwrap_or_default()))
+    match &e {
+        SdkError::ServiceError(service) => {
+            let error = service.err();
+            let code = error.code().unwrap_or("no_code").to_owned();
+            if recipient(&code, error.message().unwrap_or_default()) {
+                MessagingError::Rejected(code)
+            } else {
+                MessagingError::Unavailable(code)
+            }
         }
-        _ => MessagingError::Unavailable(Box::new(e)),
+        SdkError::TimeoutError(_) => MessagingError::Unknown("timeout".into()),
+        SdkError::ResponseError(_) => MessagingError::Unknown("unreadable_response".into()),
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => MessagingError::Unknown("timeout".into()),
+        SdkError::DispatchFailure(_) => MessagingError::Unavailable("unreachable".into()),
+        SdkError::ConstructionFailure(_) => MessagingError::Unavailable("request_not_built".into()),
+        _ => MessagingError::Unavailable("sdk_error".into()),
     }
+}
+
+/// SES refuses the message for its recipient (a suppressed address, a
+/// sandbox's unverified one): `MessageRejected` (SES API v2 reference,
+/// SendEmail errors).
+fn ses_refuses_recipient(code: &str, _message: &str) -> bool {
+    code == "MessageRejected"
+}
+
+/// SNS refuses the number itself: `InvalidParameter` naming `PhoneNumber`
+/// (a number it cannot text). Other invalid parameters are the deployment's
+/// (an origination identity), to fix and retry.
+fn sns_refuses_recipient(code: &str, message: &str) -> bool {
+    code == "InvalidParameter" && message.contains("PhoneNumber")
 }
 
 #[async_trait]
 impl Messenger for SesSnsMessenger {
     async fn send_email(&self, email: &Email) -> Result<String, MessagingError> {
         let data = mime(email, &self.settings.from_address)?;
-        let raw =
-            RawMessage::builder().data(Blob::new(data)).build().map_err(|e| MessagingError::Rejected(e.to_string()))?;
+        let raw = RawMessage::builder()
+            .data(Blob::new(data))
+            .build()
+            .map_err(|_| MessagingError::Rejected("raw_message".into()))?;
         let sent = self
             .ses
             .send_email()
@@ -94,7 +133,7 @@ impl Messenger for SesSnsMessenger {
             .set_configuration_set_name(self.settings.configuration_set.clone())
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(|e| classify(e, ses_refuses_recipient))?;
         Ok(sent.message_id.unwrap_or_default())
     }
 
@@ -104,7 +143,7 @@ impl Messenger for SesSnsMessenger {
                 .data_type("String")
                 .string_value(value)
                 .build()
-                .map_err(|e| MessagingError::Rejected(e.to_string()))
+                .map_err(|_| MessagingError::Rejected("message_attribute".into()))
         };
         let mut publish = self
             .sns
@@ -115,7 +154,7 @@ impl Messenger for SesSnsMessenger {
         if let Some(origination) = &self.settings.sms_origination {
             publish = publish.message_attributes("AWS.MM.SMS.OriginationNumber", attribute(origination)?);
         }
-        let sent = publish.send().await.map_err(classify)?;
+        let sent = publish.send().await.map_err(|e| classify(e, sns_refuses_recipient))?;
         Ok(sent.message_id.unwrap_or_default())
     }
 }

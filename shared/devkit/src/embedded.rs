@@ -37,7 +37,6 @@ struct Tables {
     messages: BTreeMap<(ActionId, String), Stored<MessageIntent>>,
     /// By (clinic, or every clinic), channel and digest.
     opt_outs: HashMap<(Option<ClinicId>, Channel, String), OptOut>,
-    last_sms: HashMap<String, ClinicId>,
     unsubscribe: HashMap<String, UnsubscribeLink>,
 }
 
@@ -275,10 +274,6 @@ impl MessageStore for EmbeddedStore {
             .any(|scope| t.opt_outs.get(&(scope, channel, digest.to_owned())).is_some_and(|o| o.opted_out)))
     }
 
-    async fn last_sms_clinic(&self, phone_digest: &str) -> Result<Option<ClinicId>, StoreError> {
-        Ok(self.lock().last_sms.get(phone_digest).cloned())
-    }
-
     async fn get_unsubscribe(&self, token_hash: &str) -> Result<Option<UnsubscribeLink>, StoreError> {
         Ok(self.lock().unsubscribe.get(token_hash).cloned())
     }
@@ -320,7 +315,7 @@ impl Commit for EmbeddedStore {
                     check(*expect, t.messages.get(&key).map(|m| m.version))?
                 }
                 Write::Unsubscribe(link) => check(Expect::Absent, t.unsubscribe.get(&link.token_hash).map(|_| 0))?,
-                Write::OptOut(_) | Write::LastSms { .. } => {}
+                Write::OptOut(_) => {}
             }
         }
         let moved = followed.iter().map(|i| items::invoice_item(i, i.version));
@@ -365,9 +360,6 @@ impl Commit for EmbeddedStore {
                 }
                 Write::OptOut(o) => {
                     t.opt_outs.insert((o.clinic_id.clone(), o.channel, o.digest.clone()), o);
-                }
-                Write::LastSms { phone_digest, clinic_id, .. } => {
-                    t.last_sms.insert(phone_digest, clinic_id);
                 }
                 Write::Unsubscribe(link) => {
                     t.unsubscribe.insert(link.token_hash.clone(), link);

@@ -17,8 +17,8 @@ pub mod status_event;
 
 pub use action::{
     Action, ActionEvent, ActionLine, ActionParts, ActionStatus, Actor, Applied, Checkout, Checkouts, Checks, Disputes,
-    History, HistoryEntry, LatePayment, LatePayments, NewAction, OpenSession, Outcome, Payment, RefundAttempt, Refunds,
-    SessionsClosed, Terms,
+    History, HistoryEntry, LatePayment, LatePayments, MessageLink, NewAction, OpenSession, Outcome, Payment,
+    RefundAttempt, Refunds, SessionsClosed, Terms,
 };
 pub use charge::{Charged, DisputeRecord, DisputeStatus, PaymentMethod, RefundRecord, RefundState};
 pub use contact::{Channel, Contacts, EmailAddress, PhoneNumber};

@@ -184,6 +184,11 @@ pub struct MessageIntent {
     pub outcomes: Vec<ChannelOutcome>,
     /// Deliveries that failed (SES or SNS unavailable); the next waits longer.
     pub failures: u32,
+    /// Claimed by a deliverer that may be sending it now. Found still set
+    /// once the claim ran out, the deliverer stopped between sending and
+    /// recording: whether it went out cannot be known, and it is not sent
+    /// again (at most once: a patient never gets the same message twice).
+    pub sending: bool,
 }
 
 impl MessageIntent {
@@ -198,6 +203,7 @@ impl MessageIntent {
             done: None,
             outcomes: Vec::new(),
             failures: 0,
+            sending: false,
         }
     }
 
@@ -212,7 +218,7 @@ impl MessageIntent {
 
     /// Ended, with `why`.
     pub fn finish(&self, why: &str) -> MessageIntent {
-        MessageIntent { done: Some(why.to_owned()), ..self.clone() }
+        MessageIntent { done: Some(why.to_owned()), sending: false, ..self.clone() }
     }
 
     /// Waits until `until` (the end of quiet hours).
@@ -220,20 +226,32 @@ impl MessageIntent {
         MessageIntent { due_at: until, ..self.clone() }
     }
 
-    /// A delivery that failed: tried again after a backoff that doubles
-    /// (from a minute, at most an hour); given up after 8 in a row.
+    /// Claimed until `until` by a deliverer about to send it.
+    pub fn claim(&self, until: Timestamp) -> MessageIntent {
+        MessageIntent { due_at: until, sending: true, ..self.clone() }
+    }
+
+    /// Whether a deliverer claimed it and stopped before recording what it
+    /// sent (its claim ran out at `now`).
+    pub fn abandoned(&self, now: Timestamp) -> bool {
+        self.sending && self.is_pending() && self.due_at <= now
+    }
+
+    /// A delivery that failed with nothing sent: tried again after a backoff
+    /// that doubles (2, 4, 8… minutes, at most an hour); given up after 8 in a row.
     pub fn failed(&self, now: Timestamp) -> MessageIntent {
         let failures = self.failures.saturating_add(1);
         if failures >= 8 {
-            return MessageIntent { failures, done: Some("failed".into()), ..self.clone() };
+            return MessageIntent { failures, done: Some("failed".into()), sending: false, ..self.clone() };
         }
         let backoff = time::Duration::minutes(1 << failures.min(6)).min(time::Duration::hours(1));
-        MessageIntent { failures, due_at: now + backoff, ..self.clone() }
+        MessageIntent { failures, due_at: now + backoff, sending: false, ..self.clone() }
     }
 
     /// `outcome` recorded (a channel tried); done once every channel is.
     pub fn with_outcome(&self, outcome: ChannelOutcome, channels: &[Channel]) -> MessageIntent {
         let mut next = self.clone();
+        next.sending = false;
         next.outcomes.retain(|o| o.channel() != outcome.channel());
         next.outcomes.push(outcome);
         if channels.iter().all(|c| next.settled(*c)) {
@@ -244,12 +262,13 @@ impl MessageIntent {
     }
 }
 
-/// A patient's word that a clinic (or, when it cannot be told which, every
-/// clinic) must stop messaging an address or a number, kept by its digest.
-/// `opted_out: false` is the word to start again (`START`).
+/// A patient's word that a clinic (or every clinic) must stop messaging an
+/// address or a number, kept by its digest. `opted_out: false` is the word
+/// to start again (`START`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptOut {
-    /// `None`: every clinic (an SMS reply whose clinic is unknown).
+    /// `None`: every clinic. A text's STOP is: every clinic texts from the
+    /// same number, so the carrier and the patient see one sender.
     pub clinic_id: Option<ClinicId>,
     pub channel: Channel,
     pub digest: String,

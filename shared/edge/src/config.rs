@@ -148,7 +148,7 @@ pub fn messenger(sdk: &aws_config::SdkConfig, settings: &LambdaSettings) -> Resu
         configuration_set: settings.ses_configuration_set.clone(),
         sms_origination: settings.sms_origination.clone(),
     };
-    Ok(Arc::new(SesSnsMessenger::new(aws_sdk_sesv2::Client::new(sdk), aws_sdk_sns::Client::new(sdk), sender)))
+    Ok(Arc::new(SesSnsMessenger::from_sdk(sdk, sender)))
 }
 
 /// Each function's ports, decided here once and at compile time (a function

@@ -4,7 +4,6 @@
 
 use async_trait::async_trait;
 
-use super::BoxError;
 use visitpay_domain::{ActionId, ClinicId, EmailAddress, PhoneNumber};
 
 /// A file attached to an email.
@@ -40,16 +39,23 @@ pub struct Sms {
     pub text: String,
 }
 
+/// Why a message did not go. Each carries the service's error code or a
+/// kind of failure, never its message text: SES and SNS echo the address or
+/// the number there, and these end up in logs.
 #[derive(Debug, thiserror::Error)]
 pub enum MessagingError {
-    /// The service could not take it now (throttling, an outage): tried
-    /// again later.
-    #[error("messaging unavailable: {}", super::ErrorChain(&**.0))]
-    Unavailable(#[source] BoxError),
-    /// The service refused this message (an address it suppresses, a number
-    /// it cannot reach): sending it again will not help.
-    #[error("the message was refused: {0}")]
+    /// Not sent, and the service said so (throttling, an outage, a
+    /// deployment's set-up to fix): tried again later.
+    #[error("messaging unavailable ({0})")]
+    Unavailable(String),
+    /// The service refused this message for its recipient (an address it
+    /// suppresses, a number it cannot text): sending it again will not help.
+    #[error("the message was refused ({0})")]
     Rejected(String),
+    /// No answer (a timeout, a lost response): it may have gone out. Never
+    /// sent again, so that the patient never gets it twice.
+    #[error("no answer from the messaging service ({0}): the message may have gone out")]
+    Unknown(String),
 }
 
 #[async_trait]

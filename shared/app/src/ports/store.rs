@@ -115,13 +115,6 @@ pub enum Write {
     },
     /// A patient's latest word on being messaged (`Expect::Any`).
     OptOut(OptOut),
-    /// Which clinic last texted a number (its digest), so a STOP reply
-    /// reaches that clinic (`Expect::Any`).
-    LastSms {
-        phone_digest: String,
-        clinic_id: ClinicId,
-        at: Timestamp,
-    },
     /// An email's unsubscribe link; always created, never replaced.
     Unsubscribe(UnsubscribeLink),
 }
@@ -241,8 +234,6 @@ pub trait MessageStore: Send + Sync {
     /// Whether the patient at `digest` opted out of `channel` from this
     /// clinic, or from every clinic.
     async fn opted_out(&self, clinic: &ClinicId, channel: Channel, digest: &str) -> Result<bool, StoreError>;
-    /// The clinic that last texted this number, if any.
-    async fn last_sms_clinic(&self, phone_digest: &str) -> Result<Option<ClinicId>, StoreError>;
     /// An unsubscribe link, by its token's hash.
     async fn get_unsubscribe(&self, token_hash: &str) -> Result<Option<UnsubscribeLink>, StoreError>;
 }

@@ -85,9 +85,6 @@ pub fn put_item(write: &Write) -> Option<(Item, Expect)> {
         Write::StrayPayment(stray) => (stray_payment_item(stray), Expect::Absent),
         Write::Message { intent, expect } => (messages::message_item(intent, expect.next_version()), *expect),
         Write::OptOut(opt_out) => (messages::opt_out_item(opt_out), Expect::Any),
-        Write::LastSms { phone_digest, clinic_id, at } => {
-            (messages::last_sms_item(phone_digest, clinic_id, *at), Expect::Any)
-        }
         Write::Unsubscribe(link) => (messages::unsubscribe_item(link), Expect::Absent),
     })
 }

@@ -31,7 +31,6 @@ pub const ACTION_SK: &str = "ACTION";
 pub const PAYMENT_SK: &str = "PAYMENT";
 pub const IDEMPOTENCY_SK: &str = "IDEMPOTENCY";
 pub const STRAY_SK: &str = "STRAY";
-pub const LAST_SK: &str = "LAST";
 pub const UNSUBSCRIBE_SK: &str = "UNSUB";
 /// Message items sort under their action: `MESSAGE#<key>`.
 pub const MESSAGE_PREFIX: &str = "MESSAGE#";
@@ -132,11 +131,6 @@ pub fn opt_out(clinic: Option<&ClinicId>, channel: &str, digest: &str) -> (Strin
         None => "OPTOUT#ANY".to_owned(),
     };
     (pk, format!("{channel}#{digest}"))
-}
-
-/// The clinic that last texted a number (by its digest).
-pub fn last_sms(phone_digest: &str) -> (String, String) {
-    (format!("SMSTO#{phone_digest}"), LAST_SK.into())
 }
 
 /// An unsubscribe link, by its token's hash.

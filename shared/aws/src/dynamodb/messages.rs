@@ -15,8 +15,6 @@ use visitpay_domain::{
 
 /// A message's item is kept this long once it is done: what was sent, when.
 const DONE_MESSAGE_DAYS: i64 = 90;
-/// Which clinic last texted a number matters while a reply may come.
-const LAST_SMS_DAYS: i64 = 90;
 
 /// A message's item.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +33,8 @@ pub struct MessageRecord {
     pub outcomes: Vec<ChannelOutcome>,
     #[serde(default)]
     pub failures: u32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sending: bool,
     pub version: u64,
 }
 
@@ -50,6 +50,7 @@ impl MessageRecord {
             done: m.done.clone(),
             outcomes: m.outcomes.clone(),
             failures: m.failures,
+            sending: m.sending,
             version,
         }
     }
@@ -68,6 +69,7 @@ impl From<MessageRecord> for Stored<MessageIntent> {
                 done: r.done,
                 outcomes: r.outcomes,
                 failures: r.failures,
+                sending: r.sending,
             },
             version: r.version,
         }
@@ -109,19 +111,6 @@ pub fn opt_out_item(o: &OptOut) -> Item {
         source: o.source.to_owned(),
     };
     encode(&record, keys::opt_out(o.clinic_id.as_ref(), o.channel.as_str(), &o.digest))
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LastSmsRecord {
-    pub clinic_id: ClinicId,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: Timestamp,
-}
-
-pub fn last_sms_item(phone_digest: &str, clinic_id: &ClinicId, at: Timestamp) -> Item {
-    let mut item = encode(&LastSmsRecord { clinic_id: clinic_id.clone(), at }, keys::last_sms(phone_digest));
-    item.insert(keys::TTL.into(), epoch(at + time::Duration::days(LAST_SMS_DAYS)));
-    item
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,11 +170,6 @@ impl MessageStore for DynamoStore {
             }
         }
         Ok(false)
-    }
-
-    async fn last_sms_clinic(&self, phone_digest: &str) -> Result<Option<ClinicId>, StoreError> {
-        let found: Option<LastSmsRecord> = self.get(keys::last_sms(phone_digest)).await?;
-        Ok(found.map(|r| r.clinic_id))
     }
 
     async fn get_unsubscribe(&self, token_hash: &str) -> Result<Option<UnsubscribeLink>, StoreError> {

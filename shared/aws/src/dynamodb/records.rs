@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use visitpay_app::ports::Stored;
 use visitpay_domain::action::{
     ActionParts, ActionStatus, Checkout, Checkouts, Checks, Disputes, History, HistoryEntry, LatePayment, LatePayments,
-    Messages, OpenSession, Payment, RefundAttempt, Refunds, Terms,
+    MessageLink, Messages, OpenSession, Payment, RefundAttempt, Refunds, Terms,
 };
 use visitpay_domain::invoice::InvoiceParts;
 use visitpay_domain::settings::DEFAULT_RECEIPT_DAYS;
@@ -74,7 +74,7 @@ pub struct ActionRecord {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub link_sends: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub message_links: Vec<String>,
+    pub message_links: Vec<MessageLink>,
     pub checkout_attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkout: Option<Checkout>,
@@ -159,7 +159,7 @@ impl ActionRecord {
             reminder_hours: terms.reminder_hours.clone(),
             contacts: action.contacts().clone(),
             link_sends: action.messages().link_sends(),
-            message_links: action.messages().link_hashes().to_vec(),
+            message_links: action.messages().links().to_vec(),
             checkout_attempts: checkout.attempts(),
             checkout: checkout.current().cloned(),
             open_sessions: checkout.open().to_vec(),

@@ -13,25 +13,33 @@ use crate::{Channel, ClinicTimeZone, Contacts, DomainError, Timestamp};
 /// one per message (the link, its sends again, reminders, the receipt).
 pub const MAX_MESSAGE_LINKS: usize = 1 + MAX_LINK_SENDS as usize + crate::messaging::MAX_REMINDERS + 2;
 
+/// A link a message carried: the SHA-256 of its token (each message, on
+/// each channel, its own token, minted as it is sent; never stored), and the
+/// channel it went by, so that replacing an address or a number takes back
+/// the links it was sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MessageLink {
+    pub channel: Channel,
+    pub hash: String,
+}
+
 /// What was sent to the patient, and the links messages carry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Messages {
     /// How many times the link was sent (its intents are `link-1`…).
     pub(crate) link_sends: u32,
-    /// SHA-256 of each link a message carried (each message its own token,
-    /// minted as it is sent; never stored).
-    pub(crate) link_hashes: Vec<String>,
+    pub(crate) links: Vec<MessageLink>,
 }
 
 impl Messages {
-    pub fn new(link_sends: u32, link_hashes: Vec<String>) -> Self {
-        Messages { link_sends, link_hashes }
+    pub fn new(link_sends: u32, links: Vec<MessageLink>) -> Self {
+        Messages { link_sends, links }
     }
     pub fn link_sends(&self) -> u32 {
         self.link_sends
     }
-    pub fn link_hashes(&self) -> &[String] {
-        &self.link_hashes
+    pub fn links(&self) -> &[MessageLink] {
+        &self.links
     }
 }
 
@@ -62,12 +70,14 @@ impl Action {
     }
 
     /// Staff send the link (again), to `contacts` as given now (replacing
-    /// what the action had, channel by channel). Refused once the action can
-    /// no longer be paid, without anyone to send to, or past the bound.
+    /// what the action had, channel by channel: an address or number
+    /// replaced loses the links it was sent, a typo's stranger included).
+    /// Refused once the action can no longer be paid, without anyone to send
+    /// to, or past the bound.
     pub fn send_link(&self, contacts: &Contacts, now: Timestamp) -> Result<(Action, MessageIntent), DomainError> {
         self.payable(now)?;
-        let contacts = self.contacts.updated(contacts);
-        if contacts.is_empty() {
+        let updated = self.contacts.updated(contacts);
+        if updated.is_empty() {
             return Err(DomainError::NoContact);
         }
         let sends = self.messages.link_sends;
@@ -75,7 +85,12 @@ impl Action {
             return Err(DomainError::TooManySends(sends));
         }
         let mut next = self.clone();
-        next.contacts = contacts;
+        let replaced = |channel| match channel {
+            Channel::Email => self.contacts.email.is_some() && updated.email != self.contacts.email,
+            Channel::Sms => self.contacts.sms.is_some() && updated.sms != self.contacts.sms,
+        };
+        next.messages.links.retain(|link| !replaced(link.channel));
+        next.contacts = updated;
         next.messages.link_sends = sends + 1;
         let key = format!("link-{}", sends + 1);
         let intent = MessageIntent::new(self.clinic_id.clone(), self.action_id.clone(), key, MessageKind::Link, now);
@@ -97,16 +112,18 @@ impl Action {
     }
 
     /// What a due message may do now: the link and reminders only while the
-    /// action can be paid, and never inside the clinic's quiet hours (a
-    /// link staff just sent goes at once: the patient is with them); the
-    /// receipt once paid, by email. Opt-outs are the deliverer's to check.
-    pub fn plan(&self, kind: MessageKind, now: Timestamp, quiet: &QuietHours, zone: &ClinicTimeZone) -> Plan {
+    /// action can be paid, and never inside the clinic's quiet hours (a link
+    /// staff just sent goes at once, the patient being with them; not one
+    /// that failed and comes back later); the receipt once paid, by email.
+    /// Opt-outs are the deliverer's to check.
+    pub fn plan(&self, intent: &MessageIntent, now: Timestamp, quiet: &QuietHours, zone: &ClinicTimeZone) -> Plan {
+        let kind = intent.kind;
         match kind {
             MessageKind::Link | MessageKind::Reminder => {
                 if self.payable(now).is_err() {
                     return Plan::Skip("no_longer_payable");
                 }
-                if kind == MessageKind::Reminder {
+                if kind == MessageKind::Reminder || intent.failures > 0 {
                     let allowed = quiet.next_allowed(now, zone);
                     if allowed > now {
                         return if allowed < self.expires_at {
@@ -127,23 +144,32 @@ impl Action {
         }
     }
 
-    /// A link minted for a message (`hash` of its token) becomes valid:
-    /// written before the message is sent, so the link it carries works.
-    pub fn add_message_link(&self, hash: String) -> Action {
+    /// A link minted for a message on `channel` (`hash` of its token)
+    /// becomes valid: written before the message is sent, so the link it
+    /// carries works.
+    pub fn add_message_link(&self, channel: Channel, hash: String) -> Action {
         let mut next = self.clone();
-        if !next.messages.link_hashes.contains(&hash) {
-            next.messages.link_hashes.push(hash);
+        if !next.messages.links.iter().any(|l| l.hash == hash) {
+            next.messages.links.push(MessageLink { channel, hash });
             // Bounded: the oldest goes first.
-            let extra = next.messages.link_hashes.len().saturating_sub(MAX_MESSAGE_LINKS);
-            next.messages.link_hashes.drain(..extra);
+            let extra = next.messages.links.len().saturating_sub(MAX_MESSAGE_LINKS);
+            next.messages.links.drain(..extra);
         }
         next
     }
 
-    /// Whether a link token's hash opens this action: the visit's link, or
-    /// one a message carried.
+    /// The hashes of the link tokens that open this action: the visit's
+    /// link, and each one a message carried.
     pub fn link_hashes(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.token_hash.as_str()).chain(self.messages.link_hashes.iter().map(String::as_str))
+        std::iter::once(self.token_hash.as_str()).chain(self.messages.links.iter().map(|l| l.hash.as_str()))
+    }
+
+    /// The receipt's message is settled (sent or not): the address it went
+    /// to is kept no longer.
+    pub fn receipt_settled(&self) -> Action {
+        let mut next = self.clone();
+        next.contacts = Contacts::default();
+        next
     }
 
     /// A message went out on `channel`: the history says so (never where to).
@@ -210,6 +236,12 @@ mod tests {
         ActionEvent::MessageSent { key: kind.as_str().into(), kind, channel }
     }
 
+    /// A message of `kind` due now for the fixture action.
+    fn due(kind: MessageKind) -> MessageIntent {
+        let a = action();
+        MessageIntent::new(a.clinic_id().clone(), a.action_id().clone(), kind.as_str().into(), kind, t(0))
+    }
+
     #[test]
     fn an_action_with_contacts_calls_for_its_link_and_reminders() {
         let keys: Vec<_> = reachable(72).messages_at_assignment().into_iter().map(|i| (i.key, i.due_at)).collect();
@@ -250,24 +282,32 @@ mod tests {
         let zone = ClinicTimeZone::default();
         let quiet = QuietHours::default();
         // t(0) is 2027-01-15T08:00:00Z: 03:00 in Toronto, inside quiet hours.
-        assert!(matches!(a.plan(MessageKind::Reminder, t(0), &quiet, &zone), Plan::Defer(at) if at == t(6 * 3600)));
+        assert!(
+            matches!(a.plan(&due(MessageKind::Reminder), t(0), &quiet, &zone), Plan::Defer(at) if at == t(6 * 3600))
+        );
         assert_eq!(
-            a.plan(MessageKind::Link, t(0), &quiet, &zone),
+            a.plan(&due(MessageKind::Link), t(0), &quiet, &zone),
             Plan::Send(vec![Channel::Email, Channel::Sms]),
             "a link staff send goes at once"
         );
         assert_eq!(
-            a.plan(MessageKind::Reminder, t(6 * 3600), &quiet, &zone),
+            a.plan(&due(MessageKind::Reminder), t(6 * 3600), &quiet, &zone),
             Plan::Send(vec![Channel::Email, Channel::Sms])
         );
         let paid = step(&a, paid("cs")).action;
-        assert_eq!(paid.plan(MessageKind::Reminder, t(6 * 3600), &quiet, &zone), Plan::Skip("no_longer_payable"));
+        assert_eq!(paid.plan(&due(MessageKind::Reminder), t(6 * 3600), &quiet, &zone), Plan::Skip("no_longer_payable"));
         let cancelled = step(&a, cancel()).action;
-        assert_eq!(cancelled.plan(MessageKind::Reminder, t(6 * 3600), &quiet, &zone), Plan::Skip("no_longer_payable"));
-        assert_eq!(a.plan(MessageKind::Reminder, t(72 * 3600), &quiet, &zone), Plan::Skip("no_longer_payable"));
+        assert_eq!(
+            cancelled.plan(&due(MessageKind::Reminder), t(6 * 3600), &quiet, &zone),
+            Plan::Skip("no_longer_payable")
+        );
+        assert_eq!(a.plan(&due(MessageKind::Reminder), t(72 * 3600), &quiet, &zone), Plan::Skip("no_longer_payable"));
         // Quiet hours that end after the action does: never.
         let short = reachable(3);
-        assert_eq!(short.plan(MessageKind::Reminder, t(0), &quiet, &zone), Plan::Skip("quiet_hours"));
+        assert_eq!(short.plan(&due(MessageKind::Reminder), t(0), &quiet, &zone), Plan::Skip("quiet_hours"));
+        // A link that failed and comes back at night waits for the morning too.
+        let retried = due(MessageKind::Link).failed(t(0));
+        assert!(matches!(a.plan(&retried, t(0), &quiet, &zone), Plan::Defer(at) if at == t(6 * 3600)));
     }
 
     #[test]
@@ -282,7 +322,7 @@ mod tests {
         );
         let zone = ClinicTimeZone::default();
         assert_eq!(
-            paid.plan(MessageKind::Receipt, t(20), &QuietHours::default(), &zone),
+            paid.plan(&due(MessageKind::Receipt), t(20), &QuietHours::default(), &zone),
             Plan::Send(vec![Channel::Email])
         );
         let receipt = paid.receipt_message(t(20)).unwrap();
@@ -298,11 +338,34 @@ mod tests {
     fn message_links_open_the_action_and_are_bounded() {
         let mut a = reachable(72);
         for n in 0..MAX_MESSAGE_LINKS + 2 {
-            a = a.add_message_link(format!("hash-{n}"));
+            a = a.add_message_link(Channel::Email, format!("hash-{n}"));
         }
         let hashes: Vec<&str> = a.link_hashes().collect();
         assert_eq!(hashes.len(), 1 + MAX_MESSAGE_LINKS);
         assert_eq!(hashes[0], "h", "the visit's link stays");
         assert!(!hashes.contains(&"hash-1") && hashes.contains(&"hash-12"), "the oldest went first");
+    }
+
+    /// Staff typed the address wrong, then corrected it: the links the
+    /// stranger got open nothing any more (after payment, its receipt would
+    /// name the services); the number's links, unchanged, still work.
+    #[test]
+    fn replacing_an_address_takes_back_the_links_it_was_sent() {
+        let a = reachable(72)
+            .add_message_link(Channel::Email, "to-the-typo".into())
+            .add_message_link(Channel::Sms, "to-the-phone".into());
+        let same = a.send_link(&contacts(), t(10)).unwrap().0;
+        assert_eq!(same.link_hashes().count(), 3, "the same contacts again take nothing back");
+        let corrected = Contacts { email: Some(EmailAddress::parse("right@example.com").unwrap()), sms: None };
+        let fixed = a.send_link(&corrected, t(10)).unwrap().0;
+        let hashes: Vec<&str> = fixed.link_hashes().collect();
+        assert_eq!(hashes, ["h", "to-the-phone"]);
+    }
+
+    #[test]
+    fn a_settled_receipt_forgets_the_address_whatever_became_of_it() {
+        let paid = step(&reachable(72), paid("cs")).action;
+        assert!(paid.contacts().email.is_some());
+        assert!(paid.receipt_settled().contacts().is_empty());
     }
 }

@@ -28,7 +28,7 @@ pub use disputes::Disputes;
 pub use events::{ActionEvent, Outcome, SessionsClosed};
 pub use history::{ActionStatus, Actor, History, HistoryEntry, ROUTINE_HISTORY_HEAD, ROUTINE_HISTORY_TAIL};
 pub use late::{LatePayment, LatePayments, MAX_LATE_PAYMENTS};
-pub use messages::{Messages, MAX_MESSAGE_LINKS};
+pub use messages::{MessageLink, Messages, MAX_MESSAGE_LINKS};
 pub use refunds::{RefundAttempt, Refunds, MAX_REFUNDS, REFUND_ATTEMPT_IN_FLIGHT};
 
 use crate::invoice::InvoiceEffect;

@@ -97,9 +97,17 @@ pub(super) async fn cancel(
 pub(super) async fn send(deps: &(impl HasStore + HasClock), ctx: Ctx<'_>) -> Answer {
     let (_, clinic) = ctx.staff()?;
     let action_id = ctx.id("action_id", ActionId::parse)?;
+    let key = ctx.idempotency_key()?;
     let notify: NotifyBody = ctx.optional_body()?;
-    let action = actions::send_link(deps, clinic, &action_id, notify.contacts()?).await?;
-    Ok(json(StatusCode::ACCEPTED, &ActionView::new(&action, None)))
+    let first_answer = |action: &_| serde_json::to_string(&ActionView::new(action, None)).expect("serializable");
+    Ok(match actions::send_link(deps, clinic, &action_id, notify.contacts()?, key.as_deref(), first_answer).await? {
+        actions::LinkSent::Decided(action) => json(StatusCode::ACCEPTED, &ActionView::new(&action, None)),
+        actions::LinkSent::Replayed { body } => {
+            let mut response = json_text(StatusCode::ACCEPTED, body);
+            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
+    })
 }
 
 pub(super) async fn refund(deps: &(impl HasStore + HasClock + HasMetrics + HasPayments), ctx: Ctx<'_>) -> Answer {

@@ -21,8 +21,10 @@
 #![recursion_limit = "256"]
 
 mod api;
+mod balance;
 mod clock;
 mod error;
+mod fees;
 mod form;
 mod objects;
 mod page;
@@ -163,7 +165,8 @@ impl Emulator {
     /// Adds a connected account (as a clinic connecting its Stripe account).
     pub fn connect_account(&self, account: &str) {
         self.with_state(|state| {
-            state.accounts.insert(account.to_owned(), records::Account { connected: true });
+            let now = state.now();
+            state.accounts.insert(account.to_owned(), records::Account::ready(now));
         });
     }
 

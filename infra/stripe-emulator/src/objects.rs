@@ -318,7 +318,7 @@ pub(crate) fn refund(r: &Refund, _livemode: bool) -> Value {
     if let Some(reason) = &r.failure_reason {
         // "the attributes failure_reason and failure_balance_transaction are included" on failure.
         json["failure_reason"] = json!(reason);
-        json["failure_balance_transaction"] = json!(format!("txn_fail_{}", r.id.trim_start_matches("re_")));
+        json["failure_balance_transaction"] = json!(refund_failure_transaction(&r.id));
     }
     json
 }
@@ -398,8 +398,19 @@ fn requirements(due: &[String]) -> Value {
 
 /// A connected account (https://docs.stripe.com/api/accounts/object): a
 /// Standard account, as visitpay's clinics connect them.
-pub(crate) fn account(id: &str, account: &Account, created: i64) -> Value {
+pub(crate) fn account(id: &str, account: &Account) -> Value {
     let none: Vec<String> = Vec::new();
+    let created = account.created;
+    let past_due: Vec<String> = if account.disabled_reason.as_deref() == Some("requirements.past_due") {
+        account.requirements_due.clone()
+    } else {
+        Vec::new()
+    };
+    let mut current = requirements(&account.requirements_due);
+    current["past_due"] = json!(past_due);
+    current["eventually_due"] = json!(account.requirements_due);
+    current["disabled_reason"] = json!(account.disabled_reason);
+    let capability = if account.charges_enabled { "active" } else { "inactive" };
     json!({
         "id": id,
         "object": "account",
@@ -409,19 +420,19 @@ pub(crate) fn account(id: &str, account: &Account, created: i64) -> Value {
             "support_url": null, "url": null, "minority_owned_business_designation": null,
         },
         "business_type": "company",
-        "capabilities": {"card_payments": "active", "transfers": "active"},
-        "charges_enabled": account.connected,
+        "capabilities": {"card_payments": capability, "transfers": capability},
+        "charges_enabled": account.charges_enabled,
         "controller": {"type": "account"},
         "country": "CA",
         "created": created,
         "default_currency": "cad",
-        "details_submitted": true,
+        "details_submitted": account.details_submitted,
         "email": null,
         "external_accounts": {"data": [], "has_more": false, "object": "list", "url": format!("/v1/accounts/{id}/external_accounts")},
         "future_requirements": requirements(&none),
-        "metadata": {},
-        "payouts_enabled": account.connected,
-        "requirements": requirements(&none),
+        "metadata": account.metadata,
+        "payouts_enabled": account.payouts_enabled,
+        "requirements": current,
         "settings": {
             "branding": {"icon": null, "logo": null, "primary_color": null, "secondary_color": null},
             "card_payments": {"decline_on": {"avs_failure": false, "cvc_failure": true}, "statement_descriptor_prefix": null},
@@ -429,7 +440,79 @@ pub(crate) fn account(id: &str, account: &Account, created: i64) -> Value {
             "payments": {"statement_descriptor": null},
             "payouts": {"debit_negative_balances": true, "schedule": {"delay_days": 2, "interval": "daily"}, "statement_descriptor": null},
         },
-        "tos_acceptance": {"date": created, "ip": null, "user_agent": null},
+        "tos_acceptance": {"date": if account.details_submitted { json!(created) } else { Value::Null }, "ip": null, "user_agent": null},
         "type": "standard",
+    })
+}
+
+/// The balance transaction that gives a failed refund's money back.
+pub(crate) fn refund_failure_transaction(refund_id: &str) -> String {
+    format!("txn_fail_{}", refund_id.trim_start_matches("re_"))
+}
+
+/// An Account Link (https://docs.stripe.com/api/account_links/object).
+pub(crate) fn account_link(link: &crate::records::AccountLink, url: String) -> Value {
+    json!({"object": "account_link", "created": link.created, "expires_at": link.expires_at, "url": url})
+}
+
+/// A balance transaction (https://docs.stripe.com/api/balance_transactions/object);
+/// `source` is the id, or the expanded object.
+pub(crate) fn balance_transaction(t: &crate::records::BalanceTransaction, source: Value) -> Value {
+    let fee_details: Vec<Value> = if t.fee == 0 {
+        Vec::new()
+    } else {
+        vec![
+            json!({"amount": t.fee, "application": null, "currency": t.currency, "description": "Stripe processing fees", "type": "stripe_fee"}),
+        ]
+    };
+    json!({
+        "id": t.id,
+        "object": "balance_transaction",
+        "amount": t.amount,
+        "available_on": t.available_on,
+        "balance_type": "payments",
+        "created": t.created,
+        "currency": t.currency,
+        "description": null,
+        "exchange_rate": null,
+        "fee": t.fee,
+        "fee_details": fee_details,
+        "net": t.net(),
+        "reporting_category": t.reporting_category,
+        "source": source,
+        "status": "available",
+        "type": t.kind,
+    })
+}
+
+/// A payout (https://docs.stripe.com/api/payouts/object).
+pub(crate) fn payout(p: &crate::records::Payout, livemode: bool) -> Value {
+    json!({
+        "id": p.id,
+        "object": "payout",
+        "amount": p.amount,
+        "application_fee": null,
+        "application_fee_amount": null,
+        "arrival_date": p.arrival_date,
+        "automatic": true,
+        "balance_transaction": p.balance_transaction,
+        "created": p.created,
+        "currency": p.currency,
+        "description": "STRIPE PAYOUT",
+        "destination": "ba_emulator",
+        "failure_balance_transaction": p.failure_balance_transaction,
+        "failure_code": p.failure_code,
+        "failure_message": p.failure_code.map(|_| "The bank account has been closed."),
+        "livemode": livemode,
+        "metadata": {},
+        "method": "standard",
+        "original_payout": null,
+        "reconciliation_status": "completed",
+        "reversed_by": null,
+        "source_type": "card",
+        "statement_descriptor": null,
+        "status": p.status,
+        "trace_id": {"status": "supported", "value": null},
+        "type": "bank_account",
     })
 }

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde_json::Value;
 
+use crate::balance::AccountChange;
 use crate::form;
 use crate::records::{Outcome, Session, SessionStatus};
 use crate::Emulator;
@@ -55,6 +56,94 @@ pub(crate) async fn pay(State(emulator): State<Emulator>, Path(id): Path<String>
         Err(error) if error.status == 404 => not_found(&id),
         // Not open any more: the page explains why.
         Err(_) => Redirect::to(&page_url).into_response(),
+    }
+}
+
+/// Stripe's hosted onboarding, emulated (`GET /connect/onboarding/{link}`):
+/// an Account Link is single use and expires (the API reference: "temporary
+/// and single-use"); a used or expired one sends the person to its
+/// `refresh_url`, as Stripe does.
+pub(crate) async fn onboarding(State(emulator): State<Emulator>, Path(link): Path<String>) -> Response {
+    let base = emulator.public_base().to_owned();
+    let shown = emulator.with_state(|state| {
+        let now = state.now();
+        let link_state = state.account_links.get_mut(&link)?;
+        if link_state.used || now > link_state.expires_at {
+            return Some(Err(link_state.refresh_url.clone()));
+        }
+        link_state.used = true;
+        Some(Ok(link_state.account.clone()))
+    });
+    match shown {
+        None => (
+            StatusCode::NOT_FOUND,
+            Html(page("Onboarding link not found", "en", "<p class=\"notice\">No such link.</p>")),
+        )
+            .into_response(),
+        Some(Err(refresh_url)) => Redirect::to(&refresh_url).into_response(),
+        Some(Ok(account)) => {
+            let action = escape(&format!("{base}/connect/onboarding/{link}"));
+            let body = format!(
+                "<p class=\"badge\">Test mode</p><h1>Set up payments</h1>\
+                 <p>Account <code>{}</code>: tell Stripe about the clinic to take payments.</p>\
+                 <form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"outcome\" value=\"complete\">\
+                 <button type=\"submit\" class=\"primary\" data-outcome=\"complete\">Submit everything</button></form>\
+                 <form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"outcome\" value=\"later\">\
+                 <button type=\"submit\" data-outcome=\"later\">Leave the bank account for later</button></form>",
+                escape(&account)
+            );
+            Html(page("Stripe onboarding", "en", &body)).into_response()
+        }
+    }
+}
+
+/// The onboarding page's form (`POST /connect/onboarding/{link}`): the
+/// clinic submits everything (the account can take charges) or leaves its
+/// bank account due (it cannot, `requirements.past_due`); Stripe sends
+/// `account.updated` and the person back to the link's `return_url`.
+pub(crate) async fn onboarding_submit(
+    State(emulator): State<Emulator>,
+    Path(link): Path<String>,
+    body: Bytes,
+) -> Response {
+    let params = form::parse(&body);
+    let complete = match params.get("outcome").and_then(Value::as_str) {
+        Some("complete") => true,
+        Some("later") => false,
+        _ => return (StatusCode::BAD_REQUEST, Html("<p>Unknown outcome.</p>".to_owned())).into_response(),
+    };
+    let result = emulator.with_state(|state| {
+        let link_state = state.account_links.get_mut(&link)?;
+        // Only the page that was opened sends its form, once.
+        if !link_state.used || link_state.submitted {
+            return Some(Err(link_state.refresh_url.clone()));
+        }
+        link_state.submitted = true;
+        let (account, return_url) = (link_state.account.clone(), link_state.return_url.clone());
+        let change = if complete {
+            AccountChange {
+                charges_enabled: Some(true),
+                payouts_enabled: Some(true),
+                details_submitted: Some(true),
+                requirements_due: Some(Vec::new()),
+                disabled_reason: Some(None),
+            }
+        } else {
+            AccountChange {
+                charges_enabled: Some(false),
+                payouts_enabled: Some(false),
+                details_submitted: Some(true),
+                requirements_due: Some(vec!["external_account".to_owned()]),
+                disabled_reason: Some(Some("requirements.past_due".to_owned())),
+            }
+        };
+        Some(state.update_account(&account, change).map(|_| return_url).map_err(|_| String::new()))
+    });
+    match result {
+        None => (StatusCode::NOT_FOUND, Html("<p>No such link.</p>".to_owned())).into_response(),
+        Some(Ok(return_url)) => Redirect::to(&return_url).into_response(),
+        Some(Err(refresh_url)) if !refresh_url.is_empty() => Redirect::to(&refresh_url).into_response(),
+        Some(Err(_)) => (StatusCode::NOT_FOUND, Html("<p>No such account.</p>".to_owned())).into_response(),
     }
 }
 

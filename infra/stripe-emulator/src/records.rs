@@ -242,9 +242,119 @@ pub(crate) enum RefundStart {
     RequiresAction,
 }
 
-/// A connected account and whether it is still connected to the platform.
+/// A connected account: whether it is still connected to the platform, and
+/// what Stripe says it can do (`charges_enabled`, `requirements`).
 pub(crate) struct Account {
     pub connected: bool,
+    pub created: i64,
+    pub charges_enabled: bool,
+    pub payouts_enabled: bool,
+    pub details_submitted: bool,
+    /// `requirements.currently_due` (and, with a `disabled_reason` of
+    /// `requirements.past_due`, past due too).
+    pub requirements_due: Vec<String>,
+    pub disabled_reason: Option<String>,
+    pub metadata: serde_json::Map<String, Value>,
+}
+
+/// What a new account owes Stripe before it can take charges (the fixture's
+/// `requirements.currently_due`, fixtures3.json `account`).
+pub(crate) const NEW_ACCOUNT_REQUIREMENTS: &[&str] = &[
+    "business_profile.mcc",
+    "business_profile.url",
+    "business_type",
+    "external_account",
+    "representative.first_name",
+    "representative.last_name",
+    "tos_acceptance.date",
+    "tos_acceptance.ip",
+];
+
+impl Account {
+    /// An account already onboarded (a clinic connecting its existing account).
+    pub(crate) fn ready(created: i64) -> Self {
+        Account {
+            connected: true,
+            created,
+            charges_enabled: true,
+            payouts_enabled: true,
+            details_submitted: true,
+            requirements_due: Vec::new(),
+            disabled_reason: None,
+            metadata: Default::default(),
+        }
+    }
+
+    /// An account the platform just made: it can do nothing until onboarded
+    /// (the fixture's `charges_enabled: false`, `disabled_reason:
+    /// "requirements.past_due"`).
+    pub(crate) fn created(created: i64, metadata: serde_json::Map<String, Value>) -> Self {
+        Account {
+            connected: true,
+            created,
+            charges_enabled: false,
+            payouts_enabled: false,
+            details_submitted: false,
+            requirements_due: NEW_ACCOUNT_REQUIREMENTS.iter().map(|r| (*r).to_owned()).collect(),
+            disabled_reason: Some("requirements.past_due".into()),
+            metadata,
+        }
+    }
+}
+
+/// An Account Link: single use, valid five minutes (the API reference's
+/// example: `expires_at` 300 s after `created`).
+pub(crate) struct AccountLink {
+    pub account: String,
+    pub refresh_url: String,
+    pub return_url: String,
+    pub created: i64,
+    pub expires_at: i64,
+    /// Visited once: a second visit goes to `refresh_url`.
+    pub used: bool,
+    /// The onboarding page's form was sent.
+    pub submitted: bool,
+}
+
+/// A balance transaction (https://docs.stripe.com/api/balance_transactions/object):
+/// money in or out of a connected account's balance, and the payout that
+/// paid it out.
+#[derive(Clone)]
+pub(crate) struct BalanceTransaction {
+    pub id: String,
+    pub account: Option<String>,
+    pub created: i64,
+    pub available_on: i64,
+    pub amount: i64,
+    pub fee: i64,
+    pub currency: String,
+    /// `charge`, `refund`, `refund_failure`, `adjustment`, `payout`, `payout_failure`.
+    pub kind: &'static str,
+    /// Stripe's reporting category (`charge`, `refund`, `dispute`, …).
+    pub reporting_category: &'static str,
+    /// The object it is about (`ch_`, `re_`, `dp_`, `po_`).
+    pub source: String,
+    pub payout: Option<String>,
+}
+
+impl BalanceTransaction {
+    pub(crate) fn net(&self) -> i64 {
+        self.amount - self.fee
+    }
+}
+
+/// A payout of a connected account's balance to its bank.
+pub(crate) struct Payout {
+    pub id: String,
+    pub account: String,
+    pub amount: i64,
+    pub currency: String,
+    pub created: i64,
+    pub arrival_date: i64,
+    pub status: &'static str,
+    pub failure_code: Option<&'static str>,
+    pub balance_transaction: String,
+    pub failure_balance_transaction: Option<String>,
 }
 
 /// A 500 Stripe answers a matching request with, once execution began (so

@@ -35,6 +35,9 @@ pub(crate) fn router(emulator: Emulator) -> Router {
         .route("/test/webhooks", get(webhook_state))
         .route("/checkout/{id}", get(page::show))
         .route("/checkout/{id}/pay", post(page::pay))
+        .route("/connect/onboarding/{link}", get(page::onboarding).post(page::onboarding_submit))
+        .route("/test/accounts/{id}/status", post(account_status))
+        .route("/test/payouts", post(pay_out))
         .fallback(not_found)
         .with_state(emulator)
 }
@@ -175,6 +178,53 @@ async fn deauthorize_account(State(emulator): State<Emulator>, Path(id): Path<St
         // The platform can no longer read the account's events, so the event itself is answered.
         let event = state.events.iter().rev().find(|e| e.id == event).map(crate::objects::event);
         Ok(json!({"id": id, "connected": false, "event": event}))
+    }))
+}
+
+/// `POST /test/accounts/{id}/status {"charges_enabled", "payouts_enabled",
+/// "disabled_reason", "requirements_due"}`: Stripe changes the account (a
+/// verification failed, a requirement came due) and sends `account.updated`.
+async fn account_status(State(emulator): State<Emulator>, Path(id): Path<String>, body: Bytes) -> Response {
+    answer(json_body(&body).and_then(|params| {
+        let flag = |k: &str| params.get(k).and_then(as_bool);
+        let requirements_due = match params.get("requirements_due") {
+            None => None,
+            Some(Value::Array(items)) => {
+                Some(items.iter().map(|i| i.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(
+                    || ApiError::invalid("`requirements_due` is a list of field names.", Some("requirements_due")),
+                )?)
+            }
+            Some(_) => {
+                return Err(ApiError::invalid("`requirements_due` is a list of field names.", Some("requirements_due")))
+            }
+        };
+        let disabled_reason = match params.get("disabled_reason") {
+            None => None,
+            Some(Value::Null) => Some(None),
+            Some(Value::String(s)) => Some(Some(s.clone())),
+            Some(_) => return Err(ApiError::invalid("`disabled_reason` is text or null.", Some("disabled_reason"))),
+        };
+        let change = crate::balance::AccountChange {
+            charges_enabled: flag("charges_enabled"),
+            payouts_enabled: flag("payouts_enabled"),
+            details_submitted: flag("details_submitted"),
+            requirements_due,
+            disabled_reason,
+        };
+        emulator.with_state(|state| state.update_account(&id, change))
+    }))
+}
+
+/// `POST /test/payouts {"account": "acct_…", "fail": false}`: Stripe pays
+/// out the account's available balance (one payout per currency) and sends
+/// `payout.paid`, or `payout.failed` with `"fail": true`.
+async fn pay_out(State(emulator): State<Emulator>, body: Bytes) -> Response {
+    answer(json_body(&body).and_then(|params| {
+        let account = text(&params, "account")
+            .ok_or_else(|| ApiError::invalid("`account` is required (acct_…).", Some("account")))?
+            .to_owned();
+        let fail = params.get("fail").and_then(as_bool).unwrap_or(false);
+        emulator.with_state(|state| state.pay_out(&account, fail)).map(|payouts| json!({"payouts": payouts}))
     }))
 }
 

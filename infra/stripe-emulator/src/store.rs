@@ -11,8 +11,8 @@ use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::objects;
 use crate::records::{
-    Account, Charge, Dispute, Event, Fault, IdempotentResponse, Origin, Outcome, PaymentIntent, Refund, RefundStart,
-    RefundStatus, Session, SessionStatus,
+    Account, AccountLink, BalanceTransaction, Charge, Dispute, Event, Fault, IdempotentResponse, Origin, Outcome,
+    PaymentIntent, Payout, Refund, RefundStart, RefundStatus, Session, SessionStatus,
 };
 use crate::util::random_id;
 use crate::webhooks::Deliveries;
@@ -47,6 +47,11 @@ pub(crate) struct State {
     pub requests: Vec<Value>,
     /// The connected accounts that exist; a `Stripe-Account` naming any other is refused.
     pub accounts: BTreeMap<String, Account>,
+    /// Account Links, by the id in their URL.
+    pub account_links: HashMap<String, AccountLink>,
+    /// Every balance transaction of every account, oldest first.
+    pub balance: Vec<BalanceTransaction>,
+    pub payouts: HashMap<String, Payout>,
     /// Objects and events are live mode (`POST /test/livemode`), else test mode.
     pub livemode: bool,
     pub refund_start: RefundStart,
@@ -71,7 +76,10 @@ impl State {
             idempotency: HashMap::new(),
             in_flight: Default::default(),
             requests: Vec::new(),
-            accounts: accounts.iter().map(|a| (a.clone(), Account { connected: true })).collect(),
+            accounts: accounts.iter().map(|a| (a.clone(), Account::ready(clock.now()))).collect(),
+            account_links: HashMap::new(),
+            balance: Vec::new(),
+            payouts: HashMap::new(),
             livemode: false,
             refund_start: RefundStart::Succeeded,
             latency_ms: 0,
@@ -255,6 +263,17 @@ impl State {
         intent.status = "succeeded";
         intent.latest_charge = Some(charge.id.clone());
         let id = charge.id.clone();
+        let fee = crate::fees::card_fee(charge.amount);
+        self.record_balance(
+            &charge.balance_transaction,
+            &charge.account,
+            charge.amount,
+            fee,
+            &charge.currency,
+            "charge",
+            "charge",
+            &id,
+        );
         self.charges.insert(charge.id.clone(), charge);
         Some(id)
     }
@@ -342,6 +361,13 @@ impl State {
             }
             (refund.account.clone(), refund.charge.clone())
         };
+        if failing {
+            // The money comes back to the balance: its own transaction (the
+            // refund object's `failure_balance_transaction`).
+            let r = &self.refunds[id];
+            let (txn, amount, currency) = (objects::refund_failure_transaction(&r.id), r.amount, r.currency.clone());
+            self.record_balance(&txn, &account, amount, 0, &currency, "refund_failure", "refund_failure", id);
+        }
         let json = objects::refund(&self.refunds[id], self.livemode);
         self.emit("refund.updated", json.clone(), account.clone(), &Origin::default(), true);
         if to == RefundStatus::Failed {
@@ -443,11 +469,52 @@ impl State {
             }
         }
         let account = d.account.clone();
+        // Each movement of money a dispute makes, in the account's balance:
+        // withdrawn with Stripe's dispute fee, reinstated when won.
+        let recorded = self.balance.iter().filter(|b| b.source == id).count();
+        let movements: Vec<(String, i64)> =
+            self.disputes[id].balance_transactions.iter().skip(recorded).cloned().collect();
+        let currency = self.disputes[id].currency.clone();
+        for (txn, amount) in movements {
+            let (fee, category) =
+                if amount < 0 { (crate::fees::DISPUTE_FEE, "dispute") } else { (0, "dispute_reversal") };
+            self.record_balance(&txn, &account, amount, fee, &currency, "adjustment", category, id);
+        }
         let json = objects::dispute(&self.disputes[id], self.livemode);
         for kind in events {
             self.emit(kind, json.clone(), account.clone(), &Origin::default(), true);
         }
         Ok(json)
+    }
+
+    /// A movement of an account's balance; available at once (the emulator
+    /// has no settlement delay: a payout may follow right away).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn record_balance(
+        &mut self,
+        id: &str,
+        account: &Option<String>,
+        amount: i64,
+        fee: i64,
+        currency: &str,
+        kind: &'static str,
+        reporting_category: &'static str,
+        source: &str,
+    ) {
+        let now = self.now();
+        self.balance.push(BalanceTransaction {
+            id: id.to_owned(),
+            account: account.clone(),
+            created: now,
+            available_on: now,
+            amount,
+            fee,
+            currency: currency.to_owned(),
+            kind,
+            reporting_category,
+            source: source.to_owned(),
+            payout: None,
+        });
     }
 
     /// A JSON line for `requests()`.

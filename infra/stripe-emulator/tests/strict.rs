@@ -391,3 +391,147 @@ async fn deliveries_retry_across_days_shuffle_duplicate_and_delay() {
     }
     assert_ne!(first_seen, ids, "shuffled");
 }
+
+/// Accounts the platform makes (https://docs.stripe.com/api/accounts/create),
+/// with controller properties only as Stripe takes them at creation
+/// (https://docs.stripe.com/connect/migrate-to-controller-properties): a new
+/// account can do nothing until onboarded (fixtures3.json's account:
+/// `charges_enabled: false`, `requirements.disabled_reason:
+/// "requirements.past_due"`), and a Stripe Dashboard account needs Stripe to
+/// collect its requirements.
+#[tokio::test]
+async fn accounts_are_made_by_the_platform_and_start_restricted() {
+    let running = start(None).await;
+    let form = "controller[fees][payer]=account&controller[losses][payments]=stripe\
+                &controller[requirement_collection]=stripe&controller[stripe_dashboard][type]=full\
+                &metadata[visitpay_clinic_id]=c1";
+    let (status, account) = api_post(&running, "accounts", form, None).await;
+    assert_eq!(status, 200, "{account}");
+    assert_eq!(
+        (account["charges_enabled"].as_bool(), account["details_submitted"].as_bool()),
+        (Some(false), Some(false))
+    );
+    assert_eq!(account["requirements"]["disabled_reason"], "requirements.past_due");
+    assert!(account["requirements"]["currently_due"].as_array().unwrap().iter().any(|r| r == "external_account"));
+    assert_eq!(account["metadata"]["visitpay_clinic_id"], "c1");
+    let id = account["id"].as_str().unwrap();
+    let (_, read) = api_get(&running, &format!("accounts/{id}"), None).await;
+    assert_eq!(read["id"], id);
+
+    for (bad, param) in [
+        ("controller[fees][payer]=application_express", "controller[fees][payer]"),
+        (
+            "controller[stripe_dashboard][type]=full&controller[requirement_collection]=application",
+            "controller[requirement_collection]",
+        ),
+        ("controller[fees][payee]=account", "controller[fees][payee]"),
+    ] {
+        let (status, error) = api_post(&running, "accounts", bad, None).await;
+        assert_eq!((status, error["error"]["param"].as_str()), (400, Some(param)), "{bad}: {error}");
+    }
+    let (status, _) = api_post(&running, "accounts", "", Some(ACCOUNT)).await;
+    assert_eq!(status, 400, "accounts are made by the platform, not on an account");
+}
+
+/// Account Links (https://docs.stripe.com/api/account_links/create): its
+/// four parameters required; `account_update` "cannot be created for
+/// accounts with a Stripe-hosted Dashboard"; the link is "temporary and
+/// single-use" (expires_at 300 s after created in the API's example), and a
+/// used or expired one sends the person to `refresh_url`. Completing the
+/// hosted page sends `account.updated` and the person to `return_url`.
+#[tokio::test]
+async fn account_links_are_single_use_and_lead_back() {
+    let running = start(None).await;
+    let (_, account) = api_post(&running, "accounts", "controller[stripe_dashboard][type]=full", None).await;
+    let id = account["id"].as_str().unwrap().to_owned();
+    let link_form = |kind: &str| {
+        format!("account={id}&refresh_url=https://emr.test/s?onboarding=refresh&return_url=https://emr.test/s?onboarding=return&type={kind}")
+    };
+    let (status, error) =
+        api_post(&running, "account_links", &format!("account={id}&type=account_onboarding"), None).await;
+    assert_eq!((status, error["error"]["param"].as_str()), (400, Some("refresh_url")));
+    let (status, error) = api_post(&running, "account_links", &link_form("account_update"), None).await;
+    assert_eq!((status, error["error"]["param"].as_str()), (400, Some("type")));
+    let (status, link) = api_post(&running, "account_links", &link_form("account_onboarding"), None).await;
+    assert_eq!(status, 200, "{link}");
+    assert_eq!(link["object"], "account_link");
+    assert_eq!(link["expires_at"].as_i64().unwrap() - link["created"].as_i64().unwrap(), 300);
+
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let url = link["url"].as_str().unwrap().to_owned();
+    let page = no_redirects.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let again = no_redirects.get(&url).send().await.unwrap();
+    assert_eq!(
+        (again.status().as_u16(), again.headers()["location"].to_str().unwrap()),
+        (303, "https://emr.test/s?onboarding=refresh")
+    );
+    let done = no_redirects.post(&url).form(&[("outcome", "complete")]).send().await.unwrap();
+    assert_eq!(
+        (done.status().as_u16(), done.headers()["location"].to_str().unwrap()),
+        (303, "https://emr.test/s?onboarding=return")
+    );
+    let updated = &events_of(&running, &id, "account.updated").await[0];
+    assert_eq!(
+        (updated["account"].as_str(), updated["data"]["object"]["charges_enabled"].as_bool()),
+        (Some(id.as_str()), Some(true))
+    );
+
+    // An expired link: to refresh_url too.
+    let (_, late) = api_post(&running, "account_links", &link_form("account_onboarding"), None).await;
+    control(&running, "clock/advance", json!({"seconds": 301})).await;
+    let expired = no_redirects.get(late["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(expired.headers()["location"].to_str().unwrap(), "https://emr.test/s?onboarding=refresh");
+}
+
+/// An account's balance and its payouts
+/// (https://docs.stripe.com/payouts/reconciliation): each charge (with
+/// Stripe's fee), refund and dispute is a balance transaction; a payout pays
+/// out what is available, its own transaction among those it lists
+/// (`GET /v1/balance_transactions?payout=…`, "for automatic Stripe payouts
+/// only"), whose nets other than its own add up to its amount; the source
+/// expands (`expand[]=data.source`); `payout.paid` or `payout.failed`.
+#[tokio::test]
+async fn a_payout_lists_what_it_paid_out() {
+    let running = start(None).await;
+    let (pi, _) = paid_intent(&running, ACCOUNT).await;
+    api_post(&running, "refunds", &format!("payment_intent={pi}&amount=700"), Some(ACCOUNT)).await;
+    let (status, made) = control(&running, "payouts", json!({"account": ACCOUNT})).await;
+    assert_eq!(status, 200, "{made}");
+    let payout = &made["payouts"][0];
+    let id = payout["id"].as_str().unwrap();
+    let (_, listed) =
+        api_get(&running, &format!("balance_transactions?payout={id}&limit=2&expand[]=data.source"), Some(ACCOUNT))
+            .await;
+    assert_eq!(listed["has_more"], true, "paged");
+    let last = listed["data"][1]["id"].as_str().unwrap();
+    let (_, rest) = api_get(
+        &running,
+        &format!("balance_transactions?payout={id}&starting_after={last}&expand[]=data.source"),
+        Some(ACCOUNT),
+    )
+    .await;
+    let all: Vec<Value> =
+        listed["data"].as_array().unwrap().iter().chain(rest["data"].as_array().unwrap()).cloned().collect();
+    let kinds: Vec<&str> = all.iter().map(|t| t["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "payout").count(), 1, "{kinds:?}");
+    assert!(kinds.contains(&"charge") && kinds.contains(&"refund"), "{kinds:?}");
+    let nets: i64 = all.iter().filter(|t| t["type"] != "payout").map(|t| t["net"].as_i64().unwrap()).sum();
+    assert_eq!(nets, payout["amount"].as_i64().unwrap(), "the lines add up to the payout");
+    let charge = all.iter().find(|t| t["type"] == "charge").unwrap();
+    assert_eq!(charge["source"]["payment_intent"], pi.as_str(), "expanded: the charge and its payment");
+    assert_eq!(charge["fee"].as_i64().unwrap() + charge["net"].as_i64().unwrap(), charge["amount"].as_i64().unwrap());
+    assert!(!events_of(&running, ACCOUNT, "payout.paid").await.is_empty());
+
+    let (status, _) = control(&running, "payouts", json!({"account": ACCOUNT})).await;
+    assert_eq!(status, 400, "nothing left to pay out");
+    let (status, _) = api_get(&running, &format!("balance_transactions?payout={id}"), Some(OTHER_ACCOUNT)).await;
+    assert_eq!(status, 404, "another account's payout");
+    paid_intent(&running, ACCOUNT).await;
+    let (_, failed) = control(&running, "payouts", json!({"account": ACCOUNT, "fail": true})).await;
+    assert_eq!(
+        (failed["payouts"][0]["status"].as_str(), failed["payouts"][0]["failure_code"].as_str()),
+        (Some("failed"), Some("account_closed"))
+    );
+    assert!(!events_of(&running, ACCOUNT, "payout.failed").await.is_empty());
+}

@@ -13,7 +13,7 @@ use crate::store::State;
 /// does not exist)").
 pub(super) fn retrieve(state: &State, ctx: &Ctx, id: &str) -> Result<Value, ApiError> {
     match state.accounts.get(id) {
-        Some(account) if account.connected && ctx.account.is_none() => Ok(objects::account(id, account, state.now())),
+        Some(account) if account.connected && ctx.account.is_none() => Ok(objects::account(id, account)),
         _ => Err(ApiError::account_invalid(&ctx.key, id)),
     }
 }

@@ -2,6 +2,7 @@
 //! the request log, and each request routed to its resource's module.
 
 mod accounts;
+mod connect;
 mod disputes;
 mod events;
 mod params;
@@ -213,6 +214,10 @@ fn dispatch(state: &mut State, ctx: &Ctx, method: &Method, path: &str, params: &
         ("GET", ["v1", "disputes"]) => disputes::list(state, ctx, params),
         ("GET", ["v1", "disputes", id]) => disputes::retrieve(state, ctx, id),
         ("GET", ["v1", "accounts", id]) => accounts::retrieve(state, ctx, id),
+        ("POST", ["v1", "accounts"]) => connect::create_account(state, ctx, params),
+        ("POST", ["v1", "account_links"]) => connect::create_account_link(state, ctx, params),
+        ("GET", ["v1", "balance_transactions"]) => connect::list_balance_transactions(state, ctx, params),
+        ("GET", ["v1", "payouts", id]) => connect::retrieve_payout(state, ctx, id),
         ("GET", ["v1", "events"]) => events::list(state, ctx, params),
         ("GET", ["v1", "events", id]) => events::retrieve(state, ctx, id),
         _ => Err(ApiError::new(

@@ -135,8 +135,49 @@ pub(super) const LIST: Spec = Spec::Object(&[
     ("expand", Spec::Value),
 ]);
 
+/// `POST /v1/accounts`: the parameters visitpay's platform may send (others
+/// exist at Stripe; the emulator refuses what it does not implement).
+pub(super) const CREATE_ACCOUNT: Spec = Spec::Object(&[
+    (
+        "controller",
+        Spec::Object(&[
+            ("fees", Spec::Object(&[("payer", Spec::Value)])),
+            ("losses", Spec::Object(&[("payments", Spec::Value)])),
+            ("requirement_collection", Spec::Value),
+            ("stripe_dashboard", Spec::Object(&[("type", Spec::Value)])),
+        ]),
+    ),
+    ("metadata", Spec::Free),
+    ("country", Spec::Value),
+    ("email", Spec::Value),
+    ("expand", Spec::Value),
+]);
+
+pub(super) const CREATE_ACCOUNT_LINK: Spec = Spec::Object(&[
+    ("account", Spec::Value),
+    ("refresh_url", Spec::Value),
+    ("return_url", Spec::Value),
+    ("type", Spec::Value),
+    ("collection_options", Spec::Object(&[("fields", Spec::Value), ("future_requirements", Spec::Value)])),
+]);
+
+pub(super) const LIST_BALANCE: Spec = Spec::Object(&[
+    ("limit", Spec::Value),
+    ("starting_after", Spec::Value),
+    ("ending_before", Spec::Value),
+    ("created", Spec::Free),
+    ("type", Spec::Value),
+    ("source", Spec::Value),
+    ("payout", Spec::Value),
+    ("currency", Spec::Value),
+    ("expand", Spec::Value),
+]);
+
 pub(super) fn spec_of(method: &str, segments: &[&str]) -> Option<&'static Spec> {
     Some(match (method, segments) {
+        ("POST", ["v1", "accounts"]) => &CREATE_ACCOUNT,
+        ("POST", ["v1", "account_links"]) => &CREATE_ACCOUNT_LINK,
+        ("GET", ["v1", "balance_transactions"]) => &LIST_BALANCE,
         ("POST", ["v1", "checkout", "sessions"]) => &CREATE_SESSION,
         ("POST", ["v1", "refunds"]) => &CREATE_REFUND,
         ("POST", ["v1", "checkout", "sessions", _, "expire"]) => &EXPAND_ONLY,

@@ -119,6 +119,9 @@ pub(super) fn create(state: &mut State, ctx: &Ctx, params: &Value) -> Result<Val
     };
     let refund_json = objects::refund(&refund, state.livemode);
     let refund_id = refund.id.clone();
+    // The refund leaves the balance when it is made (a failure puts it back).
+    let (txn, amount, currency) = (refund.balance_transaction.clone(), refund.amount, refund.currency.clone());
+    state.record_balance(&txn, &ctx.account, -amount, 0, &currency, "refund", "refund", &refund_id);
     state.refunds.insert(refund_id.clone(), refund);
     if let Some(charge) = state.charges.get_mut(&charge_id) {
         charge.refunds.push(refund_id);

@@ -222,6 +222,7 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
         email_from: Some(EMAIL_FROM.into()),
         ses_configuration_set: Some(SES_CONFIGURATION_SET.into()),
         sms_origination: None,
+        onboarding_page: Some(crate::support::kit::ONBOARDING_PAGE.into()),
     };
 
     let mut settings_fn = build(
@@ -295,6 +296,13 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     )
     .await
     .unwrap();
+    let mut payouts_fn = build(
+        "PayoutsFunction",
+        Some((Function::Payouts, |d, r| Box::pin(functions::payouts(d, r)))),
+        &settings,
+        wiring::payouts,
+    )
+    .await;
     let consumer = build("ProcessPaymentEventsFunction", None, &settings, wiring::process_payment_events).await;
     let reconcile_fn = build("ReconcileFunction", None, &settings, wiring::reconcile).await;
     let publisher = build("PublishActionEventsFunction", None, &settings, wiring::publish_action_events).await;
@@ -453,6 +461,19 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     unsubscribe_fn.call("POST", &unsubscribe_path, None, &browser_accept(), None, 200).await;
     let unknown = format!("/unsubscribe/{}", "x".repeat(43));
     unsubscribe_fn.call("GET", &unknown, None, &browser_accept(), None, 404).await;
+    // A payout of what the clinics were paid: the consumer lists and traces
+    // its lines; the payouts function reads them (JSON, CSV), and refuses
+    // what is not there.
+    let made = stripe.control("/test/payouts", json!({"account": ACCOUNT})).await;
+    let payout_id = made["payouts"][0]["id"].as_str().unwrap().to_owned();
+    deliver_webhooks(&mut webhook_fn, &stripe, &mut seen).await;
+    assert_eq!(consume(&consumer, &sqs, &queue_url).await, 0);
+    payouts_fn.call("GET", "/clinics/lp/payouts", Some(&staff_claims), &[], None, 200).await;
+    let one = format!("/clinics/lp/payouts/{payout_id}");
+    let detail = payouts_fn.call("GET", &one, Some(&staff_claims), &[], None, 200).await;
+    assert_eq!(detail["reconciles"], true, "{detail}");
+    payouts_fn.call("GET", &one, Some(&staff_claims), &[("accept", "text/csv")], None, 200).await;
+    payouts_fn.call("GET", "/clinics/lp/payouts/po_nope", Some(&staff_claims), &[], None, 404).await;
     let refund_path = format!("/actions/{}/refund", id(&optin));
     assign_fn.call("POST", &refund_path, Some(&optin_staff), &[], Some(r#"{"amount":1000}"#), 200).await;
     assign_fn.call("POST", &refund_path, Some(&optin_staff), &[], None, 200).await;
@@ -463,6 +484,37 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     // A dispute opened at Stripe reaches the consumer through the webhook.
     stripe.dispute(&payment_intent).await;
     deliver_webhooks(&mut webhook_fn, &stripe, &mut seen).await;
+    assert_eq!(consume(&consumer, &sqs, &queue_url).await, 0);
+
+    // Onboarding: a clinic without an account gets one from Stripe and a
+    // link; a clinic with one, a link; a clinic without settings, 404.
+    let no_account = json!({"enabled": false, "label": {"en": "Pay", "fr": "Payer"}, "currency": "cad"}).to_string();
+    settings_fn
+        .call("PUT", "/clinics/lp-new/payment-settings", Some(&support_claims), &[], Some(&no_account), 200)
+        .await;
+    for clinic_id in ["lp-new", "lp"] {
+        let path = format!("/clinics/{clinic_id}/stripe-onboarding");
+        settings_fn.call("POST", &path, Some(&support_claims), &[], None, 200).await;
+    }
+    settings_fn.call("POST", "/clinics/lp-none/stripe-onboarding", Some(&support_claims), &[], None, 404).await;
+    // Stripe restricts the account, then lifts it: account.updated through the
+    // webhook; capability.updated makes the consumer ask Stripe.
+    for charges in [false, true] {
+        let status = json!({"charges_enabled": charges, "disabled_reason": if charges { Value::Null } else { json!("under_review") }});
+        stripe.control(&format!("/test/accounts/{ACCOUNT}/status"), status).await;
+        deliver_webhooks(&mut webhook_fn, &stripe, &mut seen).await;
+        assert_eq!(consume(&consumer, &sqs, &queue_url).await, 0);
+    }
+    let capability =
+        json!({"id": "evt_lp_capability", "object": "event", "type": "capability.updated", "account": ACCOUNT,
+        "created": time::OffsetDateTime::now_utc().unix_timestamp(), "livemode": false,
+        "data": {"object": {"id": "card_payments", "object": "capability", "account": ACCOUNT, "status": "active"}}})
+        .to_string();
+    let signature =
+        stripe_emulator::sign(&capability, WEBHOOK_SECRET_VALUE, time::OffsetDateTime::now_utc().unix_timestamp());
+    webhook_fn
+        .call("POST", "/webhooks/stripe", None, &[("stripe-signature", &signature)], Some(&capability), 200)
+        .await;
     assert_eq!(consume(&consumer, &sqs, &queue_url).await, 0);
 
     // Cancel, while someone else released one of its invoices meanwhile: the
@@ -525,6 +577,7 @@ async fn every_function_is_granted_exactly_the_aws_calls_its_code_makes() {
     // Every route of every HTTP function was driven.
     let http = [
         settings_fn.summary(),
+        payouts_fn.summary(),
         invoices_fn.summary(),
         assign_fn.summary(),
         status_fn.summary(),

@@ -458,6 +458,27 @@ impl visitpay_app::ports::Payments for Refusing {
     ) -> Result<visitpay_app::ports::ConnectedAccount, visitpay_app::ports::PaymentsError> {
         self.0.retrieve_account(a).await
     }
+    async fn create_account(
+        &self,
+        c: &visitpay_domain::ClinicId,
+    ) -> Result<visitpay_app::ports::ConnectedAccount, visitpay_app::ports::PaymentsError> {
+        self.0.create_account(c).await
+    }
+    async fn create_account_link(
+        &self,
+        a: &StripeAccountId,
+        refresh: &str,
+        back: &str,
+    ) -> Result<visitpay_app::ports::AccountLink, visitpay_app::ports::PaymentsError> {
+        self.0.create_account_link(a, refresh, back).await
+    }
+    async fn list_payout_transactions(
+        &self,
+        a: &StripeAccountId,
+        payout: &str,
+    ) -> Result<Vec<visitpay_app::ports::BalanceTransaction>, visitpay_app::ports::PaymentsError> {
+        self.0.list_payout_transactions(a, payout).await
+    }
     async fn list_refunds(
         &self,
         a: &StripeAccountId,

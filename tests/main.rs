@@ -6,6 +6,7 @@
 mod support;
 
 mod architecture;
+mod connect;
 mod faults;
 mod handlers;
 mod least_privilege;

@@ -378,7 +378,7 @@ async fn changing_the_stripe_account_is_checked_and_leaves_a_trace(store: DynSto
     let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
     let metrics = crate::support::kit::record_metrics(&mut deps);
     let first = settings::put(&deps, &support(), clinic("c1"), settings_input(true, "cad")).await.unwrap();
-    assert_eq!(first.stripe_account_id.as_ref().map(|a| a.as_str()), Some(ACCOUNT));
+    assert_eq!(first.settings.stripe_account_id.as_ref().map(|a| a.as_str()), Some(ACCOUNT));
     assert!(metrics.signals().is_empty(), "a clinic's first account is no change of where its money goes");
 
     let mut unknown = settings_input(true, "cad");
@@ -393,7 +393,7 @@ async fn changing_the_stripe_account_is_checked_and_leaves_a_trace(store: DynSto
     let mut second = settings_input(true, "cad");
     second.stripe_account_id = Some("acct_1Second".into());
     let moved = settings::put(&deps, &support(), clinic("c1"), second.clone()).await.unwrap();
-    assert_eq!(moved.stripe_account_id.as_ref().map(|a| a.as_str()), Some("acct_1Second"));
+    assert_eq!(moved.settings.stripe_account_id.as_ref().map(|a| a.as_str()), Some("acct_1Second"));
     assert_eq!(metrics.signals(), vec![(visitpay_app::ports::MoneySignal::AccountChanged, None)]);
     // The same account again is no change: no Stripe call, no signal.
     let calls = stripe.emulator.requests().len();

@@ -131,6 +131,7 @@ pub fn deps(store: Arc<dyn Store>, payments: Stripe, queue: Queue) -> BenchDeps 
         patient_links: PatientLinks::parse(PATIENT_LINK_BASE).expect("a valid base"),
         webhook_secrets: vec![WEBHOOK_SECRET.into()],
         edge_secret: None,
+        onboarding_page: None,
     };
     let metrics = Arc::new(visitpay_devkit::recorded_metrics::RecordedMetrics::default());
     Deps::new(store, Arc::new(SystemClock), Arc::new(RandomIds), metrics, config)

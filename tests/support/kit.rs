@@ -56,6 +56,8 @@ impl Ids for SeqIds {
 }
 
 pub const TEST_WEBHOOK_SECRET: &str = "whsec_test_secret";
+/// Where the tests' onboarding links send the person back.
+pub const ONBOARDING_PAGE: &str = "https://emr.example.test/support/stripe";
 
 /// The environment variable the test script sets to moto's address.
 pub const DYNAMODB_ENDPOINT_ENV: &str = "VISITPAY_TEST_DYNAMODB_ENDPOINT";
@@ -147,9 +149,34 @@ impl Payments for NoStripe {
     /// is refused as Stripe refuses it (`account_invalid`).
     async fn retrieve_account(&self, account: &StripeAccountId) -> Result<ConnectedAccount, PaymentsError> {
         if CONNECTED_ACCOUNTS.contains(&account.as_str()) {
-            return Ok(ConnectedAccount { id: account.clone(), charges_enabled: true, payouts_enabled: true });
+            return Ok(ConnectedAccount {
+                id: account.clone(),
+                charges_enabled: true,
+                payouts_enabled: true,
+                details_submitted: true,
+                requirements_due: Vec::new(),
+                disabled_reason: None,
+            });
         }
         Err(PaymentsError::AccountDisconnected)
+    }
+    async fn create_account(&self, _: &visitpay_domain::ClinicId) -> Result<ConnectedAccount, PaymentsError> {
+        Err(no_stripe())
+    }
+    async fn create_account_link(
+        &self,
+        _: &StripeAccountId,
+        _: &str,
+        _: &str,
+    ) -> Result<visitpay_app::ports::AccountLink, PaymentsError> {
+        Err(no_stripe())
+    }
+    async fn list_payout_transactions(
+        &self,
+        _: &StripeAccountId,
+        _: &str,
+    ) -> Result<Vec<visitpay_app::ports::BalanceTransaction>, PaymentsError> {
+        Err(no_stripe())
     }
     async fn list_refunds(&self, _: &StripeAccountId, _: &PaymentIntentId) -> Result<Vec<Refund>, PaymentsError> {
         Err(no_stripe())
@@ -235,6 +262,7 @@ pub fn deps_with(store: Arc<dyn Store>) -> (TestDeps, Arc<FixedClock>) {
         patient_links: PatientLinks::parse("https://pay.example.test/patient/actions").expect("a valid base"),
         webhook_secrets: vec![TEST_WEBHOOK_SECRET.into()],
         edge_secret: None,
+        onboarding_page: Some(ONBOARDING_PAGE.into()),
     };
     let deps =
         Deps::new(store, clock.clone(), Arc::new(SeqIds::default()), Arc::new(RecordedMetrics::default()), config)

@@ -226,10 +226,15 @@ impl StripeFixture {
 
     /// The account's `n` newest events, oldest first.
     pub async fn latest_events(&self, n: usize) -> Vec<serde_json::Value> {
+        self.events_of(ACCOUNT, n).await
+    }
+
+    /// Another connected account's `n` newest events, oldest first.
+    pub async fn events_of(&self, account: &str, n: usize) -> Vec<serde_json::Value> {
         let res = reqwest::Client::new()
             .get(format!("{}/v1/events?limit={n}", self.base))
             .bearer_auth(STRIPE_KEY)
-            .header("Stripe-Account", ACCOUNT)
+            .header("Stripe-Account", account)
             .send()
             .await
             .unwrap();
@@ -451,6 +456,24 @@ impl Payments for RacingExpire {
     async fn list_refunds(&self, a: &StripeAccountId, pi: &PaymentIntentId) -> Result<Vec<Refund>, PaymentsError> {
         self.0.list_refunds(a, pi).await
     }
+    async fn create_account(&self, c: &visitpay_domain::ClinicId) -> Result<ConnectedAccount, PaymentsError> {
+        self.0.create_account(c).await
+    }
+    async fn create_account_link(
+        &self,
+        a: &StripeAccountId,
+        refresh: &str,
+        back: &str,
+    ) -> Result<visitpay_app::ports::AccountLink, PaymentsError> {
+        self.0.create_account_link(a, refresh, back).await
+    }
+    async fn list_payout_transactions(
+        &self,
+        a: &StripeAccountId,
+        payout: &str,
+    ) -> Result<Vec<visitpay_app::ports::BalanceTransaction>, PaymentsError> {
+        self.0.list_payout_transactions(a, payout).await
+    }
     fn livemode(&self) -> bool {
         self.0.livemode()
     }
@@ -548,6 +571,24 @@ impl Payments for MeanwhileAfterExpire {
     }
     async fn list_refunds(&self, a: &StripeAccountId, pi: &PaymentIntentId) -> Result<Vec<Refund>, PaymentsError> {
         self.inner.list_refunds(a, pi).await
+    }
+    async fn create_account(&self, c: &visitpay_domain::ClinicId) -> Result<ConnectedAccount, PaymentsError> {
+        self.inner.create_account(c).await
+    }
+    async fn create_account_link(
+        &self,
+        a: &StripeAccountId,
+        refresh: &str,
+        back: &str,
+    ) -> Result<visitpay_app::ports::AccountLink, PaymentsError> {
+        self.inner.create_account_link(a, refresh, back).await
+    }
+    async fn list_payout_transactions(
+        &self,
+        a: &StripeAccountId,
+        payout: &str,
+    ) -> Result<Vec<visitpay_app::ports::BalanceTransaction>, PaymentsError> {
+        self.inner.list_payout_transactions(a, payout).await
     }
     fn livemode(&self) -> bool {
         self.inner.livemode()

@@ -57,7 +57,7 @@ fn request_hash(visit: &VisitId, req: &AssignRequest) -> String {
 /// edge renders it (`first_answer`, without the link), which a repeat gets.
 #[instrument(skip_all, fields(clinic_id = %clinic, visit_id = %visit, invoices = req.invoice_ids.len()))]
 pub async fn assign(
-    deps: &(impl HasStore + HasClock + HasIds + HasConfig),
+    deps: &(impl HasStore + HasClock + HasIds + HasConfig + HasPayments),
     by: &Caller,
     clinic: &ClinicId,
     visit: &VisitId,
@@ -76,6 +76,8 @@ pub async fn assign(
             return Ok(Assigned::Replayed { body: first.response });
         }
         let settings = inputs.settings.filter(|s| s.enabled).ok_or(DomainError::PaymentsDisabled)?;
+        // Only while Stripe lets the clinic's account charge (its patients would fail at Checkout).
+        crate::accounts::ensure_can_take_payments(deps, &settings, inputs.account.as_ref()).await?;
         let chosen = pick(&inputs.invoices, &req.invoice_ids)?;
         let now = deps.clock().now();
         let action_id = deps.ids().action_id();

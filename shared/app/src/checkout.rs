@@ -75,6 +75,13 @@ pub async fn open(
         let action = for_patient(deps, token, Reach::Pay).await?;
         let now = deps.clock().now();
         action.payable(now)?;
+        // Stripe's latest word on the clinic's account: while it cannot charge,
+        // the patient is told here rather than failing at Stripe's page.
+        if let Some(health) = deps.store().account_health(action.clinic_id()).await? {
+            if &health.id == action.stripe_account_id() {
+                health.can_take_payments()?;
+            }
+        }
 
         // A repeat click: the same open session.
         if let Some(Checkout { session_id: Some(session_id), url: Some(url), expires_at, .. }) =

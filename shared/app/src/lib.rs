@@ -10,11 +10,13 @@
 //! Stripe (or to send email) does not compile against a function built
 //! without it.
 
+pub mod accounts;
 pub mod actions;
 pub mod checkout;
 pub mod invoices;
 pub mod messages;
 pub mod payment_events;
+pub mod payouts;
 pub mod ports;
 pub mod receipt;
 pub mod reconcile;
@@ -193,12 +195,16 @@ pub struct AppConfig {
     /// (`VISITPAY_EDGE_SECRET`): with one, patient routes answer nothing else.
     /// Unset on a laptop, where there is no edge.
     pub edge_secret: Option<SecretString>,
+    /// The page Stripe's hosted onboarding sends a clinic's person back to
+    /// (`VISITPAY_ONBOARDING_PAGE`: the support page of the clinic web app;
+    /// locally, the console); `?clinic=<id>&onboarding=return|refresh` is added.
+    pub onboarding_page: Option<String>,
 }
 
 impl AppConfig {
     /// No webhook secrets, no edge: each function's wiring adds what it uses.
     pub fn new(patient_links: PatientLinks) -> Self {
-        AppConfig { patient_links, webhook_secrets: Vec::new(), edge_secret: None }
+        AppConfig { patient_links, webhook_secrets: Vec::new(), edge_secret: None, onboarding_page: None }
     }
 }
 
@@ -208,6 +214,7 @@ impl std::fmt::Debug for AppConfig {
             .field("patient_links", &self.patient_links)
             .field("webhook_secrets", &format_args!("[{} redacted]", self.webhook_secrets.len()))
             .field("edge_secret", &self.edge_secret.as_ref().map(|_| "redacted"))
+            .field("onboarding_page", &self.onboarding_page)
             .finish()
     }
 }
@@ -338,6 +345,7 @@ pub enum NotFound {
     Action,
     Link,
     Unsubscribe,
+    Payout,
 }
 
 impl std::fmt::Display for NotFound {
@@ -347,6 +355,7 @@ impl std::fmt::Display for NotFound {
             NotFound::Invoice(id) => write!(f, "invoice {id}"),
             NotFound::Action => f.write_str("action"),
             NotFound::Link => f.write_str("payment link"),
+            NotFound::Payout => f.write_str("payout"),
             NotFound::Unsubscribe => f.write_str("unsubscribe link"),
         }
     }

@@ -199,6 +199,28 @@ pub async fn apply(
                 deps.metrics().signal(MoneySignal::AccountDisconnected, None);
                 return Ok(Applied::Unchanged);
             }
+            // The account's health: what decides whether the clinic takes payments.
+            SignalKind::AccountUpdated { health } => {
+                return Ok(match crate::accounts::apply_health(deps, health.clone()).await? {
+                    crate::accounts::HealthApplied::Recorded { .. } => Applied::Changed,
+                    crate::accounts::HealthApplied::Stale => Applied::Unchanged,
+                    crate::accounts::HealthApplied::NotOurs => Applied::Ignored("an account no clinic is"),
+                });
+            }
+            SignalKind::AccountCheck { account } => {
+                return Ok(match crate::accounts::check_account(deps, account).await? {
+                    crate::accounts::HealthApplied::Recorded { .. } => Applied::Changed,
+                    crate::accounts::HealthApplied::Stale => Applied::Unchanged,
+                    crate::accounts::HealthApplied::NotOurs => Applied::Ignored("an account no clinic is"),
+                });
+            }
+            SignalKind::PayoutChanged { account, payout } => {
+                return Ok(match crate::payouts::apply(deps, account, payout).await? {
+                    crate::payouts::PayoutApplied::Recorded { .. } => Applied::Changed,
+                    crate::payouts::PayoutApplied::Stale => Applied::Unchanged,
+                    crate::payouts::PayoutApplied::NotOurs => Applied::Ignored("a payout of an account no clinic is"),
+                });
+            }
             // Charges and disputes carry no metadata of ours: find the payment,
             // or park the change until the payment is recorded.
             SignalKind::Payment { payment_intent, change, marked } => {

@@ -2,36 +2,70 @@
 //!
 //! Where a clinic's money goes is its Stripe account: pointing its payments
 //! at another account is checked with Stripe (the platform must know the
-//! account) and leaves a trace: a log line with the old and new accounts and
-//! the support user, and a metric with an alarm.
+//! account, and it must be no other clinic's) and leaves a trace: a log line
+//! with the old and new accounts and the support user, and a metric with an
+//! alarm. Payments switch on only while Stripe lets the account charge.
 
 use tracing::instrument;
 
-use super::{AppError, Caller, HasClock, HasMetrics, HasPayments, HasStore, NotFound};
-use crate::ports::{MoneySignal, PaymentsError};
-use visitpay_domain::{ClinicId, DomainError, PaymentSettings, SettingsInput};
+use super::{accounts, AppError, Caller, HasClock, HasMetrics, HasPayments, HasStore, NotFound};
+use crate::ports::{MoneySignal, PaymentsError, Stored};
+use visitpay_domain::{AccountHealth, ClinicId, DomainError, PaymentSettings, SettingsInput};
 
+/// A clinic's settings, and Stripe's latest word on its account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClinicSettings {
+    pub settings: PaymentSettings,
+    /// What Stripe says of the account the settings name (`None` before
+    /// any account, or while the one named was never described).
+    pub account: Option<AccountHealth>,
+}
+
+impl ClinicSettings {
+    fn of(settings: PaymentSettings, known: Option<Stored<AccountHealth>>) -> Self {
+        let account = known.map(|k| k.value).filter(|h| Some(&h.id) == settings.stripe_account_id.as_ref());
+        ClinicSettings { settings, account }
+    }
+}
+
+/// Support replaces a clinic's settings. An account new to the clinic is
+/// asked of Stripe (the platform must know it, and it must be no other
+/// clinic's); payments switch on only while Stripe lets the account charge.
 #[instrument(skip_all, fields(clinic_id = %clinic))]
 pub async fn put(
     deps: &(impl HasStore + HasClock + HasMetrics + HasPayments),
     by: &Caller,
     clinic: ClinicId,
     input: SettingsInput,
-) -> Result<PaymentSettings, AppError> {
+) -> Result<ClinicSettings, AppError> {
     let settings = PaymentSettings::from_input(clinic, input, deps.clock().now(), by.sub.clone())?;
     let before = deps.store().get_settings(&settings.clinic_id).await?;
+    let known = deps.store().account_health(&settings.clinic_id).await?;
     let old = before.as_ref().and_then(|s| s.stripe_account_id.as_ref());
     let new = settings.stripe_account_id.as_ref();
     let changed = old != new;
-    if let (true, Some(account)) = (changed, new) {
-        match deps.payments().retrieve_account(account).await {
-            Ok(_) => {}
-            Err(PaymentsError::NotFound | PaymentsError::AccountDisconnected) => {
-                tracing::warn!(account = %account.as_str(), by = %by.sub, "refused a Stripe account the platform does not know");
-                return Err(DomainError::StripeAccountUnknown.into());
+    let health = match new {
+        Some(account) => match known.as_ref().filter(|k| &k.id == account) {
+            Some(k) => Some(k.value.clone()),
+            None => {
+                let found = match deps.payments().retrieve_account(account).await {
+                    Ok(found) => found,
+                    Err(PaymentsError::NotFound | PaymentsError::AccountDisconnected) => {
+                        tracing::warn!(account = %account.as_str(), by = %by.sub, "refused a Stripe account the platform does not know");
+                        return Err(DomainError::StripeAccountUnknown.into());
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                Some(found.health(deps.clock().now()))
             }
-            Err(e) => return Err(e.into()),
-        }
+        },
+        None => None,
+    };
+    if let (true, Some(h)) = (settings.enabled, &health) {
+        h.can_take_payments()?;
+    }
+    if let Some(h) = health.as_ref().filter(|h| known.as_ref().is_none_or(|k| k.value != **h)) {
+        accounts::record_account(deps, &settings.clinic_id, h).await?;
     }
     deps.store().put_settings(&settings).await?;
     match (changed, old) {
@@ -52,9 +86,11 @@ pub async fn put(
         (false, _) => {}
     }
     tracing::info!(enabled = settings.enabled, "payment settings replaced");
-    Ok(settings)
+    Ok(ClinicSettings { settings, account: health })
 }
 
-pub async fn get(deps: &impl HasStore, clinic: &ClinicId) -> Result<PaymentSettings, AppError> {
-    deps.store().get_settings(clinic).await?.ok_or(AppError::NotFound(NotFound::Settings))
+pub async fn get(deps: &impl HasStore, clinic: &ClinicId) -> Result<ClinicSettings, AppError> {
+    let settings = deps.store().get_settings(clinic).await?.ok_or(AppError::NotFound(NotFound::Settings))?;
+    let known = deps.store().account_health(clinic).await?;
+    Ok(ClinicSettings::of(settings, known))
 }

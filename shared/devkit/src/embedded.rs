@@ -11,10 +11,11 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use visitpay_app::ports::{
-    ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore, MessageStore,
-    PaymentStore, ReconcileStore, SettingsStore, StoreError, Stored, Write,
+    AccountStore, ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore,
+    MessageStore, PaymentStore, PayoutPage, PayoutStore, ReconcileStore, SettingsStore, StoreError, Stored, Write,
 };
 use visitpay_aws::dynamodb::items::{self, MAX_ITEM_BYTES, MAX_TRANSACTION_BYTES, MAX_TRANSACTION_ITEMS};
+use visitpay_domain::{AccountHealth, Payout, PayoutLine, StripeAccountId};
 use visitpay_domain::{
     Action, ActionId, ClinicId, Invoice, InvoiceId, PatientId, PaymentIntentId, PaymentRef, PaymentSettings, SessionId,
     StrayPayment, VisitId,
@@ -38,6 +39,10 @@ struct Tables {
     /// By (clinic, or every clinic), channel and digest.
     opt_outs: HashMap<(Option<ClinicId>, Channel, String), OptOut>,
     unsubscribe: HashMap<String, UnsubscribeLink>,
+    account_health: HashMap<ClinicId, Stored<AccountHealth>>,
+    account_owners: std::collections::BTreeSet<(StripeAccountId, ClinicId)>,
+    payouts: HashMap<(ClinicId, String), Stored<Payout>>,
+    payout_lines: BTreeMap<(ClinicId, String, u32), PayoutLine>,
 }
 
 /// How many changes a subscriber may fall behind before it misses some
@@ -184,6 +189,7 @@ impl AssignStore for EmbeddedStore {
         let t = self.lock();
         Ok(AssignInputs {
             settings: t.settings.get(clinic).cloned(),
+            account: t.account_health.get(clinic).cloned(),
             idempotency: idempotency_key.and_then(|k| t.idempotency.get(&(clinic.clone(), k.to_owned())).cloned()),
             invoices: invoices
                 .iter()
@@ -280,6 +286,59 @@ impl MessageStore for EmbeddedStore {
 }
 
 #[async_trait]
+impl AccountStore for EmbeddedStore {
+    async fn account_health(&self, clinic: &ClinicId) -> Result<Option<Stored<AccountHealth>>, StoreError> {
+        Ok(self.lock().account_health.get(clinic).cloned())
+    }
+
+    async fn clinics_of_account(&self, account: &StripeAccountId) -> Result<Vec<ClinicId>, StoreError> {
+        Ok(self.lock().account_owners.iter().filter(|(a, _)| a == account).map(|(_, c)| c.clone()).collect())
+    }
+}
+
+#[async_trait]
+impl PayoutStore for EmbeddedStore {
+    async fn get_payout(
+        &self,
+        clinic: &ClinicId,
+        payout_id: &str,
+    ) -> Result<Option<(Stored<Payout>, Vec<PayoutLine>)>, StoreError> {
+        let t = self.lock();
+        let Some(summary) = t.payouts.get(&(clinic.clone(), payout_id.to_owned())).cloned() else { return Ok(None) };
+        let lines: Vec<PayoutLine> = (0..summary.line_count)
+            .map(|i| t.payout_lines.get(&(clinic.clone(), payout_id.to_owned(), i)).cloned())
+            .collect::<Option<_>>()
+            .ok_or_else(|| StoreError::Corrupt("a payout without all its lines".into()))?;
+        Ok(Some((summary, lines)))
+    }
+
+    async fn list_payouts(
+        &self,
+        clinic: &ClinicId,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<PayoutPage, StoreError> {
+        let t = self.lock();
+        // As gsi1 sorts them: by `<time>#<payout id>`, newest first.
+        let mut all: Vec<(String, Stored<Payout>)> = t
+            .payouts
+            .iter()
+            .filter(|((c, _), _)| c == clinic)
+            .map(|(_, p)| (visitpay_aws::dynamodb::keys::payout_listing(clinic, p.created, &p.payout_id).1, p.clone()))
+            .collect();
+        all.sort_by(|a, b| b.0.cmp(&a.0));
+        let rest: Vec<(String, Stored<Payout>)> = match after {
+            Some(cursor) => all.into_iter().filter(|(k, _)| k.as_str() < cursor).collect(),
+            None => all,
+        };
+        let more = rest.len() > limit;
+        let page: Vec<(String, Stored<Payout>)> = rest.into_iter().take(limit).collect();
+        let next = if more { page.last().map(|(k, _)| k.clone()) } else { None };
+        Ok(PayoutPage { payouts: page.into_iter().map(|(_, p)| p).collect(), next })
+    }
+}
+
+#[async_trait]
 impl Commit for EmbeddedStore {
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         let mut t = self.lock();
@@ -315,7 +374,14 @@ impl Commit for EmbeddedStore {
                     check(*expect, t.messages.get(&key).map(|m| m.version))?
                 }
                 Write::Unsubscribe(link) => check(Expect::Absent, t.unsubscribe.get(&link.token_hash).map(|_| 0))?,
-                Write::OptOut(_) => {}
+                Write::OptOut(_) | Write::PayoutLine { .. } | Write::AccountOwner { .. } => {}
+                Write::AccountHealth { clinic_id, expect, .. } => {
+                    check(*expect, t.account_health.get(clinic_id).map(|h| h.version))?
+                }
+                Write::Payout { clinic_id, payout, expect } => {
+                    let key = (clinic_id.clone(), payout.payout_id.clone());
+                    check(*expect, t.payouts.get(&key).map(|p| p.version))?
+                }
             }
         }
         let moved = followed.iter().map(|i| items::invoice_item(i, i.version));
@@ -363,6 +429,19 @@ impl Commit for EmbeddedStore {
                 }
                 Write::Unsubscribe(link) => {
                     t.unsubscribe.insert(link.token_hash.clone(), link);
+                }
+                Write::AccountHealth { clinic_id, health, expect } => {
+                    t.account_health.insert(clinic_id, Stored { value: health, version: expect.next_version() });
+                }
+                Write::AccountOwner { account, clinic_id } => {
+                    t.account_owners.insert((account, clinic_id));
+                }
+                Write::Payout { clinic_id, payout, expect } => {
+                    let key = (clinic_id, payout.payout_id.clone());
+                    t.payouts.insert(key, Stored { value: payout, version: expect.next_version() });
+                }
+                Write::PayoutLine { clinic_id, payout_id, index, line } => {
+                    t.payout_lines.insert((clinic_id, payout_id, index), line);
                 }
             }
         }

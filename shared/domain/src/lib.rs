@@ -2,6 +2,7 @@
 
 pub mod action;
 pub mod charge;
+pub mod connect;
 pub mod contact;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
@@ -21,6 +22,7 @@ pub use action::{
     RefundAttempt, Refunds, SessionsClosed, Terms,
 };
 pub use charge::{Charged, DisputeRecord, DisputeStatus, PaymentMethod, RefundRecord, RefundState};
+pub use connect::{AccountHealth, Payout, PayoutLine, PayoutLineKind, PayoutStatus};
 pub use contact::{Channel, Contacts, EmailAddress, PhoneNumber};
 pub use ids::{
     ActionId, ClinicId, DisputeId, InvoiceId, PatientId, PaymentIntentId, RefundId, SessionId, UserId, VisitId,
@@ -122,6 +124,12 @@ pub enum DomainError {
     NoContact,
     #[error("the link was sent {0} times already")]
     TooManySends(u32),
+    #[error("Stripe does not let the clinic's account take payments now: see stripe_account in its settings")]
+    StripeAccountRestricted,
+    #[error("cursor must be a page's next_cursor, as given")]
+    InvalidCursor,
+    #[error("limit must be between 1 and 100")]
+    InvalidLimit,
 }
 
 /// Times are UTC, serialized as RFC 3339 everywhere (API and storage).

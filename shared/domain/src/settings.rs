@@ -59,7 +59,7 @@ pub enum LineItemText {
 }
 
 /// A Stripe connected account id, `acct_…`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct StripeAccountId(String);
 

@@ -43,6 +43,15 @@ pub enum SignalKind {
     /// (`account.application.deauthorized`): its open actions can no longer
     /// be paid; reconcile expires them as it meets them.
     AccountDisconnected { account: String },
+    /// Stripe's word on a clinic's connected account (`account.updated`):
+    /// what it can do and what it still needs, as of the event.
+    AccountUpdated { health: crate::AccountHealth },
+    /// Something of the account changed that its object tells
+    /// (`capability.updated`): ask Stripe for it.
+    AccountCheck { account: crate::StripeAccountId },
+    /// A payout of a clinic's account was made, changed or failed
+    /// (`payout.paid`, `payout.updated`, `payout.failed`, `payout.canceled`).
+    PayoutChanged { account: crate::StripeAccountId, payout: crate::connect::PayoutFacts },
 }
 
 impl SignalKind {
@@ -51,6 +60,9 @@ impl SignalKind {
         match self {
             SignalKind::Action { event, .. } => event.name(),
             SignalKind::AccountDisconnected { .. } => "account_disconnected",
+            SignalKind::AccountUpdated { .. } => "account_updated",
+            SignalKind::AccountCheck { .. } => "account_check",
+            SignalKind::PayoutChanged { .. } => "payout_changed",
             SignalKind::Payment { change: ChargeChange::Refunded { .. } | ChargeChange::RefundsChanged, .. } => {
                 "charge_refunded"
             }

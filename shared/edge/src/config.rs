@@ -75,6 +75,8 @@ pub struct LambdaSettings {
     pub ses_configuration_set: Option<String>,
     /// `VISITPAY_SMS_ORIGINATION`: the SMS origination number or sender id, if any.
     pub sms_origination: Option<String>,
+    /// `VISITPAY_ONBOARDING_PAGE`: where Stripe's hosted onboarding sends the person back.
+    pub onboarding_page: Option<String>,
 }
 
 fn optional(name: &str) -> Option<String> {
@@ -105,6 +107,7 @@ impl LambdaSettings {
             email_from: optional("VISITPAY_EMAIL_FROM"),
             ses_configuration_set: optional("VISITPAY_SES_CONFIGURATION_SET"),
             sms_origination: optional("VISITPAY_SMS_ORIGINATION"),
+            onboarding_page: optional("VISITPAY_ONBOARDING_PAGE"),
         }
     }
 }
@@ -161,9 +164,21 @@ pub mod wiring {
     use aws_config::SdkConfig;
     use visitpay_app::{Deps, Outbox, Pdf, Queue, Stripe, Unwired};
 
-    /// Stripe, to check an account support names before payments go to it.
+    /// Stripe, to check an account support names before payments go to it,
+    /// and to make a clinic's account and its onboarding links (Stripe sends
+    /// the person back to `VISITPAY_ONBOARDING_PAGE`).
     pub async fn clinic_settings(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps<Stripe>, ConfigError> {
-        Ok(base(sdk, s)?.with_payments(payments(sdk, s).await?))
+        let page = s.onboarding_page.clone().ok_or(ConfigError::Missing("VISITPAY_ONBOARDING_PAGE"))?;
+        if !page.starts_with("https://") && !page.starts_with("http://") {
+            return Err(ConfigError::Invalid(format!("VISITPAY_ONBOARDING_PAGE must be a URL, got {page:?}")));
+        }
+        let mut deps = base(sdk, s)?.with_payments(payments(sdk, s).await?);
+        deps.config.onboarding_page = Some(page);
+        Ok(deps)
+    }
+    /// A clinic's payouts: reads only.
+    pub async fn payouts(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
+        base(sdk, s)
     }
     pub async fn select_invoices(sdk: &SdkConfig, s: &LambdaSettings) -> Result<Deps, ConfigError> {
         base(sdk, s)

@@ -38,6 +38,77 @@ pub struct AccountAnswer {
     pub id: String,
     pub charges_enabled: bool,
     pub payouts_enabled: bool,
+    pub details_submitted: Option<bool>,
+    pub requirements: Option<RequirementsAnswer>,
+}
+
+/// An account's `requirements` (what Stripe still needs, and why it is disabled).
+#[derive(Debug, Deserialize)]
+pub struct RequirementsAnswer {
+    pub currently_due: Option<Vec<String>>,
+    pub past_due: Option<Vec<String>>,
+    pub disabled_reason: Option<String>,
+}
+
+/// An Account Link (https://docs.stripe.com/api/account_links/object).
+#[derive(Debug, Deserialize)]
+pub struct AccountLinkAnswer {
+    pub url: String,
+    pub expires_at: i64,
+}
+
+/// A balance transaction (https://docs.stripe.com/api/balance_transactions/object),
+/// its `source` expanded.
+#[derive(Debug, Deserialize)]
+pub struct BalanceTransactionAnswer {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub reporting_category: String,
+    pub created: i64,
+    pub amount: i64,
+    pub fee: i64,
+    pub net: i64,
+    pub source: Option<SourceRef>,
+}
+
+/// A balance transaction's source: its id, or (expanded) the charge, refund
+/// or dispute, of which only the PaymentIntent it is about is read.
+#[derive(Debug)]
+pub struct SourceRef {
+    object: Option<SourceObject>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SourceObject {
+    payment_intent: Option<IntentRef>,
+}
+
+impl SourceRef {
+    /// The PaymentIntent the source is about (only when expanded; a payout's has none).
+    pub fn payment_intent(&self) -> Option<&str> {
+        self.object.as_ref()?.payment_intent.as_ref()?.id()
+    }
+}
+
+make_place!(SourcePlace);
+
+impl Visitor for SourcePlace<SourceRef> {
+    fn string(&mut self, _: &str) -> Result<()> {
+        self.out = Some(SourceRef { object: None });
+        Ok(())
+    }
+
+    fn map(&mut self) -> Result<Box<dyn Map + '_>> {
+        let out = self.out.insert(SourceRef { object: None });
+        SourceObject::begin(&mut out.object).map()
+    }
+}
+
+impl Deserialize for SourceRef {
+    fn begin(out: &mut Option<Self>) -> &mut dyn Visitor {
+        SourcePlace::new(out)
+    }
 }
 
 /// One page of a list (https://docs.stripe.com/api/pagination).
@@ -139,6 +210,30 @@ mod tests {
         .unwrap();
         let intent = s.payment_intent.unwrap();
         assert_eq!((intent.id(), intent.status()), (Some("pi_2"), Some("succeeded")));
+    }
+
+    /// A balance transaction's source, expanded (a charge names its
+    /// PaymentIntent) or not, and a payout's own line (no PaymentIntent).
+    #[test]
+    fn a_balance_transaction_reads_the_payment_its_source_is_about() {
+        let charge: BalanceTransactionAnswer = from_str(
+            r#"{"id":"txn_1","object":"balance_transaction","type":"charge","reporting_category":"charge","created":1,
+                "amount":4500,"fee":161,"net":4339,"fee_details":[{"amount":161,"type":"stripe_fee"}],
+                "source":{"id":"ch_1","object":"charge","payment_intent":"pi_1","amount":4500}}"#,
+        )
+        .unwrap();
+        assert_eq!(charge.source.unwrap().payment_intent(), Some("pi_1"));
+        let payout: BalanceTransactionAnswer = from_str(
+            r#"{"id":"txn_2","type":"payout","reporting_category":"payout","created":1,"amount":-4339,"fee":0,
+                "net":-4339,"source":{"id":"po_1","object":"payout","amount":4339}}"#,
+        )
+        .unwrap();
+        assert_eq!(payout.source.unwrap().payment_intent(), None);
+        let unexpanded: BalanceTransactionAnswer = from_str(
+            r#"{"id":"txn_3","type":"refund","reporting_category":"refund","created":1,"amount":-10,"fee":0,"net":-10,"source":"re_1"}"#,
+        )
+        .unwrap();
+        assert_eq!(unexpanded.source.unwrap().payment_intent(), None);
     }
 
     #[test]

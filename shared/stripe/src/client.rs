@@ -19,13 +19,13 @@ use stripe_client_core::{IdempotencyKey, RequestBuilder, RequestStrategy, Stripe
 use stripe_core::refund::{CreateRefund, ListRefund};
 use stripe_shared::{AccountId, CheckoutSessionLocale, CheckoutSessionMode};
 
-use super::answers::{AccountAnswer, Page, RefundAnswer, SessionAnswer};
+use super::answers::{AccountAnswer, AccountLinkAnswer, BalanceTransactionAnswer, Page, RefundAnswer, SessionAnswer};
 use super::transport::{StripeCallError, StripeHttp};
 use visitpay_app::ports::{
-    CheckoutRequest, CheckoutSession, ConnectedAccount, Payments, PaymentsError, Refund, RefundRequest,
-    SessionPaymentStatus, SessionStatus, META_REFUND_ATTEMPT,
+    AccountLink, BalanceTransaction, CheckoutRequest, CheckoutSession, ConnectedAccount, Payments, PaymentsError,
+    Refund, RefundRequest, SessionPaymentStatus, SessionStatus, META_REFUND_ATTEMPT,
 };
-use visitpay_domain::{Locale, PaymentIntentId, RefundId, RefundState, SessionId, StripeAccountId};
+use visitpay_domain::{ClinicId, Locale, PaymentIntentId, RefundId, RefundState, SessionId, StripeAccountId};
 
 /// Per attempt; the whole call stays well inside a Lambda's timeout.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
@@ -187,6 +187,109 @@ fn session_of(s: SessionAnswer) -> Result<CheckoutSession, PaymentsError> {
         currency: s.currency,
         mode: Some(s.mode),
     })
+}
+
+fn timestamp(unix: i64) -> Result<time::OffsetDateTime, PaymentsError> {
+    time::OffsetDateTime::from_unix_timestamp(unix).map_err(|_| unexpected(format!("a time {unix}")))
+}
+
+fn account_of(a: AccountAnswer) -> Result<ConnectedAccount, PaymentsError> {
+    let requirements = a.requirements.unwrap_or(super::answers::RequirementsAnswer {
+        currently_due: None,
+        past_due: None,
+        disabled_reason: None,
+    });
+    let mut due = requirements.currently_due.unwrap_or_default();
+    due.extend(requirements.past_due.unwrap_or_default());
+    Ok(ConnectedAccount {
+        id: StripeAccountId::parse(&a.id).map_err(|_| unexpected(format!("an account id {:?}", a.id)))?,
+        charges_enabled: a.charges_enabled,
+        payouts_enabled: a.payouts_enabled,
+        details_submitted: a.details_submitted.unwrap_or(false),
+        requirements_due: due,
+        disabled_reason: requirements.disabled_reason,
+    })
+}
+
+fn balance_transaction_of(b: BalanceTransactionAnswer) -> Result<BalanceTransaction, PaymentsError> {
+    let payment_intent = b
+        .source
+        .as_ref()
+        .and_then(|s| s.payment_intent())
+        .map(|id| PaymentIntentId::parse(id).map_err(|_| unexpected(format!("a payment intent id {id:?}"))))
+        .transpose()?;
+    Ok(BalanceTransaction {
+        created: timestamp(b.created)?,
+        id: b.id,
+        kind: b.kind,
+        reporting_category: b.reporting_category,
+        amount: b.amount,
+        fee: b.fee,
+        net: b.net,
+        payment_intent,
+    })
+}
+
+/// `POST /v1/accounts`'s form (serde_qs writes `controller[fees][payer]=…`).
+#[derive(serde::Serialize)]
+struct AccountParams<'a> {
+    controller: Controller,
+    metadata: Metadata<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct Controller {
+    fees: Fees,
+    losses: Losses,
+    requirement_collection: &'static str,
+    stripe_dashboard: Dashboard,
+}
+
+#[derive(serde::Serialize)]
+struct Fees {
+    payer: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct Losses {
+    payments: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct Dashboard {
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct Metadata<'a> {
+    visitpay_clinic_id: &'a str,
+}
+
+/// `POST /v1/account_links`'s form.
+#[derive(serde::Serialize)]
+struct AccountLinkParams<'a> {
+    account: &'a str,
+    refresh_url: &'a str,
+    return_url: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    collection_options: CollectionOptions,
+}
+
+#[derive(serde::Serialize)]
+struct CollectionOptions {
+    fields: &'static str,
+}
+
+/// `GET /v1/balance_transactions`'s query.
+#[derive(serde::Serialize)]
+struct BalanceListParams<'a> {
+    payout: &'a str,
+    limit: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    starting_after: Option<&'a str>,
+    expand: [&'static str; 1],
 }
 
 fn refund_of(r: RefundAnswer) -> Result<Refund, PaymentsError> {
@@ -390,11 +493,80 @@ impl Payments for StripePayments {
             RequestBuilder::new(StripeMethod::Get, path.clone()).customize::<AccountAnswer>().send(&self.client)
         })
         .await?;
-        Ok(ConnectedAccount {
-            id: StripeAccountId::parse(&answer.id).map_err(|_| unexpected(format!("an account id {:?}", answer.id)))?,
-            charges_enabled: answer.charges_enabled,
-            payouts_enabled: answer.payouts_enabled,
+        account_of(answer)
+    }
+
+    async fn create_account(&self, clinic: &ClinicId) -> Result<ConnectedAccount, PaymentsError> {
+        // https://docs.stripe.com/api/accounts/create with the controller
+        // properties of a Standard account, Stripe's recommendation for direct
+        // charges (https://docs.stripe.com/connect/integration-recommendations,
+        // https://docs.stripe.com/connect/migrate-to-controller-properties):
+        // the account pays Stripe's fees, Stripe bears losses and collects the
+        // requirements, and the clinic uses the full Stripe Dashboard.
+        let params = AccountParams {
+            controller: Controller {
+                fees: Fees { payer: "account" },
+                losses: Losses { payments: "stripe" },
+                requirement_collection: "stripe",
+                stripe_dashboard: Dashboard { kind: "full" },
+            },
+            metadata: Metadata { visitpay_clinic_id: clinic.as_str() },
+        };
+        // One account per clinic, whatever is retried or raced.
+        let strategy = key(&format!("visitpay-account-{clinic}"))?;
+        let answer = with_retries(|| {
+            RequestBuilder::new(StripeMethod::Post, "/accounts")
+                .form(&params)
+                .customize::<AccountAnswer>()
+                .request_strategy(strategy.clone())
+                .send(&self.client)
         })
+        .await?;
+        account_of(answer)
+    }
+
+    async fn create_account_link(
+        &self,
+        account_id: &StripeAccountId,
+        refresh_url: &str,
+        return_url: &str,
+    ) -> Result<AccountLink, PaymentsError> {
+        // https://docs.stripe.com/api/account_links/create: single use, valid
+        // a few minutes; no idempotency key (each call is a new link).
+        let params = AccountLinkParams {
+            account: account_id.as_str(),
+            refresh_url,
+            return_url,
+            kind: "account_onboarding",
+            collection_options: CollectionOptions { fields: "currently_due" },
+        };
+        let answer = with_retries(|| {
+            RequestBuilder::new(StripeMethod::Post, "/account_links")
+                .form(&params)
+                .customize::<AccountLinkAnswer>()
+                .send(&self.client)
+        })
+        .await?;
+        Ok(AccountLink { url: answer.url, expires_at: timestamp(answer.expires_at)? })
+    }
+
+    async fn list_payout_transactions(
+        &self,
+        account_id: &StripeAccountId,
+        payout_id: &str,
+    ) -> Result<Vec<BalanceTransaction>, PaymentsError> {
+        // https://docs.stripe.com/api/balance_transactions/list: `payout`
+        // (automatic payouts), the source expanded to its PaymentIntent.
+        let page = |after: Option<&str>| {
+            RequestBuilder::new(StripeMethod::Get, "/balance_transactions").query(&BalanceListParams {
+                payout: payout_id,
+                limit: 100,
+                starting_after: after,
+                expand: ["data.source"],
+            })
+        };
+        let what = format!("balance transactions of {payout_id}");
+        self.every_page(account_id, page, |t: &BalanceTransactionAnswer| &t.id, balance_transaction_of, &what).await
     }
 
     fn livemode(&self) -> bool {

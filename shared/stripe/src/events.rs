@@ -7,10 +7,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use visitpay_app::ports::{META_ACTION, META_CLINIC, META_REFUND_ATTEMPT};
+use visitpay_domain::connect::PayoutFacts;
 use visitpay_domain::{
-    ActionEvent, ActionId, Actor, ChargeChange, Charged, ClinicId, DisputeId, DisputeRecord, DisputeStatus,
-    DomainError, PaymentIntentId, PaymentMethod, PaymentSignal, RefundId, RefundRecord, RefundState, SessionId,
-    SignalKind,
+    AccountHealth, ActionEvent, ActionId, Actor, ChargeChange, Charged, ClinicId, Currency, DisputeId, DisputeRecord,
+    DisputeStatus, DomainError, PaymentIntentId, PaymentMethod, PaymentSignal, PayoutStatus, RefundId, RefundRecord,
+    RefundState, SessionId, SignalKind, StripeAccountId, Timestamp,
 };
 
 /// The event types visitpay acts on; anything else is acknowledged and dropped.
@@ -31,6 +32,12 @@ pub const HANDLED_TYPES: &[&str] = &[
     "charge.dispute.funds_reinstated",
     "charge.dispute.closed",
     "account.application.deauthorized",
+    "account.updated",
+    "capability.updated",
+    "payout.paid",
+    "payout.updated",
+    "payout.failed",
+    "payout.canceled",
 ];
 
 pub fn handles(event_type: &str) -> bool {
@@ -61,6 +68,9 @@ struct StripeEvent {
     account: Option<String>,
     #[serde(default)]
     livemode: bool,
+    /// When Stripe made the event: what orders the words on an account or a payout.
+    #[serde(default)]
+    created: i64,
     data: EventData,
 }
 
@@ -176,6 +186,63 @@ fn dispute(event_type: &str, object: &Value) -> Result<DisputeRecord, DecodeErro
     })
 }
 
+fn account_id(s: &str) -> Result<StripeAccountId, DecodeError> {
+    StripeAccountId::parse(s).map_err(|_| DecodeError::Invalid(format!("an account id {s:?}")))
+}
+
+fn time_of(unix: i64) -> Result<Timestamp, DecodeError> {
+    time::OffsetDateTime::from_unix_timestamp(unix).map_err(|_| DecodeError::Invalid(format!("a time {unix}")))
+}
+
+/// An Account object (https://docs.stripe.com/api/accounts/object): what it
+/// can do, and `requirements.currently_due`, `past_due` and `disabled_reason`.
+fn account_health(object: &Value, created: i64) -> Result<AccountHealth, DecodeError> {
+    let flag = |k: &str| {
+        object.get(k).and_then(Value::as_bool).ok_or_else(|| DecodeError::Invalid(format!("an account without {k}")))
+    };
+    let id =
+        object.get("id").and_then(Value::as_str).ok_or_else(|| DecodeError::Invalid("an account without id".into()))?;
+    let requirements = object.get("requirements");
+    let list = |k: &str| -> Vec<String> {
+        requirements
+            .and_then(|r| r.get(k))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let mut due = list("currently_due");
+    due.extend(list("past_due"));
+    let disabled_reason =
+        requirements.and_then(|r| r.get("disabled_reason")).and_then(Value::as_str).map(str::to_owned);
+    Ok(AccountHealth::new(
+        account_id(id)?,
+        flag("charges_enabled")?,
+        flag("payouts_enabled")?,
+        object.get("details_submitted").and_then(Value::as_bool).unwrap_or(false),
+        due,
+        disabled_reason,
+        time_of(created)?,
+    ))
+}
+
+/// A Payout object (https://docs.stripe.com/api/payouts/object).
+fn payout(object: &Value, created: i64) -> Result<PayoutFacts, DecodeError> {
+    let invalid = |what: &str| DecodeError::Invalid(format!("a payout without {what}"));
+    let text = |k: &str| object.get(k).and_then(Value::as_str).ok_or_else(|| invalid(k));
+    let number = |k: &str| object.get(k).and_then(Value::as_i64).ok_or_else(|| invalid(k));
+    let status = PayoutStatus::parse(text("status")?).ok_or_else(|| invalid("a known status"))?;
+    Ok(PayoutFacts {
+        id: text("id")?.to_owned(),
+        amount: number("amount")?,
+        currency: Currency::parse(text("currency")?).map_err(|_| invalid("a known currency"))?,
+        status,
+        created: time_of(number("created")?)?,
+        arrival_date: time_of(number("arrival_date")?)?,
+        failure_code: object.get("failure_code").and_then(Value::as_str).map(str::to_owned),
+        as_of: time_of(created)?,
+    })
+}
+
 /// Decodes one event as Stripe sent it.
 pub fn decode(body: &str) -> Result<Decoded, DecodeError> {
     const NOT_OURS: &str = "not about a visitpay action";
@@ -229,6 +296,21 @@ pub fn decode(body: &str) -> Result<Decoded, DecodeError> {
         "account.application.deauthorized" => match event.account.clone() {
             Some(account) => SignalKind::AccountDisconnected { account },
             None => return Ok(Decoded::Ignored("a deauthorization without an account")),
+        },
+        // A connected account's own description, as of the event
+        // (https://docs.stripe.com/api/events/types#event_types-account.updated).
+        "account.updated" => SignalKind::AccountUpdated { health: account_health(object, event.created)? },
+        // A capability's status changed; the account's object says what it means.
+        "capability.updated" => match event.account.as_deref().or(object.get("account").and_then(Value::as_str)) {
+            Some(account) => SignalKind::AccountCheck { account: account_id(account)? },
+            None => return Ok(Decoded::Ignored("a capability without an account")),
+        },
+        "payout.paid" | "payout.updated" | "payout.failed" | "payout.canceled" => match event.account.as_deref() {
+            Some(account) => {
+                SignalKind::PayoutChanged { account: account_id(account)?, payout: payout(object, event.created)? }
+            }
+            // The platform's own payouts are not a clinic's.
+            None => return Ok(Decoded::Ignored("a payout of the platform's own")),
         },
         LEGACY_EXPIRED_TYPE if actor == Actor::Reconcile => {
             let field = |k: &str| object.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();

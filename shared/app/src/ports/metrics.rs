@@ -26,11 +26,17 @@ pub enum MoneySignal {
     /// A message to a patient was refused by SES or SNS, or given up after
     /// failing again and again: the patient may not have their link.
     MessageFailed,
+    /// A payout to the clinic's bank failed (or was canceled): the money is
+    /// back in its Stripe balance, and its bank details need a look.
+    PayoutFailed,
+    /// A payout's lines do not add up to it: the clinic's books would not
+    /// balance from visitpay's report.
+    PayoutMismatch,
 }
 
 impl MoneySignal {
     /// Every signal (each must have its alarm in the template).
-    pub const ALL: [MoneySignal; 9] = [
+    pub const ALL: [MoneySignal; 11] = [
         MoneySignal::RefundNeeded,
         MoneySignal::RefundFailed,
         MoneySignal::DisputeOpened,
@@ -40,6 +46,8 @@ impl MoneySignal {
         MoneySignal::AccountChanged,
         MoneySignal::StrayPayment,
         MoneySignal::MessageFailed,
+        MoneySignal::PayoutFailed,
+        MoneySignal::PayoutMismatch,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +61,8 @@ impl MoneySignal {
             MoneySignal::AccountChanged => "AccountChanged",
             MoneySignal::StrayPayment => "StrayPayment",
             MoneySignal::MessageFailed => "MessageFailed",
+            MoneySignal::PayoutFailed => "PayoutFailed",
+            MoneySignal::PayoutMismatch => "PayoutMismatch",
         }
     }
     pub fn value(self) -> u32 {

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 
 use super::BoxError;
 use visitpay_domain::{
-    Currency, Locale, PaymentIntentId, RefundId, RefundState, SessionId, StripeAccountId, Timestamp,
+    ClinicId, Currency, Locale, PaymentIntentId, RefundId, RefundState, SessionId, StripeAccountId, Timestamp,
 };
 
 /// Metadata keys visitpay puts on every Checkout Session and PaymentIntent:
@@ -104,6 +104,47 @@ pub struct ConnectedAccount {
     pub id: StripeAccountId,
     pub charges_enabled: bool,
     pub payouts_enabled: bool,
+    pub details_submitted: bool,
+    /// `requirements.currently_due` and `past_due`.
+    pub requirements_due: Vec<String>,
+    pub disabled_reason: Option<String>,
+}
+
+impl ConnectedAccount {
+    /// What it says, as of `at` (when it was asked).
+    pub fn health(&self, at: Timestamp) -> visitpay_domain::AccountHealth {
+        visitpay_domain::AccountHealth::new(
+            self.id.clone(),
+            self.charges_enabled,
+            self.payouts_enabled,
+            self.details_submitted,
+            self.requirements_due.clone(),
+            self.disabled_reason.clone(),
+            at,
+        )
+    }
+}
+
+/// A single-use link to Stripe's hosted onboarding for an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountLink {
+    pub url: String,
+    pub expires_at: Timestamp,
+}
+
+/// One balance transaction of a payout, as Stripe lists it (its source
+/// expanded: the PaymentIntent of the charge, refund or dispute it is about).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalanceTransaction {
+    pub id: String,
+    /// Stripe's `type` and `reporting_category`.
+    pub kind: String,
+    pub reporting_category: String,
+    pub created: Timestamp,
+    pub amount: i64,
+    pub fee: i64,
+    pub net: i64,
+    pub payment_intent: Option<PaymentIntentId>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +195,27 @@ pub trait Payments: Send + Sync {
     /// `AccountDisconnected` when the platform does not know it (Stripe
     /// answers both as `account_invalid`: "or that account does not exist").
     async fn retrieve_account(&self, account: &StripeAccountId) -> Result<ConnectedAccount, PaymentsError>;
+    /// A connected account for the clinic, Stripe collecting its requirements
+    /// and the clinic using Stripe's own dashboard (Stripe's recommended
+    /// properties for direct charges). Idempotent per clinic: a retry, or a
+    /// second request racing the first, gets the same account.
+    async fn create_account(&self, clinic: &ClinicId) -> Result<ConnectedAccount, PaymentsError>;
+    /// A link to Stripe's hosted onboarding of `account`; Stripe sends the
+    /// person back to `return_url`, or to `refresh_url` when the link has
+    /// expired or was already used (a new link is then made).
+    async fn create_account_link(
+        &self,
+        account: &StripeAccountId,
+        refresh_url: &str,
+        return_url: &str,
+    ) -> Result<AccountLink, PaymentsError>;
+    /// Every balance transaction an automatic payout paid out, the payout's
+    /// own included, all pages.
+    async fn list_payout_transactions(
+        &self,
+        account: &StripeAccountId,
+        payout_id: &str,
+    ) -> Result<Vec<BalanceTransaction>, PaymentsError>;
     /// Whether the key is a live one (`sk_live_`/`rk_live_`): events of the
     /// other mode are not this deployment's.
     fn livemode(&self) -> bool;

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::BoxError;
 use visitpay_domain::{
-    Action, ActionId, Channel, ClinicId, Invoice, InvoiceEffect, InvoiceId, MessageIntent, OptOut, PatientId,
-    PaymentIntentId, PaymentRef, PaymentSettings, SessionId, StrayPayment, Timestamp, UnsubscribeLink, VisitId,
+    AccountHealth, Action, ActionId, Channel, ClinicId, Invoice, InvoiceEffect, InvoiceId, MessageIntent, OptOut,
+    PatientId, PaymentIntentId, PaymentRef, PaymentSettings, Payout, PayoutLine, SessionId, StrayPayment,
+    StripeAccountId, Timestamp, UnsubscribeLink, VisitId,
 };
 
 /// What a conditional write expects to find.
@@ -117,6 +118,34 @@ pub enum Write {
     OptOut(OptOut),
     /// An email's unsubscribe link; always created, never replaced.
     Unsubscribe(UnsubscribeLink),
+    /// Stripe's latest word on the clinic's account (only a newer one
+    /// replaces it: `expect` the version read).
+    AccountHealth {
+        clinic_id: ClinicId,
+        health: AccountHealth,
+        expect: Expect,
+    },
+    /// That a clinic's payments go to a Stripe account, so Stripe's events
+    /// about the account find the clinic (several clinics of one business
+    /// may share one account; each is told). Written again the same way.
+    AccountOwner {
+        account: StripeAccountId,
+        clinic_id: ClinicId,
+    },
+    /// A payout's summary: how much, its status, what its lines add up to.
+    Payout {
+        clinic_id: ClinicId,
+        payout: Payout,
+        expect: Expect,
+    },
+    /// One line of a payout (`index` from 0): what Stripe lists never
+    /// changes, so the same line is written the same way again (`Expect::Any`).
+    PayoutLine {
+        clinic_id: ClinicId,
+        payout_id: String,
+        index: u32,
+        line: PayoutLine,
+    },
 }
 
 /// What a write replacing `previous` (or creating the item) expects.
@@ -148,6 +177,8 @@ pub enum StoreError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AssignInputs {
     pub settings: Option<PaymentSettings>,
+    /// Stripe's latest word on the clinic's account.
+    pub account: Option<Stored<AccountHealth>>,
     pub idempotency: Option<IdempotencyRecord>,
     /// The requested invoices that exist for this patient, in any order.
     pub invoices: Vec<Stored<Invoice>>,
@@ -239,6 +270,40 @@ pub trait MessageStore: Send + Sync {
 }
 
 #[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Stripe's latest word on the clinic's connected account.
+    async fn account_health(&self, clinic: &ClinicId) -> Result<Option<Stored<AccountHealth>>, StoreError>;
+    /// The clinics whose payments went to a Stripe account (one, usually).
+    async fn clinics_of_account(&self, account: &StripeAccountId) -> Result<Vec<ClinicId>, StoreError>;
+}
+
+/// A page of a clinic's payouts, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PayoutPage {
+    pub payouts: Vec<Stored<Payout>>,
+    /// Where the next page starts, if there is one (opaque).
+    pub next: Option<String>,
+}
+
+#[async_trait]
+pub trait PayoutStore: Send + Sync {
+    /// A payout and its lines, in Stripe's order.
+    async fn get_payout(
+        &self,
+        clinic: &ClinicId,
+        payout_id: &str,
+    ) -> Result<Option<(Stored<Payout>, Vec<PayoutLine>)>, StoreError>;
+    /// A clinic's payouts, newest first (by when Stripe made them), `limit`
+    /// at a time, from `after` (a page's `next`).
+    async fn list_payouts(
+        &self,
+        clinic: &ClinicId,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<PayoutPage, StoreError>;
+}
+
+#[async_trait]
 pub trait Commit: Send + Sync {
     /// Applies every write or none; `Conflict` when any expectation fails.
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError>;
@@ -246,11 +311,29 @@ pub trait Commit: Send + Sync {
 
 /// The whole store, as one adapter implements it.
 pub trait Store:
-    SettingsStore + InvoiceStore + ActionStore + AssignStore + PaymentStore + ReconcileStore + MessageStore + Commit
+    SettingsStore
+    + InvoiceStore
+    + ActionStore
+    + AssignStore
+    + PaymentStore
+    + ReconcileStore
+    + MessageStore
+    + AccountStore
+    + PayoutStore
+    + Commit
 {
 }
 
 impl<T> Store for T where
-    T: SettingsStore + InvoiceStore + ActionStore + AssignStore + PaymentStore + ReconcileStore + MessageStore + Commit
+    T: SettingsStore
+        + InvoiceStore
+        + ActionStore
+        + AssignStore
+        + PaymentStore
+        + ReconcileStore
+        + MessageStore
+        + AccountStore
+        + PayoutStore
+        + Commit
 {
 }

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::attributes::{encode, epoch};
 use super::records::{ActionRecord, InvoiceRecord, PaymentRecord, SettingsRecord};
-use super::{keys, messages};
+use super::{connect, keys, messages};
 use visitpay_app::ports::{Expect, IdempotencyRecord, Write};
 use visitpay_domain::{Action, ActionStatus, Invoice, PaymentRef, PaymentSettings, StrayPayment};
 
@@ -86,6 +86,16 @@ pub fn put_item(write: &Write) -> Option<(Item, Expect)> {
         Write::Message { intent, expect } => (messages::message_item(intent, expect.next_version()), *expect),
         Write::OptOut(opt_out) => (messages::opt_out_item(opt_out), Expect::Any),
         Write::Unsubscribe(link) => (messages::unsubscribe_item(link), Expect::Absent),
+        Write::AccountHealth { clinic_id, health, expect } => {
+            (connect::account_health_item(clinic_id, health, expect.next_version()), *expect)
+        }
+        Write::AccountOwner { account, clinic_id } => (connect::account_owner_item(account, clinic_id), Expect::Any),
+        Write::Payout { clinic_id, payout, expect } => {
+            (connect::payout_item(clinic_id, payout, expect.next_version()), *expect)
+        }
+        Write::PayoutLine { clinic_id, payout_id, index, line } => {
+            (connect::payout_line_item(clinic_id, payout_id, *index, line), Expect::Any)
+        }
     })
 }
 

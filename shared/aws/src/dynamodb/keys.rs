@@ -1,7 +1,9 @@
 //! Every DynamoDB key shape, in one place. Ids cannot contain `#`
 //! (`[A-Za-z0-9_-]`), so these keys cannot collide or be forged.
 
-use visitpay_domain::{ActionId, ClinicId, InvoiceId, PatientId, PaymentIntentId, SessionId, Timestamp, VisitId};
+use visitpay_domain::{
+    ActionId, ClinicId, InvoiceId, PatientId, PaymentIntentId, SessionId, StripeAccountId, Timestamp, VisitId,
+};
 
 pub const PK: &str = "pk";
 pub const SK: &str = "sk";
@@ -32,6 +34,11 @@ pub const PAYMENT_SK: &str = "PAYMENT";
 pub const IDEMPOTENCY_SK: &str = "IDEMPOTENCY";
 pub const STRAY_SK: &str = "STRAY";
 pub const UNSUBSCRIBE_SK: &str = "UNSUB";
+pub const STRIPE_ACCOUNT_SK: &str = "STRIPE_ACCOUNT";
+pub const OWNER_PREFIX: &str = "CLINIC#";
+pub const PAYOUT_SK: &str = "PAYOUT";
+/// A payout's lines sort under it: `LINE#000000`…
+pub const PAYOUT_LINE_PREFIX: &str = "LINE#";
 /// Message items sort under their action: `MESSAGE#<key>`.
 pub const MESSAGE_PREFIX: &str = "MESSAGE#";
 
@@ -136,4 +143,39 @@ pub fn opt_out(clinic: Option<&ClinicId>, channel: &str, digest: &str) -> (Strin
 /// An unsubscribe link, by its token's hash.
 pub fn unsubscribe(token_hash: &str) -> (String, String) {
     (format!("UNSUB#{token_hash}"), UNSUBSCRIBE_SK.into())
+}
+
+/// Stripe's word on a clinic's account, beside its settings.
+pub fn account_health(clinic: &ClinicId) -> (String, String) {
+    (format!("CLINIC#{clinic}"), STRIPE_ACCOUNT_SK.into())
+}
+
+/// That a clinic's payments go to a Stripe account: the account's partition
+/// lists its clinics.
+pub fn account_owner(account: &StripeAccountId, clinic: &ClinicId) -> (String, String) {
+    (account_partition(account), format!("{OWNER_PREFIX}{clinic}"))
+}
+
+pub fn account_partition(account: &StripeAccountId) -> String {
+    format!("STRIPE_ACCOUNT#{}", account.as_str())
+}
+
+/// A payout's partition holds its summary and its lines. Stripe's payout ids
+/// are `po_` and letters and digits: no `#`.
+pub fn payout(clinic: &ClinicId, payout_id: &str) -> (String, String) {
+    (format!("CLINIC#{clinic}#PAYOUT#{payout_id}"), PAYOUT_SK.into())
+}
+
+pub fn payout_line(clinic: &ClinicId, payout_id: &str, index: u32) -> (String, String) {
+    (format!("CLINIC#{clinic}#PAYOUT#{payout_id}"), format!("{PAYOUT_LINE_PREFIX}{index:06}"))
+}
+
+pub fn payouts_partition(clinic: &ClinicId) -> String {
+    format!("CLINIC#{clinic}#PAYOUTS")
+}
+
+/// gsi1: a clinic's payouts, by when Stripe made them. The sort key is also
+/// the listing's cursor (`<time>#<payout id>`).
+pub fn payout_listing(clinic: &ClinicId, created: Timestamp, payout_id: &str) -> (String, String) {
+    (payouts_partition(clinic), format!("{}#{payout_id}", sortable_time(created)))
 }

@@ -3,6 +3,7 @@
 //! queries (base table or `gsi1`), never scans.
 
 mod attributes;
+pub mod connect;
 pub mod items;
 pub mod keys;
 pub mod messages;
@@ -370,7 +371,7 @@ impl AssignStore for DynamoStore {
         invoices: &[InvoiceId],
         idempotency_key: Option<&str>,
     ) -> Result<AssignInputs, StoreError> {
-        let mut wanted = vec![keys::settings(clinic)];
+        let mut wanted = vec![keys::settings(clinic), keys::account_health(clinic)];
         if let Some(k) = idempotency_key {
             wanted.push(keys::idempotency(clinic, k));
         }
@@ -379,6 +380,10 @@ impl AssignStore for DynamoStore {
         for item in self.batch_get(wanted).await? {
             match sort_key(&item)?.as_str() {
                 keys::SETTINGS_SK => inputs.settings = Some(decode::<SettingsRecord>(item)?.into()),
+                keys::STRIPE_ACCOUNT_SK => {
+                    let r: connect::AccountHealthRecord = decode(item)?;
+                    inputs.account = Some(Stored { value: r.health, version: r.version });
+                }
                 keys::IDEMPOTENCY_SK => inputs.idempotency = Some(decode(item)?),
                 _ => inputs.invoices.push(invoice_of(decode(item)?)?),
             }

@@ -52,7 +52,10 @@ struct RefundBody {
     amount: Option<i64>,
 }
 
-pub(super) async fn assign(deps: &(impl HasStore + HasClock + HasIds + HasConfig), ctx: Ctx<'_>) -> Answer {
+pub(super) async fn assign(
+    deps: &(impl HasStore + HasClock + HasIds + HasConfig + HasPayments),
+    ctx: Ctx<'_>,
+) -> Answer {
     let (caller, clinic) = ctx.staff()?;
     let visit = ctx.id("visit_id", VisitId::parse)?;
     let key = ctx.idempotency_key()?;

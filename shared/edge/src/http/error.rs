@@ -126,6 +126,9 @@ impl From<DomainError> for ApiError {
             InvalidPhone => (bad, "invalid_phone"),
             NoContact => (bad, "no_contact"),
             TooManySends(_) => (conflict, "too_many_sends"),
+            StripeAccountRestricted => (conflict, "stripe_account_restricted"),
+            InvalidCursor => (bad, "invalid_cursor"),
+            InvalidLimit => (bad, "invalid_limit"),
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -143,6 +146,7 @@ impl From<AppError> for ApiError {
                     NotFound::Invoice(_) => "invoice_not_found",
                     NotFound::Action => "action_not_found",
                     NotFound::Unsubscribe => "unsubscribe_not_found",
+                    NotFound::Payout => "payout_not_found",
                     NotFound::Link => "link_not_found",
                 };
                 ApiError::new(StatusCode::NOT_FOUND, code, format!("{what} not found"))

@@ -9,7 +9,7 @@
 use lambda_http::{Body, Request, Response};
 
 use super::routes::{Access, Route};
-use super::{actions, invoices, patient, receipt, serve, settings, unsubscribe, webhook};
+use super::{actions, invoices, patient, payouts, receipt, serve, settings, unsubscribe, webhook};
 use visitpay_app::{HasClock, HasConfig, HasIds, HasMetrics, HasPayments, HasPdf, HasQueue, HasStore};
 
 /// Declares the functions and their routes (see the module's comment).
@@ -75,6 +75,12 @@ functions! {
     ClinicSettings "clinic-settings", fn clinic_settings(deps: [HasStore, HasClock, HasConfig, HasMetrics, HasPayments]) {
         PUT "/clinics/{clinic_id}/payment-settings" Support => settings::put;
         GET "/clinics/{clinic_id}/payment-settings" StaffOrSupport => settings::get;
+        POST "/clinics/{clinic_id}/stripe-onboarding" Support => settings::onboarding;
+    }
+    /// A clinic's payouts, traced to what they paid (JSON or CSV).
+    Payouts "payouts", fn payouts(deps: [HasStore, HasConfig]) {
+        GET "/clinics/{clinic_id}/payouts" StaffOrSupport => payouts::list;
+        GET "/clinics/{clinic_id}/payouts/{payout_id}" StaffOrSupport => payouts::get;
     }
     /// Private invoices: import, list, "make a payment".
     SelectInvoices "select-invoices", fn select_invoices(deps: [HasStore, HasClock, HasConfig]) {

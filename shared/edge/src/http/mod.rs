@@ -14,6 +14,7 @@ pub mod functions;
 mod invoices;
 mod page;
 mod patient;
+mod payouts;
 mod receipt;
 pub mod request;
 pub mod routes;

@@ -2,15 +2,18 @@
 
 use lambda_http::http::StatusCode;
 
+use super::actions::NoBody;
 use super::request::Ctx;
 use super::views::SettingsView;
 use super::{json, Answer};
-use visitpay_app::{settings, AppError, HasClock, HasMetrics, HasPayments, HasStore, NotFound, Role};
+use visitpay_app::{
+    accounts, settings, AppError, HasClock, HasConfig, HasMetrics, HasPayments, HasStore, NotFound, Role,
+};
 use visitpay_domain::{ClinicId, SettingsInput};
 
 /// The clinic in the path, which a staff caller must work for: staff of
 /// another clinic learn nothing, not even that it exists.
-fn clinic(ctx: &Ctx<'_>) -> Result<ClinicId, super::ApiError> {
+pub(super) fn clinic(ctx: &Ctx<'_>) -> Result<ClinicId, super::ApiError> {
     let clinic = ctx.id("clinic_id", ClinicId::parse)?;
     let caller = ctx.caller()?;
     if caller.role == Role::Staff && caller.clinic_id.as_ref() != Some(&clinic) {
@@ -30,4 +33,24 @@ pub(super) async fn get(deps: &impl HasStore, ctx: Ctx<'_>) -> Answer {
     let clinic = clinic(&ctx)?;
     let stored = settings::get(deps, &clinic).await?;
     Ok(json(StatusCode::OK, &SettingsView::from(&stored)))
+}
+
+/// What support opens to onboard the clinic with Stripe.
+#[derive(serde::Serialize)]
+struct OnboardingView<'a> {
+    account_id: &'a visitpay_domain::StripeAccountId,
+    url: &'a str,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: visitpay_domain::Timestamp,
+}
+
+/// `POST /clinics/{clinic_id}/stripe-onboarding` (support): the clinic's
+/// account (made by Stripe if it has none) and a fresh link to Stripe's
+/// hosted onboarding for it.
+pub(super) async fn onboarding(deps: &(impl HasStore + HasClock + HasConfig + HasPayments), ctx: Ctx<'_>) -> Answer {
+    let clinic = clinic(&ctx)?;
+    let NoBody {} = ctx.optional_body()?;
+    let started = accounts::start_onboarding(deps, ctx.caller()?, &clinic).await?;
+    let view = OnboardingView { account_id: &started.account_id, url: &started.url, expires_at: started.expires_at };
+    Ok(json(StatusCode::OK, &view))
 }

@@ -4,10 +4,12 @@
 use serde::Serialize;
 
 use visitpay_app::ports::Stored;
+use visitpay_app::settings::ClinicSettings;
+use visitpay_domain::{AccountHealth, ActionId, Payout, PayoutLine, PayoutLineKind, PayoutStatus};
 use visitpay_domain::{
     Action, ActionStatus, CheckoutDomain, ClinicId, ClinicTimeZone, Currency, DisputeRecord, HistoryEntry, Invoice,
-    InvoiceId, InvoiceStatus, Label, LatePayment, LineItemText, Locale, Money, PaymentSettings, QuietHours,
-    ReceiptIssuer, RefundRecord, RefundState, StripeAccountId, Timestamp, UserId,
+    InvoiceId, InvoiceStatus, Label, LatePayment, LineItemText, Locale, Money, QuietHours, ReceiptIssuer, RefundRecord,
+    RefundState, StripeAccountId, Timestamp, UserId,
 };
 
 #[derive(Debug, Serialize)]
@@ -234,13 +236,44 @@ pub struct SettingsView<'a> {
     pub checkout_domain: &'a CheckoutDomain,
     pub reminder_hours: &'a [u32],
     pub quiet_hours: QuietHours,
+    /// What Stripe last said of the account (absent before one is set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stripe_account: Option<AccountView<'a>>,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: Timestamp,
     pub updated_by: &'a UserId,
 }
 
-impl<'a> From<&'a PaymentSettings> for SettingsView<'a> {
-    fn from(s: &'a PaymentSettings) -> Self {
+/// A clinic's Stripe account as Stripe last described it.
+#[derive(Debug, Serialize)]
+pub struct AccountView<'a> {
+    pub id: &'a StripeAccountId,
+    pub charges_enabled: bool,
+    pub payouts_enabled: bool,
+    pub details_submitted: bool,
+    pub requirements_due: &'a [String],
+    pub disabled_reason: Option<&'a str>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub as_of: Timestamp,
+}
+
+impl<'a> From<&'a AccountHealth> for AccountView<'a> {
+    fn from(h: &'a AccountHealth) -> Self {
+        AccountView {
+            id: &h.id,
+            charges_enabled: h.charges_enabled,
+            payouts_enabled: h.payouts_enabled,
+            details_submitted: h.details_submitted,
+            requirements_due: &h.requirements_due,
+            disabled_reason: h.disabled_reason.as_deref(),
+            as_of: h.as_of,
+        }
+    }
+}
+
+impl<'a> From<&'a ClinicSettings> for SettingsView<'a> {
+    fn from(c: &'a ClinicSettings) -> Self {
+        let s = &c.settings;
         SettingsView {
             clinic_id: &s.clinic_id,
             enabled: s.enabled,
@@ -257,8 +290,77 @@ impl<'a> From<&'a PaymentSettings> for SettingsView<'a> {
             checkout_domain: &s.checkout_domain,
             reminder_hours: &s.reminder_hours,
             quiet_hours: s.quiet_hours,
+            stripe_account: c.account.as_ref().map(AccountView::from),
             updated_at: s.updated_at,
             updated_by: &s.updated_by,
+        }
+    }
+}
+
+/// A payout, as the clinic's bookkeeper reads it.
+#[derive(Debug, Serialize)]
+pub struct PayoutView<'a> {
+    pub payout_id: &'a str,
+    pub amount: i64,
+    pub currency: Currency,
+    pub status: PayoutStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: Timestamp,
+    #[serde(with = "time::serde::rfc3339")]
+    pub arrival_date: Timestamp,
+    pub failure_code: Option<&'a str>,
+    /// What the lines other than the payout's own add up to.
+    pub lines_net: i64,
+    pub line_count: u32,
+    /// Whether they add up to the payout, to the cent.
+    pub reconciles: bool,
+}
+
+impl<'a> From<&'a Payout> for PayoutView<'a> {
+    fn from(p: &'a Payout) -> Self {
+        PayoutView {
+            payout_id: &p.payout_id,
+            amount: p.amount,
+            currency: p.currency,
+            status: p.status,
+            created: p.created,
+            arrival_date: p.arrival_date,
+            failure_code: p.failure_code.as_deref(),
+            lines_net: p.lines_net,
+            line_count: p.line_count,
+            reconciles: p.reconciles(),
+        }
+    }
+}
+
+/// One balance transaction of a payout, traced to its action and invoices.
+#[derive(Debug, Serialize)]
+pub struct PayoutLineView<'a> {
+    pub transaction_id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: PayoutLineKind,
+    pub stripe_type: &'a str,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: Timestamp,
+    pub gross: i64,
+    pub fee: i64,
+    pub net: i64,
+    pub action_id: Option<&'a ActionId>,
+    pub invoice_ids: &'a [InvoiceId],
+}
+
+impl<'a> From<&'a PayoutLine> for PayoutLineView<'a> {
+    fn from(l: &'a PayoutLine) -> Self {
+        PayoutLineView {
+            transaction_id: &l.transaction_id,
+            kind: l.kind,
+            stripe_type: &l.stripe_type,
+            created: l.created,
+            gross: l.gross,
+            fee: l.fee,
+            net: l.net,
+            action_id: l.action_id.as_ref(),
+            invoice_ids: &l.invoice_ids,
         }
     }
 }

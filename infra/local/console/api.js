@@ -46,6 +46,28 @@ export async function assignAction(visitId, input, idempotencyKey) {
   return { action: body, replayed: headers.get('Idempotent-Replayed') === 'true' };
 }
 
+/** POST /clinics/{clinic_id}/stripe-onboarding (support): {account_id, url, expires_at}; open `url` at once. */
+export async function startOnboarding(clinicId) {
+  const { body } = await api('POST', `/clinics/${seg(clinicId)}/stripe-onboarding`, { token: await supportToken() });
+  return body;
+}
+
+/** GET /clinics/{clinic_id}/payouts[?cursor=…]: {payouts, next_cursor}. */
+export async function listPayouts(clinicId, cursor) {
+  const query = cursor ? `?cursor=${encodeURIComponent(cursor)}` : '';
+  const { body } = await api('GET', `/clinics/${seg(clinicId)}/payouts${query}`, { token: await staffToken() });
+  return body;
+}
+
+/** GET /clinics/{clinic_id}/payouts/{payout_id}: the payout and its lines (JSON), or its CSV as a Blob. */
+export async function getPayout(clinicId, payoutId, format) {
+  const { body } = await api('GET', `/clinics/${seg(clinicId)}/payouts/${seg(payoutId)}`, {
+    token: await staffToken(),
+    accept: format === 'csv' ? 'text/csv' : 'application/json',
+  });
+  return body;
+}
+
 /** GET /visits/{visit_id}/actions: the visit's actions (never with `patient_url`). */
 export async function listVisitActions(visitId) {
   const { body } = await api('GET', `/visits/${seg(visitId)}/actions`, { token: await staffToken() });

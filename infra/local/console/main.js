@@ -24,7 +24,10 @@ import {
   onOpenVisit, onOpenActionsNotes, onOpenPatientActions, onAssignActions, closeAssignForm,
   renderPaymentLabel, onChoosePaymentLabel, renderAssignInvoices, onAssignSubmit,
 } from './screens/visit.js';
-import { loadSettingsForm, renderSettingsUpdated, onSettingsSubmit } from './screens/settings.js';
+import {
+  loadSettingsForm, renderSettingsUpdated, onSettingsSubmit, renderStripeAccount, onStartOnboarding, onOnboardingReturn,
+} from './screens/settings.js';
+import { loadPayouts, renderPayouts, renderPayout, onPayoutsClick, onPayoutCsv } from './screens/payouts.js';
 import { onTileButton, onRefundSubmit } from './screens/tile-buttons.js';
 import { connectClinic, onContextSubmit } from './screens/context.js';
 import { startOutbox, stopOutbox, loadOutbox, renderOutbox, onOutboxClick } from './screens/outbox.js';
@@ -49,12 +52,15 @@ function applyLanguage(lang) {
   if (state.lastSelection) renderSelectionTotal(state.lastSelection);
   if (state.lastAssignable) renderAssignInvoices(state.lastAssignable);
   if (state.lastOutbox) renderOutbox(state.lastOutbox);
+  renderStripeAccount();
+  if (state.lastPayouts) renderPayouts(state.lastPayouts);
+  if (state.shownPayout) renderPayout(state.shownPayout);
   renderAllTiles();
 }
 
 // --- Navigation -----------------------------------------------------------
 
-const SCREENS = ['support', 'chart', 'visit', 'outbox'];
+const SCREENS = ['support', 'chart', 'visit', 'outbox', 'payouts'];
 
 function showScreen(name, { focus = true } = {}) {
   for (const screen of SCREENS) {
@@ -68,6 +74,7 @@ function showScreen(name, { focus = true } = {}) {
   if (name === 'support') loadSettingsForm().catch(showError);
   if (name === 'outbox') startOutbox();
   else stopOutbox();
+  if (name === 'payouts') loadPayouts().catch(showError);
 }
 
 // --- Start ----------------------------------------------------------------
@@ -99,6 +106,10 @@ function bind() {
   $('#actions').addEventListener('submit', userAction(onRefundSubmit));
   $('#outbox-refresh').addEventListener('click', userAction(loadOutbox));
   $('#outbox').addEventListener('click', onOutboxClick);
+  $('#stripe-onboarding').addEventListener('click', userAction(onStartOnboarding));
+  $('#payouts-refresh').addEventListener('click', userAction(loadPayouts));
+  $('#payouts-list').addEventListener('click', userAction(onPayoutsClick));
+  $('#payout-csv').addEventListener('click', userAction(onPayoutCsv));
 }
 
 /**
@@ -118,8 +129,23 @@ async function start() {
   state.clinicId = $('#ctx-clinic').value.trim();
   state.patientId = $('#ctx-patient').value.trim();
   state.visitId = $('#ctx-visit').value.trim();
-  showScreen('chart', { focus: false });
+  // Back from Stripe's hosted onboarding: the support screen, or a new link.
+  const params = new URLSearchParams(window.location.search);
+  if (params.get('clinic')) {
+    $('#ctx-clinic').value = params.get('clinic');
+    state.clinicId = params.get('clinic');
+  }
   connectClinic();
+  if (params.has('onboarding')) {
+    try {
+      if (await onOnboardingReturn(params)) return;
+    } catch (err) {
+      showError(err);
+    }
+    showScreen('support', { focus: false });
+    return;
+  }
+  showScreen('chart', { focus: false });
 }
 
 start();

@@ -21,6 +21,8 @@ export const state = {
   lastAssignable: null,
   lastOutbox: null,         // the outbox's messages as last shown…
   outboxSeen: null,         // …and their ids, to redraw only when they change
+  lastPayouts: null,        // the payouts listed, and the one shown with its lines
+  shownPayout: null,
   actions: new Map(),       // action_id -> the action as shown in its tile
   shownSeq: 0,              // counts answers shown on tiles…
   shownAt: new Map(),       // …and action_id -> when its tile last changed from an answer

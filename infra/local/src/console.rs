@@ -28,6 +28,7 @@ const MODULES: &[(&str, &str)] = &[
     ("screens/tile-buttons.js", include_str!("../console/screens/tile-buttons.js")),
     ("screens/context.js", include_str!("../console/screens/context.js")),
     ("screens/outbox.js", include_str!("../console/screens/outbox.js")),
+    ("screens/payouts.js", include_str!("../console/screens/payouts.js")),
 ];
 
 /// Only its own files: no inline script or style, no other origin.

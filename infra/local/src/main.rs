@@ -221,6 +221,8 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
         webhook_secrets: visitpay_edge::config::webhook_secrets(&webhook_secret.clone().into()),
         // No edge on a laptop: the patient routes answer directly.
         edge_secret: None,
+        // Stripe's hosted onboarding sends support back to the console.
+        onboarding_page: Some(format!("{base}/console")),
     };
     // Messages: kept in the outbox, and with AWS_ENDPOINT_URL also handed to SES and SNS there.
     let ses_sns = match &aws_sdk {

@@ -649,3 +649,141 @@ async fn reached_by_messages(local: &Local) -> (&'static str, &'static str) {
     assert_accessible(p, "unsubscribe: done").await;
     (EMAIL, SMS)
 }
+
+/// A clinic onboards itself with Stripe from the console: support saves its
+/// settings (payments off), starts Stripe's (emulated) hosted onboarding and
+/// completes it; back in the console the settings show the account able to
+/// charge, and payments switch on; a patient pays. Then Stripe restricts the
+/// account: a new assignment is refused with `stripe_account_restricted`,
+/// and staff see why in the visit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clinic_onboards_with_stripe_and_a_restriction_stops_new_payments() {
+    const CLINIC: &str = "north-clinic";
+    let local = start();
+    let u = local.base.clone();
+    let c = Client::new();
+    let support = drive(DESKTOP).await;
+    let s = &support.browser;
+    s.goto(&format!("{u}/console")).await.unwrap();
+    wait_for(s, "#live-status[data-state=\"connected\"]", Duration::from_secs(10)).await.unwrap();
+    let clinic_field = s.find(Locator::Css("#ctx-clinic")).await.unwrap();
+    clinic_field.clear().await.unwrap();
+    clinic_field.send_keys(CLINIC).await.unwrap();
+    click(s, "#ctx-apply").await;
+    wait_for(s, "#live-status[data-state=\"connected\"]", Duration::from_secs(10)).await.unwrap();
+
+    // Support: the settings with payments off and no account, then Stripe.
+    click(s, "#nav-support").await;
+    wait_for(s, "#stripe-account-state[data-state=\"none\"]", Duration::from_secs(10)).await.unwrap();
+    s.execute("document.querySelector('#settings-enabled').checked = false; document.querySelector('#settings-account').value = '';", vec![]).await.unwrap();
+    click(s, "#settings-save").await;
+    wait_for(s, "#settings-updated:not(:empty)", Duration::from_secs(10)).await.unwrap();
+    assert_accessible(s, "console: support, no Stripe account").await;
+    click(s, "#stripe-onboarding").await;
+    wait_for(s, "button[data-outcome=\"complete\"]", Duration::from_secs(10)).await.unwrap();
+    assert!(s.current_url().await.unwrap().path().contains("/stripe/connect/onboarding/"));
+    click(s, "button[data-outcome=\"complete\"]").await;
+
+    // Back in the console: account.updated reaches visitpay within seconds.
+    wait_for(s, "#screen-support:not([hidden])", Duration::from_secs(10)).await.unwrap();
+    let back = s.current_url().await.unwrap();
+    assert!(back.query().is_none(), "the round trip leaves no trace in the address: {back}");
+    let mut ready = false;
+    for _ in 0..50 {
+        click(s, "#nav-support").await;
+        if wait_for(s, "#stripe-account-state[data-state=\"ready\"]", Duration::from_millis(300)).await.is_ok() {
+            ready = true;
+            break;
+        }
+    }
+    assert!(ready, "the settings never showed the account able to charge");
+    assert_accessible(s, "console: support, account ready").await;
+    let account = s.find(Locator::Css("#settings-account")).await.unwrap().prop("value").await.unwrap().unwrap();
+    assert!(account.starts_with("acct_"), "the account id came from Stripe: {account}");
+    click(s, "#settings-enabled").await;
+    click(s, "#settings-save").await;
+    let staff = mint(CLINIC, "staff");
+    let support_token = mint(CLINIC, "support");
+    let mut enabled = false;
+    for _ in 0..50 {
+        let (_, settings) =
+            call(&c, "GET", format!("{u}/clinics/{CLINIC}/payment-settings"), Some(&support_token), None).await;
+        if settings["enabled"] == true {
+            enabled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(enabled, "payments switched on");
+
+    // A patient pays.
+    let pay_invoice = |id: &'static str| {
+        let (c, u, staff) = (c.clone(), u.clone(), staff.clone());
+        async move {
+            let invoice = json!({"amount": 4000, "currency": "cad", "service_date": "2026-11-25"});
+            let (s1, b) = call(&c, "PUT", format!("{u}/patients/p1/invoices/{id}"), Some(&staff), Some(invoice)).await;
+            assert_eq!(s1, StatusCode::CREATED, "{b}");
+            let select = json!({"invoice_ids": [id]});
+            call(&c, "POST", format!("{u}/patients/p1/invoices/select"), Some(&staff), Some(select)).await;
+            let body = json!({"patient_id": "p1", "invoice_ids": [id]});
+            call(&c, "POST", format!("{u}/visits/v1/actions"), Some(&staff), Some(body)).await
+        }
+    };
+    let (status, action) = pay_invoice("9001").await;
+    assert_eq!(status, StatusCode::CREATED, "{action}");
+    let phone = drive(PHONE).await;
+    let p = &phone.browser;
+    p.goto(action["patient_url"].as_str().unwrap()).await.unwrap();
+    wait_for_state(p, "open").await;
+    click(p, "form button").await;
+    wait_for(p, "button[data-outcome=\"succeeded\"]", Duration::from_secs(10)).await.unwrap();
+    click(p, "button[data-outcome=\"succeeded\"]").await;
+    wait_for_state(p, "paid").await;
+
+    // Stripe pays the clinic out: the Payouts screen traces the payout to the invoice.
+    stripe_control(&local, "payouts", json!({"account": account})).await;
+    click(s, "#nav-payouts").await;
+    let mut listed = false;
+    for _ in 0..50 {
+        click(s, "#payouts-refresh").await;
+        if wait_for(s, ".payout-row[data-status=\"paid\"] .payout-open", Duration::from_millis(300)).await.is_ok() {
+            listed = true;
+            break;
+        }
+    }
+    assert!(listed, "the payout reached the Payouts screen");
+    click(s, ".payout-row .payout-open").await;
+    wait_for(s, "#payout-lines tbody tr[data-type=\"charge\"]", Duration::from_secs(10)).await.unwrap();
+    let lines = s.find(Locator::Css("#payout-lines")).await.unwrap().text().await.unwrap();
+    assert!(lines.contains("9001"), "the payout names the invoice it paid: {lines}");
+    let summary = s.find(Locator::Css("#payout-detail-summary")).await.unwrap().text().await.unwrap();
+    assert!(summary.contains("add up to"), "{summary}");
+    assert_accessible(s, "console: a payout's lines").await;
+
+    // Stripe restricts the account: a new assignment is refused, and staff see why.
+    let restrict = json!({"charges_enabled": false, "payouts_enabled": false,
+        "requirements_due": ["individual.verification.document"], "disabled_reason": "requirements.past_due"});
+    stripe_control(&local, &format!("accounts/{account}/status"), restrict).await;
+    let mut restricted = false;
+    for _ in 0..50 {
+        let (_, settings) = call(&c, "GET", format!("{u}/clinics/{CLINIC}/payment-settings"), Some(&staff), None).await;
+        if settings["stripe_account"]["charges_enabled"] == false {
+            restricted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(restricted, "account.updated reached the clinic's settings");
+    let (status, refused) = pay_invoice("9002").await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(code(&refused), "stripe_account_restricted");
+    click(s, "#nav-visit").await;
+    click(s, "#open-visit").await;
+    click(s, "#open-actions-notes").await;
+    click(s, "#open-patient-actions").await;
+    click(s, "#assign-actions").await;
+    wait_for(s, "#assign-label-note:not(:empty)", Duration::from_secs(10)).await.unwrap();
+    let note = s.find(Locator::Css("#assign-label-note")).await.unwrap().text().await.unwrap();
+    assert!(note.contains("requirements.past_due"), "staff see why: {note}");
+    assert_accessible(s, "console: payments restricted").await;
+}

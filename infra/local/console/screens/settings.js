@@ -2,9 +2,9 @@
 
 import { state } from '../state.js';
 import { t } from '../words.js';
-import { $, dateTime, say } from '../dom.js';
+import { $, el, dateTime, say } from '../dom.js';
 import { supportToken } from '../tokens.js';
-import { getPaymentSettings, putPaymentSettings } from '../api.js';
+import { getPaymentSettings, putPaymentSettings, startOnboarding } from '../api.js';
 import { renderPaymentLabel } from './visit.js';
 
 const DEFAULT_SETTINGS = {
@@ -66,6 +66,46 @@ function fillSettingsForm(s) {
   set('settings-quiet-to', (s.quiet_hours || DEFAULT_SETTINGS.quiet_hours).to);
   state.settingsShown = s;
   renderSettingsUpdated();
+  renderStripeAccount();
+}
+
+/** What Stripe says of the clinic's account: can it take payments, and what does it still need. */
+export function renderStripeAccount() {
+  const account = state.settingsShown && state.settingsShown.stripe_account;
+  const line = $('#stripe-account-state');
+  const due = $('#stripe-account-due');
+  let key = 'stripe_account_none';
+  if (account) key = account.charges_enabled ? 'stripe_account_ready' : 'stripe_account_restricted';
+  line.dataset.state = account ? (account.charges_enabled ? 'ready' : 'restricted') : 'none';
+  line.textContent = t(key, { id: account ? account.id : '', reason: account && account.disabled_reason ? account.disabled_reason : '—' });
+  due.replaceChildren(...(account ? account.requirements_due : []).map((r) => el('li', {}, r)));
+  $('#stripe-onboarding').textContent = t(account ? 'stripe_onboarding_continue' : 'stripe_onboarding_start');
+}
+
+/**
+ * Support starts (or continues) the clinic's onboarding: a fresh, single-use
+ * link to Stripe's hosted pages, opened at once. Stripe sends the person back
+ * here with `?onboarding=return` (or `refresh`: the link expired or was used,
+ * and a new one is made).
+ */
+export async function onStartOnboarding() {
+  const started = await startOnboarding(state.clinicId);
+  window.location.assign(started.url);
+}
+
+/** Back from Stripe's onboarding (`?clinic=…&onboarding=return|refresh`). */
+export async function onOnboardingReturn(params) {
+  const kind = params.get('onboarding');
+  if (kind === 'refresh') {
+    await onStartOnboarding();
+    return true;
+  }
+  if (kind === 'return') {
+    say(t('stripe_onboarding_back'));
+    // The address bar keeps no trace of the round trip.
+    history.replaceState(null, '', window.location.pathname);
+  }
+  return false;
 }
 
 export function renderSettingsUpdated() {

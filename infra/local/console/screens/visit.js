@@ -58,7 +58,13 @@ export async function loadPaymentLabel() {
 export function renderPaymentLabel() {
   const s = state.settings;
   $('#choose-payment-label').textContent = s ? s.label[state.lang] : t('label_fallback');
-  $('#assign-label-note').textContent = !s ? t('no_settings') : s.enabled ? '' : t('payments_off');
+  const account = s && s.stripe_account;
+  let note = '';
+  if (!s) note = t('no_settings');
+  else if (!s.enabled) note = t('payments_off');
+  // Stripe's word on the clinic's account: staff see why payments are refused.
+  else if (account && !account.charges_enabled) note = t('payments_restricted', { reason: account.disabled_reason || '—' });
+  $('#assign-label-note').textContent = note;
 }
 
 /** Step 7: the label is chosen; step 8 lists the invoices "Make a payment" made ready. */

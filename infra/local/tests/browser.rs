@@ -136,8 +136,18 @@ async fn text(browser: &Browser) -> String {
     browser.find(Locator::Css("main")).await.unwrap().text().await.unwrap().replace('\u{a0}', " ")
 }
 
+/// Clicks the first match. A list the page re-renders (a refresh's answer
+/// landing) can replace the element between finding and clicking it: then
+/// the new one is found and clicked.
 async fn click(browser: &Browser, css: &str) {
-    browser.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+    for _ in 0..5 {
+        let element = browser.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+        match element.click().await {
+            Err(e) if e.is_stale_element_reference() => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{css}: replaced each time it was clicked");
 }
 
 /// The clinic enabled, invoices imported and assigned; the patient's link.

@@ -60,7 +60,11 @@ impl AccountHealth {
             details_submitted,
             requirements_due: requirements,
             disabled_reason,
-            as_of,
+            // Stripe dates its events to the second (`created`): a read made
+            // at 12:00:00.700 must not outrank the account.updated of
+            // 12:00:00 that follows it, or onboarding finished within the
+            // second of the account's making is lost as "stale".
+            as_of: as_of.replace_nanosecond(0).unwrap_or(as_of),
         }
     }
 
@@ -287,6 +291,18 @@ mod tests {
         assert!(h.superseded_by(&newer) && newer.can_take_payments().is_ok());
         let other = AccountHealth { id: StripeAccountId::parse("acct_2").unwrap(), ..newer };
         assert!(!h.superseded_by(&other), "another account's word is not this one's");
+    }
+
+    #[test]
+    fn an_event_of_the_same_second_as_a_read_supersedes_it() {
+        // The account made (and read) at .700; Stripe's account.updated of
+        // that second says `created` = the whole second.
+        let acct = StripeAccountId::parse("acct_1").unwrap();
+        let read_at = t(10) + time::Duration::milliseconds(700);
+        let read = AccountHealth::new(acct.clone(), false, false, false, vec![], None, read_at);
+        assert_eq!(read.as_of, t(10));
+        let event = AccountHealth::new(acct, true, true, true, vec![], None, t(10));
+        assert!(read.superseded_by(&event), "onboarding completed within the second is applied");
     }
 
     /// Stripe's "Reporting categories": type and category to what the clinic reads.

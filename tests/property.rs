@@ -642,6 +642,7 @@ async fn the_lifecycle_keeps_its_invariants_under_any_interleaving(store: DynSto
         delay_secs: 0,
         hold: true,
         seed,
+        endpoint_down: false,
     });
     let mut world = World {
         deps,

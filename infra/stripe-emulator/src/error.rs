@@ -97,6 +97,18 @@ impl ApiError {
         Self::new(500, "api_error", None, "An unknown error occurred", None)
     }
 
+    /// 429: "If you send many requests in quick succession, you might see
+    /// error responses with status code 429" (Stripe, Rate limits).
+    pub(crate) fn rate_limited() -> Self {
+        Self::new(
+            429,
+            "invalid_request_error",
+            Some("rate_limit"),
+            "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
+            None,
+        )
+    }
+
     /// 404 `resource_missing`, also what an object of another account looks like.
     pub(crate) fn no_such(kind: &str, id: &str, param: &str) -> Self {
         Self::new(

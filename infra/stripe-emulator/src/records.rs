@@ -360,7 +360,10 @@ pub(crate) struct Payout {
 /// A 500 Stripe answers a matching request with, once execution began (so
 /// Stripe keeps it under the request's idempotency key): with `effect`, what
 /// the request does still happens ("the result of the request is unknown").
+/// With `status` 429, Stripe's rate limiter refuses the request before it
+/// runs: nothing happens and nothing is kept under its key.
 #[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Fault {
     pub method: String,
     pub path: String,
@@ -368,6 +371,12 @@ pub struct Fault {
     pub times: u32,
     #[serde(default)]
     pub effect: bool,
+    #[serde(default = "five_hundred")]
+    pub status: u16,
+}
+
+fn five_hundred() -> u16 {
+    500
 }
 
 fn one() -> u32 {

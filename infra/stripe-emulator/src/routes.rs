@@ -246,19 +246,24 @@ async fn latency(State(emulator): State<Emulator>, body: Bytes) -> Response {
     }))
 }
 
-/// `POST /test/faults {"method": "POST", "path": "/v1/refunds", "times": 1, "effect": false}`:
-/// the next matching requests answer Stripe's 500 (kept under their idempotency key).
+/// `POST /test/faults {"method": "POST", "path": "/v1/refunds", "times": 1, "effect": false, "status": 500}`:
+/// the next matching requests answer Stripe's 500 (kept under their idempotency key), or
+/// with `"status": 429` its rate limiter's refusal (nothing done, nothing kept).
 async fn faults(State(emulator): State<Emulator>, body: Bytes) -> Response {
     answer(json_body(&body).and_then(|params| {
         let fault: crate::records::Fault =
             serde_json::from_value(params).map_err(|e| ApiError::invalid(format!("Invalid fault: {e}"), None))?;
-        let shown = json!({"method": fault.method, "path": fault.path, "times": fault.times, "effect": fault.effect});
+        if ![429, 500].contains(&fault.status) {
+            return Err(ApiError::invalid("`status` must be 500 or 429.", Some("status")));
+        }
+        let shown = json!({"method": fault.method, "path": fault.path, "times": fault.times, "effect": fault.effect,
+                           "status": fault.status});
         emulator.with_state(|state| state.faults.push(fault));
         Ok(shown)
     }))
 }
 
-/// `POST /test/webhooks/mode {"shuffle", "duplicate_every", "delay_secs", "hold", "seed"}`.
+/// `POST /test/webhooks/mode {"shuffle", "duplicate_every", "delay_secs", "hold", "seed", "endpoint_down"}`.
 async fn webhook_mode(State(emulator): State<Emulator>, body: Bytes) -> Response {
     answer(json_body(&body).and_then(|params| {
         let mode: DeliveryMode = serde_json::from_value(params)

@@ -17,6 +17,10 @@ use crate::records::{
 use crate::util::random_id;
 use crate::webhooks::Deliveries;
 
+/// "List events, going back up to 30 days"; an event is retrieved only "if it
+/// was created in the last 30 days" (Stripe API reference, Events).
+pub(crate) const KEPT_EVENT_SECS: i64 = 30 * 86_400;
+
 impl State {
     /// The fault a request meets, if any (counting it).
     pub(crate) fn take_fault(&mut self, method: &str, path: &str) -> Option<Fault> {
@@ -89,7 +93,16 @@ impl State {
         }
     }
 
+    /// Whether every webhook of the event was delivered (`delivery_success`):
+    /// one sent to no endpoint (`pending_webhooks` 0 when made) had nothing to
+    /// deliver, so it is neither "still pending" nor "failed all delivery
+    /// attempts" (API reference, List all events).
+    pub(crate) fn was_delivered(&self, event: &Event) -> bool {
+        event.pending_webhooks == 0 || self.deliveries.was_delivered(&event.id)
+    }
+
     /// The emulated "now" in unix seconds.
+
     pub(crate) fn now(&self) -> i64 {
         self.clock.now()
     }
@@ -126,6 +139,10 @@ impl State {
         }
         let id = event.id.clone();
         self.events.push(event);
+        // Stripe keeps events 30 days; ours are in creation order on a clock that only moves forward.
+        let oldest = self.now() - KEPT_EVENT_SECS;
+        let gone = self.events.partition_point(|e| e.created < oldest);
+        self.events.drain(..gone);
         id
     }
 

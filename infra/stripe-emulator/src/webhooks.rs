@@ -51,6 +51,10 @@ pub struct DeliveryMode {
     pub hold: bool,
     /// Seed of the shuffle (the same seed, the same order).
     pub seed: u64,
+    /// Every attempt fails as if the endpoint were down (a broken release, a
+    /// rotated secret not deployed): retried on the backoff, given up after
+    /// the last, as Stripe does for three days.
+    pub endpoint_down: bool,
 }
 
 struct Pending {
@@ -68,6 +72,8 @@ struct Outbox {
     emitted: u64,
     delivered: u64,
     given_up: Vec<String>,
+    /// Events delivered at least once (what `delivery_success` tells).
+    succeeded: std::collections::HashSet<String>,
 }
 
 /// What one pass delivered.
@@ -143,6 +149,11 @@ impl Deliveries {
         lock(&self.outbox).given_up.clone()
     }
 
+    /// Whether the event reached the endpoint (a 2xx) at least once.
+    pub(crate) fn was_delivered(&self, event_id: &str) -> bool {
+        lock(&self.outbox).succeeded.contains(event_id)
+    }
+
     pub(crate) fn pending(&self) -> usize {
         lock(&self.outbox).pending.len()
     }
@@ -184,6 +195,7 @@ impl Deliveries {
             let mut outbox = lock(&self.outbox);
             if delivered {
                 outbox.delivered += 1;
+                outbox.succeeded.insert(p.event_id.clone());
                 result.delivered += 1;
                 continue;
             }
@@ -206,6 +218,10 @@ impl Deliveries {
 
     async fn deliver(&self, client: &reqwest::Client, body: &str) -> bool {
         let Some(url) = self.url() else { return false };
+        if self.mode().endpoint_down {
+            tracing::warn!(%url, "webhook delivery failed: the endpoint is down (test mode)");
+            return false;
+        }
         // A fresh timestamp per attempt, on the emulated clock, as Stripe re-signs retries.
         let signature = sign(body, &self.secret, self.clock.now());
         let result = client

@@ -535,3 +535,117 @@ async fn a_payout_lists_what_it_paid_out() {
     );
     assert!(!events_of(&running, ACCOUNT, "payout.failed").await.is_empty());
 }
+
+/// The event log a catch-up reads (API reference, "List all events"): "going
+/// back up to 30 days"; `types` "an array of up to 20 strings", "either
+/// `type` or `types`, but not both"; `delivery_success=false` lists "events
+/// which are still pending or have failed all delivery attempts"; `created`
+/// bounds. And an endpoint that is down fails every attempt, retried on the
+/// backoff until Stripe gives up ("up to three days", webhooks guide).
+#[tokio::test]
+async fn the_event_log_keeps_thirty_days_and_tells_what_was_not_delivered() {
+    let (receiver, url) = receiver().await;
+    let running = start(Some(url)).await;
+    let ids = |list: &Value| -> Vec<String> {
+        list["data"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect()
+    };
+
+    // Delivered: listed with delivery_success=true, not with false.
+    let session = create_session(&running, Some(ACCOUNT)).await;
+    api_post(&running, &format!("checkout/sessions/{}/expire", session["id"].as_str().unwrap()), "", Some(ACCOUNT))
+        .await;
+    let delivered = receiver.wait_for(1, WAIT).await;
+    let first = delivered[0].event()["id"].as_str().unwrap().to_owned();
+    let (status, ok) = api_get(&running, "events?delivery_success=true", Some(ACCOUNT)).await;
+    assert_eq!(status, 200, "{ok}");
+    assert!(ids(&ok).contains(&first), "{ok}");
+
+    // An event sent to no endpoint (a test payment without webhooks) had
+    // nothing to deliver: it is not listed as undelivered.
+    let quiet = create_session(&running, Some(ACCOUNT)).await;
+    let (status, _) = pay(&running, quiet["id"].as_str().unwrap(), "succeeded", false).await;
+    assert_eq!(status, 200);
+    let (_, none) = api_get(&running, "events?delivery_success=false", Some(ACCOUNT)).await;
+    assert_eq!(ids(&none), Vec::<String>::new(), "{none}");
+
+    // The endpoint down: every attempt fails, the event is listed as not delivered.
+    running.emulator.set_delivery_mode(stripe_emulator::DeliveryMode { endpoint_down: true, ..Default::default() });
+    let before = receiver.attempts();
+    let other = create_session(&running, Some(ACCOUNT)).await;
+    api_post(&running, &format!("checkout/sessions/{}/expire", other["id"].as_str().unwrap()), "", Some(ACCOUNT)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.attempts(), before, "nothing reaches a down endpoint");
+    let (_, missed) = api_get(&running, "events?delivery_success=false", Some(ACCOUNT)).await;
+    assert_eq!(missed["data"].as_array().unwrap().len(), 1, "{missed}");
+    assert_eq!(missed["data"][0]["type"], "checkout.session.expired");
+    let missed_id = missed["data"][0]["id"].as_str().unwrap().to_owned();
+    let created = missed["data"][0]["created"].as_i64().unwrap();
+    let (_, window) = api_get(&running, &format!("events?created[gt]={}", created - 1), Some(ACCOUNT)).await;
+    assert!(ids(&window).contains(&missed_id));
+    let (_, later) = api_get(&running, &format!("events?created[gt]={created}"), Some(ACCOUNT)).await;
+    assert!(!ids(&later).contains(&missed_id));
+    let mut hours = 0;
+    while running.emulator.undelivered().is_empty() && hours < 100 {
+        running.emulator.advance_clock(4 * 3600);
+        hours += 4;
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    assert_eq!(running.emulator.undelivered(), vec![missed_id.clone()], "given up after about three days");
+    assert!((71..=100).contains(&hours), "{hours} h");
+    assert_eq!(receiver.attempts(), before, "never reached");
+    let (_, still) = api_get(&running, "events?delivery_success=false", Some(ACCOUNT)).await;
+    assert_eq!(ids(&still), vec![missed_id.clone()], "a given-up event stays listed as not delivered");
+
+    // types: at most 20, and not with type.
+    let many: String = (0..21).map(|i| format!("types[]=x.{i}&")).collect();
+    let (status, body) = api_get(&running, &format!("events?{many}limit=1"), Some(ACCOUNT)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "types");
+    let (status, _) =
+        api_get(&running, "events?types[]=checkout.session.expired&type=charge.succeeded", Some(ACCOUNT)).await;
+    assert_eq!(status, 400);
+    let (_, typed) =
+        api_get(&running, "events?types[]=checkout.session.expired&types[]=payout.paid", Some(ACCOUNT)).await;
+    assert_eq!(ids(&typed).len(), 2, "{typed}");
+
+    // Thirty days on, both are gone from the list and from retrieval.
+    running.emulator.advance_clock(30 * 86_400);
+    let (_, gone) = api_get(&running, "events", Some(ACCOUNT)).await;
+    assert!(!ids(&gone).contains(&missed_id) && !ids(&gone).contains(&first), "{gone}");
+    let (status, _) = api_get(&running, &format!("events/{missed_id}"), Some(ACCOUNT)).await;
+    assert_eq!(status, 404);
+}
+
+/// Stripe's rate limiter refuses before the endpoint runs (429, "Rate
+/// limits"), and "results are only saved if an API endpoint started
+/// executing" (Idempotent requests): the same key sent again runs the request.
+#[tokio::test]
+async fn a_rate_limited_request_is_not_kept_under_its_key() {
+    let running = start(None).await;
+    let (status, _) =
+        control(&running, "faults", json!({"method": "POST", "path": "/v1/refunds", "status": 418})).await;
+    assert_eq!(status, 400, "only Stripe's 500 and 429");
+    let (status, _) =
+        control(&running, "faults", json!({"method": "POST", "path": "/v1/checkout/sessions", "status": 429})).await;
+    assert_eq!(status, 200);
+    let send = || async {
+        http()
+            .post(format!("{}/v1/checkout/sessions", running.base))
+            .bearer_auth("sk_test_emulator")
+            .header("Idempotency-Key", "same-key")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(SESSION_FORM)
+            .send()
+            .await
+            .unwrap()
+    };
+    let refused = send().await;
+    assert_eq!(refused.status().as_u16(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit", "{body}");
+    let ran = send().await;
+    assert_eq!(ran.status().as_u16(), 200);
+    assert!(ran.headers().get("idempotent-replayed").is_none(), "run, not replayed");
+    let session: Value = ran.json().await.unwrap();
+    assert!(session["id"].as_str().unwrap().starts_with("cs_"));
+}

@@ -110,6 +110,15 @@ pub(crate) async fn handle(
                     public_base: &public_base,
                 };
                 let fault = state.take_fault(method.as_str(), &path);
+                // Refused by the rate limiter before the endpoint runs: "Results are
+                // only saved if an API endpoint started executing" (Idempotent requests).
+                if fault.as_ref().is_some_and(|f| f.status == 429) {
+                    if let Some(scope) = &scope {
+                        state.in_flight.remove(scope);
+                    }
+                    let error = ApiError::rate_limited();
+                    return (error.status, error.body, false);
+                }
                 let outcome = match &fault {
                     Some(f) if !f.effect => Err(ApiError::server_error()),
                     _ => dispatch(state, &ctx, &method, &path, &params),

@@ -135,6 +135,18 @@ pub(super) const LIST: Spec = Spec::Object(&[
     ("expand", Spec::Value),
 ]);
 
+/// `GET /v1/events`: a list's parameters and `delivery_success`, which only
+/// the event list takes (API reference, List all events).
+pub(super) const EVENT_LIST: Spec = Spec::Object(&[
+    ("limit", Spec::Value),
+    ("starting_after", Spec::Value),
+    ("ending_before", Spec::Value),
+    ("created", Spec::Free),
+    ("type", Spec::Value),
+    ("types", Spec::Value),
+    ("delivery_success", Spec::Value),
+]);
+
 /// `POST /v1/accounts`: the parameters visitpay's platform may send (others
 /// exist at Stripe; the emulator refuses what it does not implement).
 pub(super) const CREATE_ACCOUNT: Spec = Spec::Object(&[
@@ -181,7 +193,8 @@ pub(super) fn spec_of(method: &str, segments: &[&str]) -> Option<&'static Spec> 
         ("POST", ["v1", "checkout", "sessions"]) => &CREATE_SESSION,
         ("POST", ["v1", "refunds"]) => &CREATE_REFUND,
         ("POST", ["v1", "checkout", "sessions", _, "expire"]) => &EXPAND_ONLY,
-        ("GET", ["v1", "checkout", "sessions"] | ["v1", "events"] | ["v1", "refunds"]) => &LIST,
+        ("GET", ["v1", "checkout", "sessions"] | ["v1", "refunds"]) => &LIST,
+        ("GET", ["v1", "events"]) => &EVENT_LIST,
         ("GET", ["v1", "checkout", "sessions", _, "line_items"]) => &LIST,
         ("GET", [_, _, _]) | ("GET", ["v1", "checkout", "sessions", _]) => &EXPAND_ONLY,
         _ => return None,

@@ -48,6 +48,36 @@ async fn a_lost_stripe_response_is_retried_into_the_same_session() {
     assert!(link.url.contains("/checkout/cs_"));
 }
 
+/// Stripe's rate limiter answers 429 ("Rate limits") before the request
+/// runs, so nothing is kept under its key: the same key is sent again after
+/// a backoff, one session is made, and each 429 is counted.
+#[tokio::test]
+async fn a_rate_limited_call_is_retried_under_its_key_and_counted() {
+    let stripe = stripe_emulator(None).await;
+    let (mut deps, _clock) = deps_for_payments(Arc::new(crate::support::kit::embedded_store()), &stripe, None);
+    let metrics = crate::support::kit::record_metrics(&mut deps);
+    let payments = StripePayments::new(STRIPE_KEY, Some(&format!("{}/", stripe.base))).unwrap();
+    deps.payments = Arc::new(payments.with_metrics(metrics.clone()));
+    let (_, token) = assigned_action(&deps, "c1", &[("1", 1000, "")]).await;
+    let limited = serde_json::json!({"method": "POST", "path": "/v1/checkout/sessions", "times": 2, "status": 429});
+    stripe.control("/test/faults", limited).await;
+    let link = checkout::open(&deps, &token).await.unwrap();
+    assert!(link.url.contains("/checkout/cs_"));
+    assert_eq!(sessions_at_stripe(&stripe).await, 1);
+    let keys: Vec<serde_json::Value> = stripe
+        .emulator
+        .requests()
+        .into_iter()
+        .filter(|r| r["method"] == "POST" && r["path"] == "/v1/checkout/sessions")
+        .map(|r| r["idempotency_key"].clone())
+        .collect();
+    assert_eq!(keys.len(), 3, "two refusals and the call that went through");
+    assert!(keys[0].is_string() && keys.iter().all(|k| *k == keys[0]), "one key: {keys:?}");
+    let counted =
+        metrics.signals().iter().filter(|(s, _)| *s == visitpay_app::ports::MoneySignal::StripeRateLimited).count();
+    assert_eq!(counted, 2);
+}
+
 #[tokio::test]
 async fn a_slow_stripe_times_out_and_the_retry_finds_the_same_session() {
     let stripe = stripe_emulator(None).await;

@@ -479,6 +479,14 @@ impl visitpay_app::ports::Payments for Refusing {
     ) -> Result<Vec<visitpay_app::ports::BalanceTransaction>, visitpay_app::ports::PaymentsError> {
         self.0.list_payout_transactions(a, payout).await
     }
+    async fn list_undelivered_events(
+        &self,
+        a: &StripeAccountId,
+        after: visitpay_domain::Timestamp,
+        until: visitpay_domain::Timestamp,
+    ) -> Result<visitpay_app::ports::EventLog, visitpay_app::ports::PaymentsError> {
+        self.0.list_undelivered_events(a, after, until).await
+    }
     async fn list_refunds(
         &self,
         a: &StripeAccountId,

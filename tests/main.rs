@@ -6,6 +6,7 @@
 mod support;
 
 mod architecture;
+mod catch_up;
 mod connect;
 mod faults;
 mod handlers;

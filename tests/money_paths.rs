@@ -585,6 +585,8 @@ async fn reconcile_backs_off_what_fails_and_expires_a_disconnected_clinics_actio
     let config = ReconcileConfig { min_age: time::Duration::seconds(300), batch: 10 };
     let report = reconcile::run(&deps, config).await.unwrap();
     assert_eq!(report.accounts_disconnected, 1, "{report:?}");
+    // Its event log can no longer be read: the catch-up leaves it, no failure, no alarm.
+    assert_eq!((report.catch_up.accounts_read, report.catch_up.accounts_failed), (2, 0), "{report:?}");
     drain(&deps, &queue).await;
     let expired = action_of(&deps, "c3", left.action_id()).await;
     assert_eq!((expired.status(), expired.account_disconnected()), (ActionStatus::Expired, true));

@@ -590,28 +590,6 @@ impl World {
     }
 }
 
-/// The Stripe webhook endpoint: visitpay's webhook handler, which verifies
-/// and queues; down (503) when the test says, so Stripe retries.
-async fn webhook_endpoint(deps: TestDeps, up: Arc<AtomicBool>) -> String {
-    use axum::http::{HeaderMap, StatusCode};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/webhooks/stripe", listener.local_addr().unwrap());
-    let handler = move |headers: HeaderMap, body: String| {
-        let (deps, up) = (deps.clone(), up.clone());
-        async move {
-            if !up.load(Ordering::SeqCst) {
-                return StatusCode::SERVICE_UNAVAILABLE;
-            }
-            let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let (status, _) = deliver_webhook(&deps, &body, signature.as_deref()).await;
-            StatusCode::from_u16(status).unwrap()
-        }
-    };
-    let app = axum::Router::new().route("/webhooks/stripe", axum::routing::post(handler));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
-}
-
 fn seed() -> u64 {
     std::env::var("VISITPAY_PROPERTY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64

@@ -114,13 +114,19 @@ pub fn run_stamp() -> String {
 
 /// The project's Stripe emulator, served in process on a free port; returns its base URL.
 pub async fn stripe_emulator() -> Result<String, BoxError> {
+    Ok(stripe_emulator_handle().await?.0)
+}
+
+/// As `stripe_emulator`, with the emulator itself (its request log counts
+/// the Stripe calls a step makes).
+pub async fn stripe_emulator_handle() -> Result<(String, stripe_emulator::Emulator), BoxError> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let emulator =
         stripe_emulator::Emulator::new(stripe_emulator::Config::new(base.clone(), None, WEBHOOK_SECRET, &[ACCOUNT]));
     let router = emulator.router();
     tokio::spawn(async move { axum::serve(listener, router).await });
-    Ok(base)
+    Ok((base, emulator))
 }
 
 /// Deps as the benchmarks use them: every port wired.

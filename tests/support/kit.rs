@@ -178,6 +178,14 @@ impl Payments for NoStripe {
     ) -> Result<Vec<visitpay_app::ports::BalanceTransaction>, PaymentsError> {
         Err(no_stripe())
     }
+    async fn list_undelivered_events(
+        &self,
+        _: &StripeAccountId,
+        _: visitpay_domain::Timestamp,
+        _: visitpay_domain::Timestamp,
+    ) -> Result<visitpay_app::ports::EventLog, PaymentsError> {
+        Err(no_stripe())
+    }
     async fn list_refunds(&self, _: &StripeAccountId, _: &PaymentIntentId) -> Result<Vec<Refund>, PaymentsError> {
         Err(no_stripe())
     }

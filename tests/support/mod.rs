@@ -474,6 +474,14 @@ impl Payments for RacingExpire {
     ) -> Result<Vec<visitpay_app::ports::BalanceTransaction>, PaymentsError> {
         self.0.list_payout_transactions(a, payout).await
     }
+    async fn list_undelivered_events(
+        &self,
+        a: &StripeAccountId,
+        after: visitpay_domain::Timestamp,
+        until: visitpay_domain::Timestamp,
+    ) -> Result<visitpay_app::ports::EventLog, PaymentsError> {
+        self.0.list_undelivered_events(a, after, until).await
+    }
     fn livemode(&self) -> bool {
         self.0.livemode()
     }
@@ -589,6 +597,14 @@ impl Payments for MeanwhileAfterExpire {
         payout: &str,
     ) -> Result<Vec<visitpay_app::ports::BalanceTransaction>, PaymentsError> {
         self.inner.list_payout_transactions(a, payout).await
+    }
+    async fn list_undelivered_events(
+        &self,
+        a: &StripeAccountId,
+        after: visitpay_domain::Timestamp,
+        until: visitpay_domain::Timestamp,
+    ) -> Result<visitpay_app::ports::EventLog, PaymentsError> {
+        self.inner.list_undelivered_events(a, after, until).await
     }
     fn livemode(&self) -> bool {
         self.inner.livemode()
@@ -738,4 +754,26 @@ pub async fn deliver_all(deps: &TestDeps, stripe: &StripeFixture) {
     for e in stripe.events().await {
         apply_stripe_event(deps, &e.to_string()).await.unwrap();
     }
+}
+
+/// The Stripe webhook endpoint: visitpay's webhook handler, which verifies
+/// and queues; down (503) when the test says, so Stripe retries.
+pub async fn webhook_endpoint(deps: TestDeps, up: Arc<std::sync::atomic::AtomicBool>) -> String {
+    use axum::http::{HeaderMap, StatusCode};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhooks/stripe", listener.local_addr().unwrap());
+    let handler = move |headers: HeaderMap, body: String| {
+        let (deps, up) = (deps.clone(), up.clone());
+        async move {
+            if !up.load(std::sync::atomic::Ordering::SeqCst) {
+                return StatusCode::SERVICE_UNAVAILABLE;
+            }
+            let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let (status, _) = deliver_webhook(&deps, &body, signature.as_deref()).await;
+            StatusCode::from_u16(status).unwrap()
+        }
+    };
+    let app = axum::Router::new().route("/webhooks/stripe", axum::routing::post(handler));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
 }

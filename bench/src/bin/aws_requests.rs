@@ -240,7 +240,10 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
     let definition = tables::main_table();
     let gsi_keys = Arc::new(definition.global_secondary_indexes.iter().map(|i| i.partition_key.clone()).collect());
 
-    let stripe_base = visitpay_bench::stripe_emulator().await?;
+    let (stripe_base, emulator) = visitpay_bench::stripe_emulator_handle().await?;
+    // Stripe's API calls visitpay makes (the emulator logs each; the
+    // benchmark's own reads of events are taken out around each step).
+    let stripe_calls = || emulator.requests().len();
     let payments: Arc<dyn Payments> = Arc::new(StripePayments::new(STRIPE_KEY, Some(&format!("{stripe_base}/")))?);
 
     // One set of counted clients per function, as each Lambda has its own.
@@ -301,8 +304,11 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
     actions::for_patient(&deps_for("patient-page (action-status)"), &token, actions::Reach::Look).await?;
 
     // 2. create-checkout, then the patient pays at "Stripe" (no webhook sent).
+    let before = stripe_calls();
     visitpay_bench::open_and_pay(&deps_for("create-checkout"), &stripe_base, &token).await?;
+    let stripe_at_checkout = stripe_calls() - before;
     let events = visitpay_bench::stripe_events(&stripe_base).await?;
+    let before_webhook = stripe_calls();
 
     // 3. stripe-webhook: each event Stripe sends, signed as Stripe signs.
     let webhook_deps = deps_for("stripe-webhook");
@@ -345,6 +351,24 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
     if paid.status() != ActionStatus::Paid {
         return Err(format!("expected paid, got {}", paid.status()).into());
     }
+    let stripe_at_consumer = stripe_calls() - before_webhook;
+
+    // Stripe calls beside the path (not counted as AWS requests): the same
+    // events again, as Stripe redelivers them, and a staff refund with its events.
+    let before = stripe_calls();
+    for e in events.iter().rev() {
+        consumer::apply_message(&setup, Some(&e.to_string())).await?;
+    }
+    let stripe_per_duplicate = stripe_calls() - before;
+    let before = stripe_calls();
+    actions::refund(&setup, &staff, &clinic, action.action_id(), None).await?;
+    let stripe_at_refund = stripe_calls() - before;
+    let refund_events = visitpay_bench::stripe_events(&stripe_base).await?;
+    let before = stripe_calls();
+    for e in refund_events.iter().rev().filter(|e| e["type"].as_str().is_some_and(|t| t.contains("refund"))) {
+        consumer::apply_message(&setup, Some(&e.to_string())).await?;
+    }
+    let stripe_at_refund_events = stripe_calls() - before;
 
     // 5. publish-action-events, fed the table's stream as Lambda's event
     // source mapping feeds it (its stream reads are Lambda's, not counted).
@@ -391,8 +415,17 @@ async fn main() -> Result<(), visitpay_bench::BoxError> {
          writes 1 KB, transactions ×2, every index written). moto's own ReturnConsumedCapacity is a constant per \
          operation, shown for comparison."
     );
+    let stripe_per_payment = stripe_at_checkout + stripe_at_consumer;
+    println!(
+        "Stripe calls per payment: {stripe_per_payment} (create-checkout {stripe_at_checkout}, webhook and consumer \
+         {stripe_at_consumer}); the same events delivered again: {stripe_per_duplicate}; a staff refund: \
+         {stripe_at_refund} and its events {stripe_at_refund_events} (Stripe's live limit: 100 a second per account)"
+    );
     let report = json!({
         "benchmark": "aws_requests_per_payment",
+        "stripe_calls": {"per_payment": stripe_per_payment, "create_checkout": stripe_at_checkout,
+                         "webhook_and_consumer": stripe_at_consumer, "duplicate_delivery": stripe_per_duplicate,
+                         "refund": stripe_at_refund, "refund_events": stripe_at_refund_events},
         "measured_at": visitpay_bench::now_rfc3339(),
         "webhook_events": webhook_events,
         "functions_total": total,

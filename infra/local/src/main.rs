@@ -242,8 +242,9 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
         None => None,
     };
     let outbox = Arc::new(visitpay_devkit::outbox::Outbox::new(clock.clone(), ses_sns));
-    let deps = Deps::new(store, clock.clone(), Arc::new(RandomIds), Arc::new(metrics), config)
-        .with_payments(Arc::new(payments))
+    let metrics: Arc<dyn visitpay_app::ports::Metrics> = Arc::new(metrics);
+    let deps = Deps::new(store, clock.clone(), Arc::new(RandomIds), metrics.clone(), config)
+        .with_payments(Arc::new(payments.with_metrics(metrics)))
         .with_queue(queue)
         .with_pdf(Arc::new(visitpay_pdf::KrillaPdf::new()))
         .with_messenger(outbox.clone());

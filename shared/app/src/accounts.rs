@@ -94,7 +94,9 @@ pub(crate) async fn record_account(
         ];
         deps.store().commit(writes).await?;
         Ok(())
-    })
+    })?;
+    // From now on, what Stripe fails to deliver about it is read back from its log.
+    crate::catch_up::follow(deps, &health.id, health.as_of).await
 }
 
 /// What `apply_health` made of Stripe's word.
@@ -123,6 +125,11 @@ pub async fn apply_health(deps: &impl HasStore, health: AccountHealth) -> Result
         if let recorded @ HealthApplied::Recorded { .. } = apply_to_clinic(deps, &clinic, &health).await? {
             applied = recorded;
         }
+    }
+    if matches!(applied, HealthApplied::Recorded { .. }) {
+        // An account recorded before the catch-up existed is followed from
+        // its first word since (a conditional write; already followed, nothing).
+        crate::catch_up::follow(deps, &health.id, health.as_of).await?;
     }
     Ok(applied)
 }

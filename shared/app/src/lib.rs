@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod actions;
+pub mod catch_up;
 pub mod checkout;
 pub mod invoices;
 pub mod messages;

@@ -43,6 +43,8 @@ pub struct Report {
     pub errors: u32,
     /// Actions left for the next run because this one's deadline was near.
     pub deferred: u32,
+    /// What Stripe did not deliver, read back from each account's event log.
+    pub catch_up: crate::catch_up::CatchUpReport,
 }
 
 /// What a run keeps of its deadline for what it has started: it takes no
@@ -228,6 +230,14 @@ pub async fn run(
             }
         };
         queue_expiry(deps, &action, closed, &mut report).await;
+    }
+
+    match crate::catch_up::run(deps, out_of_time).await {
+        Ok(caught_up) => report.catch_up = caught_up,
+        Err(e) => {
+            tracing::error!(error = %e, "the catch-up could not run");
+            report.errors += 1;
+        }
     }
 
     deps.metrics().signal(MoneySignal::ReconcileErrors(report.errors), None);

@@ -41,6 +41,7 @@ struct Tables {
     unsubscribe: HashMap<String, UnsubscribeLink>,
     account_health: HashMap<ClinicId, Stored<AccountHealth>>,
     account_owners: std::collections::BTreeSet<(StripeAccountId, ClinicId)>,
+    catch_up: std::collections::BTreeMap<StripeAccountId, Stored<visitpay_app::ports::CatchUpCheckpoint>>,
     payouts: HashMap<(ClinicId, String), Stored<Payout>>,
     payout_lines: BTreeMap<(ClinicId, String, u32), PayoutLine>,
 }
@@ -294,6 +295,10 @@ impl AccountStore for EmbeddedStore {
     async fn clinics_of_account(&self, account: &StripeAccountId) -> Result<Vec<ClinicId>, StoreError> {
         Ok(self.lock().account_owners.iter().filter(|(a, _)| a == account).map(|(_, c)| c.clone()).collect())
     }
+
+    async fn catch_up_checkpoints(&self) -> Result<Vec<Stored<visitpay_app::ports::CatchUpCheckpoint>>, StoreError> {
+        Ok(self.lock().catch_up.values().cloned().collect())
+    }
 }
 
 #[async_trait]
@@ -382,6 +387,9 @@ impl Commit for EmbeddedStore {
                     let key = (clinic_id.clone(), payout.payout_id.clone());
                     check(*expect, t.payouts.get(&key).map(|p| p.version))?
                 }
+                Write::CatchUp { checkpoint, expect } => {
+                    check(*expect, t.catch_up.get(&checkpoint.account).map(|c| c.version))?
+                }
             }
         }
         let moved = followed.iter().map(|i| items::invoice_item(i, i.version));
@@ -442,6 +450,10 @@ impl Commit for EmbeddedStore {
                 }
                 Write::PayoutLine { clinic_id, payout_id, index, line } => {
                     t.payout_lines.insert((clinic_id, payout_id, index), line);
+                }
+                Write::CatchUp { checkpoint, expect } => {
+                    let version = expect.next_version();
+                    t.catch_up.insert(checkpoint.account.clone(), Stored { value: checkpoint, version });
                 }
             }
         }

@@ -134,7 +134,8 @@ async fn payments(sdk: &aws_config::SdkConfig, settings: &LambdaSettings) -> Res
     let key = secret(sdk, &settings.stripe_secret_key, "STRIPE_SECRET_KEY").await?;
     let payments =
         StripePayments::new(key.expose_secret(), settings.stripe_api_base.as_deref()).map_err(ConfigError::Stripe)?;
-    Ok(Arc::new(payments))
+    // Stripe's 429s as a metric, beside the money signals.
+    Ok(Arc::new(payments.with_metrics(Arc::new(EmfMetrics::new(settings.metrics_namespace.clone(), Sink::Stdout)))))
 }
 
 /// The payment-event queue (`VISITPAY_EVENTS_QUEUE_URL`).

@@ -22,8 +22,9 @@ use stripe_shared::{AccountId, CheckoutSessionLocale, CheckoutSessionMode};
 use super::answers::{AccountAnswer, AccountLinkAnswer, BalanceTransactionAnswer, Page, RefundAnswer, SessionAnswer};
 use super::transport::{StripeCallError, StripeHttp};
 use visitpay_app::ports::{
-    AccountLink, BalanceTransaction, CheckoutRequest, CheckoutSession, ConnectedAccount, Payments, PaymentsError,
-    Refund, RefundRequest, SessionPaymentStatus, SessionStatus, META_REFUND_ATTEMPT,
+    AccountLink, BalanceTransaction, CheckoutRequest, CheckoutSession, ConnectedAccount, EventLog, LoggedEvent,
+    Metrics, MoneySignal, Payments, PaymentsError, Refund, RefundRequest, SessionPaymentStatus, SessionStatus,
+    META_REFUND_ATTEMPT,
 };
 use visitpay_domain::{ClinicId, Locale, PaymentIntentId, RefundId, RefundState, SessionId, StripeAccountId};
 
@@ -37,6 +38,8 @@ const MAX_PAGES: usize = 10;
 pub struct StripePayments {
     client: StripeHttp,
     livemode: bool,
+    /// Where Stripe's 429s are counted (none in tests that do not look).
+    metrics: Option<std::sync::Arc<dyn Metrics>>,
 }
 
 impl StripePayments {
@@ -51,7 +54,13 @@ impl StripePayments {
         let client =
             StripeHttp::new(secret_key, base_url, timeout).map_err(|e| PaymentsError::Unavailable(Box::new(e)))?;
         let livemode = secret_key.starts_with("sk_live_") || secret_key.starts_with("rk_live_");
-        Ok(StripePayments { client, livemode })
+        Ok(StripePayments { client, livemode, metrics: None })
+    }
+
+    /// Counts Stripe's 429s as `StripeRateLimited`.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<dyn Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -99,42 +108,83 @@ fn e_too_large() -> String {
 /// it could not be answered in time.
 const LEAST_FOR_AN_ATTEMPT: Duration = Duration::from_millis(250);
 
-/// Runs `call` up to three times, with backoff, while the error is transient,
-/// and never past the deadline of the work in hand (`ports::deadline`): each
-/// attempt is bounded by what is left of it, and no retry starts too late.
-async fn with_retries<T, F, Fut>(call: F) -> Result<T, PaymentsError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StripeCallError>>,
-{
-    with_retries_raw(call).await.map_err(to_error)
-}
+impl StripePayments {
+    /// Runs `call` up to three times, with backoff, while the error is
+    /// transient, and never past the deadline of the work in hand
+    /// (`ports::deadline`): each attempt is bounded by what is left of it, and
+    /// no retry starts too late.
+    async fn with_retries<T, F, Fut>(&self, call: F) -> Result<T, PaymentsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StripeCallError>>,
+    {
+        self.with_retries_raw(call).await.map_err(to_error)
+    }
 
-/// As `with_retries`, with the last error as the transport gave it.
-async fn with_retries_raw<T, F, Fut>(mut call: F) -> Result<T, StripeCallError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StripeCallError>>,
-{
-    let mut attempt = 0;
-    loop {
-        if let Some(left) = visitpay_app::ports::deadline::remaining().filter(|left| *left < LEAST_FOR_AN_ATTEMPT) {
-            return Err(StripeCallError::Timeout(left));
-        }
-        attempt += 1;
-        match call().await {
-            Ok(v) => return Ok(v),
-            Err(e) if attempt < MAX_ATTEMPTS && retryable(&e) => {
-                let pause = Duration::from_millis(200 * 2u64.pow(attempt - 1));
-                if visitpay_app::ports::deadline::remaining().is_some_and(|left| left < pause + LEAST_FOR_AN_ATTEMPT) {
+    /// As `with_retries`, with the last error as the transport gave it.
+    async fn with_retries_raw<T, F, Fut>(&self, mut call: F) -> Result<T, StripeCallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StripeCallError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            if let Some(left) = visitpay_app::ports::deadline::remaining().filter(|left| *left < LEAST_FOR_AN_ATTEMPT) {
+                return Err(StripeCallError::Timeout(left));
+            }
+            attempt += 1;
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < MAX_ATTEMPTS && retryable(&e) => {
+                    let limited = rate_limited(&e);
+                    if limited {
+                        self.note_rate_limited();
+                    }
+                    let pause = backoff(attempt, limited);
+                    if visitpay_app::ports::deadline::remaining()
+                        .is_some_and(|left| left < pause + LEAST_FOR_AN_ATTEMPT)
+                    {
+                        return Err(e);
+                    }
+                    tracing::warn!(attempt, error = %e, "stripe call failed; retrying with the same idempotency key");
+                    tokio::time::sleep(pause).await;
+                }
+                Err(e) => {
+                    if rate_limited(&e) {
+                        self.note_rate_limited();
+                    }
                     return Err(e);
                 }
-                tracing::warn!(attempt, error = %e, "stripe call failed; retrying with the same idempotency key");
-                tokio::time::sleep(pause).await;
             }
-            Err(e) => return Err(e),
         }
     }
+
+    /// Stripe slowed us down (429): counted, so a clinic's burst or a loop
+    /// that would crowd out payments is seen (`StripeRateLimitedAlarm`).
+    fn note_rate_limited(&self) {
+        tracing::warn!("stripe answered 429 (rate limited)");
+        if let Some(metrics) = &self.metrics {
+            metrics.signal(MoneySignal::StripeRateLimited, None);
+        }
+    }
+}
+
+fn rate_limited(e: &StripeCallError) -> bool {
+    matches!(e, StripeCallError::Api { status: 429, .. })
+}
+
+/// The pause before attempt `attempt + 1`: doubling from 200 ms; from 500 ms
+/// after a 429, with up to half again at random, so clients slowed together
+/// do not come back together ("exponential backoff", Stripe's rate limits
+/// page; jitter as AWS's "Exponential Backoff And Jitter").
+fn backoff(attempt: u32, limited: bool) -> Duration {
+    let doubling = 2u64.pow(attempt - 1);
+    if !limited {
+        return Duration::from_millis(200 * doubling);
+    }
+    let base = 500 * doubling;
+    let jitter = u64::from(time::OffsetDateTime::now_utc().nanosecond()) % (base / 2);
+    Duration::from_millis(base + jitter)
 }
 
 fn key(k: &str) -> Result<RequestStrategy, PaymentsError> {
@@ -320,10 +370,11 @@ impl StripePayments {
         let mut found = Vec::new();
         let mut after: Option<String> = None;
         for _ in 0..MAX_PAGES {
-            let list: Page<A> = with_retries(|| {
-                page(after.as_deref()).customize::<Page<A>>().account_id(account(account_id)).send(&self.client)
-            })
-            .await?;
+            let list: Page<A> = self
+                .with_retries(|| {
+                    page(after.as_deref()).customize::<Page<A>>().account_id(account(account_id)).send(&self.client)
+                })
+                .await?;
             after = list.data.last().map(|item| id(item).clone());
             for item in list.data {
                 found.push(read(item)?);
@@ -384,29 +435,31 @@ fn checkout_create(req: &CheckoutRequest) -> Result<(CreateCheckoutSession, Requ
 impl Payments for StripePayments {
     async fn create_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutSession, PaymentsError> {
         let (create, strategy) = checkout_create(req)?;
-        let session = with_retries(|| {
-            create
-                .build()
-                .customize::<SessionAnswer>()
-                .account_id(account(&req.account))
-                .request_strategy(strategy.clone())
-                .send(&self.client)
-        })
-        .await?;
+        let session = self
+            .with_retries(|| {
+                create
+                    .build()
+                    .customize::<SessionAnswer>()
+                    .account_id(account(&req.account))
+                    .request_strategy(strategy.clone())
+                    .send(&self.client)
+            })
+            .await?;
         session_of(session)
     }
 
     async fn recover_checkout(&self, req: &CheckoutRequest) -> Result<Option<CheckoutSession>, PaymentsError> {
         let (create, strategy) = checkout_create(req)?;
-        let sent = with_retries_raw(|| {
-            create
-                .build()
-                .customize::<SessionAnswer>()
-                .account_id(account(&req.account))
-                .request_strategy(strategy.clone())
-                .send(&self.client)
-        })
-        .await;
+        let sent = self
+            .with_retries_raw(|| {
+                create
+                    .build()
+                    .customize::<SessionAnswer>()
+                    .account_id(account(&req.account))
+                    .request_strategy(strategy.clone())
+                    .send(&self.client)
+            })
+            .await;
         match sent {
             Ok(session) => session_of(session).map(Some),
             // An error Stripe kept under the key (`Idempotent-Replayed`): the
@@ -428,10 +481,11 @@ impl Payments for StripePayments {
     ) -> Result<CheckoutSession, PaymentsError> {
         // Expanded, so a failed delayed payment shows in the intent's status.
         let retrieve = RetrieveCheckoutSession::new(session_id.as_str()).expand(vec!["payment_intent".to_owned()]);
-        let session = with_retries(|| {
-            retrieve.build().customize::<SessionAnswer>().account_id(account(account_id)).send(&self.client)
-        })
-        .await?;
+        let session = self
+            .with_retries(|| {
+                retrieve.build().customize::<SessionAnswer>().account_id(account(account_id)).send(&self.client)
+            })
+            .await?;
         session_of(session)
     }
 
@@ -443,10 +497,11 @@ impl Payments for StripePayments {
         // No idempotency key: expiring is safe to repeat, and Stripe would
         // replay a first error (a 500 included) under a key for 24 hours.
         let expire = ExpireCheckoutSession::new(session_id.as_str());
-        let session = with_retries(|| {
-            expire.build().customize::<SessionAnswer>().account_id(account(account_id)).send(&self.client)
-        })
-        .await?;
+        let session = self
+            .with_retries(|| {
+                expire.build().customize::<SessionAnswer>().account_id(account(account_id)).send(&self.client)
+            })
+            .await?;
         session_of(session)
     }
 
@@ -458,15 +513,16 @@ impl Payments for StripePayments {
             create = create.amount(amount);
         }
         let strategy = key(&req.idempotency_key)?;
-        let refund = with_retries(|| {
-            create
-                .build()
-                .customize::<RefundAnswer>()
-                .account_id(account(&req.account))
-                .request_strategy(strategy.clone())
-                .send(&self.client)
-        })
-        .await?;
+        let refund = self
+            .with_retries(|| {
+                create
+                    .build()
+                    .customize::<RefundAnswer>()
+                    .account_id(account(&req.account))
+                    .request_strategy(strategy.clone())
+                    .send(&self.client)
+            })
+            .await?;
         refund_of(refund)
     }
 
@@ -489,10 +545,11 @@ impl Payments for StripePayments {
     async fn retrieve_account(&self, account_id: &StripeAccountId) -> Result<ConnectedAccount, PaymentsError> {
         // https://docs.stripe.com/api/accounts/retrieve, as the platform (no Stripe-Account).
         let path = format!("/accounts/{}", account_id.as_str());
-        let answer = with_retries(|| {
-            RequestBuilder::new(StripeMethod::Get, path.clone()).customize::<AccountAnswer>().send(&self.client)
-        })
-        .await?;
+        let answer = self
+            .with_retries(|| {
+                RequestBuilder::new(StripeMethod::Get, path.clone()).customize::<AccountAnswer>().send(&self.client)
+            })
+            .await?;
         account_of(answer)
     }
 
@@ -514,14 +571,15 @@ impl Payments for StripePayments {
         };
         // One account per clinic, whatever is retried or raced.
         let strategy = key(&format!("visitpay-account-{clinic}"))?;
-        let answer = with_retries(|| {
-            RequestBuilder::new(StripeMethod::Post, "/accounts")
-                .form(&params)
-                .customize::<AccountAnswer>()
-                .request_strategy(strategy.clone())
-                .send(&self.client)
-        })
-        .await?;
+        let answer = self
+            .with_retries(|| {
+                RequestBuilder::new(StripeMethod::Post, "/accounts")
+                    .form(&params)
+                    .customize::<AccountAnswer>()
+                    .request_strategy(strategy.clone())
+                    .send(&self.client)
+            })
+            .await?;
         account_of(answer)
     }
 
@@ -540,13 +598,14 @@ impl Payments for StripePayments {
             kind: "account_onboarding",
             collection_options: CollectionOptions { fields: "currently_due" },
         };
-        let answer = with_retries(|| {
-            RequestBuilder::new(StripeMethod::Post, "/account_links")
-                .form(&params)
-                .customize::<AccountLinkAnswer>()
-                .send(&self.client)
-        })
-        .await?;
+        let answer = self
+            .with_retries(|| {
+                RequestBuilder::new(StripeMethod::Post, "/account_links")
+                    .form(&params)
+                    .customize::<AccountLinkAnswer>()
+                    .send(&self.client)
+            })
+            .await?;
         Ok(AccountLink { url: answer.url, expires_at: timestamp(answer.expires_at)? })
     }
 
@@ -569,7 +628,98 @@ impl Payments for StripePayments {
         self.every_page(account_id, page, |t: &BalanceTransactionAnswer| &t.id, balance_transaction_of, &what).await
     }
 
+    async fn list_undelivered_events(
+        &self,
+        account_id: &StripeAccountId,
+        after: time::OffsetDateTime,
+        until: time::OffsetDateTime,
+    ) -> Result<EventLog, PaymentsError> {
+        // https://docs.stripe.com/api/events/list: `types` takes at most 20
+        // names, so the handled types go in as many listings as that needs;
+        // `delivery_success=false`: still pending, or given up on.
+        let mut events = Vec::new();
+        for types in crate::events::HANDLED_TYPES.chunks(MAX_EVENT_TYPES) {
+            let mut starting_after: Option<String> = None;
+            let mut pages = 0;
+            loop {
+                if pages == MAX_PAGES {
+                    return Ok(EventLog { events: Vec::new(), complete: false });
+                }
+                pages += 1;
+                let params = EventListParams {
+                    types,
+                    created: CreatedRange { gt: after.unix_timestamp(), lte: until.unix_timestamp() },
+                    delivery_success: false,
+                    limit: 100,
+                    starting_after: starting_after.as_deref(),
+                };
+                let page: Page<miniserde::json::Value> = self
+                    .with_retries(|| {
+                        RequestBuilder::new(StripeMethod::Get, "/events")
+                            .query(&params)
+                            .customize::<Page<miniserde::json::Value>>()
+                            .account_id(account(account_id))
+                            .send(&self.client)
+                    })
+                    .await?;
+                for value in &page.data {
+                    events.push(logged_event(value)?);
+                }
+                starting_after = events.last().map(|e: &LoggedEvent| e.id.clone());
+                if !page.has_more {
+                    break;
+                }
+            }
+        }
+        // Stripe lists newest first; the consumer gets them oldest first.
+        events.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+        events.dedup_by(|a, b| a.id == b.id);
+        Ok(EventLog { events, complete: true })
+    }
+
     fn livemode(&self) -> bool {
         self.livemode
     }
+}
+
+/// `types[]` takes "an array of up to 20 strings" (API reference, List all events).
+const MAX_EVENT_TYPES: usize = 20;
+
+/// `GET /v1/events`'s query.
+#[derive(serde::Serialize)]
+struct EventListParams<'a> {
+    types: &'a [&'a str],
+    created: CreatedRange,
+    delivery_success: bool,
+    limit: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    starting_after: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct CreatedRange {
+    gt: i64,
+    lte: i64,
+}
+
+/// An event as listed: its id, type and time read, its JSON kept whole for
+/// the consumer (which decodes it as it decodes a webhook's).
+fn logged_event(value: &miniserde::json::Value) -> Result<LoggedEvent, PaymentsError> {
+    use miniserde::json::{Number, Value};
+    let Value::Object(fields) = value else { return Err(unexpected("an event that is not an object".into())) };
+    let text = |name: &str| match fields.get(name) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => Err(unexpected(format!("an event without {name}"))),
+    };
+    let created = match fields.get("created") {
+        Some(Value::Number(Number::U64(n))) => i64::try_from(*n).map_err(|_| unexpected(format!("a time {n}")))?,
+        Some(Value::Number(Number::I64(n))) => *n,
+        _ => return Err(unexpected("an event without created".into())),
+    };
+    Ok(LoggedEvent {
+        id: text("id")?,
+        event_type: text("type")?,
+        created: timestamp(created)?,
+        body: miniserde::json::to_string(value),
+    })
 }

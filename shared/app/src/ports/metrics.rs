@@ -32,11 +32,18 @@ pub enum MoneySignal {
     /// A payout's lines do not add up to it: the clinic's books would not
     /// balance from visitpay's report.
     PayoutMismatch,
+    /// The catch-up has not read a clinic's Stripe event log for over an
+    /// hour past due: events Stripe failed to deliver may be waiting.
+    CatchUpBehind,
+    /// Stripe answered 429: requests are being slowed (each retried with
+    /// backoff under its idempotency key). At visitpay's rates, a loop or a
+    /// flood.
+    StripeRateLimited,
 }
 
 impl MoneySignal {
     /// Every signal (each must have its alarm in the template).
-    pub const ALL: [MoneySignal; 11] = [
+    pub const ALL: [MoneySignal; 13] = [
         MoneySignal::RefundNeeded,
         MoneySignal::RefundFailed,
         MoneySignal::DisputeOpened,
@@ -48,6 +55,8 @@ impl MoneySignal {
         MoneySignal::MessageFailed,
         MoneySignal::PayoutFailed,
         MoneySignal::PayoutMismatch,
+        MoneySignal::CatchUpBehind,
+        MoneySignal::StripeRateLimited,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +72,8 @@ impl MoneySignal {
             MoneySignal::MessageFailed => "MessageFailed",
             MoneySignal::PayoutFailed => "PayoutFailed",
             MoneySignal::PayoutMismatch => "PayoutMismatch",
+            MoneySignal::CatchUpBehind => "CatchUpBehind",
+            MoneySignal::StripeRateLimited => "StripeRateLimited",
         }
     }
     pub fn value(self) -> u32 {

@@ -19,17 +19,17 @@ pub use ids::Ids;
 pub use messaging::{Attachment, Email, MessagingError, Messenger, Sms};
 pub use metrics::{Metrics, MoneySignal};
 pub use payments::{
-    AccountLink, BalanceTransaction, CheckoutLine, CheckoutRequest, CheckoutSession, ConnectedAccount, Payments,
-    PaymentsError, Refund, RefundRequest, SessionPaymentStatus, SessionStatus, META_ACTION, META_CLINIC,
-    META_REFUND_ATTEMPT,
+    AccountLink, BalanceTransaction, CheckoutLine, CheckoutRequest, CheckoutSession, ConnectedAccount, EventLog,
+    LoggedEvent, Payments, PaymentsError, Refund, RefundRequest, SessionPaymentStatus, SessionStatus, META_ACTION,
+    META_CLINIC, META_REFUND_ATTEMPT,
 };
 pub use pdf::{PdfError, ReceiptDocument, ReceiptPdf};
 pub use queue::{message_size, EventQueue, QueueError, QueueMessage, StripeDelivery, MAX_MESSAGE_BYTES};
 pub use status_events::{PublishError, StatusEvents, MAX_EVENTS_PER_PUT};
 pub use store::{
-    expect_of, AccountStore, ActionStore, AssignInputs, AssignStore, Commit, Expect, IdempotencyRecord, InvoiceStore,
-    MessageStore, PaymentStore, PayoutPage, PayoutStore, ReconcileStore, SettingsStore, Store, StoreError, Stored,
-    Write,
+    expect_of, AccountStore, ActionStore, AssignInputs, AssignStore, CatchUpCheckpoint, Commit, Expect,
+    IdempotencyRecord, InvoiceStore, MessageStore, PaymentStore, PayoutPage, PayoutStore, ReconcileStore,
+    SettingsStore, Store, StoreError, Stored, Write,
 };
 
 /// An error kept as the source of ours, whatever produced it (an SDK, a client).

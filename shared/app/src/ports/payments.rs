@@ -216,7 +216,36 @@ pub trait Payments: Send + Sync {
         account: &StripeAccountId,
         payout_id: &str,
     ) -> Result<Vec<BalanceTransaction>, PaymentsError>;
+    /// The events of `account` of the types visitpay handles, created after
+    /// `after` and at or before `until`, that Stripe has not delivered to a
+    /// webhook endpoint (still pending, or given up on), oldest first; every
+    /// page, or as many as fit before the work's deadline (`complete` says).
+    async fn list_undelivered_events(
+        &self,
+        account: &StripeAccountId,
+        after: Timestamp,
+        until: Timestamp,
+    ) -> Result<EventLog, PaymentsError>;
     /// Whether the key is a live one (`sk_live_`/`rk_live_`): events of the
     /// other mode are not this deployment's.
     fn livemode(&self) -> bool;
+}
+
+/// One event of an account's log, as Stripe lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedEvent {
+    pub id: String,
+    pub event_type: String,
+    pub created: Timestamp,
+    /// The event's JSON, as the webhook would have carried it.
+    pub body: String,
+}
+
+/// What a listing of an account's events found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventLog {
+    /// Oldest first.
+    pub events: Vec<LoggedEvent>,
+    /// Every page was read: nothing in the window is missing.
+    pub complete: bool,
 }

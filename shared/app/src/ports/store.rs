@@ -146,6 +146,26 @@ pub enum Write {
         index: u32,
         line: PayoutLine,
     },
+    /// How far the catch-up has read an account's event log. `Expect::Absent`
+    /// starts following an account (a `Conflict` then means it is followed
+    /// already: a checkpoint never moves back).
+    CatchUp {
+        checkpoint: CatchUpCheckpoint,
+        expect: Expect,
+    },
+}
+
+/// How far the catch-up has read a connected account's event log at Stripe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatchUpCheckpoint {
+    pub account: StripeAccountId,
+    /// Every event of the account created at or before this (Stripe counts
+    /// whole seconds) reached the webhook endpoint or was fed to the queue.
+    #[serde(with = "time::serde::rfc3339")]
+    pub through: Timestamp,
+    /// When the catch-up last read the account's log.
+    #[serde(with = "time::serde::rfc3339")]
+    pub checked_at: Timestamp,
 }
 
 /// What a write replacing `previous` (or creating the item) expects.
@@ -275,6 +295,9 @@ pub trait AccountStore: Send + Sync {
     async fn account_health(&self, clinic: &ClinicId) -> Result<Option<Stored<AccountHealth>>, StoreError>;
     /// The clinics whose payments went to a Stripe account (one, usually).
     async fn clinics_of_account(&self, account: &StripeAccountId) -> Result<Vec<ClinicId>, StoreError>;
+    /// Every followed account's catch-up checkpoint (one partition: one
+    /// query, a page per 1 MB).
+    async fn catch_up_checkpoints(&self) -> Result<Vec<Stored<CatchUpCheckpoint>>, StoreError>;
 }
 
 /// A page of a clinic's payouts, newest first.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::attributes::{encode, Item};
 use super::{classify, decode, keys, records::Unreadable, DynamoStore};
-use visitpay_app::ports::{AccountStore, PayoutPage, PayoutStore, StoreError, Stored};
+use visitpay_app::ports::{AccountStore, CatchUpCheckpoint, PayoutPage, PayoutStore, StoreError, Stored};
 use visitpay_domain::{
     AccountHealth, ClinicId, Currency, Payout, PayoutLine, PayoutStatus, StripeAccountId, Timestamp,
 };
@@ -37,6 +37,19 @@ pub struct AccountOwnerRecord {
 pub fn account_owner_item(account: &StripeAccountId, clinic: &ClinicId) -> Item {
     let record = AccountOwnerRecord { account: account.clone(), clinic_id: clinic.clone() };
     encode(&record, keys::account_owner(account, clinic))
+}
+
+/// How far the catch-up has read an account's event log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CatchUpRecord {
+    #[serde(flatten)]
+    pub checkpoint: CatchUpCheckpoint,
+    pub version: u64,
+}
+
+pub fn catch_up_item(checkpoint: &CatchUpCheckpoint, version: u64) -> Item {
+    let record = CatchUpRecord { checkpoint: checkpoint.clone(), version };
+    encode(&record, keys::catch_up(&checkpoint.account))
 }
 
 /// A payout's summary item.
@@ -157,6 +170,14 @@ impl AccountStore for DynamoStore {
         let pk = keys::account_partition(account);
         let found: Vec<AccountOwnerRecord> = self.query_all(None, "pk = :p", vec![(":p", pk)]).await?;
         Ok(found.into_iter().map(|r| r.clinic_id).collect())
+    }
+
+    async fn catch_up_checkpoints(&self) -> Result<Vec<Stored<CatchUpCheckpoint>>, StoreError> {
+        let items = self.partition(keys::CATCH_UP_PARTITION.to_owned()).await?;
+        items
+            .into_iter()
+            .map(|item| decode::<CatchUpRecord>(item).map(|r| Stored { value: r.checkpoint, version: r.version }))
+            .collect()
     }
 }
 

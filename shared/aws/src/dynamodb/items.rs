@@ -96,6 +96,7 @@ pub fn put_item(write: &Write) -> Option<(Item, Expect)> {
         Write::PayoutLine { clinic_id, payout_id, index, line } => {
             (connect::payout_line_item(clinic_id, payout_id, *index, line), Expect::Any)
         }
+        Write::CatchUp { checkpoint, expect } => (connect::catch_up_item(checkpoint, expect.next_version()), *expect),
     })
 }
 

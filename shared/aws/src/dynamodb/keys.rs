@@ -160,6 +160,14 @@ pub fn account_partition(account: &StripeAccountId) -> String {
     format!("STRIPE_ACCOUNT#{}", account.as_str())
 }
 
+/// Every followed account's catch-up checkpoint, in one partition: the
+/// catch-up reads them all in one query (a clinic is a few hundred bytes).
+pub const CATCH_UP_PARTITION: &str = "CATCHUP";
+
+pub fn catch_up(account: &StripeAccountId) -> (String, String) {
+    (CATCH_UP_PARTITION.into(), format!("STRIPE_ACCOUNT#{}", account.as_str()))
+}
+
 /// A payout's partition holds its summary and its lines. Stripe's payout ids
 /// are `po_` and letters and digits: no `#`.
 pub fn payout(clinic: &ClinicId, payout_id: &str) -> (String, String) {

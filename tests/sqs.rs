@@ -95,6 +95,59 @@ async fn a_webhook_travels_through_sqs_to_the_consumer() {
     );
 }
 
+/// Each message names its clinic as its message group, which makes the
+/// standard queue a fair queue: "Fair queues identify tenants by the
+/// MessageGroupId property on each message" (SQS Developer Guide, "How
+/// Amazon SQS fair queues work"). A Stripe event's group is its connected
+/// account; reconcile's signal names its action's account.
+#[tokio::test]
+async fn each_message_carries_its_clinic_as_message_group() {
+    use visitpay_app::ports::{QueueMessage, StripeDelivery};
+    let client = sqs_client().await;
+    let url = ensure_queue(&client, &unique("groups"), 3, 1).await.unwrap();
+    let queue = SqsQueue::new(client.clone(), url.clone());
+    let event = |id: &str, account: Option<&str>| {
+        let mut body = serde_json::json!({"id": id, "object": "event", "type": "charge.refunded"});
+        if let Some(a) = account {
+            body["account"] = a.into();
+        }
+        QueueMessage::from_body(&body.to_string()).unwrap()
+    };
+    queue.enqueue(&event("evt_a", Some("acct_1Flooding"))).await.unwrap();
+    queue.enqueue(&event("evt_platform", None)).await.unwrap();
+    let odd = StripeDelivery {
+        event_id: "evt_odd".into(),
+        event_type: "charge.refunded".into(),
+        account: Some("acct with spaces".into()),
+        body: "{}".into(),
+    };
+    queue.enqueue(&QueueMessage::Stripe(odd)).await.unwrap();
+    let received = client
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+        .send()
+        .await
+        .unwrap();
+    let groups: std::collections::BTreeMap<String, Option<String>> = received
+        .messages()
+        .iter()
+        .map(|m| {
+            let body: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            let group = m
+                .attributes()
+                .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId))
+                .cloned();
+            (body["id"].as_str().unwrap_or("odd").to_owned(), group)
+        })
+        .collect();
+    assert_eq!(groups.len(), 3, "{groups:?}");
+    assert_eq!(groups["evt_a"].as_deref(), Some("acct_1Flooding"));
+    assert_eq!(groups["evt_platform"], None, "no clinic's: a tenant of its own");
+    assert_eq!(groups["odd"], None, "not a valid MessageGroupId: sent without one");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poison_message_ends_in_the_dead_letter_queue() {
     let client = sqs_client().await;

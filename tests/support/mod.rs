@@ -507,6 +507,16 @@ pub async fn paid_action(
 /// checkout (a click that crashed before recording it, or someone else's,
 /// on `account`), for `amount`; its id.
 pub async fn session_at_stripe(stripe: &StripeFixture, account: &str, action: &Action, amount: i64) -> SessionId {
+    try_session_at_stripe(stripe, account, action, amount).await.unwrap()
+}
+
+/// As `session_at_stripe`, with Stripe's refusal (an incident) as it came.
+pub async fn try_session_at_stripe(
+    stripe: &StripeFixture,
+    account: &str,
+    action: &Action,
+    amount: i64,
+) -> Result<SessionId, visitpay_app::ports::PaymentsError> {
     use visitpay_app::ports::{CheckoutLine, META_ACTION, META_CLINIC};
     let now = stripe.emulator.clock().now();
     let request = CheckoutRequest {
@@ -524,7 +534,7 @@ pub async fn session_at_stripe(stripe: &StripeFixture, account: &str, action: &A
         success_url: "https://pay.example.test/done".into(),
         cancel_url: "https://pay.example.test/back".into(),
     };
-    stripe.payments.create_checkout(&request).await.unwrap().id
+    Ok(stripe.payments.create_checkout(&request).await?.id)
 }
 
 impl StripeFixture {
@@ -713,6 +723,7 @@ pub fn queued_stripe_event(event_id: &str, event_type: &str, body: String) -> vi
     visitpay_app::ports::QueueMessage::Stripe(visitpay_app::ports::StripeDelivery {
         event_id: event_id.into(),
         event_type: event_type.into(),
+        account: Some(ACCOUNT.into()),
         body,
     })
 }

@@ -263,7 +263,11 @@ async fn run_server() -> Result<(), Box<dyn std::error::Error>> {
         }
         None => {
             let queue = embedded_queue.clone();
-            tokio::spawn(async move { queue.run(|event| consumer::handle(&consumer_deps, event)).await });
+            // Ten batches at once, as the template's event source mapping
+            // (`MaximumConcurrency: 10`) lets the consumer run in AWS.
+            tokio::spawn(
+                async move { queue.run_concurrently(10, |event| consumer::handle(&consumer_deps, event)).await },
+            );
         }
     }
 

@@ -158,7 +158,12 @@ async fn read_account(
         };
         for event in log.events {
             let (event_id, event_type) = (event.id.clone(), event.event_type.clone());
-            let delivery = StripeDelivery { event_id: event.id, event_type: event.event_type, body: event.body };
+            let delivery = StripeDelivery {
+                event_id: event.id,
+                event_type: event.event_type,
+                account: Some(checkpoint.account.as_str().to_owned()),
+                body: event.body,
+            };
             if let Err(e) = deps.queue().enqueue(&QueueMessage::Stripe(delivery)).await {
                 tracing::error!(account, event_id, error = %e, "could not queue an undelivered event; the same window next time");
                 report.accounts_failed += 1;

@@ -47,7 +47,16 @@ impl EventQueue for SqsQueue {
         if bytes > self.max_message_bytes {
             return Err(QueueError::TooLarge { bytes, max: self.max_message_bytes });
         }
-        let mut send = self.client.send_message().queue_url(&self.queue_url).message_body(message.body());
+        let mut send = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(message.body())
+            // A standard queue is fair between message groups: "Fair queues
+            // identify tenants by the MessageGroupId property on each message"
+            // (SQS Developer Guide, fair queues); one clinic's backlog then
+            // does not hold up another's payments. No ordering is implied.
+            .set_message_group_id(message.tenant().map(str::to_owned));
         for (name, value) in message.attributes() {
             send = send.message_attributes(name, string_attribute(&value));
         }

@@ -112,6 +112,9 @@ struct EventHead {
     #[serde(rename = "type")]
     event_type: String,
     object: String,
+    /// A Connect event's connected account.
+    #[serde(default)]
+    account: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -145,7 +148,7 @@ pub fn verify(
         return Ok(Verified::Ignored { event_id: head.id, event_type: head.event_type });
     }
     let body = String::from_utf8(payload.to_vec()).map_err(|_| WebhookError::NotAnEvent)?;
-    Ok(Verified::Queue(StripeDelivery { event_id: head.id, event_type: head.event_type, body }))
+    Ok(Verified::Queue(StripeDelivery { event_id: head.id, event_type: head.event_type, account: head.account, body }))
 }
 
 #[cfg(test)]

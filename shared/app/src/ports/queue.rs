@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::BoxError;
-use visitpay_domain::PaymentSignal;
+use visitpay_domain::{PaymentSignal, SignalKind};
 
 /// SQS's largest message, and what the template's queue allows: "The maximum
 /// is 1 MiB or 1,048,576 bytes" (Amazon SQS Developer Guide, quotas; raised
@@ -19,6 +19,9 @@ pub const MAX_MESSAGE_BYTES: usize = 1_048_576;
 pub struct StripeDelivery {
     pub event_id: String,
     pub event_type: String,
+    /// The connected account the event happened on (Stripe's top-level
+    /// `account` on a Connect event): the clinic the queue is fair between.
+    pub account: Option<String>,
     /// The event JSON exactly as Stripe sent it.
     pub body: String,
 }
@@ -41,6 +44,14 @@ struct StripeHead {
     id: String,
     #[serde(default, rename = "type")]
     event_type: String,
+    #[serde(default)]
+    account: Option<String>,
+}
+
+/// SQS's `MessageGroupId`: "up to 128 characters … alphanumeric characters
+/// and punctuation" (SendMessage, API reference).
+fn valid_group(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b.is_ascii_punctuation())
 }
 
 impl QueueMessage {
@@ -62,6 +73,26 @@ impl QueueMessage {
         }
     }
 
+    /// Whose message this is, for a fair queue (SQS fair queues tell tenants
+    /// apart by `MessageGroupId`): the clinic's connected account, else the
+    /// clinic; none for what is no clinic's (each such message is then a
+    /// tenant of its own).
+    pub fn tenant(&self) -> Option<&str> {
+        let tenant = match self {
+            QueueMessage::Stripe(d) => d.account.as_deref(),
+            QueueMessage::Signal(s) => s.account.as_deref().or(match &s.kind {
+                SignalKind::Action { clinic_id, .. } => Some(clinic_id.as_str()),
+                SignalKind::AccountUpdated { health } => Some(health.id.as_str()),
+                SignalKind::AccountCheck { account } | SignalKind::PayoutChanged { account, .. } => {
+                    Some(account.as_str())
+                }
+                SignalKind::AccountDisconnected { account } => Some(account.as_str()),
+                SignalKind::Payment { .. } => None,
+            }),
+        };
+        tenant.filter(|t| valid_group(t))
+    }
+
     /// A body as the queue delivers it back.
     pub fn from_body(body: &str) -> Result<QueueMessage, serde_json::Error> {
         if let Ok(SignalBody { visitpay_signal }) = serde_json::from_str::<SignalBody>(body) {
@@ -71,6 +102,7 @@ impl QueueMessage {
         Ok(QueueMessage::Stripe(StripeDelivery {
             event_id: head.id,
             event_type: head.event_type,
+            account: head.account,
             body: body.to_owned(),
         }))
     }

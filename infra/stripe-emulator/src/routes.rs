@@ -29,7 +29,7 @@ pub(crate) fn router(emulator: Emulator) -> Router {
         .route("/test/accounts/{id}/deauthorize", post(deauthorize_account))
         .route("/test/livemode", post(livemode))
         .route("/test/latency", post(latency))
-        .route("/test/faults", post(faults))
+        .route("/test/faults", post(faults).delete(clear_faults))
         .route("/test/webhooks/mode", post(webhook_mode))
         .route("/test/webhooks/flush", post(flush_webhooks))
         .route("/test/webhooks", get(webhook_state))
@@ -261,6 +261,12 @@ async fn faults(State(emulator): State<Emulator>, body: Bytes) -> Response {
         emulator.with_state(|state| state.faults.push(fault));
         Ok(shown)
     }))
+}
+
+/// `DELETE /test/faults`: the faults not met yet are dropped (Stripe's incident is over).
+async fn clear_faults(State(emulator): State<Emulator>) -> Response {
+    let dropped = emulator.with_state(|state| std::mem::take(&mut state.faults).len());
+    json_response(200, &json!({"dropped": dropped}))
 }
 
 /// `POST /test/webhooks/mode {"shuffle", "duplicate_every", "delay_secs", "hold", "seed", "endpoint_down"}`.

@@ -249,3 +249,33 @@ pub async fn seed_action(deps: &BenchDeps, invoice_ids: &[&str], visit: &str) ->
         Assigned::Replayed { .. } => Err("expected a new action".into()),
     }
 }
+
+/// A renderer the benchmarks never call: it answers that it renders nothing.
+struct NoPdf;
+
+impl visitpay_app::ports::ReceiptPdf for NoPdf {
+    fn render(&self, _: &visitpay_app::ports::ReceiptDocument) -> Result<Vec<u8>, visitpay_app::ports::PdfError> {
+        Err(visitpay_app::ports::PdfError("no receipt is rendered in a benchmark".into()))
+    }
+}
+
+/// The local runner's routes over `deps` (no base path, no CORS), with the
+/// ports no benchmark uses wired to a renderer that renders nothing and an
+/// outbox that keeps what would be sent; `events` gets the status events.
+pub fn local_router(deps: &BenchDeps, jwt_secret: &str, events: visitpay_local::events::LocalEvents) -> axum::Router {
+    let outbox = Arc::new(visitpay_devkit::outbox::Outbox::new(deps.clock.clone(), None));
+    let gateway = visitpay_local::Gateway {
+        deps: deps.clone().with_pdf(Arc::new(NoPdf)).with_messenger(outbox.clone()),
+        jwt_secret: jwt_secret.into(),
+        cors: Default::default(),
+        base_path: Default::default(),
+    };
+    let controls = visitpay_local::Controls {
+        clock: Arc::new(visitpay_local::LocalClock::default()),
+        emulator: None,
+        events,
+        own_hosts: visitpay_local::OwnHosts::of(([127, 0, 0, 1], 0).into()),
+        outbox,
+    };
+    visitpay_local::router(gateway, controls)
+}

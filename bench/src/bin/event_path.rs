@@ -48,7 +48,6 @@ use visitpay_domain::{ActionId, ActionStatus, ACTION_CHANGED, EVENT_SOURCE};
 use visitpay_edge::lambda::consumer;
 use visitpay_local::events::LocalEvents;
 use visitpay_local::stream_mapping::StreamMapping;
-use visitpay_local::{Controls, Gateway, LocalClock};
 use visitpay_stripe::events::HANDLED_TYPES;
 use visitpay_stripe::StripePayments;
 
@@ -133,21 +132,7 @@ async fn serve_router(
     deps: &BenchDeps,
     events: LocalEvents,
 ) -> Result<(String, tokio::task::JoinHandle<()>), BoxError> {
-    let gateway = Gateway {
-        deps: deps.clone(),
-        jwt_secret: JWT_SECRET.into(),
-        cors: Default::default(),
-        base_path: Default::default(),
-    };
-    let router = visitpay_local::router(
-        gateway,
-        Controls {
-            clock: Arc::new(LocalClock::default()),
-            emulator: None,
-            events,
-            own_hosts: visitpay_local::OwnHosts::of(([127, 0, 0, 1], 0).into()),
-        },
-    );
+    let router = visitpay_bench::local_router(deps, JWT_SECRET, events);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let task = tokio::spawn(async move {

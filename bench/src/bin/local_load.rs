@@ -28,7 +28,7 @@ use visitpay_devkit::embedded::EmbeddedStore;
 use visitpay_devkit::embedded_queue::EmbeddedQueue;
 use visitpay_edge::http::views::{ActionView, InvoiceView};
 use visitpay_edge::lambda::consumer::{self, apply_message};
-use visitpay_local::{Controls, Gateway, LocalClock};
+use visitpay_local::LocalClock;
 use visitpay_stripe::events::HANDLED_TYPES;
 use visitpay_stripe::StripePayments;
 
@@ -434,29 +434,17 @@ async fn burst_once(round: usize) -> Result<BurstRun, BoxError> {
     }
     let clean = Deps { store: Arc::new(store.fork()), ..deps.clone() };
 
-    // The burst: through the local runner's router, into its embedded queue.
+    // The burst: through the local runner's router, into its embedded queue,
+    // consumed ten batches at once as the local runner (and Lambda) does.
     let queue = Arc::new(EmbeddedQueue::new(5, Duration::from_secs(1)));
     let burst = Deps { queue: queue.clone() as Arc<dyn EventQueue>, ..deps.clone() };
     let consumer = burst.clone();
     let worker = {
         let queue = queue.clone();
-        tokio::spawn(async move { queue.run(|event| consumer::handle(&consumer, event)).await })
+        tokio::spawn(async move { queue.run_concurrently(10, |event| consumer::handle(&consumer, event)).await })
     };
-    let gateway = Gateway {
-        deps: burst.clone(),
-        jwt_secret: "bench-unused".into(),
-        cors: Default::default(),
-        base_path: Default::default(),
-    };
-    let router = visitpay_local::router(
-        gateway,
-        Controls {
-            clock: Arc::new(LocalClock::default()),
-            emulator: None,
-            events: Default::default(),
-            own_hosts: visitpay_local::OwnHosts::of(([127, 0, 0, 1], 0).into()),
-        },
-    );
+
+    let router = visitpay_bench::local_router(&burst, "bench-unused", Default::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/webhooks/stripe", listener.local_addr()?);
     let server = tokio::spawn(async move { axum::serve(listener, router).await });

@@ -163,8 +163,86 @@ async fn a_catch_up_that_falls_behind_is_alarmed(store: DynStore) {
     assert!(lag <= catch_up::SETTLE + time::Duration::minutes(1), "the checkpoint is current: {lag}");
 }
 
+/// A run whose time always goes to other work reads no account, and still
+/// says when one is behind: the alarm cannot be starved quiet.
+async fn a_catch_up_starved_of_time_still_alarms(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let (mut deps, _clock) = deps_for_payments(store, &stripe, None);
+    let metrics = crate::support::kit::record_metrics(&mut deps);
+    enable_clinic(&deps, "c1").await;
+    minutes_pass(&stripe, 60).await;
+    let first = catch_up::run(&deps, || true).await.unwrap();
+    assert_eq!((first.accounts_read, first.deferred, first.accounts_behind), (0, 1, 0), "{first:?}");
+    minutes_pass(&stripe, 30).await;
+    let second = catch_up::run(&deps, || true).await.unwrap();
+    assert_eq!((second.accounts_read, second.accounts_behind), (0, 1), "{second:?}");
+    assert!(metrics.signals().contains(&(MoneySignal::CatchUpBehind, None)));
+}
+
+/// A run that nears its deadline inside a window keeps what it fed: the
+/// checkpoint stops before the second of the first event it did not feed,
+/// and the next run feeds the rest.
+async fn a_window_cut_short_by_the_deadline_is_taken_up_again(store: DynStore) {
+    let stripe = stripe_emulator(None).await;
+    let queue = Arc::new(EmbeddedQueue::new(5, std::time::Duration::from_millis(10)));
+    let (deps, _clock) = deps_for_payments(store, &stripe, Some(queue.clone()));
+    let up = Arc::new(AtomicBool::new(false));
+    stripe.emulator.set_webhook_url(Some(webhook_endpoint(deps.clone(), up.clone()).await));
+    let mut paying = Vec::new();
+    for n in 0..3 {
+        let (action, token) = assigned_action(&deps, "c1", &[(&format!("{n}"), 1000, "")]).await;
+        let session = open_checkout(&deps, "c1", action.action_id(), &token).await;
+        let paid = json!({"outcome": "succeeded", "send_webhooks": true});
+        stripe.control(&format!("/test/checkout_sessions/{session}/pay"), paid).await;
+        paying.push(action);
+        minutes_pass(&stripe, 1).await; // each payment its own minute; every delivery refused
+    }
+    minutes_pass(&stripe, 20).await;
+    // Time for the run, the window and two events.
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let cut = catch_up::run(&deps, || calls.fetch_add(1, Ordering::SeqCst) >= 4).await.unwrap();
+    assert_eq!((cut.events_fed, cut.deferred), (2, 1), "{cut:?}");
+    let checkpoint = deps.store.catch_up_checkpoints().await.unwrap().remove(0).value;
+    assert!(clock_now(&deps) - checkpoint.through > catch_up::SETTLE, "not past the window: {checkpoint:?}");
+    drain(&deps, &queue).await;
+    minutes_pass(&stripe, 10).await;
+    let rest = catch_up::run(&deps, || false).await.unwrap();
+    assert!(rest.events_fed >= 1, "{rest:?}");
+    drain(&deps, &queue).await;
+    for action in &paying {
+        assert_eq!(action_of(&deps, "c1", action.action_id()).await.status(), ActionStatus::Paid);
+    }
+}
+
+/// An account visitpay knew before the catch-up existed has no checkpoint;
+/// saving its clinic's settings again (unchanged) follows it.
+async fn saving_settings_again_follows_an_account_known_before(store: DynStore) {
+    use visitpay_app::ports::{Expect, Write};
+    let stripe = stripe_emulator(None).await;
+    let (deps, _clock) = deps_for_payments(store, &stripe, None);
+    let account = visitpay_domain::StripeAccountId::parse(ACCOUNT).unwrap();
+    let health = visitpay_domain::AccountHealth::new(account.clone(), true, true, true, vec![], None, clock_now(&deps));
+    deps.store
+        .commit(vec![
+            Write::AccountOwner { account: account.clone(), clinic_id: clinic("c1") },
+            Write::AccountHealth { clinic_id: clinic("c1"), health, expect: Expect::Absent },
+        ])
+        .await
+        .unwrap();
+    assert!(deps.store.catch_up_checkpoints().await.unwrap().is_empty(), "as before the catch-up");
+    visitpay_app::settings::put(&deps, &support(), clinic("c1"), settings_input(true, "cad")).await.unwrap();
+    let followed = deps.store.catch_up_checkpoints().await.unwrap();
+    assert_eq!(followed.iter().map(|c| c.value.account.as_str()).collect::<Vec<_>>(), vec![ACCOUNT]);
+}
+
 fn clock_now(deps: &TestDeps) -> visitpay_domain::Timestamp {
     deps.clock.now()
 }
 
-on_both_stores!(an_outage_longer_than_stripes_retries_loses_nothing, a_catch_up_that_falls_behind_is_alarmed);
+on_both_stores!(
+    an_outage_longer_than_stripes_retries_loses_nothing,
+    a_catch_up_that_falls_behind_is_alarmed,
+    a_catch_up_starved_of_time_still_alarms,
+    a_window_cut_short_by_the_deadline_is_taken_up_again,
+    saving_settings_again_follows_an_account_known_before,
+);

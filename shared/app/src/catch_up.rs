@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::{AppError, HasClock, HasMetrics, HasPayments, HasQueue, HasStore};
 use crate::ports::{
-    CatchUpCheckpoint, MoneySignal, PaymentsError, QueueMessage, StoreError, Stored, StripeDelivery, Write,
+    CatchUpCheckpoint, MoneySignal, PaymentsError, QueueError, QueueMessage, StoreError, Stored, StripeDelivery, Write,
 };
 use visitpay_domain::{StripeAccountId, Timestamp};
 
@@ -48,8 +48,10 @@ pub struct CatchUpReport {
     pub accounts_failed: u32,
     /// Accounts behind by more than `BEHIND`.
     pub accounts_behind: u32,
-    /// Accounts left for the next run (the deadline was near).
+    /// Accounts (or the rest of a window) left for the next run: the deadline was near.
     pub deferred: u32,
+    /// Events larger than the queue takes, passed over (logged as errors).
+    pub events_too_large: u32,
 }
 
 /// Starts following an account's log from `from` (when visitpay first knew
@@ -81,14 +83,17 @@ pub async fn run(
     let mut checkpoints = deps.store().catch_up_checkpoints().await?;
     checkpoints.sort_by_key(|c| c.value.checked_at);
     for stored in checkpoints {
-        if stored.value.checked_at + EVERY > now {
-            continue;
-        }
-        if out_of_time() {
+        let due = stored.value.checked_at + EVERY <= now;
+        let read = due && !out_of_time();
+        if due && !read {
             report.deferred += 1;
-            continue;
         }
-        let through = read_account(deps, &stored.value, now, &out_of_time, &mut report).await;
+        let through = match read {
+            true => read_account(deps, &stored.value, now, &out_of_time, &mut report).await,
+            false => stored.value.through,
+        };
+        // Every account, read this time or not: a run whose time always goes
+        // elsewhere must not keep the catch-up quiet.
         if now - through > SETTLE + BEHIND {
             report.accounts_behind += 1;
             tracing::error!(
@@ -98,7 +103,9 @@ pub async fn run(
             );
             deps.metrics().signal(MoneySignal::CatchUpBehind, None);
         }
-        save(deps, stored, through, now).await?;
+        if read {
+            save(deps, stored, through, now).await?;
+        }
     }
     tracing::info!(
         accounts_read = report.accounts_read,
@@ -157,6 +164,13 @@ async fn read_account(
             }
         };
         for event in log.events {
+            // Out of time inside a window: what is fed stays fed, and the
+            // checkpoint stops before the second of the first event not fed
+            // (its second may hold others; they come again, applied once).
+            if out_of_time() {
+                report.deferred += 1;
+                return through.max(event.created - time::Duration::seconds(1));
+            }
             let (event_id, event_type) = (event.id.clone(), event.event_type.clone());
             let delivery = StripeDelivery {
                 event_id: event.id,
@@ -164,13 +178,23 @@ async fn read_account(
                 account: Some(checkpoint.account.as_str().to_owned()),
                 body: event.body,
             };
-            if let Err(e) = deps.queue().enqueue(&QueueMessage::Stripe(delivery)).await {
-                tracing::error!(account, event_id, error = %e, "could not queue an undelivered event; the same window next time");
-                report.accounts_failed += 1;
-                return through;
+            match deps.queue().enqueue(&QueueMessage::Stripe(delivery)).await {
+                Ok(()) => {
+                    tracing::info!(account, event_id, event_type, "an event Stripe did not deliver, fed to the queue");
+                    report.events_fed += 1;
+                }
+                // Larger than the queue takes: it never could be queued, by the
+                // webhook (413) or here. It must not hold the account's log back.
+                Err(e @ QueueError::TooLarge { .. }) => {
+                    tracing::error!(account, event_id, event_type, error = %e, "an undelivered event too large to queue; passed over");
+                    report.events_too_large += 1;
+                }
+                Err(e) => {
+                    tracing::error!(account, event_id, error = %e, "could not queue an undelivered event; the same window next time");
+                    report.accounts_failed += 1;
+                    return through.max(event.created - time::Duration::seconds(1));
+                }
             }
-            tracing::info!(account, event_id, event_type, "an event Stripe did not deliver, fed to the queue");
-            report.events_fed += 1;
         }
         through = until;
     }

@@ -67,6 +67,12 @@ pub async fn put(
     if let Some(h) = health.as_ref().filter(|h| known.as_ref().is_none_or(|k| k.value != **h)) {
         accounts::record_account(deps, &settings.clinic_id, h).await?;
     }
+    // Its event log followed (a conditional write; already followed, nothing):
+    // saving a clinic's settings again is how an account known before the
+    // catch-up existed comes to be followed.
+    if let Some(h) = &health {
+        crate::catch_up::follow(deps, &h.id, deps.clock().now()).await?;
+    }
     deps.store().put_settings(&settings).await?;
     match (changed, old) {
         // An account replaced (or removed): where the clinic's money goes moved.

@@ -162,7 +162,7 @@ impl EmbeddedQueue {
                 rest.push_back(m)
             }
         }
-        // In the order chosen: the batch's own order does not matter to SQS.
+        // The batch in queue order: which messages, not their order within it, is the fair part.
         let next = rest.iter().map(|m| m.visible_at).min();
         *queue = rest;
         for m in &batch {

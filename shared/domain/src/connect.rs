@@ -63,7 +63,10 @@ impl AccountHealth {
             // Stripe dates its events to the second (`created`): a read made
             // at 12:00:00.700 must not outrank the account.updated of
             // 12:00:00 that follows it, or onboarding finished within the
-            // second of the account's making is lost as "stale".
+            // second of the account's making is lost as "stale". The price:
+            // an event of that same second that came before the read wins
+            // over it too; the next account.updated (or check) says it again.
+            // Within one second, Stripe's order cannot be told anyway.
             as_of: as_of.replace_nanosecond(0).unwrap_or(as_of),
         }
     }

@@ -650,7 +650,9 @@ impl Payments for StripePayments {
                     types,
                     created: CreatedRange { gt: after.unix_timestamp(), lte: until.unix_timestamp() },
                     delivery_success: false,
-                    limit: 100,
+                    // Events carry whole objects (an account's runs to tens of
+                    // KB): 25 a page stays well inside an answer's byte cap.
+                    limit: EVENTS_PER_PAGE,
                     starting_after: starting_after.as_deref(),
                 };
                 let page: Page<miniserde::json::Value> = self
@@ -663,9 +665,12 @@ impl Payments for StripePayments {
                     })
                     .await?;
                 for value in &page.data {
-                    events.push(logged_event(value)?);
+                    events.push(logged_event(value, account_id)?);
                 }
-                starting_after = events.last().map(|e: &LoggedEvent| e.id.clone());
+                // Newest first: this page's last is where the next one starts.
+                if !page.data.is_empty() {
+                    starting_after = events.last().map(|e: &LoggedEvent| e.id.clone());
+                }
                 if !page.has_more {
                     break;
                 }
@@ -684,6 +689,7 @@ impl Payments for StripePayments {
 
 /// `types[]` takes "an array of up to 20 strings" (API reference, List all events).
 const MAX_EVENT_TYPES: usize = 20;
+const EVENTS_PER_PAGE: u32 = 25;
 
 /// `GET /v1/events`'s query.
 #[derive(serde::Serialize)]
@@ -704,9 +710,15 @@ struct CreatedRange {
 
 /// An event as listed: its id, type and time read, its JSON kept whole for
 /// the consumer (which decodes it as it decodes a webhook's).
-fn logged_event(value: &miniserde::json::Value) -> Result<LoggedEvent, PaymentsError> {
+fn logged_event(value: &miniserde::json::Value, account: &StripeAccountId) -> Result<LoggedEvent, PaymentsError> {
     use miniserde::json::{Number, Value};
     let Value::Object(fields) = value else { return Err(unexpected("an event that is not an object".into())) };
+    // The consumer reads whose event it is from its `account`, as a Connect
+    // webhook carries it; listed with Stripe-Account, it is that account.
+    let mut fields = fields.clone();
+    if !matches!(fields.get("account"), Some(Value::String(_))) {
+        fields.insert("account".to_owned(), Value::String(account.as_str().to_owned()));
+    }
     let text = |name: &str| match fields.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
         _ => Err(unexpected(format!("an event without {name}"))),
@@ -720,6 +732,30 @@ fn logged_event(value: &miniserde::json::Value) -> Result<LoggedEvent, PaymentsE
         id: text("id")?,
         event_type: text("type")?,
         created: timestamp(created)?,
-        body: miniserde::json::to_string(value),
+        body: miniserde::json::to_string(&Value::Object(fields)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(json: &str) -> miniserde::json::Value {
+        miniserde::json::from_str(json).unwrap()
+    }
+
+    /// An event listed with `Stripe-Account` is that account's: the consumer
+    /// finds it in `account`, as a Connect webhook carries it.
+    #[test]
+    fn a_listed_event_names_its_account() {
+        let account = StripeAccountId::parse("acct_1Listed").unwrap();
+        let bare = listed(r#"{"id":"evt_1","type":"payout.paid","created":1800000000,"data":{"object":{}}}"#);
+        let event = logged_event(&bare, &account).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&event.body).unwrap();
+        assert_eq!((event.id.as_str(), body["account"].as_str()), ("evt_1", Some("acct_1Listed")));
+        let named = listed(r#"{"id":"evt_2","type":"payout.paid","created":1800000000,"account":"acct_1Other"}"#);
+        let body: serde_json::Value = serde_json::from_str(&logged_event(&named, &account).unwrap().body).unwrap();
+        assert_eq!(body["account"], "acct_1Other", "what Stripe said is kept");
+        assert!(logged_event(&listed(r#"{"id":"evt_3","type":"x"}"#), &account).is_err(), "no created: refused");
+    }
 }

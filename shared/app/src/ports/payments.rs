@@ -218,8 +218,9 @@ pub trait Payments: Send + Sync {
     ) -> Result<Vec<BalanceTransaction>, PaymentsError>;
     /// The events of `account` of the types visitpay handles, created after
     /// `after` and at or before `until`, that Stripe has not delivered to a
-    /// webhook endpoint (still pending, or given up on), oldest first; every
-    /// page, or as many as fit before the work's deadline (`complete` says).
+    /// webhook endpoint (still pending, or given up on), oldest first, every
+    /// page; `complete` false when there were more pages than one listing
+    /// reads (the caller lists a shorter window).
     async fn list_undelivered_events(
         &self,
         account: &StripeAccountId,
@@ -237,7 +238,8 @@ pub struct LoggedEvent {
     pub id: String,
     pub event_type: String,
     pub created: Timestamp,
-    /// The event's JSON, as the webhook would have carried it.
+    /// The event's JSON, as the webhook would have carried it (its
+    /// `account` set, which Stripe's events of connected accounts carry).
     pub body: String,
 }
 

@@ -108,7 +108,7 @@ def svg_chart(cold, path_part):
     axis, and the paid-visible latencies of both stores; plain SVG."""
     rows = cold["functions"]
     width, left, row_h, top = 900, 230, 22, 40
-    colours = {"ours": "#1b6ac9", "trial": "#7b1fa2", "baseline": "#2e7d32", "node": "#b85c00"}
+    colours = {"ours": "#1b6ac9", "trial": "#7b1fa2", "pdf": "#00838f", "baseline": "#2e7d32", "node": "#b85c00"}
     lo, hi = 0.2, 5000.0
 
     def x(ms):

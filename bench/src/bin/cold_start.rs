@@ -330,6 +330,8 @@ async fn main() -> Result<(), BoxError> {
         ("VISITPAY_QUEUE_URL", queue_url.clone()),
         ("VISITPAY_EVENT_BUS", bus.clone()),
         ("VISITPAY_PATIENT_LINK_BASE", PATIENT_LINK_BASE.into()),
+        // Where Stripe's hosted onboarding sends support back (clinic-settings reads it at start).
+        ("VISITPAY_ONBOARDING_PAGE", "https://clinic.example.test/console".into()),
         ("STRIPE_SECRET_KEY", STRIPE_KEY.into()),
         ("STRIPE_API_BASE", format!("{stripe_base}/")),
         ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),

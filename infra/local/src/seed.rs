@@ -44,6 +44,9 @@ pub async fn seed(deps: &(impl HasStore + HasClock)) -> Result<(), AppError> {
         UserId::parse("demo-support")?,
     )?;
     deps.store().put_settings(&settings).await?;
+    // Its undelivered events are read back by the catch-up, as any clinic's are.
+    let account = visitpay_domain::StripeAccountId::parse(DEMO_STRIPE_ACCOUNT)?;
+    visitpay_app::catch_up::follow(deps, &account, deps.clock().now()).await?;
     let patient = PatientId::parse(DEMO_PATIENT)?;
     for (id, amount, description) in DEMO_INVOICES {
         let input = InvoiceInput {

@@ -164,11 +164,16 @@ pub fn staff() -> Caller {
 
 /// Switches the bench clinic on, with the bench Stripe account.
 pub async fn seed_clinic(deps: &BenchDeps) -> Result<(), BoxError> {
+    seed_clinic_as(deps, clinic(), ACCOUNT).await
+}
+
+/// Switches `clinic` on, its payments going to `account`.
+pub async fn seed_clinic_as(deps: &BenchDeps, clinic: ClinicId, account: &str) -> Result<(), BoxError> {
     let support = Caller { sub: UserId::parse("bench-support")?, role: Role::Support, clinic_id: None };
     let input = SettingsInput {
         enabled: true,
         label: Label { en: "Pay".into(), fr: "Payer".into() },
-        stripe_account_id: Some(ACCOUNT.into()),
+        stripe_account_id: Some(account.into()),
         currency: "cad".into(),
         checkout_ttl_minutes: 60,
         action_ttl_hours: 72,
@@ -181,7 +186,7 @@ pub async fn seed_clinic(deps: &BenchDeps) -> Result<(), BoxError> {
         reminder_hours: Vec::new(),
         quiet_hours: Default::default(),
     };
-    settings::put(deps, &support, clinic(), input).await?;
+    settings::put(deps, &support, clinic, input).await?;
     Ok(())
 }
 

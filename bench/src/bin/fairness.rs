@@ -25,12 +25,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use visitpay_app::actions::{self, AssignRequest, Assigned};
 use visitpay_app::ports::{EventQueue, Payments, QueueMessage};
-use visitpay_app::{invoices, settings, Caller, Role};
+use visitpay_app::{invoices, Caller, Role};
 use visitpay_bench::{BoxError, STRIPE_KEY};
 use visitpay_devkit::embedded_queue::EmbeddedQueue;
-use visitpay_domain::{
-    ActionId, ActionStatus, ClinicId, InvoiceId, Label, LineItemText, Locale, PatientId, SettingsInput, UserId, VisitId,
-};
+use visitpay_domain::{ActionId, ActionStatus, ClinicId, InvoiceId, Locale, PatientId, UserId, VisitId};
 use visitpay_edge::lambda::consumer;
 use visitpay_stripe::StripePayments;
 
@@ -62,25 +60,7 @@ fn clinic(c: &str) -> Result<ClinicId, BoxError> {
 }
 
 async fn seed_clinic(deps: &visitpay_bench::BenchDeps, (c, account): (&str, &str)) -> Result<(), BoxError> {
-    let support = Caller { sub: UserId::parse("bench-support")?, role: Role::Support, clinic_id: None };
-    let input = SettingsInput {
-        enabled: true,
-        label: Label { en: "Pay".into(), fr: "Payer".into() },
-        stripe_account_id: Some(account.into()),
-        currency: "cad".into(),
-        checkout_ttl_minutes: 60,
-        action_ttl_hours: 72,
-        line_item_text: LineItemText::Generic,
-        receipt_issuer: Default::default(),
-        embed_origins: Vec::new(),
-        time_zone: None,
-        receipt_days: visitpay_domain::settings::DEFAULT_RECEIPT_DAYS,
-        checkout_domain: None,
-        reminder_hours: Vec::new(),
-        quiet_hours: Default::default(),
-    };
-    settings::put(deps, &support, clinic(c)?, input).await?;
-    Ok(())
+    visitpay_bench::seed_clinic_as(deps, clinic(c)?, account).await
 }
 
 /// An action of one 25.00 invoice, opened and paid at the emulator (no

@@ -392,7 +392,58 @@ async fn writes_over_dynamodbs_limits_are_refused_whole(store: DynStore) {
     assert_eq!(ids, vec!["big"], "nothing refused was written");
 }
 
+/// `Write::AccountTakesPayments` writes nothing and holds a commit back
+/// while the clinic's stored health says its account cannot charge (as
+/// `AccountHealth::can_take_payments` decides); no health yet, or health of
+/// another account, lets it through. On DynamoDB it is a ConditionCheck,
+/// which "checks the existence and state of an item" in a transaction
+/// without writing it, and cancels the whole transaction when false
+/// (TransactWriteItems, DynamoDB API Reference).
+async fn a_commit_can_require_the_account_to_take_payments(store: DynStore) {
+    let account = StripeAccountId::parse("acct_1Test").unwrap();
+    let check = || Write::AccountTakesPayments { clinic_id: clinic("c1"), account: account.clone() };
+    let health = |id: &str, charges: bool, version: Expect| Write::AccountHealth {
+        clinic_id: clinic("c1"),
+        health: visitpay_domain::AccountHealth::new(
+            StripeAccountId::parse(id).unwrap(),
+            charges,
+            charges,
+            true,
+            Vec::new(),
+            None,
+            at(0),
+        ),
+        expect: version,
+    };
+    let act = |id: &str| Write::Action { action: action("c1", "v1", id, 0), expect: Expect::Absent };
+    let found = |id: &'static str| {
+        let store = store.clone();
+        async move { store.get_action(&clinic("c1"), &ActionId::parse(id).unwrap()).await.unwrap().is_some() }
+    };
+
+    // No health stored yet: the commit goes through.
+    store.commit(vec![act("act_1"), check()]).await.unwrap();
+    assert!(found("act_1").await);
+    // Charges enabled: through.
+    store.commit(vec![health("acct_1Test", true, Expect::Absent)]).await.unwrap();
+    store.commit(vec![act("act_2"), check()]).await.unwrap();
+    assert!(found("act_2").await);
+    // Restricted: refused whole, nothing written.
+    store.commit(vec![health("acct_1Test", false, Expect::Version(1))]).await.unwrap();
+    let refused = store.commit(vec![act("act_3"), check()]).await;
+    assert!(matches!(refused, Err(StoreError::Conflict)), "{refused:?}");
+    assert!(!found("act_3").await, "nothing of a refused commit is written");
+    // The health of another account (the clinic moved to a new one): through.
+    store.commit(vec![health("acct_1Other", false, Expect::Version(2))]).await.unwrap();
+    store.commit(vec![act("act_4"), check()]).await.unwrap();
+    assert!(found("act_4").await);
+    // The check wrote nothing: the health is as it was.
+    let kept = store.account_health(&clinic("c1")).await.unwrap().unwrap();
+    assert_eq!((kept.value.id.as_str(), kept.version), ("acct_1Other", 3));
+}
+
 on_both_stores!(
+    a_commit_can_require_the_account_to_take_payments,
     writes_over_dynamodbs_limits_are_refused_whole,
     assign_inputs_come_in_one_read,
     settings_round_trip,

@@ -158,8 +158,13 @@ impl Intercept for Counter {
                     writes += 2.0 * self.put_units(put.item());
                 } else if let Some(update) = t.update() {
                     writes += 2.0 * self.update_units(update.key());
+                } else if let Some(check) = t.condition_check() {
+                    // A ConditionCheck is priced as a write of the item it
+                    // reads, transactional ("Capacity unit consumption for
+                    // transactions", DynamoDB Developer Guide).
+                    writes += 2.0 * self.update_units(check.key());
                 } else {
-                    return Err("unpriced transaction member (only Put and Update are estimated)".into());
+                    return Err("unpriced transaction member (only Put, Update and ConditionCheck are estimated)".into());
                 }
             }
         }

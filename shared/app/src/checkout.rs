@@ -12,7 +12,7 @@ use super::actions::{for_patient, Reach};
 use super::sessions::{checkout_lines, expire_session, request_for};
 use super::transitions::replace_action;
 use super::{with_retries, AppError, HasClock, HasConfig, HasPayments, HasStore};
-use crate::ports::{CheckoutLine, PaymentsError, SessionStatus, Stored};
+use crate::ports::{CheckoutLine, PaymentsError, SessionStatus, Stored, Write};
 use visitpay_domain::{
     Action, ActionEvent, Actor, Checkout, CheckoutDomain, ClinicTimeZone, DomainError, Locale, SessionId,
     StripeAccountId, Timestamp,
@@ -62,6 +62,29 @@ pub async fn patient_page(
     Ok(PatientPage { action, lines, locale, embed_origins, checkout_domain, time_zone })
 }
 
+/// Whether the clinic's account, as Stripe last described it, can take
+/// the patient's payment (read).
+async fn account_takes_payments(deps: &impl HasStore, action: &Action) -> Result<(), AppError> {
+    if let Some(health) = deps.store().account_health(action.clinic_id()).await? {
+        if &health.id == action.stripe_account_id() {
+            health.can_take_payments()?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a reserved attempt, only while the clinic's account can take
+/// payments (the same rule, as the write's condition): one request. A
+/// `Conflict` (a concurrent writer, or the account) sends the caller round
+/// again, to read why.
+async fn reserve(deps: &impl HasStore, current: &Stored<Action>, next: Action) -> Result<Stored<Action>, AppError> {
+    let expect = current.expect();
+    let condition =
+        Write::AccountTakesPayments { clinic_id: next.clinic_id().clone(), account: next.stripe_account_id().clone() };
+    deps.store().commit(vec![Write::Action { action: next.clone(), expect }, condition]).await?;
+    Ok(Stored { value: next, version: expect.next_version() })
+}
+
 /// `POST /patient/actions/{token}/checkout`.
 #[instrument(skip_all)]
 pub async fn open(
@@ -71,16 +94,18 @@ pub async fn open(
     let payments = deps.payments();
     // Sessions created on the way, in case the action ends before one is recorded.
     let mut created: Vec<(StripeAccountId, SessionId)> = Vec::new();
+    // Stripe's latest word on the clinic's account decides whether the
+    // patient may pay: while it cannot charge, the patient is told here
+    // rather than failing at Stripe's page. A new attempt's reservation
+    // carries it as a condition (no read); an attempt that met a conflict,
+    // and a session handed out again, read it.
+    let mut first_attempt = true;
     let result = with_retries!({
         let action = for_patient(deps, token, Reach::Pay).await?;
         let now = deps.clock().now();
         action.payable(now)?;
-        // Stripe's latest word on the clinic's account: while it cannot charge,
-        // the patient is told here rather than failing at Stripe's page.
-        if let Some(health) = deps.store().account_health(action.clinic_id()).await? {
-            if &health.id == action.stripe_account_id() {
-                health.can_take_payments()?;
-            }
+        if !std::mem::replace(&mut first_attempt, false) {
+            account_takes_payments(deps, &action).await?;
         }
 
         // A repeat click: the same open session.
@@ -88,6 +113,7 @@ pub async fn open(
             action.checkout().current()
         {
             if *expires_at - now > MIN_REMAINING {
+                account_takes_payments(deps, &action).await?;
                 return Ok(CheckoutLink { session_id: session_id.clone(), url: url.clone(), expires_at: *expires_at });
             }
             // Its time is up; Stripe may yet know an outcome we have not heard of.
@@ -96,6 +122,7 @@ pub async fn open(
                 SessionStatus::Complete => return Err(DomainError::PaymentProcessing.into()),
                 SessionStatus::Open if session.expires_at - now > MIN_REMAINING => {
                     if let Some(url) = session.url {
+                        account_takes_payments(deps, &action).await?;
                         return Ok(CheckoutLink { session_id: session.id, url, expires_at: session.expires_at });
                     }
                 }
@@ -105,10 +132,11 @@ pub async fn open(
             }
         }
 
-        // Reserve an attempt (or join the one a concurrent click just reserved).
+        // Reserve an attempt (or join the one a concurrent click reserved
+        // under the same condition a moment ago).
         let action = match action.usable_reservation(now) {
             Some(_) => action,
-            None => replace_action(deps, &action, action.reserve_checkout(now)?).await?,
+            None => reserve(deps, &action, action.reserve_checkout(now)?).await?,
         };
         let attempt = action.checkout().current().cloned().expect("reserved above");
         let request = request_for(deps, &action, &attempt).await?;

@@ -383,6 +383,12 @@ impl Commit for EmbeddedStore {
                 Write::AccountHealth { clinic_id, expect, .. } => {
                     check(*expect, t.account_health.get(clinic_id).map(|h| h.version))?
                 }
+                Write::AccountTakesPayments { clinic_id, account } => {
+                    let health = t.account_health.get(clinic_id).filter(|h| &h.value.id == account);
+                    if health.is_some_and(|h| h.value.can_take_payments().is_err()) {
+                        return Err(StoreError::Conflict);
+                    }
+                }
                 Write::Payout { clinic_id, payout, expect } => {
                     let key = (clinic_id.clone(), payout.payout_id.clone());
                     check(*expect, t.payouts.get(&key).map(|p| p.version))?
@@ -444,6 +450,7 @@ impl Commit for EmbeddedStore {
                 Write::AccountOwner { account, clinic_id } => {
                     t.account_owners.insert((account, clinic_id));
                 }
+                Write::AccountTakesPayments { .. } => {}
                 Write::Payout { clinic_id, payout, expect } => {
                     let key = (clinic_id, payout.payout_id.clone());
                     t.payouts.insert(key, Stored { value: payout, version: expect.next_version() });

@@ -125,6 +125,15 @@ pub enum Write {
         health: AccountHealth,
         expect: Expect,
     },
+    /// No write: the commit happens only while Stripe's latest word on the
+    /// clinic's account, as stored, lets it take payments
+    /// (`AccountHealth::can_take_payments`), or there is none yet, or it is
+    /// about another account than `account`. Otherwise the whole commit is a
+    /// `Conflict`, and the caller reads the health to say why.
+    AccountTakesPayments {
+        clinic_id: ClinicId,
+        account: StripeAccountId,
+    },
     /// That a clinic's payments go to a Stripe account, so Stripe's events
     /// about the account find the clinic (several clinics of one business
     /// may share one account; each is told). Written again the same way.

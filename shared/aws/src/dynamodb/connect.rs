@@ -4,7 +4,7 @@
 //! first through gsi1).
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck};
 use serde::{Deserialize, Serialize};
 
 use super::attributes::{encode, Item};
@@ -21,6 +21,30 @@ pub struct AccountHealthRecord {
     #[serde(flatten)]
     pub health: AccountHealth,
     pub version: u64,
+}
+
+/// The health item's fields a condition reads (as `AccountHealth` names them).
+const HEALTH_ACCOUNT: &str = "id";
+const HEALTH_CHARGES_ENABLED: &str = "charges_enabled";
+
+/// `Write::AccountTakesPayments` as a transaction's ConditionCheck: the
+/// clinic's health item is absent, about another account, or says charges
+/// are enabled (`AccountHealth::can_take_payments`, which the embedded store
+/// calls itself).
+pub fn takes_payments_check(table: &str, clinic: &ClinicId, account: &StripeAccountId) -> ConditionCheck {
+    let (pk, sk) = keys::account_health(clinic);
+    ConditionCheck::builder()
+        .table_name(table)
+        .key(keys::PK, AttributeValue::S(pk))
+        .key(keys::SK, AttributeValue::S(sk))
+        .condition_expression("attribute_not_exists(#pk) OR #account <> :account OR #charges = :yes")
+        .expression_attribute_names("#pk", keys::PK)
+        .expression_attribute_names("#account", HEALTH_ACCOUNT)
+        .expression_attribute_names("#charges", HEALTH_CHARGES_ENABLED)
+        .expression_attribute_values(":account", AttributeValue::S(account.as_str().to_owned()))
+        .expression_attribute_values(":yes", AttributeValue::Bool(true))
+        .build()
+        .expect("table, key and condition set")
 }
 
 pub fn account_health_item(clinic: &ClinicId, health: &AccountHealth, version: u64) -> Item {

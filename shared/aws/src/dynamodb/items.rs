@@ -77,7 +77,7 @@ pub fn stray_payment_item(stray: &StrayPayment) -> Item {
 /// is an update of an item not read.
 pub fn put_item(write: &Write) -> Option<(Item, Expect)> {
     Some(match write {
-        Write::HeldInvoice { .. } => return None,
+        Write::HeldInvoice { .. } | Write::AccountTakesPayments { .. } => return None,
         Write::Invoice { invoice, expect } => (invoice_item(invoice, expect.next_version()), *expect),
         Write::Action { action, expect } => (action_item(action, expect.next_version()), *expect),
         Write::Idempotency(record) => (idempotency_item(record), Expect::Absent),

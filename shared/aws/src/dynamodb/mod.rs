@@ -219,6 +219,9 @@ fn transact_item(table: &str, write: Write) -> Result<TransactWriteItem, StoreEr
             let key = keys::invoice(&clinic_id, &patient_id, &invoice_id);
             TransactWriteItem::builder().update(held_invoice_update(table, key, &action_id, effect, at)?).build()
         }
+        Write::AccountTakesPayments { clinic_id, account } => TransactWriteItem::builder()
+            .condition_check(connect::takes_payments_check(table, &clinic_id, &account))
+            .build(),
         other => TransactWriteItem::builder().put(put_of(table, &other)).build(),
     })
 }
@@ -476,7 +479,8 @@ impl ReconcileStore for DynamoStore {
 #[async_trait]
 impl Commit for DynamoStore {
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        let single_put = writes.len() == 1 && !matches!(writes[0], Write::HeldInvoice { .. });
+        let single_put =
+            writes.len() == 1 && !matches!(writes[0], Write::HeldInvoice { .. } | Write::AccountTakesPayments { .. });
         match writes.len() {
             0 => Ok(()),
             1 if single_put => {

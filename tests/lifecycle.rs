@@ -494,6 +494,13 @@ impl visitpay_app::ports::Payments for Refusing {
     ) -> Result<Vec<visitpay_app::ports::Refund>, visitpay_app::ports::PaymentsError> {
         self.0.list_refunds(a, pi).await
     }
+    async fn payment_method(
+        &self,
+        a: &StripeAccountId,
+        pi: &visitpay_domain::PaymentIntentId,
+    ) -> Result<Option<visitpay_domain::PaymentMethod>, visitpay_app::ports::PaymentsError> {
+        self.0.payment_method(a, pi).await
+    }
     fn livemode(&self) -> bool {
         false
     }

@@ -11,7 +11,7 @@ use visitpay_app::reconcile::{self, ReconcileConfig};
 use visitpay_app::{actions, checkout, AppError};
 use visitpay_devkit::embedded_queue::EmbeddedQueue;
 use visitpay_domain::{ActionEvent, ActionStatus, Actor, DisputeStatus, DomainError, InvoiceStatus, RefundState};
-use visitpay_edge::lambda::consumer::Outcome;
+use visitpay_edge::lambda::consumer::{MessageError, Outcome};
 use visitpay_stripe::StripePayments;
 
 fn money(amount: i64) -> visitpay_domain::Money {
@@ -700,29 +700,62 @@ async fn a_charge_refunded_event_alone_is_enough(store: DynStore) {
     assert_eq!((after.status(), after.refunded().amount), (ActionStatus::PartiallyRefunded, 400));
 }
 
-/// How the patient paid comes only on the charge (`charge.succeeded`:
-/// `payment_method_details`), in any order with the session's event: before
-/// the payment is recorded it is parked, then applied with it.
-async fn the_payment_method_is_learned_in_any_order(store: DynStore) {
+/// How the patient paid is on the charge, not the session: the consumer
+/// asks Stripe for the PaymentIntent with its latest charge expanded
+/// ("Expanding responses", API reference) when it applies the payment, in
+/// the same commit. `charge.succeeded` is not needed (acknowledged, not
+/// queued). A repeated completion asks nothing. When Stripe cannot answer,
+/// the payment is applied all the same and the message comes back; the
+/// redelivery learns the method.
+async fn the_payment_method_is_asked_of_stripe_with_the_payment(store: DynStore) {
     let stripe = stripe_emulator(None).await;
     let (deps, _clock) = deps_for_payments(store, &stripe, None);
+    let method_asks = || {
+        stripe
+            .emulator
+            .requests()
+            .into_iter()
+            .filter(|r| r["path"].as_str().is_some_and(|p| p.starts_with("/v1/payment_intents/")))
+            .collect::<Vec<_>>()
+    };
     let (action, token) = assigned_action(&deps, "c1", &[("1", 4500, "")]).await;
     let session_id = open_checkout(&deps, "c1", action.action_id(), &token).await;
     stripe.pay(&session_id, "succeeded").await;
     let charge = stripe.last_event("charge.succeeded").await;
+    assert!(matches!(apply_stripe_event(&deps, &charge.to_string()).await.unwrap(), Outcome::Ignored(_)));
     let completed = stripe.last_event("checkout.session.completed").await;
-    apply_stripe_event(&deps, &charge.to_string()).await.unwrap();
-    assert_eq!(action_of(&deps, "c1", action.action_id()).await.payment_method(), None, "parked until the payment");
-    apply_stripe_event(&deps, &completed.to_string()).await.unwrap();
+    assert_eq!(apply_stripe_event(&deps, &completed.to_string()).await.unwrap(), Outcome::Applied);
     let paid = action_of(&deps, "c1", action.action_id()).await;
-    let method = paid.payment_method().expect("the parked charge applied with the payment");
+    let method = paid.payment_method().expect("asked of Stripe with the payment");
     assert_eq!(
         (method.kind.as_str(), method.brand.as_deref(), method.last4.as_deref()),
         ("card", Some("visa"), Some("4242"))
     );
-    // Again, and late: nothing changes.
-    apply_stripe_event(&deps, &charge.to_string()).await.unwrap();
-    assert_eq!(action_of(&deps, "c1", action.action_id()).await.version, paid.version);
+    let asks = method_asks();
+    assert_eq!(asks.len(), 1, "{asks:?}");
+    assert_eq!(asks[0]["params"]["expand"], json!(["latest_charge"]));
+    assert_eq!(asks[0]["account"], ACCOUNT, "asked on the clinic's account");
+    // Again: nothing asked, nothing changed.
+    assert_eq!(apply_stripe_event(&deps, &completed.to_string()).await.unwrap(), Outcome::Unchanged);
+    assert_eq!((method_asks().len(), action_of(&deps, "c1", action.action_id()).await.version), (1, paid.version));
+
+    // Stripe cannot answer (500s past the client's own retries): the payment
+    // is applied, and the message is handed back to the queue to try again.
+    let (second, token) = assigned_action(&deps, "c1", &[("2", 3000, "")]).await;
+    let session_id = open_checkout(&deps, "c1", second.action_id(), &token).await;
+    stripe.pay(&session_id, "succeeded").await;
+    let completed = stripe.last_event("checkout.session.completed").await;
+    stripe.control("/test/faults", json!({"method": "GET", "path": "/v1/payment_intents/", "times": 10})).await;
+    let failed = apply_stripe_event(&deps, &completed.to_string()).await.unwrap_err();
+    assert!(matches!(&failed, MessageError::Apply(e) if e.is_retryable()), "{failed:?}");
+    let without = action_of(&deps, "c1", second.action_id()).await;
+    assert_eq!((without.status(), without.payment_method()), (ActionStatus::Paid, None), "the money did not wait");
+    reqwest::Client::new().delete(format!("{}/test/faults", stripe.base)).send().await.unwrap();
+    // The queue's retry: the method is learned, and the payment is as it was.
+    assert_eq!(apply_stripe_event(&deps, &completed.to_string()).await.unwrap(), Outcome::Applied);
+    let learned = action_of(&deps, "c1", second.action_id()).await;
+    assert_eq!(learned.payment_method().map(|m| m.last4.as_deref()), Some(Some("4242")));
+    assert_eq!((learned.status(), learned.paid_at()), (ActionStatus::Paid, without.paid_at()));
 }
 
 /// The clinic's other software charges and refunds on the same Stripe
@@ -778,5 +811,5 @@ on_both_stores!(
     refund_keys_stay_valid_after_stripes_errors,
     an_event_of_the_other_mode_changes_nothing,
     a_charge_refunded_event_alone_is_enough,
-    the_payment_method_is_learned_in_any_order,
+    the_payment_method_is_asked_of_stripe_with_the_payment,
 );

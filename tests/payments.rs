@@ -218,10 +218,7 @@ async fn any_order_any_repetition_same_final_state(store: DynStore, seeds: u64) 
                     }
                     let kinds: Vec<Value> =
                         events.iter().map(|e| serde_json::from_str::<Value>(e).unwrap()["type"].clone()).collect();
-                    assert_eq!(
-                        kinds,
-                        ["checkout.session.completed", "charge.succeeded", "charge.refunded", "charge.refunded"]
-                    );
+                    assert_eq!(kinds, ["checkout.session.completed", "charge.refunded", "charge.refunded"]);
                 }
                 let mut deliveries: Vec<&String> = Vec::new();
                 if shuffle {
@@ -273,6 +270,8 @@ async fn events_of(stripe: &StripeFixture, action: &visitpay_domain::ActionId) -
         .await
         .into_iter()
         .filter(|e| e["data"]["object"]["metadata"]["visitpay_action_id"] == action.as_str())
+        // What an endpoint subscribed to the types visitpay handles receives.
+        .filter(|e| e["type"].as_str().is_some_and(visitpay_stripe::events::handles))
         .map(|e| e.to_string())
         .collect()
 }

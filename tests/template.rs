@@ -582,3 +582,26 @@ fn the_contract_lists_every_error_code_the_api_answers_with() {
     assert!(answered.len() > 40, "the codes were read: {answered:?}");
     assert_eq!(answered, documented, "http::error's codes vs openapi.yaml's ErrorCode");
 }
+
+/// The events the operations guide tells an operator to subscribe the
+/// webhook endpoint to (its `enabled_events[]` and its table) are exactly
+/// the ones the webhook acts on (`events::HANDLED_TYPES`), so the guide
+/// cannot drift from the code.
+#[test]
+fn the_operations_guide_subscribes_exactly_the_events_visitpay_handles() {
+    let guide = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    let handled: BTreeSet<&str> = visitpay_stripe::events::HANDLED_TYPES.iter().copied().collect();
+    let subscribed: BTreeSet<&str> =
+        guide.split("enabled_events[]=").skip(1).map(|rest| rest.split('"').next().unwrap()).collect();
+    assert_eq!(subscribed, handled, "docs/operations.md's enabled_events[] vs HANDLED_TYPES");
+    let section = guide.split("### The webhook endpoint").nth(1).unwrap().split("Any other type").next().unwrap();
+    let tabled: BTreeSet<&str> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .flat_map(|l| l.split('|').nth(1).unwrap().split('`').skip(1).step_by(2))
+        .collect();
+    assert_eq!(tabled, handled, "docs/operations.md's event table vs HANDLED_TYPES");
+    // The guide counts them in words; a type added or dropped changes both.
+    assert_eq!(handled.len(), 21);
+    assert!(section.contains("twenty-one events"), "the guide's count of events");
+}

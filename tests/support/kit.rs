@@ -144,6 +144,13 @@ impl Payments for NoStripe {
     async fn recover_checkout(&self, _: &CheckoutRequest) -> Result<Option<CheckoutSession>, PaymentsError> {
         Err(no_stripe())
     }
+    async fn payment_method(
+        &self,
+        _: &StripeAccountId,
+        _: &PaymentIntentId,
+    ) -> Result<Option<visitpay_domain::PaymentMethod>, PaymentsError> {
+        Err(no_stripe())
+    }
     /// The test platform's connected accounts (`CONNECTED_ACCOUNTS`) are
     /// known, as Stripe knows an account connected to the platform; any other
     /// is refused as Stripe refuses it (`account_invalid`).

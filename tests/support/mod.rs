@@ -456,6 +456,13 @@ impl Payments for RacingExpire {
     async fn list_refunds(&self, a: &StripeAccountId, pi: &PaymentIntentId) -> Result<Vec<Refund>, PaymentsError> {
         self.0.list_refunds(a, pi).await
     }
+    async fn payment_method(
+        &self,
+        a: &StripeAccountId,
+        pi: &PaymentIntentId,
+    ) -> Result<Option<visitpay_domain::PaymentMethod>, PaymentsError> {
+        self.0.payment_method(a, pi).await
+    }
     async fn create_account(&self, c: &visitpay_domain::ClinicId) -> Result<ConnectedAccount, PaymentsError> {
         self.0.create_account(c).await
     }
@@ -589,6 +596,13 @@ impl Payments for MeanwhileAfterExpire {
     }
     async fn list_refunds(&self, a: &StripeAccountId, pi: &PaymentIntentId) -> Result<Vec<Refund>, PaymentsError> {
         self.inner.list_refunds(a, pi).await
+    }
+    async fn payment_method(
+        &self,
+        a: &StripeAccountId,
+        pi: &PaymentIntentId,
+    ) -> Result<Option<visitpay_domain::PaymentMethod>, PaymentsError> {
+        self.inner.payment_method(a, pi).await
     }
     async fn create_account(&self, c: &visitpay_domain::ClinicId) -> Result<ConnectedAccount, PaymentsError> {
         self.inner.create_account(c).await

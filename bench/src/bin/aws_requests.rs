@@ -164,7 +164,9 @@ impl Intercept for Counter {
                     // transactions", DynamoDB Developer Guide).
                     writes += 2.0 * self.update_units(check.key());
                 } else {
-                    return Err("unpriced transaction member (only Put, Update and ConditionCheck are estimated)".into());
+                    return Err(
+                        "unpriced transaction member (only Put, Update and ConditionCheck are estimated)".into()
+                    );
                 }
             }
         }

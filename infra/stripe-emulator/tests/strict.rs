@@ -41,6 +41,30 @@ async fn a_charge_carries_its_refunds_only_when_asked() {
     assert!(refunded["data"]["object"].get("refunds").is_none(), "webhook payloads are not expanded");
 }
 
+/// A PaymentIntent's `latest_charge` is its id unless expanded
+/// ("Expanding responses", API reference: "expand[]=…" replaces the id with
+/// the object); the charge says how it was paid (`payment_method_details`).
+/// A field that cannot be expanded is refused: "This property cannot be
+/// expanded (x)." (Stripe's invalid_request_error for an unknown expansion).
+#[tokio::test]
+async fn an_intent_expands_its_latest_charge_and_nothing_unknown() {
+    let running = start(None).await;
+    let (pi, charge) = paid_intent(&running, ACCOUNT).await;
+    let (status, expanded) =
+        api_get(&running, &format!("payment_intents/{pi}?expand[]=latest_charge"), Some(ACCOUNT)).await;
+    assert_eq!(status, 200);
+    assert_eq!(expanded["latest_charge"]["id"], charge.as_str());
+    assert_eq!(expanded["latest_charge"]["payment_method_details"]["type"], "card");
+    assert_eq!(expanded["latest_charge"]["payment_method_details"]["card"]["last4"], "4242");
+    let (status, refused) =
+        api_get(&running, &format!("payment_intents/{pi}?expand[]=customer_x"), Some(ACCOUNT)).await;
+    assert_eq!(status, 400);
+    assert_eq!(refused["error"]["message"], "This property cannot be expanded (customer_x).");
+    // On another account the intent does not exist.
+    let (status, _) = api_get(&running, &format!("payment_intents/{pi}?expand[]=latest_charge"), None).await;
+    assert_eq!(status, 404);
+}
+
 /// Refunds are "pending, requires_action, succeeded, failed, or canceled"
 /// (API reference, Refund); `refund.updated` "Occurs whenever a refund is
 /// updated", `refund.failed` "whenever a refund has failed"; a failed refund's

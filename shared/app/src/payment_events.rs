@@ -3,14 +3,15 @@
 //! conditional transaction per signal. Duplicate, late and out-of-order
 //! signals are no-ops by construction (states only move forward).
 //!
-//! It also asks Stripe what an event leaves out: a charge's refunds (the
-//! charge no longer lists them), and, once an action is paid or has ended,
-//! which of its sessions are still open, to expire them.
+//! It also asks Stripe what an event leaves out: how a payment was paid
+//! (for the receipt; a completed session does not say), a charge's refunds
+//! (the charge no longer lists them), and, once an action is paid or has
+//! ended, which of its sessions are still open, to expire them.
 
 use tracing::Instrument;
 
 use super::sessions::close_open_sessions;
-use super::transitions::{apply_event, replace_action, Known};
+use super::transitions::{apply_events, replace_action, Known};
 use super::{with_retries, AppError, HasClock, HasConfig, HasMetrics, HasPayments, HasStore, NotFound};
 use crate::ports::{expect_of, MoneySignal, PaymentsError, StoreError, Stored, Write};
 use visitpay_domain::{
@@ -169,6 +170,46 @@ async fn record_stray(
     Ok(Applied::Stray)
 }
 
+/// How the patient paid, asked of Stripe when `event` makes (or made) the
+/// payment the action's own and its method is not known yet: applied in
+/// the same commit as the payment, so a completion costs one read and one
+/// write. A repeated completion, once the method is known, asks nothing.
+///
+/// The payment never waits for it: when Stripe cannot answer now, the
+/// payment is applied without it and the error is returned with it, so the
+/// message comes back (the queue's retries) and asks again; any other
+/// refusal leaves the receipt saying the method was not reported.
+async fn payment_method_of(
+    deps: &(impl HasClock + HasPayments),
+    action: &Action,
+    event: &ActionEvent,
+    actor: &Actor,
+) -> (Option<ActionEvent>, Option<PaymentsError>) {
+    let ActionEvent::PaymentSucceeded { payment_intent: Some(pi), .. } = event else { return (None, None) };
+    let own_without_method = match action.apply(event, deps.clock().now(), actor) {
+        Ok(t) => t.action.payment_intent_id() == Some(pi) && t.action.payment_method().is_none(),
+        Err(_) => false,
+    };
+    if !own_without_method {
+        return (None, None);
+    }
+    match deps.payments().payment_method(action.stripe_account_id(), pi).await {
+        Ok(Some(method)) => (Some(ActionEvent::PaymentMethod { payment_intent: pi.clone(), method }), None),
+        Ok(None) => {
+            tracing::warn!(action_id = %action.action_id(), "Stripe tells no payment method for the payment");
+            (None, None)
+        }
+        Err(e @ PaymentsError::Unavailable(_)) => {
+            tracing::warn!(action_id = %action.action_id(), error = %e, "could not ask Stripe how the patient paid; the payment is applied and the message retried");
+            (None, Some(e))
+        }
+        Err(e) => {
+            tracing::warn!(action_id = %action.action_id(), error = %e, "Stripe refused to say how the patient paid; the receipt says it was not reported");
+            (None, None)
+        }
+    }
+}
+
 /// Writes that the action's other sessions are closed (bookkeeping; a
 /// conflict means someone wrote first, and a later completion closes again).
 async fn note_sessions_closed(deps: &impl HasStore, action: &Stored<Action>, closed: &SessionsClosed) {
@@ -297,7 +338,9 @@ pub async fn apply(
             };
         }
         let before = known.action.version;
-        let applied = apply_event(deps, &clinic, &action_id, Some(known), &event, &signal.actor).await;
+        let (method, method_missed) = payment_method_of(deps, &known.action, &event, &signal.actor).await;
+        let then: Vec<ActionEvent> = method.into_iter().collect();
+        let applied = apply_events(deps, &clinic, &action_id, Some(known), &event, &then, &signal.actor).await;
         let after = match applied {
             Ok(after) => after,
             // Full of payments that are not its own: this one is kept apart.
@@ -334,6 +377,9 @@ pub async fn apply(
                     Err(e) => return Err(e.into()),
                 }
             }
+        }
+        if let Some(missed) = method_missed {
+            return Err(ConsumeError::Retryable(missed.into()));
         }
         if after.version == before {
             tracing::info!(action_id = %action_id, status = %after.status(), "event changed nothing (duplicate or late)");

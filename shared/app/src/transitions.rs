@@ -28,8 +28,22 @@ pub(crate) async fn apply_event(
     deps: &(impl HasStore + HasClock + HasMetrics),
     clinic: &ClinicId,
     action_id: &ActionId,
+    known: Option<Known>,
+    event: &ActionEvent,
+    actor: &Actor,
+) -> Result<Stored<Action>, AppError> {
+    apply_events(deps, clinic, action_id, known, event, &[], actor).await
+}
+
+/// As `apply_event`, with what the same source said alongside (`then`,
+/// e.g. how the payment was paid) applied after it in the same commit.
+pub(crate) async fn apply_events(
+    deps: &(impl HasStore + HasClock + HasMetrics),
+    clinic: &ClinicId,
+    action_id: &ActionId,
     mut known: Option<Known>,
     event: &ActionEvent,
+    then: &[ActionEvent],
     actor: &Actor,
 ) -> Result<Stored<Action>, AppError> {
     let payment_intent = match event {
@@ -59,6 +73,14 @@ pub(crate) async fn apply_event(
         let now = deps.clock().now();
         let Applied { action, invoices, mut changed, mut outcomes } = current.apply(event, now, actor)?;
         let (mut action, mut effects) = (action, vec![invoices]);
+        for next in then {
+            let t = action.apply(next, now, actor)?;
+            if t.changed {
+                (action, changed) = (t.action, true);
+                effects.push(t.invoices);
+                outcomes.extend(t.outcomes);
+            }
+        }
         let mut writes = Vec::new();
         if let Some(pi) = payment_intent {
             if payment.as_ref().and_then(|p| p.owner.as_ref()).is_none() {

@@ -78,7 +78,8 @@ pub enum ChargeChange {
     Dispute { dispute: DisputeRecord },
     /// A dispute opened, parked by an earlier release.
     Disputed,
-    /// `charge.succeeded`: how the patient paid, for the receipt.
+    /// How the patient paid, from a `charge.succeeded` parked by an earlier
+    /// release (the consumer now asks Stripe when it applies the payment).
     Succeeded { method: super::PaymentMethod },
 }
 

@@ -23,6 +23,22 @@ pub struct SessionAnswer {
     pub mode: String,
 }
 
+/// A PaymentIntent retrieved with `expand[]=latest_charge`
+/// (https://docs.stripe.com/api/payment_intents/object): only how its
+/// charge was paid is read.
+#[derive(Debug, Deserialize)]
+pub struct IntentChargeAnswer {
+    pub id: String,
+    pub latest_charge: Option<ChargeAnswer>,
+}
+
+/// A Charge (https://docs.stripe.com/api/charges/object): its
+/// `payment_method_details`, `{"type": t, t: {...}}`, one object per type.
+#[derive(Debug, Deserialize)]
+pub struct ChargeAnswer {
+    pub payment_method_details: Option<miniserde::json::Value>,
+}
+
 /// A Refund (https://docs.stripe.com/api/refunds/object).
 #[derive(Debug, Deserialize)]
 pub struct RefundAnswer {

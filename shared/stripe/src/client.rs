@@ -19,14 +19,18 @@ use stripe_client_core::{IdempotencyKey, RequestBuilder, RequestStrategy, Stripe
 use stripe_core::refund::{CreateRefund, ListRefund};
 use stripe_shared::{AccountId, CheckoutSessionLocale, CheckoutSessionMode};
 
-use super::answers::{AccountAnswer, AccountLinkAnswer, BalanceTransactionAnswer, Page, RefundAnswer, SessionAnswer};
+use super::answers::{
+    AccountAnswer, AccountLinkAnswer, BalanceTransactionAnswer, IntentChargeAnswer, Page, RefundAnswer, SessionAnswer,
+};
 use super::transport::{StripeCallError, StripeHttp};
 use visitpay_app::ports::{
     AccountLink, BalanceTransaction, CheckoutRequest, CheckoutSession, ConnectedAccount, EventLog, LoggedEvent,
     Metrics, MoneySignal, Payments, PaymentsError, Refund, RefundRequest, SessionPaymentStatus, SessionStatus,
     META_REFUND_ATTEMPT,
 };
-use visitpay_domain::{ClinicId, Locale, PaymentIntentId, RefundId, RefundState, SessionId, StripeAccountId};
+use visitpay_domain::{
+    ClinicId, Locale, PaymentIntentId, PaymentMethod, RefundId, RefundState, SessionId, StripeAccountId,
+};
 
 /// Per attempt; the whole call stays well inside a Lambda's timeout.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(8);
@@ -526,6 +530,29 @@ impl Payments for StripePayments {
         refund_of(refund)
     }
 
+    async fn payment_method(
+        &self,
+        account_id: &StripeAccountId,
+        payment_intent: &PaymentIntentId,
+    ) -> Result<Option<PaymentMethod>, PaymentsError> {
+        // https://docs.stripe.com/api/payment_intents/retrieve, its latest
+        // charge expanded (https://docs.stripe.com/api/expanding_objects).
+        let path = format!("/payment_intents/{}", payment_intent.as_str());
+        let answer = self
+            .with_retries(|| {
+                RequestBuilder::new(StripeMethod::Get, path.clone())
+                    .query(&ExpandParams { expand: ["latest_charge"] })
+                    .customize::<IntentChargeAnswer>()
+                    .account_id(account(account_id))
+                    .send(&self.client)
+            })
+            .await?;
+        if answer.id != payment_intent.as_str() {
+            return Err(unexpected(format!("asked for {payment_intent}, Stripe answered {}", answer.id)));
+        }
+        Ok(answer.latest_charge.and_then(|c| c.payment_method_details).as_ref().and_then(method_of))
+    }
+
     async fn list_refunds(
         &self,
         account_id: &StripeAccountId,
@@ -685,6 +712,28 @@ impl Payments for StripePayments {
     fn livemode(&self) -> bool {
         self.livemode
     }
+}
+
+/// A retrieve's `expand[]`.
+#[derive(serde::Serialize)]
+struct ExpandParams {
+    expand: [&'static str; 1],
+}
+
+/// How a charge was paid (`payment_method_details`): its type, and the
+/// card's brand or the bank debit's last 4. Nothing else is kept.
+fn method_of(details: &miniserde::json::Value) -> Option<PaymentMethod> {
+    use miniserde::json::Value;
+    let Value::Object(details) = details else { return None };
+    let Some(Value::String(kind)) = details.get("type") else { return None };
+    let text = |key: &str| match details.get(kind) {
+        Some(Value::Object(of_kind)) => match of_kind.get(key) {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        },
+        _ => None,
+    };
+    Some(PaymentMethod { brand: text("brand"), last4: text("last4"), kind: kind.clone() })
 }
 
 /// `types[]` takes "an array of up to 20 strings" (API reference, List all events).

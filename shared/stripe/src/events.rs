@@ -10,8 +10,8 @@ use visitpay_app::ports::{META_ACTION, META_CLINIC, META_REFUND_ATTEMPT};
 use visitpay_domain::connect::PayoutFacts;
 use visitpay_domain::{
     AccountHealth, ActionEvent, ActionId, Actor, ChargeChange, Charged, ClinicId, Currency, DisputeId, DisputeRecord,
-    DisputeStatus, DomainError, PaymentIntentId, PaymentMethod, PaymentSignal, PayoutStatus, RefundId, RefundRecord,
-    RefundState, SessionId, SignalKind, StripeAccountId, Timestamp,
+    DisputeStatus, DomainError, PaymentIntentId, PaymentSignal, PayoutStatus, RefundId, RefundRecord, RefundState,
+    SessionId, SignalKind, StripeAccountId, Timestamp,
 };
 
 /// The event types visitpay acts on; anything else is acknowledged and dropped.
@@ -20,7 +20,6 @@ pub const HANDLED_TYPES: &[&str] = &[
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
     "checkout.session.expired",
-    "charge.succeeded",
     "charge.refunded",
     "charge.refund.updated",
     "refund.created",
@@ -155,22 +154,6 @@ fn refund(object: &Value) -> Result<RefundRecord, DecodeError> {
     Ok(RefundRecord::new(id, amount, status))
 }
 
-/// How a Charge was paid (`payment_method_details`): its type, and the
-/// card's brand or the bank debit's last 4. Nothing else is kept.
-fn payment_method(charge: &Value) -> Result<PaymentMethod, DecodeError> {
-    let details = charge
-        .get("payment_method_details")
-        .ok_or_else(|| DecodeError::Invalid("a charge without payment_method_details".into()))?;
-    let kind =
-        text(details, "type").ok_or_else(|| DecodeError::Invalid("payment_method_details without type".into()))?;
-    let of_kind = details.get(&kind);
-    Ok(PaymentMethod {
-        brand: of_kind.and_then(|d| text(d, "brand")),
-        last4: of_kind.and_then(|d| text(d, "last4")),
-        kind,
-    })
-}
-
 /// A Dispute object, as `charge.dispute.*` carry it; the event type says
 /// what happened to the money.
 fn dispute(event_type: &str, object: &Value) -> Result<DisputeRecord, DecodeError> {
@@ -265,8 +248,7 @@ pub fn decode(body: &str) -> Result<Decoded, DecodeError> {
             let (clinic_id, action_id) = ids(clinic, action)?;
             SignalKind::Action { clinic_id, action_id, event: action_event }
         }
-        "charge.succeeded"
-        | "charge.refunded"
+        "charge.refunded"
         | "charge.refund.updated"
         | "refund.created"
         | "refund.updated"
@@ -282,7 +264,6 @@ pub fn decode(body: &str) -> Result<Decoded, DecodeError> {
             let change = match t {
                 // The charge no longer lists its refunds (API 2022-11-15).
                 "charge.refunded" => ChargeChange::RefundsChanged,
-                "charge.succeeded" => ChargeChange::Succeeded { method: payment_method(object)? },
                 _ if t.starts_with("charge.dispute.") => ChargeChange::Dispute { dispute: dispute(t, object)? },
                 _ => ChargeChange::Refunded { refunds: vec![refund(object)?] },
             };
@@ -462,9 +443,7 @@ mod tests {
             "metadata": {META_ACTION: "act_1", META_CLINIC: "c1"}});
         let theirs = json!({"id": "ch_2", "object": "charge", "payment_intent": "pi_2", "payment_method_details": card,
             "metadata": {"order": "42"}});
-        assert!(marked("charge.succeeded", ours.clone()));
         assert!(marked("charge.refunded", ours));
-        assert!(!marked("charge.succeeded", theirs.clone()));
         assert!(!marked("charge.refunded", theirs));
         let refund = |metadata: Value| {
             json!({"id": "re_1", "object": "refund", "amount": 500, "status": "succeeded", "payment_intent": "pi_1",

@@ -218,7 +218,7 @@ fn dispatch(state: &mut State, ctx: &Ctx, method: &Method, path: &str, params: &
         ("POST", ["v1", "refunds"]) => refunds::create(state, ctx, params),
         ("GET", ["v1", "refunds", id]) => refunds::retrieve(state, ctx, id),
         ("GET", ["v1", "refunds"]) => refunds::list(state, ctx, params),
-        ("GET", ["v1", "payment_intents", id]) => payments::retrieve_intent(state, ctx, id),
+        ("GET", ["v1", "payment_intents", id]) => payments::retrieve_intent(state, ctx, id, params),
         ("GET", ["v1", "charges", id]) => payments::retrieve_charge(state, ctx, id, params),
         ("GET", ["v1", "disputes"]) => disputes::list(state, ctx, params),
         ("GET", ["v1", "disputes", id]) => disputes::retrieve(state, ctx, id),

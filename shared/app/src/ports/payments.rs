@@ -5,7 +5,8 @@ use async_trait::async_trait;
 
 use super::BoxError;
 use visitpay_domain::{
-    ClinicId, Currency, Locale, PaymentIntentId, RefundId, RefundState, SessionId, StripeAccountId, Timestamp,
+    ClinicId, Currency, Locale, PaymentIntentId, PaymentMethod, RefundId, RefundState, SessionId, StripeAccountId,
+    Timestamp,
 };
 
 /// Metadata keys visitpay puts on every Checkout Session and PaymentIntent:
@@ -185,6 +186,14 @@ pub trait Payments: Send + Sync {
     /// same request sent again: Stripe answers with the session it made), or
     /// `None` when Stripe refuses it: a refusal made no session.
     async fn recover_checkout(&self, req: &CheckoutRequest) -> Result<Option<CheckoutSession>, PaymentsError>;
+    /// How a payment was paid (its latest charge's payment method: type,
+    /// brand, last 4), for the receipt; `None` when Stripe tells none (no
+    /// charge yet).
+    async fn payment_method(
+        &self,
+        account: &StripeAccountId,
+        payment_intent: &PaymentIntentId,
+    ) -> Result<Option<PaymentMethod>, PaymentsError>;
     /// Every refund of a payment, with its current status.
     async fn list_refunds(
         &self,

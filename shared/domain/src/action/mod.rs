@@ -92,7 +92,7 @@ pub struct Payment {
     pub session_id: SessionId,
     pub payment_intent: Option<PaymentIntentId>,
     pub at: Timestamp,
-    /// How the patient paid (`charge.succeeded`), for the receipt.
+    /// How the patient paid (its charge's payment method, as Stripe tells it), for the receipt.
     pub method: Option<PaymentMethod>,
 }
 

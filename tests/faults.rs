@@ -180,7 +180,6 @@ async fn faulty_dynamodb(times: usize, target: &'static str, body: &'static str)
     (deps, proxy)
 }
 
-const THROTTLED: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
 const CONFLICT: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","message":"Transaction cancelled, please refer cancellation reasons for specific reasons [None, TransactionConflict]","CancellationReasons":[{"Code":"None"},{"Code":"TransactionConflict"}]}"#;
 
 async fn assign_one(deps: &TestDeps) -> Result<actions::Assigned, AppError> {
@@ -204,7 +203,7 @@ async fn prepared(store: visitpay_aws::dynamodb::DynamoStore) -> TestDeps {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_throttling_is_retried_with_backoff() {
-    let (deps, proxy) = faulty_dynamodb(2, "TransactWriteItems", THROTTLED).await;
+    let (deps, proxy) = faulty_dynamodb(2, "TransactWriteItems", DYNAMODB_THROTTLED).await;
     let assigned = assign_one(&deps).await.unwrap();
     assert!(matches!(assigned, actions::Assigned::Created { .. }));
     assert_eq!(proxy.injected.load(Ordering::SeqCst), 2, "two throttled attempts, then success");
@@ -215,7 +214,7 @@ async fn dynamodb_throttling_is_retried_with_backoff() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_throttling_answers_503_and_changes_nothing() {
-    let (deps, _proxy) = faulty_dynamodb(100, "TransactWriteItems", THROTTLED).await;
+    let (deps, _proxy) = faulty_dynamodb(100, "TransactWriteItems", DYNAMODB_THROTTLED).await;
     let e = assign_one(&deps).await.unwrap_err();
     let api = visitpay_edge::http::ApiError::from(e);
     assert_eq!((api.status.as_u16(), api.code), (503, "throttled"));

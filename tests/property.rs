@@ -5,7 +5,9 @@
 //! endpoint that is sometimes down, with Stripe's events held, shuffled and
 //! duplicated by the emulator (at least once, in no order, retried with
 //! backoff), outages of the endpoint up to four days (past Stripe's retries:
-//! the catch-up recovers what it gave up on) and Stripe answering 500s.
+//! the catch-up recovers what it gave up on), Stripe answering 500s and,
+//! on DynamoDB, the table throttling visitpay's requests for a while (the
+//! test's own reads go around it).
 //! After each step, at most one of visitpay's sessions per action is open;
 //! after everything settles:
 //!
@@ -25,7 +27,7 @@ use std::sync::Arc;
 
 use crate::support::*;
 use serde_json::{json, Value};
-use visitpay_app::ports::{EventQueue, PaymentsError, QueueMessage};
+use visitpay_app::ports::{EventQueue, PaymentsError, QueueMessage, StoreError};
 use visitpay_app::reconcile::{self, ReconcileConfig};
 use visitpay_app::{actions, checkout, invoices, AppError};
 use visitpay_devkit::embedded_queue::EmbeddedQueue;
@@ -56,7 +58,13 @@ impl Rng {
 const CLINICS: [&str; 2] = ["pa", "pb"];
 
 struct World {
+    /// What visitpay runs with (on DynamoDB, through the throttling proxy).
     deps: TestDeps,
+    /// The same store seen directly: the test's own reads and set-up, which
+    /// throttling must not disturb.
+    observer: TestDeps,
+    /// DynamoDB's throttling, switched on for a number of requests at a time.
+    throttle: Option<FaultProxy>,
     stripe: StripeFixture,
     queue: Arc<EmbeddedQueue>,
     endpoint_up: Arc<AtomicBool>,
@@ -85,12 +93,15 @@ impl World {
             Ok(v) => Some(v),
             Err(AppError::Domain(_) | AppError::NotFound(_) | AppError::Contended) => None,
             Err(AppError::Payments(PaymentsError::Rejected { .. } | PaymentsError::Unavailable(_))) => None,
+            // DynamoDB refused the request (after the SDK's own retries): the
+            // caller is told to try again, nothing was written.
+            Err(AppError::Store(StoreError::Throttled)) if self.throttle.is_some() => None,
             Err(e) => self.fail(format!("{step}: unexpected {e:?}")),
         }
     }
 
     async fn action(&self, clinic: &str, id: &ActionId) -> StoredAction {
-        action_of(&self.deps, clinic, id).await
+        action_of(&self.observer, clinic, id).await
     }
 
     async fn all_actions(&self) -> Vec<StoredAction> {
@@ -114,7 +125,7 @@ impl World {
     async fn assign(&mut self) {
         let c = *self.rng.pick(&CLINICS).unwrap();
         // New invoices, or ones a full refund made owed again.
-        let owed: Vec<String> = invoice_states(&self.deps, c, "p1")
+        let owed: Vec<String> = invoice_states(&self.observer, c, "p1")
             .await
             .into_iter()
             .filter(|(_, s)| matches!(s, InvoiceStatus::Unprocessed | InvoiceStatus::Selected))
@@ -127,7 +138,7 @@ impl World {
         for _ in 0..=self.rng.below(2) {
             self.next_invoice += 1;
             let id = format!("inv{}", self.next_invoice);
-            import(&self.deps, c, "p1", &id, 50 + 50 * self.rng.below(80) as i64, "cad").await;
+            import(&self.observer, c, "p1", &id, 50 + 50 * self.rng.below(80) as i64, "cad").await;
             chosen.push(id);
         }
         let list: Vec<&str> = chosen.iter().map(String::as_str).collect();
@@ -287,8 +298,11 @@ impl World {
         let config = ReconcileConfig { min_age: time::Duration::seconds(60), batch: 50 };
         let report = reconcile::run(&self.deps, config).await;
         self.log.push(format!("reconcile -> {report:?}"));
-        if let Err(e) = report {
-            self.fail(format!("reconcile failed: {e}"));
+        match report {
+            // Throttled: the next run (a minute later in AWS) does it.
+            Err(AppError::Store(StoreError::Throttled)) if self.throttle.is_some() => {}
+            Err(e) => self.fail(format!("reconcile failed: {e}")),
+            Ok(_) => {}
         }
     }
 
@@ -372,6 +386,20 @@ impl World {
         self.log.push(format!("stripe answers 500 to the next {times} {method} {path}… -> {res}"));
     }
 
+    /// DynamoDB throttles the next requests visitpay makes, whichever they
+    /// are (a hot partition, a burst over the table's limits): the consumer
+    /// and reconcile meet them at once, and clicks and staff actions what
+    /// is left, in the middle of what they do. The SDK retries each request
+    /// up to three times first.
+    async fn dynamodb_throttles(&mut self) {
+        let Some(proxy) = &self.throttle else { return };
+        let requests = *self.rng.pick(&[5, 15, 40]).unwrap();
+        proxy.allow_more(requests);
+        self.log.push(format!("dynamodb throttles the next {requests} requests"));
+        self.consume().await;
+        self.reconcile().await;
+    }
+
     fn toggle_endpoint(&mut self) {
         let up = !self.endpoint_up.load(Ordering::SeqCst);
         self.endpoint_up.store(up, Ordering::SeqCst);
@@ -394,7 +422,8 @@ impl World {
             74..=79 => self.advance().await,
             80..=83 => self.reconcile().await,
             84..=91 => self.deliver().await,
-            92..=96 => self.consume().await,
+            92..=94 => self.consume().await,
+            95..=96 => self.dynamodb_throttles().await,
             97 => self.toggle_endpoint(),
             98 => self.long_outage().await,
             _ => self.stripe_errors().await,
@@ -408,6 +437,9 @@ impl World {
         self.endpoint_up.store(true, Ordering::SeqCst);
         let cleared = reqwest::Client::new().delete(format!("{}/test/faults", self.stripe.base)).send().await.unwrap();
         self.log.push(format!("settle (Stripe's errors over: {})", cleared.status()));
+        if let Some(proxy) = &self.throttle {
+            proxy.stop();
+        }
         for round in 0..8 {
             self.deliver().await;
             self.consume().await;
@@ -435,7 +467,7 @@ impl World {
         self.reconcile().await;
         self.consume().await;
         let now = self.deps.clock.now();
-        for c in self.deps.store.catch_up_checkpoints().await.unwrap() {
+        for c in self.observer.store.catch_up_checkpoints().await.unwrap() {
             if now - c.value.through > visitpay_app::catch_up::SETTLE + time::Duration::minutes(1) {
                 self.fail(format!("the catch-up of {} is behind: {:?}", c.value.account.as_str(), c.value));
             }
@@ -596,7 +628,7 @@ impl World {
         }
         // Invoices: held by at most one live action, paid by at most one.
         for c in CLINICS {
-            let list = invoices::list(&self.deps, &clinic(c), &patient("p1"), None).await.unwrap();
+            let list = invoices::list(&self.observer, &clinic(c), &patient("p1"), None).await.unwrap();
             for invoice in list {
                 let id = &invoice.invoice_id;
                 let listing: Vec<&Action> =
@@ -657,16 +689,26 @@ fn steps() -> usize {
     std::env::var("VISITPAY_PROPERTY_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(120)
 }
 
-async fn the_lifecycle_keeps_its_invariants_under_any_interleaving(store: DynStore) {
+/// On the embedded store nothing throttles; on DynamoDB visitpay's client
+/// goes through a proxy that throttles when the test says, and the test
+/// reads the table directly.
+async fn the_lifecycle_keeps_its_invariants_under_any_interleaving(
+    store: DynStore,
+    throttled: Option<(DynStore, FaultProxy)>,
+) {
     let seed = seed();
     println!("property seed: {seed} (replay with VISITPAY_PROPERTY_SEED={seed}), {} steps", steps());
     let stripe = stripe_emulator(None).await;
     let queue = Arc::new(EmbeddedQueue::new(5, std::time::Duration::from_millis(10)));
     let (deps, _clock) = deps_for_payments(store, &stripe, Some(queue.clone()));
+    let (observer, throttle) = match throttled {
+        Some((direct, proxy)) => (TestDeps { store: direct, ..deps.clone() }, Some(proxy)),
+        None => (deps.clone(), None),
+    };
     for c in CLINICS {
         let mut s = settings_input(true, "cad");
         (s.checkout_ttl_minutes, s.action_ttl_hours) = (30, 2);
-        visitpay_app::settings::put(&deps, &support(), clinic(c), s).await.unwrap();
+        visitpay_app::settings::put(&observer, &support(), clinic(c), s).await.unwrap();
     }
     let endpoint_up = Arc::new(AtomicBool::new(true));
     let url = webhook_endpoint(deps.clone(), endpoint_up.clone()).await;
@@ -681,6 +723,8 @@ async fn the_lifecycle_keeps_its_invariants_under_any_interleaving(store: DynSto
     });
     let mut world = World {
         deps,
+        observer,
+        throttle,
         stripe,
         queue,
         endpoint_up,
@@ -712,10 +756,45 @@ async fn the_lifecycle_keeps_its_invariants_under_any_interleaving(store: DynSto
     );
     let outages = world.log.iter().filter(|l| l.starts_with("webhook endpoint down for")).count();
     let errors = world.log.iter().filter(|l| l.starts_with("stripe answers 500")).count();
+    let throttled = match &world.throttle {
+        Some(proxy) => format!(
+            "{} DynamoDB throttling incidents ({} requests throttled)",
+            world.log.iter().filter(|l| l.starts_with("dynamodb throttles")).count(),
+            proxy.injected.load(Ordering::SeqCst)
+        ),
+        None => "no throttling (the embedded store)".to_owned(),
+    };
     println!(
-        "{outages} outages of hours to days, {errors} Stripe incidents, {} events Stripe gave up on",
-        world.stripe.emulator.undelivered().len()
+        "{outages} outages of hours to days, {errors} Stripe incidents, {} events Stripe gave up on, {throttled}",
+        world.stripe.emulator.undelivered().len(),
     );
 }
 
-on_both_stores!(the_lifecycle_keeps_its_invariants_under_any_interleaving);
+mod embedded {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_lifecycle_keeps_its_invariants_under_any_interleaving() {
+        let store = std::sync::Arc::new(crate::support::kit::embedded_store());
+        super::the_lifecycle_keeps_its_invariants_under_any_interleaving(store, None).await
+    }
+}
+
+mod dynamodb {
+    use crate::support::{fault_proxy, kit, Fault, DYNAMODB_THROTTLED};
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_lifecycle_keeps_its_invariants_under_any_interleaving() {
+        let direct = kit::dynamodb_store("property").await;
+        let table = direct.table().to_owned();
+        // Every DynamoDB request (they all name their operation in X-Amz-Target).
+        let any = |_: &str, _: &str, headers: &axum::http::HeaderMap| headers.contains_key("x-amz-target");
+        let refuse = Fault::Refuse { status: 400, body: DYNAMODB_THROTTLED };
+        let proxy = fault_proxy(&kit::moto_endpoint(), refuse, 0, any).await;
+        let system = visitpay_aws::dynamodb::DynamoStore::new(kit::dynamodb_client(&proxy.base).await, table);
+        super::the_lifecycle_keeps_its_invariants_under_any_interleaving(
+            Arc::new(system),
+            Some((Arc::new(direct), proxy)),
+        )
+        .await
+    }
+}

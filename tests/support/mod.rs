@@ -315,14 +315,33 @@ pub enum Fault {
 pub struct FaultProxy {
     pub base: String,
     pub injected: Arc<std::sync::atomic::AtomicUsize>,
+    limit: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+impl FaultProxy {
+    /// Injects the fault into `more` matching requests beyond those already allowed.
+    pub fn allow_more(&self, more: usize) {
+        self.limit.fetch_add(more, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Injects nothing more: what was allowed and not met yet is dropped.
+    pub fn stop(&self) {
+        let met = self.injected.load(std::sync::atomic::Ordering::SeqCst);
+        self.limit.store(met, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// DynamoDB's answer when a table's throughput is exceeded: the request is
+/// refused and nothing is done ("ThrottlingException … Rate of requests
+/// exceeds the allowed throughput", DynamoDB API Reference, Common Errors).
+pub const DYNAMODB_THROTTLED: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate of requests exceeds the allowed throughput."}"#;
 
 #[derive(Clone)]
 struct ProxyState {
     upstream: String,
     matches: Arc<dyn Fn(&str, &str, &axum::http::HeaderMap) -> bool + Send + Sync>,
     fault: Fault,
-    times: usize,
+    times: Arc<std::sync::atomic::AtomicUsize>,
     injected: Arc<std::sync::atomic::AtomicUsize>,
     client: reqwest::Client,
 }
@@ -334,11 +353,12 @@ pub async fn fault_proxy(
     matches: impl Fn(&str, &str, &axum::http::HeaderMap) -> bool + Send + Sync + 'static,
 ) -> FaultProxy {
     let injected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let limit = Arc::new(std::sync::atomic::AtomicUsize::new(times));
     let state = ProxyState {
         upstream: upstream.trim_end_matches('/').to_owned(),
         matches: Arc::new(matches),
         fault,
-        times,
+        times: limit.clone(),
         injected: injected.clone(),
         client: reqwest::Client::new(),
     };
@@ -346,7 +366,7 @@ pub async fn fault_proxy(
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = axum::Router::new().fallback(proxy).with_state(state);
     tokio::spawn(async move { axum::serve(listener, app).await });
-    FaultProxy { base, injected }
+    FaultProxy { base, injected, limit }
 }
 
 async fn proxy(
@@ -358,7 +378,9 @@ async fn proxy(
     let body = axum::body::to_bytes(body, 16 * 1024 * 1024).await.unwrap();
     let path = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
     let hit = (s.matches)(parts.method.as_str(), &path, &parts.headers)
-        && s.injected.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < s.times).then_some(n + 1)).is_ok();
+        && s.injected
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < s.times.load(Ordering::SeqCst)).then_some(n + 1))
+            .is_ok();
     let respond = |status: u16, body: Vec<u8>, headers: Vec<(String, String)>| {
         let mut builder = axum::response::Response::builder().status(status);
         for (k, v) in headers {

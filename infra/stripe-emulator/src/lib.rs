@@ -7,7 +7,7 @@
 //!
 //! - Stripe API (`Authorization: Bearer sk_test_...`): `POST /v1/checkout/sessions`,
 //!   `GET /v1/checkout/sessions[/{id}[/line_items]]`, `POST /v1/checkout/sessions/{id}/expire`,
-//!   `POST /v1/refunds`, `GET /v1/refunds[/{id}]`, `GET /v1/payment_intents/{id}`,
+//!   `POST /v1/refunds`, `GET /v1/refunds[/{id}]`, `GET /v1/payment_intents/{id}[?expand[]=latest_charge]`,
 //!   `GET /v1/charges/{id}`, `GET /v1/disputes[/{id}]`, `GET /v1/events[/{id}]`.
 //! - Test controls (JSON, no auth): `POST /test/checkout_sessions/{id}/pay`, `GET /test/requests`,
 //!   `POST /test/clock/advance`, `POST /test/refunds/behaviour`, `POST /test/refunds/{id}`,

@@ -16,7 +16,8 @@
 //! - no invoice is paid twice, or held by two live actions;
 //! - every payment that is not a live action's own is recorded and flagged
 //!   until Stripe has refunded all of it;
-//! - no session of an ended action can still be paid.
+//! - no session of an ended action can still be paid;
+//! - every payment an action keeps as its own knows how it was paid.
 //!
 //! Bounded and seeded: `VISITPAY_PROPERTY_SEED` replays a run (the seed is
 //! printed), `VISITPAY_PROPERTY_STEPS` sets its length (default 120).
@@ -589,6 +590,11 @@ impl World {
         // Money: what Stripe holds is what each action shows.
         for a in &all {
             if let Some(pi) = a.payment_intent_id() {
+                // The receipt says how the patient paid: Stripe's answer was
+                // waited for through throttling and retries alike.
+                if a.payment_method().is_none() {
+                    self.fail(format!("{}: paid by {pi}, its payment method never learned", a.action_id()));
+                }
                 let held = self.held_at_stripe(pi.as_str()).await;
                 if held != a.kept().amount {
                     self.fail(format!(

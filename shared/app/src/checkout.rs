@@ -98,7 +98,11 @@ pub async fn open(
     // patient may pay: while it cannot charge, the patient is told here
     // rather than failing at Stripe's page. A new attempt's reservation
     // carries it as a condition (no read); an attempt that met a conflict,
-    // and a session handed out again, read it.
+    // a reservation joined and a session handed out again read it.
+    //
+    // The price of the condition: two reservations of one clinic in the same
+    // instant include the same health item, and DynamoDB cancels one of them
+    // (a transaction conflict); it is retried like any conflict.
     let mut first_attempt = true;
     let result = with_retries!({
         let action = for_patient(deps, token, Reach::Pay).await?;
@@ -132,10 +136,14 @@ pub async fn open(
             }
         }
 
-        // Reserve an attempt (or join the one a concurrent click reserved
-        // under the same condition a moment ago).
+        // Reserve an attempt, or join one reserved within the minute (a
+        // concurrent click, or one whose Stripe call failed): the account
+        // may have been restricted since, so that is read.
         let action = match action.usable_reservation(now) {
-            Some(_) => action,
+            Some(_) => {
+                account_takes_payments(deps, &action).await?;
+                action
+            }
             None => reserve(deps, &action, action.reserve_checkout(now)?).await?,
         };
         let attempt = action.checkout().current().cloned().expect("reserved above");

@@ -190,18 +190,22 @@ pub async fn seed_clinic_as(deps: &BenchDeps, clinic: ClinicId, account: &str) -
     Ok(())
 }
 
+/// The benchmarks' invoice: 25.00 CAD, of 20 November, nothing else said.
+pub fn invoice_input() -> visitpay_domain::invoice::InvoiceInput {
+    visitpay_domain::invoice::InvoiceInput {
+        amount: 2500,
+        currency: "cad".into(),
+        description: String::new(),
+        service_date: "2026-11-20".into(),
+        receipt: Default::default(),
+    }
+}
+
 /// Imports and selects invoices of 25.00 CAD for the bench patient.
 pub async fn seed_selected_invoices(deps: &BenchDeps, ids: &[&str]) -> Result<Vec<InvoiceId>, BoxError> {
     let ids: Vec<InvoiceId> = ids.iter().map(|i| InvoiceId::parse(i)).collect::<Result<_, _>>()?;
     for id in &ids {
-        let input = visitpay_domain::invoice::InvoiceInput {
-            amount: 2500,
-            currency: "cad".into(),
-            description: String::new(),
-            service_date: "2026-11-20".into(),
-            receipt: Default::default(),
-        };
-        invoices::import(deps, &clinic(), &patient(), id, input).await?;
+        invoices::import(deps, &clinic(), &patient(), id, invoice_input()).await?;
     }
     invoices::select(deps, &clinic(), &patient(), &ids).await?;
     Ok(ids)
@@ -237,6 +241,29 @@ pub async fn stripe_call(request: reqwest::RequestBuilder, form: Option<String>)
 pub async fn stripe_events(stripe_base: &str) -> Result<Vec<Value>, BoxError> {
     let page = stripe_call(reqwest::Client::new().get(format!("{stripe_base}/v1/events?limit=100")), None).await?;
     Ok(page["data"].as_array().ok_or("no events")?.clone())
+}
+
+/// Every event of `account` at the emulator, oldest first (all pages).
+pub async fn all_stripe_events(stripe_base: &str, account: &str) -> Result<Vec<Value>, BoxError> {
+    let client = reqwest::Client::new();
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{stripe_base}/v1/events?limit=100");
+        if let Some(a) = &after {
+            url.push_str(&format!("&starting_after={a}"));
+        }
+        let request = client.get(url).bearer_auth(STRIPE_KEY).header("Stripe-Account", account);
+        let page: Value = request.send().await?.error_for_status()?.json().await?;
+        let data = page["data"].as_array().ok_or("no events")?;
+        all.extend(data.iter().cloned());
+        after = data.last().and_then(|e| e["id"].as_str()).map(str::to_owned);
+        if page["has_more"] != true || after.is_none() {
+            break;
+        }
+    }
+    all.reverse();
+    Ok(all)
 }
 
 /// An action assigned to the bench patient over fresh invoices; returns its id and link token.

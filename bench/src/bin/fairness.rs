@@ -74,14 +74,7 @@ async fn paid_at_stripe(
 ) -> Result<ActionId, BoxError> {
     let (clinic, patient) = (clinic(c)?, PatientId::parse(&format!("p{n}"))?);
     let invoice = InvoiceId::parse(&format!("inv-{n}"))?;
-    let input = visitpay_domain::invoice::InvoiceInput {
-        amount: 2500,
-        currency: "cad".into(),
-        description: String::new(),
-        service_date: "2026-11-20".into(),
-        receipt: Default::default(),
-    };
-    invoices::import(deps, &clinic, &patient, &invoice, input).await?;
+    invoices::import(deps, &clinic, &patient, &invoice, visitpay_bench::invoice_input()).await?;
     invoices::select(deps, &clinic, &patient, std::slice::from_ref(&invoice)).await?;
     let staff = Caller { sub: UserId::parse("bench-staff")?, role: Role::Staff, clinic_id: Some(clinic.clone()) };
     let request = AssignRequest {
@@ -99,36 +92,6 @@ async fn paid_at_stripe(
     let token = patient_url.rsplit('/').next().ok_or("no token")?;
     visitpay_bench::open_and_pay(deps, stripe_base, token).await?;
     Ok(action.action_id().clone())
-}
-
-/// Every event of `account` at the emulator, oldest first (all pages).
-async fn events_of(stripe_base: &str, account: &str) -> Result<Vec<Value>, BoxError> {
-    let client = reqwest::Client::new();
-    let mut all = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut url = format!("{stripe_base}/v1/events?limit=100");
-        if let Some(a) = &after {
-            url.push_str(&format!("&starting_after={a}"));
-        }
-        let page: Value = client
-            .get(url)
-            .bearer_auth(STRIPE_KEY)
-            .header("Stripe-Account", account)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let data = page["data"].as_array().ok_or("no events")?;
-        all.extend(data.iter().cloned());
-        after = data.last().and_then(|e| e["id"].as_str()).map(str::to_owned);
-        if page["has_more"] != true {
-            break;
-        }
-    }
-    all.reverse();
-    Ok(all)
 }
 
 struct Run {
@@ -160,12 +123,12 @@ async fn run_once(
         e["data"]["object"]["metadata"]["visitpay_action_id"].as_str().filter(|_| subscribed).map(str::to_owned)
     };
     let flood_ids: std::collections::HashSet<String> = flooding.iter().map(|a| a.as_str().to_owned()).collect();
-    let flood_events: Vec<Value> = events_of(stripe_base, FLOODING.1)
+    let flood_events: Vec<Value> = visitpay_bench::all_stripe_events(stripe_base, FLOODING.1)
         .await?
         .into_iter()
         .filter(|e| mine(e).is_some_and(|a| flood_ids.contains(&a)))
         .collect();
-    let quiet_events: Vec<Value> = events_of(stripe_base, QUIET.1)
+    let quiet_events: Vec<Value> = visitpay_bench::all_stripe_events(stripe_base, QUIET.1)
         .await?
         .into_iter()
         .filter(|e| mine(e).as_deref() == Some(quiet.as_str()))

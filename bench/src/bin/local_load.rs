@@ -360,22 +360,7 @@ async fn burst_world(
         }
         ids.push(action);
     }
-    let mut events = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut url = format!("{stripe_base}/v1/events?limit=100");
-        if let Some(a) = &after {
-            url.push_str(&format!("&starting_after={a}"));
-        }
-        let page = visitpay_bench::stripe_call(http.get(url), None).await?;
-        let data = page["data"].as_array().ok_or("no events")?;
-        events.extend(data.iter().cloned());
-        after = data.last().and_then(|e| e["id"].as_str()).map(str::to_owned);
-        if page["has_more"] != true || after.is_none() {
-            break;
-        }
-    }
-    events.reverse();
+    let events = visitpay_bench::all_stripe_events(stripe_base, visitpay_bench::ACCOUNT).await?;
     let subscribed: Vec<String> = events
         .into_iter()
         .filter(|e| e["type"].as_str().is_some_and(|t| HANDLED_TYPES.contains(&t)))
